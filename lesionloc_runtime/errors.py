@@ -1,0 +1,46 @@
+"""Errors a user can cause (bad file, bad report, wrong bundle): each carries a message that
+says what was wrong and what to do, and the CLIs map them to a one-line error and an exit code."""
+
+from __future__ import annotations
+
+
+class LesionlocError(Exception):
+    """Base class of every error caused by input, not by a bug. Never shown as a traceback."""
+
+    exit_code: int = 2
+
+
+class ImageReadError(LesionlocError):
+    """The image file is missing, unreadable, or not a single-frame greyscale radiograph."""
+
+    exit_code = 3
+
+
+class ReportError(LesionlocError):
+    """The report is missing, empty, binary, too large, or has no sentence to ground."""
+
+    exit_code = 4
+
+
+class BundleError(LesionlocError):
+    """The model bundle is missing, tampered with, of another format version, or inconsistent."""
+
+    exit_code = 5
+
+
+class ConfigError(LesionlocError):
+    """A configuration, preset, manifest or command-line combination is invalid."""
+
+    exit_code = 2
+
+
+class CheckpointError(LesionlocError):
+    """A training checkpoint is missing, truncated, or of another architecture."""
+
+    exit_code = 6
+
+
+class DataError(LesionlocError):
+    """A data set (manifest, annotation file) cannot be used at all."""
+
+    exit_code = 7

@@ -1,0 +1,197 @@
+"""Localization metrics as the field defines them (numpy only), used by training validation,
+the benchmarks and `lesionloc-evaluate`: pointing game, CNR, mIoU, IoU, Dice, AUROC,
+precision and recall. A heatmap and a ground-truth mask share one pixel grid."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+MIOU_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
+DEFAULT_THRESHOLD = 0.5
+
+
+def boxes_to_mask(boxes: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
+    """Union of `[x, y, w, h]` boxes (pixels, top-left origin) as a boolean (height, width) mask.
+
+    A pixel belongs to a box when its centre lies inside it; a box thinner than one pixel
+    still marks the pixel it sits on, so no ground truth is ever empty by rounding.
+    """
+    mask = np.zeros((height, width), dtype=bool)
+    for box in boxes:
+        x, y, w, h = (float(v) for v in box)
+        x0 = int(np.clip(np.ceil(x - 0.5), 0, width))
+        y0 = int(np.clip(np.ceil(y - 0.5), 0, height))
+        x1 = int(np.clip(np.ceil(x + w - 0.5), 0, width))
+        y1 = int(np.clip(np.ceil(y + h - 0.5), 0, height))
+        if x1 <= x0 and 0 <= x < width:
+            x0, x1 = int(x), int(x) + 1
+        if y1 <= y0 and 0 <= y < height:
+            y0, y1 = int(y), int(y) + 1
+        mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def _check(heatmap: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    heatmap = np.asarray(heatmap, dtype=np.float64)
+    mask = np.asarray(mask, dtype=bool)
+    if heatmap.shape != mask.shape:
+        raise ValueError(f"heatmap {heatmap.shape} and mask {mask.shape} differ in shape")
+    if not np.isfinite(heatmap).all():
+        raise ValueError("heatmap contains NaN or inf")
+    return heatmap, mask
+
+
+def minmax_normalize(heatmap: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1]; a constant heatmap becomes all zeros (it localizes nothing)."""
+    heatmap = np.asarray(heatmap, dtype=np.float64)
+    lo, hi = float(heatmap.min()), float(heatmap.max())
+    if hi - lo <= 0:
+        return np.zeros_like(heatmap)
+    return (heatmap - lo) / (hi - lo)
+
+
+def pointing_game(heatmap: np.ndarray, mask: np.ndarray) -> float:
+    """Pointing game (Zhang et al. 2016, as used for CXR by MedKLIP): a hit when the heatmap's
+    peak lies inside the ground truth. Ties at the maximum are scored as the fraction of
+    maximal pixels inside the mask, i.e. the expected hit under random tie-breaking, so a
+    constant heatmap scores the mask's area fraction (chance), not a corner pixel's luck."""
+    heatmap, mask = _check(heatmap, mask)
+    peak = heatmap == heatmap.max()
+    return float(mask[peak].mean())
+
+
+def contrast_to_noise_ratio(heatmap: np.ndarray, mask: np.ndarray) -> float:
+    """CNR = |mu_in - mu_out| / sqrt(var_in + var_out) of the heatmap inside the ground truth
+    against the rest of the image (the MS-CXR protocol, Boecking et al. 2022, BioViL).
+    Invariant to affine rescaling of the heatmap; 0 when both regions are constant."""
+    heatmap, mask = _check(heatmap, mask)
+    inside, outside = heatmap[mask], heatmap[~mask]
+    if inside.size == 0 or outside.size == 0:
+        return 0.0
+    denom = float(np.sqrt(inside.var() + outside.var()))
+    diff = abs(float(inside.mean()) - float(outside.mean()))
+    if denom == 0.0:
+        return 0.0
+    return diff / denom
+
+
+def _overlap(pred: np.ndarray, mask: np.ndarray) -> tuple[int, int, int]:
+    inter = int(np.count_nonzero(pred & mask))
+    return inter, int(np.count_nonzero(pred)), int(np.count_nonzero(mask))
+
+
+def iou(heatmap: np.ndarray, mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> float:
+    """Intersection over union of (min-max normalized heatmap >= threshold) with the mask."""
+    heatmap, mask = _check(heatmap, mask)
+    pred = minmax_normalize(heatmap) >= threshold
+    if not pred.any() and heatmap.max() == heatmap.min():
+        pred = np.zeros_like(mask)  # a constant heatmap predicts nothing
+    inter, n_pred, n_mask = _overlap(pred, mask)
+    union = n_pred + n_mask - inter
+    return inter / union if union else 0.0
+
+
+def mean_iou(
+    heatmap: np.ndarray, mask: np.ndarray, thresholds: Sequence[float] = MIOU_THRESHOLDS
+) -> float:
+    """mIoU: IoU averaged over thresholds 0.1..0.5 of the MIN-MAX NORMALIZED heatmap (the
+    MS-CXR protocol thresholds a similarity map; we normalize first so the thresholds mean
+    the same for every model and the numbers are comparable across bundles)."""
+    return float(np.mean([iou(heatmap, mask, t) for t in thresholds]))
+
+
+def dice(heatmap: np.ndarray, mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> float:
+    """Dice = 2|P & G| / (|P| + |G|) with P the min-max normalized heatmap >= threshold."""
+    heatmap, mask = _check(heatmap, mask)
+    pred = minmax_normalize(heatmap) >= threshold
+    if heatmap.max() == heatmap.min():
+        pred = np.zeros_like(mask)
+    inter, n_pred, n_mask = _overlap(pred, mask)
+    total = n_pred + n_mask
+    return 2.0 * inter / total if total else 0.0
+
+
+def precision_recall(
+    heatmap: np.ndarray, mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD
+) -> tuple[float, float]:
+    """Pixel precision and recall of (min-max normalized heatmap >= threshold) vs the mask."""
+    heatmap, mask = _check(heatmap, mask)
+    pred = minmax_normalize(heatmap) >= threshold
+    if heatmap.max() == heatmap.min():
+        pred = np.zeros_like(mask)
+    inter, n_pred, n_mask = _overlap(pred, mask)
+    return (inter / n_pred if n_pred else 0.0), (inter / n_mask if n_mask else 0.0)
+
+
+def auroc(heatmap: np.ndarray, mask: np.ndarray) -> float:
+    """Area under the ROC curve of heatmap values as a pixel classifier of the mask
+    (Mann-Whitney U with tied values given their average rank); 0.5 is chance."""
+    heatmap, mask = _check(heatmap, mask)
+    scores = heatmap.ravel()
+    labels = mask.ravel()
+    n_pos = int(labels.sum())
+    n_neg = labels.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return 0.5
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    # average ranks over ties (1-based)
+    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
+    starts = np.concatenate(([0], boundaries))
+    ends = np.concatenate((boundaries, [scores.size]))
+    avg_rank = (starts + ends + 1) / 2.0
+    ranks = np.empty(scores.size, dtype=np.float64)
+    ranks[order] = np.repeat(avg_rank, ends - starts)
+    rank_sum = float(ranks[labels].sum())
+    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+@dataclass(frozen=True)
+class LocalizationScores:
+    """All metrics of one heatmap against one ground truth."""
+
+    pointing_game: float
+    cnr: float
+    miou: float
+    iou: float
+    dice: float
+    auroc: float
+    precision: float
+    recall: float
+    threshold: float
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+def score_heatmap(
+    heatmap: np.ndarray, mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD
+) -> LocalizationScores:
+    """Every metric of this module for one heatmap, thresholded metrics at `threshold`."""
+    prec, rec = precision_recall(heatmap, mask, threshold)
+    return LocalizationScores(
+        pointing_game=pointing_game(heatmap, mask),
+        cnr=contrast_to_noise_ratio(heatmap, mask),
+        miou=mean_iou(heatmap, mask),
+        iou=iou(heatmap, mask, threshold),
+        dice=dice(heatmap, mask, threshold),
+        auroc=auroc(heatmap, mask),
+        precision=prec,
+        recall=rec,
+        threshold=threshold,
+    )
+
+
+METRIC_NAMES: tuple[str, ...] = (
+    "pointing_game", "cnr", "miou", "iou", "dice", "auroc", "precision", "recall",
+)
+
+
+def mean_scores(scores: Sequence[LocalizationScores]) -> dict[str, float]:
+    """Average of each metric over many heatmaps (NaN-free; empty input gives NaNs)."""
+    if not scores:
+        return {name: float("nan") for name in METRIC_NAMES}
+    return {name: float(np.mean([getattr(s, name) for s in scores])) for name in METRIC_NAMES}
