@@ -2,6 +2,7 @@
 
 This is the only image reader in the project: training, export calibration, the runtime and
 the benchmarks all call `read_image`, so what a deployed model sees is what it was trained on.
+The DICOM grey-level rules are documented in docs/images.md.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ MIN_SIDE = 32
 
 # SOP classes that are certainly not a projection radiograph.
 _NON_IMAGE_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.88.",)  # structured reports
-_COLOUR_PHOTOMETRICS = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR"}
+_COLOUR_PHOTOMETRICS = {
+    "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PARTIAL_420",
+    "YBR_ICT", "YBR_RCT", "PALETTE COLOR", "HSV", "ARGB", "CMYK",
+}
+_EOI = b"\xff\xd9"  # JPEG EOI, JPEG-LS EOI and JPEG 2000 EOC share this marker
+# A raster counts as colour (a photo, a Doppler screenshot) when more than this share of its
+# pixels has a chroma above 1/8 of full scale; JPEG noise and coloured annotations stay below.
+_COLOUR_PIXEL_SHARE = 0.10
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,8 @@ class Radiograph:
 
     `pixels` is float32, shape (height, width), in [0, 1] with display orientation: 0 is black
     (air, lungs), 1 is white (bone). Every DICOM intensity transform (modality LUT, VOI LUT or
-    window, MONOCHROME1 / INVERSE presentation) has already been applied.
+    window, MONOCHROME1 / INVERSE presentation) has already been applied. `notes` lists what
+    the reader repaired or ignored in the file (an invalid window, an alpha channel...).
     """
 
     pixels: np.ndarray
@@ -53,17 +62,25 @@ class Radiograph:
 
     @classmethod
     def from_array(cls, pixels: np.ndarray, source: str = "<array>") -> Radiograph:
-        """Wrap an in-memory array (any numeric dtype, 2-D) as a radiograph, scaled to [0, 1]."""
+        """Wrap an in-memory array (any numeric dtype, 2-D) as a radiograph, scaled to [0, 1].
+
+        uint8 and uint16 are divided by their full scale; other dtypes are min-max scaled.
+        """
         arr = np.asarray(pixels)
         if arr.ndim != 2:
             raise ImageReadError(f"{source}: expected a 2-D greyscale array, got shape {arr.shape}")
+        if arr.dtype.kind not in "biuf":
+            raise ImageReadError(f"{source}: expected a numeric array, got dtype {arr.dtype}")
         _check_size(arr.shape, source)
         if arr.dtype == np.uint8:
-            out = arr.astype(np.float32) / 255.0
+            out = arr.astype(np.float32) / np.float32(255.0)
         elif arr.dtype == np.uint16:
-            out = arr.astype(np.float32) / 65535.0
+            out = arr.astype(np.float32) / np.float32(65535.0)
         else:
-            out = _minmax(arr.astype(np.float32))
+            out = arr.astype(np.float32)
+            if not np.isfinite(out).all():
+                raise ImageReadError(f"{source}: the array contains NaN or infinite values")
+            out = _minmax(out)
         return cls(np.ascontiguousarray(out, dtype=np.float32), source, "array")
 
 
@@ -74,10 +91,10 @@ def read_image(path: str | os.PathLike[str]) -> Radiograph:
     single-frame greyscale radiograph (multi-frame, colour, no pixel data, SR, text...).
     """
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError(f"{path}: no such file")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a directory, not an image file")
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file")
     try:
         with open(path, "rb") as handle:
             head = handle.read(132)
@@ -92,13 +109,22 @@ def read_image(path: str | os.PathLike[str]) -> Radiograph:
 
 
 def _sniff(head: bytes, path: Path) -> str:
+    """The file's format from its first bytes; the name is only used to word the error."""
+    # DICM first: a DICOM preamble may itself be a TIFF header (dual-format files).
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "png"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head.startswith((b"II*\x00", b"MM\x00*")):
         return "tiff"
-    if len(head) >= 132 and head[128:132] == b"DICM":
+    # DICOM without preamble (ACR-NEMA style): the first tag is in group 0x0002 or 0x0008 with
+    # a small element number, little endian (02 00 xx 00) or big endian (00 02 00 xx).
+    if len(head) >= 8 and (
+        (head[0] in (0x02, 0x08) and head[1] == 0 and head[3] == 0)
+        or (head[0] == 0 and head[1] in (0x02, 0x08) and head[2] == 0)
+    ):
         return "dicom"
     suffix = path.suffix.lower()
     if suffix in RASTER_SUFFIXES:
@@ -106,198 +132,505 @@ def _sniff(head: bytes, path: Path) -> str:
             f"{path}: the file is named {suffix} but its content is not a {suffix[1:].upper()} "
             "image (wrong extension, or a text file?)"
         )
-    # DICOM without preamble (ACR-NEMA style): starts with a group 0x0008 (or 0x0002) tag.
-    if len(head) >= 4 and head[1] == 0 and head[0] in (0x02, 0x08) and head[3] == 0:
-        return "dicom"
-    raise ImageReadError(
-        f"{path}: not a DICOM, PNG or JPEG file (unrecognised content)"
-    )
+    raise ImageReadError(f"{path}: not a DICOM, PNG or JPEG file (unrecognised content)")
+
+
+# --------------------------------------------------------------------------------------- DICOM
 
 
 def _read_dicom(path: Path) -> Radiograph:
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    notes: list[str] = []
+    ds = _parse_dicom(path)
+    _check_radiograph_object(ds, path, notes)
+    raw = _decode_pixels(ds, path, notes)
+    mapping = _DisplayMapping.from_header(ds, raw.dtype, path, notes)
+    pixels = mapping.apply(raw)
+    for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if keyword in ds:
+            del ds[keyword]  # the header travels with the radiograph; the pixels must not
+    return Radiograph(pixels, str(path), "dicom", _pixel_spacing(ds), ds, tuple(notes))
 
-    try:
-        ds = pydicom.dcmread(path, force=True)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError) as exc:
-        raise ImageReadError(f"{path}: not a readable DICOM file ({_short(exc)})") from None
-    sop = str(ds.get("SOPClassUID", ""))
-    if sop.startswith(_NON_IMAGE_SOP_PREFIXES) or "ContentSequence" in ds and "PixelData" not in ds:
+
+def _parse_dicom(path: Path) -> Any:
+    import pydicom
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(path, force=True)
+        except Exception as exc:  # pydicom raises many types on malformed input
+            raise ImageReadError(f"{path}: not a readable DICOM file ({_short(exc)})") from None
+    if any("End of file reached" in str(w.message) for w in caught):
+        # pydicom drops an encapsulated Pixel Data element whose end is missing.
+        raise ImageReadError(f"{path}: the DICOM file is truncated (its pixel data is incomplete)")
+    return ds
+
+
+def _check_radiograph_object(ds: Any, path: Path, notes: list[str]) -> None:
+    """Reject what is not one greyscale image; fill the defaults ACR-NEMA files leave out."""
+    from pydicom.uid import UID
+
+    sop = str(_value(ds, "SOPClassUID") or "")
+    is_report = "ContentSequence" in ds and "PixelData" not in ds
+    if sop.startswith(_NON_IMAGE_SOP_PREFIXES) or is_report:
         raise ImageReadError(f"{path}: a DICOM Structured Report, not an image")
-    if "PixelData" not in ds and "FloatPixelData" not in ds:
-        raise ImageReadError(f"{path}: the DICOM file has no pixel data")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+        raise ImageReadError(
+            f"{path}: the DICOM file holds floating-point pixel data (a parametric map), "
+            "not a radiograph"
+        )
+    if "PixelData" not in ds:
+        if "Rows" in ds:
+            raise ImageReadError(
+                f"{path}: the DICOM file has an image header but no pixel data (truncated file?)"
+            )
+        kind = f" ({UID(sop).name})" if sop else ""
+        raise ImageReadError(f"{path}: the DICOM file has no pixel data; it is not an image{kind}")
+    frames = _int(ds, "NumberOfFrames", path, default=1)
     if frames > 1:
         raise ImageReadError(
             f"{path}: a multi-frame DICOM ({frames} frames); a chest radiograph has one frame"
         )
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    photometric = str(_value(ds, "PhotometricInterpretation") or "").strip().upper()
+    samples = _int(ds, "SamplesPerPixel", path, default=1)
     if photometric in _COLOUR_PHOTOMETRICS or samples != 1:
         raise ImageReadError(
-            f"{path}: a colour DICOM ({photometric}, {samples} samples per pixel); chest "
-            "radiographs are greyscale (is this ultrasound or a screenshot?)"
+            f"{path}: a colour DICOM ({photometric or 'no photometric'}, {samples} samples per "
+            "pixel); chest radiographs are greyscale (is this ultrasound or a screenshot?)"
         )
-    if "TransferSyntaxUID" not in ds.file_meta:
-        # ACR-NEMA / no file meta: pydicom guesses the encoding; raw pixels need a syntax.
-        ds.file_meta.TransferSyntaxUID = (
-            pydicom.uid.ImplicitVRLittleEndian if ds.is_implicit_VR else pydicom.uid.ExplicitVRLittleEndian
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        notes.append(f"PhotometricInterpretation {photometric or 'missing'}: read as MONOCHROME2")
+        ds.PhotometricInterpretation = "MONOCHROME2"
+    for keyword in ("Rows", "Columns", "BitsAllocated"):
+        if _int(ds, keyword, path, default=0) <= 0:
+            raise ImageReadError(f"{path}: the DICOM header lacks a valid {keyword}")
+    _check_size((_int(ds, "Rows", path), _int(ds, "Columns", path)), str(path))
+    allocated = _int(ds, "BitsAllocated", path)
+    stored = _int(ds, "BitsStored", path, default=0)
+    if not 1 <= stored <= allocated:
+        notes.append(f"BitsStored {stored or 'missing'}: taken as BitsAllocated {allocated}")
+        ds.BitsStored = allocated
+        ds.HighBit = allocated - 1
+    if "SamplesPerPixel" not in ds:
+        ds.SamplesPerPixel = 1
+    if _int(ds, "PixelRepresentation", path, default=-1) not in (0, 1):
+        ds.PixelRepresentation = 0
+
+
+def _decode_pixels(ds: Any, path: Path, notes: list[str]) -> np.ndarray:
+    """The stored values as an integer (rows, columns) array, a read-only view if uncompressed."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if getattr(ds, "file_meta", None) is None:
+        ds.file_meta = FileMetaDataset()
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    if syntax is None:
+        # ACR-NEMA / no file meta: the decoder needs a syntax; use the encoding pydicom found.
+        implicit, little = ds.original_encoding
+        syntax = (
+            ImplicitVRLittleEndian if implicit is not False
+            else ExplicitVRLittleEndian if little is not False
+            else ExplicitVRBigEndian
         )
+        ds.file_meta.TransferSyntaxUID = syntax
+    name = getattr(syntax, "name", str(syntax))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            raw = ds.pixel_array
-    except Exception as exc:  # decoders raise many types; all mean "cannot decode"
-        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
-        name = getattr(syntax, "name", str(syntax))
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
         raise ImageReadError(
-            f"{path}: the pixel data cannot be decoded (transfer syntax {name}: {_short(exc)})"
+            f"{path}: pixel data in transfer syntax {name} ({syntax}) cannot be decoded: no "
+            "decoder exists for it; ask the PACS to send uncompressed or JPEG 2000"
         ) from None
+    if not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies)
+        raise ImageReadError(f"{path}: no decoder installed for {name} ({missing})")
+
+    if syntax.is_encapsulated:
+        _check_codestream_end(ds, syntax, path)
+        options: dict[str, Any] = {}
+    else:
+        _check_native_length(ds, path)
+        # A view on the file's bytes: the display table masks unused bits, so no copy is needed.
+        options = {"view_only": True}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            raw, _ = decoder.as_array(ds, raw=True, correct_unused_bits=False, **options)
+        except Exception as exc:  # decoders raise many types; all mean "cannot decode"
+            raise ImageReadError(
+                f"{path}: the pixel data cannot be decoded (transfer syntax {name}: "
+                f"{_short(exc)})"
+            ) from None
+    notes.extend(f"decoder: {_short(w.message)}" for w in caught)
+    if raw.ndim == 3:  # frames beyond the header's NumberOfFrames, which pydicom returns too
+        raise ImageReadError(
+            f"{path}: the pixel data holds {raw.shape[0]} frames; a chest radiograph has one"
+        )
     if raw.ndim != 2:
         raise ImageReadError(f"{path}: pixel data of shape {raw.shape} is not a single 2-D image")
-    _check_size(raw.shape, str(path))
-    pixels = _dicom_to_display(raw, ds)
-    spacing = _pixel_spacing(ds)
-    header = ds.copy()
-    for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
-        if tag in header:
-            delattr(header, tag)
-    return Radiograph(pixels, str(path), "dicom", spacing, header)
+    if raw.dtype.kind not in "iu":
+        raise ImageReadError(f"{path}: pixel data of type {raw.dtype} is not a radiograph")
+    return raw
 
 
-def _dicom_to_display(raw: np.ndarray, ds: Any) -> np.ndarray:
-    """Modality LUT, then VOI LUT or window, then MONOCHROME1/INVERSE, as a [0, 1] array."""
-    from pydicom.pixels import apply_modality_lut, apply_voi
-
-    bits = int(ds.get("BitsStored", raw.dtype.itemsize * 8) or 16)
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
-    if bits < raw.dtype.itemsize * 8 and not signed:
-        raw = raw & np.array((1 << bits) - 1, dtype=raw.dtype)  # ignore overlay bits above BitsStored
-    lo_raw = -(2 ** (bits - 1)) if signed else 0
-    hi_raw = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
-
-    if "ModalityLUTSequence" in ds:
-        values = apply_modality_lut(raw, ds).astype(np.float32)
-        depth = int(ds.ModalityLUTSequence[0].LUTDescriptor[2])
-        lo, hi = 0.0, float(2**depth - 1)
-    else:
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
-        values = raw.astype(np.float32)
-        if slope != 1.0 or intercept != 0.0:
-            values = values * np.float32(slope) + np.float32(intercept)
-        lo, hi = sorted((lo_raw * slope + intercept, hi_raw * slope + intercept))
-
-    if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
-        item = ds.VOILUTSequence[0]
-        out_bits = int(item.LUTDescriptor[2])
-        lut_in = values if "ModalityLUTSequence" in ds or values.dtype.kind in "iu" else values
-        display = apply_voi(np.round(lut_in).astype(np.int64), ds).astype(np.float32)
-        display /= np.float32(2**out_bits - 1)
-    elif "WindowCenter" in ds and "WindowWidth" in ds:
-        center = float(_first(ds.WindowCenter))
-        width = float(_first(ds.WindowWidth))
-        function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
-        display = _window(values, center, width, function)
-    else:
-        # No VOI: show the whole representable range (the stored bits through the modality LUT).
-        display = (values - np.float32(lo)) / np.float32(max(hi - lo, 1e-6))
-    display = np.clip(display, 0.0, 1.0, out=display)
-
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
-    inverse = photometric == "MONOCHROME1"
-    shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
-    if shape == "INVERSE":
-        # PS3.3 C.11.6: INVERSE inverts the output of the VOI stage; for MONOCHROME1 the
-        # presentation shape is the inversion itself, so it is not applied twice.
-        inverse = not inverse if photometric == "MONOCHROME2" else True
-    if inverse:
-        display = np.float32(1.0) - display
-    return np.ascontiguousarray(display, dtype=np.float32)
-
-
-def _window(values: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
-    if function == "SIGMOID":
-        if width <= 0:
-            raise ImageReadError(f"invalid DICOM window width {width} for SIGMOID")
-        return (1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))).astype(np.float32)
-    if function == "LINEAR_EXACT":
-        if width <= 0:
-            raise ImageReadError(f"invalid DICOM window width {width}")
-        return ((values - (center - width / 2.0)) / np.float32(width)).astype(np.float32)
-    if width < 1:
-        raise ImageReadError(f"invalid DICOM window width {width} (must be >= 1 for LINEAR)")
-    # PS3.3 C.11.2.1.2.1: LINEAR uses c - 0.5 and w - 1.
-    c, w = center - 0.5, max(width - 1.0, 1e-6)
-    return (((values - c) / np.float32(w)) + np.float32(0.5)).astype(np.float32)
-
-
-def _read_raster(path: Path, kind: str) -> Radiograph:
-    data = np.fromfile(path, dtype=np.uint8)
-    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        raise ImageReadError(f"{path}: the {kind.upper()} file is corrupt or truncated")
-    if arr.ndim == 3:
-        channels = arr.shape[2]
-        if channels == 4:
-            arr = arr[:, :, :3]  # alpha carries no attenuation; drop it
-        if arr.shape[2] == 3:
-            b, g, r = arr[:, :, 0], arr[:, :, 1], arr[:, :, 2]
-            if not (np.array_equal(b, g) and np.array_equal(g, r)):
-                grey = cv2.cvtColor(arr, cv2.COLOR_BGR2GRAY)
-            else:
-                grey = np.ascontiguousarray(b)
-            arr = grey
-        elif arr.shape[2] == 1:
-            arr = arr[:, :, 0]
-        else:
-            raise ImageReadError(f"{path}: {channels}-channel image is not supported")
-    if arr.ndim != 2:
-        raise ImageReadError(f"{path}: unsupported image layout {arr.shape}")
-    _check_size(arr.shape, str(path))
-    if arr.dtype == np.uint8:
-        pixels = arr.astype(np.float32) / np.float32(255.0)
-    elif arr.dtype == np.uint16:
-        pixels = arr.astype(np.float32) / np.float32(65535.0)
-    else:
-        pixels = _minmax(arr.astype(np.float32))
-    fmt = {"png": "png", "jpeg": "jpeg", "tiff": "tiff"}[kind]
-    return Radiograph(np.ascontiguousarray(pixels), str(path), fmt)
-
-
-def _check_size(shape: tuple[int, ...], source: str) -> None:
-    if min(shape[:2]) < MIN_SIDE:
+def _check_native_length(ds: Any, path: Path) -> None:
+    rows, columns = _int(ds, "Rows", path), _int(ds, "Columns", path)
+    expected = (rows * columns * _int(ds, "BitsAllocated", path) + 7) // 8
+    actual = len(ds.PixelData)
+    if actual < expected:
         raise ImageReadError(
-            f"{source}: image of {shape[1]}x{shape[0]} pixels is too small to be a radiograph"
+            f"{path}: the pixel data is truncated ({actual} of {expected} bytes for "
+            f"{columns}x{rows} pixels)"
         )
 
 
-def _minmax(arr: np.ndarray) -> np.ndarray:
-    lo, hi = float(arr.min()), float(arr.max())
-    return (arr - lo) / max(hi - lo, 1e-6)
+def _check_codestream_end(ds: Any, syntax: Any, path: Path) -> None:
+    """JPEG, JPEG-LS and JPEG 2000 decoders silently return a partial image from a cut
+    codestream; a complete one ends with the EOI/EOC marker (then at most a pad byte)."""
+    from pydicom.encaps import generate_fragments
+    from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
+
+    if syntax not in (*JPEGTransferSyntaxes, *JPEGLSTransferSyntaxes, *JPEG2000TransferSyntaxes):
+        return  # RLE decoders check the segment lengths themselves
+    try:
+        fragments = [f for f in generate_fragments(ds.PixelData) if f]
+    except Exception as exc:  # malformed item tags or lengths
+        raise ImageReadError(
+            f"{path}: the encapsulated pixel data is malformed ({_short(exc)})"
+        ) from None
+    if not fragments:
+        raise ImageReadError(f"{path}: the encapsulated pixel data holds no compressed image")
+    if _EOI not in fragments[-1][-16:]:
+        raise ImageReadError(
+            f"{path}: the compressed pixel data is truncated (no end-of-image marker)"
+        )
+
+
+@dataclass(frozen=True)
+class _Lut:
+    """A DICOM lookup table (modality or VOI): inputs below `first` take the first entry,
+    inputs past the end the last (PS3.3 C.11.1.1, C.11.2.1.1)."""
+
+    first: int
+    data: np.ndarray  # int64 entries
+    bits: int  # entries span 0 .. 2**bits - 1
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        index = np.clip(values - self.first, 0, len(self.data) - 1)
+        return self.data[index]
+
+    @classmethod
+    def from_item(
+        cls, item: Any, signed_input: bool, little_endian: bool, what: str, notes: list[str]
+    ) -> _Lut | None:
+        """Parse one LUT sequence item; None (with a note) when it is unusable."""
+        try:
+            entries, first, bits = (int(v) for v in item.LUTDescriptor)
+            value = item.LUTData
+        except Exception:  # absent, wrong VM or unparseable: the LUT cannot be used
+            notes.append(f"{what} ignored: no valid LUTDescriptor/LUTData")
+            return None
+        entries = entries or 65536  # PS3.3 C.11.1.1: 0 means 2**16 entries
+        if signed_input and first >= 32768:
+            first -= 65536  # descriptor read as US although the input range is signed
+        if isinstance(value, (bytes, bytearray)):
+            # OW: 16-bit words, unless 8-bit entries were packed one per byte.
+            width = 1 if bits <= 8 and len(value) < 2 * entries else 2
+            dtype = np.dtype("u1") if width == 1 else np.dtype("<u2" if little_endian else ">u2")
+            data = np.frombuffer(value, dtype=dtype, count=min(entries, len(value) // width))
+        else:
+            data = np.atleast_1d(np.asarray(value, dtype=np.int64))
+        if len(data) < entries or not 1 <= bits <= 16:
+            notes.append(f"{what} ignored: {len(data)} entries for a descriptor of {entries}, "
+                         f"{bits} bits")
+            return None
+        data = data[:entries].astype(np.int64)
+        peak = int(data.max())
+        if peak >= 1 << bits:  # a descriptor that understates the entries' depth
+            notes.append(f"{what}: entries exceed {bits} bits; using {peak.bit_length()}")
+            bits = peak.bit_length()
+        return cls(first, data, bits)
+
+
+@dataclass(frozen=True)
+class _DisplayMapping:
+    """Stored pixel value -> display value in [0, 1] (PS3.3 C.11): modality LUT or rescale,
+    then VOI LUT or window, else the whole representable range; then inversion."""
+
+    bits: int
+    signed: bool
+    slope: float
+    intercept: float
+    modality_lut: _Lut | None
+    voi_lut: _Lut | None
+    window: tuple[float, float, str] | None  # centre, width, VOI LUT function
+    invert: bool
+
+    @classmethod
+    def from_header(
+        cls, ds: Any, dtype: np.dtype, path: Path, notes: list[str]
+    ) -> _DisplayMapping:
+        container_bits = dtype.itemsize * 8
+        bits = _int(ds, "BitsStored", path)
+        if bits > container_bits:
+            notes.append(f"BitsStored {bits} exceeds the decoded {container_bits} bits")
+            bits = container_bits
+        signed = _int(ds, "PixelRepresentation", path, default=0) == 1
+        little = ds.file_meta.TransferSyntaxUID.is_little_endian is not False
+        modality_lut = voi_lut = None
+        if _value(ds, "ModalityLUTSequence"):
+            modality_lut = _Lut.from_item(
+                ds.ModalityLUTSequence[0], signed, little, "Modality LUT", notes
+            )
+        slope = _float(ds, "RescaleSlope", notes, default=1.0)
+        if slope == 0.0:
+            notes.append("RescaleSlope 0 ignored")
+            slope = 1.0
+        intercept = _float(ds, "RescaleIntercept", notes, default=0.0)
+        if _value(ds, "VOILUTSequence"):
+            # LUT inputs may be negative only if the modality output can be.
+            negative = modality_lut is None and (signed or intercept < 0 or slope < 0)
+            voi_lut = _Lut.from_item(ds.VOILUTSequence[0], negative, little, "VOI LUT", notes)
+        window = None if voi_lut is not None else _window_from_header(ds, notes)
+        photometric = str(_value(ds, "PhotometricInterpretation") or "").strip().upper()
+        shape = str(_value(ds, "PresentationLUTShape") or "").strip().upper()
+        # PS3.3 C.11.6: for MONOCHROME1 an INVERSE shape states that same inversion; it is
+        # not a second one, so either inverts once.
+        invert = photometric == "MONOCHROME1" or shape == "INVERSE"
+        return cls(bits, signed, slope, intercept, modality_lut, voi_lut, window, invert)
+
+    def stored_values(self, patterns: np.ndarray) -> np.ndarray:
+        """Bit patterns of the decoded container -> stored values: bits above BitsStored (an
+        overlay, garbage) are dropped and signed values sign-extended from BitsStored."""
+        values = patterns.astype(np.int64) & ((1 << self.bits) - 1)
+        if self.signed:
+            values -= (values >> (self.bits - 1)) << self.bits
+        return values
+
+    def modality(self, stored: np.ndarray) -> np.ndarray:
+        if self.modality_lut is not None:
+            return self.modality_lut(stored).astype(np.float64)
+        return stored * self.slope + self.intercept
+
+    def modality_range(self) -> tuple[float, float]:
+        """The modality output over every value BitsStored can hold."""
+        lo = -(1 << (self.bits - 1)) if self.signed else 0
+        hi = (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+        lut = self.modality_lut
+        if lut is None:
+            ends = self.modality(np.array([lo, hi], dtype=np.int64))
+            return float(ends.min()), float(ends.max())
+        start, stop = np.clip(np.array([lo, hi]) - lut.first, 0, len(lut.data) - 1)
+        reachable = lut.data[start : stop + 1]
+        return float(reachable.min()), float(reachable.max())
+
+    def display(self, stored: np.ndarray) -> np.ndarray:
+        """Stored values (int64) -> display values in [0, 1] (float64)."""
+        values = self.modality(stored)
+        if self.voi_lut is not None:
+            lut = self.voi_lut
+            out = lut(np.rint(values).astype(np.int64)) / float((1 << lut.bits) - 1)
+        elif self.window is not None:
+            out = _apply_window(values, *self.window)
+        else:
+            lo, hi = self.modality_range()
+            out = (values - lo) / max(hi - lo, 1e-12)
+        out = np.clip(out, 0.0, 1.0)
+        return 1.0 - out if self.invert else out
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        """Decoded integer array -> float32 display image, in one pass over the pixels."""
+        unsigned = np.dtype(f"u{raw.dtype.itemsize}")
+        if not raw.dtype.isnative:
+            raw = raw.astype(raw.dtype.newbyteorder("="))
+        patterns = raw.view(unsigned)
+        if raw.dtype.itemsize <= 2:
+            # Every possible bit pattern through the whole chain once (<= 65536 entries, in
+            # float64), then one gather: masking, sign, LUTs and window cost no per-pixel work.
+            table = self.display(self.stored_values(np.arange(1 << (8 * raw.dtype.itemsize))))
+            return table.astype(np.float32)[patterns]
+        return self.display(self.stored_values(patterns)).astype(np.float32)
+
+
+def _window_from_header(ds: Any, notes: list[str]) -> tuple[float, float, str] | None:
+    """The first window (centre, width, function), or None if absent or unusable."""
+    if _value(ds, "WindowCenter") is None or _value(ds, "WindowWidth") is None:
+        return None
+    try:
+        center = float(_first(ds.WindowCenter))
+        width = float(_first(ds.WindowWidth))
+    except (TypeError, ValueError):
+        notes.append("window ignored: WindowCenter/WindowWidth are not numbers")
+        return None
+    function = str(_value(ds, "VOILUTFunction") or "LINEAR").strip().upper()
+    if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
+        notes.append(f"VOILUTFunction {function} unknown: LINEAR used")
+        function = "LINEAR"
+    # PS3.3 C.11.2.1.2: width >= 1 for LINEAR, > 0 otherwise.
+    smallest = 1.0 if function == "LINEAR" else 1e-12
+    if not (np.isfinite(center) and np.isfinite(width) and width >= smallest):
+        notes.append(f"window ignored: invalid width {width} for {function}")
+        return None
+    return center, width, function
+
+
+def _apply_window(values: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
+    """PS3.3 C.11.2.1.2 / C.11.2.1.3.1 with output range [0, 1] (before clipping)."""
+    if function == "SIGMOID":
+        with np.errstate(over="ignore"):
+            return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
+    if function == "LINEAR_EXACT":
+        return (values - center) / width + 0.5
+    if width == 1:  # LINEAR with w = 1 is a threshold at c - 0.5
+        return (values > center - 0.5).astype(np.float64)
+    return (values - (center - 0.5)) / (width - 1) + 0.5
+
+
+def _pixel_spacing(ds: Any) -> tuple[float, float] | None:
+    for key in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = _value(ds, key)
+        if value is None:
+            continue
+        try:
+            spacing = (float(value[0]), float(value[1]))
+        except (TypeError, ValueError, IndexError):
+            continue
+        if spacing[0] > 0 and spacing[1] > 0 and len(value) == 2:
+            return spacing
+    return None
+
+
+def _value(ds: Any, keyword: str) -> Any:
+    """An element's value, or None when absent, empty or unparseable (pydicom converts
+    values lazily, so a malformed one raises only when read)."""
+    try:
+        value = ds.get(keyword)
+    except Exception:  # any conversion failure means "this value is unusable"
+        return None
+    return None if value is None or value == "" else value
+
+
+def _int(ds: Any, keyword: str, path: Path, default: int | None = None) -> int:
+    value = _value(ds, keyword)
+    if value is None:
+        if default is None:
+            raise ImageReadError(f"{path}: the DICOM header lacks {keyword}")
+        return default
+    try:
+        return int(_first(value))
+    except (TypeError, ValueError):
+        raise ImageReadError(f"{path}: the DICOM {keyword} {value!r} is not a number") from None
+
+
+def _float(ds: Any, keyword: str, notes: list[str], default: float) -> float:
+    value = _value(ds, keyword)
+    if value is None:
+        return default
+    try:
+        number = float(_first(value))
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number):
+        notes.append(f"{keyword} {value!r} ignored")
+        return default
+    return number
 
 
 def _first(value: Any) -> Any:
+    """The first of a multi-valued element (several windows: the first is the default)."""
+    if isinstance(value, (str, bytes)):
+        return value
     try:
         return value[0]
     except (TypeError, IndexError):
         return value
 
 
-def _pixel_spacing(ds: Any) -> tuple[float, float] | None:
-    for key in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = ds.get(key)
-        if value is not None and len(value) == 2:
-            try:
-                spacing = (float(value[0]), float(value[1]))
-            except (TypeError, ValueError):
-                continue
-            if spacing[0] > 0 and spacing[1] > 0:
-                return spacing
-    return None
+# -------------------------------------------------------------------------------------- raster
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
+def _read_raster(path: Path, kind: str) -> Radiograph:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot be read ({exc.strerror})") from None
+    _check_raster_end(data, kind, path)
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        arr = None
+    if arr is None:
+        raise ImageReadError(f"{path}: the {kind.upper()} file is corrupt or truncated")
+    notes: list[str] = []
+    arr = _to_grey(arr, path, notes)
+    _check_size(arr.shape, str(path))
+    if arr.dtype == np.uint8:
+        pixels = arr.astype(np.float32) / np.float32(255.0)
+    elif arr.dtype == np.uint16:
+        pixels = arr.astype(np.float32) / np.float32(65535.0)
+    else:
+        pixels = arr.astype(np.float32)
+        if not np.isfinite(pixels).all():
+            raise ImageReadError(f"{path}: the image contains NaN or infinite values")
+        pixels = _minmax(pixels)
+    return Radiograph(np.ascontiguousarray(pixels), str(path), kind, notes=tuple(notes))
+
+
+def _check_raster_end(data: bytes, kind: str, path: Path) -> None:
+    """Refuse a cut file before a lenient decoder pads it with grey."""
+    if kind == "png" and b"IEND" not in data[-64:]:
+        raise ImageReadError(f"{path}: the PNG file is truncated (no IEND chunk)")
+    # In JPEG entropy-coded data 0xFF is always stuffed, so FFD9 after the last scan is EOI.
+    if kind == "jpeg" and data.rfind(_EOI) < data.rfind(b"\xff\xda"):
+        raise ImageReadError(f"{path}: the JPEG file is truncated (no end-of-image marker)")
+
+
+def _to_grey(arr: np.ndarray, path: Path, notes: list[str]) -> np.ndarray:
+    """BGR(A) or grey+alpha (which OpenCV returns as BGRA) -> one grey channel."""
+    if arr.ndim == 2:
+        return arr
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise ImageReadError(f"{path}: unsupported image layout {arr.shape}")
+    if arr.shape[2] == 1:
+        return arr[:, :, 0]
+    if arr.shape[2] == 4:
+        if (arr[:, :, 3] != arr[:, :, 3].max()).any():
+            notes.append("alpha channel ignored")
+        arr = arr[:, :, :3]  # alpha carries no attenuation
+    b, g, r = arr[:, :, 0], arr[:, :, 1], arr[:, :, 2]
+    if np.array_equal(b, g) and np.array_equal(g, r):
+        return np.ascontiguousarray(b)
+    full_scale = 255 if arr.dtype == np.uint8 else 65535
+    chroma = arr.max(axis=2).astype(np.int32) - arr.min(axis=2)
+    share = float(np.mean(chroma > full_scale // 8))
+    if share > _COLOUR_PIXEL_SHARE:
+        raise ImageReadError(
+            f"{path}: a colour image ({share:.0%} of pixels coloured); chest radiographs are "
+            "greyscale (is this a photograph or an ultrasound screenshot?)"
+        )
+    notes.append("RGB image converted to grey")
+    return cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_BGR2GRAY)
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def _check_size(shape: tuple[int, ...], source: str) -> None:
+    if min(shape[:2]) < MIN_SIDE:
+        raise ImageReadError(
+            f"{source}: image of {shape[1]}x{shape[0]} pixels is too small to be a radiograph "
+            f"(under {MIN_SIDE} pixels a side)"
+        )
+
+
+def _minmax(arr: np.ndarray) -> np.ndarray:
+    lo, hi = float(arr.min()), float(arr.max())
+    return (arr - np.float32(lo)) / np.float32(max(hi - lo, 1e-6))
+
+
+def _short(exc: BaseException | Warning | str) -> str:
+    """A one-line reason from an exception whose text may span lines (pydicom lists plugins)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 240 else text[:237] + "..."

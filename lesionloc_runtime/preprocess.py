@@ -38,6 +38,8 @@ class PreprocessConfig:
             raise ConfigError(f"unknown intensity normalization {self.intensity!r}")
         if not 0.0 <= self.low_percentile < self.high_percentile <= 100.0:
             raise ConfigError("percentiles must satisfy 0 <= low < high <= 100")
+        if not 0.0 <= self.pad_value <= 1.0:
+            raise ConfigError(f"pad_value must be in [0, 1], got {self.pad_value}")
         if self.interpolation not in _INTERPOLATIONS:
             raise ConfigError(f"unknown interpolation {self.interpolation!r}")
 
@@ -46,10 +48,16 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(data) - set(known)
         if unknown:
             raise ConfigError(f"unknown preprocessing parameters: {sorted(unknown)}")
+        for name, value in data.items():
+            expected = type(getattr(cls(), name))
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                continue
+            if not isinstance(value, expected) or isinstance(value, bool):
+                raise ConfigError(f"preprocessing parameter {name}={value!r} is not a {expected.__name__}")
         return cls(**data)
 
 
@@ -119,7 +127,7 @@ def intensity_window(pixels: np.ndarray, config: PreprocessConfig) -> tuple[floa
 
 def apply_window(pixels: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     lo, hi = window
-    out = (pixels - np.float32(lo)) * np.float32(1.0 / (hi - lo))
+    out = (pixels - np.float32(lo)) / np.float32(hi - lo)
     return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
 
 
@@ -138,7 +146,9 @@ def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig) -> Prep
     The percentiles are computed on the resized image (what the encoder sees), which is both
     cheaper on 2048-pixel films and independent of the original resolution.
     """
-    pixels = image.pixels if isinstance(image, Radiograph) else np.asarray(image, dtype=np.float32)
+    if not isinstance(image, Radiograph):
+        image = Radiograph.from_array(np.asarray(image))
+    pixels = image.pixels
     height, width = pixels.shape
     box = Letterbox.fit(width, height, config.image_size)
     resized = cv2.resize(

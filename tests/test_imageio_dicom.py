@@ -1,0 +1,588 @@
+"""DICOM reading on generated files: every transfer syntax pydicom can write, the grey-level
+mapping rules (hand-computed pixels), and every kind of file that must be refused."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom import uid
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.pixels import get_decoder, get_encoder
+
+from lesionloc_runtime.errors import ImageReadError
+from lesionloc_runtime.imageio import read_image
+
+ROWS, COLUMNS = 96, 80
+
+
+def synthetic(bits: int = 12) -> np.ndarray:
+    """A smooth gradient with a bright vertical band (a 'spine'), using the full BitsStored."""
+    y, x = np.mgrid[0:ROWS, 0:COLUMNS].astype(np.float64)
+    image = 0.15 + 0.45 * (y / (ROWS - 1)) + 0.1 * np.sin(x / 9.0)
+    image[:, 34:46] += 0.3
+    top = (1 << bits) - 1
+    out = np.round(image / image.max() * top).astype(np.int64)
+    out[0, 0], out[0, 1] = 0, top  # both ends of the range present
+    return out.astype(np.uint16 if bits > 8 else np.uint8)
+
+
+def dataset(
+    pixels: np.ndarray,
+    *,
+    bits: int = 12,
+    signed: bool = False,
+    photometric: str = "MONOCHROME2",
+    samples: int = 1,
+    allocated: int | None = None,
+    syntax: uid.UID = uid.ExplicitVRLittleEndian,
+    **elements: object,
+) -> Dataset:
+    """A minimal single-frame CR-like dataset around `pixels` (stored as given)."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.MediaStorageSOPClassUID = uid.ComputedRadiographyImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = uid.generate_uid()
+    ds.SOPClassUID = uid.ComputedRadiographyImageStorage
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.PatientID = "PHANTOM-1"
+    ds.Modality = "CR"
+    ds.Rows, ds.Columns = pixels.shape[:2]
+    ds.SamplesPerPixel = samples
+    if samples > 1:
+        ds.PlanarConfiguration = 0
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = allocated or pixels.dtype.itemsize * 8
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = int(signed)
+    ds.PixelData = pixels.tobytes()
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def save(ds: Dataset, path: Path, *, file_format: bool = True) -> Path:
+    ds.save_as(path, enforce_file_format=file_format)
+    return path
+
+
+def compressed(tmp_path: Path, syntax: uid.UID, pixels: np.ndarray, bits: int, **kwargs: object) -> Path:
+    if not get_encoder(syntax).is_available:
+        pytest.skip(f"no encoder installed for {syntax.name}")
+    ds = dataset(pixels, bits=bits)
+    ds.compress(syntax, **kwargs)
+    return save(ds, tmp_path / f"{syntax}.dcm")
+
+
+def encapsulated(
+    tmp_path: Path, syntax: uid.UID, codestream: bytes, pixels: np.ndarray, bits: int, name: str
+) -> Path:
+    ds = dataset(pixels, bits=bits, syntax=syntax)
+    ds.PixelData = encapsulate([codestream])
+    ds["PixelData"].VR = "OB"
+    return save(ds, tmp_path / name)
+
+
+def needs_decoder(syntax: uid.UID) -> None:
+    if not get_decoder(syntax).is_available:
+        pytest.skip(f"no decoder installed for {syntax.name}")
+
+
+def jpeg_lossless(pixels: np.ndarray, precision: int, predictor: int) -> bytes:
+    """A JPEG lossless (process 14) codestream, ITU T.81 Annex H, for decoders we cannot
+    otherwise feed: no encoder for it exists in the Python ecosystem."""
+    rows, cols = pixels.shape
+    x = pixels.astype(np.int64)
+    bits: list[int] = []
+
+    def emit(value: int, length: int) -> None:
+        bits.extend((value >> i) & 1 for i in range(length - 1, -1, -1))
+
+    for r in range(rows):
+        for c in range(cols):
+            if r == 0 and c == 0:
+                guess = 1 << (precision - 1)
+            elif r == 0:
+                guess = x[r, c - 1]
+            elif c == 0:
+                guess = x[r - 1, c]
+            else:
+                a, b, d = x[r, c - 1], x[r - 1, c], x[r - 1, c - 1]
+                guess = {1: a, 2: b, 3: d, 4: a + b - d, 5: a + ((b - d) >> 1),
+                         6: b + ((a - d) >> 1), 7: (a + b) >> 1}[predictor]
+            diff = int(x[r, c] - guess) % 65536
+            diff = diff - 65536 if diff > 32768 else diff
+            size = 16 if diff == 32768 else abs(diff).bit_length()
+            emit(size, 5)  # every category has a 5-bit code: symbol s is code s
+            if 0 < size < 16:
+                emit(diff if diff > 0 else diff - 1, size)
+    bits.extend([1] * (-len(bits) % 8))
+    data = bytearray()
+    for i in range(0, len(bits), 8):
+        byte = int("".join(map(str, bits[i : i + 8])), 2)
+        data.append(byte)
+        if byte == 0xFF:
+            data.append(0)
+
+    def segment(marker: int, payload: bytes) -> bytes:
+        return struct.pack(">HH", marker, len(payload) + 2) + payload
+
+    sof = struct.pack(">BHHBBBB", precision, rows, cols, 1, 1, 0x11, 0)
+    counts = bytes([0, 0, 0, 0, 17] + [0] * 11)
+    dht = b"\x00" + counts + bytes(range(17))
+    sos = bytes([1, 1, 0x00, predictor, 0, 0])
+    return (b"\xff\xd8" + segment(0xFFC3, sof) + segment(0xFFC4, dht) + segment(0xFFDA, sos)
+            + bytes(data) + b"\xff\xd9")
+
+
+def assert_refused(path: Path, *words: str) -> None:
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message, message
+    for word in words:
+        assert word in message, message
+
+
+# --------------------------------------------------------------------------- grey-level rules
+
+
+def test_dicom_without_window_maps_stored_range_to_unit_interval(tmp_path):
+    pixels = synthetic(12)
+    image = read_image(save(dataset(pixels), tmp_path / "plain.dcm"))
+    assert image.format == "dicom" and image.pixels.dtype == np.float32
+    assert image.pixels.shape == (ROWS, COLUMNS) and image.pixels.flags.c_contiguous
+    np.testing.assert_array_equal(image.pixels, (pixels / 4095.0).astype(np.float32))
+    assert image.pixels[0, 0] == 0.0 and image.pixels[0, 1] == 1.0
+    assert image.notes == ()
+
+
+def test_stored_bits_define_the_full_range_not_the_container(tmp_path):
+    pixels = synthetic(10)
+    image = read_image(save(dataset(pixels, bits=10), tmp_path / "ten.dcm"))
+    assert image.pixels[0, 1] == 1.0
+    np.testing.assert_allclose(image.pixels, pixels / 1023.0, atol=1e-7)
+
+
+def test_eight_bit_native_dicom(tmp_path):
+    pixels = synthetic(8)
+    image = read_image(save(dataset(pixels, bits=8), tmp_path / "eight.dcm"))
+    np.testing.assert_array_equal(image.pixels, (pixels / 255.0).astype(np.float32))
+
+
+def test_overlay_bits_above_bits_stored_are_ignored(tmp_path):
+    pixels = synthetic(12)
+    dirty = pixels | np.uint16(0x8000)  # an overlay plane in bit 15
+    dirty[::3] |= np.uint16(0x5000)  # and garbage in bits 12 and 14
+    clean = read_image(save(dataset(pixels), tmp_path / "clean.dcm")).pixels
+    image = read_image(save(dataset(dirty), tmp_path / "overlay.dcm")).pixels
+    np.testing.assert_array_equal(image, clean)
+
+
+def test_signed_pixels_are_sign_extended_from_bits_stored(tmp_path):
+    values = synthetic(12).astype(np.int16) - 2048  # -2048 .. 2047
+    patterns = (values.astype(np.uint16) & 0x0FFF) | 0xA000  # garbage above bit 11
+    image = read_image(save(dataset(patterns, signed=True), tmp_path / "signed.dcm"))
+    np.testing.assert_allclose(image.pixels, (values + 2048) / 4095.0, atol=1e-7)
+    assert image.pixels[0, 0] == 0.0 and image.pixels[0, 1] == 1.0
+
+
+def test_monochrome1_is_the_inverse_of_monochrome2(tmp_path):
+    pixels = synthetic(12)
+    mono2 = read_image(save(dataset(pixels), tmp_path / "m2.dcm")).pixels
+    mono1 = read_image(save(dataset(pixels, photometric="MONOCHROME1"), tmp_path / "m1.dcm"))
+    np.testing.assert_allclose(mono1.pixels, 1.0 - mono2, atol=1e-7)
+
+
+def test_presentation_lut_shape_inverse_inverts_monochrome2(tmp_path):
+    pixels = synthetic(12)
+    mono2 = read_image(save(dataset(pixels), tmp_path / "m2.dcm")).pixels
+    inverse = dataset(pixels, PresentationLUTShape="INVERSE")
+    np.testing.assert_allclose(read_image(save(inverse, tmp_path / "inv.dcm")).pixels,
+                               1.0 - mono2, atol=1e-7)
+    identity = dataset(pixels, PresentationLUTShape="IDENTITY")
+    np.testing.assert_array_equal(read_image(save(identity, tmp_path / "id.dcm")).pixels, mono2)
+
+
+def test_monochrome1_with_inverse_shape_is_inverted_once(tmp_path):
+    # DX/CR files state MONOCHROME1's inversion again as PresentationLUTShape INVERSE.
+    pixels = synthetic(12)
+    mono1 = read_image(save(dataset(pixels, photometric="MONOCHROME1"), tmp_path / "m1.dcm"))
+    both = dataset(pixels, photometric="MONOCHROME1", PresentationLUTShape="INVERSE")
+    np.testing.assert_array_equal(read_image(save(both, tmp_path / "both.dcm")).pixels,
+                                  mono1.pixels)
+
+
+def hand_pixels(tmp_path: Path, name: str, **elements: object) -> dict[int, float]:
+    """Display value of a few stored values, placed in the first row of a flat image."""
+    stored = [0, 1000, 1535, 1536, 1537, 2047, 2048, 2558, 2560, 4095]
+    pixels = np.full((ROWS, COLUMNS), 100, dtype=np.uint16)
+    pixels[0, : len(stored)] = stored
+    image = read_image(save(dataset(pixels, **elements), tmp_path / name))
+    return {v: float(image.pixels[0, i]) for i, v in enumerate(stored)}
+
+
+def test_linear_window_follows_ps3_3_c_11_2_1_2(tmp_path):
+    got = hand_pixels(tmp_path, "linear.dcm", WindowCenter=2048, WindowWidth=1024)
+    # y = (x - (c - 0.5)) / (w - 1) + 0.5, clipped: x <= 1536 -> 0, x > 2559 -> 1
+    expected = {0: 0.0, 1536: 0.0, 1537: 1 / 1023, 2047: 0.5 - 0.5 / 1023,
+                2048: 0.5 + 0.5 / 1023, 2558: 1 - 1 / 1023, 2560: 1.0, 4095: 1.0}
+    for x, y in expected.items():
+        assert got[x] == pytest.approx(y, abs=1e-6), x
+
+
+def test_linear_exact_window(tmp_path):
+    got = hand_pixels(tmp_path, "exact.dcm", WindowCenter=2048, WindowWidth=1024,
+                      VOILUTFunction="LINEAR_EXACT")
+    for x, y in {1000: 0.0, 1536: 0.0, 2048: 0.5, 2560: 1.0, 2047: 0.5 - 1 / 1024}.items():
+        assert got[x] == pytest.approx(y, abs=1e-6), x
+
+
+def test_sigmoid_window(tmp_path):
+    got = hand_pixels(tmp_path, "sigmoid.dcm", WindowCenter=2048, WindowWidth=1024,
+                      VOILUTFunction="SIGMOID")
+    for x in (0, 1536, 2048, 2560, 4095):
+        assert got[x] == pytest.approx(1 / (1 + np.exp(-4 * (x - 2048) / 1024)), abs=1e-6), x
+
+
+def test_first_of_several_windows_is_used(tmp_path):
+    got = hand_pixels(tmp_path, "multi.dcm", WindowCenter=[2048, 100], WindowWidth=[1024, 50])
+    assert got[2048] == pytest.approx(0.5 + 0.5 / 1023, abs=1e-6)
+    assert got[1535] == 0.0 and got[2560] == 1.0
+
+
+def test_invalid_window_falls_back_to_the_stored_range_with_a_note(tmp_path):
+    pixels = synthetic(12)
+    image = read_image(save(dataset(pixels, WindowCenter=2048, WindowWidth=0), tmp_path / "w0.dcm"))
+    np.testing.assert_allclose(image.pixels, pixels / 4095.0, atol=1e-7)
+    assert any("window ignored" in note for note in image.notes)
+
+
+def test_rescale_slope_intercept_before_the_window(tmp_path):
+    # modality value m = 0.5 x - 100; window 500/1001: y = (m - 499.5) / 1000 + 0.5
+    got = hand_pixels(tmp_path, "rescale.dcm", RescaleSlope=0.5, RescaleIntercept=-100,
+                      WindowCenter=500, WindowWidth=1001)
+    assert got[0] == 0.0
+    assert got[2048] == pytest.approx((924 - 499.5) / 1000 + 0.5, abs=1e-6)
+    assert got[1536] == pytest.approx((668 - 499.5) / 1000 + 0.5, abs=1e-6)
+    assert got[4095] == 1.0
+
+
+def test_negative_rescale_slope_without_window_reverses_the_range(tmp_path):
+    # range: x in [0, 4095] -> m = 4095 - x in [0, 4095]
+    got = hand_pixels(tmp_path, "neg.dcm", RescaleSlope=-1, RescaleIntercept=4095)
+    for x in (0, 1000, 2048, 4095):
+        assert got[x] == pytest.approx((4095 - x) / 4095, abs=1e-7), x
+
+
+def lut_item(descriptor: list[int], data: np.ndarray, vr: str = "US") -> Dataset:
+    item = Dataset()
+    item.add_new("LUTDescriptor", "US", descriptor)
+    if vr == "OW":
+        item.add_new("LUTData", "OW", data.astype("<u2").tobytes())
+    else:
+        item.add_new("LUTData", "US", [int(v) for v in data])
+    return item
+
+
+@pytest.mark.parametrize("vr", ["US", "OW"])
+def test_voi_lut_sequence_replaces_the_window(tmp_path, vr):
+    # 2048 entries from 1024: x -> (x - 1024) // 8 in 8 bits; below/above clamp to the ends
+    entries = np.arange(2048) // 8
+    ds = dataset(np.zeros((ROWS, COLUMNS), np.uint16), WindowCenter=10, WindowWidth=2)
+    ds.VOILUTSequence = [lut_item([2048, 1024, 8], entries, vr)]
+    pixels = np.full((ROWS, COLUMNS), 100, dtype=np.uint16)
+    stored = [0, 1024, 1100, 2047, 3071, 4095]
+    pixels[0, :6] = stored
+    ds.PixelData = pixels.tobytes()
+    got = read_image(save(ds, tmp_path / f"voi_{vr}.dcm")).pixels[0, :6]
+    expected = [0, 0, 76 // 8, (2047 - 1024) // 8, 255, 255]
+    np.testing.assert_allclose(got, np.array(expected) / 255.0, atol=1e-7)
+
+
+def test_voi_lut_with_negative_first_mapped_value_on_signed_data(tmp_path):
+    values = np.full((ROWS, COLUMNS), 0, dtype=np.int16)
+    values[0, :4] = [-2048, -1, 0, 2047]
+    ds = dataset(values.astype(np.uint16) & 0x0FFF, signed=True)
+    # First mapped value -2048 written as US (63488), as many writers do.
+    ds.VOILUTSequence = [lut_item([4096, 63488, 12], np.arange(4096))]
+    got = read_image(save(ds, tmp_path / "voi_signed.dcm")).pixels[0, :4]
+    np.testing.assert_allclose(got, np.array([0, 2047, 2048, 4095]) / 4095.0, atol=1e-7)
+
+
+def test_modality_lut_sequence_then_window(tmp_path):
+    entries = (np.arange(4096) ** 2) // 4096 + 10  # a non-linear modality LUT
+    pixels = synthetic(12)
+    ds = dataset(pixels, WindowCenter=1000, WindowWidth=1001)
+    ds.ModalityLUTSequence = [lut_item([4096, 0, 16], entries)]
+    ds.ModalityLUTSequence[0].ModalityLUTType = "US"
+    got = read_image(save(ds, tmp_path / "mlut_window.dcm")).pixels
+    expected = np.clip((entries[pixels] - 999.5) / 1000 + 0.5, 0, 1)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_modality_lut_sequence_without_window_spans_its_output_range(tmp_path):
+    entries = (np.arange(4096) ** 2) // 4096 + 10
+    pixels = synthetic(12)
+    ds = dataset(pixels)
+    ds.ModalityLUTSequence = [lut_item([4096, 0, 16], entries)]
+    got = read_image(save(ds, tmp_path / "mlut.dcm")).pixels
+    lo, hi = entries.min(), entries.max()
+    np.testing.assert_allclose(got, (entries[pixels] - lo) / (hi - lo), atol=1e-6)
+
+
+# -------------------------------------------------------------------------- encodings
+
+
+def write_acr_nema(ds: Dataset, path: Path) -> Path:
+    """No preamble, no file meta, implicit VR little endian: what old modalities write."""
+    del ds.file_meta
+    pydicom.dcmwrite(path, ds, implicit_vr=True, little_endian=True)
+    assert path.read_bytes()[:2] == b"\x08\x00"  # a group 0008 tag first
+    return path
+
+
+def test_file_without_preamble_or_file_meta_reads_like_the_standard_file(tmp_path):
+    pixels = synthetic(12)
+    reference = read_image(save(dataset(pixels), tmp_path / "standard.dcm")).pixels
+    image = read_image(write_acr_nema(dataset(pixels), tmp_path / "acr_nema.dcm"))
+    np.testing.assert_array_equal(image.pixels, reference)
+    windowed = dataset(pixels, WindowCenter=2048, WindowWidth=4096)  # = x / 4095 again
+    image = read_image(write_acr_nema(windowed, tmp_path / "acr_window.dcm"))
+    np.testing.assert_allclose(image.pixels, reference, atol=1e-6)
+
+
+def test_voi_lut_in_an_implicit_vr_file(tmp_path):
+    # Implicit VR leaves LUTData's VR (US or OW) to the reader.
+    ds = dataset(synthetic(12))
+    ds.VOILUTSequence = [lut_item([4096, 0, 16], 4095 - np.arange(4096), "OW")]
+    image = read_image(write_acr_nema(ds, tmp_path / "voi_implicit.dcm"))
+    np.testing.assert_allclose(image.pixels, (4095 - synthetic(12)) / 65535.0, atol=1e-7)
+
+
+def test_explicit_vr_big_endian(tmp_path):
+    pixels = synthetic(12)
+    reference = read_image(save(dataset(pixels), tmp_path / "le.dcm")).pixels
+    ds = dataset(pixels.astype(">u2"), syntax=uid.ExplicitVRBigEndian)
+    path = tmp_path / "be.dcm"
+    pydicom.dcmwrite(path, ds, implicit_vr=False, little_endian=False, enforce_file_format=True)
+    np.testing.assert_array_equal(read_image(path).pixels, reference)
+
+
+def test_deflated_explicit_vr_little_endian(tmp_path):
+    pixels = synthetic(12)
+    reference = read_image(save(dataset(pixels), tmp_path / "le.dcm")).pixels
+    ds = dataset(pixels, syntax=uid.DeflatedExplicitVRLittleEndian)
+    np.testing.assert_array_equal(read_image(save(ds, tmp_path / "dfl.dcm")).pixels, reference)
+
+
+LOSSLESS = [
+    (uid.RLELossless, {}),
+    (uid.JPEGLSLossless, {}),
+    (uid.JPEG2000Lossless, {}),
+]
+
+
+@pytest.mark.parametrize("bits", [8, 12, 16])
+@pytest.mark.parametrize(("syntax", "options"), LOSSLESS, ids=lambda v: getattr(v, "name", ""))
+def test_lossless_syntaxes_decode_identically(tmp_path, syntax, options, bits):
+    pixels = synthetic(bits)
+    reference = read_image(save(dataset(pixels, bits=bits), tmp_path / "native.dcm")).pixels
+    image = read_image(compressed(tmp_path, syntax, pixels, bits, **options))
+    np.testing.assert_array_equal(image.pixels, reference)
+
+
+@pytest.mark.parametrize("syntax", [uid.RLELossless, uid.JPEG2000Lossless],
+                         ids=lambda v: v.name)
+def test_signed_lossless_syntaxes_decode_identically(tmp_path, syntax):
+    values = synthetic(12).astype(np.int16) - 2048
+    reference = read_image(save(dataset(values, signed=True), tmp_path / "native.dcm")).pixels
+    if not get_encoder(syntax).is_available:
+        pytest.skip(f"no encoder installed for {syntax.name}")
+    ds = dataset(values, signed=True)
+    ds.compress(syntax)
+    np.testing.assert_array_equal(read_image(save(ds, tmp_path / "c.dcm")).pixels, reference)
+
+
+@pytest.mark.parametrize(("syntax", "predictor"), [
+    (uid.JPEGLosslessSV1, 1), (uid.JPEGLossless, 1), (uid.JPEGLossless, 4),
+    (uid.JPEGLossless, 6), (uid.JPEGLossless, 7),
+], ids=lambda v: getattr(v, "name", str(v)))
+@pytest.mark.parametrize("bits", [8, 12, 16])
+def test_jpeg_lossless_process_14_decodes_identically(tmp_path, syntax, predictor, bits):
+    needs_decoder(syntax)
+    pixels = synthetic(bits)
+    reference = read_image(save(dataset(pixels, bits=bits), tmp_path / "native.dcm")).pixels
+    stream = jpeg_lossless(pixels, max(bits, 2), predictor)
+    path = encapsulated(tmp_path, syntax, stream, pixels, bits, "jll.dcm")
+    np.testing.assert_array_equal(read_image(path).pixels, reference)
+
+
+def test_jpeg_ls_near_lossless_within_its_error_bound(tmp_path):
+    pixels = synthetic(12)
+    image = read_image(compressed(tmp_path, uid.JPEGLSNearLossless, pixels, 12, jls_error=3))
+    assert np.abs(image.pixels * 4095.0 - pixels).max() <= 3 + 1e-3
+
+
+def test_jpeg_2000_lossy_within_tolerance(tmp_path):
+    pixels = synthetic(12)
+    image = read_image(compressed(tmp_path, uid.JPEG2000, pixels, 12, j2k_cr=[10]))
+    error = np.abs(image.pixels - pixels / 4095.0)
+    assert error.mean() < 0.005 and error.max() < 0.05
+
+
+def test_jpeg_baseline_8_bit_within_tolerance(tmp_path):
+    import cv2
+
+    needs_decoder(uid.JPEGBaseline8Bit)
+    pixels = synthetic(8)
+    ok, stream = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    path = encapsulated(tmp_path, uid.JPEGBaseline8Bit, stream.tobytes(), pixels, 8, "jpg.dcm")
+    error = np.abs(read_image(path).pixels - pixels / 255.0)
+    assert error.mean() < 0.01 and error.max() < 0.06
+
+
+def test_jpeg_extended_12_bit_from_pydicom_test_data():
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / "JPGExtended.dcm"
+    if not path.exists():
+        pytest.skip("pydicom's JPGExtended.dcm test file is not installed")
+    needs_decoder(uid.JPEGExtended12Bit)
+    raw = pydicom.dcmread(path).pixel_array
+    image = read_image(path)
+    assert image.pixels.shape == (1024, 256)
+    np.testing.assert_allclose(image.pixels, raw / 4095.0, atol=1e-7)
+
+
+def test_header_travels_without_pixel_data_and_spacing_is_read(tmp_path):
+    ds = dataset(synthetic(12), PixelSpacing=[0.2, 0.1])
+    image = read_image(save(ds, tmp_path / "spacing.dcm"))
+    assert image.pixel_spacing_mm == (0.2, 0.1)
+    assert image.dicom.PatientID == "PHANTOM-1" and "PixelData" not in image.dicom
+    imager = dataset(synthetic(12), ImagerPixelSpacing=[0.15, 0.15])
+    assert read_image(save(imager, tmp_path / "imager.dcm")).pixel_spacing_mm == (0.15, 0.15)
+    assert read_image(save(dataset(synthetic(12)), tmp_path / "none.dcm")).pixel_spacing_mm is None
+
+
+def test_missing_photometric_interpretation_is_read_as_monochrome2(tmp_path):
+    pixels = synthetic(12)
+    ds = dataset(pixels)
+    del ds.PhotometricInterpretation
+    image = read_image(save(ds, tmp_path / "nophoto.dcm"))
+    np.testing.assert_allclose(image.pixels, pixels / 4095.0, atol=1e-7)
+    assert any("MONOCHROME2" in note for note in image.notes)
+
+
+# ------------------------------------------------------------------------------- refusals
+
+
+def test_multi_frame_is_refused(tmp_path):
+    pixels = np.stack([synthetic(12)] * 2)
+    ds = dataset(pixels[0], NumberOfFrames=2)
+    ds.PixelData = pixels.tobytes()
+    assert_refused(save(ds, tmp_path / "frames.dcm"), "multi-frame", "2 frames")
+
+
+def test_frames_beyond_the_header_are_refused(tmp_path):
+    ds = dataset(synthetic(12))  # no NumberOfFrames, but pixel data for two frames
+    ds.PixelData = np.stack([synthetic(12)] * 2).tobytes()
+    assert_refused(save(ds, tmp_path / "hidden_frames.dcm"), "2 frames")
+
+
+@pytest.mark.parametrize("photometric", ["RGB", "YBR_FULL", "YBR_FULL_422"])
+def test_colour_dicom_is_refused(tmp_path, photometric):
+    rgb = np.repeat(synthetic(8)[:, :, None], 3, axis=2)
+    ds = dataset(rgb, bits=8, photometric=photometric, samples=3)
+    assert_refused(save(ds, tmp_path / "colour.dcm"), "colour", photometric)
+
+
+def test_palette_colour_dicom_is_refused(tmp_path):
+    ds = dataset(synthetic(8), bits=8, photometric="PALETTE COLOR")
+    assert_refused(save(ds, tmp_path / "palette.dcm"), "colour", "PALETTE COLOR")
+
+
+def test_structured_report_is_refused(tmp_path):
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.22"  # Enhanced SR
+    ds.SOPInstanceUID = uid.generate_uid()
+    item = Dataset()
+    item.ValueType = "TEXT"
+    item.TextValue = "No acute cardiopulmonary process."
+    ds.ContentSequence = [item]
+    assert_refused(save(ds, tmp_path / "report.dcm"), "Structured Report")
+
+
+def test_dicom_without_pixel_data_is_refused(tmp_path):
+    ds = dataset(synthetic(12))
+    del ds.PixelData
+    assert_refused(save(ds, tmp_path / "header_only.dcm"), "no pixel data")
+
+
+def test_float_pixel_data_is_refused(tmp_path):
+    ds = dataset(synthetic(12))
+    del ds.PixelData
+    ds.FloatPixelData = np.zeros((ROWS, COLUMNS), np.float32).tobytes()
+    assert_refused(save(ds, tmp_path / "float.dcm"), "floating-point")
+
+
+def test_truncated_native_pixel_data_is_refused(tmp_path):
+    path = save(dataset(synthetic(12)), tmp_path / "full.dcm")
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(path.read_bytes()[:-500])
+    assert_refused(cut, "truncated")
+
+
+@pytest.mark.parametrize("syntax", [uid.RLELossless, uid.JPEG2000Lossless, uid.JPEGLSLossless],
+                         ids=lambda v: v.name)
+def test_truncated_compressed_file_is_refused(tmp_path, syntax):
+    rng = np.random.default_rng(1)
+    pixels = (synthetic(12) + rng.integers(0, 50, (ROWS, COLUMNS))).clip(0, 4095).astype(np.uint16)
+    data = compressed(tmp_path, syntax, pixels, 12).read_bytes()
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    assert_refused(cut, "truncated")
+
+
+def test_cut_codestream_in_complete_items_is_refused(tmp_path):
+    # JPEG-LS decoders return a partial image from a cut codestream without complaint.
+    rng = np.random.default_rng(2)
+    pixels = (synthetic(12) + rng.integers(0, 50, (ROWS, COLUMNS))).clip(0, 4095).astype(np.uint16)
+    if not get_encoder(uid.JPEGLSLossless).is_available:
+        pytest.skip("no JPEG-LS encoder installed")
+    ds = dataset(pixels)
+    ds.compress(uid.JPEGLSLossless)
+    stream = b"".join(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
+    path = encapsulated(tmp_path, uid.JPEGLSLossless, stream[: len(stream) // 2], pixels, 12,
+                        "cut_stream.dcm")
+    assert_refused(path, "truncated")
+
+
+def test_corrupt_codestream_is_refused(tmp_path):
+    junk = bytes(np.random.default_rng(3).integers(0, 255, 4000, dtype=np.uint8)) + b"\xff\xd9"
+    path = encapsulated(tmp_path, uid.JPEG2000Lossless, junk, synthetic(12), 12, "junk.dcm")
+    assert_refused(path, "cannot be decoded")
+
+
+def test_transfer_syntax_without_decoder_is_refused(tmp_path):
+    path = encapsulated(tmp_path, uid.MPEG2MPML, bytes(100), synthetic(12), 12, "mpeg.dcm")
+    assert_refused(path, "no decoder")
+
+
+def test_tiny_dicom_is_refused(tmp_path):
+    assert_refused(save(dataset(synthetic(12)[:16, :16]), tmp_path / "tiny.dcm"), "too small")
+
+
+def test_garbage_after_a_dicom_like_start_is_refused(tmp_path):
+    path = tmp_path / "garbage.dcm"
+    path.write_bytes(b"\x08\x00\x05\x00" + bytes(np.random.default_rng(4).integers(0, 255, 300,
+                                                                                  dtype=np.uint8)))
+    with pytest.raises(ImageReadError, match="garbage.dcm"):
+        read_image(path)

@@ -1,0 +1,205 @@
+"""PNG and JPEG reading (8/16 bit, grey, RGB, RGBA, grey+alpha), in-memory arrays, and the
+refusals that do not depend on the format: missing, empty, directory, text, tiny, truncated."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from lesionloc_runtime.errors import ImageReadError
+from lesionloc_runtime.imageio import Radiograph, read_image
+
+ROWS, COLUMNS = 96, 80
+
+
+def synthetic(dtype: type = np.uint8) -> np.ndarray:
+    """A smooth gradient with a bright vertical band over most of the dtype's range."""
+    y, x = np.mgrid[0:ROWS, 0:COLUMNS].astype(np.float64)
+    image = 0.1 + 0.5 * (y / (ROWS - 1)) + 0.05 * np.sin(x / 7.0)
+    image[:, 34:46] += 0.35
+    top = np.iinfo(dtype).max
+    out = np.round(image / image.max() * top).astype(dtype)
+    out[0, 0] = 0
+    return out
+
+
+def write(path: Path, image: np.ndarray, *params: int) -> Path:
+    assert cv2.imwrite(str(path), image, list(params)), path
+    return path
+
+
+def png_grey_alpha(path: Path, grey: np.ndarray, alpha: np.ndarray) -> Path:
+    """A PNG of colour type 4 (grey + alpha), which cv2.imwrite cannot produce."""
+    depth = grey.dtype.itemsize * 8
+    pairs = np.stack([grey, alpha], axis=2).astype(">u2" if depth == 16 else "u1")
+    raw = b"".join(b"\x00" + row.tobytes() for row in pairs)
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", grey.shape[1], grey.shape[0], depth, 4, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return path
+
+
+def assert_refused(path: Path, *words: str) -> None:
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message, message
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_grey_png_divides_by_full_scale(tmp_path, dtype):
+    pixels = synthetic(dtype)
+    image = read_image(write(tmp_path / "grey.png", pixels))
+    assert image.format == "png" and image.pixels.dtype == np.float32
+    full = float(np.iinfo(dtype).max)
+    np.testing.assert_array_equal(image.pixels, (pixels / full).astype(np.float32))
+    assert image.notes == () and image.dicom is None and image.pixel_spacing_mm is None
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_rgb_png_of_a_grey_image_equals_the_grey_png(tmp_path, dtype):
+    pixels = synthetic(dtype)
+    grey = read_image(write(tmp_path / "grey.png", pixels)).pixels
+    rgb = read_image(write(tmp_path / "rgb.png", cv2.merge([pixels] * 3))).pixels
+    np.testing.assert_array_equal(rgb, grey)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_rgba_png_ignores_alpha(tmp_path, dtype):
+    pixels = synthetic(dtype)
+    grey = read_image(write(tmp_path / "grey.png", pixels)).pixels
+    alpha = np.full_like(pixels, np.iinfo(dtype).max)
+    alpha[:10] = 0
+    image = read_image(write(tmp_path / "rgba.png", cv2.merge([pixels] * 3 + [alpha])))
+    np.testing.assert_array_equal(image.pixels, grey)
+    assert "alpha channel ignored" in image.notes
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_grey_alpha_png_reads_the_grey_channel(tmp_path, dtype):
+    pixels = synthetic(dtype)
+    grey = read_image(write(tmp_path / "grey.png", pixels)).pixels
+    opaque = np.full_like(pixels, np.iinfo(dtype).max)
+    image = read_image(png_grey_alpha(tmp_path / "la.png", pixels, opaque))
+    np.testing.assert_array_equal(image.pixels, grey)
+
+
+def test_grey_jpeg_within_compression_tolerance(tmp_path):
+    pixels = synthetic(np.uint8)
+    image = read_image(write(tmp_path / "grey.jpg", pixels, cv2.IMWRITE_JPEG_QUALITY, 95))
+    assert image.format == "jpeg"
+    error = np.abs(image.pixels - pixels / 255.0)
+    assert error.mean() < 0.01 and error.max() < 0.06
+
+
+def test_rgb_jpeg_of_a_grey_image_within_tolerance(tmp_path):
+    pixels = synthetic(np.uint8)
+    path = write(tmp_path / "rgb.jpg", cv2.merge([pixels] * 3), cv2.IMWRITE_JPEG_QUALITY, 95)
+    error = np.abs(read_image(path).pixels - pixels / 255.0)
+    assert error.mean() < 0.01 and error.max() < 0.06
+
+
+def test_sixteen_bit_jpeg_request_is_stored_as_8_bit_and_reads(tmp_path):
+    # Baseline JPEG holds 8 bits; OpenCV falls back to 8 bits for a 16-bit array.
+    path = write(tmp_path / "deep.jpg", synthetic(np.uint8).astype(np.uint16) * 257)
+    image = read_image(path)
+    assert image.pixels.shape == (ROWS, COLUMNS) and 0 <= image.pixels.min() <= image.pixels.max() <= 1
+
+
+def test_format_comes_from_content_not_the_name(tmp_path):
+    pixels = synthetic(np.uint8)
+    path = write(tmp_path / "grey.png", pixels)
+    renamed = tmp_path / "actually_png.dcm"
+    renamed.write_bytes(path.read_bytes())
+    np.testing.assert_array_equal(read_image(renamed).pixels, read_image(path).pixels)
+
+
+def test_colour_photograph_is_refused(tmp_path):
+    hue = np.mgrid[0:ROWS, 0:COLUMNS][1].astype(np.float32) * (180.0 / COLUMNS)
+    hsv = cv2.merge([hue.astype(np.uint8), np.full((ROWS, COLUMNS), 220, np.uint8),
+                     np.full((ROWS, COLUMNS), 200, np.uint8)])
+    path = write(tmp_path / "photo.png", cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR))
+    assert_refused(path, "colour")
+
+
+def test_grey_image_with_a_coloured_annotation_is_read(tmp_path):
+    pixels = cv2.merge([synthetic(np.uint8)] * 3)
+    pixels[40:44, 10:30] = (0, 0, 255)  # a red arrow
+    image = read_image(write(tmp_path / "annotated.png", pixels))
+    assert "RGB image converted to grey" in image.notes
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_truncated_raster_is_refused(tmp_path, suffix):
+    path = write(tmp_path / f"full{suffix}", synthetic(np.uint8))
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+    assert_refused(cut, "truncated")
+
+
+def test_corrupt_png_is_refused(tmp_path):
+    data = bytearray(write(tmp_path / "good.png", synthetic(np.uint8)).read_bytes())
+    data[60:120] = bytes(60)  # zeroes over the compressed data: CRC and zlib fail
+    path = tmp_path / "corrupt.png"
+    path.write_bytes(bytes(data))
+    assert_refused(path, "corrupt")
+
+
+def test_tiny_png_is_refused(tmp_path):
+    assert_refused(write(tmp_path / "tiny.png", synthetic(np.uint8)[:20, :20]), "too small")
+
+
+def test_missing_file_is_refused(tmp_path):
+    assert_refused(tmp_path / "absent.dcm", "no such file")
+
+
+def test_directory_is_refused(tmp_path):
+    assert_refused(tmp_path, "directory")
+
+
+def test_empty_file_is_refused(tmp_path):
+    path = tmp_path / "empty.dcm"
+    path.write_bytes(b"")
+    assert_refused(path, "empty")
+
+
+@pytest.mark.parametrize("name", ["report.dcm", "report.png", "report.jpg", "report"])
+def test_text_file_is_refused(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("FINDINGS: The lungs are clear.\nIMPRESSION: No acute disease.\n")
+    assert_refused(path)
+
+
+# ------------------------------------------------------------------------------- from_array
+
+
+@pytest.mark.parametrize(("dtype", "full"), [(np.uint8, 255.0), (np.uint16, 65535.0)])
+def test_from_array_scales_unsigned_by_full_scale(dtype, full):
+    pixels = synthetic(dtype)
+    image = Radiograph.from_array(pixels)
+    assert image.format == "array" and image.pixels.dtype == np.float32
+    np.testing.assert_array_equal(image.pixels, (pixels / full).astype(np.float32))
+
+
+def test_from_array_min_max_scales_other_dtypes():
+    pixels = synthetic(np.uint16).astype(np.float64) * 3.0 - 7.0
+    image = Radiograph.from_array(pixels, source="mem")
+    assert image.source == "mem" and image.pixels.min() == 0.0 and image.pixels.max() == 1.0
+
+
+@pytest.mark.parametrize("bad", [np.zeros((64, 64, 3)), np.full((64, 64), np.nan),
+                                 np.zeros((8, 64)), np.array([["a"] * 64] * 64)])
+def test_from_array_refuses_what_is_not_a_greyscale_image(bad):
+    with pytest.raises(ImageReadError, match="<array>"):
+        Radiograph.from_array(bad)

@@ -1,0 +1,181 @@
+"""The shared preprocessing: the letterbox geometry and its inverse, the grid affine that
+brings heatmaps back onto original pixels, and the encoder input's shape, range and padding."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from lesionloc_runtime.errors import ConfigError
+from lesionloc_runtime.imageio import Radiograph
+from lesionloc_runtime.preprocess import (
+    Letterbox,
+    PreprocessConfig,
+    apply_window,
+    intensity_window,
+    preprocess,
+)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "expected"),
+    [
+        (1000, 1000, (448, 448, 0, 0)),  # square: fills the input
+        (1000, 2000, (224, 448, 112, 0)),  # portrait: bars left and right
+        (2048, 1024, (448, 224, 0, 112)),  # landscape: bars above and below
+        (1001, 2000, (224, 448, 112, 0)),  # 224.2 rounds down
+        (1003, 2000, (225, 448, 111, 0)),  # 224.7 rounds up; odd bars put the extra on the right
+        (300, 200, (448, 299, 0, 74)),  # smaller than the input: scaled up
+        (10, 5000, (1, 448, 223, 0)),  # a sliver keeps at least one column
+    ],
+)
+def test_letterbox_fit_keeps_aspect_and_centres(width, height, expected):
+    box = Letterbox.fit(width, height, 448)
+    assert (box.new_width, box.new_height, box.pad_x, box.pad_y) == expected
+    assert box.pad_x + box.new_width <= 448 and box.pad_y + box.new_height <= 448
+    assert (box.orig_width, box.orig_height, box.size) == (width, height, 448)
+
+
+@pytest.mark.parametrize(("width", "height"), [(1000, 1000), (1000, 2000), (2048, 1024), (1003, 777)])
+def test_to_model_and_to_original_are_inverses(width, height):
+    box = Letterbox.fit(width, height, 448)
+    rng = np.random.default_rng(0)
+    for x, y in rng.uniform(0, 1, (50, 2)) * (width, height):
+        mx, my = box.to_model(x, y)
+        assert box.to_original(mx, my) == pytest.approx((x, y), abs=1e-9)
+    for mx, my in rng.uniform(0, 448, (50, 2)):
+        assert box.to_model(*box.to_original(mx, my)) == pytest.approx((mx, my), abs=1e-9)
+
+
+def test_to_model_maps_the_image_corners_onto_the_letterboxed_region():
+    box = Letterbox.fit(2048, 1024, 448)
+    assert box.to_model(0, 0) == pytest.approx((0, 112))
+    assert box.to_model(2048, 1024) == pytest.approx((448, 336))
+
+
+def grid_cell_centres_in_image(box: Letterbox, stride: int) -> list[tuple[int, int, int, int]]:
+    """(row, col, x, y): grid cells whose centre lies on the image, and the original pixel
+    (indices x, y) that contains that centre."""
+    cells = []
+    for r in range(box.size // stride):
+        for c in range(box.size // stride):
+            ox, oy = box.to_original((c + 0.5) * stride, (r + 0.5) * stride)
+            if 0 <= ox < box.orig_width and 0 <= oy < box.orig_height:
+                cells.append((r, c, int(ox), int(oy)))
+    return cells
+
+
+@pytest.mark.parametrize(("width", "height"), [(2048, 1024), (1024, 2048), (1841, 1955), (440, 440)])
+def test_grid_affine_maps_a_cell_centre_pixel_back_to_its_cell(width, height):
+    box = Letterbox.fit(width, height, 448)
+    affine = box.original_to_grid_affine(16)
+    assert affine.shape == (2, 3)
+    cells = grid_cell_centres_in_image(box, 16)
+    assert cells  # the image covers part of the 28 x 28 grid
+    for r, c, x, y in cells:
+        gx, gy = affine @ np.array([x, y, 1.0])
+        # A pixel is 1 / scale model pixels wide: its centre is within half of it of the cell's.
+        tolerance = 0.5 * max(box.scale_x, box.scale_y) / 16 + 1e-9
+        assert abs(gx - c) <= tolerance and abs(gy - r) <= tolerance, (r, c, gx, gy)
+
+
+def test_grid_affine_for_2048_by_1024_at_448_stride_16():
+    box = Letterbox.fit(2048, 1024, 448)  # new 448 x 224, pad_y 112: grid rows 7..20 on image
+    cells = grid_cell_centres_in_image(box, 16)
+    assert {r for r, _, _, _ in cells} == set(range(7, 21))
+    assert {c for _, c, _, _ in cells} == set(range(28))
+    affine = box.original_to_grid_affine(16)
+    for r, c, x, y in cells:
+        gx, gy = affine @ np.array([x, y, 1.0])
+        assert (round(gx), round(gy)) == (c, r)
+
+
+def test_grid_affine_warps_a_hot_cell_onto_its_original_pixels():
+    box = Letterbox.fit(2048, 1024, 448)
+    grid = np.zeros((28, 28), np.float32)
+    grid[12, 5] = 1.0
+    heatmap = cv2.warpAffine(grid, box.original_to_grid_affine(16), (2048, 1024),
+                             flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+    ys, xs = np.nonzero(heatmap)
+    # Cell (12, 5) covers model x in [80, 96), y in [192, 208) -> original x / 0.21875,
+    # (y - 112) / 0.21875.
+    assert xs.min() == pytest.approx(80 / 0.21875, abs=1) and xs.max() == pytest.approx(96 / 0.21875, abs=1)
+    assert ys.min() == pytest.approx(80 / 0.21875, abs=1) and ys.max() == pytest.approx(96 / 0.21875, abs=1)
+
+
+def chest(width: int, height: int) -> Radiograph:
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    pixels = 0.2 + 0.5 * y / height
+    pixels[:, int(0.45 * width) : int(0.55 * width)] = 0.9
+    return Radiograph.from_array(pixels.astype(np.float32) * 0.8 + 0.1)
+
+
+@pytest.mark.parametrize(("width", "height"), [(600, 600), (500, 800), (800, 500), (100, 60)])
+def test_preprocess_output_shape_dtype_range(width, height):
+    config = PreprocessConfig(image_size=256)
+    out = preprocess(chest(width, height), config)
+    assert out.tensor.shape == (1, 256, 256) and out.tensor.dtype == np.float32
+    assert float(out.tensor.min()) >= 0.0 and float(out.tensor.max()) <= 1.0
+    assert out.letterbox == Letterbox.fit(width, height, 256)
+
+
+@pytest.mark.parametrize("pad_value", [0.0, 0.25])
+def test_preprocess_pads_outside_the_image(pad_value):
+    config = PreprocessConfig(image_size=256, pad_value=pad_value)
+    out = preprocess(chest(800, 400), config)  # new 256 x 128, pad_y 64
+    box = out.letterbox
+    assert (box.pad_y, box.new_height) == (64, 128)
+    assert np.all(out.tensor[0, :64] == pad_value) and np.all(out.tensor[0, 192:] == pad_value)
+    inside = out.tensor[0, 64:192]
+    assert inside.max() == pytest.approx(1.0)  # the percentile stretch reaches the top
+
+
+def test_percentile_window_stretches_the_resized_image():
+    config = PreprocessConfig(image_size=256)
+    image = chest(512, 512)
+    out = preprocess(image, config)
+    resized = cv2.resize(image.pixels, (256, 256), interpolation=cv2.INTER_AREA)
+    lo, hi = np.percentile(resized, [0.5, 99.5])
+    assert out.window == pytest.approx((lo, hi))
+    np.testing.assert_allclose(out.tensor[0], np.clip((resized - lo) / (hi - lo), 0, 1), atol=1e-6)
+
+
+def test_intensity_none_keeps_display_values():
+    config = PreprocessConfig(image_size=256, intensity="none")
+    image = chest(256, 256)
+    out = preprocess(image, config)
+    assert out.window == (0.0, 1.0)
+    np.testing.assert_allclose(out.tensor[0], image.pixels, atol=1e-6)
+
+
+def test_flat_image_stays_flat():
+    config = PreprocessConfig(image_size=64)
+    out = preprocess(np.full((100, 100), 0.3, np.float32), config)
+    lo, hi = out.window
+    assert hi - lo == pytest.approx(1.0)
+    # INTER_AREA leaves float32 rounding noise (0.3 vs 0.29999998); it must not be amplified.
+    assert float(out.tensor.max()) < 1e-6 and float(out.tensor.min()) == 0.0
+
+
+def test_apply_window_clips_and_keeps_float32():
+    values = np.array([[0.0, 0.2, 0.5, 0.8, 1.0]], np.float32)
+    out = apply_window(values, (0.2, 0.8))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [[0.0, 0.0, 0.5, 1.0, 1.0]], atol=1e-6)
+    assert intensity_window(values, PreprocessConfig(intensity="none")) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("bad", [{"image_size": 100}, {"image_size": 16}, {"intensity": "zscore"},
+                                 {"low_percentile": 60, "high_percentile": 40},
+                                 {"interpolation": "lanczos"}])
+def test_invalid_config_is_refused(bad):
+    with pytest.raises(ConfigError):
+        PreprocessConfig(**bad)
+
+
+def test_config_round_trips_through_a_dict():
+    config = PreprocessConfig(image_size=512, low_percentile=1.0)
+    assert PreprocessConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="unknown"):
+        PreprocessConfig.from_dict({**config.to_dict(), "gamma": 2.0})
