@@ -1,0 +1,262 @@
+"""What every benchmark reader yields and reports: annotated images with their groundings
+(prompt, category, boxes or mask), the read log of skipped rows and missing files, and splits."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lesionloc_runtime.errors import ConfigError, DataError
+
+Box = tuple[float, float, float, float]  # [x, y, w, h] in pixels, top-left origin
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """One evaluation sample: a prompt and the region it should light up on its image.
+
+    The ground truth is boxes, a boolean mask, or SIIM-style RLE strings decoded on the
+    image's own grid. `reference_size` is the (width, height) the boxes or mask were drawn on;
+    when the image read from disk has another size the runner rescales the truth to it.
+    """
+
+    prompt: str
+    category: str
+    boxes: tuple[Box, ...] = ()
+    mask: np.ndarray | None = field(default=None, repr=False)
+    rle: tuple[str, ...] = ()
+    reference_size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class AnnotatedImage:
+    """One image of a benchmark with every grounding to score on it (one heatmap pass)."""
+
+    image_id: str
+    path: Path
+    groundings: tuple[Grounding, ...]
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A problem found while reading or scoring, kept in the report instead of stopping."""
+
+    kind: str  # "malformed" | "unreadable" | "skipped" | "rescaled" | "note"
+    source: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line is not None else self.source
+        return f"{where}: {self.message}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "source": self.source, "line": self.line,
+                "message": self.message}
+
+
+@dataclass
+class ReadLog:
+    """Everything skipped on the way, with counts: the report shows it, nothing crashes."""
+
+    issues: list[Issue] = field(default_factory=list)
+    missing_images: list[str] = field(default_factory=list)
+    malformed_rows: int = 0
+    unreadable_images: int = 0
+    skipped_samples: int = 0
+    negative_images: int = 0
+
+    def malformed(self, source: str, line: int | None, message: str) -> None:
+        self.malformed_rows += 1
+        self.issues.append(Issue("malformed", source, message, line))
+
+    def missing(self, path: str | os.PathLike[str]) -> None:
+        self.missing_images.append(str(path))
+
+    def warn(self, kind: str, source: str, message: str, line: int | None = None) -> None:
+        self.issues.append(Issue(kind, source, message, line))
+
+
+@dataclass
+class DatasetStream:
+    """A benchmark opened for evaluation. `images` is lazy: the annotation file is indexed
+    up front (so every malformed row is reported), images and masks are touched only as the
+    runner consumes them."""
+
+    name: str
+    root: Path
+    annotation_file: Path
+    split: str
+    images: Iterator[AnnotatedImage]
+    total: int | None
+    log: ReadLog
+    notes: list[str] = field(default_factory=list)
+
+
+# -- splits -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which images to keep: all, a split name of the annotation file, or a list of ids."""
+
+    name: str
+    ids: frozenset[str] | None = None
+
+    @property
+    def is_all(self) -> bool:
+        return self.name == "all" and self.ids is None
+
+    def keeps_id(self, *image_ids: str) -> bool:
+        return self.ids is None or any(i in self.ids for i in image_ids)
+
+    def require_no_name(self, dataset: str) -> None:
+        """Data sets whose official files define no split accept only `all` or an id file."""
+        if self.ids is None and self.name != "all":
+            raise ConfigError(
+                f"--split {self.name}: the {dataset} files define no split; use --split all "
+                "or --split FILE with the image ids to keep"
+            )
+
+
+def parse_split(value: str | None, default: str) -> Split:
+    """`None` gives the data set's default; an existing file is a list of image ids (one per
+    line, or the first column of a CSV); anything else is a split name."""
+    if value is None or value == "":
+        return Split(default)
+    if os.path.isfile(value):
+        return Split(value, frozenset(_read_ids(Path(value))))
+    return Split(value)
+
+
+def _read_ids(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--split {path}: cannot read the id list ({exc})") from None
+    ids = []
+    for row in csv.reader(text.splitlines()):
+        if row and row[0].strip() and not row[0].lstrip().startswith("#"):
+            ids.append(row[0].strip())
+    if not ids:
+        raise ConfigError(f"--split {path}: the id list is empty")
+    return ids
+
+
+# -- shared parsing helpers ---------------------------------------------------------------
+
+
+def parse_box(values: Sequence[object]) -> Box:
+    """[x, y, w, h] as finite floats with positive width and height, else ValueError."""
+    if len(values) != 4:
+        raise ValueError(f"a box needs 4 numbers [x, y, w, h], got {len(values)}")
+    try:
+        x, y, w, h = (float(str(v).strip()) for v in values)
+    except ValueError:
+        raise ValueError(f"box {list(values)} is not numeric") from None
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise ValueError(f"box {list(values)} is not finite")
+    if w <= 0 or h <= 0:
+        raise ValueError(f"box {list(values)} has no area (width and height must be > 0)")
+    return (x, y, w, h)
+
+
+def parse_size(width: object, height: object) -> tuple[int, int]:
+    """(width, height) of an annotation's image as positive integers, else ValueError."""
+    try:
+        w, h = int(float(str(width).strip())), int(float(str(height).strip()))
+    except ValueError:
+        raise ValueError(f"image size {width!r} x {height!r} is not numeric") from None
+    if w <= 0 or h <= 0:
+        raise ValueError(f"image size {w} x {h} is not positive")
+    return (w, h)
+
+
+def read_csv_rows(
+    path: Path, required: Sequence[str], what: str, aliases: dict[str, str] | None = None
+) -> tuple[list[str], Iterator[tuple[int, dict[str, str] | None, str]]]:
+    """Open an annotation CSV: check its header (names stripped, since e.g. SIIM's is
+    "ImageId, EncodedPixels"), then yield (line number, row or None, problem) per record.
+
+    A row with the wrong number of fields comes back as None with the problem, so the
+    caller reports it with its line number and goes on.
+    """
+    try:
+        handle = open(path, newline="", encoding="utf-8-sig")  # closed when rows() ends
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be opened ({exc.strerror})") from None
+    reader = csv.reader(handle)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        handle.close()
+        raise DataError(f"{path}: the file is empty, expected the {what} header") from None
+    except (csv.Error, UnicodeDecodeError) as exc:
+        handle.close()
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+    aliases = aliases or {}
+    header = [aliases.get(h, h) for h in header]
+    missing = [name for name in required if name not in header]
+    if missing:
+        handle.close()
+        raise DataError(
+            f"{path}: not a {what} file (missing column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)}; found {', '.join(header) or 'none'})"
+        )
+
+    def rows() -> Iterator[tuple[int, dict[str, str] | None, str]]:
+        with handle:
+            line = reader.line_num
+            while True:
+                try:
+                    record = next(reader)
+                except StopIteration:
+                    return
+                except (csv.Error, UnicodeDecodeError) as exc:
+                    yield line + 1, None, f"unreadable CSV row ({exc})"
+                    line = reader.line_num
+                    continue
+                start, line = line + 1, reader.line_num
+                if not record or all(not v.strip() for v in record):
+                    continue
+                if len(record) != len(header):
+                    yield start, None, (f"{len(record)} fields where the header has "
+                                        f"{len(header)}")
+                    continue
+                yield start, dict(zip(header, record, strict=True)), ""
+
+    return header, rows()
+
+
+def find_first(directory: Path, names: Iterable[str]) -> Path | None:
+    """The first of `names` that exists as a file in `directory`."""
+    for name in names:
+        candidate = directory / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def relative(path: Path, root: Path) -> str:
+    """A path as the report shows it: relative to the data set root when inside it."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def existing_images(
+    entries: Iterable[AnnotatedImage], root: Path, log: ReadLog
+) -> Iterator[AnnotatedImage]:
+    """Yield the entries whose image file exists; list the others as missing."""
+    for entry in entries:
+        if entry.path.is_file():
+            yield entry
+        else:
+            log.missing(relative(entry.path, root))

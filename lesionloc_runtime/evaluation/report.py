@@ -1,0 +1,296 @@
+"""The evaluation report: metrics per category, macro (mean of the category means, the MS-CXR
+protocol) and micro (mean over all samples), with counts, prompts, threshold, scoring grid,
+model provenance and every skipped row or image; as a console table, JSON and Markdown."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lesionloc_runtime import __version__
+from lesionloc_runtime.evaluation.records import DatasetStream, Issue
+from lesionloc_runtime.evaluation.runner import EvaluationRun, SampleScore
+from lesionloc_runtime.fileio import atomic_write_json, atomic_write_text
+from lesionloc_runtime.metrics import METRIC_NAMES, MIOU_THRESHOLDS, mean_scores
+
+SCHEMA = "lesionloc-evaluation/1"
+# Columns in the order the localization papers print them; thresholded ones say their threshold.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("pointing_game", "PG"),
+    ("recall", "Recall@t"),
+    ("precision", "Prec@t"),
+    ("iou", "IoU@t"),
+    ("dice", "Dice@t"),
+    ("cnr", "CNR"),
+    ("miou", "mIoU"),
+    ("auroc", "AUROC"),
+)
+MAX_LISTED = 50  # issues and missing images shown in Markdown; the JSON keeps them all
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """Mean metrics of a group of samples (one category, or all of them)."""
+
+    name: str
+    n_images: int
+    n_samples: int
+    metrics: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "images": self.n_images, "samples": self.n_samples,
+                "metrics": {k: _finite(v) for k, v in self.metrics.items()}}
+
+
+@dataclass
+class EvaluationReport:
+    """What `lesionloc-evaluate` prints and writes."""
+
+    dataset: str
+    root: str
+    annotation_file: str
+    split: str
+    threshold: float
+    score_size: int | None
+    model: dict[str, Any]
+    prompts: dict[str, list[str]]
+    categories: list[GroupResult]
+    macro: GroupResult
+    micro: GroupResult
+    counts: dict[str, int]
+    missing_images: list[str]
+    issues: list[Issue]
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    created: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "lesionloc_version": __version__,
+            "created": self.created,
+            "dataset": self.dataset,
+            "root": self.root,
+            "annotation_file": self.annotation_file,
+            "split": self.split,
+            "threshold": self.threshold,
+            "miou_thresholds": list(MIOU_THRESHOLDS),
+            "scoring": {"max_side": self.score_size, "description": self.scoring_note},
+            "model": self.model,
+            "counts": self.counts,
+            "prompts": self.prompts,
+            "macro": self.macro.to_dict(),
+            "micro": self.micro.to_dict(),
+            "categories": [c.to_dict() for c in self.categories],
+            "notes": self.notes,
+            "missing_images": self.missing_images,
+            "issues": [i.to_dict() for i in self.issues],
+            "seconds": round(self.seconds, 3),
+        }
+
+    @property
+    def scoring_note(self) -> str:
+        if not self.score_size:
+            return "scored at the original image resolution"
+        return (f"heatmap and ground truth resized so the long side is at most {self.score_size}"
+                " px before scoring (heatmap: area average; mask: pixels at least half covered)"
+                f"; {self.counts.get('images_downscaled', 0)} of {self.counts['images']} images "
+                "were downscaled")
+
+    def model_line(self) -> str:
+        m = self.model
+        if not m:
+            return "unknown model"
+        sha = str(m.get("manifest_sha256") or "")[:12]
+        parts = [str(m.get("name", "?"))]
+        if sha:
+            parts.append(f"sha256 {sha}")
+        if m.get("quantization"):
+            parts.append(f"quantization {m['quantization']}")
+        if m.get("demo"):
+            parts.append("DEMO model (synthetic training data)")
+        return ", ".join(parts)
+
+    def rows(self) -> list[GroupResult]:
+        extra = [self.macro, self.micro] if len(self.categories) > 1 else [self.micro]
+        return [*self.categories, *extra]
+
+    def to_text(self) -> str:
+        """The console table."""
+        header = ["category", "images", "samples", *(label for _, label in COLUMNS)]
+        body = [[r.name, str(r.n_images), str(r.n_samples),
+                 *(_fmt(r.metrics[key]) for key, _ in COLUMNS)] for r in self.rows()]
+        widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+        lines = [
+            f"{self.dataset}: {self.counts['images']} images, {self.counts['samples']} samples "
+            f"(split {self.split}); model: {self.model_line()}",
+            "  ".join(h.ljust(w) if i == 0 else h.rjust(w)
+                      for i, (h, w) in enumerate(zip(header, widths, strict=True))),
+        ]
+        for row in body:
+            lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w)
+                                   for i, (v, w) in enumerate(zip(row, widths, strict=True))))
+        lines.append(f"t = {self.threshold:g} on the min-max normalized heatmap; mIoU over "
+                     f"{', '.join(f'{t:g}' for t in MIOU_THRESHOLDS)}; {self.scoring_note}")
+        skipped = self._skipped()
+        if skipped:
+            lines.append(f"skipped: {', '.join(skipped)} (listed in the reports of --out)")
+        return "\n".join(lines)
+
+    def _skipped(self) -> list[str]:
+        c = self.counts
+        return [f"{c[k]} {label}" for k, label in (
+            ("missing_images", "missing images"), ("unreadable_images", "unreadable images"),
+            ("malformed_rows", "malformed annotation rows"),
+            ("skipped_samples", "skipped samples"),
+            ("negative_images", "negative images (not scored by design)")) if c.get(k)]
+
+    def to_markdown(self) -> str:
+        """The Markdown report: settings, the table, prompts, and what was skipped."""
+        header = ["Category", "Images", "Samples",
+                  *(label.replace("@t", f"@{self.threshold:g}") for _, label in COLUMNS)]
+        out = [
+            f"# Localization: {self.dataset}",
+            "",
+            f"- Model: {self.model_line()}",
+            f"- Data: `{self.root}` ({self.annotation_file}), split `{self.split}`",
+            f"- Scored: {self.counts['images']} images, {self.counts['samples']} samples",
+            f"- Threshold t = {self.threshold:g} on the min-max normalized heatmap (IoU, Dice, "
+            f"precision, recall); mIoU averages IoU over t = "
+            f"{', '.join(f'{t:g}' for t in MIOU_THRESHOLDS)}",
+            f"- Resolution: {self.scoring_note}",
+            "- PG: pointing game (ties at the peak scored as the fraction inside the truth); "
+            "CNR: contrast-to-noise ratio; AUROC: pixel-level",
+        ]
+        if len(self.categories) > 1:
+            out.append("- Overall: *macro* is the mean of the category means (the MS-CXR "
+                       "protocol), *micro* the mean over all samples")
+        if self.model.get("demo"):
+            out.append(f"- Note: {self.model.get('notice', 'demo model')}")
+        out += ["", "| " + " | ".join(header) + " |",
+                "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+        for r in self.rows():
+            name = f"**{r.name}**" if r in (self.macro, self.micro) else r.name
+            out.append("| " + " | ".join([name, str(r.n_images), str(r.n_samples),
+                                          *(_fmt(r.metrics[k]) for k, _ in COLUMNS)]) + " |")
+        out += ["", "## Prompts", ""]
+        for category, prompts in self.prompts.items():
+            if len(prompts) <= 3:
+                out.append(f"- {category}: " + "; ".join(f"\"{p}\"" for p in prompts))
+            else:
+                out.append(f"- {category}: {len(prompts)} annotated phrases (listed in the JSON)")
+        out += ["", "## Skipped", ""]
+        out += [f"- {line}" for line in self._skipped()] or ["- nothing"]
+        for title, items in (("Notes", self.notes),
+                             ("Missing images", self.missing_images),
+                             ("Issues", [str(i) for i in self.issues])):
+            if items:
+                out += ["", f"## {title}", ""]
+                out += [f"- {item}" for item in items[:MAX_LISTED]]
+                if len(items) > MAX_LISTED:
+                    out.append(f"- ... and {len(items) - MAX_LISTED} more (see the JSON)")
+        return "\n".join(out) + "\n"
+
+
+def build_report(
+    run: EvaluationRun,
+    data: DatasetStream,
+    model: Mapping[str, Any] | None = None,
+    user_prompts: Mapping[str, str] | None = None,
+) -> EvaluationReport:
+    """Aggregate a run: per category, macro over categories, micro over samples."""
+    by_category: dict[str, list[SampleScore]] = {}
+    for sample in run.samples:
+        by_category.setdefault(sample.category, []).append(sample)
+    categories = [_group(name, samples) for name, samples in sorted(by_category.items())]
+    micro = _group("micro (all samples)", run.samples)
+    macro_metrics = {
+        name: float(np.mean([c.metrics[name] for c in categories])) if categories
+        else float("nan") for name in METRIC_NAMES
+    }
+    macro = GroupResult("macro (mean of categories)", micro.n_images, micro.n_samples,
+                        macro_metrics)
+    prompts = {name: sorted({s.prompt for s in samples})
+               for name, samples in sorted(by_category.items())}
+    log = run.log
+    counts = {
+        "images": run.n_images,
+        "samples": len(run.samples),
+        "images_listed": data.total if data.total is not None else -1,
+        "images_read": run.n_images_read,
+        "images_downscaled": run.n_downscaled,
+        "missing_images": len(log.missing_images),
+        "unreadable_images": log.unreadable_images,
+        "malformed_rows": log.malformed_rows,
+        "skipped_samples": log.skipped_samples,
+        "negative_images": log.negative_images,
+    }
+    notes = list(data.notes)
+    seen = {c.lower() for c in by_category}
+    unused = sorted(k for k in (user_prompts or {}) if k.lower() not in seen)
+    if unused and run.samples:
+        notes.append(f"prompts given for categories that were not scored: {', '.join(unused)}")
+    return EvaluationReport(
+        dataset=data.name,
+        root=str(data.root),
+        annotation_file=data.annotation_file.name,
+        split=data.split,
+        threshold=run.threshold,
+        score_size=run.score_size,
+        model=dict(model or {}),
+        prompts=prompts,
+        categories=categories,
+        macro=macro,
+        micro=micro,
+        counts=counts,
+        missing_images=list(log.missing_images),
+        issues=list(log.issues),
+        notes=notes,
+        seconds=run.seconds,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def write_report(
+    report: EvaluationReport, samples: Sequence[SampleScore], out_dir: str | Path
+) -> list[Path]:
+    """Write `<dataset>.json`, `<dataset>.md` and `<dataset>-samples.csv`, each atomically."""
+    out = Path(out_dir)
+    paths = [out / f"{report.dataset}.json", out / f"{report.dataset}.md",
+             out / f"{report.dataset}-samples.csv"]
+    atomic_write_json(paths[0], report.to_dict())
+    atomic_write_text(paths[1], report.to_markdown())
+    atomic_write_text(paths[2], samples_csv(samples))
+    return paths
+
+
+def samples_csv(samples: Sequence[SampleScore]) -> str:
+    """One row per scored sample, for error analysis."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["image_id", "category", "prompt", *METRIC_NAMES])
+    for s in samples:
+        writer.writerow([s.image_id, s.category, s.prompt,
+                         *(f"{getattr(s.scores, name):.6g}" for name in METRIC_NAMES)])
+    return buffer.getvalue()
+
+
+def _group(name: str, samples: Sequence[SampleScore]) -> GroupResult:
+    return GroupResult(name, len({s.image_id for s in samples}), len(samples),
+                       mean_scores([s.scores for s in samples]))
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) or math.isinf(value) else round(float(value), 6)
+
+
+def _fmt(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3f}"
