@@ -1,0 +1,319 @@
+"""Checkpoint -> model bundle, end to end: export both graphs, optimize, reduce precision,
+check parity against PyTorch, write tokenizer, model card and checksummed `lesionloc.json`,
+verify by loading it like the runtime does, and only then move it into place."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import lesionloc_runtime
+from lesionloc_export.graphs import (
+    ExportError,
+    export_image_encoder,
+    export_text_encoder,
+    optimize_image_encoder,
+    optimize_text_encoder,
+)
+from lesionloc_export.parity import ParityReport, measure_parity
+from lesionloc_export.quantize import convert_fp16, quantize_image_int8, quantize_text_int8
+from lesionloc_runtime.bundle import (
+    IMAGE_ENCODER_FILE,
+    MANIFEST_NAME,
+    TEXT_ENCODER_FILE,
+    TOKENIZER_FILE,
+    HeatmapConfig,
+    ModelBundle,
+    write_manifest,
+)
+from lesionloc_runtime.errors import ConfigError
+from lesionloc_runtime.fileio import sha256_file
+from lesionloc_runtime.imageio import read_image
+from lesionloc_runtime.localizer import Localizer
+from lesionloc_runtime.manifest import read_manifest
+from lesionloc_runtime.preprocess import PreprocessConfig, preprocess
+from lesionloc_runtime.report import read_report
+from lesionloc_runtime.tokens import SentenceTokenizer
+from lesionloc_train.checkpoint import MODEL_FILE, LoadedCheckpoint, load_checkpoint
+from lesionloc_train.torch_backend import (
+    IMAGE_INPUTS,
+    IMAGE_OUTPUTS,
+    TEXT_INPUTS,
+    TEXT_OUTPUTS,
+    ImageGraph,
+    TextGraph,
+    TorchEncoder,
+)
+
+log = logging.getLogger(__name__)
+PRECISIONS = ("none", "fp16", "int8")
+
+
+@dataclass
+class ExportOptions:
+    quantize: str = "int8"
+    calibration: Path | None = None  # a manifest; default: freshly generated phantoms
+    calibration_images: int = 64
+    parity_images: int = 8
+    allow_degraded: bool = False
+    overwrite: bool = False
+    name: str | None = None
+    demo: bool = False
+    trained_on: str | None = None
+    heatmap: dict[str, Any] = field(default_factory=dict)
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        if self.quantize not in PRECISIONS:
+            raise ConfigError(f"--quantize must be one of {', '.join(PRECISIONS)}")
+        if self.calibration_images < 1 or self.parity_images < 1:
+            raise ConfigError("calibration and parity need at least one image each")
+
+
+@dataclass
+class ExportResult:
+    bundle: Path
+    parity: ParityReport
+    seconds: dict[str, float]
+    sizes: dict[str, int]
+
+
+def export_bundle(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    options: ExportOptions,
+    say: Callable[[str], None] = log.info,
+) -> ExportResult:
+    """Write a verified bundle at `out`. Nothing is written at `out` unless every step,
+    including the parity check, succeeded; an existing bundle is replaced only then."""
+    out = Path(out)
+    if out.exists() and not options.overwrite:
+        raise ConfigError(f"{out} exists; pass --overwrite to replace it")
+    if out.exists() and not (out / MANIFEST_NAME).is_file() and any(out.iterdir()):
+        raise ConfigError(f"{out} exists and is not a model bundle; refusing to replace it")
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    ckpt = load_checkpoint(checkpoint)
+    preprocessing = ckpt.config.preprocess_config()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    try:
+        with tempfile.TemporaryDirectory(prefix="lesionloc-export-") as work_dir:
+            work = Path(work_dir)
+            say("exporting ONNX graphs")
+            fusions = build_graphs(ckpt, work, staging, options, preprocessing, say, times)
+            shutil.copyfile(ckpt.tokenizer, staging / TOKENIZER_FILE)
+            say("checking parity against PyTorch")
+            t = time.perf_counter()
+            parity = check_parity(ckpt, staging, options, preprocessing, work)
+            times["parity"] = time.perf_counter() - t
+        if not parity.passed:
+            message = "; ".join(parity.failures)
+            if not options.allow_degraded:
+                raise ExportError(f"parity below the {options.quantize} thresholds: {message} "
+                                  "(pass --allow-degraded to keep it anyway)")
+            say(f"warning: parity degraded ({message}); kept because of --allow-degraded")
+        manifest = bundle_manifest(ckpt, options, preprocessing, parity, fusions)
+        (staging / "MODEL_CARD.md").write_text(model_card(ckpt, options, parity), encoding="utf-8")
+        write_manifest(staging, manifest)
+        Localizer.load(ModelBundle.load(staging), threads=1)  # loads exactly as the runtime will
+        times["total"] = time.perf_counter() - t0
+        install(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
+    return ExportResult(out, parity, times, sizes)
+
+
+def install(staging: Path, out: Path) -> None:
+    """Swap the finished bundle into place; an old bundle is removed only after the swap."""
+    if out.exists():
+        backup = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, backup)
+        os.replace(staging, out)
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        os.replace(staging, out)
+
+
+def build_graphs(ckpt: LoadedCheckpoint, work: Path, staging: Path, options: ExportOptions,
+                 preprocessing: PreprocessConfig, say: Callable[[str], None],
+                 times: dict[str, float]) -> dict[str, int]:
+    t = time.perf_counter()
+    image_raw = export_image_encoder(ckpt.model, preprocessing.image_size, work / "image_raw.onnx")
+    text_raw = export_text_encoder(ckpt.model, work / "text_raw.onnx")
+    times["onnx_export"] = time.perf_counter() - t
+    t = time.perf_counter()
+    fusions = optimize_text_encoder(ckpt.model, text_raw, work / "text_opt.onnx")
+    times["optimize"] = time.perf_counter() - t
+    t = time.perf_counter()
+    image_out, text_out = staging / IMAGE_ENCODER_FILE, staging / TEXT_ENCODER_FILE
+    if options.quantize == "none":
+        optimize_image_encoder(image_raw, image_out)
+        shutil.copyfile(work / "text_opt.onnx", text_out)
+    elif options.quantize == "fp16":
+        convert_fp16(image_raw, image_out)
+        convert_fp16(work / "text_opt.onnx", text_out)
+    else:
+        say(f"calibrating int8 on {options.calibration_images} images")
+        calibration, _ = held_out_images(options, preprocessing, work)
+        quantize_image_int8(image_raw, image_out, calibration)
+        quantize_text_int8(work / "text_opt.onnx", text_out)
+    times["quantize"] = time.perf_counter() - t
+    return fusions
+
+
+def held_out_images(options: ExportOptions, preprocessing: PreprocessConfig,
+                    work: Path) -> tuple[list[np.ndarray], list[Path]]:
+    """(calibration tensors, parity image paths): disjoint sets of real or phantom images, all
+    through the runtime's own preprocessing. Also returns report paths for parity texts."""
+    total = options.calibration_images + options.parity_images
+    manifest = options.calibration
+    if manifest is None:
+        manifest = work / "phantoms" / "manifest.jsonl"
+        if not manifest.is_file():
+            from lesionloc_train.phantoms import generate_dataset
+
+            size = max(256, preprocessing.image_size)
+            generate_dataset(manifest.parent, n=total, seed=options.seed, width=size, height=size,
+                             workers=1, progress=False)
+    records, _ = read_manifest(manifest, max_rows=total)
+    if len(records) < 2:
+        raise ConfigError(f"{manifest}: calibration needs at least 2 usable studies")
+    split = max(1, min(options.calibration_images, len(records) - 1))
+    calibration = [preprocess(read_image(r.image), preprocessing).tensor for r in records[:split]]
+    return calibration, [r.report for r in records[split:]] + [r.image for r in records[split:]]
+
+
+def check_parity(ckpt: LoadedCheckpoint, staging: Path, options: ExportOptions,
+                 preprocessing: PreprocessConfig, work: Path) -> ParityReport:
+    from lesionloc_runtime.bundle import EncoderSpec
+    from lesionloc_runtime.sessions import OnnxEncoder
+
+    calibration, held = held_out_images(options, preprocessing, work)
+    images_paths = [p for p in held if p.suffix != ".txt"][: options.parity_images]
+    reports = [p for p in held if p.suffix == ".txt"]
+    images = [preprocess(read_image(p), preprocessing).tensor for p in images_paths]
+    texts: list[str] = []
+    for report in reports:
+        texts.extend(s.text for s in read_report(report).sentences)
+    texts = (texts or ["There is a right upper lobe opacity."])[:64]
+    tokenizer = SentenceTokenizer(ckpt.tokenizer, ckpt.config.model.text.max_length)
+    ref = (TorchEncoder(ImageGraph(ckpt.model), IMAGE_INPUTS, IMAGE_OUTPUTS),
+           TorchEncoder(TextGraph(ckpt.model), TEXT_INPUTS, TEXT_OUTPUTS))
+    spec_image, spec_text = graph_specs(ckpt, preprocessing)
+    cand = (OnnxEncoder(staging / IMAGE_ENCODER_FILE, EncoderSpec(IMAGE_ENCODER_FILE, *spec_image),
+                        threads=None),
+            OnnxEncoder(staging / TEXT_ENCODER_FILE, EncoderSpec(TEXT_ENCODER_FILE, *spec_text),
+                        threads=None))
+    return measure_parity(options.quantize, ref, cand, images, tokenizer.encode(texts))
+
+
+def graph_specs(ckpt: LoadedCheckpoint, preprocessing: PreprocessConfig) -> tuple[tuple, tuple]:
+    size = preprocessing.image_size
+    grid = size // ckpt.model.grid_stride
+    dim = ckpt.config.model.embed_dim
+    image = ({"pixel_values": ["batch", 1, size, size]},
+             {"image_embeds": ["batch", dim], "patch_embeds": ["batch", grid, grid, dim]})
+    text = ({"input_ids": ["batch", "sequence"], "attention_mask": ["batch", "sequence"]},
+            {"sentence_embeds": ["batch", dim], "global_embeds": ["batch", dim]})
+    return image, text
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+    import transformers
+
+    return {"lesionloc": lesionloc_runtime.__version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+def bundle_manifest(ckpt: LoadedCheckpoint, options: ExportOptions, preprocessing: PreprocessConfig,
+                    parity: ParityReport, fusions: dict[str, int]) -> dict[str, Any]:
+    cfg = ckpt.config
+    heatmap = HeatmapConfig(attention_temperature=cfg.loss.attention_temperature)
+    heatmap = HeatmapConfig.from_dict({**heatmap.to_dict(), **options.heatmap})
+    spec_image, spec_text = graph_specs(ckpt, preprocessing)
+    trained_on = options.trained_on or ("synthetic phantoms" if options.demo else "unspecified")
+    return {
+        "name": options.name or f"lesionloc-{cfg.name}-{options.quantize}",
+        "demo": options.demo,
+        "trained_on": trained_on,
+        "embed_dim": cfg.model.embed_dim,
+        "grid_stride": ckpt.model.grid_stride,
+        "quantization": options.quantize,
+        "preprocessing": preprocessing.to_dict(),
+        "heatmap": heatmap.to_dict(),
+        "image_encoder": {"file": IMAGE_ENCODER_FILE, "inputs": spec_image[0],
+                          "outputs": spec_image[1],
+                          "precision": {"none": "fp32", "fp16": "fp16",
+                                        "int8": "int8 static QDQ per-channel"}[options.quantize]},
+        "text_encoder": {"file": TEXT_ENCODER_FILE, "inputs": spec_text[0], "outputs": spec_text[1],
+                         "precision": {"none": "fp32", "fp16": "fp16",
+                                       "int8": "int8 dynamic"}[options.quantize],
+                         "fusions": fusions},
+        "tokenizer": {"file": TOKENIZER_FILE, "max_length": cfg.model.text.max_length},
+        "parity": parity.to_dict(),
+        "provenance": {
+            "checkpoint_sha256": sha256_file(ckpt.path / MODEL_FILE),
+            "checkpoint_step": ckpt.meta.get("step"),
+            "train_config": cfg.to_dict(),
+            "versions": _versions(),
+        },
+    }
+
+
+def model_card(ckpt: LoadedCheckpoint, options: ExportOptions, parity: ParityReport) -> str:
+    cfg = ckpt.config
+    trained_on = options.trained_on or ("synthetic phantoms" if options.demo else "unspecified")
+    warning = (
+        "**DEMO MODEL trained only on synthetic phantom radiographs. Its output has no clinical "
+        "meaning. Not for clinical use.**" if options.demo else
+        "**Research model. Not a medical device; not validated for clinical use.**"
+    )
+    cos = parity.to_dict()["cosine"]
+    lines = [
+        f"# Model card: {options.name or 'lesionloc-' + cfg.name}", "", warning, "",
+        "## What it is",
+        "A lesionloc model bundle: an image encoder (ResNet family, local patch grid at stride "
+        f"{ckpt.model.grid_stride}) and a text encoder ({cfg.model.text.model or 'BERT built from config'}) "
+        "pretrained on image-report pairs with a global contrastive loss and a local loss "
+        "aligning report sentences to image regions (Yang et al., \"Multimodal self-supervised "
+        "learning for lesion localization\"). Any sentence becomes a heatmap over the image.", "",
+        "## Training", f"- data: {trained_on}", f"- preset: {cfg.name}",
+        f"- image size: {cfg.model.image.image_size} px, embedding size {cfg.model.embed_dim}",
+        f"- loss weights: {cfg.loss.global_t2i}/{cfg.loss.global_i2t} global, "
+        f"{cfg.loss.local_t2i}/{cfg.loss.local_i2t} local; attention temperature "
+        f"{cfg.loss.attention_temperature}; local sentence kinds {list(cfg.loss.local_kinds)}",
+        f"- checkpoint step: {ckpt.meta.get('step')}", "",
+        "## Export", f"- precision: {options.quantize}",
+        "- parity (cosine to PyTorch on held-out inputs): "
+        + ", ".join(f"{k} mean {v['mean']:.5f} worst {v['min']:.5f}" for k, v in cos.items()), "",
+        "## Intended use",
+        "Research on weakly supervised localization in chest radiographs; demonstrations of the "
+        "lesionloc pipeline. Not for diagnosis, triage or any clinical decision.", "",
+        "## Limitations",
+        "Localization quality depends entirely on the training data. A model trained on phantoms "
+        "has never seen real anatomy or real pathology.", "",
+    ]
+    return "\n".join(lines)
+
+
+def describe(result: ExportResult) -> str:
+    return json.dumps({"bundle": str(result.bundle), "parity": result.parity.to_dict(),
+                       "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
+                       "bytes": result.sizes}, indent=2)

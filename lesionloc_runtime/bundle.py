@@ -1,0 +1,208 @@
+"""The model bundle: a directory of two ONNX encoders, a tokenizer and `lesionloc.json`.
+Export writes it with `write_manifest`; the runtime opens it with `ModelBundle.load`, which
+verifies the format version and the sha256 of every file before anything runs."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lesionloc_runtime.errors import BundleError, ConfigError
+from lesionloc_runtime.fileio import atomic_write_json, sha256_file
+from lesionloc_runtime.preprocess import PreprocessConfig
+
+BUNDLE_FORMAT = "lesionloc-bundle"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "lesionloc.json"
+IMAGE_ENCODER_FILE = "image_encoder.onnx"
+TEXT_ENCODER_FILE = "text_encoder.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+DEMO_NOTICE = (
+    "DEMO MODEL trained only on synthetic phantom radiographs: its output has no clinical "
+    "meaning and must not be used for diagnosis."
+)
+RESEARCH_NOTICE = "Research software: not a medical device, not validated for clinical use."
+
+
+@dataclass(frozen=True)
+class HeatmapConfig:
+    """How a patch-similarity grid becomes a heatmap and boxes (defaults carried per bundle)."""
+
+    attention_temperature: float = 0.25  # tau_a of the local loss, used for the sentence score
+    smoothing_sigma: float = 0.75  # Gaussian sigma in patches, applied on the grid
+    box_threshold: float = 0.6  # fraction of the heatmap's min-max range that starts a box
+    min_box_fraction: float = 0.001  # components smaller than this fraction of the image are dropped
+    max_boxes: int = 3
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HeatmapConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown heatmap parameters: {sorted(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What a bundle declares about one ONNX graph: its file and its input/output shapes.
+    A dimension is an int (fixed) or a string (dynamic axis name)."""
+
+    file: str
+    inputs: dict[str, list[int | str]]
+    outputs: dict[str, list[int | str]]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], what: str) -> EncoderSpec:
+        try:
+            return cls(str(data["file"]), dict(data["inputs"]), dict(data["outputs"]))
+        except (KeyError, TypeError) as exc:
+            raise BundleError(f"{MANIFEST_NAME}: {what} entry is malformed ({exc})") from None
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A verified bundle on disk. Construct it with `ModelBundle.load`."""
+
+    path: Path
+    manifest: dict[str, Any]
+    preprocessing: PreprocessConfig
+    heatmap: HeatmapConfig
+    image_encoder: EncoderSpec
+    text_encoder: EncoderSpec
+    tokenizer_file: str
+    max_length: int
+    embed_dim: int
+    grid_stride: int
+    manifest_sha256: str
+    files: dict[str, str] = field(repr=False, default_factory=dict)
+
+    @property
+    def is_demo(self) -> bool:
+        return bool(self.manifest.get("demo", False))
+
+    @property
+    def notice(self) -> str:
+        return DEMO_NOTICE if self.is_demo else RESEARCH_NOTICE
+
+    @property
+    def quantization(self) -> str:
+        return str(self.manifest.get("quantization", "none"))
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name", self.path.name))
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def provenance(self) -> dict[str, Any]:
+        """What every output records about the model that produced it."""
+        return {
+            "name": self.name,
+            "bundle": str(self.path),
+            "manifest_sha256": self.manifest_sha256,
+            "format_version": self.manifest.get("format_version"),
+            "quantization": self.quantization,
+            "demo": self.is_demo,
+            "trained_on": self.manifest.get("trained_on", "unknown"),
+            "notice": self.notice,
+        }
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], verify: bool = True) -> ModelBundle:
+        """Open and verify a bundle directory; BundleError names what is wrong."""
+        root = Path(path)
+        if not root.is_dir():
+            raise BundleError(f"{root}: model bundle directory not found")
+        manifest_path = root / MANIFEST_NAME
+        if not manifest_path.is_file():
+            raise BundleError(f"{root}: not a model bundle ({MANIFEST_NAME} is missing)")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{manifest_path}: not valid JSON ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"{manifest_path}: not a {BUNDLE_FORMAT} manifest")
+        version = manifest.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleError(
+                f"{manifest_path}: bundle format version {version!r}, this runtime reads version "
+                f"{FORMAT_VERSION}; re-export the model with a matching lesionloc-export"
+            )
+        files = manifest.get("files")
+        if not isinstance(files, dict) or not files:
+            raise BundleError(f"{manifest_path}: the 'files' checksum table is missing")
+        checksums: dict[str, str] = {}
+        for name, entry in files.items():
+            digest = entry.get("sha256") if isinstance(entry, dict) else entry
+            if not isinstance(digest, str) or len(digest) != 64:
+                raise BundleError(f"{manifest_path}: no valid sha256 for {name}")
+            if Path(name).is_absolute() or ".." in Path(name).parts:
+                raise BundleError(f"{manifest_path}: file entry {name!r} points outside the bundle")
+            checksums[name] = digest
+        try:
+            image = EncoderSpec.from_dict(manifest["image_encoder"], "image_encoder")
+            text = EncoderSpec.from_dict(manifest["text_encoder"], "text_encoder")
+            tokenizer = manifest["tokenizer"]
+            preprocessing = PreprocessConfig.from_dict(manifest["preprocessing"])
+            heatmap = HeatmapConfig.from_dict(manifest.get("heatmap", {}))
+            bundle = cls(
+                path=root,
+                manifest=manifest,
+                preprocessing=preprocessing,
+                heatmap=heatmap,
+                image_encoder=image,
+                text_encoder=text,
+                tokenizer_file=str(tokenizer["file"]),
+                max_length=int(tokenizer["max_length"]),
+                embed_dim=int(manifest["embed_dim"]),
+                grid_stride=int(manifest["grid_stride"]),
+                manifest_sha256=sha256_file(manifest_path),
+                files=checksums,
+            )
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+            raise BundleError(f"{manifest_path}: malformed manifest ({exc})") from None
+        for required in (image.file, text.file, bundle.tokenizer_file):
+            if required not in checksums:
+                raise BundleError(f"{manifest_path}: {required} has no checksum entry")
+        if verify:
+            bundle.verify()
+        return bundle
+
+    def verify(self) -> None:
+        """Check every listed file exists and has the recorded sha256."""
+        for name, expected in self.files.items():
+            target = self.path / name
+            if not target.is_file():
+                raise BundleError(f"{target}: listed in {MANIFEST_NAME} but missing")
+            actual = sha256_file(target)
+            if actual != expected:
+                raise BundleError(
+                    f"{target}: checksum mismatch (sha256 {actual[:12]}..., manifest says "
+                    f"{expected[:12]}...); the file was modified or the bundle is corrupt"
+                )
+
+
+def write_manifest(root: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:
+    """Write `lesionloc.json` with the sha256 of every other file in `root` (export side)."""
+    root = Path(root)
+    files: dict[str, dict[str, Any]] = {}
+    for target in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = target.relative_to(root).as_posix()
+        if rel == MANIFEST_NAME or target.name.startswith("."):
+            continue
+        files[rel] = {"sha256": sha256_file(target), "bytes": target.stat().st_size}
+    body = dict(manifest)
+    body["format"] = BUNDLE_FORMAT
+    body["format_version"] = FORMAT_VERSION
+    body["files"] = files
+    out = root / MANIFEST_NAME
+    atomic_write_json(out, body)
+    return out

@@ -1,0 +1,123 @@
+"""From patch embeddings and a sentence embedding to a heatmap on the original image: patch
+similarity, smoothing on the grid, exact inverse letterbox mapping, peak and boxes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from lesionloc_runtime.bundle import HeatmapConfig
+from lesionloc_runtime.preprocess import Letterbox
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box in original image pixels, `[x, y, width, height]`, with the heatmap's maximum
+    (a cosine similarity) inside it as its score."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    score: float
+
+    def as_list(self) -> list[float]:
+        return [round(self.x, 1), round(self.y, 1), round(self.width, 1), round(self.height, 1)]
+
+
+def cosine_grid(sentence: np.ndarray, patches: np.ndarray) -> np.ndarray:
+    """Cosine similarity of one L2-normalized sentence embedding (D,) with each patch of an
+    L2-normalized (h, w, D) grid -> (h, w) float32 in [-1, 1]."""
+    return np.tensordot(patches, sentence, axes=([2], [0])).astype(np.float32)
+
+
+def local_alignment_score(sentence: np.ndarray, patches: np.ndarray, temperature: float) -> float:
+    """The local loss's sentence-image score r = cos(s, sum_k a_k P_k), a = softmax(s.P / tau)."""
+    flat = patches.reshape(-1, patches.shape[-1])
+    logits = flat @ sentence / temperature
+    weights = np.exp(logits - logits.max())
+    weights /= weights.sum()
+    context = weights @ flat
+    norm = float(np.linalg.norm(context))
+    return float(context @ sentence / norm) if norm > 0 else 0.0
+
+
+def smooth_grid(grid: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma <= 0:
+        return grid.astype(np.float32, copy=True)
+    return cv2.GaussianBlur(grid.astype(np.float32), (0, 0), sigmaX=sigma, sigmaY=sigma,
+                            borderType=cv2.BORDER_REPLICATE)
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """A smoothed similarity grid plus the letterbox it came through. Rendering to any pixel
+    grid is one bilinear affine warp, so the original-size array exists only on demand."""
+
+    grid: np.ndarray  # (h, w) float32
+    letterbox: Letterbox
+    stride: float
+
+    def render(self, width: int | None = None, height: int | None = None) -> np.ndarray:
+        """The heatmap on the original image (default) or on a rescaled copy of it."""
+        box = self.letterbox
+        out_w = width or box.orig_width
+        out_h = height or box.orig_height
+        affine = box.original_to_grid_affine(self.stride)
+        # output pixel -> original pixel (continuous, centre-aligned) -> grid index
+        fx, fy = box.orig_width / out_w, box.orig_height / out_h
+        pre = np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5], [0, 0, 1]])
+        matrix = (np.vstack([affine, [0, 0, 1]]) @ pre)[:2]
+        return cv2.warpAffine(
+            self.grid, matrix, (out_w, out_h),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
+        )
+
+    def content_cells(self) -> np.ndarray:
+        """Boolean (h, w): grid cells whose centre lies on the image, not on letterbox padding."""
+        box = self.letterbox
+        h, w = self.grid.shape
+        cy = (np.arange(h) + 0.5) * self.stride
+        cx = (np.arange(w) + 0.5) * self.stride
+        in_y = (cy >= box.pad_y) & (cy < box.pad_y + box.new_height)
+        in_x = (cx >= box.pad_x) & (cx < box.pad_x + box.new_width)
+        return in_y[:, None] & in_x[None, :]
+
+    def peak(self) -> tuple[float, float, float]:
+        """(x, y, value) of the maximum in original pixel coordinates. A bilinear map peaks at
+        a grid node, so this is the centre of the best patch on the image, mapped back."""
+        masked = np.where(self.content_cells(), self.grid, -np.inf)
+        row, col = np.unravel_index(int(np.argmax(masked)), masked.shape)
+        mx, my = (col + 0.5) * self.stride, (row + 0.5) * self.stride
+        x, y = self.letterbox.to_original(mx, my)
+        box = self.letterbox
+        x = float(np.clip(x, 0, box.orig_width - 1))
+        y = float(np.clip(y, 0, box.orig_height - 1))
+        return x, y, float(self.grid[row, col])
+
+    def boxes(self, config: HeatmapConfig, work_size: int = 512) -> list[Box]:
+        """Connected components of the heatmap above `box_threshold` of its min-max range,
+        computed on a copy at most `work_size` pixels long and scaled to original pixels."""
+        box = self.letterbox
+        scale = min(1.0, work_size / max(box.orig_width, box.orig_height))
+        wk_w = max(1, round(box.orig_width * scale))
+        wk_h = max(1, round(box.orig_height * scale))
+        work = self.render(wk_w, wk_h)
+        lo, hi = float(work.min()), float(work.max())
+        if hi - lo <= 1e-9:
+            return []
+        mask = ((work - lo) >= config.box_threshold * (hi - lo)).astype(np.uint8)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        fx, fy = box.orig_width / wk_w, box.orig_height / wk_h
+        min_area = config.min_box_fraction * wk_w * wk_h
+        found: list[Box] = []
+        for label in range(1, count):
+            x, y, w, h, area = stats[label]
+            if area < min_area:
+                continue
+            score = float(work[labels == label].max())
+            found.append(Box(x * fx, y * fy, w * fx, h * fy, score))
+        found.sort(key=lambda b: b.score, reverse=True)
+        return found[: config.max_boxes]

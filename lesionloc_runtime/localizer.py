@@ -1,0 +1,208 @@
+"""The Python API: `Localizer.load(bundle).localize(image, report)` runs one image pass and one
+batched text pass per study and grounds every finding sentence (or query) on the image."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from lesionloc_runtime.bundle import ModelBundle
+from lesionloc_runtime.errors import BundleError, ReportError
+from lesionloc_runtime.heatmap import Heatmap, cosine_grid, local_alignment_score, smooth_grid
+from lesionloc_runtime.imageio import Radiograph, read_image
+from lesionloc_runtime.preprocess import Letterbox, PreprocessedImage, apply_window, preprocess
+from lesionloc_runtime.report import Report, Sentence, query_sentences, read_report
+from lesionloc_runtime.results import SentenceResult, StudyResult
+from lesionloc_runtime.sessions import OnnxEncoder, default_threads
+from lesionloc_runtime.tokens import SentenceTokenizer, pool_windows
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEMO_BUNDLE = PACKAGE_DIR / "demo" / "bundle"
+DEMO_EXAMPLES = PACKAGE_DIR / "demo" / "examples"
+GROUND_CHOICES = ("findings", "all")
+
+
+def demo_bundle_path() -> Path:
+    if not (DEMO_BUNDLE / "lesionloc.json").is_file():
+        raise BundleError(
+            f"the embedded demo model is not installed at {DEMO_BUNDLE}; pass --model BUNDLE or "
+            "build it with scripts/make_demo_model.sh"
+        )
+    return DEMO_BUNDLE
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """One image pass: the global embedding, the (h, w, D) patch grid, and the transform."""
+
+    global_embed: np.ndarray
+    patches: np.ndarray
+    letterbox: Letterbox
+    window: tuple[float, float]
+
+
+def _l2(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
+
+
+class Encoder(Protocol):
+    """What the localizer needs of an encoder: ONNX sessions, or torch modules for parity."""
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class Localizer:
+    """Composes an image encoder, a text encoder and the bundle's pre/post-processing.
+    `Localizer.load` opens a bundle's ONNX graphs (sessions created once per process)."""
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        image_encoder: Encoder,
+        text_encoder: Encoder,
+        tokenizer: SentenceTokenizer,
+    ) -> None:
+        self.bundle = bundle
+        self.image_encoder = image_encoder
+        self.text_encoder = text_encoder
+        self.tokenizer = tokenizer
+        self.providers: list[str] = list(getattr(image_encoder, "providers", ["torch"]))
+
+    @classmethod
+    def load(
+        cls,
+        bundle: str | os.PathLike[str] | ModelBundle | None = None,
+        *,
+        providers: Sequence[str] = ("cpu",),
+        threads: int | None = None,
+    ) -> Localizer:
+        """Open a bundle directory (default: the embedded demo model), verified by checksum."""
+        if not isinstance(bundle, ModelBundle):
+            bundle = ModelBundle.load(demo_bundle_path() if bundle is None else bundle)
+        threads = threads or default_threads()
+        image = OnnxEncoder(bundle.file(bundle.image_encoder.file), bundle.image_encoder,
+                            providers, threads)
+        text = OnnxEncoder(bundle.file(bundle.text_encoder.file), bundle.text_encoder,
+                           providers, threads)
+        tokenizer = SentenceTokenizer(bundle.file(bundle.tokenizer_file), bundle.max_length)
+        return cls(bundle, image, text, tokenizer)
+
+    # -- encoders -------------------------------------------------------------------------
+    def encode_image(self, image: Radiograph) -> EncodedImage:
+        return self._encode_preprocessed(preprocess(image, self.bundle.preprocessing))
+
+    def _encode_preprocessed(self, prep: PreprocessedImage) -> EncodedImage:
+        out = self.image_encoder.run({"pixel_values": prep.tensor[None]})
+        return EncodedImage(
+            _l2(out["image_embeds"][0].astype(np.float32)),
+            _l2(out["patch_embeds"][0].astype(np.float32)),
+            prep.letterbox,
+            prep.window,
+        )
+
+    def encode_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(local, global) L2-normalized embeddings, one row per text, in one batched pass."""
+        if not texts:
+            dim = self.bundle.embed_dim
+            return np.zeros((0, dim), np.float32), np.zeros((0, dim), np.float32)
+        batch = self.tokenizer.encode(texts)
+        out = self.text_encoder.run(batch.feeds())
+        local = pool_windows(out["sentence_embeds"].astype(np.float32), batch.owner, len(texts))
+        glob = pool_windows(out["global_embeds"].astype(np.float32), batch.owner, len(texts))
+        return local, glob
+
+    # -- grounding ------------------------------------------------------------------------
+    def heatmap(self, encoded: EncodedImage, sentence_embed: np.ndarray) -> Heatmap:
+        grid = cosine_grid(sentence_embed, encoded.patches)
+        grid = smooth_grid(grid, self.bundle.heatmap.smoothing_sigma)
+        return Heatmap(grid, encoded.letterbox, float(self.bundle.grid_stride))
+
+    def heatmaps(self, image: Radiograph, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), H, W) float32 heatmaps on the image's original pixel grid (evaluation)."""
+        encoded = self.encode_image(image)
+        local, _ = self.encode_texts(texts)
+        return np.stack([self.heatmap(encoded, s).render() for s in local]) if len(texts) else \
+            np.zeros((0, image.height, image.width), np.float32)
+
+    def localize(
+        self,
+        image: Radiograph | str | os.PathLike[str],
+        report: Report | str | os.PathLike[str] | None = None,
+        *,
+        queries: Sequence[str] = (),
+        ground: str = "findings",
+        study_id: str | None = None,
+    ) -> StudyResult:
+        """Ground a study's report sentences and/or free-text queries on its image.
+
+        `report` is a parsed Report, a path to a report file, or None (queries only).
+        `ground="findings"` makes heatmaps for finding sentences and queries; `"all"` also for
+        negated and normal sentences. Every sentence gets a score either way.
+        """
+        if ground not in GROUND_CHOICES:
+            raise ValueError(f"ground must be one of {GROUND_CHOICES}")
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        radiograph = image if isinstance(image, Radiograph) else read_image(image)
+        report_source = None
+        if report is not None and not isinstance(report, Report):
+            report_source = os.path.basename(os.fspath(report))
+            report = read_report(report)
+        sentences: list[Sentence] = list(report.sentences) if report is not None else []
+        sentences += list(query_sentences(queries)) if queries else []
+        if not sentences:
+            raise ReportError("nothing to ground: give a report with sentences or a --query")
+        timings["read"] = (time.perf_counter() - t0) * 1e3
+
+        t1 = time.perf_counter()
+        prep = preprocess(radiograph, self.bundle.preprocessing)
+        timings["preprocess"] = (time.perf_counter() - t1) * 1e3
+        t2 = time.perf_counter()
+        encoded = self._encode_preprocessed(prep)
+        timings["image_encoder"] = (time.perf_counter() - t2) * 1e3
+
+        t3 = time.perf_counter()
+        texts = [s.text for s in sentences]
+        body = report.body if report is not None else None
+        local, glob = self.encode_texts(texts + ([body] if body else []))
+        timings["text_encoder"] = (time.perf_counter() - t3) * 1e3
+
+        t4 = time.perf_counter()
+        cfg = self.bundle.heatmap
+        results: list[SentenceResult] = []
+        for index, (sentence, embed) in enumerate(zip(sentences, local, strict=False)):
+            score = local_alignment_score(embed, encoded.patches, cfg.attention_temperature)
+            result = SentenceResult(index, sentence.text, sentence.section, sentence.kind, score)
+            if ground == "all" or sentence.kind == "finding":
+                heat = self.heatmap(encoded, embed)
+                result.heatmap = heat
+                result.peak = heat.peak()
+                result.boxes = heat.boxes(cfg)
+            results.append(result)
+        image_score = float(glob[-1] @ encoded.global_embed) if body else None
+        timings["heatmaps"] = (time.perf_counter() - t4) * 1e3
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+
+        display = apply_window(radiograph.pixels, prep.window)
+        return StudyResult(
+            study_id=study_id or Path(radiograph.source).stem,
+            source=os.path.basename(radiograph.source),
+            image_format=radiograph.format,
+            width=radiograph.width,
+            height=radiograph.height,
+            pixel_spacing_mm=radiograph.pixel_spacing_mm,
+            letterbox=encoded.letterbox,
+            model=self.bundle.provenance(),
+            sentences=results,
+            image_score=image_score,
+            report_source=report_source,
+            timings_ms=timings,
+            display=display,
+        )
+

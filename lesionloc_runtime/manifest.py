@@ -1,0 +1,96 @@
+"""The study manifest (JSON Lines, PHANTOMS.md record format; paths relative to the manifest):
+read once here for training, validation, export calibration and evaluation."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lesionloc_runtime.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """One manifest row, paths resolved. `sentences` keeps the manifest's ground truth
+    (boxes) for validation only; training never reads boxes."""
+
+    study_id: str
+    image: Path
+    report: Path
+    split: str | None
+    width: int | None
+    height: int | None
+    sentences: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass
+class ManifestStats:
+    rows: int = 0
+    usable: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+def iter_manifest_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """(line number, parsed row or None when the line is not a JSON object), blank lines skipped."""
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                yield line_no, None
+                continue
+            yield line_no, row if isinstance(row, dict) else None
+
+
+def read_manifest(
+    path: str | Path, split: str | None = None, max_rows: int | None = None
+) -> tuple[list[StudyRecord], ManifestStats]:
+    """Rows of a manifest.jsonl (optionally one split). Rows with missing fields, missing files
+    or an empty report are skipped and counted; no usable row at all is a DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: manifest not found")
+    root = path.parent
+    stats = ManifestStats()
+    records: list[StudyRecord] = []
+    for line_no, row in iter_manifest_rows(path):
+        stats.rows += 1
+        try:
+            if row is None:
+                raise KeyError("not a JSON object")
+            image = root / row["image"]
+            report = root / row["report"]
+        except (KeyError, TypeError):
+            stats.skip("malformed row")
+            log.warning("%s:%d: malformed manifest row skipped", path, line_no)
+            continue
+        if split is not None and row.get("split") not in (None, split):
+            continue
+        if not image.is_file():
+            stats.skip("missing image")
+            continue
+        if not report.is_file() or report.stat().st_size == 0:
+            stats.skip("missing or empty report")
+            continue
+        records.append(StudyRecord(
+            str(row.get("study_id", image.stem)), image, report, row.get("split"),
+            row.get("width"), row.get("height"), tuple(row.get("sentences", ())),
+        ))
+        if max_rows and len(records) >= max_rows:
+            break
+    stats.usable = len(records)
+    if not records:
+        where = f" in split {split!r}" if split else ""
+        raise DataError(f"{path}: no usable rows{where} ({stats.rows} rows, skipped {stats.skipped})")
+    return records, stats

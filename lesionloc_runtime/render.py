@@ -1,0 +1,137 @@
+"""Pictures of results: per-sentence overlays (heatmap over the image, boxes, the sentence as
+caption), a combined overlay of all findings at the image's aspect ratio, and a summary
+figure. OpenCV only; every picture carries the model's notice."""
+
+from __future__ import annotations
+
+import textwrap
+
+import cv2
+import numpy as np
+
+from lesionloc_runtime.results import SentenceResult, StudyResult
+
+DISPLAY_SIZE = 1024  # long side of rendered pictures, in pixels
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+PALETTE = [(255, 99, 71), (60, 179, 113), (65, 105, 225), (238, 130, 238), (255, 215, 0),
+           (0, 206, 209), (255, 140, 0), (154, 205, 50)]  # RGB, one per sentence
+
+
+def _ascii(text: str) -> str:
+    """OpenCV's Hershey fonts draw ASCII only; keep accents readable as their base letter."""
+    import unicodedata
+
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return folded
+
+
+def display_size(width: int, height: int, limit: int = DISPLAY_SIZE) -> tuple[int, int]:
+    scale = min(1.0, limit / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def base_image(result: StudyResult, limit: int = DISPLAY_SIZE) -> np.ndarray:
+    """The windowed radiograph as RGB uint8 at display size."""
+    w, h = display_size(result.width, result.height, limit)
+    grey = cv2.resize(result.display, (w, h), interpolation=cv2.INTER_AREA)
+    grey = np.clip(grey * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+
+
+def _blend_heatmap(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    lo, hi = float(heat.min()), float(heat.max())
+    norm = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
+    colour = cv2.applyColorMap(np.uint8(norm * 255), cv2.COLORMAP_JET)
+    colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB).astype(np.float32)
+    weight = (alpha * norm**1.5)[..., None]  # low similarity stays transparent
+    out = rgb.astype(np.float32) * (1 - weight) + colour * weight
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _draw_boxes(rgb: np.ndarray, sentence: SentenceResult, scale: float,
+                colour: tuple[int, int, int], label: str | None = None) -> None:
+    thickness = max(2, rgb.shape[1] // 300)
+    for k, box in enumerate(sentence.boxes):
+        x0, y0 = round(box.x * scale), round(box.y * scale)
+        x1, y1 = round((box.x + box.width) * scale), round((box.y + box.height) * scale)
+        cv2.rectangle(rgb, (x0, y0), (x1, y1), colour, thickness)
+        text = label if label is not None else f"{box.score:.2f}"
+        if text and (label is None or k == 0):
+            cv2.putText(rgb, text, (x0 + 3, max(14, y0 - 5)), FONT, 0.5, colour, 1, cv2.LINE_AA)
+    if sentence.peak is not None:
+        px, py = round(sentence.peak[0] * scale), round(sentence.peak[1] * scale)
+        cv2.drawMarker(rgb, (px, py), colour, cv2.MARKER_CROSS, 4 * thickness, thickness)
+
+
+def _caption(width: int, lines: list[str], notice: str) -> np.ndarray:
+    wrapped: list[str] = []
+    chars = max(20, width // 11)
+    for line in lines:
+        wrapped.extend(textwrap.wrap(_ascii(line), chars) or [""])
+    notice_lines = textwrap.wrap(_ascii(notice), chars)
+    height = 12 + 24 * len(wrapped) + 20 * len(notice_lines) + 8
+    panel = np.full((height, width, 3), 24, dtype=np.uint8)
+    y = 28
+    for line in wrapped:
+        cv2.putText(panel, line, (10, y), FONT, 0.6, (240, 240, 240), 1, cv2.LINE_AA)
+        y += 24
+    for line in notice_lines:
+        cv2.putText(panel, line, (10, y), FONT, 0.5, (255, 180, 60), 1, cv2.LINE_AA)
+        y += 20
+    return panel
+
+
+def sentence_overlay(result: StudyResult, sentence: SentenceResult,
+                     limit: int = DISPLAY_SIZE) -> np.ndarray:
+    """RGB uint8: heatmap over the image, boxes and peak, and the sentence as caption."""
+    rgb = base_image(result, limit)
+    h, w = rgb.shape[:2]
+    if sentence.heatmap is not None:
+        rgb = _blend_heatmap(rgb, sentence.heatmap.render(w, h))
+    _draw_boxes(rgb, sentence, w / result.width, (255, 255, 255))
+    caption = [f'"{sentence.text}"',
+               f"{sentence.kind} ({sentence.section}), score {sentence.score:.3f}, "
+               f"{len(sentence.boxes)} box(es)"]
+    return np.vstack([rgb, _caption(w, caption, str(result.model.get("notice", "")))])
+
+
+def combined_overlay(result: StudyResult, limit: int = DISPLAY_SIZE) -> np.ndarray:
+    """RGB uint8 at the image's aspect ratio (no caption panel): every grounded sentence's
+    boxes in its own colour, numbered as in the study JSON. Used for DICOM secondary capture."""
+    rgb = base_image(result, limit)
+    scale = rgb.shape[1] / result.width
+    for n, sentence in enumerate(result.grounded):
+        colour = PALETTE[n % len(PALETTE)]
+        _draw_boxes(rgb, sentence, scale, colour, label=str(sentence.index + 1))
+    return rgb
+
+
+def summary_figure(result: StudyResult, tile: int = 512) -> np.ndarray:
+    """All grounded sentences side by side (up to 4 per row), with a legend and the notice."""
+    grounded = result.grounded
+    tiles = [sentence_overlay(result, s, tile) for s in grounded] or [
+        np.vstack([base_image(result, tile),
+                   _caption(display_size(result.width, result.height, tile)[0],
+                            ["No finding sentence to ground."], "")])]
+    heights = max(t.shape[0] for t in tiles)
+    widths = max(t.shape[1] for t in tiles)
+    padded = [np.pad(t, ((0, heights - t.shape[0]), (0, widths - t.shape[1]), (0, 0)),
+                     constant_values=24) for t in tiles]
+    per_row = min(4, len(padded))
+    rows = []
+    for start in range(0, len(padded), per_row):
+        row = padded[start : start + per_row]
+        row += [np.full_like(padded[0], 24)] * (per_row - len(row))
+        rows.append(np.hstack(row))
+    grid = np.vstack(rows)
+    header = _caption(grid.shape[1], [f"lesionloc: {result.study_id}, {len(grounded)} grounded "
+                                      f"sentence(s), model {result.model.get('name', '')}"],
+                      str(result.model.get("notice", "")))
+    return np.vstack([header, grid])
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return data.tobytes()

@@ -1,0 +1,124 @@
+"""ONNX Runtime sessions: one place that picks execution providers, threads and optimization,
+checks a graph against what the bundle declares, and runs it. Created once per process."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lesionloc_runtime.bundle import EncoderSpec
+from lesionloc_runtime.errors import BundleError, ConfigError
+
+log = logging.getLogger(__name__)
+
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+def import_onnxruntime() -> Any:
+    """Import onnxruntime with an actionable message when neither build is installed."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ConfigError(
+            "ONNX Runtime is not installed: pip install 'lesionloc[cpu]' (or 'lesionloc[gpu]' "
+            "for CUDA; install only one of the two)"
+        ) from None
+    return onnxruntime
+
+
+def resolve_providers(requested: Sequence[str]) -> list[str]:
+    """Map 'cpu'/'cuda' to ORT provider names; keep only available ones (CPU always last).
+    Asking for CUDA where it is unavailable warns and falls back to CPU."""
+    ort = import_onnxruntime()
+    available = set(ort.get_available_providers())
+    chosen: list[str] = []
+    for name in requested:
+        full = PROVIDER_ALIASES.get(name.lower(), name)
+        if full not in PROVIDER_ALIASES.values() and not full.endswith("ExecutionProvider"):
+            raise ConfigError(f"unknown execution provider {name!r} (use cpu or cuda)")
+        if full in available:
+            if full not in chosen:
+                chosen.append(full)
+        else:
+            log.warning("%s was requested but is not available in this onnxruntime build; "
+                        "install lesionloc[gpu] on a machine with CUDA", full)
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+class OnnxEncoder:
+    """One ONNX graph of a bundle. Validates its declared inputs/outputs at load time and feeds
+    only the inputs the graph declares."""
+
+    def __init__(
+        self,
+        path: Path,
+        spec: EncoderSpec,
+        providers: Sequence[str] = ("cpu",),
+        threads: int | None = None,
+    ) -> None:
+        ort = import_onnxruntime()
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # The bundle stores graphs already optimized by export; basic level avoids redoing it.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.log_severity_level = 3
+        chosen = resolve_providers(providers)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=chosen)
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+            raise BundleError(f"{path}: ONNX Runtime cannot load this graph ({exc})") from None
+        active = self.session.get_providers()
+        if any(p != "CPUExecutionProvider" for p in chosen) and active == ["CPUExecutionProvider"]:
+            log.warning("CUDA was requested but the session runs on CPU only")
+        self.providers = active
+        self.path = path
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self._check(spec)
+
+    def _check(self, spec: EncoderSpec) -> None:
+        actual_in = {i.name: list(i.shape) for i in self.session.get_inputs()}
+        actual_out = {o.name: list(o.shape) for o in self.session.get_outputs()}
+        for kind, declared, actual in (("input", spec.inputs, actual_in),
+                                       ("output", spec.outputs, actual_out)):
+            if set(declared) != set(actual):
+                raise BundleError(
+                    f"{self.path.name}: graph {kind}s {sorted(actual)} differ from the bundle "
+                    f"manifest's {sorted(declared)}"
+                )
+            for name, dims in declared.items():
+                got = actual[name]
+                if len(got) != len(dims) or any(
+                    isinstance(d, int) and d != g for d, g in zip(dims, got, strict=False)
+                ):
+                    raise BundleError(
+                        f"{self.path.name}: {kind} {name!r} has shape {got}, the bundle "
+                        f"manifest declares {dims}"
+                    )
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        inputs = {name: feeds[name] for name in self.input_names}
+        outputs = self.session.run(self.output_names, inputs)
+        return dict(zip(self.output_names, outputs, strict=True))
+
+
+def default_threads() -> int:
+    """Physical-ish cores available to this process (respects CPU affinity / containers)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS / Windows
+        return max(1, os.cpu_count() or 1)

@@ -1,0 +1,222 @@
+"""Typed configuration: JSON presets (lesionloc_train/presets/*.json, or any JSON file) parsed
+into dataclasses at the boundary. Presets may `extend` another preset; `--set a.b=value`
+overrides single fields. Presets are configs, not code paths."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from lesionloc_runtime.errors import ConfigError
+from lesionloc_runtime.preprocess import PreprocessConfig
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
+@dataclass
+class ImageEncoderConfig:
+    """ResNet through transformers' ResNetModel. `backbone` is a hub id or local directory
+    (pretrained weights), or None to build from `resnet` (ResNetConfig keyword arguments)."""
+
+    backbone: str | None = "microsoft/resnet-50"
+    resnet: dict[str, Any] | None = None
+    local_stage: int = 3  # stage 3 = stride 16 (a 28x28 grid at 448 px)
+    image_size: int = 448
+    # ImageNet statistics for pretrained backbones; the grey input is repeated to 3 channels.
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class TextEncoderConfig:
+    """A BERT-family encoder through AutoModel. `model` is a hub id or local directory, or None
+    to build from `bert` (BertConfig keyword arguments) with the tokenizer at `tokenizer`."""
+
+    model: str | None = "emilyalsentzer/Bio_ClinicalBERT"
+    bert: dict[str, Any] | None = None
+    tokenizer: str | None = None  # tokenizer.json path; None = the model directory's tokenizer
+    pooling: str = "mean"  # "mean" over tokens or "cls"
+    max_length: int = 64  # tokens per sentence
+    report_max_length: int = 256  # tokens of the whole report for the global embedding
+    freeze_embeddings: bool = False
+    freeze_layers: int = 0  # freeze the first N transformer layers (cheap fine-tuning)
+
+
+@dataclass
+class ModelConfig:
+    image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    embed_dim: int = 512
+
+
+@dataclass
+class LossConfig:
+    """L = wg_t2i Lg(v|t) + wg_i2t Lg(t|v) + wl_t2i Ll(v|t) + wl_i2t Ll(t|v) (DESIGN.md)."""
+
+    global_t2i: float = 1.0  # Lg(v|t): each report picks its image among the batch's images
+    global_i2t: float = 1.0  # Lg(t|v): each image picks its report
+    local_t2i: float = 1.0  # Ll(v|t)
+    local_i2t: float = 1.0  # Ll(t|v)
+    init_temperature: float = 0.07  # global InfoNCE temperature (learnable)
+    learn_temperature: bool = True
+    attention_temperature: float = 0.25  # tau_a: the setting that matters most
+    aggregation_gamma: float = 5.0  # gamma of Z(i, b) = 1/gamma log sum_j exp(gamma r_ij^b)
+    local_temperature: float = 0.1  # logits = Z / local_temperature
+    local_kinds: tuple[str, ...] = ("finding", "negated", "normal")  # sentences in Ll
+    max_sentences: int = 12  # per report, in report order
+
+    def __post_init__(self) -> None:
+        bad = set(self.local_kinds) - {"finding", "negated", "normal"}
+        if bad:
+            raise ConfigError(f"loss.local_kinds has unknown kinds {sorted(bad)}")
+        if self.attention_temperature <= 0 or self.local_temperature <= 0:
+            raise ConfigError("temperatures must be positive")
+        if all(w == 0 for w in (self.global_t2i, self.global_i2t, self.local_t2i, self.local_i2t)):
+            raise ConfigError("every loss weight is zero: nothing to train")
+
+    @property
+    def uses_local(self) -> bool:
+        return self.local_t2i > 0 or self.local_i2t > 0
+
+    @property
+    def uses_global(self) -> bool:
+        return self.global_t2i > 0 or self.global_i2t > 0
+
+
+@dataclass
+class DataConfig:
+    train_manifest: str | None = None
+    val_manifest: str | None = None
+    cache: str | None = None  # preprocessed image cache directory (lesionloc-train cache)
+    batch_size: int = 32  # per process
+    workers: int = 4
+    augment: bool = True
+    max_rows: int | None = None  # use only the first N usable rows (quick runs)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-5
+    text_lr: float | None = None  # defaults to lr
+    weight_decay: float = 0.05
+    warmup_steps: int = 500
+    max_steps: int | None = None  # otherwise epochs x steps per epoch
+    epochs: int = 50
+    grad_accum: int = 1
+    clip_grad_norm: float = 1.0
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+
+
+@dataclass
+class TrainConfig:
+    name: str = "full"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+    checkpoint_every: int = 1000  # steps
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    validate_every_epoch: bool = True
+
+    def preprocess_config(self) -> PreprocessConfig:
+        """The runtime preprocessing this model is trained with (carried by the bundle)."""
+        return PreprocessConfig(image_size=self.model.image.image_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        default = getattr(cls(), name) if name in known else None
+        if is_dataclass(default) and isinstance(value, dict):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}")
+        elif isinstance(default, tuple) and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _load_raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.json"
+    if not path.is_file():
+        available = sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+        raise ConfigError(f"preset {name_or_path!r} not found (available: {', '.join(available)})")
+    if str(path) in seen:
+        raise ConfigError(f"preset {path} extends itself")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON ({exc})") from None
+    parent = raw.pop("extends", None)
+    raw.pop("description", None)
+    if parent:
+        raw = _deep_merge(_load_raw(parent, (*seen, str(path))), raw)
+    return raw
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key.path=value")
+    key, text = item.split("=", 1)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text  # a bare string
+    return key.strip().split("."), value
+
+
+def load_config(
+    presets: str | list[str] | tuple[str, ...], overrides: list[str] | tuple[str, ...] = ()
+) -> TrainConfig:
+    """One or more presets (tiny, demo, full, or JSON paths; later ones are merged over earlier
+    ones, so `["demo", "global_only"]` is the demo model with the global loss only), then
+    `key.path=value` overrides."""
+    names = [presets] if isinstance(presets, str) else list(presets)
+    if not names:
+        names = ["full"]
+    raw: dict[str, Any] = {}
+    for name in names:
+        raw = _deep_merge(raw, _load_raw(name))
+    if len(names) > 1:
+        raw["name"] = "+".join(Path(n).stem for n in names)
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = raw
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {key} is not a section")
+        node[keys[-1]] = value
+    return _build(TrainConfig, raw, "config")
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    return _build(TrainConfig, data, "config")

@@ -1,0 +1,143 @@
+"""Each loss term against a small case computed by hand (plain loops, no shared code), and
+the full objective's ability to overfit one batch."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lesionloc_train.config import LossConfig
+from lesionloc_train.losses import GlobalContrastiveLoss, LesionLocLoss, LocalSentenceLoss
+
+
+def _unit(*v):
+    a = np.asarray(v, dtype=np.float64)
+    return a / np.linalg.norm(a)
+
+
+def _ce(logits, target):
+    logits = np.asarray(logits, dtype=np.float64)
+    return -(logits[target] - math.log(np.exp(logits).sum()))
+
+
+def test_global_loss_matches_hand_computed_infonce():
+    images = np.stack([_unit(1, 0), _unit(0.6, 0.8)])
+    texts = np.stack([_unit(0.8, 0.6), _unit(0, 1)])
+    scale = 10.0
+    sim = images @ texts.T  # [[0.8, 0], [0.96, 0.8]]
+    want_i2t = np.mean([_ce(scale * sim[i], i) for i in range(2)])
+    want_t2i = np.mean([_ce(scale * sim[:, j], j) for j in range(2)])
+    got = GlobalContrastiveLoss()(torch.tensor(images, dtype=torch.float32),
+                                  torch.tensor(texts, dtype=torch.float32), torch.tensor(scale))
+    assert got["global_i2t"].item() == pytest.approx(want_i2t, rel=1e-5)
+    assert got["global_t2i"].item() == pytest.approx(want_t2i, rel=1e-5)
+    # a concrete number too, so a silent change of convention shows up
+    assert want_i2t == pytest.approx(0.89212, abs=1e-4)
+
+
+def _local_by_hand(sentences, mask, patches, tau, gamma, temp):
+    """sentences (B, S, D), mask (B, S), patches (B, K, D) -> (Ll(v|t), Ll(t|v))."""
+    n = len(sentences)
+    z = np.zeros((n, n))
+    for i in range(n):
+        for b in range(n):
+            terms = []
+            for j in range(len(sentences[i])):
+                if not mask[i][j]:
+                    continue
+                s = sentences[i][j]
+                logits = [float(s @ p) / tau for p in patches[b]]
+                weights = np.exp(logits) / np.exp(logits).sum()
+                c = sum(w * p for w, p in zip(weights, patches[b], strict=True))
+                r = float(s @ c) / (np.linalg.norm(s) * np.linalg.norm(c))
+                terms.append(math.exp(gamma * r))
+            z[i, b] = math.log(sum(terms)) / gamma
+    logits = z / temp
+    t2i = np.mean([_ce(logits[i], i) for i in range(n)])
+    i2t = np.mean([_ce(logits[:, b], b) for b in range(n)])
+    return t2i, i2t
+
+
+def test_local_loss_matches_hand_computed_case():
+    sentences = np.stack([
+        np.stack([_unit(1, 0, 0), _unit(0, 1, 0)]),
+        np.stack([_unit(0, 0, 1), _unit(1, 1, 0)]),
+    ])
+    mask = np.array([[True, True], [True, False]])  # report 1 has one sentence
+    patches = np.stack([
+        np.stack([_unit(1, 0.2, 0), _unit(0, 1, 0.1), _unit(0.1, 0.1, 1)]),
+        np.stack([_unit(0, 0, 1), _unit(0.3, 0, 1), _unit(1, 0, 0)]),
+    ])
+    tau, gamma, temp = 0.25, 5.0, 0.1
+    want_t2i, want_i2t = _local_by_hand(sentences, mask, patches, tau, gamma, temp)
+    loss = LocalSentenceLoss(tau, gamma, temp)
+    got = loss(torch.tensor(sentences, dtype=torch.float32), torch.tensor(mask),
+               torch.tensor(patches, dtype=torch.float32).view(2, 1, 3, 3))
+    assert got["local_t2i"].item() == pytest.approx(want_t2i, rel=1e-4)
+    assert got["local_i2t"].item() == pytest.approx(want_i2t, rel=1e-4)
+
+
+def test_local_loss_ignores_masked_sentences_and_empty_reports():
+    rng = np.random.default_rng(0)
+    sentences = torch.nn.functional.normalize(torch.tensor(rng.normal(size=(3, 2, 4)),
+                                                           dtype=torch.float32), dim=-1)
+    patches = torch.nn.functional.normalize(torch.tensor(rng.normal(size=(3, 2, 2, 4)),
+                                                         dtype=torch.float32), dim=-1)
+    mask = torch.tensor([[True, False], [True, True], [False, False]])
+    loss = LocalSentenceLoss()
+    full = loss(sentences, mask, patches)
+    # changing a masked-out sentence changes nothing
+    altered = sentences.clone()
+    altered[0, 1] = -altered[0, 1]
+    assert loss(altered, mask, patches)["local_t2i"].item() == pytest.approx(full["local_t2i"].item())
+    # the report without sentences is left out entirely: same as a batch of the other two
+    sub = loss(sentences[:2], mask[:2], patches[:2])
+    assert sub["local_i2t"].item() == pytest.approx(full["local_i2t"].item(), rel=1e-6)
+
+
+def test_loss_weights_select_the_ablation_terms():
+    rng = np.random.default_rng(1)
+    b, d = 3, 8
+
+    def unit(shape):
+        values = torch.tensor(rng.normal(size=shape), dtype=torch.float32)
+        return torch.nn.functional.normalize(values, dim=-1)
+
+    args = (unit((b, d)), unit((b, 2, 2, d)), unit((b, d)), unit((b, 2, d)),
+            torch.ones(b, 2, dtype=torch.bool), torch.tensor(10.0))
+    full = LesionLocLoss(LossConfig())(*args)
+    glob = LesionLocLoss(LossConfig(local_t2i=0, local_i2t=0))(*args)
+    local = LesionLocLoss(LossConfig(global_t2i=0, global_i2t=0))(*args)
+    assert set(glob) == {"global_i2t", "global_t2i", "loss"}
+    assert set(local) == {"local_i2t", "local_t2i", "loss"}
+    assert full["loss"].item() == pytest.approx(glob["loss"].item() + local["loss"].item(), rel=1e-6)
+    half = LesionLocLoss(LossConfig(global_t2i=0.5))(*args)
+    assert half["loss"].item() == pytest.approx(full["loss"].item() - 0.5 * full["global_t2i"].item(),
+                                                rel=1e-6)
+
+
+def test_full_model_overfits_one_repeated_batch(tiny_config):
+    from lesionloc_train.model import LesionLocModel
+
+    torch.manual_seed(0)
+    model = LesionLocModel(tiny_config.model)
+    loss_fn = LesionLocLoss(tiny_config.loss)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    b, s = 6, 2
+    pixels = torch.rand(b, 1, 128, 128)
+    reports = torch.randint(5, 500, (b, 12))
+    sentence_ids = torch.randint(5, 500, (b * s, 8))
+    valid = torch.ones(b, s, dtype=torch.bool)
+    losses = []
+    for _ in range(50):
+        image_g, patches, report_g, sent = model(pixels, reports, torch.ones_like(reports),
+                                                 sentence_ids, torch.ones_like(sentence_ids))
+        terms = loss_fn(image_g, patches, report_g, sent.view(b, s, -1), valid, model.logit_scale.exp())
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+        losses.append(terms["loss"].item())
+    assert losses[-1] < 0.25 * losses[0], losses[::10]
