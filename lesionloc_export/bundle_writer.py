@@ -37,7 +37,7 @@ from lesionloc_runtime.bundle import (
     write_manifest,
 )
 from lesionloc_runtime.errors import ConfigError
-from lesionloc_runtime.fileio import sha256_file
+from lesionloc_runtime.fileio import make_dir_public, sha256_file
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
 from lesionloc_runtime.manifest import read_manifest
@@ -107,6 +107,7 @@ def export_bundle(
     preprocessing = ckpt.config.preprocess_config()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    make_dir_public(staging)
     try:
         with tempfile.TemporaryDirectory(prefix="lesionloc-export-") as work_dir:
             work = Path(work_dir)
@@ -164,7 +165,7 @@ def build_graphs(ckpt: LoadedCheckpoint, work: Path, staging: Path, options: Exp
         shutil.copyfile(work / "text_opt.onnx", text_out)
     elif options.quantize == "fp16":
         convert_fp16(image_raw, image_out)
-        convert_fp16(work / "text_opt.onnx", text_out)
+        optimize_text_encoder(ckpt.model, text_raw, text_out, fp16=True)
     else:
         say(f"calibrating int8 on {options.calibration_images} images")
         calibration, _ = held_out_images(options, preprocessing, work)

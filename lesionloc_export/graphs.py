@@ -74,8 +74,10 @@ def export_text_encoder(model: LesionLocModel, path: Path) -> Path:
     return path
 
 
-def optimize_text_encoder(model: LesionLocModel, source: Path, target: Path) -> dict[str, int]:
-    """ORT transformer fusions, saved; returns the fused-operator counts for the record."""
+def optimize_text_encoder(model: LesionLocModel, source: Path, target: Path,
+                          fp16: bool = False) -> dict[str, int]:
+    """ORT transformer fusions, saved; returns the fused-operator counts for the record.
+    With fp16, the optimizer's own conversion, which knows the fused ops' type constraints."""
     from onnxruntime.transformers.optimizer import optimize_model
 
     config = model.text_encoder.backbone.config
@@ -85,6 +87,8 @@ def optimize_text_encoder(model: LesionLocModel, source: Path, target: Path) -> 
         optimized = optimize_model(str(source), model_type=model_type,
                                    num_heads=int(config.num_attention_heads),
                                    hidden_size=int(config.hidden_size), opt_level=1)
+    if fp16:
+        optimized.convert_float_to_float16(keep_io_types=True)
     optimized.save_model_to_file(str(target))
     stats = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
     return stats

@@ -41,8 +41,8 @@ class ParityReport:
         bad = []
         for name, fig in self.figures.items():
             if fig["mean"] < mean_min or fig["min"] < worst_min:
-                bad.append(f"{name}: mean {fig['mean']:.5f} (>= {mean_min}), worst "
-                           f"{fig['min']:.5f} (>= {worst_min})")
+                bad.append(f"{name}: mean {fig['mean']:.6f} (>= {mean_min}), worst "
+                           f"{fig['min']:.6f} (>= {worst_min})")
         return bad
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -160,7 +161,10 @@ def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 
     summary.already_done = len(tasks) - len(todo)
     start = time.perf_counter()
     bar = tqdm(total=len(todo), unit="study", disable=not progress, desc="lesionloc")
-    for outcome in _dispatch(todo, settings, workers):
+    kill_after = int(os.environ.get("LESIONLOC_FAULT_KILL_AFTER_STUDIES", "0"))
+    for count, outcome in enumerate(_dispatch(todo, settings, workers), 1):
+        if kill_after and count > kill_after:  # fault injection for the resume tests
+            os.kill(os.getpid(), signal.SIGKILL)
         if outcome["ok"]:
             summary.done += 1
         else:

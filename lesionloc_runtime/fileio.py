@@ -14,16 +14,21 @@ from typing import IO, Any
 
 
 @contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file beside `path`; on success fsync it and rename it over `path`."""
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb",
+                durable: bool = True) -> Iterator[IO[Any]]:
+    """Open a temporary file beside `path`; on success rename it over `path`. The rename alone
+    makes the file appear whole or not at all to other processes (and after a kill);
+    `durable` also fsyncs first, for files that must survive a power cut (markers, weights)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -33,8 +38,19 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    with atomic_open(path, "wb") as handle:
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def make_dir_public(path: str | os.PathLike[str]) -> None:
+    """mkdtemp makes 0700 directories; a bundle or checkpoint renamed into place should not be."""
+    os.chmod(path, 0o777 & ~_umask())
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> None:
+    with atomic_open(path, "wb", durable) as handle:
         handle.write(data)
 
 

@@ -138,12 +138,14 @@ class Localizer:
         queries: Sequence[str] = (),
         ground: str = "findings",
         study_id: str | None = None,
+        report_score: bool = False,
     ) -> StudyResult:
         """Ground a study's report sentences and/or free-text queries on its image.
 
         `report` is a parsed Report, a path to a report file, or None (queries only).
         `ground="findings"` makes heatmaps for finding sentences and queries; `"all"` also for
-        negated and normal sentences. Every sentence gets a score either way.
+        negated and normal sentences. Every sentence gets a score either way. `report_score`
+        also scores the whole report against the image (global embeddings; one more pass).
         """
         if ground not in GROUND_CHOICES:
             raise ValueError(f"ground must be one of {GROUND_CHOICES}")
@@ -169,8 +171,11 @@ class Localizer:
 
         t3 = time.perf_counter()
         texts = [s.text for s in sentences]
-        body = report.body if report is not None else None
-        local, glob = self.encode_texts(texts + ([body] if body else []))
+        # The whole report is one long sequence: padding every sentence to its length would
+        # multiply the text encoder's work, so it is encoded only when its score is asked for.
+        body = report.body if (report is not None and report_score) else None
+        local, _ = self.encode_texts(texts)
+        body_embed = self.encode_texts([body])[1][0] if body else None
         timings["text_encoder"] = (time.perf_counter() - t3) * 1e3
 
         t4 = time.perf_counter()
@@ -185,7 +190,7 @@ class Localizer:
                 result.peak = heat.peak()
                 result.boxes = heat.boxes(cfg)
             results.append(result)
-        image_score = float(glob[-1] @ encoded.global_embed) if body else None
+        image_score = float(body_embed @ encoded.global_embed) if body_embed is not None else None
         timings["heatmaps"] = (time.perf_counter() - t4) * 1e3
         timings["total"] = (time.perf_counter() - t0) * 1e3
 

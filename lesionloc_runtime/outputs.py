@@ -4,6 +4,8 @@ heatmaps and DICOM objects, and last the study JSON (its presence means "done").
 from __future__ import annotations
 
 import io
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import numpy as np
 from lesionloc_runtime.fileio import atomic_write_bytes, atomic_write_json
 from lesionloc_runtime.imageio import Radiograph
 from lesionloc_runtime.render import combined_overlay, encode_png, sentence_overlay, summary_figure
-from lesionloc_runtime.results import StudyResult
+from lesionloc_runtime.results import SentenceResult, StudyResult
 
 STUDY_JSON = "study.json"
 IDENTIFYING_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber",
@@ -37,20 +39,29 @@ def is_done(out: Path, study_id: str) -> bool:
 
 def write_study(result: StudyResult, radiograph: Radiograph, out: Path,
                 options: OutputOptions = OutputOptions()) -> Path:
-    """Every file is written atomically; the JSON comes last so a killed run never leaves a
-    study that looks finished."""
+    """Every file is written atomically (temporary file + rename: a killed process never leaves
+    a partial file); the JSON comes last and is fsynced, so a killed run never leaves a study
+    that looks finished."""
     target = study_dir(out, result.study_id)
     target.mkdir(parents=True, exist_ok=True)
+    def overlay(sentence: SentenceResult) -> np.ndarray:
+        picture = sentence_overlay(result, sentence)
+        atomic_write_bytes(target / sentence.files["overlay"], encode_png(picture), durable=False)
+        return picture
+
     for sentence in result.grounded:
         stem = f"sentence_{sentence.index + 1:02d}"
-        atomic_write_bytes(target / f"{stem}.png", encode_png(sentence_overlay(result, sentence)))
         sentence.files["overlay"] = f"{stem}.png"
         if options.save_raw and sentence.heatmap is not None:
             buffer = io.BytesIO()
             np.save(buffer, sentence.heatmap.render().astype(np.float32), allow_pickle=False)
-            atomic_write_bytes(target / f"{stem}.npy", buffer.getvalue())
+            atomic_write_bytes(target / f"{stem}.npy", buffer.getvalue(), durable=False)
             sentence.files["heatmap"] = f"{stem}.npy"
-    atomic_write_bytes(target / "summary.png", encode_png(summary_figure(result)))
+    # rendering and PNG encoding dominate writing; OpenCV and numpy release the GIL
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        overlays = list(pool.map(overlay, result.grounded))
+    summary = summary_figure(result, overlays=overlays)
+    atomic_write_bytes(target / "summary.png", encode_png(summary), durable=False)
     result.files["summary"] = "summary.png"
     if options.dicom_out:
         from lesionloc_runtime.dicom_out import write_dicom_outputs

@@ -11,7 +11,7 @@ import numpy as np
 
 from lesionloc_runtime.results import SentenceResult, StudyResult
 
-DISPLAY_SIZE = 1024  # long side of rendered pictures, in pixels
+DISPLAY_SIZE = 768  # long side of rendered pictures, in pixels (raw heatmaps: --save-raw)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 PALETTE = [(255, 99, 71), (60, 179, 113), (65, 105, 225), (238, 130, 238), (255, 215, 0),
            (0, 206, 209), (255, 140, 0), (154, 205, 50)]  # RGB, one per sentence
@@ -31,21 +31,26 @@ def display_size(width: int, height: int, limit: int = DISPLAY_SIZE) -> tuple[in
 
 
 def base_image(result: StudyResult, limit: int = DISPLAY_SIZE) -> np.ndarray:
-    """The windowed radiograph as RGB uint8 at display size."""
-    w, h = display_size(result.width, result.height, limit)
-    grey = cv2.resize(result.display, (w, h), interpolation=cv2.INTER_AREA)
-    grey = np.clip(grey * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+    """The windowed radiograph as RGB uint8 at display size (computed once per size)."""
+    cache = result.__dict__.setdefault("_base_images", {})
+    if limit not in cache:
+        w, h = display_size(result.width, result.height, limit)
+        grey = cv2.resize(result.display, (w, h), interpolation=cv2.INTER_AREA)
+        grey = cv2.convertScaleAbs(grey, alpha=255.0)  # saturating float -> uint8
+        cache[limit] = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+    return cache[limit].copy()
 
 
 def _blend_heatmap(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.55) -> np.ndarray:
     lo, hi = float(heat.min()), float(heat.max())
-    norm = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
-    colour = cv2.applyColorMap(np.uint8(norm * 255), cv2.COLORMAP_JET)
-    colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB).astype(np.float32)
-    weight = (alpha * norm**1.5)[..., None]  # low similarity stays transparent
-    out = rgb.astype(np.float32) * (1 - weight) + colour * weight
-    return np.clip(out, 0, 255).astype(np.uint8)
+    norm = cv2.normalize(heat, None, 0.0, 1.0, cv2.NORM_MINMAX) if hi > lo else np.zeros_like(heat)
+    colour = cv2.applyColorMap(cv2.convertScaleAbs(norm, alpha=255.0), cv2.COLORMAP_JET)
+    colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
+    weight = cv2.multiply(norm, cv2.sqrt(norm), scale=alpha)  # alpha * norm^1.5: low stays clear
+    weight = cv2.merge([weight, weight, weight])
+    base = rgb.astype(np.float32)
+    out = cv2.add(base, cv2.multiply(cv2.subtract(colour.astype(np.float32), base), weight))
+    return cv2.convertScaleAbs(out)
 
 
 def _draw_boxes(rgb: np.ndarray, sentence: SentenceResult, scale: float,
@@ -106,10 +111,16 @@ def combined_overlay(result: StudyResult, limit: int = DISPLAY_SIZE) -> np.ndarr
     return rgb
 
 
-def summary_figure(result: StudyResult, tile: int = 512) -> np.ndarray:
-    """All grounded sentences side by side (up to 4 per row), with a legend and the notice."""
+def summary_figure(result: StudyResult, tile: int = 384,
+                   overlays: list[np.ndarray] | None = None) -> np.ndarray:
+    """All grounded sentences side by side (up to 4 per row), with a legend and the notice.
+    `overlays` (the per-sentence pictures, if already rendered) are downscaled, not redrawn."""
     grounded = result.grounded
-    tiles = [sentence_overlay(result, s, tile) for s in grounded] or [
+    if overlays is not None:
+        tiles = [_shrink(o, tile) for o in overlays]
+    else:
+        tiles = [sentence_overlay(result, s, tile) for s in grounded]
+    tiles = tiles or [
         np.vstack([base_image(result, tile),
                    _caption(display_size(result.width, result.height, tile)[0],
                             ["No finding sentence to ground."], "")])]
@@ -130,8 +141,18 @@ def summary_figure(result: StudyResult, tile: int = 512) -> np.ndarray:
     return np.vstack([header, grid])
 
 
+def _shrink(picture: np.ndarray, width: int) -> np.ndarray:
+    if picture.shape[1] <= width:
+        return picture
+    height = round(picture.shape[0] * width / picture.shape[1])
+    return cv2.resize(picture, (width, height), interpolation=cv2.INTER_AREA)
+
+
 def encode_png(rgb: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    # level 1 with the RLE strategy: several times faster than the default, files as small
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_PNG_COMPRESSION, 1,
+                             cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return data.tobytes()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lesionloc_runtime.errors import DataError, ImageReadError, LesionlocError
-from lesionloc_runtime.fileio import atomic_write_json
+from lesionloc_runtime.fileio import atomic_write_json, make_dir_public
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.preprocess import PreprocessConfig, preprocess
 
@@ -111,6 +111,7 @@ class ImageCache:
             raise DataError(f"{out} exists; remove it or choose another cache directory")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        make_dir_public(tmp)
         try:
             size = preprocessing.image_size
             np_type, _ = _DTYPES[dtype]

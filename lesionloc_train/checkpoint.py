@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lesionloc_runtime.errors import CheckpointError
-from lesionloc_runtime.fileio import atomic_write_json, atomic_write_text
+from lesionloc_runtime.fileio import atomic_write_json, atomic_write_text, make_dir_public
 from lesionloc_train.config import TrainConfig, config_from_dict
 from lesionloc_train.model import LesionLocModel
 
@@ -104,6 +104,7 @@ def save_checkpoint(
     name = f"step_{state.step:07d}"
     final = ckpt_root / name
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=ckpt_root))
+    make_dir_public(tmp)
     try:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, str(tmp / MODEL_FILE), metadata={"format": CHECKPOINT_FORMAT})
@@ -196,17 +197,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> LoadedCheckpoint:
         raise CheckpointError(f"{root / MODEL_FILE}: truncated or corrupt ({exc})") from None
     model = LesionLocModel(config.model, config.loss.init_temperature,
                            backbone_configs=meta["backbones"])
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{root}: weights do not fit the architecture in its config ({len(missing)} missing, "
-            f"{len(unexpected)} unexpected, e.g. {(missing + unexpected)[:3]})"
-        )
     try:
         model.load_state_dict(weights, strict=True)
-    except RuntimeError as exc:  # shape mismatches
-        first = str(exc).splitlines()[1:2] or [str(exc)]
-        raise CheckpointError(f"{root}: weights do not fit the architecture ({first[0].strip()})") from None
+    except RuntimeError as exc:  # missing/unexpected keys or shape mismatches
+        detail = " ".join(str(exc).split())[:300]
+        raise CheckpointError(f"{root}: weights do not fit the architecture in its config "
+                              f"({detail})") from None
     model.eval()
     return LoadedCheckpoint(root, model, config, meta)
 

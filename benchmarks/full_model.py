@@ -1,0 +1,84 @@
+"""The full-size model for latency and export benchmarks: ResNet-50 at 448 px and a text encoder
+with Bio_ClinicalBERT's configuration (BERT-base, cased vocabulary size), random weights,
+saved as a real checkpoint. `python benchmarks/full_model.py --out DIR` also exports it in
+all three precisions and records export times and file sizes as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+# Bio_ClinicalBERT's config.json (emilyalsentzer/Bio_ClinicalBERT = bert-base-cased shape)
+BIO_CLINICALBERT = {
+    "vocab_size": 28996, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+    "intermediate_size": 3072, "hidden_act": "gelu", "max_position_embeddings": 512,
+    "type_vocab_size": 2, "layer_norm_eps": 1e-12,
+}
+# transformers' ResNetConfig() defaults are ResNet-50 (bottleneck, depths 3-4-6-3)
+RESNET50 = {"embedding_size": 64, "hidden_sizes": [256, 512, 1024, 2048], "depths": [3, 4, 6, 3],
+            "layer_type": "bottleneck", "num_channels": 3}
+REPORT_SENTENCES = [
+    "There is a large right upper lobe consolidation.",
+    "A 7 mm nodule projects over the left lower lobe.",
+    "Moderate left pleural effusion with blunting of the costophrenic angle.",
+    "There is a small right apical pneumothorax.",
+    "The heart is enlarged.",
+    "No pulmonary edema.",
+    "The mediastinal contours are unremarkable.",
+    "There is no focal consolidation on the left.",
+]
+
+
+def make_full_checkpoint(out: Path, image_size: int = 448, seed: int = 0) -> Path:
+    """A `full`-architecture checkpoint with random weights (no download needed)."""
+    import torch
+
+    from lesionloc_train.checkpoint import TrainingState, save_checkpoint
+    from lesionloc_train.config import load_config
+    from lesionloc_train.model import LesionLocModel
+    from lesionloc_train.vocab import build_wordpiece_tokenizer, save_tokenizer
+
+    cfg = load_config("full", [
+        "model.image.backbone=null", f"model.image.resnet={json.dumps(RESNET50)}",
+        f"model.image.image_size={image_size}",
+        "model.text.model=null", f"model.text.bert={json.dumps(BIO_CLINICALBERT)}",
+        "name=full-random",
+    ])
+    torch.manual_seed(seed)
+    model = LesionLocModel(cfg.model).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = REPORT_SENTENCES * 4
+    tokenizer = save_tokenizer(build_wordpiece_tokenizer(corpus, BIO_CLINICALBERT["vocab_size"]),
+                               out / "tokenizer.json")
+    return save_checkpoint(out, model, cfg, tokenizer, TrainingState(step=0), keep=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--calibration", type=Path, default=None)
+    parser.add_argument("--precisions", default="none,fp16,int8")
+    args = parser.parse_args()
+    from lesionloc_export.bundle_writer import ExportOptions, export_bundle
+
+    t0 = time.perf_counter()
+    ckpt = make_full_checkpoint(args.out / "checkpoint")
+    record = {"machine": platform.processor() or platform.machine(), "checkpoint_seconds":
+              time.perf_counter() - t0, "exports": {}}
+    for precision in args.precisions.split(","):
+        t = time.perf_counter()
+        result = export_bundle(ckpt, args.out / f"bundle-{precision}", ExportOptions(
+            quantize=precision, calibration=args.calibration, overwrite=True,
+            calibration_images=32, parity_images=4))
+        record["exports"][precision] = {
+            "seconds": time.perf_counter() - t, "steps": result.seconds, "bytes": result.sizes,
+            "parity": result.parity.to_dict()}
+        print(precision, json.dumps(record["exports"][precision]["parity"]["cosine"]), flush=True)
+    (args.out / "export_record.json").write_text(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""lesionloc-export: every precision loads in the runtime and matches PyTorch within its
+threshold; inconsistent graphs are refused; bad checkpoints and existing outputs are handled
+without ever leaving a half-written bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lesionloc_export.bundle_writer import ExportOptions, export_bundle
+from lesionloc_export.parity import THRESHOLDS
+from lesionloc_runtime.bundle import ModelBundle
+from lesionloc_runtime.errors import BundleError, CheckpointError, ConfigError
+from lesionloc_runtime.imageio import read_image
+from lesionloc_runtime.localizer import Localizer
+from lesionloc_runtime.manifest import read_manifest
+from lesionloc_runtime.report import read_report
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.mark.parametrize("precision", ["none", "fp16", "int8"])
+def test_bundle_matches_pytorch_within_its_threshold(precision, tiny_bundle_factory, tiny_checkpoint,
+                                                     phantom_set):
+    from lesionloc_train.checkpoint import load_checkpoint
+    from lesionloc_train.torch_backend import torch_localizer
+
+    bundle = ModelBundle.load(tiny_bundle_factory(precision))
+    assert bundle.quantization == precision
+    recorded = bundle.manifest["parity"]
+    assert recorded["passed"] and recorded["precision"] == precision
+    onnx = Localizer.load(bundle, threads=1)
+    ckpt = load_checkpoint(tiny_checkpoint)
+    torch_loc = torch_localizer(ckpt.model, ckpt.config.preprocess_config(), ckpt.tokenizer,
+                                bundle.max_length)
+    records, _ = read_manifest(phantom_set, split="test")
+    mean_min, worst_min = THRESHOLDS[precision]
+    for record in records:
+        image = read_image(record.image)
+        got, want = onnx.encode_image(image), torch_loc.encode_image(image)
+        patches = _cos(got.patches, want.patches)
+        assert patches.mean() >= mean_min and patches.min() >= worst_min - 0.01
+        assert _cos(got.global_embed[None], want.global_embed[None]).min() >= worst_min
+        texts = [s.text for s in read_report(record.report).sentences]
+        got_local, _ = onnx.encode_texts(texts)
+        want_local, _ = torch_loc.encode_texts(texts)
+        assert _cos(got_local, want_local).mean() >= mean_min
+
+
+def test_a_graph_whose_inputs_differ_from_the_manifest_is_refused(tmp_path, tiny_bundle):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    manifest = json.loads((bundle / "lesionloc.json").read_text())
+    size = manifest["preprocessing"]["image_size"]
+    manifest["image_encoder"]["inputs"] = {"pixel_values": ["batch", 3, size, size]}
+    (bundle / "lesionloc.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="pixel_values"):
+        Localizer.load(bundle)
+    manifest["image_encoder"]["inputs"] = {"image": ["batch", 1, size, size]}
+    (bundle / "lesionloc.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="differ from the bundle manifest"):
+        Localizer.load(bundle)
+
+
+def test_bundle_records_what_the_runtime_and_an_auditor_need(tiny_bundle):
+    manifest = json.loads((tiny_bundle / "lesionloc.json").read_text())
+    assert manifest["format_version"] == 1
+    assert set(manifest["files"]) == {"image_encoder.onnx", "text_encoder.onnx", "tokenizer.json",
+                                      "MODEL_CARD.md"}
+    assert len(manifest["provenance"]["checkpoint_sha256"]) == 64
+    assert {"torch", "onnx", "onnxruntime"} <= set(manifest["provenance"]["versions"])
+    assert manifest["preprocessing"]["image_size"] == 128
+    assert manifest["heatmap"]["attention_temperature"] == 0.25
+    assert "Not for clinical use" in (tiny_bundle / "MODEL_CARD.md").read_text() or \
+        "not validated for clinical use" in (tiny_bundle / "MODEL_CARD.md").read_text()
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        export_bundle(tmp_path / "nope", tmp_path / "out", ExportOptions())
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path, tiny_checkpoint):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    weights = ckpt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        export_bundle(ckpt, tmp_path / "out", ExportOptions())
+    assert not (tmp_path / "out").exists()
+
+
+def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path, tiny_checkpoint):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    config["backbones"]["image"]["hidden_sizes"] = [8, 16, 24, 48]
+    (ckpt / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="do not fit the architecture"):
+        export_bundle(ckpt, tmp_path / "out", ExportOptions())
+
+
+def test_existing_output_is_refused_without_overwrite(tmp_path, tiny_checkpoint, tiny_bundle):
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    with pytest.raises(ConfigError, match="--overwrite"):
+        export_bundle(tiny_checkpoint, out, ExportOptions())
+    other = tmp_path / "not-a-bundle"
+    other.mkdir()
+    (other / "precious.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not a model bundle"):
+        export_bundle(tiny_checkpoint, other, ExportOptions(overwrite=True))
+    assert (other / "precious.txt").read_text() == "keep me"
+
+
+def test_failed_export_leaves_the_good_bundle_in_place(tmp_path, tiny_checkpoint, tiny_bundle,
+                                                       phantom_set, monkeypatch):
+    import lesionloc_export.bundle_writer as writer
+
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure while quantizing")
+
+    monkeypatch.setattr(writer, "quantize_text_int8", broken)
+    with pytest.raises(RuntimeError, match="simulated"):
+        export_bundle(tiny_checkpoint, out, ExportOptions(overwrite=True, calibration=phantom_set,
+                                                          calibration_images=4, parity_images=2))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging left behind"
+
+
+def test_degraded_parity_fails_with_the_figures_unless_allowed(tmp_path, tiny_checkpoint,
+                                                               phantom_set, monkeypatch):
+    import lesionloc_export.parity as parity
+
+    monkeypatch.setitem(parity.THRESHOLDS, "none", (1.01, 1.01))  # impossible to reach
+    options = dict(quantize="none", calibration=phantom_set, calibration_images=2, parity_images=2)
+    with pytest.raises(Exception, match=r"patch_embeds: mean [01]\.\d{6} \(>= 1.01\)"):
+        export_bundle(tiny_checkpoint, tmp_path / "out", ExportOptions(**options))
+    assert not (tmp_path / "out").exists()
+    result = export_bundle(tiny_checkpoint, tmp_path / "out",
+                           ExportOptions(allow_degraded=True, **options))
+    assert json.loads((Path(result.bundle) / "lesionloc.json").read_text())["parity"]["passed"] is False

@@ -1,0 +1,252 @@
+"""The runtime's localization: heatmaps land on the right original pixels (square, portrait,
+landscape), the API returns typed results and a versioned JSON document, and batch mode
+survives bad studies, kills and reruns."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lesionloc_runtime.bundle import HeatmapConfig
+from lesionloc_runtime.heatmap import Heatmap
+from lesionloc_runtime.imageio import Radiograph
+from lesionloc_runtime.localizer import Localizer
+from lesionloc_runtime.preprocess import Letterbox
+from lesionloc_runtime.report import parse_report
+from lesionloc_runtime.results import STUDY_SCHEMA, STUDY_SCHEMA_VERSION
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize("width,height", [(2048, 2048), (1500, 2500), (2500, 1800), (640, 480)])
+@pytest.mark.parametrize("smoothing", [0.0, 1.0])
+def test_single_hot_patch_maps_onto_its_region_of_the_original(width, height, smoothing):
+    size, stride = 448, 16
+    box = Letterbox.fit(width, height, size)
+    grid = np.zeros((size // stride, size // stride), np.float32)
+    # a cell near the top-left of the image content, off the diagonal (catches transposes)
+    row = (box.pad_y + box.new_height // 5) // stride
+    col = (box.pad_x + box.new_width * 2 // 3) // stride
+    grid[row, col] = 1.0
+    if smoothing:
+        import cv2
+
+        grid = cv2.GaussianBlur(grid, (0, 0), smoothing)
+    heat = Heatmap(grid, box, stride)
+    full = heat.render()
+    assert full.shape == (height, width)
+    want_x, want_y = box.to_original((col + 0.5) * stride, (row + 0.5) * stride)
+    y, x = np.unravel_index(int(np.argmax(full)), full.shape)
+    tolerance = 0.5 / box.scale_x + 1  # half an original pixel per model pixel, plus rounding
+    assert abs(x + 0.5 - want_x) <= tolerance and abs(y + 0.5 - want_y) <= tolerance
+    px, py, value = heat.peak()
+    assert abs(px - want_x) <= 1 and abs(py - want_y) <= 1 and value == pytest.approx(grid.max())
+    # the hot region is where the cell is: its original-pixel footprint holds the mass
+    half = stride / box.scale_x
+    region = full[max(0, int(want_y - half)):int(want_y + half),
+                  max(0, int(want_x - half)):int(want_x + half)]
+    assert region.max() == pytest.approx(full.max())
+    boxes = heat.boxes(HeatmapConfig(box_threshold=0.5, min_box_fraction=0.0))
+    assert boxes and boxes[0].x <= want_x <= boxes[0].x + boxes[0].width
+    assert boxes[0].y <= want_y <= boxes[0].y + boxes[0].height
+
+
+class _FakeImageEncoder:
+    """A patch grid with one patch pointing along e0 and the rest along e1."""
+
+    def __init__(self, grid: int, row: int, col: int, dim: int = 8) -> None:
+        self.grid, self.row, self.col, self.dim = grid, row, col, dim
+
+    def run(self, feeds):
+        patches = np.zeros((1, self.grid, self.grid, self.dim), np.float32)
+        patches[..., 1] = 1.0
+        patches[0, self.row, self.col] = 0.0
+        patches[0, self.row, self.col, 0] = 1.0
+        return {"image_embeds": np.eye(1, self.dim, dtype=np.float32),
+                "patch_embeds": patches}
+
+
+class _FakeTextEncoder:
+    """Sentences mentioning 'opacity' point along e0 (the hot patch), others along e2."""
+
+    def __init__(self, tokenizer, dim: int = 8) -> None:
+        self.tokenizer, self.dim = tokenizer, dim
+        self.hot = tokenizer.tokenizer.token_to_id("opacity")
+
+    def run(self, feeds):
+        ids = feeds["input_ids"]
+        out = np.zeros((len(ids), self.dim), np.float32)
+        for k, row in enumerate(ids):
+            out[k, 0 if self.hot in row else 2] = 1.0
+        return {"sentence_embeds": out, "global_embeds": out}
+
+
+def test_localizer_puts_the_peak_where_the_matching_patch_is(tiny_bundle):
+    real = Localizer.load(tiny_bundle)
+    bundle = real.bundle
+    grid = bundle.preprocessing.image_size // bundle.grid_stride
+    row, col = 2, grid - 3
+    loc = Localizer(bundle, _FakeImageEncoder(grid, row, col), _FakeTextEncoder(real.tokenizer),
+                    real.tokenizer)
+    image = Radiograph.from_array(np.random.default_rng(0).random((300, 500)).astype(np.float32))
+    report = parse_report("FINDINGS: There is a right upper lobe opacity. No pneumothorax.")
+    result = loc.localize(image, report)
+    finding, negated = result.sentences
+    assert finding.kind == "finding" and finding.grounded and not negated.grounded
+    box = result.letterbox
+    want = box.to_original((col + 0.5) * bundle.grid_stride, (row + 0.5) * bundle.grid_stride)
+    assert finding.peak[0] == pytest.approx(want[0], abs=1)
+    assert finding.peak[1] == pytest.approx(want[1], abs=1)
+    # r = cos(s, sum a_k P_k) with a = softmax(s.P / tau): by hand for one hot patch among K
+    k, tau = grid * grid, bundle.heatmap.attention_temperature
+    w = np.exp(1 / tau) / (np.exp(1 / tau) + k - 1)
+    assert finding.score == pytest.approx(w / np.hypot(w, 1 - w), rel=1e-4)
+    assert negated.score == pytest.approx(0.0, abs=1e-6)
+
+
+def test_localize_returns_typed_results_and_a_versioned_document(tiny_bundle, phantom_study):
+    image, report, row = phantom_study
+    result = Localizer.load(tiny_bundle).localize(image, report, queries=["right basal opacity"])
+    doc = result.to_dict()
+    assert doc["schema"] == STUDY_SCHEMA and doc["schema_version"] == STUDY_SCHEMA_VERSION
+    assert doc["input"]["width"] == row["width"] and doc["model"]["quantization"] == "int8"
+    assert doc["sentences"][-1]["section"] == "query" and doc["sentences"][-1]["grounded"]
+    texts = [s["text"] for s in doc["sentences"] if s["section"] != "query"]
+    assert texts == [" ".join(s["text"].split()) for s in row["sentences"]]
+    for sentence in doc["sentences"]:
+        assert sentence["kind"] in ("finding", "negated", "normal")
+        if sentence["grounded"]:
+            assert 0 <= sentence["peak"]["x"] < row["width"] and 0 <= sentence["peak"]["y"] < row["height"]
+            for b in sentence["boxes"]:
+                x, y, w, h = b["box"]
+                assert 0 <= x and 0 <= y and x + w <= row["width"] + 0.5 and y + h <= row["height"] + 0.5
+    assert set(doc["timings_ms"]) >= {"read", "preprocess", "image_encoder", "text_encoder", "heatmaps"}
+    json.dumps(doc)  # serializable
+
+
+def test_save_raw_writes_float32_heatmaps_on_the_original_grid(tmp_path, tiny_bundle, phantom_study):
+    image, report, row = phantom_study
+    proc = subprocess.run([str(BIN / "lesionloc-run"), str(image), "--report", str(report),
+                           "--model", str(tiny_bundle), "--out", str(tmp_path), "--save-raw", "-q",
+                           "--all-sentences"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / image.stem / "study.json").read_text())
+    assert all(s["grounded"] for s in doc["sentences"])  # --all-sentences
+    for sentence in doc["sentences"]:
+        raw = np.load(tmp_path / image.stem / sentence["files"]["heatmap"])
+        assert raw.dtype == np.float32 and raw.shape == (row["height"], row["width"])
+    # nothing names the patient
+    assert "PatientName" not in json.dumps(doc) and "identifiers" not in doc
+
+
+def _batch_dir(tmp_path: Path, phantom_set: Path, n: int = 5) -> Path:
+    source = tmp_path / "studies"
+    source.mkdir()
+    rows = [json.loads(line) for line in phantom_set.read_text().splitlines()][:n]
+    for row in rows:
+        shutil.copy(phantom_set.parent / row["image"], source)
+        shutil.copy(phantom_set.parent / row["report"], source)
+    (source / "broken.dcm").write_bytes(b"\x00" * 200)
+    (source / "broken.txt").write_text("FINDINGS: Right lower lobe opacity.")
+    return source
+
+
+def test_batch_reports_bad_studies_finishes_the_others_and_resumes(tmp_path, tiny_bundle, phantom_set):
+    source = _batch_dir(tmp_path, phantom_set)
+    out = tmp_path / "out"
+    cmd = [str(BIN / "lesionloc-run"), str(source), "--model", str(tiny_bundle), "--out", str(out), "-q"]
+    first = subprocess.run(cmd, capture_output=True, text=True)
+    assert first.returncode == 1, first.stderr  # one study failed
+    assert "5 studies done, 0 already done, 1 failed" in first.stdout
+    assert "broken" in first.stdout and "Traceback" not in first.stderr
+    summary = json.loads((out / "batch_summary.json").read_text())
+    assert summary["done"] == 5 and summary["failed"][0]["study_id"] == "broken"
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert "0 studies done, 5 already done, 1 failed" in again.stdout
+
+
+def test_killed_batch_loses_nothing_and_redoes_only_unfinished(tmp_path, tiny_bundle, phantom_set):
+    source = _batch_dir(tmp_path, phantom_set)
+    (source / "broken.dcm").unlink()
+    (source / "broken.txt").unlink()
+    out = tmp_path / "out"
+    cmd = [str(BIN / "lesionloc-run"), str(source), "--model", str(tiny_bundle), "--out", str(out), "-q"]
+    env = dict(os.environ, LESIONLOC_FAULT_KILL_AFTER_STUDIES="2")
+    killed = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert killed.returncode == -9
+    done = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/study.json")}
+    assert 2 <= len(done) < 5
+    assert not list(out.rglob("*.tmp")), "a temporary file was left behind"
+    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{5 - len(done)} studies done, {len(done)} already done, 0 failed" in rerun.stdout
+    for study, mtime in done.items():
+        assert (out / study / "study.json").stat().st_mtime_ns == mtime  # not redone
+
+
+def test_shards_split_a_batch_without_overlap(tmp_path, tiny_bundle, phantom_set):
+    source = _batch_dir(tmp_path, phantom_set, n=4)
+    (source / "broken.dcm").unlink()
+    seen = []
+    for i in range(2):
+        out = tmp_path / f"out{i}"
+        proc = subprocess.run([str(BIN / "lesionloc-run"), str(source), "--model", str(tiny_bundle),
+                               "--out", str(out), "--shard", f"{i}/2", "-q"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        seen.append({p.parent.name for p in out.glob("*/study.json")})
+        assert (out / f"batch_summary.shard-{i}-of-2.json").is_file()
+    assert seen[0].isdisjoint(seen[1]) and len(seen[0] | seen[1]) == 4
+
+
+@pytest.mark.slow
+def test_two_workers_give_the_same_results_as_one(tmp_path, tiny_bundle, phantom_set):
+    source = _batch_dir(tmp_path, phantom_set, n=4)
+    (source / "broken.dcm").unlink()
+    docs = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        proc = subprocess.run([str(BIN / "lesionloc-run"), str(source), "--model", str(tiny_bundle),
+                               "--out", str(out), "--workers", str(workers), "-q"],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        docs.append({p.parent.name: [s["score"] for s in json.loads(p.read_text())["sentences"]]
+                     for p in out.glob("*/study.json")})
+    assert docs[0].keys() == docs[1].keys()
+    for key in docs[0]:
+        assert docs[0][key] == pytest.approx(docs[1][key], abs=2e-4)
+
+
+def test_bad_shard_spec_is_a_one_line_error(tmp_path, tiny_bundle, phantom_set):
+    source = _batch_dir(tmp_path, phantom_set, n=1)
+    proc = subprocess.run([str(BIN / "lesionloc-run"), str(source), "--model", str(tiny_bundle),
+                           "--shard", "3/2"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: --shard")
+
+
+def test_demo_notice_is_in_every_output_of_a_demo_bundle(tmp_path, tiny_bundle, phantom_study):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    manifest = json.loads((bundle / "lesionloc.json").read_text())
+    manifest["demo"] = True
+    (bundle / "lesionloc.json").write_text(json.dumps(manifest))
+    image, report, _ = phantom_study
+    proc = subprocess.run([str(BIN / "lesionloc-run"), str(image), "--report", str(report),
+                           "--model", str(bundle), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "DEMO MODEL" in proc.stderr
+    doc = json.loads((tmp_path / "out" / image.stem / "study.json").read_text())
+    assert doc["notice"].startswith("DEMO MODEL") and doc["model"]["demo"] is True
+    import cv2
+
+    for picture in (tmp_path / "out" / image.stem).glob("*.png"):
+        bgr = cv2.imread(str(picture))
+        notice_ink = (bgr[..., 2] > 200) & (bgr[..., 1] > 140) & (bgr[..., 1] < 215) & (bgr[..., 0] < 110)
+        assert notice_ink.sum() > 200, f"{picture.name} carries no notice text"
