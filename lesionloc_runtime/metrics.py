@@ -136,7 +136,7 @@ def auroc(heatmap: np.ndarray, mask: np.ndarray) -> float:
     n_neg = labels.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return 0.5
-    order = np.argsort(scores, kind="mergesort")
+    order = np.argsort(scores)  # ties get their average rank below, whatever their order
     sorted_scores = scores[order]
     # average ranks over ties (1-based)
     boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
@@ -170,17 +170,39 @@ class LocalizationScores:
 def score_heatmap(
     heatmap: np.ndarray, mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD
 ) -> LocalizationScores:
-    """Every metric of this module for one heatmap, thresholded metrics at `threshold`."""
-    prec, rec = precision_recall(heatmap, mask, threshold)
+    """Every metric of this module for one heatmap, thresholded metrics at `threshold`.
+    Same definitions as the functions above, computed with one normalization and one pass
+    per threshold (this runs for every sentence of every benchmark study)."""
+    heatmap, mask = _check(heatmap, mask)
+    values = heatmap.astype(np.float32)
+    lo, hi = float(values.min()), float(values.max())
+    constant = hi <= lo
+    norm = np.zeros_like(values) if constant else (values - lo) / np.float32(hi - lo)
+    n_mask = int(np.count_nonzero(mask))
+
+    def overlap(t: float) -> tuple[int, int]:
+        if constant:
+            return 0, 0
+        pred = norm >= t
+        return int(np.count_nonzero(pred & mask)), int(np.count_nonzero(pred))
+
+    ious = []
+    for t in MIOU_THRESHOLDS:
+        inter, n_pred = overlap(t)
+        union = n_pred + n_mask - inter
+        ious.append(inter / union if union else 0.0)
+    inter, n_pred = overlap(threshold)
+    union = n_pred + n_mask - inter
+    total = n_pred + n_mask
     return LocalizationScores(
-        pointing_game=pointing_game(heatmap, mask),
+        pointing_game=float(mask[values == hi].mean()),
         cnr=contrast_to_noise_ratio(heatmap, mask),
-        miou=mean_iou(heatmap, mask),
-        iou=iou(heatmap, mask, threshold),
-        dice=dice(heatmap, mask, threshold),
-        auroc=auroc(heatmap, mask),
-        precision=prec,
-        recall=rec,
+        miou=float(np.mean(ious)),
+        iou=inter / union if union else 0.0,
+        dice=2.0 * inter / total if total else 0.0,
+        auroc=auroc(values, mask),
+        precision=inter / n_pred if n_pred else 0.0,
+        recall=inter / n_mask if n_mask else 0.0,
         threshold=threshold,
     )
 
