@@ -1,0 +1,211 @@
+"""Localization accuracy (values in `extra_info`): pointing game, CNR, mIoU, Dice, AUROC,
+overall and per finding type, on the standard phantom test set (200 studies at 2048 px with
+--full), for the demo model trained with the full loss, the global loss only and the local
+loss only (int8 and fp32 bundles), the baselines (random, centre prior, brightest region,
+text prior), the oracle ceiling at the model's grid, and the best global shift of the heatmaps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from lesionloc_runtime.evaluation.baselines import (
+    TextPrior,
+    brightest_region_heatmap,
+    centre_prior_heatmap,
+    random_heatmap,
+)
+from lesionloc_runtime.evaluation.datasets import open_dataset
+from lesionloc_runtime.evaluation.runner import EvaluationRun, evaluate
+from lesionloc_runtime.heatmap import Heatmap
+from lesionloc_runtime.imageio import Radiograph
+from lesionloc_runtime.localizer import Localizer
+from lesionloc_runtime.metrics import boxes_to_mask, mean_scores
+from lesionloc_runtime.preprocess import Letterbox
+
+SCORE_SIZE = 512  # long side of the grid metrics are computed on (the model grid is 16-32)
+VARIANTS = ("full", "global_only", "local_only")
+
+
+def summarize(run: EvaluationRun) -> dict:
+    by_type: dict[str, list] = defaultdict(list)
+    for sample in run.samples:
+        by_type[sample.category].append(sample.scores)
+    return {"overall": mean_scores([s.scores for s in run.samples]),
+            "by_finding": {k: mean_scores(v) for k, v in sorted(by_type.items())},
+            "sentences": len(run.samples), "images": run.n_images}
+
+
+def _run(test_set: Path, provider, limit: int | None = None) -> EvaluationRun:
+    stream = open_dataset("phantoms", test_set.parent if test_set.name == "manifest.jsonl"
+                          else test_set, split="test")
+    return evaluate(stream, provider, score_size=SCORE_SIZE, progress=False, limit=limit)
+
+
+class RecordingLocalizer:
+    """The localizer as a heatmap provider that also keeps each heatmap's peak (for the
+    best-global-shift analysis) in original pixels, keyed by (image, text)."""
+
+    def __init__(self, localizer: Localizer) -> None:
+        self.localizer = localizer
+        self.peaks: dict[tuple[str, str], tuple[float, float]] = {}
+        self.stride = float(localizer.bundle.grid_stride)
+        self.letterboxes: dict[str, Letterbox] = {}
+
+    def heatmaps(self, image: Radiograph, texts: Sequence[str]) -> np.ndarray:
+        encoded = self.localizer.encode_image(image)
+        local, _ = self.localizer.encode_texts(texts)
+        maps = []
+        for text, embed in zip(texts, local, strict=True):
+            heat = self.localizer.heatmap(encoded, embed)
+            self.peaks[(image.source, text)] = heat.peak()[:2]
+            maps.append(heat.render())
+        self.letterboxes[image.source] = encoded.letterbox
+        return np.stack(maps)
+
+
+class BaselineProvider:
+    def __init__(self, name: str, prior: TextPrior | None = None, seed: int = 0) -> None:
+        self.name, self.prior = name, prior
+        self.rng = np.random.default_rng(seed)
+
+    def heatmaps(self, image: Radiograph, texts: Sequence[str]) -> np.ndarray:
+        h, w = image.height, image.width
+        if self.name == "random":
+            return np.stack([random_heatmap(h, w, self.rng) for _ in texts])
+        if self.name == "centre_prior":
+            return np.stack([centre_prior_heatmap(h, w)] * len(texts))
+        if self.name == "brightest_region":
+            return np.stack([brightest_region_heatmap(image.pixels)] * len(texts))
+        return np.stack([self.prior.heatmap(t, h, w) for t in texts])
+
+
+class OracleProvider:
+    """A perfect heatmap seen through the model's grid: the ground-truth mask letterboxed
+    like the image, averaged over each patch, and mapped back exactly as model heatmaps are."""
+
+    def __init__(self, manifest: Path, image_size: int, stride: int) -> None:
+        self.size, self.stride = image_size, stride
+        self.boxes: dict[tuple[str, str], list] = {}
+        for line in manifest.read_text().splitlines():
+            row = json.loads(line)
+            for s in row["sentences"]:
+                for key in (row["image"], row.get("image_png")):
+                    if key:
+                        path = str(manifest.parent / key)
+                        self.boxes[(path, s["text"].strip())] = s.get("boxes") or []
+
+    def heatmaps(self, image: Radiograph, texts: Sequence[str]) -> np.ndarray:
+        box = Letterbox.fit(image.width, image.height, self.size)
+        grid = self.size // self.stride
+        out = []
+        for text in texts:
+            mask = boxes_to_mask(self.boxes[(image.source, text)], image.height, image.width)
+            small = cv2.resize(mask.astype(np.float32), (box.new_width, box.new_height),
+                               interpolation=cv2.INTER_AREA)
+            canvas = np.zeros((self.size, self.size), np.float32)
+            canvas[box.pad_y:box.pad_y + box.new_height, box.pad_x:box.pad_x + box.new_width] = small
+            cells = cv2.resize(canvas, (grid, grid), interpolation=cv2.INTER_AREA)
+            out.append(Heatmap(cells, box, self.stride).render())
+        return np.stack(out)
+
+
+def best_global_shift(recorder: RecordingLocalizer, run: EvaluationRun, test_set: Path,
+                      reach: float = 2.0, step: float = 0.25) -> dict:
+    """The (dx, dy) shift, in patches, of every heatmap peak that maximizes the pointing game.
+    A trained model should need none; a large one means a systematic offset (a mapping bug, or
+    a learned one as seen with sharp attention)."""
+    boxes = OracleProvider(test_set, 0, 1).boxes
+    hits: dict[tuple[float, float], list[bool]] = defaultdict(list)
+    shifts = np.arange(-reach, reach + 1e-9, step)
+    for (source, text), (px, py) in recorder.peaks.items():
+        gt = boxes.get((source, text))
+        if not gt:
+            continue
+        box = recorder.letterboxes[source]
+        patch_x, patch_y = recorder.stride / box.scale_x, recorder.stride / box.scale_y
+        for dx in shifts:
+            for dy in shifts:
+                x, y = px + dx * patch_x, py + dy * patch_y
+                hits[(dx, dy)].append(any(bx <= x <= bx + bw and by <= y <= by + bh
+                                          for bx, by, bw, bh in gt))
+    rates = {k: float(np.mean(v)) for k, v in hits.items()}
+    best = max(rates, key=lambda k: (rates[k], -abs(k[0]) - abs(k[1])))
+    return {"best_shift_patches": [float(best[0]), float(best[1])],
+            "pointing_game_at_best_shift": rates[best], "pointing_game_unshifted": rates[(0.0, 0.0)]}
+
+
+@pytest.fixture(scope="session")
+def accuracy_sets(full, request, quick_phantoms) -> tuple[Path, Path]:
+    if not full:
+        return quick_phantoms, quick_phantoms
+    test = Path(request.config.getoption("--test-set"))
+    train = Path(request.config.getoption("--train-set"))
+    for path in (test, train):
+        if not path.is_file():
+            pytest.fail(f"{path} not found: run scripts/make_demo_model.sh first (it makes the sets)")
+    return test, train
+
+
+@pytest.fixture(scope="session")
+def accuracy_bundles(full, request, tmp_path_factory, quick_checkpoint, quick_phantoms):
+    """{(variant, precision): bundle}: the demo recipe's bundles, or the quick tiny model."""
+    if not full:
+        from benchmarks.conftest import export_cached
+
+        root = tmp_path_factory.mktemp("acc-bundles")
+        return {("full", p): export_cached(quick_checkpoint, root / p, p, quick_phantoms)
+                for p in ("int8", "none")}
+    root = Path(request.config.getoption("--demo-runs")) / "bundles"
+    found = {(v, p): root / f"{v}-{p}" for v in VARIANTS for p in ("int8", "none")
+             if (root / f"{v}-{p}" / "lesionloc.json").is_file()}
+    if not found:
+        pytest.fail(f"no demo bundles in {root}: run scripts/make_demo_model.sh first")
+    return found
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("precision", ["int8", "none"])
+def test_model_accuracy(benchmark, variant, precision, accuracy_bundles, accuracy_sets):
+    if (variant, precision) not in accuracy_bundles:
+        pytest.skip(f"no {variant}-{precision} bundle")
+    test_set, _ = accuracy_sets
+    recorder = RecordingLocalizer(Localizer.load(accuracy_bundles[(variant, precision)]))
+    run = benchmark.pedantic(_run, args=(test_set, recorder), rounds=1, iterations=1)
+    summary = summarize(run)
+    assert summary["sentences"] > 0
+    benchmark.extra_info.update({"kind": "model", "variant": variant, "precision": precision,
+                                 **summary, **best_global_shift(recorder, run, test_set),
+                                 "grid": recorder.localizer.bundle.preprocessing.image_size
+                                 // recorder.localizer.bundle.grid_stride})
+
+
+@pytest.mark.parametrize("name", ["random", "centre_prior", "brightest_region", "text_prior"])
+def test_baseline_accuracy(benchmark, name, accuracy_sets):
+    test_set, train_set = accuracy_sets
+    prior = None
+    if name == "text_prior":
+        rows = [json.loads(line) for line in train_set.read_text().splitlines()]
+        prior = TextPrior.fit(rows, "train")
+    run = benchmark.pedantic(_run, args=(test_set, BaselineProvider(name, prior)), rounds=1,
+                             iterations=1)
+    benchmark.extra_info.update({"kind": "baseline", "variant": name, **summarize(run)})
+
+
+def test_oracle_ceiling_at_model_grid(benchmark, accuracy_bundles, accuracy_sets):
+    test_set, _ = accuracy_sets
+    bundle = Localizer.load(next(iter(accuracy_bundles.values()))).bundle
+    size, stride = bundle.preprocessing.image_size, bundle.grid_stride
+    run = benchmark.pedantic(_run, args=(test_set, OracleProvider(test_set, size, stride)),
+                             rounds=1, iterations=1)
+    summary = summarize(run)
+    benchmark.extra_info.update({"kind": "oracle", "variant": f"oracle@{size // stride}x{size // stride}",
+                                 **summary})
+    assert summary["overall"]["pointing_game"] > 0.5

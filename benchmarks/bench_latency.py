@@ -1,0 +1,186 @@
+"""Latency of the runtime (pytest-benchmark): the reference study end to end for ONNX Runtime
+int8, ONNX Runtime fp32 and PyTorch eager fp32 of the same model and pipeline, side by side;
+each encoder by input size; cold start; batch throughput; peak memory.
+
+Numbers land in the benchmark JSON (`extra_info` carries breakdowns); BENCHMARKS.md is
+generated from that JSON by scripts/benchmarks_report.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lesionloc_runtime.imageio import read_image
+from lesionloc_runtime.localizer import Localizer
+from lesionloc_runtime.outputs import write_study
+from lesionloc_runtime.sessions import default_threads
+
+ENCODERS = ("image_encoder", "text_encoder")
+
+
+def _torch_localizer(checkpoint: Path, max_length: int) -> Localizer:
+    import torch
+
+    from lesionloc_train.checkpoint import load_checkpoint
+    from lesionloc_train.torch_backend import torch_localizer
+
+    torch.set_num_threads(default_threads())
+    ckpt = load_checkpoint(checkpoint)
+    return torch_localizer(ckpt.model, ckpt.config.preprocess_config(), ckpt.tokenizer, max_length)
+
+
+@pytest.mark.parametrize("engine", ["ort-int8", "ort-fp32", "torch-fp32"])
+def test_end_to_end_reference_study(benchmark, engine, latency_model, reference_study, tmp_path):
+    """Read the DICOM, localize every finding sentence, write overlays and the study JSON."""
+    checkpoint, bundles = latency_model
+    image, report = reference_study
+    int8 = Localizer.load(bundles["int8"])
+    if engine == "ort-int8":
+        localizer = int8
+    elif engine == "ort-fp32":
+        localizer = Localizer.load(bundles["none"])
+    else:
+        localizer = _torch_localizer(checkpoint, int8.bundle.max_length)
+    timings: list[dict[str, float]] = []
+
+    def study() -> None:
+        radiograph = read_image(image)
+        result = localizer.localize(radiograph, report)
+        import time
+
+        start = time.perf_counter()
+        write_study(result, radiograph, tmp_path / "out")
+        timings.append({**result.timings_ms, "write": (time.perf_counter() - start) * 1e3})
+
+    benchmark.pedantic(study, rounds=5, iterations=1, warmup_rounds=1)
+    mean = {k: float(np.mean([t[k] for t in timings])) for k in timings[0]}
+    total = mean["total"] + mean["write"]
+    encoders = sum(mean[k] for k in ENCODERS)
+    benchmark.extra_info.update({
+        "engine": engine, "timings_ms": mean, "end_to_end_ms": total,
+        "outside_encoders_fraction": (total - encoders) / total,
+        "image": f"{read_image(image).width}x{read_image(image).height}",
+        "sentences": 8, "findings": 5, "threads": default_threads(),
+    })
+
+
+def _image_graph(checkpoint: Path, size: int, precision: str, work: Path, calibration: list):
+    """The image encoder exported at another input size (fp32 or int8), as a session."""
+    import onnxruntime as ort
+
+    from lesionloc_export.graphs import export_image_encoder
+    from lesionloc_export.quantize import quantize_image_int8
+    from lesionloc_train.checkpoint import load_checkpoint
+
+    target = work / f"image-{size}-{precision}.onnx"
+    if not target.is_file():
+        model = load_checkpoint(checkpoint).model
+        raw = export_image_encoder(model, size, work / f"image-{size}-raw.onnx")
+        if precision == "int8":
+            quantize_image_int8(raw, target, calibration)
+        else:
+            shutil.copyfile(raw, target)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = default_threads()
+    return ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+@pytest.mark.parametrize("size", [224, 448, 512])
+def test_image_encoder_by_input_size(benchmark, size, precision, latency_model, full, tmp_path_factory):
+    from lesionloc_runtime.preprocess import PreprocessConfig, preprocess
+
+    checkpoint, _ = latency_model
+    if not full and size != 224:
+        pytest.skip("quick mode measures one size")
+    work = tmp_path_factory.getbasetemp() / "image-graphs"
+    work.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    calibration = [preprocess(rng.random((600, 500)).astype(np.float32),
+                              PreprocessConfig(image_size=size)).tensor for _ in range(8)]
+    session = _image_graph(checkpoint, size, precision, work, calibration)
+    feed = {"pixel_values": calibration[0][None]}
+    benchmark.pedantic(session.run, args=(None, feed), rounds=5, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update({"encoder": "image", "size": size, "precision": precision})
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+@pytest.mark.parametrize("count", [1, 4, 8, 16, 32])
+def test_text_encoder_by_sentence_count(benchmark, count, precision, latency_model, full):
+    from benchmarks.full_model import REPORT_SENTENCES
+
+    if not full and count not in (1, 8):
+        pytest.skip("quick mode measures two counts")
+    _, bundles = latency_model
+    localizer = Localizer.load(bundles["int8" if precision == "int8" else "none"])
+    texts = (REPORT_SENTENCES * 4)[:count]
+    benchmark.pedantic(localizer.encode_texts, args=(texts,), rounds=5, iterations=1,
+                       warmup_rounds=1)
+    tokens = int(localizer.tokenizer.encode(texts).attention_mask.sum())
+    benchmark.extra_info.update({"encoder": "text", "sentences": count, "tokens": tokens,
+                                 "precision": precision})
+
+
+COLD_START = """
+import json, resource, sys, time
+start = time.perf_counter()
+from lesionloc_runtime.localizer import Localizer
+from lesionloc_runtime.imageio import read_image
+imported = time.perf_counter()
+localizer = Localizer.load(sys.argv[1])
+loaded = time.perf_counter()
+result = localizer.localize(read_image(sys.argv[2]), sys.argv[3])
+done = time.perf_counter()
+print(json.dumps({"import_s": imported - start, "load_s": loaded - imported,
+                  "first_result_s": done - loaded, "bundle_to_first_result_s": done - imported,
+                  "process_s": done - start,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+@pytest.mark.parametrize("precision", ["int8", "none"])
+def test_cold_start_and_peak_memory(benchmark, precision, latency_model, reference_study):
+    """A fresh process: import, bundle load (checksums, sessions), first result; peak RSS."""
+    _, bundles = latency_model
+    image, report = reference_study
+    runs: list[dict] = []
+
+    def cold() -> None:
+        proc = subprocess.run([sys.executable, "-c", COLD_START, str(bundles[precision]),
+                               str(image), str(report)], capture_output=True, text=True, check=True)
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+    benchmark.pedantic(cold, rounds=3, iterations=1)
+    benchmark.extra_info.update({"precision": precision, **{
+        k: float(np.median([r[k] for r in runs])) for k in runs[0]}})
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batch_throughput(benchmark, workers, latency_model, reference_study, tmp_path, full):
+    from lesionloc_runtime.batch import RunSettings, StudyTask, run_batch
+    from lesionloc_runtime.outputs import OutputOptions
+
+    _, bundles = latency_model
+    image, report = reference_study
+    count = 8 if full else 4
+    tasks = [StudyTask(f"study{i:02d}", image, report) for i in range(count)]
+    rounds = iter(range(100))
+    rates: list[float] = []
+
+    def batch() -> None:
+        settings = RunSettings(str(bundles["int8"]), ("cpu",), None, (), "findings",
+                               tmp_path / f"round{next(rounds)}", OutputOptions())
+        summary = run_batch(tasks, settings, workers=workers, progress=False)
+        assert summary.done == count
+        rates.append(count / summary.seconds)  # includes each worker's session start
+
+    benchmark.pedantic(batch, rounds=2, iterations=1)
+    benchmark.extra_info.update({"workers": workers, "studies": count,
+                                 "studies_per_s": float(np.mean(rates))})

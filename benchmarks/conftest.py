@@ -1,0 +1,113 @@
+"""Fixtures of the benchmark suites. Quick mode (the default, what CI runs) uses small generated
+sets and a tiny model so the suites never rot; `--full` uses the standard phantom test set,
+the demo model variants and the full-size ResNet-50 + BERT-base model.
+
+    pytest benchmarks/ --benchmark-only --full --benchmark-json benchmarks/results/RUN.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / ".benchmarks" / "cache"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("lesionloc benchmarks")
+    group.addoption("--full", action="store_true", help="full benchmark sets and models")
+    group.addoption("--demo-runs", default=str(REPO / "runs" / "demo"),
+                    help="directory of the demo recipe (bundles of every variant)")
+    group.addoption("--test-set", default=str(REPO / "data" / "phantoms-test-2048" / "manifest.jsonl"))
+    group.addoption("--train-set", default=str(REPO / "data" / "phantoms-train-512" / "manifest.jsonl"))
+
+
+@pytest.fixture(scope="session")
+def full(request) -> bool:
+    return bool(request.config.getoption("--full"))
+
+
+@pytest.fixture(scope="session")
+def quick_phantoms(tmp_path_factory) -> Path:
+    """A small phantom set (train/val/test) for quick mode."""
+    from lesionloc_train.phantoms import generate_dataset
+
+    out = tmp_path_factory.mktemp("bench-phantoms")
+    generate_dataset(out, n=40, seed=11, width=384, height=384, workers=1,
+                     split_fractions=(0.7, 0.1, 0.2))
+    return out / "manifest.jsonl"
+
+
+@pytest.fixture(scope="session")
+def quick_checkpoint(tmp_path_factory, quick_phantoms) -> Path:
+    from lesionloc_train.config import load_config
+    from lesionloc_train.train import pretrain
+
+    cfg = load_config("tiny", [f"data.train_manifest={quick_phantoms}", "optim.max_steps=6"])
+    return pretrain(cfg, tmp_path_factory.mktemp("bench-run"), progress=False).checkpoint
+
+
+def export_cached(checkpoint: Path, out: Path, precision: str, calibration: Path | None) -> Path:
+    from lesionloc_export.bundle_writer import ExportOptions, export_bundle
+
+    if not (out / "lesionloc.json").is_file():
+        export_bundle(checkpoint, out, ExportOptions(quantize=precision, calibration=calibration,
+                                                     calibration_images=32, parity_images=4,
+                                                     overwrite=True))
+    return out
+
+
+@pytest.fixture(scope="session")
+def latency_model(full, tmp_path_factory, quick_checkpoint, quick_phantoms):
+    """(checkpoint, {precision: bundle}) of the model whose latency is measured: the
+    full-size random-weight model (cached in .benchmarks/cache) or the tiny one."""
+    if not full:
+        root = tmp_path_factory.mktemp("bench-bundles")
+        return quick_checkpoint, {p: export_cached(quick_checkpoint, root / p, p, quick_phantoms)
+                                  for p in ("int8", "none")}
+    from benchmarks.full_model import make_full_checkpoint
+
+    root = CACHE / "full-model"
+    checkpoint = root / "checkpoint" / "checkpoints" / "step_0000000"
+    if not (checkpoint / "model.safetensors").is_file():
+        checkpoint = make_full_checkpoint(root / "checkpoint")
+    return checkpoint, {p: export_cached(checkpoint, root / f"bundle-{p}", p, None)
+                        for p in ("int8", "none")}
+
+
+REFERENCE_REPORT = """EXAMINATION: Chest PA.
+INDICATION: ___-year-old with cough and fever.
+COMPARISON: None.
+FINDINGS: {findings} No pulmonary edema. The mediastinal contours are unremarkable.
+There is no pneumothorax.
+"""
+
+
+@pytest.fixture(scope="session")
+def reference_study(full, tmp_path_factory) -> tuple[Path, Path]:
+    """The runtime issue's reference study: a 12-bit DICOM (2048x2048 with --full) and a
+    report of 8 sentences, 5 of them findings."""
+    from lesionloc_train.phantoms import generate_dataset
+
+    size = 2048 if full else 512
+    out = tmp_path_factory.mktemp("reference")
+    generate_dataset(out, n=12, seed=5, width=size, height=size, workers=1, write_png=False)
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    row = max(rows, key=lambda r: sum(s["kind"] == "finding" for s in r["sentences"]))
+    findings = [s["text"] for s in row["sentences"] if s["kind"] == "finding"]
+    fillers = ["There is a right upper lobe opacity.", "A small left pleural effusion is present.",
+               "The heart is enlarged.", "There is a 6 mm nodule in the left mid lung.",
+               "Right basal atelectasis."]
+    findings = (findings + fillers)[:5]
+    report = out / "reference_report.txt"
+    report.write_text(REFERENCE_REPORT.format(findings=" ".join(" ".join(f.split()) for f in findings)))
+    return out / row["image"], report
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _single_threaded_tokenizers():
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
