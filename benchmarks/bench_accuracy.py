@@ -16,12 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lesionloc_runtime.evaluation.baselines import (
-    TextPrior,
-    brightest_region_heatmap,
-    centre_prior_heatmap,
-    random_heatmap,
-)
+from lesionloc_runtime.evaluation.baselines import BaselineHeatmaps, TextPrior
 from lesionloc_runtime.evaluation.datasets import open_dataset
 from lesionloc_runtime.evaluation.runner import EvaluationRun, evaluate
 from lesionloc_runtime.heatmap import Heatmap
@@ -69,22 +64,6 @@ class RecordingLocalizer:
             maps.append(heat.render())
         self.letterboxes[image.source] = encoded.letterbox
         return np.stack(maps)
-
-
-class BaselineProvider:
-    def __init__(self, name: str, prior: TextPrior | None = None, seed: int = 0) -> None:
-        self.name, self.prior = name, prior
-        self.rng = np.random.default_rng(seed)
-
-    def heatmaps(self, image: Radiograph, texts: Sequence[str]) -> np.ndarray:
-        h, w = image.height, image.width
-        if self.name == "random":
-            return np.stack([random_heatmap(h, w, self.rng) for _ in texts])
-        if self.name == "centre_prior":
-            return np.stack([centre_prior_heatmap(h, w)] * len(texts))
-        if self.name == "brightest_region":
-            return np.stack([brightest_region_heatmap(image.pixels)] * len(texts))
-        return np.stack([self.prior.heatmap(t, h, w) for t in texts])
 
 
 class OracleProvider:
@@ -194,7 +173,7 @@ def test_baseline_accuracy(benchmark, name, accuracy_sets):
     if name == "text_prior":
         rows = [json.loads(line) for line in train_set.read_text().splitlines()]
         prior = TextPrior.fit(rows, "train")
-    run = benchmark.pedantic(_run, args=(test_set, BaselineProvider(name, prior)), rounds=1,
+    run = benchmark.pedantic(_run, args=(test_set, BaselineHeatmaps(name, prior)), rounds=1,
                              iterations=1)
     benchmark.extra_info.update({"kind": "baseline", "variant": name, **summarize(run)})
 

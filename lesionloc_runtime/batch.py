@@ -42,6 +42,7 @@ class RunSettings:
     ground: str
     out: Path
     output: OutputOptions
+    report_score: bool = False
 
 
 @dataclass
@@ -138,7 +139,8 @@ def process_study(task: StudyTask) -> dict[str, Any]:
             raise DataError(f"{task.image.name}: no report found (expected {task.image.stem}.txt)")
         radiograph = read_image(task.image)
         result = _WORKER["localizer"].localize(radiograph, task.report, queries=settings.queries,
-                                               ground=settings.ground, study_id=task.study_id)
+                                               ground=settings.ground, study_id=task.study_id,
+                                               report_score=settings.report_score)
         write_study(result, radiograph, settings.out, settings.output)
     except LesionlocError as exc:
         return {"study_id": task.study_id, "ok": False, "error": " ".join(str(exc).split())}

@@ -30,6 +30,8 @@ from lesionloc_runtime.errors import ConfigError
 @click.option("--all-sentences", is_flag=True,
               help="Also make heatmaps for negated and normal sentences.")
 @click.option("--save-raw", is_flag=True, help="Also write each heatmap as float32 .npy.")
+@click.option("--report-score", is_flag=True,
+              help="Also score the whole report against the image (one more text pass).")
 @click.option("--dicom-out", is_flag=True,
               help="Also write a DICOM SR (TID 1500) and a secondary-capture overlay.")
 @click.option("--patient-id", default=None, help="Synthetic patient ID for --dicom-out from PNG/JPEG.")
@@ -47,7 +49,8 @@ from lesionloc_runtime.errors import ConfigError
 @click.option("--json", "as_json", is_flag=True, help="Print the study JSON (single study).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-sentence lines.")
 def main(source: Path, report: Path | None, reports: Path | None, queries: tuple[str, ...],
-         model: Path | None, out: Path, all_sentences: bool, save_raw: bool, dicom_out: bool,
+         model: Path | None, out: Path, all_sentences: bool, save_raw: bool, report_score: bool,
+         dicom_out: bool,
          patient_id: str | None, patient_name: str | None, accession: str | None,
          study_id: str | None, include_identifiers: bool, providers: str, threads: int | None,
          workers: int, shard: str | None, as_json: bool, quiet: bool) -> None:
@@ -67,7 +70,7 @@ def main(source: Path, report: Path | None, reports: Path | None, queries: tuple
                                synthetic_ids=_synthetic_ids(dicom_out, patient_id, patient_name,
                                                             accession, study_id))
         settings = RunSettings(str(model) if model else None, provider_list, threads, queries,
-                               "all" if all_sentences else "findings", out, output)
+                               "all" if all_sentences else "findings", out, output, report_score)
         if source.is_dir() or source.suffix == ".jsonl":
             return _batch(source, reports, settings, workers, shard, quiet)
         if report is None and not queries:
@@ -98,7 +101,8 @@ def _single(image: Path, report: Path | None, settings: RunSettings, study_id: s
                                threads=settings.threads)
     radiograph = read_image(image)
     result = localizer.localize(radiograph, report, queries=settings.queries,
-                                ground=settings.ground, study_id=study_id)
+                                ground=settings.ground, study_id=study_id,
+                                report_score=settings.report_score)
     written = write_study(result, radiograph, settings.out, settings.output)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

@@ -4,11 +4,10 @@ zone); plus the scorer that runs them on the finding sentences of a manifest spl
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,9 @@ import cv2
 import numpy as np
 
 from lesionloc_runtime.errors import DataError
-from lesionloc_runtime.imageio import read_image
-from lesionloc_runtime.metrics import METRIC_NAMES, boxes_to_mask, mean_scores, score_heatmap
+from lesionloc_runtime.imageio import Radiograph
+from lesionloc_runtime.manifest import iter_manifest_rows
+from lesionloc_runtime.metrics import METRIC_NAMES, boxes_to_mask, mean_scores
 
 BASELINES = ("random", "centre_prior", "brightest_region", "text_prior")
 
@@ -175,81 +175,72 @@ def read_manifest(path: str | os.PathLike[str]) -> tuple[Path, list[dict[str, An
     if not path.is_file():
         raise DataError(f"{path}: no manifest found; give a manifest.jsonl or its directory")
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+    for lineno, row in iter_manifest_rows(path):
+        if row is None:
+            raise DataError(f"{path}:{lineno}: not a JSON object")
+        records.append(row)
     return path.parent, records
+
+
+class BaselineHeatmaps:
+    """A baseline as a heatmap provider, so it is scored by the same loop as every model."""
+
+    def __init__(self, name: str, prior: TextPrior | None = None, seed: int = 0) -> None:
+        if name not in BASELINES:
+            raise DataError(f"unknown baseline {name!r}; choose from {list(BASELINES)}")
+        if name == "text_prior" and prior is None:
+            raise DataError("the text prior baseline needs a fitted TextPrior")
+        self.name, self.prior = name, prior
+        self.rng = np.random.default_rng(seed)
+
+    def heatmaps(self, image: Radiograph, texts: Sequence[str]) -> np.ndarray:
+        h, w = image.height, image.width
+        if self.name == "random":
+            return np.stack([random_heatmap(h, w, self.rng) for _ in texts])
+        if self.name == "centre_prior":
+            return np.stack([centre_prior_heatmap(h, w)] * len(texts))
+        if self.name == "brightest_region":
+            return np.stack([brightest_region_heatmap(image.pixels)] * len(texts))
+        assert self.prior is not None  # checked in __init__
+        return np.stack([self.prior.heatmap(t, h, w) for t in texts])
 
 
 def evaluate_baselines(manifest: str | os.PathLike[str], split: str = "test",
                        train_split: str = "train", baselines: Sequence[str] = BASELINES,
                        train_manifest: str | os.PathLike[str] | None = None,
                        seed: int = 0, max_side: int | None = None,
-                       progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
-                       ) -> dict[str, BaselineScores]:
-    """Score each baseline with `score_heatmap` on every finding sentence of `split`.
+                       progress: bool = False) -> dict[str, BaselineScores]:
+    """Score each baseline on every finding sentence of `split`, with the evaluation loop
+    every model goes through (`lesionloc_runtime.evaluation.runner.evaluate`).
 
     The text prior is fitted on `train_split` of `train_manifest` (default: the same
     manifest), so a 2048-pixel test set can use a 512-pixel training set (boxes are normalized).
-    `max_side` evaluates on a grid downsampled so its longer side is at most that (boxes
-    scaled alike): the numbers move little and 2048-pixel studies score 16x faster.
+    `max_side` scores on a grid whose longer side is at most that (None: full resolution).
     """
+    from lesionloc_runtime.evaluation.datasets import open_dataset
+    from lesionloc_runtime.evaluation.runner import evaluate
+
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         raise DataError(f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
     root, records = read_manifest(manifest)
-    tests = [r for r in records if r.get("split") == split]
-    if not tests:
+    if not any(r.get("split") == split for r in records):
         raise DataError(f"{root}: no study in split {split!r}")
     prior = None
     if "text_prior" in baselines:
         train_records = records if train_manifest is None else read_manifest(train_manifest)[1]
         prior = TextPrior.fit(train_records, train_split)
-    rng = np.random.default_rng(seed)
-    scores: dict[str, list[tuple[str, Any]]] = {b: [] for b in baselines}
-    for rec in (progress or (lambda x: x))(tests):
-        sentences = [s for s in rec["sentences"] if s.get("kind") == "finding" and s.get("boxes")]
-        if not sentences:
-            continue
-        width, height = int(rec["width"]), int(rec["height"])
-        scale = 1.0 if not max_side else min(1.0, max_side / max(width, height))
-        gw, gh = max(1, round(width * scale)), max(1, round(height * scale))
-        fixed: dict[str, np.ndarray] = {}
-        if "random" in baselines:
-            fixed["random"] = random_heatmap(gh, gw, rng)
-        if "centre_prior" in baselines:
-            fixed["centre_prior"] = centre_prior_heatmap(gh, gw)
-        if "brightest_region" in baselines:
-            image_path = root / (rec.get("image_png") or rec["image"])
-            image = read_image(image_path).pixels
-            if image.shape != (height, width):
-                raise DataError(f"{image_path}: image is {image.shape[1]}x{image.shape[0]}, the "
-                                f"manifest says {width}x{height}")
-            if scale != 1.0:
-                image = cv2.resize(image, (gw, gh), interpolation=cv2.INTER_AREA)
-            fixed["brightest_region"] = brightest_region_heatmap(image)
-        cache: dict[tuple, Any] = {}
-        for s in sentences:
-            boxes = [[v * scale for v in b] for b in s["boxes"]]
-            mask = boxes_to_mask(boxes, gh, gw)
-            for name in baselines:
-                key = (name, json.dumps(boxes),
-                       parse_sentence(s["text"]) if name == "text_prior" else None)
-                if key not in cache:
-                    heat = fixed[name] if name in fixed else prior.heatmap(s["text"], gh, gw)
-                    cache[key] = score_heatmap(heat, mask)
-                scores[name].append((s.get("finding") or "unknown", cache[key]))
     out = {}
-    for name, pairs in scores.items():
+    for name in baselines:
+        stream = open_dataset("phantoms", root / "manifest.jsonl", split=split)
+        run = evaluate(stream, BaselineHeatmaps(name, prior, seed), score_size=max_side,
+                       progress=progress)
         by: dict[str, list] = defaultdict(list)
-        for finding, sc in pairs:
-            by[finding].append(sc)
-        out[name] = BaselineScores(mean_scores([sc for _, sc in pairs]),
-                                   {f: mean_scores(v) for f, v in sorted(by.items())}, len(pairs))
+        for sample in run.samples:
+            by[sample.category].append(sample.scores)
+        out[name] = BaselineScores(mean_scores([x.scores for x in run.samples]),
+                                   {f: mean_scores(v) for f, v in sorted(by.items())},
+                                   len(run.samples))
     return out
 
 

@@ -1,0 +1,355 @@
+"""Generate BENCHMARKS.md (and its plots) from the benchmark JSON files: never typed by hand.
+
+    python scripts/benchmarks_report.py [--results benchmarks/results] [--out BENCHMARKS.md]
+
+Reads every pytest-benchmark JSON in the results directory (each run is kept, so later runs can
+be compared with earlier ones; the newest run that has a given benchmark wins), plus
+`export-full-model.json` (benchmarks/full_model.py) and `demo-training.json`
+(scripts/demo_training_record.py) when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+FINDING_ORDER = ["consolidation", "nodule", "mass", "effusion", "pneumothorax", "atelectasis",
+                 "cardiomegaly"]
+
+
+def load_runs(results: Path) -> dict[str, dict[str, Any]]:
+    """name -> {benchmark record + run metadata}, newest run first wins."""
+    latest: dict[str, dict[str, Any]] = {}
+    for path in sorted(results.glob("*.json")):
+        data = json.loads(path.read_text())
+        if "benchmarks" not in data:
+            continue
+        for bench in data["benchmarks"]:
+            record = dict(bench, run=path.name, datetime=data.get("datetime", ""),
+                          machine=data.get("machine_info", {}), commit=data.get("commit_info", {}))
+            key = bench["fullname"]
+            if key not in latest or record["datetime"] >= latest[key]["datetime"]:
+                latest[key] = record
+    return latest
+
+
+def machine_line(record: dict[str, Any]) -> str:
+    m = record["machine"]
+    cpu = m.get("cpu", {})
+    return (f"{cpu.get('brand_raw', m.get('processor', '?'))}, {cpu.get('count', '?')} logical "
+            f"CPUs, {m.get('system', '')} {m.get('release', '')}, Python {m.get('python_version', '')}"
+            f" (run {record['run']}, commit {record['commit'].get('id', '?')[:10]})")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.0f}"
+
+
+def f3(value: Any) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Path) -> dict:
+    e2e = {r["extra_info"]["engine"]: r for r in runs.values()
+           if r["name"].startswith("test_end_to_end_reference_study")}
+    goals: dict[str, Any] = {}
+    if not e2e:
+        return goals
+    any_record = next(iter(e2e.values()))
+    lines += ["## Latency", "", f"Machine: {machine_line(any_record)}.", "",
+              "Command: `pytest benchmarks/bench_latency.py --benchmark-only --full "
+              "--benchmark-json benchmarks/results/RUN.json`", "",
+              f"Reference study: {any_record['extra_info']['image']} 12-bit DICOM phantom, report of "
+              f"{any_record['extra_info']['sentences']} sentences ({any_record['extra_info']['findings']} "
+              "findings), read, localized and written (overlays, summary, study JSON). Full-size model: "
+              "ResNet-50 at 448 px + BERT-base-size text encoder (Bio_ClinicalBERT's config), random "
+              "weights. Medians of 5 rounds after a warm-up.", "",
+              "| engine | end to end (ms) | image encoder | text encoder | read | preprocess | heatmaps "
+              "| write | outside encoders | speed-up vs PyTorch |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    torch_time = e2e.get("torch-fp32", {}).get("stats", {}).get("median")
+    for engine in ("ort-int8", "ort-fp32", "torch-fp32"):
+        if engine not in e2e:
+            continue
+        r = e2e[engine]
+        t = r["extra_info"]["timings_ms"]
+        median = r["stats"]["median"]
+        speed = f"{torch_time / median:.1f}x" if torch_time else "–"
+        lines.append(f"| {engine} | {ms(median)} | {t['image_encoder']:.0f} | {t['text_encoder']:.0f} | "
+                     f"{t['read']:.0f} | {t['preprocess']:.0f} | {t['heatmaps']:.0f} | {t['write']:.0f} | "
+                     f"{r['extra_info']['outside_encoders_fraction']:.0%} | {speed} |")
+    if torch_time and "ort-int8" in e2e:
+        goals["speedup"] = torch_time / e2e["ort-int8"]["stats"]["median"]
+        goals["outside"] = e2e["ort-int8"]["extra_info"]["outside_encoders_fraction"]
+    lines.append("")
+
+    images = [r for r in runs.values() if r["name"].startswith("test_image_encoder_by_input_size")]
+    if images:
+        lines += ["Image encoder alone, by input size (ms, median):", "",
+                  "| input | int8 | fp32 |", "| --- | ---: | ---: |"]
+        by = {(r["extra_info"]["size"], r["extra_info"]["precision"]): r["stats"]["median"] for r in images}
+        for size in sorted({k[0] for k in by}):
+            lines.append(f"| {size} px | {ms(by.get((size, 'int8'), float('nan')))} | "
+                         f"{ms(by.get((size, 'fp32'), float('nan')))} |")
+        lines.append("")
+    texts = [r for r in runs.values() if r["name"].startswith("test_text_encoder_by_sentence_count")]
+    if texts:
+        lines += ["Text encoder alone, one batched pass (ms, median):", "",
+                  "| sentences | tokens | int8 | fp32 |", "| ---: | ---: | ---: | ---: |"]
+        by = {(r["extra_info"]["sentences"], r["extra_info"]["precision"]): r for r in texts}
+        for count in sorted({k[0] for k in by}):
+            tokens = next(r["extra_info"]["tokens"] for k, r in by.items() if k[0] == count)
+            lines.append(f"| {count} | {tokens} | {ms(by[(count, 'int8')]['stats']['median']) if (count, 'int8') in by else '–'} "
+                         f"| {ms(by[(count, 'fp32')]['stats']['median']) if (count, 'fp32') in by else '–'} |")
+        lines.append("")
+    cold = [r for r in runs.values() if r["name"].startswith("test_cold_start_and_peak_memory")]
+    if cold:
+        lines += ["Cold start in a fresh process (median of 3) and peak memory:", "",
+                  "| bundle | import (s) | bundle load (s) | first result (s) | bundle load to first result (s) "
+                  "| peak RSS (MB) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for r in sorted(cold, key=lambda r: r["extra_info"]["precision"]):
+            x = r["extra_info"]
+            lines.append(f"| {x['precision'].replace('none', 'fp32')} | {x['import_s']:.2f} | {x['load_s']:.2f} | "
+                         f"{x['first_result_s']:.2f} | {x['bundle_to_first_result_s']:.2f} | {x['peak_rss_mb']:.0f} |")
+            if x["precision"] == "int8":
+                goals["cold_start"] = x["bundle_to_first_result_s"]
+                goals["peak_mb"] = x["peak_rss_mb"]
+        lines.append("")
+    batch = [r for r in runs.values() if r["name"].startswith("test_batch_throughput")]
+    if batch:
+        lines += ["Batch mode, int8, the reference study repeated (including each worker's start):", "",
+                  "| workers | studies | studies/s |", "| ---: | ---: | ---: |"]
+        for r in sorted(batch, key=lambda r: r["extra_info"]["workers"]):
+            x = r["extra_info"]
+            lines.append(f"| {x['workers']} | {x['studies']} | {x['studies_per_s']:.2f} |")
+        lines.append("")
+    _plot_latency(e2e, plots)
+    if (plots / "latency.png").is_file():
+        lines += ["![latency by engine](benchmarks/results/plots/latency.png)", ""]
+    return goals
+
+
+def _plot_latency(e2e: dict[str, dict[str, Any]], plots: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    engines = [e for e in ("ort-int8", "ort-fp32", "torch-fp32") if e in e2e]
+    parts = ["image_encoder", "text_encoder", "read", "preprocess", "heatmaps", "write"]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    left = [0.0] * len(engines)
+    for part in parts:
+        values = [e2e[e]["extra_info"]["timings_ms"].get(part, 0.0) for e in engines]
+        ax.barh(engines, values, left=left, label=part.replace("_", " "))
+        left = [a + b for a, b in zip(left, values, strict=True)]
+    ax.set_xlabel("ms, reference study end to end")
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    plots.mkdir(parents=True, exist_ok=True)
+    fig.savefig(plots / "latency.png", dpi=110)
+    plt.close(fig)
+
+
+def section_accuracy(runs: dict[str, dict[str, Any]], lines: list[str], plots: Path) -> dict:
+    acc = [r for r in runs.values() if r["extra_info"].get("kind") in ("model", "baseline", "oracle")]
+    goals: dict[str, Any] = {}
+    if not acc:
+        return goals
+    rows = []
+    for r in acc:
+        x = r["extra_info"]
+        label = x["variant"] if x["kind"] != "model" else \
+            f"demo, {x['variant'].replace('_', '-')} loss, {x['precision'].replace('none', 'fp32')}"
+        rows.append((x["kind"], label, x))
+    order = {"model": 0, "baseline": 1, "oracle": 2}
+    rows.sort(key=lambda t: (order[t[0]], t[1]))
+    sample = acc[0]["extra_info"]
+    lines += ["## Localization accuracy", "", f"Machine: {machine_line(acc[0])}.", "",
+              "Command: `pytest benchmarks/bench_accuracy.py --benchmark-only --full "
+              "--benchmark-json benchmarks/results/RUN.json`", "",
+              f"Standard phantom test set: {sample['images']} studies, {sample['sentences']} finding "
+              "sentences with boxes (`lesionloc-train synth --n 200 --size 2048 --seed 2048 "
+              "--split-fractions 0,0,1`). Metrics on a grid 512 px long; mIoU, IoU and Dice on the "
+              "min-max normalized heatmap (mIoU over thresholds 0.1–0.5, Dice at 0.5).", "",
+              "| heatmap | pointing game | CNR | mIoU | Dice | AUROC |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for kind, label, x in rows:
+        o = x["overall"]
+        lines.append(f"| {label} | {f3(o['pointing_game'])} | {f3(o['cnr'])} | {f3(o['miou'])} | "
+                     f"{f3(o['dice'])} | {f3(o['auroc'])} |")
+    lines.append("")
+    models = {(x["variant"], x["precision"]): x for k, _, x in rows if k == "model"}
+    if models:
+        lines += ["Pointing game by finding type:", ""]
+        names = [label for _, label, _ in rows]
+        findings = [f for f in FINDING_ORDER if any(f in x["by_finding"] for _, _, x in rows)]
+        lines += ["| heatmap | " + " | ".join(findings) + " |",
+                  "| --- |" + " ---: |" * len(findings)]
+        for (kind, label, x), _ in zip(rows, names, strict=True):
+            cells = [f3(x["by_finding"].get(f, {}).get("pointing_game")) for f in findings]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+        lines += ["Best global shift of the heatmap peaks (in patches; near zero means no systematic "
+                  "offset):", "", "| model | grid | best shift (x, y) | PG unshifted | PG at best shift |",
+                  "| --- | --- | --- | ---: | ---: |"]
+        for (variant, precision), x in sorted(models.items()):
+            dx, dy = x["best_shift_patches"]
+            lines.append(f"| {variant}, {precision.replace('none', 'fp32')} | {x['grid']}x{x['grid']} | "
+                         f"({dx:+.2f}, {dy:+.2f}) | {x['pointing_game_unshifted']:.3f} | "
+                         f"{x['pointing_game_at_best_shift']:.3f} |")
+        lines.append("")
+        baselines = {x["variant"]: x for k, _, x in rows if k == "baseline"}
+        full = models.get(("full", "int8")) or models.get(("full", "none"))
+        if full:
+            goals["pg_full"] = full["overall"]["pointing_game"]
+            goals["cnr_full"] = full["overall"]["cnr"]
+            if "text_prior" in baselines:
+                goals["pg_text_prior"] = baselines["text_prior"]["overall"]["pointing_game"]
+            if ("global_only", full["precision"]) in models:
+                goals["pg_global"] = models[("global_only", full["precision"])]["overall"]["pointing_game"]
+            if ("full", "int8") in models and ("full", "none") in models:
+                goals["int8_gap"] = abs(models[("full", "int8")]["overall"]["pointing_game"]
+                                        - models[("full", "none")]["overall"]["pointing_game"])
+        _plot_accuracy(rows, plots)
+        if (plots / "accuracy_by_finding.png").is_file():
+            lines += ["![pointing game by finding type](benchmarks/results/plots/accuracy_by_finding.png)", ""]
+    return goals
+
+
+def _plot_accuracy(rows: list, plots: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    chosen = [(label, x) for kind, label, x in rows
+              if (kind == "model" and x["precision"] == "int8") or kind in ("baseline", "oracle")]
+    findings = [f for f in FINDING_ORDER if any(f in x["by_finding"] for _, x in chosen)]
+    if not findings:
+        return
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    width = 0.8 / len(chosen)
+    for k, (label, x) in enumerate(chosen):
+        values = [x["by_finding"].get(f, {}).get("pointing_game", 0.0) for f in findings]
+        ax.bar([i + k * width for i in range(len(findings))], values, width, label=label)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(findings))], findings, fontsize=8)
+    ax.set_ylabel("pointing game")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    plots.mkdir(parents=True, exist_ok=True)
+    fig.savefig(plots / "accuracy_by_finding.png", dpi=110)
+    plt.close(fig)
+
+
+def section_export(results: Path, lines: list[str]) -> None:
+    path = results / "export-full-model.json"
+    if not path.is_file():
+        return
+    record = json.loads(path.read_text())
+    lines += ["## Export of the full-size model", "",
+              f"Machine: {record.get('machine', '?')}. Command: `python benchmarks/full_model.py --out "
+              "DIR` (ResNet-50 at 448 + BERT-base with Bio_ClinicalBERT's config, random weights; "
+              "int8 calibrated on 32 generated phantoms).", "",
+              "| precision | export (s) | image_encoder.onnx (MB) | text_encoder.onnx (MB) | "
+              "parity: patch grid mean / worst | sentence mean / worst |",
+              "| --- | ---: | ---: | ---: | --- | --- |"]
+    for precision, x in record["exports"].items():
+        cos = x["parity"]["cosine"]
+        lines.append(f"| {precision.replace('none', 'fp32')} | {x['seconds']:.0f} | "
+                     f"{x['bytes']['image_encoder.onnx'] / 1e6:.1f} | {x['bytes']['text_encoder.onnx'] / 1e6:.1f} | "
+                     f"{cos['patch_embeds']['mean']:.5f} / {cos['patch_embeds']['min']:.5f} | "
+                     f"{cos['sentence_embeds']['mean']:.5f} / {cos['sentence_embeds']['min']:.5f} |")
+    lines.append("")
+
+
+def section_demo(results: Path, lines: list[str]) -> None:
+    path = results / "demo-training.json"
+    if not path.is_file():
+        return
+    record = json.loads(path.read_text())
+    lines += ["## Demo model training", "", record.get("summary", ""), "",
+              "| variant | steps | training time | last loss | val pointing game | val CNR |",
+              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, x in record["variants"].items():
+        lines.append(f"| {name} | {x['steps']} | {x['seconds'] / 60:.0f} min | {x['last_loss']:.3f} | "
+                     f"{f3(x.get('val_pointing_game'))} | {f3(x.get('val_cnr'))} |")
+    lines.append("")
+
+
+def section_training(runs: dict[str, dict[str, Any]], lines: list[str]) -> None:
+    train = [r for r in runs.values() if r["name"].startswith("test_tiny_preset_training_step")]
+    if not train:
+        return
+    lines += ["## Training throughput on CPU", "", f"Machine: {machine_line(train[0])}.", "",
+              "| preset | batch | pairs/s |", "| --- | ---: | ---: |"]
+    for r in sorted(train, key=lambda r: r["extra_info"]["batch_size"]):
+        x = r["extra_info"]
+        lines.append(f"| {x['preset']} ({x['image_size']} px) | {x['batch_size']} | {x['pairs_per_s']:.1f} |")
+    lines += ["", "GPU: `benchmarks/gpu_check.py` measures the full model at 448 px with bf16 on one GPU "
+              "and DDP with one process; no GPU was lent to the session that produced these numbers, "
+              "so no GPU figure is reported.", ""]
+
+
+def goals_section(goals: dict[str, Any], lines: list[str]) -> None:
+    def check(ok: bool | None) -> str:
+        return "not measured" if ok is None else ("met" if ok else "NOT met")
+
+    def get(key: str) -> Any:
+        return goals.get(key)
+
+    items = [
+        ("Full loss pointing game >= 0.60", get("pg_full"), None if get("pg_full") is None else get("pg_full") >= 0.60),
+        ("... and >= 0.10 above the text prior",
+         None if get("pg_text_prior") is None else f"{get('pg_full'):.3f} vs {get('pg_text_prior'):.3f}",
+         None if get("pg_text_prior") is None or get("pg_full") is None else get("pg_full") - get("pg_text_prior") >= 0.10),
+        ("Full loss CNR >= 1.5", get("cnr_full"), None if get("cnr_full") is None else get("cnr_full") >= 1.5),
+        ("Full beats global-only by >= 0.15 PG",
+         None if get("pg_global") is None else f"{get('pg_full'):.3f} vs {get('pg_global'):.3f}",
+         None if get("pg_global") is None or get("pg_full") is None else get("pg_full") - get("pg_global") >= 0.15),
+        ("int8 within 0.02 PG of fp32", get("int8_gap"), None if get("int8_gap") is None else get("int8_gap") <= 0.02),
+        ("End to end >= 4x faster than PyTorch eager fp32", get("speedup"),
+         None if get("speedup") is None else get("speedup") >= 4),
+        ("Cold start (bundle load to first result) < 1.5 s", get("cold_start"),
+         None if get("cold_start") is None else get("cold_start") < 1.5),
+        ("Peak memory < 600 MB", get("peak_mb"), None if get("peak_mb") is None else get("peak_mb") < 600),
+        ("Time outside the encoders < 30%", get("outside"), None if get("outside") is None else get("outside") < 0.30),
+    ]
+    lines += ["## Goals", "", "| goal | measured | |", "| --- | --- | --- |"]
+    for name, value, ok in items:
+        shown = value if isinstance(value, str) else ("–" if value is None else f"{value:.3f}")
+        lines.append(f"| {name} | {shown} | {check(ok)} |")
+    lines.append("")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
+    args = parser.parse_args()
+    runs = load_runs(args.results)
+    plots = args.results / "plots"
+    lines = ["# Benchmarks", "",
+             "Generated by `python scripts/benchmarks_report.py` from the JSON files in "
+             "`benchmarks/results/` (every run is kept there). Do not edit by hand.", ""]
+    body: list[str] = []
+    goals = {}
+    goals.update(section_accuracy(runs, body, plots))
+    goals.update(section_latency(runs, body, plots))
+    goals_section(goals, lines)
+    lines += body
+    section_demo(args.results, lines)
+    section_export(args.results, lines)
+    section_training(runs, lines)
+    args.out.write_text("\n".join(lines).rstrip() + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
