@@ -250,3 +250,38 @@ def test_demo_notice_is_in_every_output_of_a_demo_bundle(tmp_path, tiny_bundle, 
         bgr = cv2.imread(str(picture))
         notice_ink = (bgr[..., 2] > 200) & (bgr[..., 1] > 140) & (bgr[..., 1] < 215) & (bgr[..., 0] < 110)
         assert notice_ink.sum() > 200, f"{picture.name} carries no notice text"
+
+
+@pytest.mark.parametrize("source", ["dcm", "png"])
+def test_dicom_out_writes_sr_and_sc_that_read_back_like_the_json(tmp_path, tiny_bundle, phantom_study,
+                                                                  source):
+    from lesionloc_runtime.dicom_out.structured_report import read_back_sr
+
+    image, report, row = phantom_study
+    if source == "png":
+        image = image.with_suffix(".png")
+    out = tmp_path / "out"
+    args = [str(BIN / "lesionloc-run"), str(image), "--report", str(report), "--model", str(tiny_bundle),
+            "--out", str(out), "--dicom-out", "-q"]
+    if source == "png":
+        args += ["--patient-id", "SYN001", "--accession", "ACC9"]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    study = out / image.stem
+    doc = json.loads((study / "study.json").read_text())
+    sr = study / doc["files"]["dicom_sr"]
+    assert (study / doc["files"]["dicom_sc"]).is_file()
+    back = {item["text"]: item for item in read_back_sr(sr)}
+    for sentence in doc["sentences"]:
+        item = back[sentence["text"]]
+        assert item["kind"] == sentence["kind"]
+        assert item["score"] == pytest.approx(sentence["score"], abs=1e-4)
+    import pydicom
+
+    sc = pydicom.dcmread(study / doc["files"]["dicom_sc"])
+    if source == "png":
+        assert sc.PatientID == "SYN001" and sc.AccessionNumber == "ACC9"
+    else:
+        src = pydicom.dcmread(image)
+        assert sc.StudyInstanceUID == src.StudyInstanceUID and sc.PatientID == src.PatientID
+        assert sc.SeriesInstanceUID != src.SeriesInstanceUID
