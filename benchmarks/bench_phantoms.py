@@ -36,3 +36,15 @@ def test_render_one_study(benchmark, size):
 
     study = benchmark.pedantic(render, rounds=5, iterations=1, warmup_rounds=1)
     assert study.image.shape == (size, size)
+
+
+def test_generate_1000_studies_at_512(benchmark, tmp_path, full):
+    """The issue's figure: 1,000 studies at 512 x 512 on all cores (goal: under 2 minutes)."""
+    import os
+
+    if not full:
+        pytest.skip("--full only (about a minute on 2 cores)")
+    workers = os.cpu_count() or 1
+    benchmark.pedantic(generate_dataset, args=(tmp_path / "set", 1000), kwargs=dict(
+        seed=0, width=512, height=512, workers=workers), rounds=1, iterations=1)
+    benchmark.extra_info.update({"studies": 1000, "size": 512, "workers": workers})

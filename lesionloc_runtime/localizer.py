@@ -16,7 +16,7 @@ from lesionloc_runtime.bundle import ModelBundle
 from lesionloc_runtime.errors import BundleError, ReportError
 from lesionloc_runtime.heatmap import Heatmap, cosine_grid, local_alignment_score, smooth_grid
 from lesionloc_runtime.imageio import Radiograph, read_image
-from lesionloc_runtime.preprocess import Letterbox, PreprocessedImage, apply_window, preprocess
+from lesionloc_runtime.preprocess import Letterbox, PreprocessedImage, preprocess
 from lesionloc_runtime.report import Report, Sentence, query_sentences, read_report
 from lesionloc_runtime.results import SentenceResult, StudyResult
 from lesionloc_runtime.sessions import OnnxEncoder, default_threads
@@ -181,7 +181,7 @@ class Localizer:
         t4 = time.perf_counter()
         cfg = self.bundle.heatmap
         results: list[SentenceResult] = []
-        for index, (sentence, embed) in enumerate(zip(sentences, local, strict=False)):
+        for index, (sentence, embed) in enumerate(zip(sentences, local, strict=True)):
             score = local_alignment_score(embed, encoded.patches, cfg.attention_temperature)
             result = SentenceResult(index, sentence.text, sentence.section, sentence.kind, score)
             if ground == "all" or sentence.kind == "finding":
@@ -194,7 +194,6 @@ class Localizer:
         timings["heatmaps"] = (time.perf_counter() - t4) * 1e3
         timings["total"] = (time.perf_counter() - t0) * 1e3
 
-        display = apply_window(radiograph.pixels, prep.window)
         return StudyResult(
             study_id=study_id or Path(radiograph.source).stem,
             source=os.path.basename(radiograph.source),
@@ -208,6 +207,7 @@ class Localizer:
             image_score=image_score,
             report_source=report_source,
             timings_ms=timings,
-            display=display,
+            display=radiograph.pixels,
+            display_window=prep.window,
         )
 

@@ -9,6 +9,7 @@ import textwrap
 import cv2
 import numpy as np
 
+from lesionloc_runtime.preprocess import apply_window
 from lesionloc_runtime.results import SentenceResult, StudyResult
 
 DISPLAY_SIZE = 768  # long side of rendered pictures, in pixels (raw heatmaps: --save-raw)
@@ -36,6 +37,7 @@ def base_image(result: StudyResult, limit: int = DISPLAY_SIZE) -> np.ndarray:
     if limit not in cache:
         w, h = display_size(result.width, result.height, limit)
         grey = cv2.resize(result.display, (w, h), interpolation=cv2.INTER_AREA)
+        grey = apply_window(grey, result.display_window)  # the contrast the encoder saw
         grey = cv2.convertScaleAbs(grey, alpha=255.0)  # saturating float -> uint8
         cache[limit] = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
     return cache[limit].copy()

@@ -65,7 +65,8 @@ class StudyResult:
     report_source: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
-    display: Any = field(default=None, repr=False)  # normalized image for rendering
+    display: Any = field(default=None, repr=False)  # the radiograph's pixels, for rendering
+    display_window: tuple[float, float] = (0.0, 1.0)  # the intensity window preprocessing used
     identifiers: dict[str, str] = field(default_factory=dict)  # only when asked for
 
     @property

@@ -159,8 +159,8 @@ class Collator:
         slots: list[int] = []
         valid = torch.zeros((len(good), self.max_sentences), dtype=torch.bool)
         for b, example in enumerate(good):
-            assert example.report is not None
-            chosen = [s for s in example.report.sentences if s.kind in self.kinds]
+            sentences = example.report.sentences if example.report is not None else ()
+            chosen = [s for s in sentences if s.kind in self.kinds]
             for j, sentence in enumerate(chosen[: self.max_sentences]):
                 texts.append(sentence.text)
                 slots.append(b * self.max_sentences + j)
