@@ -115,8 +115,9 @@ def test_a_bundle_of_another_format_version_is_refused(tmp_path, tiny_bundle, ph
     assert_one_line_error(proc, "format version 99")
 
 
-@pytest.mark.parametrize("case", ["missing image", "text as png", "empty report", "missing report",
-                                  "binary report", "missing bundle", "no report or query"])
+@pytest.mark.parametrize("case", ["missing image", "text as png", "corrupt dicom", "truncated dicom",
+                                  "empty report", "missing report", "binary report", "5 MB report",
+                                  "missing bundle", "no report or query"])
 def test_user_mistakes_end_with_one_line_and_nonzero_exit(tmp_path, tiny_bundle, phantom_study, case):
     image, report, _ = phantom_study
     args = [str(image), "--report", str(report), "--model", str(tiny_bundle), "--out", str(tmp_path)]
@@ -127,6 +128,20 @@ def test_user_mistakes_end_with_one_line_and_nonzero_exit(tmp_path, tiny_bundle,
         fake = tmp_path / "fake.png"
         fake.write_text("this is not an image\n")
         args[0], needle = str(fake), "fake.png"
+    elif case == "corrupt dicom":
+        corrupt = tmp_path / "corrupt.dcm"
+        data = bytearray(image.read_bytes())
+        data[200:4000] = b"\xff" * 3800  # the header is garbage now
+        corrupt.write_bytes(bytes(data))
+        args[0], needle = str(corrupt), "corrupt.dcm"
+    elif case == "truncated dicom":
+        truncated = tmp_path / "truncated.dcm"
+        truncated.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+        args[0], needle = str(truncated), "truncated.dcm"
+    elif case == "5 MB report":
+        big = tmp_path / "big.txt"
+        big.write_text("FINDINGS: There is a right upper lobe opacity. " * 110_000)
+        args[2], needle = str(big), "big.txt"
     elif case == "empty report":
         empty = tmp_path / "empty.txt"
         empty.write_text("")

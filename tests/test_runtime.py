@@ -158,18 +158,34 @@ def _batch_dir(tmp_path: Path, phantom_set: Path, n: int = 5) -> Path:
     return source
 
 
+def _add_bad_studies(source: Path) -> list[str]:
+    """Studies that must each fail alone: truncated DICOM, binary and 5 MB reports."""
+    good = sorted(p for p in source.glob("*.dcm") if p.stem != "broken")[0]
+    (source / "cut.dcm").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    (source / "cut.txt").write_text("FINDINGS: Right lower lobe opacity.")
+    shutil.copy(good, source / "binrep.dcm")
+    (source / "binrep.txt").write_bytes(bytes(range(256)) * 4)
+    shutil.copy(good, source / "hugerep.dcm")
+    (source / "hugerep.txt").write_text("FINDINGS: Right lower lobe opacity. " * 150_000)
+    return ["binrep", "cut", "hugerep"]
+
+
 def test_batch_reports_bad_studies_finishes_the_others_and_resumes(tmp_path, tiny_bundle, phantom_set):
     source = _batch_dir(tmp_path, phantom_set)
+    bad = sorted(["broken", *_add_bad_studies(source)])
     out = tmp_path / "out"
     cmd = [str(BIN / "lesionloc-run"), str(source), "--model", str(tiny_bundle), "--out", str(out), "-q"]
     first = subprocess.run(cmd, capture_output=True, text=True)
-    assert first.returncode == 1, first.stderr  # one study failed
-    assert "5 studies done, 0 already done, 1 failed" in first.stdout
-    assert "broken" in first.stdout and "Traceback" not in first.stderr
+    assert first.returncode == 1, first.stderr  # some studies failed
+    assert f"5 studies done, 0 already done, {len(bad)} failed" in first.stdout
+    assert "Traceback" not in first.stderr
     summary = json.loads((out / "batch_summary.json").read_text())
-    assert summary["done"] == 5 and summary["failed"][0]["study_id"] == "broken"
+    assert summary["done"] == 5 and sorted(f["study_id"] for f in summary["failed"]) == bad
+    reasons = {f["study_id"]: f["error"] for f in summary["failed"]}
+    assert "truncated" in reasons["cut"] and "binary" in reasons["binrep"]
+    assert "exceeds" in reasons["hugerep"] or "MB" in reasons["hugerep"]
     again = subprocess.run(cmd, capture_output=True, text=True)
-    assert "0 studies done, 5 already done, 1 failed" in again.stdout
+    assert f"0 studies done, 5 already done, {len(bad)} failed" in again.stdout
 
 
 def test_killed_batch_loses_nothing_and_redoes_only_unfinished(tmp_path, tiny_bundle, phantom_set):
