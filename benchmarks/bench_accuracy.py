@@ -70,8 +70,8 @@ class OracleProvider:
     """A perfect heatmap seen through the model's grid: the ground-truth mask letterboxed
     like the image, averaged over each patch, and mapped back exactly as model heatmaps are."""
 
-    def __init__(self, manifest: Path, image_size: int, stride: int) -> None:
-        self.size, self.stride = image_size, stride
+    def __init__(self, manifest: Path, image_size: int, stride: int, origin: float = 0.5) -> None:
+        self.size, self.stride, self.origin = image_size, stride, origin
         self.boxes: dict[tuple[str, str], list] = {}
         for line in manifest.read_text().splitlines():
             row = json.loads(line)
@@ -91,8 +91,13 @@ class OracleProvider:
                                interpolation=cv2.INTER_AREA)
             canvas = np.zeros((self.size, self.size), np.float32)
             canvas[box.pad_y:box.pad_y + box.new_height, box.pad_x:box.pad_x + box.new_width] = small
-            cells = cv2.resize(canvas, (grid, grid), interpolation=cv2.INTER_AREA)
-            out.append(Heatmap(cells, box, self.stride).render())
+            # cell k sees the stride-wide window centred on origin + k * stride: shift so that
+            # the window is [k * stride, (k + 1) * stride) before area pooling
+            shift = self.stride / 2 - self.origin
+            moved = cv2.warpAffine(canvas, np.float32([[1, 0, shift], [0, 1, shift]]),
+                                   (self.size, self.size), flags=cv2.INTER_LINEAR)
+            cells = cv2.resize(moved, (grid, grid), interpolation=cv2.INTER_AREA)
+            out.append(Heatmap(cells, box, self.stride, self.origin).render())
         return np.stack(out)
 
 
@@ -101,7 +106,7 @@ def best_global_shift(recorder: RecordingLocalizer, run: EvaluationRun, test_set
     """The (dx, dy) shift, in patches, of every heatmap peak that maximizes the pointing game.
     A trained model should need none; a large one means a systematic offset (a mapping bug, or
     a learned one as seen with sharp attention)."""
-    boxes = OracleProvider(test_set, 0, 1).boxes
+    boxes = OracleProvider(test_set, 0, 1).boxes  # the ground-truth index only
     hits: dict[tuple[float, float], list[bool]] = defaultdict(list)
     shifts = np.arange(-reach, reach + 1e-9, step)
     for (source, text), (px, py) in recorder.peaks.items():
@@ -182,7 +187,8 @@ def test_oracle_ceiling_at_model_grid(benchmark, accuracy_bundles, accuracy_sets
     test_set, _ = accuracy_sets
     bundle = Localizer.load(next(iter(accuracy_bundles.values()))).bundle
     size, stride = bundle.preprocessing.image_size, bundle.grid_stride
-    run = benchmark.pedantic(_run, args=(test_set, OracleProvider(test_set, size, stride)),
+    oracle = OracleProvider(test_set, size, stride, bundle.grid_origin)
+    run = benchmark.pedantic(_run, args=(test_set, oracle),
                              rounds=1, iterations=1)
     summary = summarize(run)
     benchmark.extra_info.update({"kind": "oracle", "variant": f"oracle@{size // stride}x{size // stride}",

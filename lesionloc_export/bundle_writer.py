@@ -26,7 +26,12 @@ from lesionloc_export.graphs import (
     optimize_text_encoder,
 )
 from lesionloc_export.parity import ParityReport, measure_parity
-from lesionloc_export.quantize import convert_fp16, quantize_image_int8, quantize_text_int8
+from lesionloc_export.quantize import (
+    INT8_IMAGE_SCHEMES,
+    convert_fp16,
+    quantize_image_int8,
+    quantize_text_int8,
+)
 from lesionloc_runtime.bundle import (
     IMAGE_ENCODER_FILE,
     MANIFEST_NAME,
@@ -116,7 +121,17 @@ def export_bundle(
             shutil.copyfile(ckpt.tokenizer, staging / TOKENIZER_FILE)
             say("checking parity against PyTorch")
             t = time.perf_counter()
+            scheme = INT8_IMAGE_SCHEMES[0] if options.quantize == "int8" else None
             parity = check_parity(ckpt, staging, options, preprocessing, work)
+            for fallback in INT8_IMAGE_SCHEMES[1:] if scheme else ():
+                if parity.passed:
+                    break
+                say(f"int8 {scheme} below parity; trying {fallback}")
+                scheme = fallback
+                calibration, _ = held_out_images(options, preprocessing, work)
+                quantize_image_int8(work / "image_raw.onnx", staging / IMAGE_ENCODER_FILE,
+                                    calibration, scheme)
+                parity = check_parity(ckpt, staging, options, preprocessing, work)
             times["parity"] = time.perf_counter() - t
         if not parity.passed:
             message = "; ".join(parity.failures)
@@ -124,7 +139,7 @@ def export_bundle(
                 raise ExportError(f"parity below the {options.quantize} thresholds: {message} "
                                   "(pass --allow-degraded to keep it anyway)")
             say(f"warning: parity degraded ({message}); kept because of --allow-degraded")
-        manifest = bundle_manifest(ckpt, options, preprocessing, parity, fusions)
+        manifest = bundle_manifest(ckpt, options, preprocessing, parity, fusions, scheme)
         (staging / "MODEL_CARD.md").write_text(model_card(ckpt, options, parity), encoding="utf-8")
         write_manifest(staging, manifest)
         Localizer.load(ModelBundle.load(staging), threads=1)  # loads exactly as the runtime will
@@ -169,7 +184,7 @@ def build_graphs(ckpt: LoadedCheckpoint, work: Path, staging: Path, options: Exp
     else:
         say(f"calibrating int8 on {options.calibration_images} images")
         calibration, _ = held_out_images(options, preprocessing, work)
-        quantize_image_int8(image_raw, image_out, calibration)
+        quantize_image_int8(image_raw, image_out, calibration, INT8_IMAGE_SCHEMES[0])
         quantize_text_int8(work / "text_opt.onnx", text_out)
     times["quantize"] = time.perf_counter() - t
     return fusions
@@ -244,7 +259,8 @@ def _versions() -> dict[str, str]:
 
 
 def bundle_manifest(ckpt: LoadedCheckpoint, options: ExportOptions, preprocessing: PreprocessConfig,
-                    parity: ParityReport, fusions: dict[str, int]) -> dict[str, Any]:
+                    parity: ParityReport, fusions: dict[str, int],
+                    int8_scheme: str | None = None) -> dict[str, Any]:
     cfg = ckpt.config
     heatmap = HeatmapConfig(attention_temperature=cfg.loss.attention_temperature)
     heatmap = HeatmapConfig.from_dict({**heatmap.to_dict(), **options.heatmap})
@@ -256,13 +272,15 @@ def bundle_manifest(ckpt: LoadedCheckpoint, options: ExportOptions, preprocessin
         "trained_on": trained_on,
         "embed_dim": cfg.model.embed_dim,
         "grid_stride": ckpt.model.grid_stride,
+        "grid_origin": ckpt.model.grid_origin,
         "quantization": options.quantize,
         "preprocessing": preprocessing.to_dict(),
         "heatmap": heatmap.to_dict(),
         "image_encoder": {"file": IMAGE_ENCODER_FILE, "inputs": spec_image[0],
                           "outputs": spec_image[1],
                           "precision": {"none": "fp32", "fp16": "fp16",
-                                        "int8": "int8 static QDQ per-channel"}[options.quantize]},
+                                        "int8": f"int8 static QDQ per-channel ({int8_scheme})"}
+                          [options.quantize]},
         "text_encoder": {"file": TEXT_ENCODER_FILE, "inputs": spec_text[0], "outputs": spec_text[1],
                          "precision": {"none": "fp32", "fp16": "fp16",
                                        "int8": "int8 dynamic"}[options.quantize],

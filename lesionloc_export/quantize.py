@@ -29,9 +29,17 @@ class _ImageReader:
         return None
 
 
-def quantize_image_int8(source: Path, target: Path, calibration: Sequence[np.ndarray]) -> None:
-    """Static QDQ int8, per-channel weights, symmetric int8 activations, percentile-free
-    MinMax calibration (robust enough on a few hundred radiographs, and deterministic)."""
+# Static int8 schemes for the image encoder, fastest first. On x86 without VNNI (AVX2), ORT's
+# u8 x s8 kernels add pairs of products in 16 bits and saturate: on a small ResNet that cost
+# 0.3 of patch cosine. 7-bit weights (reduce_range) avoid it at full speed; u8 x u8 avoids it
+# too but ran 1.5x slower on ResNet-50. Export keeps the first scheme that passes parity.
+INT8_IMAGE_SCHEMES = ("u8s8-reduced", "u8u8")
+
+
+def quantize_image_int8(source: Path, target: Path, calibration: Sequence[np.ndarray],
+                        scheme: str = INT8_IMAGE_SCHEMES[0]) -> None:
+    """Static QDQ int8, per-channel symmetric weights, asymmetric uint8 activations, MinMax
+    calibration (deterministic, and robust enough on a few dozen radiographs)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -46,10 +54,13 @@ def quantize_image_int8(source: Path, target: Path, calibration: Sequence[np.nda
         warnings.simplefilter("ignore")
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        if scheme not in INT8_IMAGE_SCHEMES:
+            raise ValueError(f"unknown int8 scheme {scheme!r}")
         quantize_static(
             str(prepared), str(target), _ImageReader(calibration),
-            quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=scheme == "u8s8-reduced",
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8 if scheme == "u8s8-reduced" else QuantType.QUInt8,
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
                            "CalibTensorRangeSymmetric": False},

@@ -80,6 +80,7 @@ class ModelBundle:
     max_length: int
     embed_dim: int
     grid_stride: int
+    grid_origin: float  # model coordinate of patch (0, 0)'s receptive-field centre
     manifest_sha256: str
     files: dict[str, str] = field(repr=False, default_factory=dict)
 
@@ -164,6 +165,7 @@ class ModelBundle:
                 max_length=int(tokenizer["max_length"]),
                 embed_dim=int(manifest["embed_dim"]),
                 grid_stride=int(manifest["grid_stride"]),
+                grid_origin=float(manifest["grid_origin"]),
                 manifest_sha256=sha256_file(manifest_path),
                 files=checksums,
             )

@@ -59,13 +59,14 @@ class Heatmap:
     grid: np.ndarray  # (h, w) float32
     letterbox: Letterbox
     stride: float
+    origin: float  # model coordinate of cell (0, 0)'s receptive-field centre
 
     def render(self, width: int | None = None, height: int | None = None) -> np.ndarray:
         """The heatmap on the original image (default) or on a rescaled copy of it."""
         box = self.letterbox
         out_w = width or box.orig_width
         out_h = height or box.orig_height
-        affine = box.original_to_grid_affine(self.stride)
+        affine = box.original_to_grid_affine(self.stride, self.origin)
         # output pixel -> original pixel (continuous, centre-aligned) -> grid index
         fx, fy = box.orig_width / out_w, box.orig_height / out_h
         pre = np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5], [0, 0, 1]])
@@ -79,18 +80,18 @@ class Heatmap:
         """Boolean (h, w): grid cells whose centre lies on the image, not on letterbox padding."""
         box = self.letterbox
         h, w = self.grid.shape
-        cy = (np.arange(h) + 0.5) * self.stride
-        cx = (np.arange(w) + 0.5) * self.stride
+        cy = self.origin + np.arange(h) * self.stride
+        cx = self.origin + np.arange(w) * self.stride
         in_y = (cy >= box.pad_y) & (cy < box.pad_y + box.new_height)
         in_x = (cx >= box.pad_x) & (cx < box.pad_x + box.new_width)
         return in_y[:, None] & in_x[None, :]
 
     def peak(self) -> tuple[float, float, float]:
         """(x, y, value) of the maximum in original pixel coordinates. A bilinear map peaks at
-        a grid node, so this is the centre of the best patch on the image, mapped back."""
+        a grid node, so this is the best cell's receptive-field centre, mapped back."""
         masked = np.where(self.content_cells(), self.grid, -np.inf)
         row, col = np.unravel_index(int(np.argmax(masked)), masked.shape)
-        mx, my = (col + 0.5) * self.stride, (row + 0.5) * self.stride
+        mx, my = self.origin + col * self.stride, self.origin + row * self.stride
         x, y = self.letterbox.to_original(mx, my)
         box = self.letterbox
         x = float(np.clip(x, 0, box.orig_width - 1))

@@ -121,7 +121,8 @@ class Localizer:
     def heatmap(self, encoded: EncodedImage, sentence_embed: np.ndarray) -> Heatmap:
         grid = cosine_grid(sentence_embed, encoded.patches)
         grid = smooth_grid(grid, self.bundle.heatmap.smoothing_sigma)
-        return Heatmap(grid, encoded.letterbox, float(self.bundle.grid_stride))
+        return Heatmap(grid, encoded.letterbox, float(self.bundle.grid_stride),
+                       self.bundle.grid_origin)
 
     def heatmaps(self, image: Radiograph, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), H, W) float32 heatmaps on the image's original pixel grid (evaluation)."""

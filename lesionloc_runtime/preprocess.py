@@ -98,17 +98,19 @@ class Letterbox:
         """Model-input continuous coordinates -> original continuous coordinates."""
         return (x - self.pad_x) / self.scale_x, (y - self.pad_y) / self.scale_y
 
-    def original_to_grid_affine(self, stride: float) -> np.ndarray:
+    def original_to_grid_affine(self, stride: float, origin: float) -> np.ndarray:
         """2x3 matrix taking an original pixel index (x, y) to the (fractional) index of the
         patch grid cell whose centre it sits on, for cv2.warpAffine(..., WARP_INVERSE_MAP).
 
-        Pixel centre x+0.5 -> model coordinate (x+0.5)*sx + pad_x -> grid index
-        ((x+0.5)*sx + pad_x)/stride - 0.5 (grid cell k has its centre at (k+0.5)*stride).
+        Grid cell k is centred on model coordinate origin + k * stride (where its receptive
+        field is centred: 0.5 for a ResNet, whose strided convolutions centre output k on input
+        pixel stride * k, not on the middle of a stride-wide cell). Pixel centre x+0.5 ->
+        model coordinate (x+0.5)*sx + pad_x -> grid index ((x+0.5)*sx + pad_x - origin)/stride.
         """
         ax = self.scale_x / stride
         ay = self.scale_y / stride
-        bx = (0.5 * self.scale_x + self.pad_x) / stride - 0.5
-        by = (0.5 * self.scale_y + self.pad_y) / stride - 0.5
+        bx = (0.5 * self.scale_x + self.pad_x - origin) / stride
+        by = (0.5 * self.scale_y + self.pad_y - origin) / stride
         return np.array([[ax, 0.0, bx], [0.0, ay, by]], dtype=np.float64)
 
     def to_dict(self) -> dict[str, int]:

@@ -117,6 +117,7 @@ def save_checkpoint(
             "backbones": model.backbone_configs(),
             "embed_dim": cfg.model.embed_dim,
             "grid_stride": model.grid_stride,
+            "grid_origin": model.grid_origin,
             "preprocessing": cfg.preprocess_config().to_dict(),
             "tokenizer": TOKENIZER_FILE,
         })

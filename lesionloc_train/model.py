@@ -55,6 +55,9 @@ class ImageEncoder(nn.Module):
         self.local_proj = nn.Conv2d(config.hidden_sizes[cfg.local_stage - 1], embed_dim, 1)
         self.global_proj = nn.Linear(config.hidden_sizes[-1], embed_dim)
         self.stride = 4 * 2 ** (cfg.local_stage - 1)
+        # ResNet's strided convolutions (k=7/3/1, padding k//2) centre output k on input pixel
+        # stride * k, i.e. continuous coordinate stride * k + 0.5 (tests measure it).
+        self.grid_origin = 0.5
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = pixel_values.expand(-1, self.channels, -1, -1)
@@ -169,6 +172,10 @@ class LesionLocModel(nn.Module):
     @property
     def grid_stride(self) -> int:
         return self.image_encoder.stride
+
+    @property
+    def grid_origin(self) -> float:
+        return self.image_encoder.grid_origin
 
 
 @dataclass

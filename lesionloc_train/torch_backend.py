@@ -90,6 +90,7 @@ def in_memory_bundle(
         max_length=max_length,
         embed_dim=dim,
         grid_stride=model.grid_stride,
+        grid_origin=model.grid_origin,
         manifest_sha256="",
     )
 

@@ -87,7 +87,7 @@ def _source_dicom(path: Path, drop: tuple[str, ...] = ()) -> Path:
 
 
 def _heatmap() -> Heatmap:
-    return Heatmap(np.zeros((4, 4), np.float32), Letterbox.fit(WIDTH, HEIGHT, 64), 16.0)
+    return Heatmap(np.zeros((4, 4), np.float32), Letterbox.fit(WIDTH, HEIGHT, 64), 16.0, 0.5)
 
 
 def _result(demo: bool = False, study_id: str = "case-001") -> StudyResult:

@@ -151,3 +151,27 @@ def test_degraded_parity_fails_with_the_figures_unless_allowed(tmp_path, tiny_ch
     result = export_bundle(tiny_checkpoint, tmp_path / "out",
                            ExportOptions(allow_degraded=True, **options))
     assert json.loads((Path(result.bundle) / "lesionloc.json").read_text())["parity"]["passed"] is False
+
+
+def test_int8_falls_back_to_the_next_scheme_when_parity_fails(tmp_path, tiny_checkpoint, phantom_set,
+                                                              monkeypatch):
+    import numpy as np
+
+    import lesionloc_export.bundle_writer as writer
+    from lesionloc_export.quantize import quantize_image_int8
+
+    def quantize(source, target, calibration, scheme="u8s8-reduced"):
+        if scheme == "broken":  # calibrated on black images: every activation range is wrong
+            calibration = [np.zeros_like(c) for c in calibration]
+            scheme = "u8s8-reduced"
+        quantize_image_int8(source, target, calibration, scheme)
+
+    monkeypatch.setattr(writer, "INT8_IMAGE_SCHEMES", ("broken", "u8s8-reduced"))
+    monkeypatch.setattr(writer, "quantize_image_int8", quantize)
+    messages = []
+    result = export_bundle(tiny_checkpoint, tmp_path / "b", ExportOptions(
+        calibration=phantom_set, calibration_images=8, parity_images=4), say=messages.append)
+    assert any("trying u8s8-reduced" in m for m in messages)
+    manifest = json.loads((result.bundle / "lesionloc.json").read_text())
+    assert manifest["image_encoder"]["precision"].endswith("(u8s8-reduced)")
+    assert manifest["parity"]["passed"]

@@ -141,3 +141,27 @@ def test_full_model_overfits_one_repeated_batch(tiny_config):
         optimizer.step()
         losses.append(terms["loss"].item())
     assert losses[-1] < 0.25 * losses[0], losses[::10]
+
+
+@pytest.mark.parametrize("preset", ["tiny", "demo"])
+def test_grid_origin_is_where_each_cells_receptive_field_is_centred(preset):
+    """Heatmaps put cell k at grid_origin + k * stride: measure it as the centroid of the
+    input gradient of one cell's embedding (half a patch off is the classic bug)."""
+    from lesionloc_train.config import load_config
+    from lesionloc_train.model import LesionLocModel
+
+    cfg = load_config(preset)
+    model = LesionLocModel(cfg.model).eval()
+    size = cfg.model.image.image_size
+    torch.manual_seed(0)
+    for row, col in [(3, 5), (4, 2)]:
+        pixels = torch.rand(1, 1, size, size, requires_grad=True)
+        _, patches = model.encode_image(pixels)
+        patches[0, row, col].sum().backward()
+        weight = pixels.grad[0, 0].abs()
+        centres = torch.arange(size, dtype=torch.float32) + 0.5
+        y = float((weight.sum(1) * centres).sum() / weight.sum())
+        x = float((weight.sum(0) * centres).sum() / weight.sum())
+        stride, origin = model.grid_stride, model.grid_origin
+        assert x == pytest.approx(origin + col * stride, abs=2.0)
+        assert y == pytest.approx(origin + row * stride, abs=2.0)

@@ -27,7 +27,8 @@ BIN = Path(sys.executable).parent
 
 @pytest.mark.parametrize("width,height", [(2048, 2048), (1500, 2500), (2500, 1800), (640, 480)])
 @pytest.mark.parametrize("smoothing", [0.0, 1.0])
-def test_single_hot_patch_maps_onto_its_region_of_the_original(width, height, smoothing):
+@pytest.mark.parametrize("origin", [0.5, 8.0])
+def test_single_hot_patch_maps_onto_its_region_of_the_original(width, height, smoothing, origin):
     size, stride = 448, 16
     box = Letterbox.fit(width, height, size)
     grid = np.zeros((size // stride, size // stride), np.float32)
@@ -39,10 +40,10 @@ def test_single_hot_patch_maps_onto_its_region_of_the_original(width, height, sm
         import cv2
 
         grid = cv2.GaussianBlur(grid, (0, 0), smoothing)
-    heat = Heatmap(grid, box, stride)
+    heat = Heatmap(grid, box, stride, origin)
     full = heat.render()
     assert full.shape == (height, width)
-    want_x, want_y = box.to_original((col + 0.5) * stride, (row + 0.5) * stride)
+    want_x, want_y = box.to_original(origin + col * stride, origin + row * stride)
     y, x = np.unravel_index(int(np.argmax(full)), full.shape)
     tolerance = 0.5 / box.scale_x + 1  # half an original pixel per model pixel, plus rounding
     assert abs(x + 0.5 - want_x) <= tolerance and abs(y + 0.5 - want_y) <= tolerance
@@ -101,7 +102,8 @@ def test_localizer_puts_the_peak_where_the_matching_patch_is(tiny_bundle):
     finding, negated = result.sentences
     assert finding.kind == "finding" and finding.grounded and not negated.grounded
     box = result.letterbox
-    want = box.to_original((col + 0.5) * bundle.grid_stride, (row + 0.5) * bundle.grid_stride)
+    want = box.to_original(bundle.grid_origin + col * bundle.grid_stride,
+                           bundle.grid_origin + row * bundle.grid_stride)
     assert finding.peak[0] == pytest.approx(want[0], abs=1)
     assert finding.peak[1] == pytest.approx(want[1], abs=1)
     # r = cos(s, sum a_k P_k) with a = softmax(s.P / tau): by hand for one hot patch among K
