@@ -280,11 +280,12 @@ def section_demo(results: Path, lines: list[str]) -> None:
         return
     record = json.loads(path.read_text())
     lines += ["## Demo model training", "", record.get("summary", ""), "",
-              "| variant | steps | training time | last loss | val pointing game | val CNR |",
+              f"Machine: {record['machine']}. Command: `{record['command']}`.", "",
+              "| variant | steps | epochs | training time | pairs/s | last loss |",
               "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for name, x in record["variants"].items():
-        lines.append(f"| {name} | {x['steps']} | {x['seconds'] / 60:.0f} min | {x['last_loss']:.3f} | "
-                     f"{f3(x.get('val_pointing_game'))} | {f3(x.get('val_cnr'))} |")
+        lines.append(f"| {name} | {x['steps']} | {x['epochs']} | {x['seconds'] / 60:.0f} min | "
+                     f"{x['mean_pairs_per_s']:.1f} | {x['last_loss']:.3f} |")
     lines.append("")
 
 

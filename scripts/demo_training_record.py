@@ -1,0 +1,63 @@
+"""Summarize the demo recipe's training runs (runs/demo/*/metrics.jsonl and timings.txt) into
+benchmarks/results/demo-training.json, which scripts/benchmarks_report.py puts in BENCHMARKS.md.
+
+    python scripts/demo_training_record.py [--runs runs/demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def summarize(run: Path) -> dict:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    last = steps[-1]
+    out = {"steps": last["step"], "last_loss": last["loss"], "epochs": last["epoch"],
+           "mean_pairs_per_s": sum(r["pairs_per_s"] for r in steps[1:]) / max(1, len(steps) - 1)}
+    config = json.loads((run / "config.json").read_text())
+    out["config"] = {"name": config["name"], "image_size": config["model"]["image"]["image_size"],
+                     "batch_size": config["data"]["batch_size"], "lr": config["optim"]["lr"],
+                     "attention_temperature": config["loss"]["attention_temperature"],
+                     "local_kinds": config["loss"]["local_kinds"], "loss_weights": {
+                         k: config["loss"][k] for k in ("global_t2i", "global_i2t", "local_t2i",
+                                                        "local_i2t")}}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=Path, default=REPO / "runs" / "demo")
+    parser.add_argument("--out", type=Path,
+                        default=REPO / "benchmarks" / "results" / "demo-training.json")
+    args = parser.parse_args()
+    seconds: dict[str, float] = {}
+    timings = args.runs / "timings.txt"
+    if timings.is_file():  # "name: N s of training in this run", one line per (re)start
+        for line in timings.read_text().splitlines():
+            name, _, rest = line.partition(":")
+            seconds[name.strip()] = seconds.get(name.strip(), 0.0) + float(rest.split()[0])
+    variants = {}
+    for run in sorted(p for p in args.runs.iterdir() if (p / "metrics.jsonl").is_file()):
+        variants[run.name] = summarize(run) | {"seconds": seconds.get(run.name, float("nan"))}
+    record = {
+        "machine": f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPUs",
+        "command": "scripts/make_demo_model.sh (ABLATIONS=1 for the global-only and local-only variants)",
+        "summary": "Each variant trains the `demo` preset (merged with the ablation preset) for the "
+                   "same number of steps on the standard phantom train set, on CPU. Accuracy: "
+                   "see the localization section (the standard test set).",
+        "variants": variants,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
