@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The recipe of the embedded demo model: make the standard phantom sets, pretrain the `demo`
+# preset on CPU, export it int8 (and fp32 for the benchmark), and install the int8 bundle and
+# two example studies inside the package. Idempotent: finished steps are skipped, so a killed
+# run is continued by running it again. With ABLATIONS=1 it also trains the global-only and
+# local-only variants with the same budget (for benchmarks/bench_accuracy.py).
+#
+#   scripts/make_demo_model.sh            # ~1.5 h on 2 cores
+#   ABLATIONS=1 scripts/make_demo_model.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-data}
+RUNS=${RUNS:-runs/demo}
+STEPS=${STEPS:-1500}
+TRAIN=$DATA/phantoms-train-512
+TEST=$DATA/phantoms-test-2048
+DEMO=lesionloc_runtime/demo
+export TOKENIZERS_PARALLELISM=false
+
+log() { printf '\n== %s: %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+if [ ! -f "$TRAIN/manifest.jsonl" ]; then
+  log "standard train set: 5,000 phantom studies at 512 px"
+  lesionloc-train synth --out "$TRAIN" --n 5000 --size 512 --seed 0
+fi
+if [ ! -f "$TEST/manifest.jsonl" ]; then
+  log "standard test set: 200 phantom studies at 2048 px"
+  lesionloc-train synth --out "$TEST" --n 200 --size 2048 --seed 2048 --split-fractions 0,0,1
+fi
+if [ ! -f "$RUNS/cache/cache.json" ]; then
+  log "preprocessing cache at the demo preset's input size"
+  lesionloc-train cache --manifest "$TRAIN/manifest.jsonl" --out "$RUNS/cache" --preset demo
+fi
+
+train() {  # $1 = variant name, rest = extra presets
+  local name=$1; shift
+  local presets=(--preset demo)
+  for p in "$@"; do presets+=(--preset "$p"); done
+  if [ ! -f "$RUNS/$name/checkpoints/step_$(printf %07d "$STEPS")/model.safetensors" ]; then
+    log "pretrain $name ($STEPS steps)"
+    local start=$SECONDS
+    lesionloc-train pretrain "${presets[@]}" --manifest "$TRAIN/manifest.jsonl" \
+      --cache "$RUNS/cache" --out "$RUNS/$name" --max-steps "$STEPS" --set data.workers=0 \
+      --resume latest --no-progress
+    echo "$name: $((SECONDS - start)) s of training in this run" | tee -a "$RUNS/timings.txt"
+  fi
+  for precision in int8 none; do
+    if [ ! -f "$RUNS/bundles/$name-$precision/lesionloc.json" ]; then
+      log "export $name $precision"
+      lesionloc-export "$RUNS/$name" --out "$RUNS/bundles/$name-$precision" --quantize "$precision" \
+        --calibration "$TRAIN/manifest.jsonl" --calibration-images 64 --demo \
+        --trained-on "lesionloc phantoms: $TRAIN (5,000 studies at 512 px, seed 0)" \
+        --name "lesionloc-demo-$name-$precision" --overwrite > /dev/null
+    fi
+  done
+}
+
+train full
+if [ "${ABLATIONS:-0}" = "1" ]; then
+  train global_only global_only
+  train local_only local_only
+fi
+
+log "install the int8 demo bundle and two example studies in $DEMO"
+rm -rf "$DEMO/bundle.new" && cp -r "$RUNS/bundles/full-int8" "$DEMO/bundle.new"
+rm -rf "$DEMO/bundle" && mv "$DEMO/bundle.new" "$DEMO/bundle"
+python - "$DEMO" <<'PY'
+import json, shutil, sys
+from pathlib import Path
+from lesionloc_train.phantoms import generate_dataset
+
+demo = Path(sys.argv[1])
+work = demo / "examples.tmp"
+shutil.rmtree(work, ignore_errors=True)
+generate_dataset(work, n=12, seed=20261127, width=1024, height=1024, workers=1, write_png=False)
+rows = [json.loads(line) for line in (work / "manifest.jsonl").read_text().splitlines()]
+rows = sorted(rows, key=lambda r: -sum(s["kind"] == "finding" for s in r["sentences"]))[:2]
+out = demo / "examples"
+shutil.rmtree(out, ignore_errors=True)
+out.mkdir()
+for n, row in enumerate(rows, 1):
+    shutil.copy(work / row["image"], out / f"example{n}.dcm")
+    shutil.copy(work / row["report"], out / f"example{n}.txt")
+    truth = [{"text": s["text"], "finding": s.get("finding"), "boxes": s["boxes"]}
+             for s in row["sentences"] if s["kind"] == "finding"]
+    (out / f"example{n}.truth.json").write_text(json.dumps(truth, indent=2) + "\n")
+shutil.rmtree(work)
+print("examples:", sorted(p.name for p in out.iterdir()))
+PY
+python scripts/demo_training_record.py --runs "$RUNS"
+log "done: $(du -sh "$DEMO/bundle" | cut -f1) bundle in $DEMO/bundle"
+cat "$RUNS/timings.txt"
