@@ -1,12 +1,17 @@
 """The full-size model for latency and export benchmarks: ResNet-50 at 448 px and a text encoder
 with Bio_ClinicalBERT's configuration (BERT-base, cased vocabulary size), random weights,
 saved as a real checkpoint. `python benchmarks/full_model.py --out DIR` also exports it in
-all three precisions and records export times and file sizes as JSON."""
+all three precisions and records export times and file sizes as JSON:
+
+    python benchmarks/full_model.py --out .benchmarks/cache/full-model \
+        --record benchmarks/results/export-full-model.json
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -61,12 +66,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--calibration", type=Path, default=None)
     parser.add_argument("--precisions", default="none,fp16,int8")
+    parser.add_argument("--record", type=Path, default=None,
+                        help="where to write the JSON record (default: OUT/export_record.json)")
     args = parser.parse_args()
     from lesionloc_export.bundle_writer import ExportOptions, export_bundle
 
     t0 = time.perf_counter()
     ckpt = make_full_checkpoint(args.out / "checkpoint")
-    record = {"machine": platform.processor() or platform.machine(), "checkpoint_seconds":
+    record = {"machine": f"{platform.processor() or platform.machine()}, "
+                         f"{len(os.sched_getaffinity(0))} CPUs", "checkpoint_seconds":
               time.perf_counter() - t0, "exports": {}}
     for precision in args.precisions.split(","):
         t = time.perf_counter()
@@ -77,7 +85,9 @@ def main() -> None:
             "seconds": time.perf_counter() - t, "steps": result.seconds, "bytes": result.sizes,
             "parity": result.parity.to_dict()}
         print(precision, json.dumps(record["exports"][precision]["parity"]["cosine"]), flush=True)
-    (args.out / "export_record.json").write_text(json.dumps(record, indent=2))
+    target = args.record or args.out / "export_record.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":
