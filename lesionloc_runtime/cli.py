@@ -107,8 +107,7 @@ def _single(image: Path, report: Path | None, settings: RunSettings, study_id: s
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return 0
-    notice = result.model.get("notice", "")
-    click.echo(f"{notice}", err=True)
+    click.echo(str(result.model.get("notice", "")))
     if not quiet:
         for s in result.sentences:
             where = ""

@@ -259,7 +259,7 @@ def test_demo_notice_is_in_every_output_of_a_demo_bundle(tmp_path, tiny_bundle, 
                            "--model", str(bundle), "--out", str(tmp_path / "out")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "DEMO MODEL" in proc.stderr
+    assert "DEMO MODEL" in proc.stdout
     doc = json.loads((tmp_path / "out" / image.stem / "study.json").read_text())
     assert doc["notice"].startswith("DEMO MODEL") and doc["model"]["demo"] is True
     import cv2
