@@ -127,9 +127,10 @@ def best_global_shift(recorder: RecordingLocalizer, run: EvaluationRun, test_set
 
 
 @pytest.fixture(scope="session")
-def accuracy_sets(full, request, quick_phantoms) -> tuple[Path, Path]:
+def accuracy_sets(full, request) -> tuple[Path, Path]:
     if not full:
-        return quick_phantoms, quick_phantoms
+        quick = request.getfixturevalue("quick_phantoms")
+        return quick, quick
     test = Path(request.config.getoption("--test-set"))
     train = Path(request.config.getoption("--train-set"))
     for path in (test, train):
@@ -139,11 +140,13 @@ def accuracy_sets(full, request, quick_phantoms) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def accuracy_bundles(full, request, tmp_path_factory, quick_checkpoint, quick_phantoms):
+def accuracy_bundles(full, request, tmp_path_factory):
     """{(variant, precision): bundle}: the demo recipe's bundles, or the quick tiny model."""
     if not full:
         from benchmarks.conftest import export_cached
 
+        quick_checkpoint = request.getfixturevalue("quick_checkpoint")
+        quick_phantoms = request.getfixturevalue("quick_phantoms")
         root = tmp_path_factory.mktemp("acc-bundles")
         return {("full", p): export_cached(quick_checkpoint, root / p, p, quick_phantoms)
                 for p in ("int8", "none")}

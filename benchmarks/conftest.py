@@ -62,10 +62,12 @@ def export_cached(checkpoint: Path, out: Path, precision: str, calibration: Path
 
 
 @pytest.fixture(scope="session")
-def latency_model(full, tmp_path_factory, quick_checkpoint, quick_phantoms):
+def latency_model(full, tmp_path_factory, request):
     """(checkpoint, {precision: bundle}) of the model whose latency is measured: the
     full-size random-weight model (cached in .benchmarks/cache) or the tiny one."""
     if not full:
+        quick_checkpoint = request.getfixturevalue("quick_checkpoint")
+        quick_phantoms = request.getfixturevalue("quick_phantoms")
         root = tmp_path_factory.mktemp("bench-bundles")
         return quick_checkpoint, {p: export_cached(quick_checkpoint, root / p, p, quick_phantoms)
                                   for p in ("int8", "none")}

@@ -37,6 +37,20 @@ REPORT_SENTENCES = [
 ]
 
 
+def report_corpus(work: Path) -> list[str]:
+    """Phantom reports, so the vocabulary holds their words whole and sentences tokenize to
+    realistic lengths (a vocabulary of a few sentences spells unknown words letter by letter,
+    which would triple the text encoder's work)."""
+    from lesionloc_train.phantoms import generate_dataset
+
+    train = Path(__file__).resolve().parents[1] / "data" / "phantoms-train-512" / "reports"
+    if not train.is_dir():
+        generate_dataset(work / "corpus", n=300, seed=3, width=256, height=256, workers=1,
+                         write_png=False)
+        train = work / "corpus" / "reports"
+    return REPORT_SENTENCES + [p.read_text(encoding="utf-8") for p in sorted(train.glob("*.txt"))]
+
+
 def make_full_checkpoint(out: Path, image_size: int = 448, seed: int = 0) -> Path:
     """A `full`-architecture checkpoint with random weights (no download needed)."""
     import torch
@@ -55,8 +69,8 @@ def make_full_checkpoint(out: Path, image_size: int = 448, seed: int = 0) -> Pat
     torch.manual_seed(seed)
     model = LesionLocModel(cfg.model).eval()
     out.mkdir(parents=True, exist_ok=True)
-    corpus = REPORT_SENTENCES * 4
-    tokenizer = save_tokenizer(build_wordpiece_tokenizer(corpus, BIO_CLINICALBERT["vocab_size"]),
+    tokenizer = save_tokenizer(build_wordpiece_tokenizer(report_corpus(out),
+                                                         BIO_CLINICALBERT["vocab_size"]),
                                out / "tokenizer.json")
     return save_checkpoint(out, model, cfg, tokenizer, TrainingState(step=0), keep=1)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -86,12 +87,15 @@ class Localizer:
         if not isinstance(bundle, ModelBundle):
             bundle = ModelBundle.load(demo_bundle_path() if bundle is None else bundle)
         threads = threads or default_threads()
-        image = OnnxEncoder(bundle.file(bundle.image_encoder.file), bundle.image_encoder,
-                            providers, threads)
-        text = OnnxEncoder(bundle.file(bundle.text_encoder.file), bundle.text_encoder,
-                           providers, threads)
-        tokenizer = SentenceTokenizer(bundle.file(bundle.tokenizer_file), bundle.max_length)
-        return cls(bundle, image, text, tokenizer)
+        # the two sessions load concurrently (ORT releases the GIL while building a session):
+        # 0.54 s instead of 0.66 s for the full-size int8 bundle, most of a cold start
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            image = pool.submit(OnnxEncoder, bundle.file(bundle.image_encoder.file),
+                                bundle.image_encoder, providers, threads)
+            text = pool.submit(OnnxEncoder, bundle.file(bundle.text_encoder.file),
+                               bundle.text_encoder, providers, threads)
+            tokenizer = SentenceTokenizer(bundle.file(bundle.tokenizer_file), bundle.max_length)
+            return cls(bundle, image.result(), text.result(), tokenizer)
 
     # -- encoders -------------------------------------------------------------------------
     def encode_image(self, image: Radiograph) -> EncodedImage:

@@ -78,6 +78,9 @@ class OnnxEncoder:
         # cannot be saved at export; loading costs tens of milliseconds more.
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # ORT's idle threads spin for a while after each run; the rendering and PNG encoding
+        # that follow need those cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         chosen = resolve_providers(providers)
         try:
             self.session = ort.InferenceSession(str(path), options, providers=chosen)
