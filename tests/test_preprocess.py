@@ -54,24 +54,26 @@ def test_to_model_maps_the_image_corners_onto_the_letterboxed_region():
     assert box.to_model(2048, 1024) == pytest.approx((448, 336))
 
 
-def grid_cell_centres_in_image(box: Letterbox, stride: int) -> list[tuple[int, int, int, int]]:
-    """(row, col, x, y): grid cells whose centre lies on the image, and the original pixel
-    (indices x, y) that contains that centre."""
+def grid_cell_centres_in_image(box: Letterbox, stride: int, origin: float) -> list[tuple[int, int, int, int]]:
+    """(row, col, x, y): grid cells whose centre (model coordinate origin + k * stride) lies on
+    the image, and the original pixel (indices x, y) that contains that centre."""
     cells = []
     for r in range(box.size // stride):
         for c in range(box.size // stride):
-            ox, oy = box.to_original((c + 0.5) * stride, (r + 0.5) * stride)
+            ox, oy = box.to_original(origin + c * stride, origin + r * stride)
             if 0 <= ox < box.orig_width and 0 <= oy < box.orig_height:
                 cells.append((r, c, int(ox), int(oy)))
     return cells
 
 
+# origin 8: cells centred in their stride-wide square; 0.5: a ResNet's receptive-field centres.
+@pytest.mark.parametrize("origin", [8.0, 0.5])
 @pytest.mark.parametrize(("width", "height"), [(2048, 1024), (1024, 2048), (1841, 1955), (440, 440)])
-def test_grid_affine_maps_a_cell_centre_pixel_back_to_its_cell(width, height):
+def test_grid_affine_maps_a_cell_centre_pixel_back_to_its_cell(width, height, origin):
     box = Letterbox.fit(width, height, 448)
-    affine = box.original_to_grid_affine(16)
+    affine = box.original_to_grid_affine(16, origin)
     assert affine.shape == (2, 3)
-    cells = grid_cell_centres_in_image(box, 16)
+    cells = grid_cell_centres_in_image(box, 16, origin)
     assert cells  # the image covers part of the 28 x 28 grid
     for r, c, x, y in cells:
         gx, gy = affine @ np.array([x, y, 1.0])
@@ -82,26 +84,30 @@ def test_grid_affine_maps_a_cell_centre_pixel_back_to_its_cell(width, height):
 
 def test_grid_affine_for_2048_by_1024_at_448_stride_16():
     box = Letterbox.fit(2048, 1024, 448)  # new 448 x 224, pad_y 112: grid rows 7..20 on image
-    cells = grid_cell_centres_in_image(box, 16)
+    cells = grid_cell_centres_in_image(box, 16, 8.0)
     assert {r for r, _, _, _ in cells} == set(range(7, 21))
     assert {c for _, c, _, _ in cells} == set(range(28))
-    affine = box.original_to_grid_affine(16)
+    affine = box.original_to_grid_affine(16, 8.0)
     for r, c, x, y in cells:
         gx, gy = affine @ np.array([x, y, 1.0])
         assert (round(gx), round(gy)) == (c, r)
 
 
-def test_grid_affine_warps_a_hot_cell_onto_its_original_pixels():
+@pytest.mark.parametrize("origin", [8.0, 0.5])
+def test_grid_affine_warps_a_hot_cell_onto_its_original_pixels(origin):
     box = Letterbox.fit(2048, 1024, 448)
     grid = np.zeros((28, 28), np.float32)
     grid[12, 5] = 1.0
-    heatmap = cv2.warpAffine(grid, box.original_to_grid_affine(16), (2048, 1024),
+    heatmap = cv2.warpAffine(grid, box.original_to_grid_affine(16, origin), (2048, 1024),
                              flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
     ys, xs = np.nonzero(heatmap)
-    # Cell (12, 5) covers model x in [80, 96), y in [192, 208) -> original x / 0.21875,
-    # (y - 112) / 0.21875.
-    assert xs.min() == pytest.approx(80 / 0.21875, abs=1) and xs.max() == pytest.approx(96 / 0.21875, abs=1)
-    assert ys.min() == pytest.approx(80 / 0.21875, abs=1) and ys.max() == pytest.approx(96 / 0.21875, abs=1)
+    # Nearest cell: cell (12, 5) owns model x within half a stride of origin + 5 * 16, y of
+    # origin + 12 * 16; original x = model x / 0.21875, y = (model y - 112) / 0.21875.
+    x0, y0 = origin + 5 * 16 - 8, origin + 12 * 16 - 8 - 112
+    assert xs.min() == pytest.approx(x0 / 0.21875, abs=1)
+    assert xs.max() == pytest.approx((x0 + 16) / 0.21875, abs=1)
+    assert ys.min() == pytest.approx(y0 / 0.21875, abs=1)
+    assert ys.max() == pytest.approx((y0 + 16) / 0.21875, abs=1)
 
 
 def chest(width: int, height: int) -> Radiograph:
