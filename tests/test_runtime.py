@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from lesionloc_runtime.bundle import HeatmapConfig
+from lesionloc_runtime.errors import ReportError
 from lesionloc_runtime.heatmap import Heatmap
 from lesionloc_runtime.imageio import Radiograph
 from lesionloc_runtime.localizer import Localizer
@@ -131,6 +132,16 @@ def test_localize_returns_typed_results_and_a_versioned_document(tiny_bundle, ph
                 assert 0 <= x and 0 <= y and x + w <= row["width"] + 0.5 and y + h <= row["height"] + 0.5
     assert set(doc["timings_ms"]) >= {"read", "preprocess", "image_encoder", "text_encoder", "heatmaps"}
     json.dumps(doc)  # serializable
+
+
+def test_report_text_passed_where_a_path_goes_is_a_clear_error(tiny_bundle, phantom_study):
+    image, report, _ = phantom_study
+    localizer = Localizer.load(tiny_bundle)
+    with pytest.raises(ReportError, match="parse_report"):
+        localizer.localize(image, Path(report).read_text())
+    parsed = localizer.localize(image, parse_report(Path(report).read_text()))
+    from_file = localizer.localize(image, report)
+    assert [x.text for x in parsed.sentences] == [x.text for x in from_file.sentences]
 
 
 def test_save_raw_writes_float32_heatmaps_on_the_original_grid(tmp_path, tiny_bundle, phantom_study):
@@ -303,3 +314,20 @@ def test_dicom_out_writes_sr_and_sc_that_read_back_like_the_json(tmp_path, tiny_
         src = pydicom.dcmread(image)
         assert sc.StudyInstanceUID == src.StudyInstanceUID and sc.PatientID == src.PatientID
         assert sc.SeriesInstanceUID != src.SeriesInstanceUID
+
+
+def test_heatmap_blend_colours_the_peak_and_leaves_cold_pixels_alone():
+    import cv2
+
+    from lesionloc_runtime.render import _blend_heatmap
+
+    base = np.full((40, 60, 3), 100, np.uint8)
+    heat = np.zeros((40, 60), np.float32)
+    heat[30, 50] = 2.0  # the peak; everything else is the minimum
+    out = _blend_heatmap(base, heat, alpha=0.55)
+    hot = cv2.applyColorMap(np.array([[255]], np.uint8), cv2.COLORMAP_JET)[0, 0, ::-1]  # RGB
+    expected = np.round(100 * 0.45 + hot.astype(float) * 0.55)
+    assert np.abs(out[30, 50].astype(float) - expected).max() <= 1
+    cold = np.ones((40, 60), bool)
+    cold[30, 50] = False
+    assert (out[cold] == 100).all()
