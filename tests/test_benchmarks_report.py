@@ -55,3 +55,4 @@ def test_report_computes_goals_from_the_json(tmp_path):
     assert "| Full beats global-only by >= 0.15 PG | – | not measured |" in text
     assert "| Time outside the encoders < 30% | 0.250 | met |" in text
     assert "Test CPU" in text and "(+0.00, +0.25)" in text
+    assert "Not measured in this run (no bundle): full loss, fp32; global-only loss, int8;" in text
