@@ -318,7 +318,10 @@ def model_card(ckpt: LoadedCheckpoint, options: ExportOptions, parity: ParityRep
         f"- loss weights: {cfg.loss.global_t2i}/{cfg.loss.global_i2t} global, "
         f"{cfg.loss.local_t2i}/{cfg.loss.local_i2t} local; attention temperature "
         f"{cfg.loss.attention_temperature}; local sentence kinds {list(cfg.loss.local_kinds)}",
-        f"- checkpoint step: {ckpt.meta.get('step')}", "",
+        f"- checkpoint step: {ckpt.meta.get('step')}",
+        "- heatmaps: " + ("the global projections at each location of the last stage "
+                          "(class-activation style: trained without the local loss)"
+                          if cfg.model.heatmap_source == "global" else "the local heads"), "",
         "## Export", f"- precision: {options.quantize}",
         "- parity (cosine to PyTorch on held-out inputs): "
         + ", ".join(f"{k} mean {v['mean']:.5f} worst {v['min']:.5f}" for k, v in cos.items()), "",

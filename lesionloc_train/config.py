@@ -49,6 +49,15 @@ class ModelConfig:
     image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     embed_dim: int = 512
+    # where sentence heatmaps come from: "local" (the local heads, trained by the local loss),
+    # "global" (the global projections applied per location) or "auto" (local unless the local
+    # loss is switched off: a global-only model's local heads never learn anything)
+    heatmap_source: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.heatmap_source not in ("auto", "local", "global"):
+            raise ConfigError(f"model.heatmap_source must be auto, local or global, "
+                              f"not {self.heatmap_source!r}")
 
 
 @dataclass
@@ -121,6 +130,11 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 10
     validate_every_epoch: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model.heatmap_source == "auto":
+            no_local = self.loss.local_t2i == 0 and self.loss.local_i2t == 0
+            self.model.heatmap_source = "global" if no_local else "local"
 
     def preprocess_config(self) -> PreprocessConfig:
         """The runtime preprocessing this model is trained with (carried by the bundle)."""

@@ -28,7 +28,7 @@ class ImageEncoder(nn.Module):
     """pixel_values (B, 1, S, S) in [0, 1] -> global (B, D) and patch grid (B, h, w, D)."""
 
     def __init__(self, cfg: ImageEncoderConfig, embed_dim: int,
-                 backbone_config: dict[str, Any] | None = None) -> None:
+                 backbone_config: dict[str, Any] | None = None, heatmap_source: str = "local") -> None:
         super().__init__()
         from transformers import ResNetConfig, ResNetModel
 
@@ -54,7 +54,15 @@ class ImageEncoder(nn.Module):
         self.register_buffer("pixel_std", std.view(1, -1, 1, 1), persistent=False)
         self.local_proj = nn.Conv2d(config.hidden_sizes[cfg.local_stage - 1], embed_dim, 1)
         self.global_proj = nn.Linear(config.hidden_sizes[-1], embed_dim)
-        self.stride = 4 * 2 ** (cfg.local_stage - 1)
+        # "global": the patch grid is the global projection applied at each location of the last
+        # stage (its mean is the global embedding before normalization, so each cell is that
+        # location's share of the image-report score: class-activation style). A model trained
+        # without the local loss has an untrained local head; this is its honest heatmap.
+        self.heatmap_source = heatmap_source
+        stage = len(config.hidden_sizes) if heatmap_source == "global" else cfg.local_stage
+        self.stride = 4 * 2 ** (stage - 1)
+        if heatmap_source == "global":
+            self.local_proj.requires_grad_(False)  # unused (kept so checkpoints load); DDP-safe
         # ResNet's strided convolutions (k=7/3/1, padding k//2) centre output k on input pixel
         # stride * k, i.e. continuous coordinate stride * k + 0.5 (tests measure it).
         self.grid_origin = 0.5
@@ -63,10 +71,13 @@ class ImageEncoder(nn.Module):
         x = pixel_values.expand(-1, self.channels, -1, -1)
         x = (x - self.pixel_mean) / self.pixel_std
         out = self.backbone(x, output_hidden_states=True, return_dict=True)
-        local = self.local_proj(out.hidden_states[self.local_stage])  # (B, D, h, w)
-        patches = F.normalize(local.permute(0, 2, 3, 1), dim=-1)
         pooled = out.pooler_output.flatten(1)
         glob = F.normalize(self.global_proj(pooled), dim=-1)
+        if self.heatmap_source == "global":
+            local = self.global_proj(out.last_hidden_state.permute(0, 2, 3, 1))  # (B, h, w, D)
+            return glob, F.normalize(local, dim=-1)
+        local = self.local_proj(out.hidden_states[self.local_stage])  # (B, D, h, w)
+        patches = F.normalize(local.permute(0, 2, 3, 1), dim=-1)
         return glob, patches
 
 
@@ -74,8 +85,9 @@ class TextEncoder(nn.Module):
     """input_ids, attention_mask (N, L) -> sentence (local) and global embeddings (N, D)."""
 
     def __init__(self, cfg: TextEncoderConfig, embed_dim: int,
-                 backbone_config: dict[str, Any] | None = None) -> None:
+                 backbone_config: dict[str, Any] | None = None, heatmap_source: str = "local") -> None:
         super().__init__()
+        self.heatmap_source = heatmap_source  # "global": sentences use the global projection
         from transformers import AutoConfig, AutoModel, BertConfig, BertModel
 
         if backbone_config is not None:
@@ -99,6 +111,8 @@ class TextEncoder(nn.Module):
         hidden = int(self.backbone.config.hidden_size)
         self.local_proj = nn.Linear(hidden, embed_dim)
         self.global_proj = nn.Linear(hidden, embed_dim)
+        if heatmap_source == "global":
+            self.local_proj.requires_grad_(False)  # unused (kept so checkpoints load); DDP-safe
         self._freeze(cfg)
 
     def _freeze(self, cfg: TextEncoderConfig) -> None:
@@ -121,8 +135,10 @@ class TextEncoder(nn.Module):
         else:
             weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-        return (F.normalize(self.local_proj(pooled), dim=-1),
-                F.normalize(self.global_proj(pooled), dim=-1))
+        glob = F.normalize(self.global_proj(pooled), dim=-1)
+        if self.heatmap_source == "global":
+            return glob, glob
+        return F.normalize(self.local_proj(pooled), dim=-1), glob
 
 
 class LesionLocModel(nn.Module):
@@ -133,8 +149,9 @@ class LesionLocModel(nn.Module):
         super().__init__()
         configs = backbone_configs or {}
         self.config = cfg
-        self.image_encoder = ImageEncoder(cfg.image, cfg.embed_dim, configs.get("image"))
-        self.text_encoder = TextEncoder(cfg.text, cfg.embed_dim, configs.get("text"))
+        source = "global" if cfg.heatmap_source == "global" else "local"  # "auto" unresolved: local
+        self.image_encoder = ImageEncoder(cfg.image, cfg.embed_dim, configs.get("image"), source)
+        self.text_encoder = TextEncoder(cfg.text, cfg.embed_dim, configs.get("text"), source)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
 
     def forward(

@@ -175,3 +175,24 @@ def test_int8_falls_back_to_the_next_scheme_when_parity_fails(tmp_path, tiny_che
     manifest = json.loads((result.bundle / "lesionloc.json").read_text())
     assert manifest["image_encoder"]["precision"].endswith("(u8s8-reduced)")
     assert manifest["parity"]["passed"]
+
+
+def test_a_global_only_model_exports_its_class_activation_grid(tmp_path, phantom_set, phantom_study):
+    """Trained without the local loss, the bundle's heatmaps come from the global projections
+    at stride 32 (its local heads never learned anything), end to end through the runtime."""
+    from lesionloc_export.bundle_writer import ExportOptions, export_bundle
+    from lesionloc_runtime.localizer import Localizer
+    from lesionloc_train.config import load_config
+    from lesionloc_train.train import pretrain
+
+    cfg = load_config(["tiny", "global_only"], [f"data.train_manifest={phantom_set}",
+                                                "optim.max_steps=2", "checkpoint_every=2"])
+    checkpoint = pretrain(cfg, tmp_path / "run", progress=False).checkpoint
+    export_bundle(checkpoint, tmp_path / "bundle", ExportOptions(quantize="none", parity_images=2))
+    localizer = Localizer.load(tmp_path / "bundle")
+    assert localizer.bundle.grid_stride == 32
+    image, report, _ = phantom_study
+    result = localizer.localize(image, report)
+    size = cfg.model.image.image_size
+    assert result.grounded and all(s.heatmap.grid.shape == (size // 32, size // 32)
+                                   for s in result.grounded)

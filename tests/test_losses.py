@@ -169,3 +169,45 @@ def test_grid_origin_is_where_each_cells_receptive_field_is_centred(preset):
         # A quarter patch: the half-patch bug (stride / 2 = 8 px) cannot pass.
         assert x == pytest.approx(origin + col * stride, abs=stride / 4)
         assert y == pytest.approx(origin + row * stride, abs=stride / 4)
+
+
+def test_heatmap_source_follows_the_loss_unless_set():
+    from lesionloc_runtime.errors import ConfigError
+    from lesionloc_train.config import load_config
+
+    assert load_config("tiny").model.heatmap_source == "local"
+    assert load_config(["demo", "global_only"]).model.heatmap_source == "global"
+    assert load_config(["demo", "local_only"]).model.heatmap_source == "local"
+    explicit = load_config(["tiny", "global_only"], ["model.heatmap_source=local"])
+    assert explicit.model.heatmap_source == "local"
+    with pytest.raises(ConfigError, match="heatmap_source"):
+        load_config("tiny", ["model.heatmap_source=stage4"])
+
+
+def test_global_heatmaps_are_each_locations_share_of_the_global_embedding():
+    """With heatmap_source=global the grid is the global projection at each location of the
+    last stage (stride 32): its mean is the global embedding before normalization, sentences
+    use the global text projection, and the unused local heads are frozen."""
+    from lesionloc_train.config import load_config
+    from lesionloc_train.model import LesionLocModel
+
+    cfg = load_config(["tiny", "global_only"])
+    torch.manual_seed(0)
+    model = LesionLocModel(cfg.model).eval()
+    size = cfg.model.image.image_size
+    assert model.grid_stride == 32 and model.grid_origin == 0.5
+    pixels = torch.rand(2, 1, size, size)
+    image_global, patches = model.encode_image(pixels)
+    assert patches.shape[1:3] == (size // 32, size // 32)
+    encoder = model.image_encoder
+    x = (pixels.expand(-1, encoder.channels, -1, -1) - encoder.pixel_mean) / encoder.pixel_std
+    last = encoder.backbone(x).last_hidden_state.permute(0, 2, 3, 1)
+    cells = encoder.global_proj(last)  # un-normalized, (B, h, w, D)
+    assert torch.allclose(torch.nn.functional.normalize(cells, dim=-1), patches, atol=1e-5)
+    mean = torch.nn.functional.normalize(cells.mean((1, 2)), dim=-1)
+    assert torch.allclose(mean, image_global, atol=1e-5)
+    ids = torch.randint(5, 500, (3, 8))
+    local, glob = model.encode_text(ids, torch.ones_like(ids))
+    assert torch.equal(local, glob)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert not any("local_proj" in n for n in trainable) and any("global_proj" in n for n in trainable)
