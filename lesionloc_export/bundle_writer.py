@@ -273,6 +273,7 @@ def bundle_manifest(ckpt: LoadedCheckpoint, options: ExportOptions, preprocessin
         "embed_dim": cfg.model.embed_dim,
         "grid_stride": ckpt.model.grid_stride,
         "grid_origin": ckpt.model.grid_origin,
+        "heatmap_source": ckpt.model.image_encoder.heatmap_source,
         "quantization": options.quantize,
         "preprocessing": preprocessing.to_dict(),
         "heatmap": heatmap.to_dict(),

@@ -82,6 +82,9 @@ class ModelBundle:
     grid_stride: int
     grid_origin: float  # model coordinate of patch (0, 0)'s receptive-field centre
     manifest_sha256: str
+    # "local": unit patch embeddings from the local heads; "global": each location's share of
+    # the global embedding (not unit length: their mean is the global embedding)
+    heatmap_source: str = "local"
     files: dict[str, str] = field(repr=False, default_factory=dict)
 
     @property
@@ -167,8 +170,11 @@ class ModelBundle:
                 grid_stride=int(manifest["grid_stride"]),
                 grid_origin=float(manifest["grid_origin"]),
                 manifest_sha256=sha256_file(manifest_path),
+                heatmap_source=str(manifest.get("heatmap_source", "local")),
                 files=checksums,
             )
+            if bundle.heatmap_source not in ("local", "global"):
+                raise ValueError(f"heatmap_source {bundle.heatmap_source!r} is not local or global")
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise BundleError(f"{manifest_path}: malformed manifest ({exc})") from None
         for required in (image.file, text.file, bundle.tokenizer_file):

@@ -103,9 +103,11 @@ class Localizer:
 
     def _encode_preprocessed(self, prep: PreprocessedImage) -> EncodedImage:
         out = self.image_encoder.run({"pixel_values": prep.tensor[None]})
+        patches = out["patch_embeds"][0].astype(np.float32)
         return EncodedImage(
             _l2(out["image_embeds"][0].astype(np.float32)),
-            _l2(out["patch_embeds"][0].astype(np.float32)),
+            # global-source cells keep their lengths: a cell's share of the score is its length too
+            patches if self.bundle.heatmap_source == "global" else _l2(patches),
             prep.letterbox,
             prep.window,
         )
@@ -190,7 +192,10 @@ class Localizer:
         cfg = self.bundle.heatmap
         results: list[SentenceResult] = []
         for index, (sentence, embed) in enumerate(zip(sentences, local, strict=True)):
-            score = local_alignment_score(embed, encoded.patches, cfg.attention_temperature)
+            if self.bundle.heatmap_source == "global":  # the mean of its grid: cos(s, image)
+                score = float(embed @ encoded.global_embed)
+            else:
+                score = local_alignment_score(embed, encoded.patches, cfg.attention_temperature)
             result = SentenceResult(index, sentence.text, sentence.section, sentence.kind, score)
             if ground == "all" or sentence.kind == "finding":
                 heat = self.heatmap(encoded, embed)

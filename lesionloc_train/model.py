@@ -71,11 +71,13 @@ class ImageEncoder(nn.Module):
         x = pixel_values.expand(-1, self.channels, -1, -1)
         x = (x - self.pixel_mean) / self.pixel_std
         out = self.backbone(x, output_hidden_states=True, return_dict=True)
-        pooled = out.pooler_output.flatten(1)
-        glob = F.normalize(self.global_proj(pooled), dim=-1)
+        raw = self.global_proj(out.pooler_output.flatten(1))
+        glob = F.normalize(raw, dim=-1)
         if self.heatmap_source == "global":
-            local = self.global_proj(out.last_hidden_state.permute(0, 2, 3, 1))  # (B, h, w, D)
-            return glob, F.normalize(local, dim=-1)
+            # not normalized per cell (that would throw away how much each location says):
+            # scaled so that the cells average to the unit global embedding exactly
+            cells = self.global_proj(out.last_hidden_state.permute(0, 2, 3, 1))  # (B, h, w, D)
+            return glob, cells / raw.norm(dim=-1).clamp_min(1e-12)[:, None, None, None]
         local = self.local_proj(out.hidden_states[self.local_stage])  # (B, D, h, w)
         patches = F.normalize(local.permute(0, 2, 3, 1), dim=-1)
         return glob, patches

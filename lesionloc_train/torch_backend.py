@@ -92,6 +92,7 @@ def in_memory_bundle(
         grid_stride=model.grid_stride,
         grid_origin=model.grid_origin,
         manifest_sha256="",
+        heatmap_source=model.image_encoder.heatmap_source,
     )
 
 

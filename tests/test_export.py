@@ -181,6 +181,7 @@ def test_a_global_only_model_exports_its_class_activation_grid(tmp_path, phantom
     """Trained without the local loss, the bundle's heatmaps come from the global projections
     at stride 32 (its local heads never learned anything), end to end through the runtime."""
     from lesionloc_export.bundle_writer import ExportOptions, export_bundle
+    from lesionloc_runtime.imageio import read_image
     from lesionloc_runtime.localizer import Localizer
     from lesionloc_train.config import load_config
     from lesionloc_train.train import pretrain
@@ -190,9 +191,18 @@ def test_a_global_only_model_exports_its_class_activation_grid(tmp_path, phantom
     checkpoint = pretrain(cfg, tmp_path / "run", progress=False).checkpoint
     export_bundle(checkpoint, tmp_path / "bundle", ExportOptions(quantize="none", parity_images=2))
     localizer = Localizer.load(tmp_path / "bundle")
-    assert localizer.bundle.grid_stride == 32
+    assert localizer.bundle.grid_stride == 32 and localizer.bundle.heatmap_source == "global"
     image, report, _ = phantom_study
     result = localizer.localize(image, report)
     size = cfg.model.image.image_size
     assert result.grounded and all(s.heatmap.grid.shape == (size // 32, size // 32)
                                    for s in result.grounded)
+    # through ONNX too, the cells average to the image embedding: the unsmoothed grid's mean
+    # is the sentence's global score, which is the sentence score such a model reports
+    encoded = localizer.encode_image(read_image(image))
+    texts = [s.text for s in result.grounded]
+    local, _ = localizer.encode_texts(texts)
+    for sentence, embed in zip(result.grounded, local, strict=True):
+        grid = np.tensordot(encoded.patches, embed, axes=([2], [0]))
+        assert float(grid.mean()) == pytest.approx(sentence.score, abs=1e-4)
+        assert sentence.score == pytest.approx(float(embed @ encoded.global_embed), abs=1e-6)
