@@ -19,7 +19,7 @@ def summarize(run: Path) -> dict:
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "loss" in r]
     last = steps[-1]
-    out = {"steps": last["step"], "last_loss": last["loss"], "epochs": last["epoch"],
+    out = {"steps": last["step"], "last_loss": last["loss"], "epochs": last["epoch"] + 1,  # from 0
            "mean_pairs_per_s": sum(r["pairs_per_s"] for r in steps[1:]) / max(1, len(steps) - 1)}
     config = json.loads((run / "config.json").read_text())
     out["config"] = {"name": config["name"], "image_size": config["model"]["image"]["image_size"],

@@ -47,10 +47,16 @@ train() {  # $1 = variant name, rest = extra presets
   for precision in int8 none; do
     if [ ! -f "$RUNS/bundles/$name-$precision/lesionloc.json" ]; then
       log "export $name $precision"
+      # The ablations' int8 bundles are benchmark subjects, not shipped: keep them even below
+      # the parity thresholds (recorded in their lesionloc.json). The global-only grid is not
+      # normalized per cell, and int8 turns the direction of its weakest cells (worst cosine
+      # 0.966 against 0.98 asked); the accuracy benchmark measures what that costs.
+      local degraded=()
+      if [ "$name" != full ] && [ "$precision" = int8 ]; then degraded=(--allow-degraded); fi
       lesionloc-export "$RUNS/$name" --out "$RUNS/bundles/$name-$precision" --quantize "$precision" \
         --calibration "$TRAIN/manifest.jsonl" --calibration-images 64 --demo \
         --trained-on "lesionloc phantoms: $TRAIN (5,000 studies at 512 px, seed 0)" \
-        --name "lesionloc-demo-$name-$precision" --overwrite > /dev/null
+        --name "lesionloc-demo-$name-$precision" --overwrite "${degraded[@]}" > /dev/null
     fi
   done
 }
