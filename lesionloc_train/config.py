@@ -132,9 +132,12 @@ class TrainConfig:
     validate_every_epoch: bool = True
 
     def __post_init__(self) -> None:
+        no_local = self.loss.local_t2i == 0 and self.loss.local_i2t == 0
         if self.model.heatmap_source == "auto":
-            no_local = self.loss.local_t2i == 0 and self.loss.local_i2t == 0
             self.model.heatmap_source = "global" if no_local else "local"
+        elif self.model.heatmap_source == "global" and not no_local:
+            raise ConfigError("model.heatmap_source=global is for models trained without the local "
+                              "loss (set loss.local_t2i and loss.local_i2t to 0, or use local)")
 
     def preprocess_config(self) -> PreprocessConfig:
         """The runtime preprocessing this model is trained with (carried by the bundle)."""

@@ -55,9 +55,9 @@ class ImageEncoder(nn.Module):
         self.local_proj = nn.Conv2d(config.hidden_sizes[cfg.local_stage - 1], embed_dim, 1)
         self.global_proj = nn.Linear(config.hidden_sizes[-1], embed_dim)
         # "global": the patch grid is the global projection applied at each location of the last
-        # stage (its mean is the global embedding before normalization, so each cell is that
-        # location's share of the image-report score: class-activation style). A model trained
-        # without the local loss has an untrained local head; this is its honest heatmap.
+        # stage, scaled so the cells average to the unit global embedding: each cell is that
+        # location's share of the image-sentence score (class activation). A model trained
+        # without the local loss has untrained local heads; this is its honest heatmap.
         self.heatmap_source = heatmap_source
         stage = len(config.hidden_sizes) if heatmap_source == "global" else cfg.local_stage
         self.stride = 4 * 2 ** (stage - 1)

@@ -182,6 +182,8 @@ def test_heatmap_source_follows_the_loss_unless_set():
     assert explicit.model.heatmap_source == "local"
     with pytest.raises(ConfigError, match="heatmap_source"):
         load_config("tiny", ["model.heatmap_source=stage4"])
+    with pytest.raises(ConfigError, match="without the local loss"):
+        load_config("tiny", ["model.heatmap_source=global"])
 
 
 def test_global_heatmaps_are_each_locations_share_of_the_global_embedding():
