@@ -194,6 +194,10 @@ def section_accuracy(runs: dict[str, dict[str, Any]], lines: list[str], plots: P
                for p in ("int8", "fp32") if (v, p.replace("fp32", "none")) not in models]
     if models and missing:  # a variant without a bundle is skipped by the suite: say so here
         lines += ["Not measured in this run (no bundle): " + "; ".join(missing) + ".", ""]
+    if any(v == "global_only" for v, _ in models):
+        lines += ["The global-only model has no trained local heads; its heatmaps are class "
+                  "activations of its global projections at the last stage (stride 32, hence "
+                  "its coarser grid): `model.heatmap_source` in the README.", ""]
     if models:
         lines += ["Pointing game by finding type:", ""]
         findings = [f for f in FINDING_ORDER if any(f in x["by_finding"] for _, _, x in rows)]
