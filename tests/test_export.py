@@ -69,6 +69,17 @@ def test_a_graph_whose_inputs_differ_from_the_manifest_is_refused(tmp_path, tiny
         Localizer.load(bundle)
 
 
+def test_a_bundle_with_an_unknown_heatmap_source_is_refused(tmp_path, tiny_bundle):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    manifest = json.loads((bundle / "lesionloc.json").read_text())
+    assert manifest["heatmap_source"] == "local"
+    manifest["heatmap_source"] = "stage4"
+    (bundle / "lesionloc.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="heatmap_source 'stage4'"):
+        Localizer.load(bundle)
+
+
 def test_bundle_records_what_the_runtime_and_an_auditor_need(tiny_bundle):
     manifest = json.loads((tiny_bundle / "lesionloc.json").read_text())
     assert manifest["format_version"] == 1
