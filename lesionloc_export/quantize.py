@@ -55,6 +55,8 @@ def quantize_image_int8(source: Path, target: Path, calibration: Sequence[np.nda
     """Static QDQ int8, per-channel symmetric weights, asymmetric uint8 activations, MinMax
     calibration (deterministic, and robust enough on a few dozen radiographs); the first
     convolution and the projections stay fp32 (`fp32_nodes`)."""
+    if scheme not in INT8_IMAGE_SCHEMES:
+        raise ValueError(f"unknown int8 scheme {scheme!r}")
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -69,8 +71,6 @@ def quantize_image_int8(source: Path, target: Path, calibration: Sequence[np.nda
         warnings.simplefilter("ignore")
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        if scheme not in INT8_IMAGE_SCHEMES:
-            raise ValueError(f"unknown int8 scheme {scheme!r}")
         quantize_static(
             str(prepared), str(target), _ImageReader(calibration),
             quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=scheme == "u8s8-reduced",

@@ -161,9 +161,6 @@ class Localizer:
         radiograph = image if isinstance(image, Radiograph) else read_image(image)
         report_source = None
         if report is not None and not isinstance(report, Report):
-            if isinstance(report, str) and "\n" in report:  # report text passed as a path
-                raise ReportError("report: a path or a Report was expected, got text with line "
-                                  "breaks; for report text use parse_report(text)")
             report_source = os.path.basename(os.fspath(report))
             report = read_report(report)
         sentences: list[Sentence] = list(report.sentences) if report is not None else []

@@ -496,6 +496,9 @@ def decode_report(data: bytes, source: str = "<report>") -> str:
 
 def read_report(path: str | Path) -> Report:
     """Read, decode and parse a report file; every problem is a one-line ReportError."""
+    if isinstance(path, str) and "\n" in path:  # report text where a path goes
+        raise ReportError("report: a path was expected, got text with line breaks; for report "
+                          "text use parse_report(text)")
     path = Path(path)
     try:
         size = path.stat().st_size
