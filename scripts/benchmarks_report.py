@@ -215,7 +215,10 @@ def section_accuracy(runs: dict[str, dict[str, Any]], lines: list[str], plots: P
             lines.append(f"| {variant}, {precision.replace('none', 'fp32')} | {x['grid']}x{x['grid']} | "
                          f"({dx:+.2f}, {dy:+.2f}) | {x['pointing_game_unshifted']:.3f} | "
                          f"{x['pointing_game_at_best_shift']:.3f} |")
-        lines.append("")
+        lines += ["", "A shift is either where the model puts its maximum or a mapping error. "
+                  "`python scripts/receptive_field_check.py CHECKPOINT --manifest MANIFEST` "
+                  "measures where a trained model's cells actually look (input-gradient "
+                  "centroid) against where the runtime draws them.", ""]
         baselines = {x["variant"]: x for k, _, x in rows if k == "baseline"}
         full = models.get(("full", "int8")) or models.get(("full", "none"))
         if full:
