@@ -190,3 +190,25 @@ def test_pretrained_backbones_load_from_local_directories(tmp_path):
     missing = load_config("full", [f"model.image.backbone={tmp_path / 'nope'}"])
     with pytest.raises(ConfigError, match="local directory"):
         LesionLocModel(missing.model)
+
+
+def test_rerunning_training_and_export_reproduces_the_bundle_byte_for_byte(
+        tmp_path, phantom_set, tiny_checkpoint, tiny_bundle_factory):
+    """What the demo recipe promises: the same data, seed and config give the same checkpoint
+    and the same bundle files (weights, graphs, metadata, checksums), not merely close ones."""
+    from lesionloc_export.bundle_writer import ExportOptions, export_bundle
+    from lesionloc_train.config import load_config
+    from lesionloc_train.train import pretrain
+
+    cfg = load_config("tiny", [f"data.train_manifest={phantom_set}", "optim.max_steps=4",
+                               "checkpoint_every=2"])
+    again = pretrain(cfg, tmp_path / "run", progress=False).checkpoint
+    for name in ("model.safetensors", "tokenizer.json", "training_state.safetensors"):
+        assert (again / name).read_bytes() == (tiny_checkpoint / name).read_bytes(), name
+    first = tiny_bundle_factory("int8")
+    export_bundle(again, tmp_path / "bundle", ExportOptions(
+        quantize="int8", calibration=phantom_set, calibration_images=8, parity_images=4))
+    names = sorted(p.name for p in first.iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "bundle").iterdir())
+    for name in names:
+        assert (tmp_path / "bundle" / name).read_bytes() == (first / name).read_bytes(), name
