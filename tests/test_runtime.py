@@ -331,3 +331,34 @@ def test_heatmap_blend_colours_the_peak_and_leaves_cold_pixels_alone():
     cold = np.ones((40, 60), bool)
     cold[30, 50] = False
     assert (out[cold] == 100).all()
+
+
+@pytest.mark.parametrize("shape", [(792, 640, 3), (1, 1, 3), (5, 7, 3), (33, 17), (1, 9)])
+def test_png_encoding_round_trips_exactly_through_two_decoders(shape):
+    import io
+
+    import cv2
+    from PIL import Image
+
+    from lesionloc_runtime.render import encode_png
+
+    picture = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    picture[: shape[0] // 2] = 40  # runs as well as noise, so rows repeat and "up" is exercised
+    data = encode_png(picture)
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if picture.ndim == 3:
+        decoded = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+    assert np.array_equal(decoded, picture)
+    image = Image.open(io.BytesIO(data))
+    image.load()  # Pillow checks every chunk's CRC
+    assert image.mode == ("RGB" if picture.ndim == 3 else "L")
+    assert np.array_equal(np.asarray(image), picture)
+
+
+@pytest.mark.parametrize("picture", [np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 4), np.uint8),
+                                     np.zeros((0, 4, 3), np.uint8)])
+def test_png_encoding_refuses_what_it_cannot_write(picture):
+    from lesionloc_runtime.render import encode_png
+
+    with pytest.raises(ValueError, match="8-bit grey or RGB"):
+        encode_png(picture)
