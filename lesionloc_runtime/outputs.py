@@ -42,7 +42,8 @@ def _pool() -> ThreadPoolExecutor:
     """One pool of drawing threads per process, kept between studies: OpenCV's first drawing
     calls in a new thread are slow (measured: boxes and caption 25 ms in a fresh thread vs
     0.3 ms in a warm one), so a pool made per study cost more than it saved. Keyed by pid: a
-    forked batch worker makes its own."""
+    forked child process (batch workers are spawned, but a library user may fork) makes its
+    own, since threads do not survive a fork."""
     global _POOL
     if _POOL is None or _POOL[0] != os.getpid():
         _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),

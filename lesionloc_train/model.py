@@ -197,6 +197,28 @@ class LesionLocModel(nn.Module):
         return self.image_encoder.grid_origin
 
 
+def receptive_field_offsets(model: LesionLocModel, images: torch.Tensor,
+                            cells: list[tuple[int, int]]) -> list[tuple[float, float]]:
+    """For each (row, col) cell, where its patch embedding looks minus where heatmaps draw it
+    (grid_origin + k * stride), in model pixels (x, y). "Where it looks" is the centroid of
+    |d embedding / d input| summed over `images` (N, 1, size, size). Half a patch off is the
+    classic mapping bug; used by the tests (random weights) and by
+    scripts/receptive_field_check.py (trained checkpoints)."""
+    size = images.shape[-1]
+    stride, origin = model.grid_stride, model.grid_origin
+    centres = torch.arange(size, dtype=torch.float32) + 0.5
+    offsets = []
+    for row, col in cells:
+        pixels = images.detach().clone().requires_grad_(True)
+        _, patches = model.encode_image(pixels)
+        patches[:, row, col].sum().backward()
+        weight = pixels.grad[:, 0].abs().sum(0)
+        x = float((weight.sum(0) * centres).sum() / weight.sum())
+        y = float((weight.sum(1) * centres).sum() / weight.sum())
+        offsets.append((x - (origin + col * stride), y - (origin + row * stride)))
+    return offsets
+
+
 @dataclass
 class TextTokenizer:
     """The training-side tokenizer: the same tokenizer.json the bundle ships, truncating."""

@@ -22,25 +22,7 @@ import torch
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.preprocess import preprocess
 from lesionloc_train.checkpoint import load_checkpoint
-
-
-def centroid_offsets(model: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
-    """(cells, 2) offsets in model pixels (x, y) for a 3x3 lattice of central cells."""
-    size = images.shape[-1]
-    stride, origin = model.grid_stride, model.grid_origin
-    n = size // stride
-    centres = torch.arange(size, dtype=torch.float32) + 0.5
-    offsets = []
-    for row in range(n // 2 - 2, n // 2 + 3, 2):
-        for col in range(n // 2 - 2, n // 2 + 3, 2):
-            pixels = images.clone().requires_grad_(True)
-            _, patches = model.encode_image(pixels)
-            patches[:, row, col].sum().backward()
-            weight = pixels.grad[:, 0].abs().sum(0)
-            x = float((weight.sum(0) * centres).sum() / weight.sum())
-            y = float((weight.sum(1) * centres).sum() / weight.sum())
-            offsets.append((x - (origin + col * stride), y - (origin + row * stride)))
-    return np.array(offsets)
+from lesionloc_train.model import receptive_field_offsets
 
 
 def main() -> None:
@@ -57,11 +39,14 @@ def main() -> None:
         model, config = checkpoint.model, checkpoint.config
         torch.manual_seed(0)
         size = config.model.image.image_size
+        n = size // model.grid_stride  # a 3x3 lattice of central cells
+        cells = [(r, c) for r in range(n // 2 - 2, n // 2 + 3, 2)
+                 for c in range(n // 2 - 2, n // 2 + 3, 2)]
         films = np.stack([preprocess(read_image(args.manifest.parent / row["image"]),
                                      config.preprocess_config()).tensor for row in rows])
         for name, images in (("phantoms", torch.from_numpy(films)),
                              ("uniform noise", torch.rand(len(rows), 1, size, size))):
-            offsets = centroid_offsets(model, images)
+            offsets = np.array(receptive_field_offsets(model, images, cells))
             mean, spread = offsets.mean(0), offsets.std(0)
             print(f"{path} on {name}: mean offset ({mean[0]:+.2f}, {mean[1]:+.2f}) px = "
                   f"({mean[0] / model.grid_stride:+.3f}, {mean[1] / model.grid_stride:+.3f}) "
