@@ -40,7 +40,7 @@ _POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 def _pool() -> ThreadPoolExecutor:
     """One pool of drawing threads per process, kept between studies: OpenCV's first drawing
-    calls in a new thread are slow (measured: boxes and caption 25 ms in a fresh thread vs
+    calls in a new thread are slow (measured: drawing the boxes 25 ms in a fresh thread vs
     0.3 ms in a warm one), so a pool made per study cost more than it saved. Keyed by pid: a
     forked child process (batch workers are spawned, but a library user may fork) makes its
     own, since threads do not survive a fork."""
