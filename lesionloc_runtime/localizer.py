@@ -212,7 +212,8 @@ class Localizer:
             height=radiograph.height,
             pixel_spacing_mm=radiograph.pixel_spacing_mm,
             letterbox=encoded.letterbox,
-            model=self.bundle.provenance(),
+            # what actually ran: a CUDA request that fell back to the CPU shows here
+            model={**self.bundle.provenance(), "execution_providers": list(self.providers)},
             sentences=results,
             image_score=image_score,
             report_source=report_source,

@@ -22,6 +22,10 @@ PROVIDER_ALIASES = {
     "tensorrt": "TensorrtExecutionProvider",
 }
 
+# Providers already warned about in this process: a localizer opens two sessions (and a batch
+# run more), and one warning says it.
+_warned: set[str] = set()
+
 
 def import_onnxruntime() -> Any:
     """Import onnxruntime with an actionable message when neither build is installed."""
@@ -48,7 +52,8 @@ def resolve_providers(requested: Sequence[str]) -> list[str]:
         if full in available:
             if full not in chosen:
                 chosen.append(full)
-        else:
+        elif full not in _warned:
+            _warned.add(full)
             log.warning("%s was requested but is not available in this onnxruntime build; "
                         "install lesionloc[gpu] on a machine with CUDA", full)
     if "CPUExecutionProvider" not in chosen:
@@ -87,7 +92,9 @@ class OnnxEncoder:
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             raise BundleError(f"{path}: ONNX Runtime cannot load this graph ({exc})") from None
         active = self.session.get_providers()
-        if any(p != "CPUExecutionProvider" for p in chosen) and active == ["CPUExecutionProvider"]:
+        if (any(p != "CPUExecutionProvider" for p in chosen) and active == ["CPUExecutionProvider"]
+                and "inactive" not in _warned):
+            _warned.add("inactive")
             log.warning("CUDA was requested but the session runs on CPU only")
         self.providers = active
         self.path = path

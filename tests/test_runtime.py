@@ -362,3 +362,29 @@ def test_png_encoding_refuses_what_it_cannot_write(picture):
 
     with pytest.raises(ValueError, match="8-bit grey or RGB"):
         encode_png(picture)
+
+
+def test_cuda_asked_for_without_it_warns_once_falls_back_and_says_so(tmp_path, tiny_bundle, phantom_study):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime build has CUDA: the fallback is not what runs here")
+    image, report, _ = phantom_study
+    proc = subprocess.run([str(BIN / "lesionloc-run"), str(image), "--report", str(report),
+                           "--model", str(tiny_bundle), "--out", str(tmp_path / "out"),
+                           "--providers", "cuda"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "CUDAExecutionProvider" in line]
+    # two sessions (image and text) are opened: one warning says it
+    assert len(warnings) == 1 and warnings[0].startswith("warning:"), proc.stderr
+    doc = json.loads((tmp_path / "out" / image.stem / "study.json").read_text())
+    assert doc["model"]["execution_providers"] == ["CPUExecutionProvider"]
+
+
+def test_unknown_execution_provider_is_a_one_line_usage_error(tmp_path, tiny_bundle, phantom_study):
+    image, report, _ = phantom_study
+    proc = subprocess.run([str(BIN / "lesionloc-run"), str(image), "--report", str(report),
+                           "--model", str(tiny_bundle), "--providers", "tpu"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert proc.stderr.startswith("error:") and "tpu" in proc.stderr
