@@ -2,8 +2,8 @@
 bf16 on one GPU, then the same step under DDP with one process (the torchrun code path).
 Writes JSON. Runs on CPU at tiny size too, which is how CI keeps it working:
 
-    python benchmarks/gpu_check.py --out gpu.json                      # on a GPU machine
-    python benchmarks/gpu_check.py --tiny --device cpu --out cpu.json  # anywhere
+    python -m benchmarks.gpu_check --out gpu.json                      # on a GPU machine
+    python -m benchmarks.gpu_check --tiny --device cpu --out cpu.json  # anywhere
 """
 
 from __future__ import annotations
@@ -102,7 +102,16 @@ def main(argv: list[str] | None = None) -> dict:
     record = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else
               platform.processor() or platform.machine(), "torch": torch.__version__,
               "config": cfg.name, "image_size": cfg.model.image.image_size, "runs": []}
-    record["runs"].append(measure(cfg, device, batch, steps, ddp=False))
+    while True:  # a card with less memory than the default batch needs: halve it
+        try:
+            record["runs"].append(measure(cfg, device, batch, steps, ddp=False))
+            break
+        except torch.cuda.OutOfMemoryError:
+            if batch == 1:
+                raise
+            record.setdefault("out_of_memory_at_batch", []).append(batch)
+            batch //= 2
+            torch.cuda.empty_cache()
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", "29533")
     torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo",
