@@ -56,3 +56,36 @@ def test_report_computes_goals_from_the_json(tmp_path):
     assert "| Time outside the encoders < 30% | 0.250 | met |" in text
     assert "Test CPU" in text and "(+0.00, +0.25)" in text
     assert "Not measured in this run (no bundle): full loss, fp32; global-only loss, int8;" in text
+    assert "no GPU run is recorded yet" in text
+
+
+def test_report_shows_what_the_gpu_script_recorded(tmp_path):
+    results = tmp_path / "results"
+    folder = results / "gpu-20260101-test"
+    folder.mkdir(parents=True)
+    (folder / "env.txt").write_text("Thu Jan 1\nLinux vm\n16\nname, memory.total [MiB]\n"
+                                    "NVIDIA Test GPU, 1000 MiB, 1\n"
+                                    "torch 9.9.9+cu99 cuda 99 NVIDIA Test GPU\n")
+    (folder / "stages.txt").write_text("gpu_check rc=0 60 s\nsynth rc=0 50 s (from the start)\n"
+                                       "fp16-torchrun rc=3 40 s\ndemo rc=0 150 s\n")
+    run = {"ddp": False, "precision": "bf16", "batch_size": 64, "pairs_per_s": 321.4,
+           "peak_memory_gib": 12.34}
+    (folder / "gpu_check.json").write_text(
+        json.dumps({"image_size": 448, "runs": [run, {**run, "ddp": True}]}))
+    (folder / "demo-metrics.jsonl").write_text(
+        '{"step": 10, "loss": 9.0}\n{"step": 20, "val/pointing_game": 0.5}\n{"step": 1500, "loss": 6.25}\n')
+    metrics = {"pointing_game": 0.61, "cnr": 2.5, "miou": 0.13, "auroc": 0.95}
+    (folder / "phantoms-gpu-trained.json").write_text(json.dumps({"micro": {"metrics": metrics}}))
+    cpu_run = {"steps": 1500, "epochs": 12, "seconds": 5000.0, "mean_pairs_per_s": 9.0, "last_loss": 6.5}
+    (results / "demo-training.json").write_text(json.dumps(
+        {"machine": "Test CPU", "command": "x", "summary": "y", "variants": {"full": cpu_run}}))
+    out = tmp_path / "BENCHMARKS.md"
+    subprocess.run([sys.executable, str(SCRIPT), "--results", str(results), "--out", str(out)],
+                   check=True, capture_output=True)
+    text = out.read_text()
+    assert "Machine: NVIDIA Test GPU (torch 9.9.9+cu99), 16 CPU cores." in text
+    assert "| one GPU | bf16 | 64 | 321 | 12.3 GiB |" in text
+    assert "| DDP, 1 process (torchrun path) | bf16 | 64 | 321 | 12.3 GiB |" in text
+    assert "fp16-torchrun FAILED (rc 3) in 40 s" in text and "synth passed in 50 s" in text
+    assert "1,500 steps) trained in 150 s (on 2 CPU cores: 5,000 s), last loss 6.250" in text
+    assert "| GPU | 0.610 | 2.500 | 0.130 | 0.950 |" in text and "| CPU |" not in text
