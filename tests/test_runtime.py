@@ -60,6 +60,29 @@ def test_single_hot_patch_maps_onto_its_region_of_the_original(width, height, sm
     assert boxes[0].y <= want_y <= boxes[0].y + boxes[0].height
 
 
+def test_peak_lies_between_cell_centres_where_the_neighbours_put_it():
+    from lesionloc_runtime.heatmap import REFINE
+
+    size, stride, origin = 320, 16, 0.5
+    box = Letterbox.fit(2048, 2048, size)
+    grid = np.zeros((20, 20), np.float32)
+    grid[8, 5], grid[8, 6] = 1.0, 0.8  # a lesion between two cells, nearer the first
+    heat = Heatmap(grid, box, stride, origin)
+    assert np.array_equal(heat.fine[::REFINE, ::REFINE], grid)  # the cells keep their values
+    px, py, value = heat.peak()
+    left, y8 = box.to_original(origin + 5 * stride, origin + 8 * stride)
+    right, _ = box.to_original(origin + 6 * stride, origin + 8 * stride)
+    assert left < px < (left + right) / 2 and py == pytest.approx(y8)
+    assert value > 1.0 - 1e-6
+    full = heat.render()
+    y, x = np.unravel_index(int(np.argmax(full)), full.shape)
+    assert abs(x + 0.5 - px) <= (right - left) / REFINE and abs(y + 0.5 - py) <= (right - left) / REFINE
+    # equal neighbours: the peak is halfway
+    grid[8, 6] = 1.0
+    px, _, _ = Heatmap(grid, box, stride, origin).peak()
+    assert px == pytest.approx((left + right) / 2, abs=(right - left) / REFINE)
+
+
 class _FakeImageEncoder:
     """A patch grid with one patch pointing along e0 and the rest along e1."""
 
