@@ -14,6 +14,7 @@
 #
 #   scripts/gpu_checks.sh OUT                                   # on a CUDA machine
 #   DEVICE=cpu N=60 STEPS=4 TINY=1 scripts/gpu_checks.sh OUT   # the same stages on CPU, tiny
+#   STAGES=demo DEMO_SET="model.image.image_size=512" scripts/gpu_checks.sh OUT  # a variant only
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: scripts/gpu_checks.sh OUT_DIR}
@@ -24,6 +25,8 @@ DEVICE=${DEVICE:-cuda}
 N=${N:-5000}
 STEPS=${STEPS:-1500}
 WORKERS=${WORKERS:-$(( $(nproc) > 12 ? 12 : $(nproc) ))}
+STAGES=" ${STAGES:-gpu_check scaled demo run-cuda} "  # which of the four (synth and cache: always)
+DEMO_SET=${DEMO_SET:-}  # space-separated KEY=VALUE overrides for the demo run and its cache
 BUDGET=${BUDGET:-540}  # seconds for the whole script; the demo run gets what is left of it
 export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
@@ -53,7 +56,13 @@ $CLI synth --out "$WORK/train" --n "$N" --size 512 --seed 0 --no-png --workers "
 SYNTH=$!
 SYNTH_START=$SECONDS
 
-if [ -n "${TINY:-}" ]; then
+want() { [[ "$STAGES" == *" $1 "* ]]; }
+sets=()
+for kv in $DEMO_SET; do sets+=(--set "$kv"); done
+
+if ! want gpu_check; then
+  :
+elif [ -n "${TINY:-}" ]; then
   stage gpu_check 600 $PY -m benchmarks.gpu_check --tiny --device "$DEVICE" --out "$OUT/gpu_check.json"
 else
   stage gpu_check 150 $PY -m benchmarks.gpu_check --device "$DEVICE" --out "$OUT/gpu_check.json"
@@ -63,7 +72,7 @@ wait $SYNTH
 echo "synth rc=$? $((SECONDS - SYNTH_START)) s (from the start of gpu_check)" | tee -a "$OUT/stages.txt"
 cat "$WORK/synth.log" >> "$LOG"
 stage cache 120 $CLI cache --manifest "$WORK/train/manifest.jsonl" --out "$WORK/cache" \
-  --preset demo --workers "$WORKERS"
+  --preset demo --workers "$WORKERS" "${sets[@]}"
 
 # fp16 (gradient scaler) through torchrun, SMOKE steps, then resumed to twice as many.
 SCALED=fp16
@@ -73,18 +82,18 @@ TORCHRUN=($PY -m torch.distributed.run --standalone --nproc_per_node 1 -m lesion
 common=(--preset demo --manifest "$WORK/train/manifest.jsonl" --cache "$WORK/cache"
         --device "$DEVICE" --no-progress --set "optim.precision=\"$SCALED\""
         --set "data.workers=$(( WORKERS < 4 ? WORKERS : 4 ))" --set "checkpoint_every=$SMOKE" --set validate_every_epoch=false)
-stage "$SCALED-torchrun" 90 "${TORCHRUN[@]}" pretrain "${common[@]}" --out "$WORK/scaled" --max-steps "$SMOKE"
-stage "$SCALED-resume" 90 "${TORCHRUN[@]}" pretrain "${common[@]}" --out "$WORK/scaled" --max-steps $((2 * SMOKE)) \
+want scaled && stage "$SCALED-torchrun" 90 "${TORCHRUN[@]}" pretrain "${common[@]}" --out "$WORK/scaled" --max-steps "$SMOKE"
+want scaled && stage "$SCALED-resume" 90 "${TORCHRUN[@]}" pretrain "${common[@]}" --out "$WORK/scaled" --max-steps $((2 * SMOKE)) \
   --resume latest
-ls "$WORK/scaled/checkpoints" >> "$LOG" 2>&1
+want scaled && ls "$WORK/scaled/checkpoints" >> "$LOG" 2>&1
 
 # The demo recipe, on the GPU. Same preset and data; more loader workers than the CPU recipe's 0.
 # It keeps its checkpoints every 250 steps, so a run cut short still comes back.
 DEMO_LIMIT=$(( BUDGET - SECONDS - 45 ))
 [ "$DEMO_LIMIT" -lt 30 ] && DEMO_LIMIT=30
-stage demo "$DEMO_LIMIT" $CLI pretrain --preset demo --manifest "$WORK/train/manifest.jsonl" \
+want demo && stage demo "$DEMO_LIMIT" $CLI pretrain --preset demo --manifest "$WORK/train/manifest.jsonl" \
   --cache "$WORK/cache" --out "$WORK/demo" --max-steps "$STEPS" --device "$DEVICE" --no-progress \
-  --set "data.workers=$WORKERS"
+  --set "data.workers=$WORKERS" "${sets[@]}"
 cp "$WORK/demo/metrics.jsonl" "$OUT/demo-metrics.jsonl" 2>/dev/null
 last=$(ls -d "$WORK"/demo/checkpoints/step_* 2>/dev/null | tail -1)
 if [ -n "$last" ]; then
@@ -93,6 +102,6 @@ if [ -n "$last" ]; then
 fi
 
 # The runtime asked for CUDA: active with onnxruntime-gpu, else a warning and the CPU.
-stage run-cuda 30 $PY -m lesionloc_runtime.cli lesionloc_runtime/demo/examples/example1.dcm \
+want run-cuda && stage run-cuda 30 $PY -m lesionloc_runtime.cli lesionloc_runtime/demo/examples/example1.dcm \
   --report lesionloc_runtime/demo/examples/example1.txt --out "$WORK/run" --providers cuda
 exit 0
