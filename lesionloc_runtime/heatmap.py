@@ -126,9 +126,11 @@ class Heatmap:
         y = float(np.clip(y, 0, box.orig_height - 1))
         return x, y, float(self.fine[row, col])
 
-    def boxes(self, config: HeatmapConfig, work_size: int = 512) -> list[Box]:
+    def boxes(self, config: HeatmapConfig, work_size: int = 256) -> list[Box]:
         """Connected components of the heatmap above `box_threshold` of its min-max range,
-        computed on a copy at most `work_size` pixels long and scaled to original pixels."""
+        computed on a copy at most `work_size` pixels long and scaled to original pixels. 256
+        px: a box edge lands within 8 px of a 2048 px image (a model cell is 70 px or more
+        there), 1.1 ms per sentence less than at 512 with the same boxes to a pixel or two."""
         box = self.letterbox
         scale = min(1.0, work_size / max(box.orig_width, box.orig_height))
         wk_w = max(1, round(box.orig_width * scale))

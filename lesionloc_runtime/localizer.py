@@ -16,7 +16,7 @@ import numpy as np
 from lesionloc_runtime.bundle import ModelBundle
 from lesionloc_runtime.errors import BundleError, ReportError
 from lesionloc_runtime.heatmap import Heatmap, cosine_grid, local_alignment_score, smooth_grid
-from lesionloc_runtime.imageio import Radiograph, read_image
+from lesionloc_runtime.imageio import Radiograph, import_dicom_stack, read_image
 from lesionloc_runtime.preprocess import Letterbox, PreprocessedImage, preprocess
 from lesionloc_runtime.report import Report, Sentence, query_sentences, read_report
 from lesionloc_runtime.results import SentenceResult, StudyResult
@@ -95,6 +95,7 @@ class Localizer:
             text = pool.submit(OnnxEncoder, bundle.file(bundle.text_encoder.file),
                                bundle.text_encoder, providers, threads)
             tokenizer = SentenceTokenizer(bundle.file(bundle.tokenizer_file), bundle.max_length)
+            import_dicom_stack()  # meanwhile: the first DICOM read would pay it
             return cls(bundle, image.result(), text.result(), tokenizer)
 
     # -- encoders -------------------------------------------------------------------------
