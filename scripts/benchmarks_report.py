@@ -52,7 +52,34 @@ def f3(value: Any) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Path) -> dict:
+def e2e_history(results: Path) -> list[str]:
+    """One row per kept run with the end-to-end benchmark: how much the same figures move
+    between runs on a shared machine (and with the code), so one run's goal is read in context."""
+    rows = []
+    for path in sorted(results.glob("*.json")):
+        data = json.loads(path.read_text())
+        by = {b["extra_info"].get("engine"): b for b in data.get("benchmarks", [])
+              if b["name"].startswith("test_end_to_end_reference_study")}
+        if "ort-int8" not in by or "torch-fp32" not in by:
+            continue
+        cold = next((b["extra_info"]["bundle_to_first_result_s"] for b in data["benchmarks"]
+                     if b["name"] == "test_cold_start_and_peak_memory[int8]"), None)
+        int8, torch = by["ort-int8"]["stats"]["median"], by["torch-fp32"]["stats"]["median"]
+        commit = str(data.get("commit_info", {}).get("id", ""))[:7]
+        rows.append(f"| {path.name} | {commit} | {ms(int8)} | "
+                    f"{ms(torch)} | {torch / int8:.1f}x | "
+                    f"{by['ort-int8']['extra_info']['outside_encoders_fraction']:.0%} | "
+                    f"{'–' if cold is None else f'{cold:.2f}'} |")
+    if len(rows) < 2:
+        return []
+    return ["Every kept run of the end-to-end benchmark (the table above is the last one; commit: "
+            "the one checked out, which some runs measured with changes not yet committed):", "",
+            "| run | commit | ort-int8 (ms) | torch-fp32 (ms) | speed-up | outside encoders "
+            "| cold start (s) |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |", *rows, ""]
+
+
+def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Path,
+                    results: Path | None = None) -> dict:
     e2e = {r["extra_info"]["engine"]: r for r in runs.values()
            if r["name"].startswith("test_end_to_end_reference_study")}
     goals: dict[str, Any] = {}
@@ -86,6 +113,8 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
         goals["speedup"] = torch_time / e2e["ort-int8"]["stats"]["median"]
         goals["outside"] = e2e["ort-int8"]["extra_info"]["outside_encoders_fraction"]
     lines.append("")
+    if results is not None:
+        lines += e2e_history(results)
 
     images = [r for r in runs.values() if r["name"].startswith("test_image_encoder_by_input_size")]
     if images:
@@ -337,8 +366,10 @@ def section_gpu(results: Path, lines: list[str]) -> None:
         gpu = next((line.split(",")[0] for line in env if line.startswith("NVIDIA")), "a GPU")
         torch_line = next((line for line in env if line.startswith("torch ")), "")
         stages = _stages(folder / "stages.txt")
+        command_file = folder / "command.txt"
+        command = command_file.read_text().strip() if command_file.is_file() else "scripts/gpu_checks.sh OUT"
         lines += [f"Machine: {gpu} (torch {torch_line.split()[1] if torch_line else '?'}), "
-                  f"{env[2] if len(env) > 2 else '?'} CPU cores. Command: `scripts/gpu_checks.sh OUT` "
+                  f"{env[2] if len(env) > 2 else '?'} CPU cores. Command: `{command}` "
                   f"(raw output in `benchmarks/results/{folder.name}/`).", ""]
         check = folder / "gpu_check.json"
         if check.is_file():
@@ -354,20 +385,27 @@ def section_gpu(results: Path, lines: list[str]) -> None:
             lines.append("")
         checks = [f"{name} {'passed' if rc == 0 else f'FAILED (rc {rc})'} in {sec} s"
                   for name, (rc, sec) in stages.items() if name != "gpu_check"]
-        lines += ["Stages: " + "; ".join(checks) + ". (fp16-torchrun and fp16-resume: the training "
-                  "CLI under torchrun with fp16 and its gradient scaler, then resumed from its "
-                  "checkpoint; synth rendered the train set alongside gpu_check; run-cuda: `lesionloc-run "
-                  "--providers cuda` with the machine's CPU-only ONNX Runtime, which must warn and "
-                  "fall back.)", ""]
+        meaning = {"fp16-torchrun": "fp16-torchrun and fp16-resume: the training CLI under torchrun "
+                                    "with fp16 and its gradient scaler, then resumed from its checkpoint",
+                   "run-cuda": "run-cuda: `lesionloc-run --providers cuda` with the machine's CPU-only "
+                               "ONNX Runtime, which must warn and fall back"}
+        if "gpu_check" in stages:
+            meaning["synth"] = "synth rendered the train set alongside gpu_check"
+        said = [text for name, text in meaning.items() if name in stages]
+        lines += ["Stages: " + "; ".join(checks) + (f" ({'; '.join(said)})" if said else "") + ".", ""]
         metrics = folder / "demo-metrics.jsonl"
         if metrics.is_file() and "demo" in stages:
             rows = [json.loads(line) for line in metrics.read_text().splitlines()]
             steps = [r for r in rows if "loss" in r]
+            config = folder / "demo-config.json"
+            size = json.loads(config.read_text())["model"]["image"]["image_size"] if config.is_file() else 320
             cpu = results / "demo-training.json"
-            cpu_s = json.loads(cpu.read_text())["variants"].get("full", {}).get("seconds") \
-                if cpu.is_file() else None
+            cpu_run = json.loads(cpu.read_text())["variants"].get("full", {}) if cpu.is_file() else {}
+            same = cpu_run.get("config", {}).get("image_size", 320) == size
+            cpu_s = cpu_run.get("seconds") if same else None
             versus = f" (on 2 CPU cores: {cpu_s:,.0f} s)" if cpu_s else ""
-            lines += [f"The demo recipe (`demo` preset, 5,000 phantoms, {steps[-1]['step']:,} steps) "
+            lines += [f"The demo recipe (`demo` preset at {size} px input, 5,000 phantoms, "
+                      f"{steps[-1]['step']:,} steps) "
                       f"trained in {stages['demo'][1]} s{versus}, last loss {steps[-1]['loss']:.3f}."]
             files = [(name, folder / f"phantoms-{name}.json") for name in ("gpu-trained", "cpu-trained")]
             scored = [(name, json.loads(path.read_text())) for name, path in files if path.is_file()]
@@ -446,7 +484,7 @@ def main() -> None:
     body: list[str] = []
     goals: dict[str, Any] = {}
     goals.update(section_accuracy(runs, body, plots))
-    goals.update(section_latency(runs, body, plots))
+    goals.update(section_latency(runs, body, plots, args.results))
     section_demo(args.results, body)
     section_export(args.results, body)
     section_training(runs, body)

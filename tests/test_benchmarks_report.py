@@ -87,5 +87,27 @@ def test_report_shows_what_the_gpu_script_recorded(tmp_path):
     assert "| one GPU | bf16 | 64 | 321 | 12.3 GiB |" in text
     assert "| DDP, 1 process (torchrun path) | bf16 | 64 | 321 | 12.3 GiB |" in text
     assert "fp16-torchrun FAILED (rc 3) in 40 s" in text and "synth passed in 50 s" in text
-    assert "1,500 steps) trained in 150 s (on 2 CPU cores: 5,000 s), last loss 6.250" in text
+    assert ("320 px input, 5,000 phantoms, 1,500 steps) trained in 150 s (on 2 CPU cores: 5,000 s), "
+            "last loss 6.250") in text
     assert "| GPU | 0.610 | 2.500 | 0.130 | 0.950 |" in text and "| CPU |" not in text
+
+
+def test_report_lists_every_kept_end_to_end_run(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    for name, int8, torch in (("a.json", 0.5, 1.0), ("b.json", 0.25, 1.0)):
+        benches = [_bench("test_end_to_end_reference_study", engine,
+                          {"engine": engine, "end_to_end_ms": t * 1e3, "outside_encoders_fraction": 0.2,
+                           "timings_ms": {"read": 1, "preprocess": 1, "image_encoder": 1, "text_encoder": 1,
+                                          "heatmaps": 1, "total": 4, "write": 1},
+                           "image": "2048x2048", "sentences": 8, "findings": 5}, t)
+                   for engine, t in (("ort-int8", int8), ("torch-fp32", torch))]
+        (results / name).write_text(json.dumps({
+            "machine_info": {}, "commit_info": {"id": f"{name[0] * 7}xyz"}, "datetime": name,
+            "benchmarks": benches}))
+    out = tmp_path / "BENCHMARKS.md"
+    subprocess.run([sys.executable, str(SCRIPT), "--results", str(results), "--out", str(out)],
+                   check=True, capture_output=True)
+    text = out.read_text()
+    assert "| a.json | aaaaaaa | 500 | 1000 | 2.0x | 20% | – |" in text
+    assert "| b.json | bbbbbbb | 250 | 1000 | 4.0x | 20% | – |" in text
