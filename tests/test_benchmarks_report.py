@@ -11,6 +11,12 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmarks_report.py"
 
 
+def _report(results: Path, out: Path) -> str:
+    subprocess.run([sys.executable, str(SCRIPT), "--results", str(results), "--out", str(out)],
+                   check=True, capture_output=True)
+    return out.read_text()
+
+
 def _bench(name, params, extra, median):
     return {"group": None, "name": f"{name}[{params}]", "fullname": f"benchmarks/x.py::{name}[{params}]",
             "params": {}, "param": params, "extra_info": extra, "options": {},
@@ -45,10 +51,7 @@ def test_report_computes_goals_from_the_json(tmp_path):
     (results / "run.json").write_text(json.dumps({
         "machine_info": {"cpu": {"brand_raw": "Test CPU", "count": 2}}, "commit_info": {"id": "abc"},
         "datetime": "2026-11-27T00:00:00", "version": "5", "benchmarks": benches}))
-    out = tmp_path / "BENCHMARKS.md"
-    subprocess.run([sys.executable, str(SCRIPT), "--results", str(results), "--out", str(out)],
-                   check=True, capture_output=True)
-    text = out.read_text()
+    text = _report(results, tmp_path / "BENCHMARKS.md")
     assert "| End to end >= 4x faster than PyTorch eager fp32 | 4.500 | met |" in text
     assert "| Full loss pointing game >= 0.60 | 0.700 | met |" in text
     assert "| ... and >= 0.10 above the text prior | 0.700 vs 0.400 | met |" in text
@@ -79,10 +82,7 @@ def test_report_shows_what_the_gpu_script_recorded(tmp_path):
     cpu_run = {"steps": 1500, "epochs": 12, "seconds": 5000.0, "mean_pairs_per_s": 9.0, "last_loss": 6.5}
     (results / "demo-training.json").write_text(json.dumps(
         {"machine": "Test CPU", "command": "x", "summary": "y", "variants": {"full": cpu_run}}))
-    out = tmp_path / "BENCHMARKS.md"
-    subprocess.run([sys.executable, str(SCRIPT), "--results", str(results), "--out", str(out)],
-                   check=True, capture_output=True)
-    text = out.read_text()
+    text = _report(results, tmp_path / "BENCHMARKS.md")
     assert "Machine: NVIDIA Test GPU (torch 9.9.9+cu99), 16 CPU cores." in text
     assert "| one GPU | bf16 | 64 | 321 | 12.3 GiB |" in text
     assert "| DDP, 1 process (torchrun path) | bf16 | 64 | 321 | 12.3 GiB |" in text
@@ -105,9 +105,6 @@ def test_report_lists_every_kept_end_to_end_run(tmp_path):
         (results / name).write_text(json.dumps({
             "machine_info": {}, "commit_info": {"id": f"{name[0] * 7}xyz"}, "datetime": name,
             "benchmarks": benches}))
-    out = tmp_path / "BENCHMARKS.md"
-    subprocess.run([sys.executable, str(SCRIPT), "--results", str(results), "--out", str(out)],
-                   check=True, capture_output=True)
-    text = out.read_text()
+    text = _report(results, tmp_path / "BENCHMARKS.md")
     assert "| a.json | aaaaaaa | 500 | 1000 | 2.0x | 20% | – |" in text
     assert "| b.json | bbbbbbb | 250 | 1000 | 4.0x | 20% | – |" in text
