@@ -78,16 +78,22 @@ class Heatmap:
         (i / REFINE, j / REFINE), so every REFINE-th node is a cell centre with its value."""
         h, w = self.grid.shape
         grid = self.grid.astype(np.float32, copy=False)
-        if h < 2 or w < 2:
+        k = self._factor
+        if k == 1:
             return grid
-        size = ((w - 1) * REFINE + 1, (h - 1) * REFINE + 1)
-        scale = np.float32([[1.0 / REFINE, 0.0, 0.0], [0.0, 1.0 / REFINE, 0.0]])
-        return cv2.warpAffine(grid, scale, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+        scale = np.float32([[1.0 / k, 0.0, 0.0], [0.0, 1.0 / k, 0.0]])
+        return cv2.warpAffine(grid, scale, ((w - 1) * k + 1, (h - 1) * k + 1),
+                              flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REPLICATE)
 
     @property
+    def _factor(self) -> int:
+        """REFINE, or 1 for a grid one cell wide or high (nothing to interpolate between)."""
+        return REFINE if min(self.grid.shape) >= 2 else 1
+
+    @property
     def fine_stride(self) -> float:
-        return self.stride / REFINE if min(self.grid.shape) >= 2 else self.stride
+        return self.stride / self._factor
 
     def render(self, width: int | None = None, height: int | None = None) -> np.ndarray:
         """The heatmap on the original image (default) or on a rescaled copy of it."""

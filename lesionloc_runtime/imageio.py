@@ -88,10 +88,7 @@ def import_dicom_stack() -> None:
     """Import pydicom and its pixel decoders now rather than at the first DICOM read (0.4 s in
     a fresh process, most of it the decoder plugins). `Localizer.load` calls it while ONNX
     Runtime builds its sessions, which release the GIL, so a cold start pays it in parallel."""
-    try:
-        import pydicom.pixels  # noqa: F401
-    except ImportError:  # pragma: no cover - pydicom is a dependency
-        pass
+    import pydicom.pixels  # noqa: F401
 
 
 def read_image(path: str | os.PathLike[str]) -> Radiograph:

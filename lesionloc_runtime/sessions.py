@@ -22,9 +22,16 @@ PROVIDER_ALIASES = {
     "tensorrt": "TensorrtExecutionProvider",
 }
 
-# Providers already warned about in this process: a localizer opens two sessions (and a batch
-# run more), and one warning says it.
+# Warnings already given in this process: a localizer opens two sessions (and a batch run
+# more), and one warning says it.
 _warned: set[str] = set()
+
+
+def _warn_once(message: str, *args: object) -> None:
+    key = message % args
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(message, *args)
 
 
 def import_onnxruntime() -> Any:
@@ -52,10 +59,9 @@ def resolve_providers(requested: Sequence[str]) -> list[str]:
         if full in available:
             if full not in chosen:
                 chosen.append(full)
-        elif full not in _warned:
-            _warned.add(full)
-            log.warning("%s was requested but is not available in this onnxruntime build; "
-                        "install lesionloc[gpu] on a machine with CUDA", full)
+        else:
+            _warn_once("%s was requested but is not available in this onnxruntime build; "
+                       "install lesionloc[gpu] on a machine with CUDA", full)
     if "CPUExecutionProvider" not in chosen:
         chosen.append("CPUExecutionProvider")
     return chosen
@@ -92,10 +98,8 @@ class OnnxEncoder:
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             raise BundleError(f"{path}: ONNX Runtime cannot load this graph ({exc})") from None
         active = self.session.get_providers()
-        if (any(p != "CPUExecutionProvider" for p in chosen) and active == ["CPUExecutionProvider"]
-                and "inactive" not in _warned):
-            _warned.add("inactive")
-            log.warning("CUDA was requested but the session runs on CPU only")
+        if any(p != "CPUExecutionProvider" for p in chosen) and active == ["CPUExecutionProvider"]:
+            _warn_once("CUDA was requested but the session runs on CPU only")
         self.providers = active
         self.path = path
         self.input_names = [i.name for i in self.session.get_inputs()]

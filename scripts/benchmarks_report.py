@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -400,21 +401,27 @@ def section_gpu(results: Path, lines: list[str]) -> None:
             config = folder / "demo-config.json"
             size = json.loads(config.read_text())["model"]["image"]["image_size"] if config.is_file() else 320
             cpu = results / "demo-training.json"
-            cpu_run = json.loads(cpu.read_text())["variants"].get("full", {}) if cpu.is_file() else {}
+            cpu_record = json.loads(cpu.read_text()) if cpu.is_file() else {}
+            cpu_run = cpu_record.get("variants", {}).get("full", {})
             same = cpu_run.get("config", {}).get("image_size", 320) == size
             cpu_s = cpu_run.get("seconds") if same else None
-            versus = f" (on 2 CPU cores: {cpu_s:,.0f} s)" if cpu_s else ""
-            lines += [f"The demo recipe (`demo` preset at {size} px input, 5,000 phantoms, "
+            versus = f" (on the CPU recipe's machine, {cpu_record.get('machine', '?')}: {cpu_s:,.0f} s)" \
+                if cpu_s else ""
+            log = folder / "gpu.log"
+            wrote = re.search(r"Wrote (\d+) studies", log.read_text()) if log.is_file() else None
+            studies = f"{int(wrote.group(1)):,} phantoms" if wrote else "phantoms"
+            lines += [f"The demo recipe (`demo` preset at {size} px input, {studies}, "
                       f"{steps[-1]['step']:,} steps) "
                       f"trained in {stages['demo'][1]} s{versus}, last loss {steps[-1]['loss']:.3f}."]
             files = [(name, folder / f"phantoms-{name}.json") for name in ("gpu-trained", "cpu-trained")]
             scored = [(name, json.loads(path.read_text())) for name, path in files if path.is_file()]
-            if scored:
+            if len(scored) == 2:
                 lines += ["", "Both demo models saw the same batches in the same order with the same "
                           "augmentations (the draws depend on seed, epoch and index only); what differs is "
                           "the arithmetic (GPU kernels, TF32 convolutions), so the gap between them is "
-                          "one sample of run-to-run spread, not a property of the device. Both exported "
-                          "int8 and scored the same way on the standard test set (`lesionloc-evaluate "
+                          "one sample of run-to-run spread, not a property of the device."]
+            if scored:
+                lines += ["", "Exported int8 and scored on the standard test set (`lesionloc-evaluate "
                           "--dataset phantoms --root data/phantoms-test-2048`; micro means):", "",
                           "| trained on | PG | CNR | mIoU | AUROC |", "| --- | ---: | ---: | ---: | ---: |"]
                 for name, report in scored:

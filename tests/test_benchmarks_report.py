@@ -75,6 +75,7 @@ def test_report_shows_what_the_gpu_script_recorded(tmp_path):
            "peak_memory_gib": 12.34}
     (folder / "gpu_check.json").write_text(
         json.dumps({"image_size": 448, "runs": [run, {**run, "ddp": True}]}))
+    (folder / "gpu.log").write_text("phantoms: 100%\nWrote 5000 studies of 512x512 (train 4000)\n")
     (folder / "demo-metrics.jsonl").write_text(
         '{"step": 10, "loss": 9.0}\n{"step": 20, "val/pointing_game": 0.5}\n{"step": 1500, "loss": 6.25}\n')
     metrics = {"pointing_game": 0.61, "cnr": 2.5, "miou": 0.13, "auroc": 0.95}
@@ -87,8 +88,9 @@ def test_report_shows_what_the_gpu_script_recorded(tmp_path):
     assert "| one GPU | bf16 | 64 | 321 | 12.3 GiB |" in text
     assert "| DDP, 1 process (torchrun path) | bf16 | 64 | 321 | 12.3 GiB |" in text
     assert "fp16-torchrun FAILED (rc 3) in 40 s" in text and "synth passed in 50 s" in text
-    assert ("320 px input, 5,000 phantoms, 1,500 steps) trained in 150 s (on 2 CPU cores: 5,000 s), "
-            "last loss 6.250") in text
+    assert ("320 px input, 5,000 phantoms, 1,500 steps) trained in 150 s (on the CPU recipe's "
+            "machine, Test CPU: 5,000 s), last loss 6.250") in text
+    assert "one sample of run-to-run spread" not in text  # only one of the two models scored
     assert "| GPU | 0.610 | 2.500 | 0.130 | 0.950 |" in text and "| CPU |" not in text
 
 
