@@ -1,5 +1,6 @@
 """The Python API: `Localizer.load(bundle).localize(image, report)` runs one image pass and one
-batched text pass per study and grounds every finding sentence (or query) on the image."""
+batched text pass per study (split by sentence length only where padding would cost more than
+another run) and grounds every finding sentence (or query) on the image."""
 
 from __future__ import annotations
 
@@ -114,15 +115,20 @@ class Localizer:
         )
 
     def encode_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(local, global) L2-normalized embeddings, one row per text, in one batched pass."""
+        """(local, global) L2-normalized embeddings, one row per text: one batched pass, or a
+        few when the texts' lengths differ enough that padding would cost more than a run."""
         if not texts:
             dim = self.bundle.embed_dim
             return np.zeros((0, dim), np.float32), np.zeros((0, dim), np.float32)
-        batch = self.tokenizer.encode(texts)
-        out = self.text_encoder.run(batch.feeds())
-        local = pool_windows(out["sentence_embeds"].astype(np.float32), batch.owner, len(texts))
-        glob = pool_windows(out["global_embeds"].astype(np.float32), batch.owner, len(texts))
-        return local, glob
+        batches = self.tokenizer.encode(texts).by_length()
+        outs = [self.text_encoder.run(batch.feeds()) for batch in batches]
+        owner = np.concatenate([batch.owner for batch in batches])
+
+        def pooled(name: str) -> np.ndarray:
+            rows = np.concatenate([out[name].astype(np.float32) for out in outs])
+            return pool_windows(rows, owner, len(texts))
+
+        return pooled("sentence_embeds"), pooled("global_embeds")
 
     # -- grounding ------------------------------------------------------------------------
     def heatmap(self, encoded: EncodedImage, sentence_embed: np.ndarray) -> Heatmap:

@@ -1,16 +1,25 @@
 """Tokenization for the text encoder with `tokenizers` alone (no transformers). A text longer
 than the encoder's window is split into several windows, never silently truncated; the
-caller averages their embeddings."""
+caller averages their embeddings. Windows of very different lengths run in separate
+batches (`TokenBatch.by_length`), so that short sentences are not padded to the longest."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
 from lesionloc_runtime.errors import BundleError
+
+# What one more encoder run costs, in padded tokens. Measured on the full-size int8 text
+# encoder (BERT-base, 2 cores): ~1 ms per token plus ~12 ms per run (streaming the weights),
+# e.g. 8 sentences padded to 18 tokens 149 ms, the same as 1 x 18 + 7 x 9: 29 + 75 ms.
+RUN_COST_TOKENS = 12
+# At most this many windows per run: bounds the activations a very long report can allocate.
+MAX_ROWS_PER_RUN = 64
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,48 @@ class TokenBatch:
             "attention_mask": self.attention_mask,
             "token_type_ids": np.zeros_like(self.input_ids),
         }
+
+    def by_length(self, run_cost: int = RUN_COST_TOKENS,
+                  max_rows: int = MAX_ROWS_PER_RUN) -> list[TokenBatch]:
+        """The windows regrouped into batches of similar length, each trimmed to its longest
+        window: the grouping that minimizes padded tokens plus `run_cost` per batch (then
+        batches over `max_rows` split). Rows keep their owners; right padding is masked, so
+        every window's embedding is the same in any grouping."""
+        lengths = self.attention_mask.sum(axis=1)
+        order = np.argsort(lengths, kind="stable")
+        batches = []
+        for lo, hi in length_groups(lengths[order].tolist(), run_cost):
+            for start in range(lo, hi, max_rows):
+                rows = order[start:min(hi, start + max_rows)]
+                width = int(lengths[rows].max())
+                batches.append(TokenBatch(self.input_ids[rows, :width],
+                                          self.attention_mask[rows, :width], self.owner[rows]))
+        return batches
+
+
+def length_groups(lengths: Sequence[int], run_cost: int) -> list[tuple[int, int]]:
+    """Split ascending `lengths` into contiguous groups [lo, hi) minimizing the sum over groups
+    of (rows x longest) + run_cost. Group edges only ever fall where the length changes, so
+    the dynamic programme runs over the distinct lengths (at most the encoder's window)."""
+    if any(b < a for a, b in pairwise(lengths)):
+        raise ValueError("lengths must be ascending")
+    n = len(lengths)
+    ends = [i + 1 for i in range(n) if i + 1 == n or lengths[i + 1] != lengths[i]]
+    best = [0.0] + [float("inf")] * len(ends)  # best[k]: cost of the rows before ends[k - 1]
+    cut = [0] * (len(ends) + 1)
+    for k in range(1, len(ends) + 1):
+        hi = ends[k - 1]
+        for j in range(k):
+            lo = ends[j - 1] if j else 0
+            cost = best[j] + (hi - lo) * lengths[hi - 1] + run_cost
+            if cost < best[k]:
+                best[k], cut[k] = cost, j
+    groups, k = [], len(ends)
+    while k:
+        j = cut[k]
+        groups.append((ends[j - 1] if j else 0, ends[k - 1]))
+        k = j
+    return groups[::-1]
 
 
 class SentenceTokenizer:

@@ -137,6 +137,29 @@ def test_localizer_puts_the_peak_where_the_matching_patch_is(tiny_bundle):
     assert negated.score == pytest.approx(0.0, abs=1e-6)
 
 
+def test_sentences_of_different_lengths_embed_as_if_each_ran_alone(tiny_bundle_factory):
+    # the text pass groups sentences by length and trims their padding: every embedding must
+    # be what that sentence gives alone, and a short report costs one run. fp32: int8's
+    # dynamic activation scales depend on the whole batch, so there a sentence's embedding
+    # varies slightly with its neighbours in any grouping
+    localizer = Localizer.load(tiny_bundle_factory("none"))
+    runs = []
+    real_run = localizer.text_encoder.run
+    localizer.text_encoder.run = lambda feeds: runs.append(feeds["input_ids"].shape) or real_run(feeds)
+    texts = ["Small right pleural effusion."] * 3 + ["No pneumothorax."] * 3 + [
+        "There is a large area of consolidation in the right lower zone with air bronchograms "
+        "and a small associated effusion, and the left lung shows a nodule in its mid zone."]
+    local, glob = localizer.encode_texts(texts)
+    assert len(runs) == 2 and runs[0][1] < runs[1][1]  # the long sentence ran on its own
+    runs.clear()
+    for text, want_local, want_glob in zip(texts, local, glob, strict=True):
+        alone_local, alone_glob = localizer.encode_texts([text])
+        np.testing.assert_allclose(alone_local[0], want_local, atol=2e-5)
+        np.testing.assert_allclose(alone_glob[0], want_glob, atol=2e-5)
+    localizer.encode_texts(texts[:6])
+    assert len(runs) == 1 + len(texts)
+
+
 def test_localize_returns_typed_results_and_a_versioned_document(tiny_bundle, phantom_study):
     image, report, row = phantom_study
     result = Localizer.load(tiny_bundle).localize(image, report, queries=["right basal opacity"])

@@ -41,3 +41,48 @@ def test_window_embeddings_are_averaged_and_renormalized():
     embeddings = np.array([[1, 0], [0, 1], [1, 1]], dtype=np.float32)
     pooled = pool_windows(embeddings, np.array([0, 0, 1]), 2)
     np.testing.assert_allclose(pooled, [[2 ** -0.5, 2 ** -0.5], [2 ** -0.5, 2 ** -0.5]], rtol=1e-6)
+
+
+def test_length_groups_pay_a_run_only_where_padding_costs_more():
+    from lesionloc_runtime.tokens import length_groups
+
+    # the reference report: one long finding, seven short sentences
+    lengths = sorted([18, 9, 9, 5, 6, 6, 8, 7])
+    assert length_groups(lengths, run_cost=12) == [(0, 7), (7, 8)]  # 7 x 9 + 12, 1 x 18 + 12
+    assert length_groups(lengths, run_cost=1000) == [(0, 8)]  # runs dear: one padded batch
+    assert length_groups(lengths, run_cost=0) == [(0, 1), (1, 3), (3, 4), (4, 5), (5, 7), (7, 8)]
+    assert length_groups([7, 7, 7], run_cost=0) == [(0, 3)]  # equal lengths never split
+    assert length_groups([], run_cost=12) == []
+
+
+def test_length_groups_match_brute_force():
+    import itertools
+
+    from lesionloc_runtime.tokens import length_groups
+
+    def cost(lengths, groups, run_cost):
+        return sum((hi - lo) * lengths[hi - 1] + run_cost for lo, hi in groups)
+
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        lengths = sorted(rng.integers(3, 40, size=int(rng.integers(1, 8))).tolist())
+        n = len(lengths)
+        best = min(cost(lengths, [(a, b) for a, b in zip((0, *cuts), (*cuts, n), strict=True)], 10)
+                   for r in range(n) for cuts in itertools.combinations(range(1, n), r))
+        assert cost(lengths, length_groups(lengths, 10), 10) == best
+
+
+def test_batches_by_length_keep_every_window_once_trimmed_and_capped(tmp_path):
+    tok = _tokenizer(tmp_path, max_length=64)
+    texts = ["No pneumothorax."] * 5 + [" ".join(["There is a right upper lobe opacity."] * 5)]
+    batch = tok.encode(texts)
+    parts = batch.by_length(run_cost=1, max_rows=3)
+    assert [p.input_ids.shape[0] for p in parts] == [3, 2, 1]
+    assert parts[0].input_ids.shape[1] == parts[1].input_ids.shape[1] < parts[2].input_ids.shape[1]
+    for part in parts:
+        assert part.attention_mask[:, -1].any()  # trimmed: the last column is someone's token
+        for ids, mask, owner in zip(part.input_ids, part.attention_mask, part.owner, strict=True):
+            length = int(mask.sum())
+            np.testing.assert_array_equal(ids[:length], batch.input_ids[owner, :length])
+    assert sorted(np.concatenate([p.owner for p in parts]).tolist()) == batch.owner.tolist()
+    assert len(batch.by_length(run_cost=10_000)) == 1
