@@ -116,22 +116,26 @@ def export_bundle(
     try:
         with tempfile.TemporaryDirectory(prefix="lesionloc-export-") as work_dir:
             work = Path(work_dir)
+            calibration_paths, held = held_out_images(options, preprocessing, work)
+            # preprocessed once, and only when int8 needs them
+            calibration = [preprocess(read_image(p), preprocessing).tensor
+                           for p in calibration_paths] if options.quantize == "int8" else []
             say("exporting ONNX graphs")
-            fusions = build_graphs(ckpt, work, staging, options, preprocessing, say, times)
+            fusions = build_graphs(ckpt, work, staging, options, preprocessing, calibration, say,
+                                   times)
             shutil.copyfile(ckpt.tokenizer, staging / TOKENIZER_FILE)
             say("checking parity against PyTorch")
             t = time.perf_counter()
             scheme = INT8_IMAGE_SCHEMES[0] if options.quantize == "int8" else None
-            parity = check_parity(ckpt, staging, options, preprocessing, work)
+            parity = check_parity(ckpt, staging, options, preprocessing, held)
             for fallback in INT8_IMAGE_SCHEMES[1:] if scheme else ():
                 if parity.passed:
                     break
                 say(f"int8 {scheme} below parity; trying {fallback}")
                 scheme = fallback
-                calibration, _ = held_out_images(options, preprocessing, work)
                 quantize_image_int8(work / "image_raw.onnx", staging / IMAGE_ENCODER_FILE,
                                     calibration, scheme)
-                parity = check_parity(ckpt, staging, options, preprocessing, work)
+                parity = check_parity(ckpt, staging, options, preprocessing, held)
             times["parity"] = time.perf_counter() - t
         if not parity.passed:
             message = "; ".join(parity.failures)
@@ -164,8 +168,8 @@ def install(staging: Path, out: Path) -> None:
 
 
 def build_graphs(ckpt: LoadedCheckpoint, work: Path, staging: Path, options: ExportOptions,
-                 preprocessing: PreprocessConfig, say: Callable[[str], None],
-                 times: dict[str, float]) -> dict[str, int]:
+                 preprocessing: PreprocessConfig, calibration: list[np.ndarray],
+                 say: Callable[[str], None], times: dict[str, float]) -> dict[str, int]:
     t = time.perf_counter()
     image_raw = export_image_encoder(ckpt.model, preprocessing.image_size, work / "image_raw.onnx")
     text_raw = export_text_encoder(ckpt.model, work / "text_raw.onnx")
@@ -182,8 +186,7 @@ def build_graphs(ckpt: LoadedCheckpoint, work: Path, staging: Path, options: Exp
         convert_fp16(image_raw, image_out)
         optimize_text_encoder(ckpt.model, text_raw, text_out, fp16=True)
     else:
-        say(f"calibrating int8 on {options.calibration_images} images")
-        calibration, _ = held_out_images(options, preprocessing, work)
+        say(f"calibrating int8 on {len(calibration)} images")
         quantize_image_int8(image_raw, image_out, calibration, INT8_IMAGE_SCHEMES[0])
         quantize_text_int8(work / "text_opt.onnx", text_out)
     times["quantize"] = time.perf_counter() - t
@@ -191,9 +194,9 @@ def build_graphs(ckpt: LoadedCheckpoint, work: Path, staging: Path, options: Exp
 
 
 def held_out_images(options: ExportOptions, preprocessing: PreprocessConfig,
-                    work: Path) -> tuple[list[np.ndarray], list[Path]]:
-    """(calibration tensors, parity image paths): disjoint sets of real or phantom images, all
-    through the runtime's own preprocessing. Also returns report paths for parity texts."""
+                    work: Path) -> tuple[list[Path], list[Path]]:
+    """(calibration image paths, held-out paths): disjoint sets of real or phantom studies. The
+    held-out paths are the parity images and their reports (for parity texts)."""
     total = options.calibration_images + options.parity_images
     manifest = options.calibration
     if manifest is None:
@@ -208,16 +211,15 @@ def held_out_images(options: ExportOptions, preprocessing: PreprocessConfig,
     if len(records) < 2:
         raise ConfigError(f"{manifest}: calibration needs at least 2 usable studies")
     split = max(1, min(options.calibration_images, len(records) - 1))
-    calibration = [preprocess(read_image(r.image), preprocessing).tensor for r in records[:split]]
-    return calibration, [r.report for r in records[split:]] + [r.image for r in records[split:]]
+    held = records[split:]
+    return [r.image for r in records[:split]], [r.report for r in held] + [r.image for r in held]
 
 
 def check_parity(ckpt: LoadedCheckpoint, staging: Path, options: ExportOptions,
-                 preprocessing: PreprocessConfig, work: Path) -> ParityReport:
+                 preprocessing: PreprocessConfig, held: list[Path]) -> ParityReport:
     from lesionloc_runtime.bundle import EncoderSpec
     from lesionloc_runtime.sessions import OnnxEncoder
 
-    calibration, held = held_out_images(options, preprocessing, work)
     images_paths = [p for p in held if p.suffix != ".txt"][: options.parity_images]
     reports = [p for p in held if p.suffix == ".txt"]
     images = [preprocess(read_image(p), preprocessing).tensor for p in images_paths]

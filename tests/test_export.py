@@ -217,3 +217,37 @@ def test_a_global_only_model_exports_its_class_activation_grid(tmp_path, phantom
         grid = np.tensordot(encoded.patches, embed, axes=([2], [0]))
         assert float(grid.mean()) == pytest.approx(sentence.score, abs=1e-4)
         assert sentence.score == pytest.approx(float(embed @ encoded.global_embed), abs=1e-6)
+
+
+def test_int8_max_pool_runs_on_quantized_input_with_the_same_result(tmp_path, tiny_bundle):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from lesionloc_export.quantize import quantize_before_max_pools
+
+    # fp32 Relu -> MaxPool -> Q -> DQ, as the quantizer leaves the pool after an fp32 conv
+    scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.05])
+    zero = helper.make_tensor("z", TensorProto.UINT8, [], [3])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+         helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[3, 3],
+                          strides=[2, 2], pads=[1, 1, 1, 1]),
+         helper.make_node("QuantizeLinear", ["p", "s", "z"], ["q"], name="q"),
+         helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dq")],
+        "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 17, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=[scale, zero])
+    path = tmp_path / "pool.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    x = {"x": np.random.default_rng(0).normal(size=(1, 4, 17, 16)).astype(np.float32) * 5}
+    before = ort.InferenceSession(str(path)).run(None, x)[0]
+    assert quantize_before_max_pools(path) == 1
+    assert quantize_before_max_pools(path) == 0  # already on quantized input
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops[ops.index("MaxPool") - 2: ops.index("MaxPool")] == ["QuantizeLinear", "DequantizeLinear"]
+    np.testing.assert_array_equal(ort.InferenceSession(str(path)).run(None, x)[0], before)
+    # and the exported int8 image encoder has every max-pool on quantized input
+    model = onnx.load(str(tiny_bundle / "image_encoder.onnx"))
+    producers = {out: n.op_type for n in model.graph.node for out in n.output}
+    pools = [n for n in model.graph.node if n.op_type == "MaxPool"]
+    assert pools and all(producers[n.input[0]] == "DequantizeLinear" for n in pools)
