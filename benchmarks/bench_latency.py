@@ -95,8 +95,10 @@ def _image_graph(checkpoint: Path, size: int, precision: str, work: Path, calibr
             quantize_image_int8(raw, target, calibration)
         else:
             shutil.copyfile(raw, target)
-    options = ort.SessionOptions()
+    options = ort.SessionOptions()  # as the runtime's sessions (lesionloc_runtime.sessions)
     options.intra_op_num_threads = default_threads()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
 
 
@@ -131,9 +133,10 @@ def test_text_encoder_by_sentence_count(benchmark, count, precision, latency_mod
     texts = (REPORT_SENTENCES * 4)[:count]
     benchmark.pedantic(localizer.encode_texts, args=(texts,), rounds=5, iterations=1,
                        warmup_rounds=1)
-    tokens = int(localizer.tokenizer.encode(texts).attention_mask.sum())
-    benchmark.extra_info.update({"encoder": "text", "sentences": count, "tokens": tokens,
-                                 "precision": precision})
+    batch = localizer.tokenizer.encode(texts)
+    benchmark.extra_info.update({"encoder": "text", "sentences": count, "precision": precision,
+                                 "tokens": int(batch.attention_mask.sum()),
+                                 "runs": len(batch.by_length())})
 
 
 COLD_START = """

@@ -51,13 +51,28 @@ def quick_checkpoint(tmp_path_factory, quick_phantoms) -> Path:
     return pretrain(cfg, tmp_path_factory.mktemp("bench-run"), progress=False).checkpoint
 
 
+def exporter_digest() -> str:
+    """sha256 of the exporter's source: a cached bundle made by other export code is stale."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "lesionloc_export").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def export_cached(checkpoint: Path, out: Path, precision: str, calibration: Path | None) -> Path:
+    """The bundle at `out`, exported again when missing or made by a different exporter (the
+    digest is kept beside the bundle, whose own file list is checksummed)."""
     from lesionloc_export.bundle_writer import ExportOptions, export_bundle
 
-    if not (out / "lesionloc.json").is_file():
+    stamp, digest = out.parent / f"{out.name}.exporter-sha256", exporter_digest()
+    current = stamp.is_file() and stamp.read_text().strip() == digest
+    if not (current and (out / "lesionloc.json").is_file()):
         export_bundle(checkpoint, out, ExportOptions(quantize=precision, calibration=calibration,
                                                      calibration_images=32, parity_images=4,
                                                      overwrite=True))
+        stamp.write_text(digest + "\n")
     return out
 
 
