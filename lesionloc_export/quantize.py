@@ -9,8 +9,12 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +127,7 @@ def quantize_before_max_pools(path: Path) -> int:
     return moved
 
 
-def _axis(node) -> dict[str, int]:
+def _axis(node: onnx.NodeProto) -> dict[str, int]:
     return {a.name: a.i for a in node.attribute if a.name == "axis"}
 
 
