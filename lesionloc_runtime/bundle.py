@@ -5,6 +5,7 @@ verifies the format version and the sha256 of every file before anything runs.""
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,34 @@ class HeatmapConfig:
     min_box_fraction: float = 0.001  # components smaller than this fraction of the image are dropped
     max_boxes: int = 3
 
+    def __post_init__(self) -> None:
+        # name -> (lowest, highest, lowest allowed itself); a hand-edited bundle must fail
+        # here, not as a TypeError or an OpenCV error in the middle of a study
+        ranges = {
+            "attention_temperature": (0.0, math.inf, False),
+            "smoothing_sigma": (0.0, 100.0, True),
+            "box_threshold": (0.0, 1.0, True),
+            "min_box_fraction": (0.0, 1.0, True),
+            "max_boxes": (1, 1000, True),
+        }
+        for name, (low, high, closed) in ranges.items():
+            value = getattr(self, name)
+            wanted = "an integer" if name == "max_boxes" else "a number"
+            if isinstance(value, bool) or not isinstance(
+                value, int if name == "max_boxes" else (int, float)
+            ):
+                raise ConfigError(f"heatmap parameter {name}={value!r} is not {wanted}")
+            if not (math.isfinite(value) and (low <= value if closed else low < value)
+                    and value <= high):
+                bracket = "[" if closed else "("
+                raise ConfigError(
+                    f"heatmap parameter {name}={value!r} is outside {bracket}{low}, {high}]"
+                )
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HeatmapConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"heatmap parameters must be an object, got {data!r}")
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
@@ -59,11 +86,29 @@ class EncoderSpec:
     outputs: dict[str, list[int | str]]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], what: str) -> EncoderSpec:
+    def from_dict(cls, data: dict[str, Any], what: str, inputs: set[str],
+                  outputs: set[str]) -> EncoderSpec:
+        """`inputs`: the names the graph may take; `outputs`: the names it must give."""
         try:
-            return cls(str(data["file"]), dict(data["inputs"]), dict(data["outputs"]))
-        except (KeyError, TypeError) as exc:
+            spec = cls(str(data["file"]), dict(data["inputs"]), dict(data["outputs"]))
+        except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{MANIFEST_NAME}: {what} entry is malformed ({exc})") from None
+        for name, dims in (*spec.inputs.items(), *spec.outputs.items()):
+            if not isinstance(dims, list) or not all(
+                isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool) and d > 0)
+                for d in dims
+            ):
+                raise BundleError(
+                    f"{MANIFEST_NAME}: {what} {name!r} shape {dims!r} is not a list of positive "
+                    "integers and axis names"
+                )
+        if not set(spec.inputs) <= inputs or not outputs <= set(spec.outputs):
+            raise BundleError(
+                f"{MANIFEST_NAME}: {what} declares inputs {sorted(spec.inputs)} and outputs "
+                f"{sorted(spec.outputs)}; this runtime feeds {sorted(inputs)} and reads "
+                f"{sorted(outputs)}"
+            )
+        return spec
 
 
 @dataclass(frozen=True)
@@ -152,29 +197,38 @@ class ModelBundle:
                 raise BundleError(f"{manifest_path}: file entry {name!r} points outside the bundle")
             checksums[name] = digest
         try:
-            image = EncoderSpec.from_dict(manifest["image_encoder"], "image_encoder")
-            text = EncoderSpec.from_dict(manifest["text_encoder"], "text_encoder")
+            image = EncoderSpec.from_dict(manifest["image_encoder"], "image_encoder",
+                                          {"pixel_values"}, {"image_embeds", "patch_embeds"})
+            text = EncoderSpec.from_dict(
+                manifest["text_encoder"], "text_encoder",
+                {"input_ids", "attention_mask", "token_type_ids"},
+                {"sentence_embeds", "global_embeds"},
+            )
             tokenizer = manifest["tokenizer"]
-            preprocessing = PreprocessConfig.from_dict(manifest["preprocessing"])
-            heatmap = HeatmapConfig.from_dict(manifest.get("heatmap", {}))
+            if not isinstance(tokenizer, dict) or not isinstance(tokenizer.get("file"), str):
+                raise ValueError("tokenizer must be an object with a 'file' name")
+            preprocessing = manifest["preprocessing"]
+            if not isinstance(preprocessing, dict):
+                raise ValueError("preprocessing must be an object")
             bundle = cls(
                 path=root,
                 manifest=manifest,
-                preprocessing=preprocessing,
-                heatmap=heatmap,
+                preprocessing=PreprocessConfig.from_dict(preprocessing),
+                heatmap=HeatmapConfig.from_dict(manifest.get("heatmap", {})),
                 image_encoder=image,
                 text_encoder=text,
-                tokenizer_file=str(tokenizer["file"]),
-                max_length=int(tokenizer["max_length"]),
-                embed_dim=int(manifest["embed_dim"]),
-                grid_stride=int(manifest["grid_stride"]),
-                grid_origin=float(manifest["grid_origin"]),
+                tokenizer_file=tokenizer["file"],
+                max_length=_positive_int(tokenizer, "max_length", "tokenizer.max_length"),
+                embed_dim=_positive_int(manifest, "embed_dim"),
+                grid_stride=_positive_int(manifest, "grid_stride"),
+                grid_origin=_finite(manifest, "grid_origin"),
                 manifest_sha256=sha256_file(manifest_path),
-                heatmap_source=str(manifest.get("heatmap_source", "local")),
+                heatmap_source=manifest.get("heatmap_source", "local"),
                 files=checksums,
             )
             if bundle.heatmap_source not in ("local", "global"):
                 raise ValueError(f"heatmap_source {bundle.heatmap_source!r} is not local or global")
+            _check_image_size(image, bundle.preprocessing.image_size)
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise BundleError(f"{manifest_path}: malformed manifest ({exc})") from None
         for required in (image.file, text.file, bundle.tokenizer_file):
@@ -196,6 +250,42 @@ class ModelBundle:
                     f"{target}: checksum mismatch (sha256 {actual[:12]}..., manifest says "
                     f"{expected[:12]}...); the file was modified or the bundle is corrupt"
                 )
+
+
+def _positive_int(data: dict[str, Any], key: str, name: str | None = None) -> int:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name or key}={value!r} is not a positive integer")
+    return value
+
+
+def _finite(data: dict[str, Any], key: str) -> float:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{key}={value!r} is not a finite number")
+    return float(value)
+
+
+def _check_image_size(spec: EncoderSpec, size: int) -> None:
+    """The graph's fixed input height and width must be what preprocessing produces."""
+    dims = spec.inputs.get("pixel_values", [])
+    fixed = [d for d in dims[-2:] if isinstance(d, int)]
+    if len(dims) != 4 or any(d != size for d in fixed):
+        raise ValueError(
+            f"preprocessing.image_size {size} does not fit the image encoder's input "
+            f"pixel_values {dims}"
+        )
+
+
+def check_graph_image_size(shape: list[Any], size: int, source: str) -> None:
+    """The same check on the loaded graph (a manifest may declare axis names where the graph
+    has fixed sizes)."""
+    fixed = [d for d in shape[-2:] if isinstance(d, int)]
+    if any(d != size for d in fixed):
+        raise BundleError(
+            f"{source}: the image encoder takes {shape[-2:]} pixels but the bundle's "
+            f"preprocessing.image_size is {size}"
+        )
 
 
 def write_manifest(root: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:

@@ -7,8 +7,14 @@ The DICOM grey-level rules are documented in docs/images.md.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import struct
 import warnings
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,9 @@ DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ""}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 IMAGE_SUFFIXES = DICOM_SUFFIXES | RASTER_SUFFIXES
 MIN_SIDE = 32
+# Refused before decoding: a chest radiograph is at most about 4300x4300 (18 megapixels), and a
+# small PNG or JPEG can declare 30000x30000 and cost gigabytes to decode.
+MAX_PIXELS = 100_000_000
 
 # SOP classes that are certainly not a projection radiograph.
 _NON_IMAGE_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.88.",)  # structured reports
@@ -98,21 +107,55 @@ def read_image(path: str | os.PathLike[str]) -> Radiograph:
     single-frame greyscale radiograph (multi-frame, colour, no pixel data, SR, text...).
     """
     path = Path(path)
-    if path.is_dir():
-        raise ImageReadError(f"{path}: is a directory, not an image file")
-    if not path.exists():
-        raise ImageReadError(f"{path}: no such file")
     try:
         with open(path, "rb") as handle:
             head = handle.read(132)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: is a directory, not an image file") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageReadError(f"{path}: a symbolic link loop, not an image file") from None
         raise ImageReadError(f"{path}: cannot be opened ({exc.strerror})") from None
     if not head:
         raise ImageReadError(f"{path}: the file is empty")
     kind = _sniff(head, path)
-    if kind == "dicom":
-        return _read_dicom(path)
-    return _read_raster(path, kind)
+    with _quiet_libraries():
+        image = _read_dicom(path) if kind == "dicom" else _read_raster(path, kind)
+    _check_contrast(image.pixels, str(path))
+    return image
+
+
+@contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """pydicom warns and logs (file path, code line) about what the reader reports itself as
+    one line or a note; nothing of that may reach the terminal before our message."""
+    logger = logging.getLogger("pydicom")
+    disabled = logger.disabled
+    logger.disabled = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.disabled = disabled
+
+
+def _check_contrast(pixels: np.ndarray, source: str) -> None:
+    """A blank image (a failed export, a transform that maps everything to one value) would
+    still produce heatmaps and boxes that look confident: refuse it."""
+    lo, hi = float(pixels.min()), float(pixels.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ImageReadError(
+            f"{source}: the image has non-finite values after its intensity transforms "
+            "(an overflowing RescaleSlope?)"
+        )
+    if hi - lo < 1e-6:
+        raise ImageReadError(
+            f"{source}: image has no contrast: every pixel is {lo:.4g} on a 0-1 scale "
+            "(a blank image, or a window that maps everything to one value)"
+        )
 
 
 def _sniff(head: bytes, path: Path) -> str:
@@ -220,7 +263,10 @@ def _check_radiograph_object(ds: Any, path: Path, notes: list[str]) -> None:
         ds.HighBit = allocated - 1
     if "SamplesPerPixel" not in ds:
         ds.SamplesPerPixel = 1
-    if _int(ds, "PixelRepresentation", path, default=-1) not in (0, 1):
+    representation = _int(ds, "PixelRepresentation", path, default=-1)
+    if representation not in (0, 1):
+        if representation != -1:
+            notes.append(f"PixelRepresentation {representation} unknown: read as unsigned")
         ds.PixelRepresentation = 0
 
 
@@ -336,7 +382,9 @@ class _Lut:
         try:
             entries, first, bits = (int(v) for v in item.LUTDescriptor)
             value = item.LUTData
-        except Exception:  # absent, wrong VM or unparseable: the LUT cannot be used
+            if value is None or len(np.atleast_1d(value)) == 0:
+                raise ValueError("empty LUTData")
+        except Exception:  # absent, empty, wrong VM or unparseable: the LUT cannot be used
             notes.append(f"{what} ignored: no valid LUTDescriptor/LUTData")
             return None
         entries = entries or 65536  # PS3.3 C.11.1.1: 0 means 2**16 entries
@@ -348,7 +396,11 @@ class _Lut:
             dtype = np.dtype("u1") if width == 1 else np.dtype("<u2" if little_endian else ">u2")
             data = np.frombuffer(value, dtype=dtype, count=min(entries, len(value) // width))
         else:
-            data = np.atleast_1d(np.asarray(value, dtype=np.int64))
+            try:
+                data = np.atleast_1d(np.asarray(value, dtype=np.int64))
+            except (TypeError, ValueError, OverflowError):
+                notes.append(f"{what} ignored: its LUTData are not integers")
+                return None
         if len(data) < entries or not 1 <= bits <= 16:
             notes.append(f"{what} ignored: {len(data)} entries for a descriptor of {entries}, "
                          f"{bits} bits")
@@ -434,7 +486,12 @@ class _DisplayMapping:
         return float(reachable.min()), float(reachable.max())
 
     def display(self, stored: np.ndarray) -> np.ndarray:
-        """Stored values (int64) -> display values in [0, 1] (float64)."""
+        """Stored values (int64) -> display values in [0, 1] (float64); NaN where a huge
+        rescale overflows (read_image then refuses the image)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._display(stored)
+
+    def _display(self, stored: np.ndarray) -> np.ndarray:
         values = self.modality(stored)
         if self.voi_lut is not None:
             lut = self.voi_lut
@@ -563,7 +620,9 @@ def _read_raster(path: Path, kind: str) -> Radiograph:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageReadError(f"{path}: cannot be read ({exc.strerror})") from None
-    _check_raster_end(data, kind, path)
+    info = _raster_header(data, kind, path)
+    if info.size is not None:  # before decoding: a huge declared size must cost nothing
+        _check_size(info.size, str(path))
     try:
         arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
@@ -572,6 +631,7 @@ def _read_raster(path: Path, kind: str) -> Radiograph:
         raise ImageReadError(f"{path}: the {kind.upper()} file is corrupt or truncated")
     notes: list[str] = []
     arr = _to_grey(arr, path, notes)
+    arr = _apply_orientation(arr, info.orientation, notes)
     _check_size(arr.shape, str(path))
     if arr.dtype == np.uint8:
         pixels = arr.astype(np.float32) / np.float32(255.0)
@@ -585,13 +645,155 @@ def _read_raster(path: Path, kind: str) -> Radiograph:
     return Radiograph(np.ascontiguousarray(pixels), str(path), kind, notes=tuple(notes))
 
 
-def _check_raster_end(data: bytes, kind: str, path: Path) -> None:
-    """Refuse a cut file before a lenient decoder pads it with grey."""
-    if kind == "png" and b"IEND" not in data[-64:]:
-        raise ImageReadError(f"{path}: the PNG file is truncated (no IEND chunk)")
-    # In JPEG entropy-coded data 0xFF is always stuffed, so FFD9 after the last scan is EOI.
-    if kind == "jpeg" and data.rfind(_EOI) < data.rfind(b"\xff\xda"):
-        raise ImageReadError(f"{path}: the JPEG file is truncated (no end-of-image marker)")
+@dataclass(frozen=True)
+class _RasterHeader:
+    size: tuple[int, int] | None  # (rows, columns) as declared, None if not found
+    orientation: int  # EXIF orientation 1-8 (1: as stored)
+
+
+def _raster_header(data: bytes, kind: str, path: Path) -> _RasterHeader:
+    """The declared size and EXIF orientation, and a structural check that refuses a cut or
+    corrupt file before the decoder sees it (a lenient decoder pads a cut file with grey;
+    libpng prints its complaints on the terminal)."""
+    if kind == "png":
+        return _png_header(data, path)
+    if kind == "jpeg":
+        # In JPEG entropy-coded data 0xFF is always stuffed, so FFD9 after the last scan is EOI.
+        if data.rfind(_EOI) < data.rfind(b"\xff\xda"):
+            raise ImageReadError(f"{path}: the JPEG file is truncated (no end-of-image marker)")
+        return _jpeg_header(data)
+    return _tiff_header(data, path)
+
+
+_PNG_CRITICAL = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
+
+
+def _png_header(data: bytes, path: Path) -> _RasterHeader:
+    pos, size, orientation = 8, None, 1
+    while True:
+        if pos + 12 > len(data):
+            raise ImageReadError(f"{path}: the PNG file is truncated (no IEND chunk)")
+        length, tag = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
+        if pos + 12 + length > len(data):
+            raise ImageReadError(f"{path}: the PNG file is truncated (no IEND chunk)")
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
+        intact = zlib.crc32(tag + body) == crc
+        if not intact and tag in _PNG_CRITICAL:
+            name = tag.decode("latin-1")
+            raise ImageReadError(f"{path}: the PNG file is corrupt (bad checksum in its {name} chunk)")
+        if tag == b"IHDR" and length >= 8:
+            width, height = struct.unpack(">II", body[:8])
+            size = (height, width)
+        elif tag == b"acTL" and intact and length >= 4:
+            (frames,) = struct.unpack(">I", body[:4])
+            if frames > 1:
+                raise ImageReadError(
+                    f"{path}: an animated PNG ({frames} frames); a chest radiograph has one frame"
+                )
+        elif tag == b"eXIf" and intact:
+            orientation = _exif_orientation(body)
+        elif tag == b"IEND":
+            return _RasterHeader(size, orientation)  # anything after IEND is ignored
+        pos += 12 + length
+
+
+# Start-of-frame markers: every SOFn but DHT (C4), JPG (C8) and DAC (CC).
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_header(data: bytes) -> _RasterHeader:
+    """Walk the marker segments up to the first scan; a malformed one ends the walk and the
+    decoder judges the file."""
+    pos, size, orientation = 2, None, 1
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xDA:  # start of scan: the headers are over
+            break
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        body = data[pos + 4 : pos + 2 + length]
+        if marker in _SOF and len(body) >= 5:
+            height, width = struct.unpack(">HH", body[1:5])
+            size = (height, width)
+        elif marker == 0xE1 and body.startswith(b"Exif\x00\x00") and orientation == 1:
+            orientation = _exif_orientation(body[6:])
+        pos += 2 + length
+    return _RasterHeader(size, orientation)
+
+
+def _tiff_entries(data: bytes, offset: int, order: str) -> tuple[dict[int, int], int]:
+    """One TIFF IFD: {tag: first value} for short/long values, and the next IFD's offset."""
+    (count,) = struct.unpack(order + "H", data[offset : offset + 2])
+    entries: dict[int, int] = {}
+    for i in range(count):
+        at = offset + 2 + 12 * i
+        tag, kind, _ = struct.unpack(order + "HHI", data[at : at + 8])
+        if kind == 3:
+            entries[tag] = struct.unpack(order + "H", data[at + 8 : at + 10])[0]
+        elif kind == 4:
+            entries[tag] = struct.unpack(order + "I", data[at + 8 : at + 12])[0]
+    end = offset + 2 + 12 * count
+    (following,) = struct.unpack(order + "I", data[end : end + 4])
+    return entries, following
+
+
+def _exif_orientation(tiff: bytes) -> int:
+    """The Orientation tag (0x0112) of an EXIF block (a small TIFF file); 1 if absent."""
+    try:
+        order = "<" if tiff[:2] == b"II" else ">"
+        (first,) = struct.unpack(order + "I", tiff[4:8])
+        entries, _ = _tiff_entries(tiff, first, order)
+    except struct.error:
+        return 1
+    value = entries.get(0x0112, 1)
+    return value if 1 <= value <= 8 else 1
+
+
+def _tiff_header(data: bytes, path: Path) -> _RasterHeader:
+    order = "<" if data[:2] == b"II" else ">"
+    try:
+        (offset,) = struct.unpack(order + "I", data[4:8])
+        entries, following = _tiff_entries(data, offset, order)
+    except struct.error:
+        return _RasterHeader(None, 1)  # the decoder judges it
+    if following:
+        pages, seen = 1, {offset}
+        while following and following not in seen and pages < 10_000:
+            seen.add(following)
+            pages += 1
+            try:
+                _, following = _tiff_entries(data, following, order)
+            except struct.error:
+                break
+        raise ImageReadError(
+            f"{path}: a multi-page TIFF ({pages} pages); a chest radiograph has one page"
+        )
+    size = (entries[257], entries[256]) if 256 in entries and 257 in entries else None
+    orientation = entries.get(0x0112, 1)
+    return _RasterHeader(size, orientation if 1 <= orientation <= 8 else 1)
+
+
+# EXIF orientation -> the transform that shows the image as viewers do (PIL's exif_transpose).
+_ORIENTATIONS = {
+    2: ("mirrored left-right", np.fliplr),
+    3: ("rotated 180 degrees", lambda a: np.rot90(a, 2)),
+    4: ("mirrored top-bottom", np.flipud),
+    5: ("transposed", lambda a: a.T),
+    6: ("rotated 90 degrees clockwise", lambda a: np.rot90(a, -1)),
+    7: ("transversed", lambda a: np.rot90(a, 2).T),
+    8: ("rotated 90 degrees anticlockwise", lambda a: np.rot90(a, 1)),
+}
+
+
+def _apply_orientation(arr: np.ndarray, orientation: int, notes: list[str]) -> np.ndarray:
+    if orientation not in _ORIENTATIONS:
+        return arr
+    how, transform = _ORIENTATIONS[orientation]
+    notes.append(f"EXIF orientation {orientation} applied: {how} as viewers show it")
+    return np.ascontiguousarray(transform(arr))
 
 
 def _to_grey(arr: np.ndarray, path: Path, notes: list[str]) -> np.ndarray:
@@ -603,6 +805,8 @@ def _to_grey(arr: np.ndarray, path: Path, notes: list[str]) -> np.ndarray:
     if arr.shape[2] == 1:
         return arr[:, :, 0]
     if arr.shape[2] == 4:
+        if not arr[:, :, 3].any():
+            raise ImageReadError(f"{path}: the image is fully transparent (alpha 0 everywhere)")
         if (arr[:, :, 3] != arr[:, :, 3].max()).any():
             notes.append("alpha channel ignored")
         arr = arr[:, :, :3]  # alpha carries no attenuation
@@ -625,6 +829,11 @@ def _to_grey(arr: np.ndarray, path: Path, notes: list[str]) -> np.ndarray:
 
 
 def _check_size(shape: tuple[int, ...], source: str) -> None:
+    if shape[0] * shape[1] > MAX_PIXELS:
+        raise ImageReadError(
+            f"{source}: image of {shape[1]}x{shape[0]} pixels is over the limit of "
+            f"{MAX_PIXELS // 1_000_000} megapixels (a chest radiograph is at most about 4300x4300)"
+        )
     if min(shape[:2]) < MIN_SIDE:
         raise ImageReadError(
             f"{source}: image of {shape[1]}x{shape[0]} pixels is too small to be a radiograph "

@@ -4,6 +4,7 @@ another run) and grounds every finding sentence (or query) on the image."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from lesionloc_runtime.bundle import ModelBundle
+from lesionloc_runtime.bundle import ModelBundle, check_graph_image_size
 from lesionloc_runtime.errors import BundleError, ReportError
 from lesionloc_runtime.heatmap import Heatmap, cosine_grid, local_alignment_score, smooth_grid
 from lesionloc_runtime.imageio import Radiograph, import_dicom_stack, read_image
@@ -28,6 +29,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEMO_BUNDLE = PACKAGE_DIR / "demo" / "bundle"
 DEMO_EXAMPLES = PACKAGE_DIR / "demo" / "examples"
 GROUND_CHOICES = ("findings", "all")
+log = logging.getLogger(__name__)
 
 
 def demo_bundle_path() -> Path:
@@ -97,7 +99,10 @@ class Localizer:
                                bundle.text_encoder, providers, threads)
             tokenizer = SentenceTokenizer(bundle.file(bundle.tokenizer_file), bundle.max_length)
             import_dicom_stack()  # meanwhile: the first DICOM read would pay it
-            return cls(bundle, image.result(), text.result(), tokenizer)
+            image_encoder = image.result()
+            check_graph_image_size(image_encoder.input_shapes["pixel_values"],
+                                   bundle.preprocessing.image_size, str(image_encoder.path))
+            return cls(bundle, image_encoder, text.result(), tokenizer)
 
     # -- encoders -------------------------------------------------------------------------
     def encode_image(self, image: Radiograph) -> EncodedImage:
@@ -166,6 +171,8 @@ class Localizer:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         radiograph = image if isinstance(image, Radiograph) else read_image(image)
+        for note in radiograph.notes:  # the CLI's logging prints these as "warning: ..."
+            log.warning("%s: %s", os.path.basename(radiograph.source), note)
         report_source = None
         if report is not None and not isinstance(report, Report):
             report_source = os.path.basename(os.fspath(report))
@@ -227,5 +234,6 @@ class Localizer:
             timings_ms=timings,
             display=radiograph.pixels,
             display_window=prep.window,
+            notes=list(radiograph.notes),
         )
 

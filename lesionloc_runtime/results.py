@@ -68,6 +68,8 @@ class StudyResult:
     display: Any = field(default=None, repr=False)  # the radiograph's pixels, for rendering
     display_window: tuple[float, float] = (0.0, 1.0)  # the intensity window preprocessing used
     identifiers: dict[str, str] = field(default_factory=dict)  # only when asked for
+    # what the image reader repaired or ignored (Radiograph.notes): the CLI shows them too
+    notes: list[str] = field(default_factory=list)
 
     @property
     def grounded(self) -> list[SentenceResult]:
@@ -87,6 +89,7 @@ class StudyResult:
                 "height": self.height,
                 "pixel_spacing_mm": list(self.pixel_spacing_mm) if self.pixel_spacing_mm else None,
                 "letterbox": self.letterbox.to_dict(),
+                "notes": list(self.notes),
             },
             "model": self.model,
             "report_image_score": None if self.image_score is None else round(self.image_score, 4),

@@ -103,6 +103,7 @@ class OnnxEncoder:
         self.providers = active
         self.path = path
         self.input_names = [i.name for i in self.session.get_inputs()]
+        self.input_shapes = {i.name: list(i.shape) for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._check(spec)
 

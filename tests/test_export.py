@@ -65,7 +65,12 @@ def test_a_graph_whose_inputs_differ_from_the_manifest_is_refused(tmp_path, tiny
         Localizer.load(bundle)
     manifest["image_encoder"]["inputs"] = {"image": ["batch", 1, size, size]}
     (bundle / "lesionloc.json").write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="differ from the bundle manifest"):
+    with pytest.raises(BundleError, match="this runtime feeds"):  # a name it would not feed
+        Localizer.load(bundle)
+    manifest["image_encoder"]["inputs"] = {"pixel_values": ["batch", 1, size, size]}
+    manifest["text_encoder"]["inputs"]["token_type_ids"] = ["batch", "sequence"]
+    (bundle / "lesionloc.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="differ from the bundle manifest"):  # the graph has not
         Localizer.load(bundle)
 
 

@@ -4,6 +4,7 @@ mapping rules (hand-computed pixels), and every kind of file that must be refuse
 from __future__ import annotations
 
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -586,3 +587,65 @@ def test_garbage_after_a_dicom_like_start_is_refused(tmp_path):
                                                                                   dtype=np.uint8)))
     with pytest.raises(ImageReadError, match="garbage.dcm"):
         read_image(path)
+
+
+# ------------------------------------------------- unusable values: a note or one clear line
+
+
+def test_empty_modality_lut_is_ignored_with_a_note(tmp_path):
+    pixels = synthetic(12)
+    ds = dataset(pixels)
+    ds.ModalityLUTSequence = [lut_item([4096, 0, 12], np.arange(0))]
+    image = read_image(save(ds, tmp_path / "empty_lut.dcm"))
+    np.testing.assert_allclose(image.pixels, pixels / 4095.0, atol=1e-7)
+    assert any("Modality LUT ignored" in note for note in image.notes)
+
+
+def test_overflowing_rescale_slope_is_refused_without_warnings(tmp_path, capfd):
+    path = save(dataset(synthetic(12), RescaleSlope="1e308"), tmp_path / "slope.dcm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a numpy RuntimeWarning would fail here
+        assert_refused(path, "non-finite")
+    assert capfd.readouterr().err == ""
+
+
+def test_window_that_maps_every_pixel_to_one_value_is_refused(tmp_path):
+    path = save(dataset(synthetic(12), WindowCenter=100000, WindowWidth=10), tmp_path / "w.dcm")
+    assert_refused(path, "no contrast", "every pixel is 0")
+
+
+def test_unknown_pixel_representation_is_read_unsigned_with_a_note(tmp_path):
+    pixels = synthetic(12)
+    image = read_image(save(dataset(pixels, PixelRepresentation=7), tmp_path / "pr7.dcm"))
+    np.testing.assert_allclose(image.pixels, pixels / 4095.0, atol=1e-7)
+    assert any("PixelRepresentation 7" in note for note in image.notes)
+
+
+def test_invalid_number_of_frames_gives_one_line_and_no_library_warning(tmp_path, capfd):
+    path = save(dataset(synthetic(12), NumberOfFrames="1"), tmp_path / "frames.dcm")
+    tag = b"\x28\x00\x08\x00IS\x02\x001 "
+    data = path.read_bytes()
+    assert tag in data
+    path.write_bytes(data.replace(tag, b"\x28\x00\x08\x00IS\x02\x00x "))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_refused(path, "NumberOfFrames")
+    assert capfd.readouterr().err == ""
+
+
+def test_file_cut_in_its_header_logs_nothing(tmp_path, caplog):
+    data = save(dataset(synthetic(12)), tmp_path / "whole.dcm").read_bytes()
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[:300])
+    with pytest.raises(ImageReadError):
+        read_image(cut)
+    assert not [r for r in caplog.records if r.name.startswith("pydicom")]
+
+
+def test_reader_notes_reach_the_study_result(tiny_bundle, tmp_path):
+    from lesionloc_runtime.localizer import Localizer
+
+    path = save(dataset(synthetic(12), WindowCenter=2048, WindowWidth=0), tmp_path / "w0.dcm")
+    result = Localizer.load(tiny_bundle, threads=1).localize(path, queries=["right effusion"])
+    assert any("window ignored" in note for note in result.notes)
+    assert result.to_dict()["input"]["notes"] == result.notes

@@ -203,3 +203,106 @@ def test_from_array_min_max_scales_other_dtypes():
 def test_from_array_refuses_what_is_not_a_greyscale_image(bad):
     with pytest.raises(ImageReadError, match="<array>"):
         Radiograph.from_array(bad)
+
+
+# ------------------------------------------------------------------ blank, huge, odd files
+
+
+@pytest.mark.parametrize("image", [
+    np.zeros((64, 64), np.uint16),
+    np.full((64, 64), 128, np.uint8),
+])
+def test_constant_image_is_refused_for_lack_of_contrast(tmp_path, image):
+    assert_refused(write(tmp_path / "blank.png", image), "no contrast", "every pixel is")
+
+
+def test_fully_transparent_png_is_refused(tmp_path):
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[..., :3] = synthetic(np.uint8)[:64, :64, None]
+    assert_refused(write(tmp_path / "clear.png", rgba), "fully transparent")
+
+
+def test_bytes_after_iend_are_ignored(tmp_path):
+    path = write(tmp_path / "good.png", synthetic(np.uint8))
+    padded = tmp_path / "padded.png"
+    padded.write_bytes(path.read_bytes() + b"trailing garbage" * 10)
+    np.testing.assert_array_equal(read_image(padded).pixels, read_image(path).pixels)
+
+
+def test_png_declaring_more_pixels_than_the_limit_is_refused_before_decoding(tmp_path):
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
+    path = tmp_path / "huge.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 30001 * 4)) + chunk(b"IEND", b""))
+    assert_refused(path, "30000x30000", "megapixels")
+
+
+def test_multi_page_tiff_is_refused(tmp_path):
+    path = tmp_path / "pages.tif"
+    assert cv2.imwritemulti(str(path), [synthetic(np.uint8)] * 2)
+    assert_refused(path, "multi-page", "2 pages")
+
+
+def test_single_page_tiff_reads(tmp_path):
+    image = read_image(write(tmp_path / "one.tif", synthetic(np.uint16)))
+    assert image.format == "tiff"
+    np.testing.assert_allclose(image.pixels, synthetic(np.uint16) / 65535.0, atol=1e-7)
+
+
+def test_symbolic_link_loop_is_named(tmp_path):
+    (tmp_path / "a.png").symlink_to(tmp_path / "b.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
+    assert_refused(tmp_path / "a.png", "symbolic link loop")
+
+
+def test_corrupt_png_prints_nothing_itself(tmp_path, capfd):
+    data = bytearray(write(tmp_path / "good.png", synthetic(np.uint8)).read_bytes())
+    data[60:120] = bytes(60)
+    path = tmp_path / "corrupt.png"
+    path.write_bytes(bytes(data))
+    assert_refused(path, "corrupt")
+    assert capfd.readouterr().err == ""
+
+
+def exif(orientation: int) -> bytes:
+    """A little-endian EXIF block (a TIFF header and IFD0) holding only Orientation."""
+    return (b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
+            + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0))
+
+
+def jpeg_with_exif(path: Path, image: np.ndarray, orientation: int) -> Path:
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    assert ok
+    payload = b"Exif\x00\x00" + exif(orientation)
+    app1 = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    data = encoded.tobytes()
+    path.write_bytes(data[:2] + app1 + data[2:])
+    return path
+
+
+@pytest.mark.parametrize("orientation, transform", [
+    (1, lambda a: a),
+    (3, lambda a: np.rot90(a, 2)),
+    (6, lambda a: np.rot90(a, -1)),
+    (8, lambda a: np.rot90(a, 1)),
+])
+def test_jpeg_exif_orientation_is_applied_as_viewers_show_it(tmp_path, orientation, transform):
+    stored = synthetic(np.uint8)
+    image = read_image(jpeg_with_exif(tmp_path / "o.jpg", stored, orientation))
+    expected = transform(stored) / 255.0
+    assert image.pixels.shape == expected.shape
+    assert np.abs(image.pixels - expected).mean() < 0.01
+    assert any("EXIF orientation" in n for n in image.notes) == (orientation != 1)
+
+
+def test_png_exif_chunk_orientation_is_applied(tmp_path):
+    data = write(tmp_path / "plain.png", synthetic(np.uint8)).read_bytes()
+    body = exif(6)
+    chunk = struct.pack(">I", len(body)) + b"eXIf" + body + struct.pack(">I", zlib.crc32(b"eXIf" + body))
+    path = tmp_path / "rotated.png"
+    path.write_bytes(data[:33] + chunk + data[33:])  # after the 8-byte signature and IHDR
+    image = read_image(path)
+    np.testing.assert_allclose(image.pixels, np.rot90(synthetic(np.uint8), -1) / 255.0, atol=1e-7)

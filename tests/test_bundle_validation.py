@@ -1,0 +1,112 @@
+"""A hand-edited lesionloc.json (the one file without a checksum of its own) is refused with a
+BundleError (exit code 5) naming the field, at load time, never as a crash mid-study."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lesionloc_runtime.bundle import HeatmapConfig, ModelBundle
+from lesionloc_runtime.errors import BundleError, ConfigError
+
+
+def edited_bundle(tiny_bundle: Path, tmp_path: Path, edit) -> Path:
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    manifest_path = out / "lesionloc.json"
+    manifest = json.loads(manifest_path.read_text())
+    edit(manifest)
+    manifest_path.write_text(json.dumps(manifest))  # NaN is written as the token NaN
+    return out
+
+
+def set_field(path: str, value: object):
+    def edit(manifest: dict) -> None:
+        *parents, last = path.split(".")
+        node = manifest
+        for key in parents:
+            node = node[key]
+        node[last] = value
+
+    return edit
+
+
+@pytest.mark.parametrize("path, value, words", [
+    ("heatmap.box_threshold", "abc", "box_threshold"),
+    ("heatmap.box_threshold", 1.5, "box_threshold"),
+    ("heatmap.smoothing_sigma", float("nan"), "smoothing_sigma"),
+    ("heatmap.smoothing_sigma", -1.0, "smoothing_sigma"),
+    ("heatmap.max_boxes", -1, "max_boxes"),
+    ("heatmap.max_boxes", 2.5, "max_boxes"),
+    ("heatmap.attention_temperature", 0, "attention_temperature"),
+    ("heatmap.min_box_fraction", float("inf"), "min_box_fraction"),
+    ("heatmap", "abc", "heatmap"),
+    ("preprocessing.low_percentile", float("nan"), "percentile"),
+    ("preprocessing.image_size", True, "image_size"),
+    ("embed_dim", "128", "embed_dim"),
+    ("grid_stride", 0, "grid_stride"),
+    ("grid_origin", float("nan"), "grid_origin"),
+    ("tokenizer.max_length", 4.5, "max_length"),
+    ("tokenizer", "tokenizer.json", "tokenizer"),
+    ("heatmap_source", 3, "heatmap_source"),
+    ("image_encoder.inputs", {"pixels": ["batch", 1, 128, 128]}, "pixel_values"),
+    ("image_encoder.inputs.pixel_values", ["batch", 1, -5, 128], "shape"),
+])
+def test_invalid_manifest_field_is_a_bundle_error(tiny_bundle, tmp_path, path, value, words):
+    bundle = edited_bundle(tiny_bundle, tmp_path, set_field(path, value))
+    with pytest.raises(BundleError, match=words):
+        ModelBundle.load(bundle)
+
+
+def test_image_size_that_differs_from_the_declared_graph_input_is_refused(tiny_bundle, tmp_path):
+    size = ModelBundle.load(tiny_bundle).preprocessing.image_size
+    bundle = edited_bundle(tiny_bundle, tmp_path, set_field("preprocessing.image_size", size + 32))
+    with pytest.raises(BundleError, match="image_size"):
+        ModelBundle.load(bundle)
+
+
+def test_image_size_that_differs_from_the_graph_itself_is_refused_at_load(tiny_bundle, tmp_path):
+    from lesionloc_runtime.localizer import Localizer
+
+    size = ModelBundle.load(tiny_bundle).preprocessing.image_size
+
+    def edit(manifest: dict) -> None:  # the manifest hides the graph's fixed size
+        manifest["preprocessing"]["image_size"] = size + 32
+        manifest["image_encoder"]["inputs"]["pixel_values"] = ["batch", 1, "height", "width"]
+
+    bundle = edited_bundle(tiny_bundle, tmp_path, edit)
+    with pytest.raises(BundleError, match="image_size"):
+        Localizer.load(bundle, threads=1)
+
+
+def test_valid_edit_still_loads(tiny_bundle, tmp_path):
+    bundle = edited_bundle(tiny_bundle, tmp_path, set_field("heatmap.max_boxes", 1))
+    assert ModelBundle.load(bundle).heatmap.max_boxes == 1
+
+
+def test_heatmap_config_refuses_bad_values_when_built_in_code():
+    with pytest.raises(ConfigError, match="max_boxes"):
+        HeatmapConfig(max_boxes=0)
+    with pytest.raises(ConfigError, match="box_threshold"):
+        HeatmapConfig(box_threshold=float("nan"))
+
+
+def test_cli_exits_5_with_one_line_for_an_edited_bundle(tiny_bundle, tmp_path):
+    import cv2
+
+    from lesionloc_runtime.cli import main
+
+    bundle = edited_bundle(tiny_bundle, tmp_path, set_field("heatmap.box_threshold", "abc"))
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), (np.arange(64 * 64).reshape(64, 64) % 251).astype(np.uint8))
+    result = CliRunner().invoke(main, [str(image), "--query", "right effusion", "--model",
+                                       str(bundle), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 5
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and "box_threshold" in lines[-1]
+    assert "Traceback" not in result.output
