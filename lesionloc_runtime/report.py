@@ -8,6 +8,7 @@ describes the rules for users.
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -84,6 +85,42 @@ _HEADERS: dict[str, str | None] = {
 }
 
 
+# Identifier, signature and administrative label lines: dropped wherever they occur (only the
+# line: the next line may be a finding). The first group needs no colon ("MRN 12345678",
+# "Electronically signed by Dr. ___"); the second only counts with one ("Patient: ...",
+# while "Patient is a ..." is text).
+_ID_LABELS_ANY = (
+    "mrn", "medical record number", "medical record no", "medical record #", "dob", "d.o.b.",
+    "date of birth", "accession", "accession number", "accession no", "acc #", "acc no",
+    "patient name", "patient id", "patient identifier", "nhs number", "ssn",
+    "signed by", "electronically signed", "electronically signed by", "dictated by",
+    "transcribed by", "reviewed by", "verified by", "reported by", "read by",
+    "referring physician", "referring doctor", "ordering physician", "attending physician",
+)
+_ID_LABELS_COLON = (
+    "patient", "name", "signed", "signature", "physician", "provider", "attending",
+    "referring", "radiologist", "resident", "technologist", "date", "time", "date/time",
+    "date of exam", "time of exam", "date of examination", "exam date", "study date",
+    "date of service", "date of study", "date/time of exam", "date/time of examination",
+    "date/time of study", "date and time of exam", "date of procedure", "dictated",
+    "transcribed", "age", "sex", "gender", "location", "hospital number", "id",
+)
+
+
+def _label_pattern(names: Sequence[str]) -> str:
+    return "|".join(
+        "[ \t]*".join(re.escape(w) for w in name.replace("/", " / ").replace(" ", "\0").split("\0"))
+        for name in sorted(names, key=len, reverse=True)
+    )
+
+
+_IDENTIFIER_LINE = re.compile(
+    r"(?:\A|(?<=[\r\n]))[ \t]*(?:(?:" + _label_pattern(_ID_LABELS_ANY) + r")(?![A-Za-z])"
+    r"|(?:" + _label_pattern(_ID_LABELS_COLON) + r")[ \t]*[:#])[^\r\n]*",
+    re.I,
+)
+
+
 def _name_pattern(name: str) -> str:
     words = "[ \t]+".join(re.escape(w) for w in name.split(" "))
     return words.replace("/", "[ \t]*/[ \t]*")
@@ -120,7 +157,7 @@ def _after_sentence(text: str, k: int) -> bool:
         j -= 1
     gap = text[j:k]
     line_ends = gap.count("\n") + gap.count("\r") - gap.count("\r\n")
-    return j == 0 or text[j - 1] in ".!?:" or line_ends > 1
+    return j == 0 or text[j - 1] in ".!?:\u3002\uff01\uff1f" or line_ends > 1
 
 
 def _is_header(text: str, m: re.Match[str]) -> bool:
@@ -177,6 +214,8 @@ _LEAD = re.compile(r"[\s\ufeff]*(?P<mark>(?:[-*\u2022\u00b7\u2013]|\(?(?P<num>\d
 _BREAK = re.compile(
     # A run of terminators, counted from its first character so a long run is scanned once.
     r"(?P<term>(?<![.!?])[.!?]+[\"')\]\u2019\u201d]*)(?=\s|$)"
+    # Chinese and Japanese full stops end a sentence with no space after them.
+    r"|(?P<cjk>[\u3002\uff01\uff1f\uff61]+[\"')\]\u2019\u201d\u300d\u300f\uff09]*)"
     # A line break before a blank line, a list item, a bullet or a "Label:" line.
     r"|(?P<nl>" + _NL + r")(?=[^\S\r\n]*(?:" + _NL + r"|$|" + _MARKER + r"\s"
     r"|[A-Z][A-Za-z/&-]*(?:[ \t][A-Za-z/&-]+){0,3}:\s))"
@@ -194,6 +233,27 @@ _SOMETIMES_ABBREV = frozenset(
     "a.m p.m etc cm mm ml cc kg mg min sec hr hrs yr yrs mo mos wk wks pt pts hx dx fx sx tx "
     "rt lt lat ant post bilat prox dist med sm lg al resp ca jr sr inc ref sq abd".split()
 )
+
+
+# Control and invisible formatting characters: form feed and vertical tab are line breaks;
+# other C0/C1 controls, bidirectional overrides and zero-width characters are removed (they
+# would reach terminals, JSON and the text encoder, and hide what a sentence says).
+_INVISIBLE = (
+    [*range(0x00, 0x09), *range(0x0E, 0x20), *range(0x7F, 0x85), *range(0x86, 0xA0),
+     *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2070), 0x00AD, 0xFEFF]
+)
+_CLEAN = {**dict.fromkeys(_INVISIBLE), **dict.fromkeys((0x0B, 0x0C, 0x85, 0x2028, 0x2029), "\n")}
+
+
+def clean_text(text: str) -> str:
+    """`text` without control and invisible formatting characters (tabs and line ends kept;
+    form feeds, vertical tabs and Unicode line separators become line ends)."""
+    return text.translate(_CLEAN)
+
+
+def _fold(raw: str) -> str:
+    """A sentence as the text encoder sees it: clean, white space folded."""
+    return " ".join(clean_text(raw).split())
 
 
 _NEXT_CHAR = re.compile(r"\s*[(\[\"'\u2018\u201c]*(.)", re.S)
@@ -240,6 +300,8 @@ def _sentence_end(text: str, start: int, end: int, item: int | None) -> tuple[in
         if m is None:
             return _rstrip(text, start, end), end
         kind = m.lastgroup
+        if kind == "cjk":
+            return m.end(), m.end()
         if kind == "term":
             if _ends_sentence(text, m, start, end):
                 return m.end(), m.end()
@@ -270,7 +332,7 @@ def _split(text: str, start: int, end: int, section: str) -> list[Sentence]:
         raw = text[pos:stop]
         # Blanks ("___"), rules ("-----") and lone numbers carry nothing to ground.
         if _LETTER.search(raw):
-            folded = " ".join(raw.split())
+            folded = _fold(raw)
             sentences.append(Sentence(folded, raw, section, classify_sentence(folded), pos, stop))
         pos = pos_next
 
@@ -403,6 +465,21 @@ def _label_list(sections: Sequence[_Section]) -> str:
     return ", ".join(dict.fromkeys(s.label for s in sections if s.label))
 
 
+def _without_identifiers(
+    start: int, end: int, identifiers: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """[start, end) less the identifier lines that begin inside it."""
+    ranges, pos = [], start
+    for line_start, line_end in identifiers:
+        if start <= line_start < end:
+            if line_start > pos:
+                ranges.append((pos, line_start))
+            pos = max(pos, min(line_end, end))
+    if pos < end:
+        ranges.append((pos, end))
+    return ranges
+
+
 def parse_report(text: str) -> Report:
     """Split a decoded report into the sentences of its FINDINGS and IMPRESSION sections (the
     whole text when it has no recognised headers). Offsets refer to `text` as given."""
@@ -423,11 +500,18 @@ def parse_report(text: str) -> Report:
         # sections (before the first header, under FINAL REPORT, or after the paragraph of an
         # administrative header).
         parts = [s for s in sections if s.use == "report"]
+    identifiers = [m.span() for m in _IDENTIFIER_LINE.finditer(text)]
     sentences: list[Sentence] = []
     for part in parts:
-        sentences.extend(_split(text, part.start, part.end, part.use or "report"))
+        for start, end in _without_identifiers(part.start, part.end, identifiers):
+            sentences.extend(_split(text, start, end, part.use or "report"))
     if sentences:
         return Report(text, tuple(sentences))
+    if identifiers and any(_split(text, p.start, p.end, "report") for p in parts):
+        raise ReportError(
+            "the report holds only identifier or signature lines (Patient:, MRN, Signed: ...), "
+            "no findings"
+        )
     if kept:
         labels = _label_list(kept).split(", ")
         raise ReportError(
@@ -456,7 +540,7 @@ def query_sentences(queries: Sequence[str]) -> tuple[Sentence, ...]:
         start = len(query) - len(query.lstrip())
         end = len(query.rstrip())
         raw = query[start:end]
-        sentences.append(Sentence(" ".join(raw.split()), raw, "query", "finding", start, end))
+        sentences.append(Sentence(_fold(raw), raw, "query", "finding", start, end))
     return tuple(sentences)
 
 
@@ -465,33 +549,72 @@ _CONTROL_BYTES = bytes(b for b in range(32) if b not in _TEXT_CONTROLS) + b"\x7f
 _NOT_CONTROL = bytes(b for b in range(256) if b not in _CONTROL_BYTES)
 
 
+def _cp1252_bytes(exc: UnicodeError) -> tuple[str, int]:
+    """Decoding error handler: bytes that are not UTF-8 are read as Windows-1252 (the five
+    bytes cp1252 leaves undefined as Latin-1), so a UTF-8 report with one stray 1252 byte
+    keeps its UTF-8 characters."""
+    assert isinstance(exc, UnicodeDecodeError)
+    bad = exc.object[exc.start : exc.end]
+    return "".join(bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in bad), exc.end
+
+
+codecs.register_error("lesionloc-cp1252", _cp1252_bytes)
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """"utf-16-le"/"-be" when the NUL bytes of mostly-ASCII text sit in alternating positions."""
+    if len(data) < 4 or len(data) % 2:
+        return None
+    odd, even = data[1::2].count(0), data[0::2].count(0)
+    half = len(data) // 2
+    if odd > 0.5 * half and even < 0.05 * half:
+        return "utf-16-le"
+    if even > 0.5 * half and odd < 0.05 * half:
+        return "utf-16-be"
+    return None
+
+
+_MARKUP = re.compile(
+    r"\A\s*<(?:!doctype\s+html|html|head|body|\?xml|div|p|br|table|span|font|pre)\b", re.I
+)
+
+
 def decode_report(data: bytes, source: str = "<report>") -> str:
-    """Bytes of a report file to text: UTF-8 (BOM stripped), else Windows-1252 / Latin-1;
-    UTF-16 with a BOM too. Line ends become "\\n"; offsets refer to the returned text."""
+    """Bytes of a report file to text: UTF-8 (BOM stripped; bytes that are not UTF-8 read as
+    Windows-1252), UTF-16 with or without a BOM. Line ends become "\\n" and control and
+    invisible formatting characters are removed; offsets refer to the returned text."""
     if len(data) > MAX_REPORT_BYTES:
         raise ReportError(
             f"{source}: report of {len(data)} bytes exceeds the limit of {MAX_REPORT_BYTES}"
         )
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (Windows "Unicode" text)
+    utf16 = _utf16_without_bom(data)
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or utf16:  # Windows "Unicode" text
         try:
-            text = data.decode("utf-16")
+            text = data.decode(utf16 or "utf-16")
         except UnicodeDecodeError:
             raise ReportError(f"{source}: binary data, not a text report") from None
+        # 16-bit binary data (raw pixels below 256) has its NULs where UTF-16 text has them
+        controls = sum((ord(c) < 32 and c not in "\t\n\r\f\v") or 0x7F <= ord(c) < 0xA0
+                       for c in text)
+        if controls > 0.1 * len(text):
+            raise ReportError(f"{source}: binary data, not a text report")
     else:
         # Control bytes other than tabs and line ends do not occur in dictated text.
         controls = len(data.translate(None, _NOT_CONTROL))
         if b"\x00" in data or controls > 0.1 * len(data):
             raise ReportError(f"{source}: binary data, not a text report")
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            # cp1252 is Latin-1 plus printable characters where Latin-1 has C1 controls;
-            # the five bytes cp1252 leaves undefined still decode as Latin-1.
-            try:
-                text = data.decode("cp1252")
-            except UnicodeDecodeError:
-                text = data.decode("latin-1")
-    return text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+        text = data.decode("utf-8-sig", errors="lesionloc-cp1252")
+    text = clean_text(text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n"))
+    if text.lstrip().startswith("{\\rtf"):
+        raise ReportError(
+            f"{source}: an RTF document, not plain text; save the report as plain text (.txt)"
+        )
+    if _MARKUP.match(text):
+        raise ReportError(
+            f"{source}: an HTML/XML document, not plain text; save the report as plain text "
+            "(.txt)"
+        )
+    return text
 
 
 def read_report(path: str | Path) -> Report:

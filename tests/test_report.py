@@ -736,3 +736,81 @@ def test_degenerate_runs_are_linear(text):
     except ReportError:
         pass
     assert time.perf_counter() - t0 < 5.0
+
+
+# ----------------------------------------------------- identifiers, controls and encodings
+
+
+def test_identifier_and_signature_lines_never_become_sentences():
+    text = ("Patient: Jane Doe\nMRN 12345678\nDOB: 01/02/1960\nAccession: A998877\n"
+            "Date/Time of exam: 2026-01-02 10:30\nReferring physician: Dr. Gregory House\n"
+            "Right pleural effusion.\nSigned: Dr. Lisa Cuddy\n"
+            "Electronically signed by Dr. James Wilson on 2026-01-02\nTranscribed by: ab")
+    report = parse_report(text)
+    assert [s.text for s in report.sentences] == ["Right pleural effusion."]
+    assert_offsets(report)
+    for secret in ("Jane", "12345678", "1960", "A998877", "House", "Cuddy", "Wilson", "ab"):
+        assert secret not in report.body
+
+
+def test_identifier_lines_inside_sections_are_dropped_but_text_is_kept():
+    report = parse_report("FINDINGS: Right effusion.\nMRN: 555\nPatient is rotated.\n"
+                          "IMPRESSION: Effusion.\nSigned: Dr. X")
+    assert [s.text for s in report.sentences] == [
+        "Right effusion.", "Patient is rotated.", "Effusion."]
+
+
+def test_report_of_identifiers_only_is_an_error():
+    with pytest.raises(ReportError, match="identifier"):
+        parse_report("Patient: Jane Doe\nMRN 12345678")
+
+
+def test_form_feed_and_control_characters_are_normalised():
+    text = decode_report(b"FINDINGS: Right effusion.\x1b\nLeft opacity.\x1b\n"
+                         b"\x0cIMPRESSION: Effusion.")
+    assert "\x1b" not in text and "\x0c" not in text
+    report = parse_report(text)
+    assert [(s.section, s.text) for s in report.sentences] == [
+        ("findings", "Right effusion."), ("findings", "Left opacity."),
+        ("impression", "Effusion.")]
+
+
+def test_bidi_and_zero_width_characters_are_removed():
+    text = decode_report("Right \u202eeffusion\u202c.\u200b Left\u2066 opacity\u2069.".encode())
+    assert [s.text for s in parse_report(text).sentences] == ["Right effusion.", "Left opacity."]
+    assert parse_report("Right\u200b effusion.").sentences[0].text == "Right effusion."
+
+
+def test_chinese_and_japanese_full_stops_end_sentences():
+    report = parse_report("右侧胸腔积液。左肺正常！心影增大？")
+    assert [s.text for s in report.sentences] == ["右侧胸腔积液。", "左肺正常！", "心影增大？"]
+
+
+def test_utf8_report_with_one_stray_windows_1252_byte_keeps_its_utf8():
+    data = "Opacité in the right base. Björk sign.".encode() + b" Caf\xe9 sign."
+    assert decode_report(data) == "Opacité in the right base. Björk sign. Café sign."
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_byte_order_mark_is_decoded(codec):
+    assert decode_report("Right effusion.\nNo pneumothorax.".encode(codec)) == (
+        "Right effusion.\nNo pneumothorax.")
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"{\\rtf1\\ansi\\deff0 Right effusion.\\par}", "RTF"),
+    (b"<html><body><p>Right effusion.</p></body></html>", "HTML"),
+    (b"<!DOCTYPE html>\n<html>Right effusion.</html>", "HTML"),
+])
+def test_rich_text_reports_are_refused(data, words):
+    with pytest.raises(ReportError, match=words):
+        decode_report(data, "r.txt")
+
+
+def test_sixteen_bit_binary_data_is_not_taken_for_utf16_text():
+    # raw 16-bit pixels below 256 have a NUL in every odd byte, like UTF-16 LE text
+    import numpy as np
+
+    pixels = np.random.default_rng(0).integers(0, 256, 4000).astype("<u2").tobytes()
+    with pytest.raises(ReportError, match="binary data"):
+        decode_report(pixels)
