@@ -4,24 +4,30 @@ reported and skipped, resume (finished studies are skipped), `--shard i/n` for c
 
 from __future__ import annotations
 
+import errno
+import itertools
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from lesionloc_runtime.errors import ConfigError, DataError, LesionlocError
+from lesionloc_runtime.errors import ConfigError, DataError, LesionlocError, OutputError, ReportError
 from lesionloc_runtime.fileio import atomic_write_json
 from lesionloc_runtime.imageio import IMAGE_SUFFIXES
 from lesionloc_runtime.manifest import iter_manifest_rows
-from lesionloc_runtime.outputs import OutputOptions, is_done
+from lesionloc_runtime.outputs import OutputOptions, derived_study_id, is_done, study_id_problem
 
 REPORT_SUFFIXES = (".txt", ".TXT")
+# Write errors that no other study can escape either: the batch stops instead of failing each.
+_OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,7 @@ class StudyTask:
     study_id: str
     image: Path
     report: Path | None
+    expected_report: Path | None = None  # where a report matched by file stem would be
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,7 @@ class BatchSummary:
     already_done: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    stopped: str | None = None  # why the batch stopped early (the output cannot be written)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"studies_per_second": self.done / self.seconds if self.seconds else 0}
@@ -70,31 +78,51 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
-def discover(source: Path, reports: Path | None) -> list[StudyTask]:
+def discover(source: Path, reports: Path | None, skip: Path | None = None) -> list[StudyTask]:
     """Studies in a manifest (.jsonl: image + report per row) or a directory of images, with
-    reports matched by file stem in `reports` (default: the image's own directory)."""
-    if source.is_file() and source.suffix == ".jsonl":
+    reports matched by file stem in `reports` (default: the image's own directory). The scan
+    skips hidden directories and `skip` (the output directory, when it lies inside)."""
+    if source.suffix == ".jsonl" and not source.is_dir():
         return _from_manifest(source)
     if not source.is_dir():
         raise DataError(f"{source}: not a directory or a .jsonl manifest")
     tasks: list[StudyTask] = []
     seen: set[str] = set()
-    for image in sorted(p for p in source.rglob("*") if p.is_file()):
+    for image in _scan(source, skip):
         if image.suffix.lower() not in IMAGE_SUFFIXES or image.name.startswith("."):
             continue
         if image.suffix == "" and not _looks_like_dicom(image):
             continue  # PACS exports often drop extensions: take those that say they are DICOM
-        study_id = image.relative_to(source).with_suffix("").as_posix().replace("/", "__")
-        if study_id in seen:
-            study_id = f"{study_id}__{image.suffix.lstrip('.').lower()}"
+        name = image.relative_to(source).with_suffix("").as_posix().replace("/", "__")
+        ext = image.suffix.lstrip(".").lower()  # a.dcm and a.png: a and a__png
+        names = itertools.chain((name, f"{name}__{ext}"),
+                                (f"{name}__{ext}{n}" for n in itertools.count(2)))
+        study_id = next(i for i in map(derived_study_id, names) if i not in seen)
         seen.add(study_id)
-        folder = reports or image.parent
-        report = next((folder / f"{image.stem}{s}" for s in REPORT_SUFFIXES
-                       if (folder / f"{image.stem}{s}").is_file()), None)
-        tasks.append(StudyTask(study_id, image, report))
+        tasks.append(_with_report(study_id, image, reports or image.parent))
     if not tasks:
         raise DataError(f"{source}: no image files (.dcm, .png, .jpg) found")
     return tasks
+
+
+def _scan(source: Path, skip: Path | None) -> list[Path]:
+    """Every file below `source`, sorted, without descending into hidden directories (.git,
+    .snapshot) or `skip`: a rerun must not take its own outputs for studies."""
+    skipped = skip.resolve() if skip is not None else None
+    files = []
+    for folder, dirs, names in os.walk(source):
+        dirs[:] = [d for d in dirs if not d.startswith(".")
+                   and (skipped is None or (Path(folder) / d).resolve() != skipped)]
+        files += [Path(folder) / n for n in names if (Path(folder) / n).is_file()]
+    return sorted(files)
+
+
+def _with_report(study_id: str, image: Path, folder: Path) -> StudyTask:
+    """The study with the report `<image stem>.txt` in `folder`, or with none but where it
+    was looked for."""
+    candidates = [folder / f"{image.stem}{suffix}" for suffix in REPORT_SUFFIXES]
+    report = next((c for c in candidates if c.is_file()), None)
+    return StudyTask(study_id, image, report, candidates[0])
 
 
 def _looks_like_dicom(path: Path) -> bool:
@@ -104,23 +132,55 @@ def _looks_like_dicom(path: Path) -> bool:
 
 
 def _from_manifest(path: Path) -> list[StudyTask]:
+    """Rows `{"image": ..., "report": ..., "study_id": ...}`, paths relative to the manifest;
+    without "report", `<image stem>.txt` beside the image; without "study_id", the image's
+    file stem. A bad row or a study id used twice is a DataError naming the line."""
+    if not path.is_file():
+        raise DataError(f"{path}: manifest not found")
     tasks = []
+    first_line: dict[str, int] = {}
     for line_no, row in iter_manifest_rows(path):
-        if row is None or "image" not in row:
+        if row is None or not _is_path(row.get("image")):
             raise DataError(f"{path}:{line_no}: malformed row (needs at least 'image')")
+        if row.get("report") is not None and not _is_path(row["report"]):
+            raise DataError(f"{path}:{line_no}: malformed row ('report' must be a path)")
         image = path.parent / row["image"]
-        report = path.parent / row["report"] if row.get("report") else None
-        tasks.append(StudyTask(str(row.get("study_id", image.stem)), image, report))
+        if "study_id" in row:
+            study_id = row["study_id"]
+            if isinstance(study_id, int) and not isinstance(study_id, bool):
+                study_id = str(study_id)
+            problem = study_id_problem(study_id)
+            if problem:
+                raise DataError(f"{path}:{line_no}: study_id {study_id!r} {problem}")
+        else:
+            study_id = derived_study_id(image.stem)
+        if study_id in first_line:
+            raise DataError(f"{path}:{line_no}: study_id {study_id!r} is also on line "
+                            f"{first_line[study_id]}; give each study its own 'study_id'")
+        first_line[study_id] = line_no
+        if row.get("report"):
+            tasks.append(StudyTask(study_id, image, path.parent / row["report"]))
+        else:
+            tasks.append(_with_report(study_id, image, image.parent))
     if not tasks:
         raise DataError(f"{path}: the manifest has no rows")
     return tasks
+
+
+def _is_path(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
 _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(settings: RunSettings) -> None:
+    import logging
+
     from lesionloc_runtime.localizer import Localizer
+
+    # a spawned worker starts without the CLI's logging: reader notes print as they do there
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
 
     _WORKER["localizer"] = Localizer.load(settings.model, providers=settings.providers,
                                           threads=settings.threads)
@@ -136,12 +196,18 @@ def process_study(task: StudyTask) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         if task.report is None and not settings.queries:
-            raise DataError(f"{task.image.name}: no report found (expected {task.image.stem}.txt)")
+            expected = task.expected_report or task.image.with_suffix(".txt")
+            raise ReportError(f"{task.image.name}: no report found (expected {expected.absolute()})")
         radiograph = read_image(task.image)
         result = _WORKER["localizer"].localize(radiograph, task.report, queries=settings.queries,
                                                ground=settings.ground, study_id=task.study_id,
                                                report_score=settings.report_score)
         write_study(result, radiograph, settings.out, settings.output)
+    except OutputError as exc:
+        # full, read-only, or the output directory itself not writable: no study can be written
+        fatal = exc.errno in _OUT_OF_SPACE or not os.access(settings.out, os.W_OK | os.X_OK)
+        return {"study_id": task.study_id, "ok": False, "error": " ".join(str(exc).split()),
+                "fatal": fatal}
     except LesionlocError as exc:
         return {"study_id": task.study_id, "ok": False, "error": " ".join(str(exc).split())}
     except Exception as exc:  # a bug on one study must not stop the other studies of a batch
@@ -156,6 +222,9 @@ def process_study(task: StudyTask) -> dict[str, Any]:
 
 def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 1,
               progress: bool = True, summary_name: str = "batch_summary.json") -> BatchSummary:
+    """Process `tasks` not yet done, print each failure on stderr, write the summary JSON.
+    An output that no study can be written to (disk full, read-only) stops the batch early
+    with `stopped` set; OutputError if the summary itself cannot be written."""
     from tqdm import tqdm
 
     summary = BatchSummary(total=len(tasks))
@@ -164,19 +233,29 @@ def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 
     start = time.perf_counter()
     bar = tqdm(total=len(todo), unit="study", disable=not progress, desc="lesionloc")
     kill_after = int(os.environ.get("LESIONLOC_FAULT_KILL_AFTER_STUDIES", "0"))
-    for count, outcome in enumerate(_dispatch(todo, settings, workers), 1):
-        if kill_after and count > kill_after:  # fault injection for the resume tests
-            os.kill(os.getpid(), signal.SIGKILL)
-        if outcome["ok"]:
-            summary.done += 1
-        else:
-            summary.failed.append({"study_id": outcome["study_id"], "error": outcome["error"]})
-            bar.write(f"error: {outcome['study_id']}: {outcome['error']}")
-        bar.update()
+    with closing(_dispatch(todo, settings, workers)) as outcomes:
+        for count, outcome in enumerate(outcomes, 1):
+            if kill_after and count > kill_after:  # fault injection for the resume tests
+                os.kill(os.getpid(), signal.SIGKILL)
+            if outcome.get("fatal"):
+                summary.stopped = (f"{outcome['error']}; stopped the batch, "
+                                   f"{len(todo) - count + 1} of {len(todo)} studies not done")
+                break
+            if outcome["ok"]:
+                summary.done += 1
+            else:
+                summary.failed.append({"study_id": outcome["study_id"], "error": outcome["error"]})
+                bar.write(f"error: {outcome['study_id']}: {outcome['error']}", file=sys.stderr)
+            bar.update()
     bar.close()
     summary.seconds = time.perf_counter() - start
-    settings.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(settings.out / summary_name, summary.to_dict())
+    try:
+        settings.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(settings.out / summary_name, summary.to_dict())
+    except OSError as exc:
+        if summary.stopped is None:  # a stopped batch already says why nothing can be written
+            raise OutputError(f"cannot write {settings.out / summary_name}: "
+                              f"{exc.strerror or exc}", exc.errno) from None
     return summary
 
 
@@ -193,16 +272,23 @@ def _dispatch(todo: Sequence[StudyTask], settings: RunSettings,
     per_worker = RunSettings(**{**settings.__dict__,
                                 "threads": settings.threads or max(1, (os.cpu_count() or 1) // workers)})
     # spawn, not fork: ONNX Runtime's thread pools do not survive a fork
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(per_worker,)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                               initargs=(per_worker,))
+    try:
         yield from pool.map(process_study, todo, chunksize=1)
+    finally:  # a stopped batch must not go on to run every study still queued
+        pool.shutdown(cancel_futures=True)
 
 
 def format_summary(summary: BatchSummary) -> str:
+    """The counts, one line (stdout); `format_failures` has the failures (stderr)."""
     rate = summary.done / summary.seconds if summary.seconds else 0.0
-    lines = [f"{summary.done} studies done, {summary.already_done} already done, "
-             f"{len(summary.failed)} failed, {summary.seconds:.1f} s ({rate:.2f} studies/s)"]
-    lines += [f"  failed: {f['study_id']}: {f['error']}" for f in summary.failed[:20]]
+    return (f"{summary.done} studies done, {summary.already_done} already done, "
+            f"{len(summary.failed)} failed, {summary.seconds:.1f} s ({rate:.2f} studies/s)")
+
+
+def format_failures(summary: BatchSummary) -> str:
+    lines = [f"  failed: {f['study_id']}: {f['error']}" for f in summary.failed[:20]]
     if len(summary.failed) > 20:
         lines.append(f"  ... and {len(summary.failed) - 20} more (see the summary JSON)")
     return "\n".join(lines)

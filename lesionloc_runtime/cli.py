@@ -12,7 +12,7 @@ import click
 
 from lesionloc_runtime.batch import RunSettings
 from lesionloc_runtime.cli_common import run_guarded
-from lesionloc_runtime.errors import ConfigError
+from lesionloc_runtime.errors import ConfigError, OutputError
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,21 +63,66 @@ def main(source: Path, report: Path | None, reports: Path | None, queries: tuple
     provider_list = tuple(p.strip() for p in providers.split(",") if p.strip())
 
     def work() -> int:
-        from lesionloc_runtime.outputs import OutputOptions
+        from lesionloc_runtime.outputs import OutputOptions, check_out_dir
 
+        batch = source.is_dir() or source.suffix == ".jsonl"
+        _check_options(source, batch, report=report, reports=reports, study_id=study_id,
+                       as_json=as_json, shard=shard, workers=workers, threads=threads)
+        check_out_dir(out)
         output = OutputOptions(save_raw=save_raw, dicom_out=dicom_out,
                                include_identifiers=include_identifiers,
                                synthetic_ids=_synthetic_ids(dicom_out, patient_id, patient_name,
                                                             accession, study_id))
         settings = RunSettings(str(model) if model else None, provider_list, threads, queries,
                                "all" if all_sentences else "findings", out, output, report_score)
-        if source.is_dir() or source.suffix == ".jsonl":
+        if batch:
             return _batch(source, reports, settings, workers, shard, quiet)
         if report is None and not queries:
             raise ConfigError("give --report REPORT.txt and/or --query TEXT for the image")
         return _single(source, report, settings, study_id, as_json, quiet)
 
     sys.exit(run_guarded(work))
+
+
+MAX_THREADS = 256
+
+
+def _check_options(source: Path, batch: bool, *, report: Path | None, reports: Path | None,
+                   study_id: str | None, as_json: bool, shard: str | None, workers: int,
+                   threads: int | None) -> None:
+    """Refuse options that would be ignored in this mode, or that cannot work, before any work."""
+    from lesionloc_runtime.outputs import study_id_problem
+
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: need at least 1")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise ConfigError(f"--threads {threads}: need 1 to {MAX_THREADS} (default: all cores)")
+    if batch:
+        if report is not None:
+            where = ("each manifest row names its 'report'" if not source.is_dir() else
+                     "reports are matched by file stem, beside the images or in --reports DIR")
+            raise ConfigError(f"--report is for a single image; {source} is batch input, where "
+                              f"{where}")
+        if study_id is not None:
+            raise ConfigError("--study-id is for a single image; in batch mode study ids come "
+                              "from the file paths or the manifest's 'study_id'")
+        if as_json:
+            raise ConfigError("--json is for a single image; in batch mode each study's JSON is "
+                              "OUT/<study id>/study.json")
+        if reports is not None and not source.is_dir():
+            raise ConfigError("--reports is for a directory of images; a manifest names each "
+                              "study's 'report'")
+        if reports is not None and not reports.is_dir():
+            state = "does not exist" if not reports.exists() else "is not a directory"
+            raise ConfigError(f"--reports {reports}: {state}")
+        return
+    for name, given in (("--reports", reports is not None), ("--shard", shard is not None),
+                        ("--workers", workers > 1)):
+        if given:
+            raise ConfigError(f"{name} is for batch mode (SOURCE a directory of images or a "
+                              f"manifest.jsonl); {source} is a single image")
+    if study_id is not None and (problem := study_id_problem(study_id)):
+        raise ConfigError(f"--study-id {study_id!r} {problem}: it names the folder OUT/<study id>/")
 
 
 def _synthetic_ids(dicom_out: bool, patient_id: str | None, patient_name: str | None,
@@ -95,8 +140,9 @@ def _single(image: Path, report: Path | None, settings: RunSettings, study_id: s
             as_json: bool, quiet: bool) -> int:
     from lesionloc_runtime.imageio import read_image
     from lesionloc_runtime.localizer import Localizer
-    from lesionloc_runtime.outputs import write_study
+    from lesionloc_runtime.outputs import derived_study_id, write_study
 
+    study_id = study_id or derived_study_id(image.stem)
     localizer = Localizer.load(settings.model, providers=settings.providers,
                                threads=settings.threads)
     radiograph = read_image(image)
@@ -122,14 +168,23 @@ def _single(image: Path, report: Path | None, settings: RunSettings, study_id: s
 
 def _batch(source: Path, reports: Path | None, settings: RunSettings, workers: int,
            shard: str | None, quiet: bool) -> int:
-    from lesionloc_runtime.batch import discover, format_summary, parse_shard, run_batch
+    from lesionloc_runtime.batch import (
+        discover,
+        format_failures,
+        format_summary,
+        parse_shard,
+        run_batch,
+    )
 
     index, count = parse_shard(shard)
-    tasks = discover(source, reports)[index::count]
+    tasks = discover(source, reports, skip=settings.out)[index::count]
     name = "batch_summary.json" if count == 1 else f"batch_summary.shard-{index}-of-{count}.json"
-    summary = run_batch(tasks, settings, workers=max(1, workers), progress=not quiet,
-                        summary_name=name)
+    summary = run_batch(tasks, settings, workers=workers, progress=not quiet, summary_name=name)
     click.echo(format_summary(summary))
+    if summary.failed:
+        click.echo(format_failures(summary), err=True)
+    if summary.stopped:
+        raise OutputError(summary.stopped)
     click.echo(f"results in {settings.out}/ (summary: {settings.out / name})")
     return 1 if summary.failed else 0
 

@@ -44,3 +44,14 @@ class DataError(LesionlocError):
     """A data set (manifest, annotation file) cannot be used at all."""
 
     exit_code = 7
+
+
+class OutputError(LesionlocError):
+    """The output location cannot be written: read-only, full, not a directory, name too long.
+    `errno` is the operating system's error number, when there is one."""
+
+    exit_code = 10
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno

@@ -3,6 +3,7 @@ read once here for training, validation, export calibration and evaluation."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 from collections.abc import Iterator
@@ -40,9 +41,23 @@ class ManifestStats:
 
 
 def iter_manifest_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
-    """(line number, parsed row or None when the line is not a JSON object), blank lines skipped."""
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
+    """(line number, parsed row or None when the line is not a JSON object), blank lines skipped.
+    UTF-8, with or without a byte order mark; anything else is a DataError naming the line."""
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the manifest: {exc.strerror or exc}") from None
+    with handle:
+        for line_no, raw in enumerate(handle, 1):
+            if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                utf16 = " (it looks like UTF-16)" if raw[:2] in (codecs.BOM_UTF16_LE,
+                                                                  codecs.BOM_UTF16_BE) else ""
+                raise DataError(f"{path}:{line_no}: not UTF-8 text{utf16}; save the manifest "
+                                "as UTF-8") from None
             if not line.strip():
                 continue
             try:

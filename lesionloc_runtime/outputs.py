@@ -3,14 +3,19 @@ heatmaps and DICOM objects, and last the study JSON (its presence means "done").
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
+import re
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from lesionloc_runtime.errors import ConfigError, OutputError
 from lesionloc_runtime.fileio import atomic_write_bytes, atomic_write_json
 from lesionloc_runtime.imageio import Radiograph
 from lesionloc_runtime.render import (
@@ -20,11 +25,15 @@ from lesionloc_runtime.render import (
     sentence_overlay,
     summary_figure,
 )
-from lesionloc_runtime.results import SentenceResult, StudyResult
+from lesionloc_runtime.results import STUDY_SCHEMA, SentenceResult, StudyResult
 
 STUDY_JSON = "study.json"
 IDENTIFYING_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber",
                     "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "StudyDate")
+MAX_STUDY_ID_BYTES = 128
+# What write_study may name a file (besides study.json and the DICOM outputs): a rerun removes
+# such files that the new result does not list, and never touches anything else.
+_OUR_FILES = re.compile(r"sentence_\d{2,}\.(png|npy)|summary\.png")
 
 
 @dataclass(frozen=True)
@@ -51,21 +60,107 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL[1]
 
 
+def study_id_problem(study_id: object) -> str | None:
+    """Why `study_id` cannot name the folder OUT/<study id>/, or None when it can: it must be
+    one plain folder name inside OUT, so no separator, not '.' or '..', no control character,
+    and short enough for any file system (with room for the DICOM outputs' suffixes)."""
+    if not isinstance(study_id, str) or not study_id:
+        return "must be a non-empty string"
+    if study_id in (".", ".."):
+        return "cannot be '.' or '..'"
+    if "/" in study_id or "\\" in study_id:
+        return "cannot contain '/' or '\\'"
+    if any(ord(c) < 32 or ord(c) == 127 for c in study_id):
+        return "cannot contain control characters"
+    try:
+        size = len(study_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "is not valid Unicode text"
+    if size > MAX_STUDY_ID_BYTES:
+        return f"is longer than {MAX_STUDY_ID_BYTES} bytes (UTF-8)"
+    return None
+
+
+def derived_study_id(name: str) -> str:
+    """A valid study id from a name taken from a path (file stem, relative path): separators,
+    control characters and undecodable bytes become '_' or U+FFFD, and a name over the limit is
+    cut and ends in '-' and 10 hex digits of its SHA-256, so different long names stay apart."""
+    raw = name.encode("utf-8", "surrogatepass")
+    text = re.sub(r"[\x00-\x1f\x7f/\\]", "_", raw.decode("utf-8", "replace"))
+    if not text.strip("."):
+        text = text.replace(".", "_") or "study"
+    data = text.encode("utf-8")
+    if len(data) > MAX_STUDY_ID_BYTES:
+        digest = hashlib.sha256(raw).hexdigest()[:10]
+        text = data[:MAX_STUDY_ID_BYTES - 11].decode("utf-8", "ignore") + "-" + digest
+    return text
+
+
 def study_dir(out: Path, study_id: str) -> Path:
+    problem = study_id_problem(study_id)
+    if problem:
+        raise ConfigError(f"study id {study_id!r} {problem}")
     return out / study_id
 
 
+def check_out_dir(out: Path) -> None:
+    """Refuse an output directory that cannot hold results before any work is done: it (or,
+    if it does not exist yet, its nearest existing parent) must be a writable directory."""
+    try:
+        probe = out
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            what = "exists and is not a directory" if probe == out else f"{probe} is not a directory"
+            raise ConfigError(f"--out {out}: {what}")
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as exc:  # read-only, no permission, a name too long
+        raise OutputError(f"cannot write {exc.filename or out}: {exc.strerror or exc}",
+                          exc.errno) from None
+
+
+def listed_files(doc: dict) -> list[str]:
+    """The file names a study document lists (its own and its sentences')."""
+    names = list(doc["files"].values())
+    for sentence in doc["sentences"]:
+        names += sentence["files"].values()
+    return [str(name) for name in names]
+
+
 def is_done(out: Path, study_id: str) -> bool:
-    return (study_dir(out, study_id) / STUDY_JSON).is_file()
+    """A study is done when its study.json is a whole study document and every file it lists
+    exists; anything less (a truncated JSON, a deleted overlay) is redone."""
+    folder = study_dir(out, study_id)
+    try:
+        doc = json.loads((folder / STUDY_JSON).read_text(encoding="utf-8"))
+        return doc["schema"] == STUDY_SCHEMA and all(
+            (folder / name).is_file() for name in listed_files(doc))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 def write_study(result: StudyResult, radiograph: Radiograph, out: Path,
                 options: OutputOptions = OutputOptions()) -> Path:
     """Every file is written atomically (temporary file + rename: a killed process never leaves
     a partial file); the JSON comes last and is fsynced, so a killed run never leaves a study
-    that looks finished."""
+    that looks finished. A rerun into the same folder removes the study.json first and, before
+    writing the new one, the files of ours that the new result does not list.
+    OutputError if the folder cannot be written (read-only, full, a file in the way)."""
     target = study_dir(out, result.study_id)
+    try:
+        return _write_study(result, radiograph, target, options)
+    except OSError as exc:
+        raise OutputError(f"cannot write {exc.filename or target}: {exc.strerror or exc}",
+                          exc.errno) from None
+
+
+def _write_study(result: StudyResult, radiograph: Radiograph, target: Path,
+                 options: OutputOptions) -> Path:
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"cannot write {target}/: a file of that name is in the way")
     target.mkdir(parents=True, exist_ok=True)
+    (target / STUDY_JSON).unlink(missing_ok=True)  # not "done" until the new one is written
+
     def overlay(sentence: SentenceResult) -> np.ndarray:
         picture = sentence_overlay(result, sentence)
         atomic_write_bytes(target / sentence.files["overlay"], encode_png(picture), durable=False)
@@ -98,5 +193,22 @@ def write_study(result: StudyResult, radiograph: Radiograph, out: Path,
         result.identifiers = {tag: str(radiograph.dicom.get(tag, "")) for tag in IDENTIFYING_TAGS
                               if tag in radiograph.dicom}
     result.files["study"] = STUDY_JSON
-    atomic_write_json(target / STUDY_JSON, result.to_dict())
+    doc = result.to_dict()
+    _remove_stale(target, result.study_id, set(listed_files(doc)))
+    atomic_write_json(target / STUDY_JSON, doc)
     return target / STUDY_JSON
+
+
+def _remove_stale(target: Path, study_id: str, keep: set[str]) -> None:
+    """Remove what an earlier run of this study wrote and this one did not (a report that
+    had more sentences, --save-raw or --dicom-out dropped); files that are not ours stay."""
+    for entry in target.iterdir():
+        if entry.name in keep or not entry.is_file():
+            continue
+        ours = _OUR_FILES.fullmatch(entry.name) is not None
+        if not ours and entry.name.endswith(("_sc.dcm", "_sr.dcm")):
+            from lesionloc_runtime.dicom_out.identity import safe_name
+
+            ours = entry.name[:-len("_sc.dcm")] == safe_name(study_id)
+        if ours:
+            entry.unlink()

@@ -1,0 +1,345 @@
+"""`lesionloc-run` against hostile or unlucky input: study ids that would leave OUT, manifests
+that are not what they should be, output locations that cannot be written, reruns over
+earlier results, options that do not apply. Each failure is one line on stderr and an exit
+code, never a traceback, and nothing is written where it should not be."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lesionloc_runtime import batch, outputs
+from lesionloc_runtime.batch import discover
+from lesionloc_runtime.cli import main
+from lesionloc_runtime.outputs import MAX_STUDY_ID_BYTES, derived_study_id, study_id_problem
+
+THREE_FINDINGS = ("FINDINGS: Right lower lobe consolidation. Left upper lobe nodule. "
+                  "Right pleural effusion.")
+
+
+def run(*args: object) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+@pytest.fixture()
+def study(tmp_path, phantom_study) -> tuple[Path, Path]:
+    """A copy of one phantom study (image + report) in its own folder."""
+    image, report, _ = phantom_study
+    folder = tmp_path / "in"
+    folder.mkdir()
+    return Path(shutil.copy(image, folder)), Path(shutil.copy(report, folder))
+
+
+def make_source(tmp_path: Path, phantom_set: Path, n: int = 3) -> Path:
+    source = tmp_path / "studies"
+    source.mkdir()
+    for line in phantom_set.read_text().splitlines()[:n]:
+        row = json.loads(line)
+        shutil.copy(phantom_set.parent / row["image"], source)
+        shutil.copy(phantom_set.parent / row["report"], source)
+    return source
+
+
+# 1. study ids
+
+@pytest.mark.parametrize("study_id", ["../escape", "/abs/path", ".", "..", "", "a/b", "a\\b",
+                                      "a\nb", "x\x00y", "é" * 65])
+def test_study_id_that_is_not_one_plain_folder_is_a_usage_error(tmp_path, study, study_id):
+    image, report = study
+    code, _, stderr = run(image, "--report", report, "--out", tmp_path / "out",
+                          "--study-id", study_id)
+    assert code == 2 and "--study-id" in one_error_line(stderr)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escape").exists()
+
+
+@pytest.mark.parametrize("value", ['"../../pwned"', '"a/b"', "null", '""', '"."', "[1]"])
+def test_manifest_study_id_that_is_not_one_plain_folder_names_the_line(tmp_path, study, value):
+    image, _ = study
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(f'{{"image": "in/{image.name}"}}\n'
+                        f'{{"image": "in/{image.name}", "study_id": {value}}}\n')
+    code, _, stderr = run(manifest, "--out", tmp_path / "out")
+    assert code == 7 and f"{manifest}:2: study_id" in one_error_line(stderr)
+    assert not (tmp_path / "out").exists() and not (tmp_path.parent / "pwned").exists()
+
+
+def test_study_id_rules():
+    assert study_id_problem("CXR-0001_a.b") is None and study_id_problem(42) is not None
+    assert study_id_problem("x" * MAX_STUDY_ID_BYTES) is None
+    assert study_id_problem("x" * (MAX_STUDY_ID_BYTES + 1)) is not None
+    for name in ["..", ".", "", "a/b", "a\tb", "\udcff", "x" * 300]:
+        derived = derived_study_id(name)
+        assert study_id_problem(derived) is None, (name, derived)
+
+
+def test_long_derived_ids_are_short_unique_and_readable(tmp_path, phantom_study):
+    image, _, _ = phantom_study
+    study_uid = "1.2.826.0.1.3680043.8.498." + "1" * 60
+    series = tmp_path / "pacs" / study_uid / (study_uid + ".2")
+    series.mkdir(parents=True)
+    for sop in ("3.1", "3.2"):
+        shutil.copy(image, series / f"{study_uid}.{sop}.dcm")
+    ids = [t.study_id for t in discover(tmp_path / "pacs", None)]
+    assert len(set(ids)) == 2
+    for study_id in ids:
+        assert study_id_problem(study_id) is None and study_id.startswith(study_uid[:40])
+    assert ids == [t.study_id for t in discover(tmp_path / "pacs", None)]  # stable across runs
+
+
+def test_pacs_layout_with_long_names_runs(tmp_path, tiny_bundle, phantom_study):
+    image, report, _ = phantom_study
+    study_uid = "1.2.826.0.1.3680043.8.498." + "7" * 60
+    series = tmp_path / "pacs" / study_uid / (study_uid + ".2")
+    series.mkdir(parents=True)
+    shutil.copy(image, series / f"{study_uid}.3.dcm")
+    shutil.copy(report, series / f"{study_uid}.3.txt")
+    code, stdout, stderr = run(tmp_path / "pacs", "--model", tiny_bundle, "--out", tmp_path / "out",
+                               "-q", "--dicom-out")
+    assert code == 0, stderr
+    assert "1 studies done" in stdout and len(list((tmp_path / "out").glob("*/study.json"))) == 1
+
+
+# 2. duplicate ids
+
+def test_duplicate_study_ids_in_a_manifest_name_both_lines(tmp_path, study):
+    image, report = study
+    row = {"image": f"in/{image.name}", "report": f"in/{report.name}", "study_id": "same"}
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(f"{json.dumps(row)}\n\n{json.dumps(row)}\n")
+    code, _, stderr = run(manifest, "--out", tmp_path / "out")
+    line = one_error_line(stderr)
+    assert code == 7 and f"{manifest}:3:" in line and "line 1" in line
+
+
+def test_rows_without_study_id_whose_images_share_a_stem_are_refused(tmp_path, study):
+    image, _ = study
+    (tmp_path / "other").mkdir()
+    shutil.copy(image, tmp_path / "other")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(f'{{"image": "in/{image.name}"}}\n{{"image": "other/{image.name}"}}\n')
+    code, _, stderr = run(manifest, "--out", tmp_path / "out")
+    assert code == 7 and "also on line 1" in one_error_line(stderr)
+
+
+# 3. reruns leave no stale files
+
+def test_rerun_removes_our_stale_files_and_keeps_everything_else(tmp_path, tiny_bundle, study):
+    image, report = study
+    report.write_text(THREE_FINDINGS)
+    out = tmp_path / "out"
+    code, _, stderr = run(image, "--report", report, "--model", tiny_bundle, "--out", out,
+                          "--save-raw", "--dicom-out", "-q")
+    assert code == 0, stderr
+    folder = out / image.stem
+    assert (folder / "sentence_03.npy").is_file() and list(folder.glob("*_sc.dcm"))
+    (folder / "notes.txt").write_text("mine")
+    (folder / "sentence_03.png.bak").write_text("mine too")
+    report.write_text("FINDINGS: Right lower lobe consolidation.")
+    code, _, stderr = run(image, "--report", report, "--model", tiny_bundle, "--out", out, "-q")
+    assert code == 0, stderr
+    doc = json.loads((folder / "study.json").read_text())
+    listed = set(outputs.listed_files(doc))
+    assert {p.name for p in folder.iterdir()} == listed | {"notes.txt", "sentence_03.png.bak"}
+    assert listed == {"study.json", "summary.png", "sentence_01.png"}
+
+
+def test_study_is_not_done_while_a_rerun_writes_it(tmp_path, tiny_bundle, study, monkeypatch):
+    image, report = study
+    out = tmp_path / "out"
+    assert run(image, "--report", report, "--model", tiny_bundle, "--out", out, "-q")[0] == 0
+    assert outputs.is_done(out, image.stem)
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(outputs, "atomic_write_bytes", full)
+    code, _, stderr = run(image, "--report", report, "--model", tiny_bundle, "--out", out, "-q")
+    assert code == 10 and "No space left on device" in one_error_line(stderr)
+    assert not outputs.is_done(out, image.stem)
+
+
+# 4. output locations that cannot be written
+
+def test_out_that_is_a_file_is_a_usage_error(tmp_path, study):
+    image, report = study
+    code, _, stderr = run(image, "--report", report, "--out", report)
+    assert code == 2 and "not a directory" in one_error_line(stderr)
+
+
+def test_out_that_cannot_be_written_is_one_line(tmp_path, study, monkeypatch):
+    image, report = study
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(outputs.tempfile, "TemporaryFile", read_only)
+    code, _, stderr = run(image, "--report", report, "--out", tmp_path / "out")
+    assert code == 10 and "cannot write" in one_error_line(stderr) and "Read-only" in stderr
+
+
+def test_study_folder_blocked_by_a_file_or_a_long_name_is_one_line(tmp_path, tiny_bundle, study):
+    image, report = study
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / image.stem).write_text("in the way")
+    code, _, stderr = run(image, "--report", report, "--model", tiny_bundle, "--out", out, "-q")
+    assert code == 10 and "in the way" in one_error_line(stderr)
+    code, _, stderr = run(image, "--report", report, "--model", tiny_bundle,
+                          "--out", tmp_path / ("o" * 300), "-q")
+    assert code == 10 and "File name too long" in one_error_line(stderr)
+
+
+def test_batch_study_that_cannot_be_written_fails_alone(tmp_path, tiny_bundle, phantom_set):
+    source = make_source(tmp_path, phantom_set)
+    out = tmp_path / "out"
+    out.mkdir()
+    blocked = sorted(source.glob("*.dcm"))[0].stem
+    (out / blocked).write_text("in the way")
+    code, stdout, stderr = run(source, "--model", tiny_bundle, "--out", out, "-q")
+    assert code == 1 and "2 studies done, 0 already done, 1 failed" in stdout
+    assert "in the way" in stderr and "internal error" not in stderr
+    assert "Traceback" not in stdout + stderr
+
+
+def test_full_disk_stops_the_batch_with_one_error(tmp_path, tiny_bundle, phantom_set, monkeypatch):
+    source = make_source(tmp_path, phantom_set)
+    calls = []
+
+    def full(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(outputs, "atomic_write_bytes", full)
+    monkeypatch.setattr(batch, "atomic_write_json", full)  # the summary cannot be written either
+    code, _, stderr = run(source, "--model", tiny_bundle, "--out", tmp_path / "out", "-q")
+    line = one_error_line(stderr)
+    assert code == 10 and "No space left on device" in line and "stopped the batch" in line
+    assert "3 of 3 studies not done" in line and calls  # stopped at the first study
+
+
+# 5. manifest encoding
+
+def test_manifest_that_is_not_utf8_is_a_manifest_error(tmp_path, study):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_bytes('{"image": "in/x.dcm"}\n'.encode("utf-16"))
+    code, _, stderr = run(manifest, "--out", tmp_path / "out")
+    assert code == 7 and f"{manifest}:1: not UTF-8" in one_error_line(stderr)
+
+
+def test_manifest_with_a_utf8_bom_reads(tmp_path, tiny_bundle, study):
+    image, report = study
+    manifest = tmp_path / "m.jsonl"
+    row = {"image": f"in/{image.name}", "report": f"in/{report.name}", "study_id": "bom"}
+    manifest.write_bytes(b"\xef\xbb\xbf" + json.dumps(row).encode() + b"\n")
+    code, stdout, stderr = run(manifest, "--model", tiny_bundle, "--out", tmp_path / "out", "-q")
+    assert code == 0, stderr
+    assert (tmp_path / "out" / "bom" / "study.json").is_file()
+
+
+# 6. what counts as done
+
+def test_rerun_redoes_studies_whose_outputs_are_incomplete(tmp_path, tiny_bundle, phantom_set):
+    source = make_source(tmp_path, phantom_set)
+    out = tmp_path / "out"
+    cmd = (source, "--model", tiny_bundle, "--out", out, "-q")
+    assert run(*cmd)[0] == 0
+    first, second, _ = sorted(p.name for p in out.iterdir() if p.is_dir())
+    (out / first / "summary.png").unlink()
+    (out / second / "study.json").write_text('{"truncated')
+    code, stdout, stderr = run(*cmd)
+    assert code == 0, stderr
+    assert "2 studies done, 1 already done, 0 failed" in stdout
+    assert outputs.is_done(out, first) and outputs.is_done(out, second)
+
+
+# 7, 8. options that do not apply or cannot work
+
+@pytest.mark.parametrize("args,complaint", [
+    (["--report", "{report}"], "--report is for a single image"),
+    (["--study-id", "x"], "--study-id is for a single image"),
+    (["--json"], "--json is for a single image"),
+    (["--reports", "{tmp}/nope"], "does not exist"),
+    (["--reports", "{report}"], "is not a directory"),
+    (["--workers", "0"], "--workers 0"),
+    (["--threads", "-1"], "--threads -1"),
+    (["--threads", "100000"], "--threads 100000"),
+])
+def test_batch_options_that_cannot_apply_are_usage_errors(tmp_path, study, args, complaint):
+    _, report = study
+    args = [a.format(report=report, tmp=tmp_path) for a in args]
+    code, _, stderr = run(report.parent, *args, "--out", tmp_path / "out")
+    assert code == 2 and complaint in one_error_line(stderr)
+
+
+@pytest.mark.parametrize("args", [["--shard", "0/2"], ["--reports", "."], ["--workers", "2"],
+                                  ["--threads", "0"], ["--threads", "257"]])
+def test_single_study_options_that_cannot_apply_are_usage_errors(tmp_path, study, args):
+    image, report = study
+    code, _, stderr = run(image, "--report", report, *args, "--out", tmp_path / "out")
+    assert code == 2 and args[0] in one_error_line(stderr)
+
+
+def test_reports_given_to_a_manifest_are_a_usage_error(tmp_path, study):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"image": "in/x.dcm"}\n')
+    code, _, stderr = run(manifest, "--reports", tmp_path, "--out", tmp_path / "out")
+    assert code == 2 and "--reports" in one_error_line(stderr)
+
+
+def test_empty_input_folder_is_a_data_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, stderr = run(tmp_path / "empty", "--out", tmp_path / "out")
+    assert code == 7 and "no image files" in one_error_line(stderr)
+
+
+# 8, 9, 11. missing reports: where they were looked for, on stderr
+
+def test_missing_report_says_where_it_looked_on_stderr(tmp_path, tiny_bundle, study):
+    image, report = study
+    report.unlink()
+    code, stdout, stderr = run(image.parent, "--model", tiny_bundle, "--out", tmp_path / "out", "-q")
+    assert code == 1 and "0 studies done, 0 already done, 1 failed" in stdout
+    assert "error:" not in stdout and "failed:" not in stdout
+    assert f"expected {image.with_suffix('.txt').absolute()}" in stderr
+    assert "failed: " in stderr
+
+
+def test_manifest_row_without_report_uses_the_one_beside_the_image(tmp_path, tiny_bundle, study):
+    image, report = study
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(f'{{"image": "in/{image.name}", "study_id": "found"}}\n'
+                        f'{{"image": "in/{image.name}", "study_id": "lost", "report": "in/x.txt"}}\n')
+    code, _, stderr = run(manifest, "--model", tiny_bundle, "--out", tmp_path / "out", "-q")
+    assert code == 1 and (tmp_path / "out" / "found" / "study.json").is_file()
+    assert "lost" in stderr and "x.txt" in stderr
+    shutil.move(report, tmp_path / "elsewhere.txt")
+    code, _, stderr = run(manifest, "--model", tiny_bundle, "--out", tmp_path / "out2", "-q")
+    assert f"expected {image.with_suffix('.txt').absolute()}" in stderr
+
+
+# 10. the output directory inside the input folder
+
+def test_output_inside_the_input_folder_is_not_taken_for_studies(tmp_path, tiny_bundle, phantom_set):
+    source = make_source(tmp_path, phantom_set, n=2)
+    hidden = source / ".snapshot"
+    hidden.mkdir()
+    shutil.copy(next(source.glob("*.dcm")), hidden)
+    cmd = (source, "--model", tiny_bundle, "--out", source / "lesionloc-out", "-q")
+    code, stdout, stderr = run(*cmd)
+    assert code == 0 and "2 studies done, 0 already done, 0 failed" in stdout, stderr
+    code, stdout, stderr = run(*cmd)
+    assert code == 0 and "0 studies done, 2 already done, 0 failed" in stdout, stderr
