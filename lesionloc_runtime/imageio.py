@@ -144,7 +144,14 @@ def _quiet_libraries() -> Iterator[None]:
 
 def _check_contrast(pixels: np.ndarray, source: str) -> None:
     """A blank image (a failed export, a transform that maps everything to one value) would
-    still produce heatmaps and boxes that look confident: refuse it."""
+    still produce heatmaps and boxes that look confident: refuse it. A strided sample with
+    contrast and finite values settles it in 0.2 ms (the whole 2048x2048 film: 3.4 ms, a tenth
+    of this pipeline's share outside the encoders); `preprocess` refuses non-finite values the
+    sample missed (they reach its percentiles)."""
+    sample = pixels[::8, ::8]
+    lo, hi = float(sample.min()), float(sample.max())
+    if np.isfinite(lo) and np.isfinite(hi) and hi - lo >= 1e-6:
+        return
     lo, hi = float(pixels.min()), float(pixels.max())
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ImageReadError(

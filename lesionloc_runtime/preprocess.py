@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from lesionloc_runtime.errors import ConfigError
+from lesionloc_runtime.errors import ConfigError, ImageReadError
 from lesionloc_runtime.imageio import Radiograph
 
 _INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
@@ -157,6 +157,8 @@ def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig) -> Prep
         pixels, (box.new_width, box.new_height), interpolation=_INTERPOLATIONS[config.interpolation]
     )
     window = intensity_window(resized, config)
+    if not np.isfinite(window).all():  # NaN in the image reaches the percentiles
+        raise ImageReadError(f"{image.source}: the image has non-finite values (NaN)")
     resized = apply_window(resized, window)
     canvas = np.full((config.image_size, config.image_size), config.pad_value, dtype=np.float32)
     canvas[box.pad_y : box.pad_y + box.new_height, box.pad_x : box.pad_x + box.new_width] = resized

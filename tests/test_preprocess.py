@@ -185,3 +185,24 @@ def test_config_round_trips_through_a_dict():
     assert PreprocessConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match="unknown"):
         PreprocessConfig.from_dict({**config.to_dict(), "gamma": 2.0})
+
+
+def test_non_finite_pixels_are_an_image_error_not_a_nan_input():
+    from lesionloc_runtime.errors import ImageReadError
+
+    pixels = np.random.default_rng(0).random((300, 200)).astype(np.float32)
+    pixels[123, 45] = np.nan  # off the reader's strided contrast sample
+    image = Radiograph(pixels, "film.dcm", "dicom")  # as the DICOM reader builds it
+    with pytest.raises(ImageReadError, match="non-finite"):
+        preprocess(image, PreprocessConfig(image_size=64))
+
+
+def test_contrast_sample_does_not_hide_a_blank_image_or_refuse_a_faint_one():
+    from lesionloc_runtime.errors import ImageReadError
+    from lesionloc_runtime.imageio import _check_contrast
+
+    blank = np.full((256, 256), 0.25, np.float32)
+    with pytest.raises(ImageReadError, match="no contrast"):
+        _check_contrast(blank, "blank")
+    blank[3, 5] = 0.75  # one bright pixel between the sampled ones: not blank after all
+    _check_contrast(blank, "faint")
