@@ -128,14 +128,17 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
         lines.append("")
     texts = [r for r in runs.values() if r["name"].startswith("test_text_encoder_by_sentence_count")]
     if texts:
-        lines += ["Text encoder alone, one batched pass (ms, median):", "",
-                  "| sentences | tokens | int8 | fp32 |", "| ---: | ---: | ---: | ---: |"]
+        lines += ["Text encoder alone, the sentences of one study (ms, median; runs: batches "
+                  "after grouping by length, one padded batch in runs that predate it):", "",
+                  "| sentences | tokens | runs | int8 | fp32 |",
+                  "| ---: | ---: | ---: | ---: | ---: |"]
         by = {(r["extra_info"]["sentences"], r["extra_info"]["precision"]): r for r in texts}
         for count in sorted({k[0] for k in by}):
-            tokens = next(r["extra_info"]["tokens"] for k, r in by.items() if k[0] == count)
+            info = next(r["extra_info"] for k, r in by.items() if k[0] == count)
             cells = [ms(by[(count, p)]["stats"]["median"]) if (count, p) in by else "–"
                      for p in ("int8", "fp32")]
-            lines.append(f"| {count} | {tokens} | {cells[0]} | {cells[1]} |")
+            lines.append(f"| {count} | {info['tokens']} | {info.get('runs', 1)} | {cells[0]} | "
+                         f"{cells[1]} |")
         lines.append("")
     cold = [r for r in runs.values() if r["name"].startswith("test_cold_start_and_peak_memory")]
     if cold:
