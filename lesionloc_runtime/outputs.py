@@ -24,6 +24,7 @@ from lesionloc_runtime.render import (
     encode_png,
     sentence_overlay,
     summary_figure,
+    summary_tile,
 )
 from lesionloc_runtime.results import STUDY_SCHEMA, SentenceResult, StudyResult
 
@@ -165,7 +166,7 @@ def _write_study(result: StudyResult, radiograph: Radiograph, target: Path,
     def overlay(sentence: SentenceResult) -> np.ndarray:
         picture = sentence_overlay(result, sentence)
         atomic_write_bytes(target / sentence.files["overlay"], encode_png(picture), durable=False)
-        return picture
+        return summary_tile(picture)  # shrunk here, in parallel, for the summary figure
 
     for sentence in result.grounded:
         stem = f"sentence_{sentence.index + 1:02d}"
@@ -178,8 +179,8 @@ def _write_study(result: StudyResult, radiograph: Radiograph, target: Path,
     # rendering and PNG encoding dominate writing; OpenCV, numpy and ISA-L release the GIL.
     # The display-size radiograph is made once here, not by every thread that finds it missing.
     base_image(result)
-    overlays = list(_pool().map(overlay, result.grounded))
-    summary = summary_figure(result, overlays=overlays)
+    tiles = list(_pool().map(overlay, result.grounded))
+    summary = summary_figure(result, overlays=tiles)
     atomic_write_bytes(target / "summary.png", encode_png(summary), durable=False)
     result.files["summary"] = "summary.png"
     if options.dicom_out:

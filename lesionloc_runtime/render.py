@@ -130,36 +130,39 @@ def combined_overlay(result: StudyResult, limit: int = DISPLAY_SIZE) -> np.ndarr
 def summary_figure(result: StudyResult, tile: int = DISPLAY_SIZE // 2,
                    overlays: list[np.ndarray] | None = None) -> np.ndarray:
     """All grounded sentences side by side (up to 4 per row), with a legend and the notice.
-    `overlays` (the per-sentence pictures, if already rendered) are downscaled, not redrawn.
+    `overlays` (the per-sentence pictures or their `summary_tile`s, if already rendered) are
+    downscaled, not redrawn.
     The default tile is half the overlays' size: OpenCV's area resize by exactly 2 is 30x
     faster than by 2.5 (0.1 vs 3.6 ms per 640 px overlay), and captions stay legible."""
     grounded = result.grounded
     if overlays is not None:
-        tiles = [_shrink(o, tile) for o in overlays]
+        tiles = [summary_tile(o, tile) for o in overlays]
     else:
         tiles = [sentence_overlay(result, s, tile) for s in grounded]
     tiles = tiles or [
         np.vstack([base_image(result, tile),
                    _caption(display_size(result.width, result.height, tile)[0],
                             ["No finding sentence to ground."], "")])]
-    heights = max(t.shape[0] for t in tiles)
-    widths = max(t.shape[1] for t in tiles)
-    padded = [np.pad(t, ((0, heights - t.shape[0]), (0, widths - t.shape[1]), (0, 0)),
-                     constant_values=24) for t in tiles]
-    per_row = min(4, len(padded))
-    rows = []
-    for start in range(0, len(padded), per_row):
-        row = padded[start : start + per_row]
-        row += [np.full_like(padded[0], 24)] * (per_row - len(row))
-        rows.append(np.hstack(row))
-    grid = np.vstack(rows)
-    header = _caption(grid.shape[1], [f"lesionloc: {result.study_id}, {len(grounded)} grounded "
-                                      f"sentence(s), model {result.model.get('name', '')}"],
+    height = max(t.shape[0] for t in tiles)
+    width = max(t.shape[1] for t in tiles)
+    per_row = min(4, len(tiles))
+    header = _caption(per_row * width, [f"lesionloc: {result.study_id}, {len(grounded)} "
+                                        f"grounded sentence(s), model {result.model.get('name', '')}"],
                       str(result.model.get("notice", "")))
-    return np.vstack([header, grid])
+    top = header.shape[0]
+    # one canvas, each tile copied into its cell (padding, rows and stacking by numpy took
+    # 3.5 of 7 ms)
+    rows = -(-len(tiles) // per_row)
+    canvas = np.full((top + rows * height, per_row * width, 3), 24, dtype=np.uint8)
+    canvas[:top] = header
+    for k, picture in enumerate(tiles):
+        y, x = top + (k // per_row) * height, (k % per_row) * width
+        canvas[y : y + picture.shape[0], x : x + picture.shape[1]] = picture
+    return canvas
 
 
-def _shrink(picture: np.ndarray, width: int) -> np.ndarray:
+def summary_tile(picture: np.ndarray, width: int = DISPLAY_SIZE // 2) -> np.ndarray:
+    """An overlay shrunk to a summary tile (no-op on one already that narrow)."""
     if picture.shape[1] <= width:
         return picture
     height = round(picture.shape[0] * width / picture.shape[1])

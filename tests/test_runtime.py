@@ -434,3 +434,27 @@ def test_unknown_execution_provider_is_a_one_line_usage_error(tmp_path, tiny_bun
                           capture_output=True, text=True)
     assert proc.returncode != 0 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert proc.stderr.startswith("error:") and "tpu" in proc.stderr
+
+
+def test_summary_figure_places_each_tile_in_its_cell(tiny_bundle, phantom_study):
+    from lesionloc_runtime.render import sentence_overlay, summary_figure, summary_tile
+
+    image, report, _ = phantom_study
+    result = Localizer.load(tiny_bundle).localize(image, report, queries=[
+        "right basal opacity", "left apical pneumothorax", "cardiomegaly", "left effusion",
+        "right upper lobe mass"])
+    overlays = [sentence_overlay(result, s) for s in result.grounded]
+    tiles = [summary_tile(o) for o in overlays]
+    figure = summary_figure(result, overlays=tiles)
+    np.testing.assert_array_equal(figure, summary_figure(result, overlays=overlays))
+    assert len(tiles) >= 5  # at least two rows of four
+    height, width = max(t.shape[0] for t in tiles), max(t.shape[1] for t in tiles)
+    rows = -(-len(tiles) // 4)
+    top = figure.shape[0] - rows * height
+    assert figure.shape[1] == 4 * width and top > 0  # the header above the grid
+    for k, tile in enumerate(tiles):
+        y, x = top + (k // 4) * height, (k % 4) * width
+        np.testing.assert_array_equal(figure[y:y + tile.shape[0], x:x + tile.shape[1]], tile)
+    if len(tiles) % 4:
+        last = top + (rows - 1) * height
+        assert (figure[last:, len(tiles) % 4 * width:] == 24).all()  # empty cells
