@@ -26,7 +26,7 @@ from lesionloc_runtime.render import (
     summary_figure,
     summary_tile,
 )
-from lesionloc_runtime.results import STUDY_SCHEMA, SentenceResult, StudyResult
+from lesionloc_runtime.results import STUDY_SCHEMA, StudyResult
 
 STUDY_JSON = "study.json"
 IDENTIFYING_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber",
@@ -163,10 +163,12 @@ def _write_study(result: StudyResult, radiograph: Radiograph, target: Path,
     target.mkdir(parents=True, exist_ok=True)
     (target / STUDY_JSON).unlink(missing_ok=True)  # not "done" until the new one is written
 
-    def overlay(sentence: SentenceResult) -> np.ndarray:
-        picture = sentence_overlay(result, sentence)
-        atomic_write_bytes(target / sentence.files["overlay"], encode_png(picture), durable=False)
-        return summary_tile(picture)  # shrunk here, in parallel, for the summary figure
+    def write_png(name: str, picture: np.ndarray) -> None:
+        atomic_write_bytes(target / name, encode_png(picture), durable=False)
+
+    def write_summary(pictures: list[np.ndarray]) -> None:
+        tiles = [summary_tile(p) for p in pictures]
+        write_png("summary.png", summary_figure(result, overlays=tiles))
 
     for sentence in result.grounded:
         stem = f"sentence_{sentence.index + 1:02d}"
@@ -176,12 +178,18 @@ def _write_study(result: StudyResult, radiograph: Radiograph, target: Path,
             np.save(buffer, sentence.heatmap.render().astype(np.float32), allow_pickle=False)
             atomic_write_bytes(target / f"{stem}.npy", buffer.getvalue(), durable=False)
             sentence.files["heatmap"] = f"{stem}.npy"
-    # rendering and PNG encoding dominate writing; OpenCV, numpy and ISA-L release the GIL.
+    # Rendering and PNG encoding dominate writing; OpenCV, numpy and ISA-L release the GIL.
     # The display-size radiograph is made once here, not by every thread that finds it missing.
+    # Render every overlay, then encode them and the summary together, the summary (the
+    # largest) first: made after the overlays' encoding, it ran alone on one core.
     base_image(result)
-    tiles = list(_pool().map(overlay, result.grounded))
-    summary = summary_figure(result, overlays=tiles)
-    atomic_write_bytes(target / "summary.png", encode_png(summary), durable=False)
+    pool = _pool()
+    pictures = list(pool.map(lambda sentence: sentence_overlay(result, sentence), result.grounded))
+    jobs = [pool.submit(write_summary, pictures)]
+    jobs += [pool.submit(write_png, sentence.files["overlay"], picture)
+             for sentence, picture in zip(result.grounded, pictures, strict=True)]
+    for job in jobs:
+        job.result()
     result.files["summary"] = "summary.png"
     if options.dicom_out:
         from lesionloc_runtime.dicom_out import write_dicom_outputs
