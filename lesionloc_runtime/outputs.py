@@ -35,6 +35,7 @@ MAX_STUDY_ID_BYTES = 128
 # What write_study may name a file (besides study.json and the DICOM outputs): a rerun removes
 # such files that the new result does not list, and never touches anything else.
 _OUR_FILES = re.compile(r"sentence_\d{2,}\.(png|npy)|summary\.png")
+_TEMPORARY = re.compile(r"\.(.+)\.[A-Za-z0-9_]+\.tmp")  # fileio.atomic_open's names
 
 
 @dataclass(frozen=True)
@@ -213,14 +214,25 @@ def _write_study(result: StudyResult, radiograph: Radiograph, target: Path,
 
 def _remove_stale(target: Path, study_id: str, keep: set[str]) -> None:
     """Remove what an earlier run of this study wrote and this one did not (a report that
-    had more sentences, --save-raw or --dicom-out dropped); files that are not ours stay."""
+    had more sentences, --save-raw or --dicom-out dropped), and the temporary files a killed
+    run left of ours (`.NAME.XXXXXXXX.tmp`, fileio.atomic_open); files not ours stay."""
     for entry in target.iterdir():
         if entry.name in keep or not entry.is_file():
             continue
-        ours = _OUR_FILES.fullmatch(entry.name) is not None
-        if not ours and entry.name.endswith(("_sc.dcm", "_sr.dcm")):
-            from lesionloc_runtime.dicom_out.identity import safe_name
-
-            ours = entry.name[:-len("_sc.dcm")] == safe_name(study_id)
+        temporary = _TEMPORARY.fullmatch(entry.name)
+        if temporary:
+            ours = temporary.group(1) == STUDY_JSON or _is_ours(temporary.group(1), study_id)
+        else:
+            ours = _is_ours(entry.name, study_id)
         if ours:
             entry.unlink()
+
+
+def _is_ours(name: str, study_id: str) -> bool:
+    if _OUR_FILES.fullmatch(name):
+        return True
+    if name.endswith(("_sc.dcm", "_sr.dcm")):
+        from lesionloc_runtime.dicom_out.identity import safe_name
+
+        return name[:-len("_sc.dcm")] == safe_name(study_id)
+    return False

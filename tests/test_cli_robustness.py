@@ -148,12 +148,16 @@ def test_rerun_removes_our_stale_files_and_keeps_everything_else(tmp_path, tiny_
     assert (folder / "sentence_03.npy").is_file() and list(folder.glob("*_sc.dcm"))
     (folder / "notes.txt").write_text("mine")
     (folder / "sentence_03.png.bak").write_text("mine too")
+    (folder / ".sentence_07.png.k3j9x_2a.tmp").write_bytes(b"\x89PNG")  # a killed run's
+    (folder / ".study.json.abcd1234.tmp").write_text("{")
+    (folder / ".notes.txt.abcd1234.tmp").write_text("not ours")
     report.write_text("FINDINGS: Right lower lobe consolidation.")
     code, _, stderr = run(image, "--report", report, "--model", tiny_bundle, "--out", out, "-q")
     assert code == 0, stderr
     doc = json.loads((folder / "study.json").read_text())
     listed = set(outputs.listed_files(doc))
-    assert {p.name for p in folder.iterdir()} == listed | {"notes.txt", "sentence_03.png.bak"}
+    assert {p.name for p in folder.iterdir()} == listed | {"notes.txt", "sentence_03.png.bak",
+                                                             ".notes.txt.abcd1234.tmp"}
     assert listed == {"study.json", "summary.png", "sentence_01.png"}
 
 
