@@ -228,7 +228,8 @@ class ModelBundle:
             )
             if bundle.heatmap_source not in ("local", "global"):
                 raise ValueError(f"heatmap_source {bundle.heatmap_source!r} is not local or global")
-            _check_image_size(image, bundle.preprocessing.image_size)
+            check_image_size(image.inputs.get("pixel_values", []),
+                             bundle.preprocessing.image_size, str(manifest_path))
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise BundleError(f"{manifest_path}: malformed manifest ({exc})") from None
         for required in (image.file, text.file, bundle.tokenizer_file):
@@ -266,24 +267,14 @@ def _finite(data: dict[str, Any], key: str) -> float:
     return float(value)
 
 
-def _check_image_size(spec: EncoderSpec, size: int) -> None:
-    """The graph's fixed input height and width must be what preprocessing produces."""
-    dims = spec.inputs.get("pixel_values", [])
-    fixed = [d for d in dims[-2:] if isinstance(d, int)]
-    if len(dims) != 4 or any(d != size for d in fixed):
-        raise ValueError(
-            f"preprocessing.image_size {size} does not fit the image encoder's input "
-            f"pixel_values {dims}"
-        )
-
-
-def check_graph_image_size(shape: list[Any], size: int, source: str) -> None:
-    """The same check on the loaded graph (a manifest may declare axis names where the graph
-    has fixed sizes)."""
+def check_image_size(shape: list[Any], size: int, source: str) -> None:
+    """An image encoder input (N, 1, H, W) must take what preprocessing makes: run on the
+    manifest's declaration at load and on the loaded graph (a manifest may declare axis names
+    where the graph has fixed sizes)."""
     fixed = [d for d in shape[-2:] if isinstance(d, int)]
-    if any(d != size for d in fixed):
+    if len(shape) != 4 or any(d != size for d in fixed):
         raise BundleError(
-            f"{source}: the image encoder takes {shape[-2:]} pixels but the bundle's "
+            f"{source}: the image encoder takes pixel_values {shape}, but the bundle's "
             f"preprocessing.image_size is {size}"
         )
 

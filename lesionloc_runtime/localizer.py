@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from lesionloc_runtime.bundle import ModelBundle, check_graph_image_size
+from lesionloc_runtime.bundle import ModelBundle, check_image_size
 from lesionloc_runtime.errors import BundleError, ReportError
 from lesionloc_runtime.heatmap import Heatmap, cosine_grid, local_alignment_score, smooth_grid
 from lesionloc_runtime.imageio import Radiograph, import_dicom_stack, read_image
@@ -100,8 +100,8 @@ class Localizer:
             tokenizer = SentenceTokenizer(bundle.file(bundle.tokenizer_file), bundle.max_length)
             import_dicom_stack()  # meanwhile: the first DICOM read would pay it
             image_encoder = image.result()
-            check_graph_image_size(image_encoder.input_shapes["pixel_values"],
-                                   bundle.preprocessing.image_size, str(image_encoder.path))
+            check_image_size(image_encoder.input_shapes["pixel_values"],
+                             bundle.preprocessing.image_size, str(image_encoder.path))
             return cls(bundle, image_encoder, text.result(), tokenizer)
 
     # -- encoders -------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from lesionloc_runtime.render import (
     encode_png,
     sentence_overlay,
     summary_figure,
-    summary_tile,
 )
 from lesionloc_runtime.results import STUDY_SCHEMA, StudyResult
 
@@ -168,8 +167,7 @@ def _write_study(result: StudyResult, radiograph: Radiograph, target: Path,
         atomic_write_bytes(target / name, encode_png(picture), durable=False)
 
     def write_summary(pictures: list[np.ndarray]) -> None:
-        tiles = [summary_tile(p) for p in pictures]
-        write_png("summary.png", summary_figure(result, overlays=tiles))
+        write_png("summary.png", summary_figure(result, overlays=pictures))  # it shrinks them
 
     for sentence in result.grounded:
         stem = f"sentence_{sentence.index + 1:02d}"
@@ -220,19 +218,13 @@ def _remove_stale(target: Path, study_id: str, keep: set[str]) -> None:
         if entry.name in keep or not entry.is_file():
             continue
         temporary = _TEMPORARY.fullmatch(entry.name)
-        if temporary:
-            ours = temporary.group(1) == STUDY_JSON or _is_ours(temporary.group(1), study_id)
-        else:
-            ours = _is_ours(entry.name, study_id)
-        if ours:
+        name = temporary.group(1) if temporary else entry.name
+        if name == STUDY_JSON or _OUR_FILES.fullmatch(name) or (
+                name.endswith(".dcm") and name in _dicom_names(study_id)):
             entry.unlink()
 
 
-def _is_ours(name: str, study_id: str) -> bool:
-    if _OUR_FILES.fullmatch(name):
-        return True
-    if name.endswith(("_sc.dcm", "_sr.dcm")):
-        from lesionloc_runtime.dicom_out.identity import safe_name
+def _dicom_names(study_id: str) -> tuple[str, str]:
+    from lesionloc_runtime.dicom_out.identity import output_names  # highdicom: only if needed
 
-        return name[:-len("_sc.dcm")] == safe_name(study_id)
-    return False
+    return output_names(study_id)

@@ -107,30 +107,28 @@ _ID_LABELS_COLON = (
 )
 
 
-def _label_pattern(names: Sequence[str]) -> str:
-    return "|".join(
-        "[ \t]*".join(re.escape(w) for w in name.replace("/", " / ").replace(" ", "\0").split("\0"))
-        for name in sorted(names, key=len, reverse=True)
-    )
-
-
-_IDENTIFIER_LINE = re.compile(
-    r"(?:\A|(?<=[\r\n]))[ \t]*(?:(?:" + _label_pattern(_ID_LABELS_ANY) + r")(?![A-Za-z])"
-    r"|(?:" + _label_pattern(_ID_LABELS_COLON) + r")[ \t]*[:#])[^\r\n]*",
-    re.I,
-)
-
-
 def _name_pattern(name: str) -> str:
     words = "[ \t]+".join(re.escape(w) for w in name.split(" "))
     return words.replace("/", "[ \t]*/[ \t]*")
+
+
+def _names_pattern(names: Sequence[str]) -> str:
+    """An alternation of `_name_pattern`s, longest first."""
+    return "|".join(_name_pattern(n) for n in sorted(names, key=len, reverse=True))
+
+
+_IDENTIFIER_LINE = re.compile(
+    r"(?:\A|(?<=[\r\n]))[ \t]*(?:(?:" + _names_pattern(_ID_LABELS_ANY) + r")(?![A-Za-z])"
+    r"|(?:" + _names_pattern(_ID_LABELS_COLON) + r")[ \t]*[:#])[^\r\n]*",
+    re.I,
+)
 
 
 _HEADER = re.compile(
     r"(?:(?P<bol>(?:\A|(?<=[\r\n]))[ \t\ufeff]*)|(?<=[ \t]))"
     # Fails at once where no header name can start, which keeps long runs of spaces cheap.
     r"(?=[" + "".join(sorted({n[0] + n[0].upper() for n in _HEADERS})) + r"])"
-    r"(?P<name>" + "|".join(_name_pattern(n) for n in sorted(_HEADERS, key=len, reverse=True))
+    r"(?P<name>" + _names_pattern(_HEADERS)
     + r")(?![A-Za-z])[ \t]*(?P<colon>:)?[ \t]*",
     re.I,
 )

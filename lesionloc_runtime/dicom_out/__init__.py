@@ -19,8 +19,8 @@ from lesionloc_runtime.dicom_out.identity import (
     DicomOutputError,
     StudyIdentity,
     SyntheticIds,
+    output_names,
     reference_dataset,
-    safe_name,
 )
 from lesionloc_runtime.dicom_out.structured_report import (
     RegionTarget,
@@ -104,13 +104,12 @@ def write_dicom_outputs(
                       sop_uid=str(hd.UID()), series_description=f"lesionloc grounding - {tag}")
 
     out = Path(out_dir)
-    # File names carry the study id (the input's file stem or --study-id), never header values.
-    stem = safe_name(result.study_id)
-    sc_path = out / f"{stem}_sc.dcm"
+    sc_name, sr_name = output_names(result.study_id)
+    sc_path = out / sc_name
     _save(sc, sc_path)
     sr_path = None
     if sr is not None:
-        sr_path = out / f"{stem}_sr.dcm"
+        sr_path = out / sr_name
         _save(sr, sr_path)
     return DicomOutputs(
         sc=sc_path,

@@ -198,3 +198,10 @@ def reference_dataset(sop_class_uid: str, sop_instance_uid: str, series_instance
 def safe_name(text: str) -> str:
     """A value safe for an SH attribute or a file name: letters, digits, '.', '_', '-'."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "study"
+
+
+def output_names(study_id: str) -> tuple[str, str]:
+    """The file names of a study's secondary capture and structured report: the study id
+    (the input's file stem or --study-id), never header values."""
+    stem = safe_name(study_id)
+    return f"{stem}_sc.dcm", f"{stem}_sr.dcm"
