@@ -20,7 +20,7 @@ import pytest
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
 from lesionloc_runtime.outputs import write_study
-from lesionloc_runtime.sessions import default_threads
+from lesionloc_runtime.sessions import default_threads, open_session, session_options
 
 ENCODERS = ("image_encoder", "text_encoder")
 
@@ -84,8 +84,6 @@ def test_end_to_end_reference_study(benchmark, engine, latency_model, reference_
 
 def _image_graph(checkpoint: Path, size: int, precision: str, work: Path, calibration: list):
     """The image encoder exported at another input size (fp32 or int8), as a session."""
-    import onnxruntime as ort
-
     from lesionloc_export.graphs import export_image_encoder
     from lesionloc_export.quantize import quantize_image_int8
     from lesionloc_train.checkpoint import load_checkpoint
@@ -98,11 +96,8 @@ def _image_graph(checkpoint: Path, size: int, precision: str, work: Path, calibr
             quantize_image_int8(raw, target, calibration)
         else:
             shutil.copyfile(raw, target)
-    options = ort.SessionOptions()  # as the runtime's sessions (lesionloc_runtime.sessions)
-    options.intra_op_num_threads = default_threads()
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+    # the runtime's own session (lesionloc_runtime.sessions): threads, optimizations
+    return open_session(target, session_options(default_threads()), ["CPUExecutionProvider"])
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp32"])

@@ -9,12 +9,8 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -84,51 +80,6 @@ def quantize_image_int8(source: Path, target: Path, calibration: Sequence[np.nda
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
                            "CalibTensorRangeSymmetric": False},
         )
-    quantize_before_max_pools(target)
-
-
-def quantize_before_max_pools(path: Path) -> int:
-    """fp32 MaxPool -> QuantizeLinear becomes Q -> DQ -> MaxPool -> Q with the same scale and
-    zero point, which ONNX Runtime runs as a uint8 MaxPool: exactly the same output, since a
-    quantizer is monotone (Q(max x) = max Q(x)), at a quarter of the memory traffic. In a
-    ResNet that is the pool after the fp32 first convolution, on the largest feature map (an
-    fp32 pool took 14 of 180 ms in ResNet-50 at 448 px on 2 cores). The quantizer's own option for it
-    (ForceQuantizeNoInputCheck) also quantizes the fp32 projections' outputs. Returns how many
-    pools it moved."""
-    import onnx
-    from onnx import helper
-
-    model = onnx.load(str(path))
-    graph = model.graph
-    consumers: dict[str, list] = {}
-    producers = {out: node for node in graph.node for out in node.output}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    moved, nodes = 0, []
-    for node in graph.node:
-        users = consumers.get(node.output[0], []) if node.op_type == "MaxPool" else []
-        source = producers.get(node.input[0]) if users else None
-        if (len(users) == 1 and users[0].op_type == "QuantizeLinear" and len(node.output) == 1
-                and (source is None or source.op_type != "DequantizeLinear")):
-            quant, params = users[0], list(users[0].input[1:])
-            q_out, dq_out = f"{node.name}_input_q", f"{node.name}_input_dq"
-            nodes.append(helper.make_node("QuantizeLinear", [node.input[0], *params], [q_out],
-                                          name=f"{node.name}_input_Q", **_axis(quant)))
-            nodes.append(helper.make_node("DequantizeLinear", [q_out, *params], [dq_out],
-                                          name=f"{node.name}_input_DQ", **_axis(quant)))
-            node.input[0] = dq_out
-            moved += 1
-        nodes.append(node)
-    if moved:
-        del graph.node[:]
-        graph.node.extend(nodes)
-        onnx.save(model, str(path))
-    return moved
-
-
-def _axis(node: onnx.NodeProto) -> dict[str, int]:
-    return {a.name: a.i for a in node.attribute if a.name == "axis"}
 
 
 def quantize_text_int8(source: Path, target: Path) -> None:

@@ -67,6 +67,41 @@ def resolve_providers(requested: Sequence[str]) -> list[str]:
     return chosen
 
 
+# ONNX Runtime optimizers switched off. QDQ propagation moves the QuantizeLinear that follows
+# a MaxPool up in front of it. In the int8 image encoder that pool follows the fp32 first
+# convolution, and ORT runs a uint8 MaxPool in NCHW with a scalar loop: 14 ms at ResNet-50's
+# 448 px on 2 cores, against about 1 ms for the fp32 pool in its blocked (NCHWc) layout.
+# The output is the same either way (a quantizer is monotone: Q(max x) = max Q(x)).
+DISABLED_OPTIMIZERS = ("QDQPropagationTransformer",)
+
+
+def session_options(threads: int | None = None) -> Any:
+    """The SessionOptions of every session the runtime (and the exporter's parity check, and
+    the latency benchmarks) open."""
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # All levels: the int8 graphs need the QDQ -> QLinearConv fusions (2.5x faster than
+    # the basic level on ResNet-50) and layout rewrites are hardware-specific, so they
+    # cannot be saved at export; loading costs tens of milliseconds more.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    # ORT's idle threads spin for a while after each run; the rendering and PNG encoding
+    # that follow need those cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def open_session(path: Path, options: Any, providers: Sequence[str]) -> Any:
+    """An InferenceSession with `options` and the runtime's DISABLED_OPTIMIZERS."""
+    ort = import_onnxruntime()
+    return ort.InferenceSession(str(path), options, providers=list(providers),
+                                disabled_optimizers=list(DISABLED_OPTIMIZERS))
+
+
 class OnnxEncoder:
     """One ONNX graph of a bundle. Validates its declared inputs/outputs at load time and feeds
     only the inputs the graph declares."""
@@ -78,23 +113,9 @@ class OnnxEncoder:
         providers: Sequence[str] = ("cpu",),
         threads: int | None = None,
     ) -> None:
-        ort = import_onnxruntime()
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # All levels: the int8 graphs need the QDQ -> QLinearConv fusions (2.5x faster than
-        # the basic level on ResNet-50) and layout rewrites are hardware-specific, so they
-        # cannot be saved at export; loading costs tens of milliseconds more.
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        # ORT's idle threads spin for a while after each run; the rendering and PNG encoding
-        # that follow need those cores
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         chosen = resolve_providers(providers)
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=chosen)
+            self.session = open_session(path, session_options(threads), chosen)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             raise BundleError(f"{path}: ONNX Runtime cannot load this graph ({exc})") from None
         active = self.session.get_providers()
