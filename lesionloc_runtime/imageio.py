@@ -11,6 +11,7 @@ import errno
 import logging
 import os
 import struct
+import threading
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -127,19 +128,42 @@ def read_image(path: str | os.PathLike[str]) -> Radiograph:
     return image
 
 
+class _Quiet:
+    """The process-wide switch behind `_quiet_libraries`: the first reader in switches pydicom's
+    logger and Python warnings off, the last one out restores them. Warning filters and a
+    logger's `disabled` are global, so per-call saving and restoring is not safe across threads:
+    two overlapping reads would restore each other's "off" state and leave it off for good."""
+
+    lock = threading.Lock()
+    depth = 0
+    logger_was_disabled = False
+    warnings_state: warnings.catch_warnings | None = None
+
+
 @contextmanager
 def _quiet_libraries() -> Iterator[None]:
     """pydicom warns and logs (file path, code line) about what the reader reports itself as
-    one line or a note; nothing of that may reach the terminal before our message."""
-    logger = logging.getLogger("pydicom")
-    disabled = logger.disabled
-    logger.disabled = True
-    try:
-        with warnings.catch_warnings():
+    one line or a note; nothing of that may reach the terminal before our message. Safe to
+    use from several threads at once (see `_Quiet`)."""
+    with _Quiet.lock:
+        if _Quiet.depth == 0:
+            logger = logging.getLogger("pydicom")
+            _Quiet.logger_was_disabled = logger.disabled
+            logger.disabled = True
+            _Quiet.warnings_state = warnings.catch_warnings()
+            _Quiet.warnings_state.__enter__()
             warnings.simplefilter("ignore")
-            yield
+        _Quiet.depth += 1
+    try:
+        yield
     finally:
-        logger.disabled = disabled
+        with _Quiet.lock:
+            _Quiet.depth -= 1
+            if _Quiet.depth == 0:
+                logging.getLogger("pydicom").disabled = _Quiet.logger_was_disabled
+                if _Quiet.warnings_state is not None:
+                    _Quiet.warnings_state.__exit__(None, None, None)
+                    _Quiet.warnings_state = None
 
 
 def _check_contrast(pixels: np.ndarray, source: str) -> None:

@@ -642,6 +642,34 @@ def test_file_cut_in_its_header_logs_nothing(tmp_path, caplog):
     assert not [r for r in caplog.records if r.name.startswith("pydicom")]
 
 
+def test_overlapping_reads_leave_pydicom_logging_and_warnings_as_they_were(tmp_path):
+    """Reads in several threads overlap without nesting (A in, B in, A out, B out). Saving
+    and restoring per read left pydicom's logger and the warnings off for good."""
+    import logging
+    import threading
+
+    from lesionloc_runtime.imageio import _quiet_libraries
+
+    logger = logging.getLogger("pydicom")
+    before = (logger.disabled, list(warnings.filters))
+    first, second = _quiet_libraries(), _quiet_libraries()
+    first.__enter__()
+    second.__enter__()
+    assert logger.disabled
+    first.__exit__(None, None, None)
+    assert logger.disabled  # the second read is still going
+    second.__exit__(None, None, None)
+    assert (logger.disabled, list(warnings.filters)) == before
+    # and real reads in threads
+    path = save(dataset(synthetic(12)), tmp_path / "t.dcm")
+    threads = [threading.Thread(target=read_image, args=(path,)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (logger.disabled, list(warnings.filters)) == before
+
+
 def test_reader_notes_reach_the_study_result(tiny_bundle, tmp_path):
     from lesionloc_runtime.localizer import Localizer
 
