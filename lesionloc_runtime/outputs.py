@@ -19,7 +19,7 @@ from lesionloc_runtime.errors import ConfigError, OutputError
 from lesionloc_runtime.fileio import atomic_write_bytes, atomic_write_json
 from lesionloc_runtime.imageio import Radiograph
 from lesionloc_runtime.render import (
-    base_image,
+    base_grey,
     combined_overlay,
     encode_png,
     sentence_overlay,
@@ -180,8 +180,9 @@ def _write_study(result: StudyResult, radiograph: Radiograph, target: Path,
     # Rendering and PNG encoding dominate writing; OpenCV, numpy and ISA-L release the GIL.
     # The display-size radiograph is made once here, not by every thread that finds it missing.
     # Render every overlay, then encode them and the summary together, the summary (the
-    # largest) first: made after the overlays' encoding, it ran alone on one core.
-    base_image(result)
+    # largest) first: made after the overlays' encoding, it ran alone on one core. (Encoding
+    # each overlay while the next one renders was no faster: 48.7 vs 47.2 ms, median of 70.)
+    base_grey(result)
     pool = _pool()
     pictures = list(pool.map(lambda sentence: sentence_overlay(result, sentence), result.grounded))
     jobs = [pool.submit(write_summary, pictures)]

@@ -4,9 +4,9 @@ figure. OpenCV only; every picture carries the model's notice."""
 
 from __future__ import annotations
 
+import functools
 import struct
 import textwrap
-import zlib
 
 import cv2
 import numpy as np
@@ -35,8 +35,9 @@ def display_size(width: int, height: int, limit: int = DISPLAY_SIZE) -> tuple[in
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def base_image(result: StudyResult, limit: int = DISPLAY_SIZE) -> np.ndarray:
-    """The windowed radiograph as RGB uint8 at display size (computed once per size)."""
+def base_grey(result: StudyResult, limit: int = DISPLAY_SIZE) -> np.ndarray:
+    """The windowed radiograph as grey uint8 at display size (computed once per size; do not
+    modify it)."""
     cache = result.__dict__.setdefault("_base_images", {})
     if limit not in cache:
         w, h = display_size(result.width, result.height, limit)
@@ -49,24 +50,41 @@ def base_image(result: StudyResult, limit: int = DISPLAY_SIZE) -> np.ndarray:
                               interpolation=cv2.INTER_AREA)
         grey = cv2.resize(grey, (w, h), interpolation=cv2.INTER_AREA)
         grey = apply_window(grey, result.display_window)  # the contrast the encoder saw
-        grey = cv2.convertScaleAbs(grey, alpha=255.0)  # saturating float -> uint8
-        cache[limit] = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
-    return cache[limit].copy()
+        cache[limit] = cv2.convertScaleAbs(grey, alpha=255.0)  # saturating float -> uint8
+    return cache[limit]
 
 
-# OpenCV's jet colour map as an RGB lookup table: one pass instead of map + BGR->RGB.
+def base_image(result: StudyResult, limit: int = DISPLAY_SIZE) -> np.ndarray:
+    """The windowed radiograph as RGB uint8 at display size (a new array)."""
+    return cv2.cvtColor(base_grey(result, limit), cv2.COLOR_GRAY2RGB)
+
+
+# OpenCV's jet colour map as RGB, one row per 8-bit level.
 _JET_RGB = np.ascontiguousarray(
     cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(256, 1), cv2.COLORMAP_JET)[:, :, ::-1])
 
 
-def _blend_heatmap(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+@functools.cache
+def _blend_table(alpha: float) -> np.ndarray:
+    """(256 heat levels, 256 grey levels, RGB) uint8: grey * (1 - w) + jet(level) * w with
+    w = alpha * level^1.5 (low heat stays clear), rounded. A picture is then one table lookup
+    per pixel."""
+    level = np.arange(256, dtype=np.float64) / 255.0
+    weight = (alpha * level**1.5)[:, None, None]
+    grey = np.arange(256, dtype=np.float64)[None, :, None]
+    jet = _JET_RGB.reshape(256, 1, 3).astype(np.float64)
+    return np.rint(grey * (1.0 - weight) + jet * weight).clip(0, 255).astype(np.uint8)
+
+
+def _blend_heatmap(grey: np.ndarray, heat: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """RGB uint8: the grey picture with the heatmap (min-max scaled to 256 levels) blended over
+    it through `_blend_table`. The lookup is OpenCV's nearest-neighbour remap with the grey
+    value as column and the heat level as row: 0.6 ms at 640 px against 1.8 for colour map,
+    weights and blendLinear, equal to them within one grey level."""
     lo, hi = float(heat.min()), float(heat.max())
-    norm = cv2.normalize(heat, None, 0.0, 1.0, cv2.NORM_MINMAX) if hi > lo else np.zeros_like(heat)
-    colour = cv2.applyColorMap(cv2.convertScaleAbs(norm, alpha=255.0), _JET_RGB)
-    weight = cv2.multiply(norm, cv2.sqrt(norm), scale=alpha)  # alpha * norm^1.5: low stays clear
-    # per-pixel rgb * (1 - w) + colour * w in one uint8 pass: 3.7x faster than float32 numpy
-    # arithmetic on 640 px overlays (4.6 vs 17 ms), equal up to rounding
-    return cv2.blendLinear(rgb, colour, 1.0 - weight, weight)
+    level = (cv2.normalize(heat, None, 0.0, 255.0, cv2.NORM_MINMAX) if hi > lo
+             else np.zeros(heat.shape, np.float32))
+    return cv2.remap(_blend_table(alpha), grey.astype(np.float32), level, cv2.INTER_NEAREST)
 
 
 def _draw_boxes(rgb: np.ndarray, sentence: SentenceResult, scale: float,
@@ -105,10 +123,12 @@ def _caption(width: int, lines: list[str], notice: str) -> np.ndarray:
 def sentence_overlay(result: StudyResult, sentence: SentenceResult,
                      limit: int = DISPLAY_SIZE) -> np.ndarray:
     """RGB uint8: heatmap over the image, boxes and peak, and the sentence as caption."""
-    rgb = base_image(result, limit)
-    h, w = rgb.shape[:2]
+    grey = base_grey(result, limit)
+    h, w = grey.shape[:2]
     if sentence.heatmap is not None:
-        rgb = _blend_heatmap(rgb, sentence.heatmap.render(w, h))
+        rgb = _blend_heatmap(grey, sentence.heatmap.render(w, h))
+    else:
+        rgb = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
     _draw_boxes(rgb, sentence, w / result.width, (255, 255, 255))
     caption = [f'"{sentence.text}"',
                f"{sentence.kind} ({sentence.section}), score {sentence.score:.3f}, "
@@ -193,12 +213,14 @@ def encode_png(picture: np.ndarray) -> bytes:
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(
-        ">I", zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF)
+        ">I", _crc32(data, _crc32(kind)) & 0xFFFFFFFF)
 
 
-try:  # ISA-L deflate: 4-5x faster than zlib at the same ratio
+try:  # ISA-L deflate: 4-5x faster than zlib at the same ratio; its CRC-32 5x faster too
     from isal.isal_zlib import compress as _deflate
+    from isal.isal_zlib import crc32 as _crc32
 except ImportError:  # pragma: no cover - isal is a dependency; a platform without its wheel
     from zlib import compress as _deflate
+    from zlib import crc32 as _crc32
 # ISA-L level 1: on the demo's 640 px overlays 3.7 ms against 4.5 at level 2, files 0.5% larger
 _DEFLATE_LEVEL = 1

@@ -367,16 +367,39 @@ def test_heatmap_blend_colours_the_peak_and_leaves_cold_pixels_alone():
 
     from lesionloc_runtime.render import _blend_heatmap
 
-    base = np.full((40, 60, 3), 100, np.uint8)
+    base = np.full((40, 60), 100, np.uint8)
     heat = np.zeros((40, 60), np.float32)
     heat[30, 50] = 2.0  # the peak; everything else is the minimum
     out = _blend_heatmap(base, heat, alpha=0.55)
+    assert out.shape == (40, 60, 3) and out.dtype == np.uint8
     hot = cv2.applyColorMap(np.array([[255]], np.uint8), cv2.COLORMAP_JET)[0, 0, ::-1]  # RGB
     expected = np.round(100 * 0.45 + hot.astype(float) * 0.55)
     assert np.abs(out[30, 50].astype(float) - expected).max() <= 1
     cold = np.ones((40, 60), bool)
     cold[30, 50] = False
     assert (out[cold] == 100).all()
+
+
+def test_heatmap_blend_table_equals_the_per_pixel_formula_within_one_level():
+    """grey * (1 - w) + jet(heat) * w, w = 0.55 * heat^1.5 on the min-max scaled heat, computed
+    per pixel in float64; the table lookup quantizes the heat to 256 levels first."""
+    import cv2
+
+    from lesionloc_runtime.render import _blend_heatmap
+
+    rng = np.random.default_rng(7)
+    grey = rng.integers(0, 256, (97, 131), dtype=np.uint8)
+    heat = cv2.GaussianBlur(rng.normal(size=(97, 131)).astype(np.float32), (0, 0), 5) * 3 - 1
+    out = _blend_heatmap(grey, heat, alpha=0.55)
+    norm = (heat.astype(np.float64) - heat.min()) / (heat.max() - heat.min())
+    jet = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_JET)[:, 0, ::-1]
+    colour = jet[np.rint(norm * 255).astype(int)].astype(np.float64)
+    weight = (0.55 * norm**1.5)[..., None]
+    expected = grey[..., None] * (1 - weight) + colour * weight
+    assert np.abs(out - expected).max() <= 1.0
+    assert np.abs(out - expected).mean() < 0.3
+    flat = _blend_heatmap(grey, np.full(grey.shape, 0.3, np.float32))
+    assert (flat == grey[..., None]).all()  # no contrast in the heatmap: the image unchanged
 
 
 @pytest.mark.parametrize("shape", [(792, 640, 3), (1, 1, 3), (5, 7, 3), (33, 17), (1, 9)])
