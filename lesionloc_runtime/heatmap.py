@@ -152,11 +152,13 @@ class Heatmap:
         fx, fy = box.orig_width / wk_w, box.orig_height / wk_h
         min_area = config.min_box_fraction * wk_w * wk_h
         found: list[Box] = []
-        for label in range(1, count):
-            component = labels == label
-            area = np.count_nonzero(component)
-            if area < min_area:
+        # areas first, in one pass: most components of a noisy heatmap are specks below
+        # min_area, and each one looked at costs a pass over the picture
+        areas = np.bincount(labels.ravel(), minlength=count)
+        for label in np.flatnonzero(areas >= min_area):
+            if label == 0:  # the background
                 continue
+            component = labels == label
             rows = np.flatnonzero(component.any(axis=1))
             cols = np.flatnonzero(component.any(axis=0))
             x, y = int(cols[0]), int(rows[0])
