@@ -149,7 +149,8 @@ def combined_overlay(result: StudyResult, limit: int = DISPLAY_SIZE) -> np.ndarr
 
 def summary_figure(result: StudyResult, tile: int = DISPLAY_SIZE // 2,
                    overlays: list[np.ndarray] | None = None) -> np.ndarray:
-    """All grounded sentences side by side (up to 4 per row), with a legend and the notice.
+    """All grounded sentences side by side (at most 4 per row, the rows as even as they can be:
+    5 tiles are 3 + 2, not 4 + 1), with a legend and the notice.
     `overlays` (the per-sentence pictures or their `summary_tile`s, if already rendered) are
     downscaled, not redrawn.
     The default tile is half the overlays' size: OpenCV's area resize by exactly 2 is 30x
@@ -165,7 +166,9 @@ def summary_figure(result: StudyResult, tile: int = DISPLAY_SIZE // 2,
                             ["No finding sentence to ground."], "")])]
     height = max(t.shape[0] for t in tiles)
     width = max(t.shape[1] for t in tiles)
-    per_row = min(4, len(tiles))
+    # even rows: fewer empty cells, so a narrower figure (5 overlays: 960 px wide instead of
+    # 1280, a quarter less to encode)
+    per_row = -(-len(tiles) // -(-len(tiles) // 4))
     header = _caption(per_row * width, [f"lesionloc: {result.study_id}, {len(grounded)} "
                                         f"grounded sentence(s), model {result.model.get('name', '')}"],
                       str(result.model.get("notice", "")))

@@ -459,25 +459,28 @@ def test_unknown_execution_provider_is_a_one_line_usage_error(tmp_path, tiny_bun
     assert proc.stderr.startswith("error:") and "tpu" in proc.stderr
 
 
-def test_summary_figure_places_each_tile_in_its_cell(tiny_bundle, phantom_study):
+@pytest.mark.parametrize(("count", "per_row"), [(5, 3), (4, 4), (7, 4), (9, 3)])
+def test_summary_figure_places_each_tile_in_its_cell(tiny_bundle, phantom_study, count, per_row):
+    """At most four per row, rows as even as they can be (5 tiles are 3 + 2, not 4 + 1)."""
     from lesionloc_runtime.render import sentence_overlay, summary_figure, summary_tile
 
-    image, report, _ = phantom_study
-    result = Localizer.load(tiny_bundle).localize(image, report, queries=[
-        "right basal opacity", "left apical pneumothorax", "cardiomegaly", "left effusion",
-        "right upper lobe mass"])
+    image, _, _ = phantom_study
+    queries = ["right basal opacity", "left apical pneumothorax", "cardiomegaly",
+               "left effusion", "right upper lobe mass", "left lower lobe nodule",
+               "right pleural effusion", "hilar mass", "left basal atelectasis"][:count]
+    result = Localizer.load(tiny_bundle).localize(image, queries=queries)
     overlays = [sentence_overlay(result, s) for s in result.grounded]
     tiles = [summary_tile(o) for o in overlays]
     figure = summary_figure(result, overlays=tiles)
     np.testing.assert_array_equal(figure, summary_figure(result, overlays=overlays))
-    assert len(tiles) >= 5  # at least two rows of four
+    assert len(tiles) == count
     height, width = max(t.shape[0] for t in tiles), max(t.shape[1] for t in tiles)
-    rows = -(-len(tiles) // 4)
+    rows = -(-len(tiles) // per_row)
     top = figure.shape[0] - rows * height
-    assert figure.shape[1] == 4 * width and top > 0  # the header above the grid
+    assert figure.shape[1] == per_row * width and top > 0  # the header above the grid
     for k, tile in enumerate(tiles):
-        y, x = top + (k // 4) * height, (k % 4) * width
+        y, x = top + (k // per_row) * height, (k % per_row) * width
         np.testing.assert_array_equal(figure[y:y + tile.shape[0], x:x + tile.shape[1]], tile)
-    if len(tiles) % 4:
+    if len(tiles) % per_row:
         last = top + (rows - 1) * height
-        assert (figure[last:, len(tiles) % 4 * width:] == 24).all()  # empty cells
+        assert (figure[last:, len(tiles) % per_row * width:] == 24).all()  # empty cells
