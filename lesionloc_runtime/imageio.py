@@ -10,7 +10,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import struct
+import sys
 import threading
 import warnings
 import zlib
@@ -654,13 +656,14 @@ def _read_raster(path: Path, kind: str) -> Radiograph:
     info = _raster_header(data, kind, path)
     if info.size is not None:  # before decoding: a huge declared size must cost nothing
         _check_size(info.size, str(path))
-    try:
-        arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        arr = None
+    arr, messages = _decode_raster(data)
     if arr is None:
-        raise ImageReadError(f"{path}: the {kind.upper()} file is corrupt or truncated")
-    notes: list[str] = []
+        said = f" ({'; '.join(messages)})" if messages else ""
+        raise ImageReadError(f"{path}: the {kind.upper()} file is corrupt or truncated{said}")
+    damaged = [m for m in messages if _DAMAGED.search(m)]
+    if damaged:  # libjpeg went on and filled what it could not decode with grey
+        raise ImageReadError(f"{path}: the {kind.upper()} data is damaged ({damaged[0]})")
+    notes = [f"decoder: {m}" for m in messages]
     arr = _to_grey(arr, path, notes)
     arr = _apply_orientation(arr, info.orientation, notes)
     _check_size(arr.shape, str(path))
@@ -674,6 +677,51 @@ def _read_raster(path: Path, kind: str) -> Radiograph:
             raise ImageReadError(f"{path}: the image contains NaN or infinite values")
         pixels = _minmax(pixels)
     return Radiograph(np.ascontiguousarray(pixels), str(path), kind, notes=tuple(notes))
+
+
+# Decoder messages that mean part of the picture is missing: libjpeg then fills the rest
+# with grey and returns an image. Others ("N extraneous bytes before marker", libpng's
+# "known incorrect sRGB profile", libtiff's unknown tags) are common in intact files: notes.
+_DAMAGED = re.compile(r"premature end|corrupt jpeg data: bad|huffman|unsupported marker|"
+                      r"read error|decompression error", re.IGNORECASE)
+_DECODER_LOCK = threading.Lock()
+
+
+def _decode_raster(data: bytes) -> tuple[np.ndarray | None, list[str]]:
+    """OpenCV's decode, and what libjpeg, libpng and libtiff printed meanwhile. They print on
+    the process's standard error (file descriptor 2), before and apart from our one-line error,
+    so fd 2 points at a temporary file during the decode. That is process-wide: decodes take
+    turns (a lock), and another thread's output to fd 2 in those milliseconds lands in the
+    notes. Without a usable fd 2 (a daemon without one) the decode runs as it is."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    with _DECODER_LOCK:
+        try:
+            saved = os.dup(2)
+        except OSError:
+            saved = -1
+        if saved < 0:
+            return _imdecode(buffer), []
+        import tempfile
+
+        with tempfile.TemporaryFile() as sink:
+            try:
+                sys.stderr.flush()
+                os.dup2(sink.fileno(), 2)
+                arr = _imdecode(buffer)
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            sink.seek(0)
+            printed = sink.read().decode("utf-8", "replace")
+    messages = [" ".join(line.split()) for line in printed.splitlines() if line.strip()]
+    return arr, messages[:5]
+
+
+def _imdecode(buffer: np.ndarray) -> np.ndarray | None:
+    try:
+        return cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,46 @@ def test_corrupt_png_is_refused(tmp_path):
     assert_refused(path, "corrupt")
 
 
+def test_png_with_valid_checksums_but_broken_compressed_data_is_one_line(tmp_path, capfd):
+    """The chunk walk passes it; libpng fails and prints. What it printed is in our message,
+    and nothing reaches the terminal on its own."""
+    data = bytearray(write(tmp_path / "good.png", synthetic(np.uint8)).read_bytes())
+    pos = data.find(b"IDAT")
+    (length,) = struct.unpack(">I", data[pos - 4 : pos])
+    body = bytearray(data[pos + 4 : pos + 4 + length])
+    body[10:30] = bytes(20)
+    data[pos + 4 : pos + 4 + length] = body
+    data[pos + 4 + length : pos + 8 + length] = struct.pack(">I", zlib.crc32(b"IDAT" + body))
+    path = tmp_path / "inflate.png"
+    path.write_bytes(bytes(data))
+    assert_refused(path, "corrupt", "libpng")
+    assert capfd.readouterr().err == ""
+
+
+def test_jpeg_with_damaged_scan_data_is_refused_not_filled_with_grey(tmp_path, capfd):
+    data = bytearray(write(tmp_path / "good.jpg", synthetic(np.uint8)).read_bytes())
+    middle = (data.find(b"\xff\xda") + len(data)) // 2
+    data[middle : middle + 40] = b"\xff" * 40  # markers in the middle of the scan
+    path = tmp_path / "damaged.jpg"
+    path.write_bytes(bytes(data))
+    assert_refused(path, "damaged", "premature end")
+    assert capfd.readouterr().err == ""
+
+
+def test_jpeg_decoder_warning_on_an_intact_picture_becomes_a_note(tmp_path, capfd):
+    """Stray bytes before the end marker (some encoders write them) lose no pixel: the
+    picture reads as it is, and libjpeg's warning is a note instead of a terminal line."""
+    noise = np.random.default_rng(0).random((128, 128)) * 255
+    good = write(tmp_path / "good.jpg", cv2.GaussianBlur(noise.astype(np.uint8), (0, 0), 3))
+    data = good.read_bytes()  # (libjpeg reads ahead: on some streams the bytes go unnoticed)
+    path = tmp_path / "stray.jpg"
+    path.write_bytes(data[:-2] + b"\x00\x01\x02" + data[-2:])
+    image = read_image(path)
+    np.testing.assert_array_equal(image.pixels, read_image(good).pixels)
+    assert any(n.startswith("decoder: ") and "extraneous bytes" in n for n in image.notes)
+    assert capfd.readouterr().err == ""
+
+
 def test_tiny_png_is_refused(tmp_path):
     assert_refused(write(tmp_path / "tiny.png", synthetic(np.uint8)[:20, :20]), "too small")
 
