@@ -36,6 +36,30 @@ def _torch_localizer(checkpoint: Path, max_length: int) -> Localizer:
     return torch_localizer(ckpt.model, ckpt.config.preprocess_config(), ckpt.tokenizer, max_length)
 
 
+def _study(localizer: Localizer, image: Path, report: Path, out: Path) -> dict[str, float]:
+    """One study as `lesionloc-run` does it: read the DICOM, localize, write the outputs into
+    a new folder `out` (as for each study of a batch: replacing an earlier round's files is the
+    rerun case, which removes the old study.json and stale files, and ext4 flushes a file
+    renamed over another: 4-6 ms slower in a separate script). Returns the phase timings."""
+    import time
+
+    start = time.perf_counter()
+    radiograph = read_image(image)  # decoding the DICOM is part of the study's time
+    decoded = time.perf_counter()
+    result = localizer.localize(radiograph, report)
+    start_write = time.perf_counter()
+    write_study(result, radiograph, out)
+    timings = {**result.timings_ms, "read_dicom": (decoded - start) * 1e3,
+               "write": (time.perf_counter() - start_write) * 1e3}
+    timings["end_to_end"] = timings["read_dicom"] + timings["total"] + timings["write"]
+    return timings
+
+
+def _outside(timings: dict[str, float]) -> float:
+    """The share of a study's time spent outside the two encoders."""
+    return 1.0 - sum(timings[k] for k in ENCODERS) / timings["end_to_end"]
+
+
 @pytest.mark.parametrize("engine", ["ort-int8", "ort-fp32", "torch-fp32"])
 def test_end_to_end_reference_study(benchmark, engine, latency_model, reference_study, tmp_path):
     """Read the DICOM, localize every finding sentence, write overlays and the study JSON."""
@@ -51,34 +75,52 @@ def test_end_to_end_reference_study(benchmark, engine, latency_model, reference_
     timings: list[dict[str, float]] = []
 
     def study() -> None:
-        import time
-
-        start = time.perf_counter()
-        radiograph = read_image(image)  # decoding the DICOM is part of the study's time
-        decoded = time.perf_counter()
-        result = localizer.localize(radiograph, report)
-        start_write = time.perf_counter()
-        # a new folder each round, as for each study of a batch: replacing the previous
-        # round's files is the rerun case (it removes the old study.json and stale files,
-        # and ext4 flushes a file renamed over another), 4-6 ms slower in a separate script
-        write_study(result, radiograph, tmp_path / f"out-{len(timings)}")
-        timings.append({**result.timings_ms, "read_dicom": (decoded - start) * 1e3,
-                        "write": (time.perf_counter() - start_write) * 1e3})
+        timings.append(_study(localizer, image, report, tmp_path / f"out-{len(timings)}"))
 
     benchmark.pedantic(study, rounds=5, iterations=1, warmup_rounds=1)
     if benchmark.enabled:  # the warm-up round (cold caches) is not timed; --benchmark-disable
         timings = timings[1:]  # runs the study once, without one
     assert len(timings) == (5 if benchmark.enabled else 1), len(timings)
-    totals = [t["read_dicom"] + t["total"] + t["write"] for t in timings]
-    outside = [(total - sum(t[k] for k in ENCODERS)) / total
-               for t, total in zip(timings, totals, strict=True)]
     benchmark.extra_info.update({
         "engine": engine, "timings_ms": {k: float(np.median([t[k] for t in timings]))
                                          for k in timings[0]},  # per phase, median of 5 rounds
-        "end_to_end_ms": float(np.median(totals)),
-        "outside_encoders_fraction": float(np.median(outside)),
+        "end_to_end_ms": float(np.median([t["end_to_end"] for t in timings])),
+        "outside_encoders_fraction": float(np.median([_outside(t) for t in timings])),
         "image": f"{read_image(image).width}x{read_image(image).height}",
         "sentences": 8, "findings": 5, "threads": default_threads(),
+    })
+
+
+def test_speedup_in_paired_rounds(benchmark, latency_model, reference_study, tmp_path):
+    """ONNX Runtime int8 and PyTorch eager fp32 study by study in turn. On a shared machine
+    the speed of both drifts by 10-20% over minutes, so engines measured one after another
+    (the test above) can land in different phases; here each int8 round is compared with the
+    PyTorch round just before it, and the speed-up is the median of those ratios."""
+    checkpoint, bundles = latency_model
+    image, report = reference_study
+    int8 = Localizer.load(bundles["int8"])
+    torch_fp32 = _torch_localizer(checkpoint, int8.bundle.max_length)
+    pairs: list[tuple[dict[str, float], dict[str, float]]] = []
+    before: list[dict[str, float]] = []
+
+    def torch_round() -> None:  # untimed by pytest-benchmark: pedantic's setup
+        before.append(_study(torch_fp32, image, report, tmp_path / f"torch-{len(before)}"))
+
+    def int8_round() -> None:
+        pairs.append((before[-1], _study(int8, image, report, tmp_path / f"int8-{len(pairs)}")))
+
+    rounds = 9 if benchmark.enabled else 1
+    benchmark.pedantic(int8_round, setup=torch_round, rounds=rounds, iterations=1,
+                       warmup_rounds=1 if benchmark.enabled else 0)
+    pairs = pairs[-rounds:]
+    ratios = [t["end_to_end"] / i["end_to_end"] for t, i in pairs]
+    assert len(ratios) == rounds and all(r > 0 for r in ratios)
+    benchmark.extra_info.update({
+        "rounds": rounds, "speedups": [round(r, 3) for r in ratios],
+        "speedup_median": float(np.median(ratios)),
+        "int8_ms_median": float(np.median([i["end_to_end"] for _, i in pairs])),
+        "torch_ms_median": float(np.median([t["end_to_end"] for t, _ in pairs])),
+        "outside_encoders_fraction": float(np.median([_outside(i) for _, i in pairs])),
     })
 
 
