@@ -1,6 +1,7 @@
 """Latency of the runtime (pytest-benchmark): the reference study end to end for ONNX Runtime
-int8, ONNX Runtime fp32 and PyTorch eager fp32 of the same model and pipeline, side by side;
-each encoder by input size; cold start; batch throughput; peak memory.
+int8, ONNX Runtime fp32 and PyTorch eager fp32 of the same model and pipeline, side by side,
+and int8 against PyTorch in paired rounds; each encoder by input size; cold start; batch
+throughput; peak memory.
 
 Numbers land in the benchmark JSON (`extra_info` carries breakdowns); BENCHMARKS.md is
 generated from that JSON by scripts/benchmarks_report.py.

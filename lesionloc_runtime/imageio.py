@@ -13,6 +13,7 @@ import os
 import re
 import struct
 import sys
+import tempfile
 import threading
 import warnings
 import zlib
@@ -696,16 +697,17 @@ def _decode_raster(data: bytes) -> tuple[np.ndarray | None, list[str]]:
     buffer = np.frombuffer(data, dtype=np.uint8)
     with _DECODER_LOCK:
         try:
-            saved = os.dup(2)
-        except OSError:
-            saved = -1
-        if saved < 0:
+            sink = tempfile.TemporaryFile()
+        except OSError:  # no writable temporary directory: decode without catching
             return _imdecode(buffer), []
-        import tempfile
-
-        with tempfile.TemporaryFile() as sink:
+        with sink:
             try:
-                sys.stderr.flush()
+                saved = os.dup(2)
+            except OSError:  # no fd 2 at all
+                return _imdecode(buffer), []
+            try:
+                if sys.stderr is not None:
+                    sys.stderr.flush()
                 os.dup2(sink.fileno(), 2)
                 arr = _imdecode(buffer)
             finally:

@@ -196,6 +196,18 @@ def test_jpeg_decoder_warning_on_an_intact_picture_becomes_a_note(tmp_path, capf
     assert capfd.readouterr().err == ""
 
 
+def test_decoding_without_a_temporary_directory_still_reads(tmp_path, monkeypatch):
+    import tempfile
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    path = write(tmp_path / "good.png", synthetic(np.uint8))
+    expected = read_image(path).pixels
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_space)
+    np.testing.assert_array_equal(read_image(path).pixels, expected)
+
+
 def test_tiny_png_is_refused(tmp_path):
     assert_refused(write(tmp_path / "tiny.png", synthetic(np.uint8)[:20, :20]), "too small")
 
