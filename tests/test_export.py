@@ -256,3 +256,15 @@ def test_int8_image_encoder_pools_in_fp32_with_the_same_result(tmp_path, tiny_bu
     x = {"pixel_values": np.random.default_rng(0).random((2, 1, size, size), dtype=np.float32)}
     for got, want in zip(ours.run(None, x), default.run(None, x), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_runtime_sessions_spin_only_while_a_run_is_on(tiny_bundle):
+    """Spinning threads answer the text encoder's many small operators sooner; ORT's default
+    keeps them spinning after the run, on the cores the drawing threads need next."""
+    from lesionloc_runtime.localizer import Localizer
+
+    localizer = Localizer.load(tiny_bundle, threads=2)
+    for encoder in (localizer.image_encoder, localizer.text_encoder):
+        options = encoder.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+        assert options.get_session_config_entry("session.force_spinning_stop") == "1"
