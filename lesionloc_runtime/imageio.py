@@ -686,6 +686,9 @@ def _read_raster(path: Path, kind: str) -> Radiograph:
 _DAMAGED = re.compile(r"premature end|corrupt jpeg data: bad|huffman|unsupported marker|"
                       r"read error|decompression error", re.IGNORECASE)
 _DECODER_LOCK = threading.Lock()
+# OpenCV's own log lines (libtiff's warnings reach us through them):
+# "[ WARN:0@0.067] global grfmt_tiff.cpp:123 TIFF_Warning TIFFReadDirectory: ..."
+_OPENCV_LOG_PREFIX = re.compile(r"^\s*\[\s*[A-Z]+:\d+@[\d.]+\]\s+global\s+\S+:\d+\s+\w+\s+")
 
 
 def _decode_raster(data: bytes) -> tuple[np.ndarray | None, list[str]]:
@@ -715,7 +718,8 @@ def _decode_raster(data: bytes) -> tuple[np.ndarray | None, list[str]]:
                 os.close(saved)
             sink.seek(0)
             printed = sink.read().decode("utf-8", "replace")
-    messages = [" ".join(line.split()) for line in printed.splitlines() if line.strip()]
+    messages = [" ".join(_OPENCV_LOG_PREFIX.sub("", line).split())
+                for line in printed.splitlines() if line.strip()]
     return arr, messages[:5]
 
 

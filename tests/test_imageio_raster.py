@@ -196,6 +196,20 @@ def test_jpeg_decoder_warning_on_an_intact_picture_becomes_a_note(tmp_path, capf
     assert capfd.readouterr().err == ""
 
 
+def test_tiff_with_a_private_tag_reads_with_libtiffs_warning_as_a_note(tmp_path, capfd):
+    from PIL import Image, TiffImagePlugin
+
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[65000] = "private scanner tag"
+    path = tmp_path / "tagged.tif"
+    Image.fromarray(synthetic(np.uint8)).save(path, tiffinfo=tags)
+    image = read_image(path)
+    np.testing.assert_array_equal(image.pixels, synthetic(np.uint8) / np.float32(255.0))
+    assert any(n.startswith("decoder: TIFFReadDirectory: Unknown field with tag 65000")
+               for n in image.notes), image.notes
+    assert capfd.readouterr().err == ""
+
+
 def test_decoding_without_a_temporary_directory_still_reads(tmp_path, monkeypatch):
     import tempfile
 
