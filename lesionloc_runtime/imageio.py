@@ -696,7 +696,8 @@ def _decode_raster(data: bytes) -> tuple[np.ndarray | None, list[str]]:
     the process's standard error (file descriptor 2), before and apart from our one-line error,
     so fd 2 points at a temporary file during the decode. That is process-wide: decodes take
     turns (a lock), and another thread's output to fd 2 in those milliseconds lands in the
-    notes. Without a usable fd 2 (a daemon without one) the decode runs as it is."""
+    notes. Without a usable fd 2 (a daemon without one) or a temporary file (no writable
+    temporary directory), the decode runs as it is, without catching."""
     buffer = np.frombuffer(data, dtype=np.uint8)
     with _DECODER_LOCK:
         try:
