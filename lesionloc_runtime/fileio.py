@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb",
     `durable` also fsyncs first, for files that must survive a power cut (markers, weights)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
         with os.fdopen(fd, mode) as handle:
@@ -36,6 +37,18 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb",
         except FileNotFoundError:
             pass
         raise
+
+
+_TMP_SUFFIX = ".tmp"
+# mkstemp's names: "." + prefix's name + "." + random letters, digits and "_" + suffix
+_TEMPORARY = re.compile(r"\.(.+)\.[A-Za-z0-9_]+" + re.escape(_TMP_SUFFIX))
+
+
+def temporary_of(name: str) -> str | None:
+    """The file name that `name` is an `atomic_open` temporary of (one a killed process left
+    behind), or None when it is not one."""
+    match = _TEMPORARY.fullmatch(name)
+    return match.group(1) if match else None
 
 
 def _umask() -> int:

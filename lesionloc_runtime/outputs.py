@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lesionloc_runtime.errors import ConfigError, OutputError
-from lesionloc_runtime.fileio import atomic_write_bytes, atomic_write_json
+from lesionloc_runtime.fileio import atomic_write_bytes, atomic_write_json, temporary_of
 from lesionloc_runtime.imageio import Radiograph
 from lesionloc_runtime.render import (
     base_grey,
@@ -34,7 +34,6 @@ MAX_STUDY_ID_BYTES = 128
 # What write_study may name a file (besides study.json and the DICOM outputs): a rerun removes
 # such files that the new result does not list, and never touches anything else.
 _OUR_FILES = re.compile(r"sentence_\d{2,}\.(png|npy)|summary\.png")
-_TEMPORARY = re.compile(r"\.(.+)\.[A-Za-z0-9_]+\.tmp")  # fileio.atomic_open's names
 
 
 @dataclass(frozen=True)
@@ -218,8 +217,7 @@ def _remove_stale(target: Path, study_id: str, keep: set[str]) -> None:
     for entry in target.iterdir():
         if entry.name in keep or not entry.is_file():
             continue
-        temporary = _TEMPORARY.fullmatch(entry.name)
-        name = temporary.group(1) if temporary else entry.name
+        name = temporary_of(entry.name) or entry.name
         if name == STUDY_JSON or _OUR_FILES.fullmatch(name) or (
                 name.endswith(".dcm") and name in _dicom_names(study_id)):
             entry.unlink()
