@@ -10,11 +10,11 @@ from pathlib import Path
 
 import click
 
-from lesionloc_runtime.cli_common import run_guarded
+from lesionloc_runtime.cli_common import HELP_OPTIONS, Command, run_guarded
 from lesionloc_runtime.errors import ConfigError
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, context_settings=HELP_OPTIONS)
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
               help="Bundle directory to write.")

@@ -11,11 +11,11 @@ from pathlib import Path
 import click
 
 from lesionloc_runtime.batch import RunSettings
-from lesionloc_runtime.cli_common import run_guarded
+from lesionloc_runtime.cli_common import HELP_OPTIONS, Command, run_guarded
 from lesionloc_runtime.errors import ConfigError, OutputError
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, context_settings=HELP_OPTIONS)
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--report", type=click.Path(path_type=Path), default=None,
               help="Report text file of a single study.")

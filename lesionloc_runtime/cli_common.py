@@ -1,24 +1,92 @@
 """What every lesionloc CLI shares: user mistakes become `error: <one line>` on stderr and a
-non-zero exit code, never a traceback; anything else is a bug and keeps its traceback."""
+non-zero exit code, never a traceback; anything else is a bug and keeps its traceback.
+
+Two kinds of user mistake:
+- a LesionlocError raised by the work (`guarded` / `run_guarded`), with its own exit code;
+- a mistake on the command line (unknown option, missing argument, a value that is not a
+  number), found by click before the work starts. `Command` and `Group` print it on one line
+  too, with the exit code 2 and a pointer to --help, instead of click's usage block.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 
 from lesionloc_runtime.errors import LesionlocError
 
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
-def run_guarded(work: Callable[[], Any]) -> Any:
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+@contextmanager
+def guarded() -> Iterator[None]:
     try:
-        return work()
+        yield
     except LesionlocError as exc:
-        message = " ".join(str(exc).split())
-        click.echo(f"error: {message}", err=True)
+        click.echo(f"error: {one_line(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+
+
+def run_guarded(work: Callable[[], Any]) -> Any:
+    with guarded():
+        return work()
+
+
+class CommandLineError(click.UsageError):
+    """A command-line mistake shown as `error: <message> (see 'PROG --help')`."""
+
+    def __init__(self, original: click.ClickException) -> None:
+        super().__init__(original.format_message(), getattr(original, "ctx", None))
+        self.exit_code = original.exit_code
+
+    def show(self, file: Any = None) -> None:
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"error: {one_line(self.format_message())}{hint}", err=True)
+
+
+@contextmanager
+def _command_line_errors() -> Iterator[None]:
+    try:
+        yield
+    except (CommandLineError, click.exceptions.NoArgsIsHelpError):
+        raise  # already one line, or a bare group call that shows its help
+    except click.ClickException as exc:
+        raise CommandLineError(exc) from None
+
+
+class Command(click.Command):
+    """A click command whose command-line mistakes are one line (see the module docstring)."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        with _command_line_errors():
+            return super().make_context(info_name, args, parent=parent, **extra)
+
+
+class Group(click.Group):
+    """A click group whose own and whose subcommands' command-line mistakes are one line."""
+
+    command_class = Command
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        with _command_line_errors():
+            return super().make_context(info_name, args, parent=parent, **extra)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        with _command_line_errors():
+            return super().resolve_command(ctx, args)
+
+
+Group.group_class = Group

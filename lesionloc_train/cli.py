@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
-from lesionloc_runtime.cli_common import run_guarded
+from lesionloc_runtime.cli_common import HELP_OPTIONS, Group, run_guarded
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings=HELP_OPTIONS)
 @click.option("-v", "--verbose", is_flag=True)
 def main(verbose: bool) -> None:
     """Train lesionloc models and make their data."""

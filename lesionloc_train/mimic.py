@@ -22,7 +22,7 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from lesionloc_runtime.cli_common import run_guarded
+from lesionloc_runtime.cli_common import HELP_OPTIONS, Command, run_guarded
 from lesionloc_runtime.errors import ConfigError, DataError, ReportError
 from lesionloc_runtime.fileio import atomic_open
 from lesionloc_runtime.report import read_report
@@ -406,7 +406,7 @@ def format_summary(summary: PrepareSummary) -> str:
     return "\n".join(lines)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, context_settings=HELP_OPTIONS)
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--reports", type=click.Path(path_type=Path), default=None,
               help="Directory where mimic-cxr-reports.zip was extracted (holds files/p10/...); "

@@ -19,7 +19,7 @@ def assert_one_line_error(result, needle: str) -> None:
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
     assert needle in lines[0]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from lesionloc_runtime.cli_common import run_guarded
+from lesionloc_runtime.cli_common import HELP_OPTIONS, Command, run_guarded
 from lesionloc_runtime.errors import ConfigError, DataError
 from lesionloc_runtime.evaluation.datasets import BENCHMARKS, open_dataset
 from lesionloc_runtime.evaluation.prompts import load_prompts
@@ -27,7 +27,7 @@ def make_provider(
     return localizer, localizer.bundle.provenance()
 
 
-class _Command(click.Command):
+class _Command(Command):
     """Runs the command under the shared guard: a user error (LesionlocError) becomes
     `error: <one line>` on stderr and its exit code, never a traceback; bugs still raise."""
 
@@ -35,7 +35,7 @@ class _Command(click.Command):
         return run_guarded(lambda: super(_Command, self).invoke(ctx))
 
 
-@click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=_Command, context_settings=HELP_OPTIONS)
 @click.option("--dataset", required=True, type=click.Choice(list(BENCHMARKS)),
               help="Benchmark to score.")
 @click.option("--root", required=True, type=click.Path(path_type=Path),

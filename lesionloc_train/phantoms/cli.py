@@ -3,31 +3,15 @@ montage of it. Both are registered into the `lesionloc-train` group."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from lesionloc_runtime.errors import ConfigError, LesionlocError
+from lesionloc_runtime.cli_common import Command, guarded
+from lesionloc_runtime.errors import ConfigError
 from lesionloc_train.phantoms.dataset import generate_dataset
 from lesionloc_train.phantoms.preview import make_montage, write_montage
-
-
-class PhantomCliError(click.ClickException):
-    """A user error, shown as one line, with the exit code of its LesionlocError."""
-
-    def __init__(self, error: LesionlocError) -> None:
-        super().__init__(str(error))
-        self.exit_code = error.exit_code
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    try:
-        yield
-    except LesionlocError as exc:
-        raise PhantomCliError(exc) from None
 
 
 def parse_fractions(text: str) -> tuple[float, float, float]:
@@ -54,7 +38,7 @@ def resolve_size(size: int | None, width: int | None, height: int | None) -> tup
     return 512, 512
 
 
-@click.command("synth")
+@click.command("synth", cls=Command)
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Directory to write the data set into (created if missing).")
 @click.option("--n", "n", type=int, default=1000, show_default=True, help="Number of studies.")
@@ -75,7 +59,7 @@ def synth(out_dir: Path, n: int, seed: int, size: int | None, width: int | None,
           height: int | None, split_fractions: str, workers: int | None, write_png: bool,
           overwrite: bool) -> None:
     """Generate synthetic chest radiograph phantoms with grounded reports."""
-    with _user_errors():
+    with guarded():
         w, h = resolve_size(size, width, height)
         fractions = parse_fractions(split_fractions)
         if workers is not None and workers < 1:
@@ -88,7 +72,7 @@ def synth(out_dir: Path, n: int, seed: int, size: int | None, width: int | None,
     click.echo(f"Manifest: {summary.manifest}")
 
 
-@click.command("synth-preview")
+@click.command("synth-preview", cls=Command)
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Montage PNG to write (default DATA_DIR/preview.png).")
@@ -101,7 +85,7 @@ def synth(out_dir: Path, n: int, seed: int, size: int | None, width: int | None,
 def synth_preview(data_dir: Path, out_path: Path | None, n: int, cols: int, tile: int,
                   split: str | None) -> None:
     """Draw a montage of phantom studies with their boxes and finding sentences."""
-    with _user_errors():
+    with guarded():
         if n < 1 or cols < 1 or tile < 64:
             raise ConfigError("--n and --cols must be at least 1 and --tile at least 64")
         montage = make_montage(data_dir, n, tile, cols, split)
