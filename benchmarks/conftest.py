@@ -86,6 +86,12 @@ def latency_model(full, tmp_path_factory, request):
         root = tmp_path_factory.mktemp("bench-bundles")
         return quick_checkpoint, {p: export_cached(quick_checkpoint, root / p, p, quick_phantoms)
                                   for p in ("int8", "none")}
+    return full_latency_model()
+
+
+def full_latency_model() -> tuple[Path, dict[str, Path]]:
+    """The full-size checkpoint and its int8 and fp32 bundles, made once in .benchmarks/cache.
+    scripts/gpu_checks.sh calls this on all cores before it measures latency on two."""
     from benchmarks.full_model import make_full_checkpoint
 
     root = CACHE / "full-model"

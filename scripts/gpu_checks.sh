@@ -7,7 +7,11 @@
 #   3. the demo recipe (the `demo` preset, the standard 5,000-phantom train set, 1,500 steps) on
 #      the GPU, so its checkpoint can be exported and measured like the CPU-trained one;
 #   4. lesionloc-run asked for CUDA with whatever ONNX Runtime is installed (a CPU-only build
-#      must warn and fall back).
+#      must warn and fall back);
+#   5. (only when STAGES names it) latency-2core: the runtime issue's CPU latency benchmark
+#      (int8 vs PyTorch fp32 on the reference study) pinned to two physical cores of this
+#      machine's processor, whose int8 instructions (VNNI, AMX; listed in env.txt) the 2-core
+#      development machine lacks. The full-size bundles are exported first on all cores.
 # Each stage has a time limit and a failing stage does not stop the next. Results go to OUT:
 # stages.txt (rc and seconds per stage), gpu.log, env.txt, gpu_check.json, demo-metrics.jsonl,
 # demo-gpu.tar (the last demo checkpoint without optimizer state, with the run's config).
@@ -15,6 +19,7 @@
 #   scripts/gpu_checks.sh OUT                                   # on a CUDA machine
 #   DEVICE=cpu N=60 STEPS=4 TINY=1 scripts/gpu_checks.sh OUT   # the same stages on CPU, tiny
 #   STAGES=demo DEMO_SET="model.image.image_size=512" scripts/gpu_checks.sh OUT  # a variant only
+#   STAGES="latency-2core run-cuda" scripts/gpu_checks.sh OUT  # the runtime checks only
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: scripts/gpu_checks.sh OUT_DIR}
@@ -25,7 +30,7 @@ DEVICE=${DEVICE:-cuda}
 N=${N:-5000}
 STEPS=${STEPS:-1500}
 WORKERS=${WORKERS:-$(( $(nproc) > 12 ? 12 : $(nproc) ))}
-STAGES=" ${STAGES:-gpu_check scaled demo run-cuda} "  # which of the four (synth and cache: always)
+STAGES=" ${STAGES:-gpu_check scaled demo run-cuda} "  # which checks (synth and cache: for scaled, demo)
 DEMO_SET=${DEMO_SET:-}  # space-separated KEY=VALUE overrides for the demo run and its cache
 BUDGET=${BUDGET:-540}  # seconds for the whole script; the demo run gets what is left of it
 export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
@@ -47,16 +52,21 @@ stage() {  # stage NAME SECONDS CMD...: run with a limit, log, record rc and tim
 {
   date -u; uname -a; nproc; free -g | head -2
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
+  grep -m1 "model name" /proc/cpuinfo
+  echo "int8/vector flags: $(grep -o -w -E 'avx2|avx512f|avx512_vnni|avx_vnni|amx_int8|amx_bf16' /proc/cpuinfo | sort -u | paste -sd' ')"
   $PY -c "import torch, transformers, onnxruntime as ort; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0)); print('transformers', transformers.__version__); print('onnxruntime', ort.__version__, ort.get_available_providers())" 2>&1
 } > "$OUT/env.txt"
 
-# The train set renders on the CPUs while the GPU measures the full model.
-$CLI synth --out "$WORK/train" --n "$N" --size 512 --seed 0 --no-png --workers "$WORKERS" \
-  > "$WORK/synth.log" 2>&1 &
-SYNTH=$!
-SYNTH_START=$SECONDS
-
 want() { [[ "$STAGES" == *" $1 "* ]]; }
+
+# The train set renders on the CPUs while the GPU measures the full model.
+SYNTH=
+if want scaled || want demo; then
+  $CLI synth --out "$WORK/train" --n "$N" --size 512 --seed 0 --no-png --workers "$WORKERS" \
+    > "$WORK/synth.log" 2>&1 &
+  SYNTH=$!
+  SYNTH_START=$SECONDS
+fi
 sets=()
 for kv in $DEMO_SET; do sets+=(--set "$kv"); done
 
@@ -68,11 +78,22 @@ else
   stage gpu_check 150 $PY -m benchmarks.gpu_check --device "$DEVICE" --out "$OUT/gpu_check.json"
 fi
 
-wait $SYNTH
-echo "synth rc=$? $((SECONDS - SYNTH_START)) s (from the start of gpu_check)" | tee -a "$OUT/stages.txt"
-cat "$WORK/synth.log" >> "$LOG"
-stage cache 120 $CLI cache --manifest "$WORK/train/manifest.jsonl" --out "$WORK/cache" \
-  --preset demo --workers "$WORKERS" "${sets[@]}"
+if [ -n "$SYNTH" ]; then
+  wait $SYNTH
+  echo "synth rc=$? $((SECONDS - SYNTH_START)) s (from the start of gpu_check)" | tee -a "$OUT/stages.txt"
+  cat "$WORK/synth.log" >> "$LOG"
+  stage cache 120 $CLI cache --manifest "$WORK/train/manifest.jsonl" --out "$WORK/cache" \
+    --preset demo --workers "$WORKERS" "${sets[@]}"
+fi
+
+# Two physical cores (one logical CPU of each of the first two cores), the issue's "2 cores".
+if want latency-2core; then
+  CORES=$(lscpu -p=CPU,CORE | grep -v '^#' | sort -t, -k2,2n -u | head -2 | cut -d, -f1 | paste -sd,)
+  echo "latency-2core: CPUs $CORES" >> "$OUT/env.txt"
+  stage latency-prepare 300 $PY -c "from benchmarks.conftest import full_latency_model; full_latency_model()"
+  stage latency-2core 300 taskset -c "$CORES" $PY -m pytest benchmarks/bench_latency.py --benchmark-only \
+    --full -p no:cacheprovider -k "end_to_end or paired or cold_start" --benchmark-json "$OUT/latency-2core.json"
+fi
 
 # fp16 (gradient scaler) through torchrun, SMOKE steps, then resumed to twice as many.
 SCALED=fp16
