@@ -19,7 +19,14 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from lesionloc_runtime.errors import ConfigError, DataError, LesionlocError, OutputError, ReportError
+from lesionloc_runtime.errors import (
+    ConfigError,
+    DataError,
+    LesionlocError,
+    OutputError,
+    ReportError,
+    is_panic,
+)
 from lesionloc_runtime.fileio import atomic_write_json
 from lesionloc_runtime.imageio import IMAGE_SUFFIXES
 from lesionloc_runtime.manifest import iter_manifest_rows
@@ -210,7 +217,9 @@ def process_study(task: StudyTask) -> dict[str, Any]:
                 "fatal": fatal}
     except LesionlocError as exc:
         return {"study_id": task.study_id, "ok": False, "error": " ".join(str(exc).split())}
-    except Exception as exc:  # a bug on one study must not stop the other studies of a batch
+    except BaseException as exc:  # a bug on one study must not stop the other studies of a batch
+        if not (isinstance(exc, Exception) or is_panic(exc)):  # is_panic: a Rust extension's
+            raise
         import traceback
 
         traceback.print_exc()

@@ -55,3 +55,10 @@ class OutputError(LesionlocError):
     def __init__(self, message: str, errno: int | None = None) -> None:
         super().__init__(message)
         self.errno = errno
+
+
+def is_panic(exc: BaseException) -> bool:
+    """A Rust extension's panic (pylibjpeg-rle on some corrupt RLE data, tokenizers) reaches
+    Python as pyo3's PanicException, which derives from BaseException: `except Exception`
+    misses it. Its class lives in a module that cannot be imported, hence the name test."""
+    return type(exc).__name__ == "PanicException"

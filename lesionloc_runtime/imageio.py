@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from lesionloc_runtime.errors import ImageReadError
+from lesionloc_runtime.errors import ImageReadError, is_panic
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ""}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
@@ -268,8 +268,13 @@ def _check_radiograph_object(ds: Any, path: Path, notes: list[str]) -> None:
             raise ImageReadError(
                 f"{path}: the DICOM file has an image header but no pixel data (truncated file?)"
             )
-        kind = f" ({UID(sop).name})" if sop else ""
+        kind = f" ({UID(sop).name})" if _UID_TEXT.fullmatch(sop) else (
+            f" (SOP Class UID {_shown(sop)})" if sop else "")
         raise ImageReadError(f"{path}: the DICOM file has no pixel data; it is not an image{kind}")
+    try:
+        ds.PixelData  # noqa: B018 - pydicom converts lazily: a damaged element raises only here
+    except Exception as exc:
+        raise ImageReadError(f"{path}: the pixel data element is damaged ({_short(exc)})") from None
     frames = _int(ds, "NumberOfFrames", path, default=1)
     if frames > 1:
         raise ImageReadError(
@@ -279,12 +284,14 @@ def _check_radiograph_object(ds: Any, path: Path, notes: list[str]) -> None:
     samples = _int(ds, "SamplesPerPixel", path, default=1)
     if photometric in _COLOUR_PHOTOMETRICS or samples != 1:
         raise ImageReadError(
-            f"{path}: a colour DICOM ({photometric or 'no photometric'}, {samples} samples per "
-            "pixel); chest radiographs are greyscale (is this ultrasound or a screenshot?)"
+            f"{path}: a colour DICOM ({_shown(photometric) or 'no photometric'}, {samples} "
+            "samples per pixel); chest radiographs are greyscale (is this ultrasound or a "
+            "screenshot?)"
         )
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        notes.append(f"PhotometricInterpretation {photometric or 'missing'}: read as MONOCHROME2")
-        ds.PhotometricInterpretation = "MONOCHROME2"
+        shown = _shown(photometric) or _absent(ds, "PhotometricInterpretation")
+        notes.append(f"PhotometricInterpretation {shown}: read as MONOCHROME2")
+        _replace(ds, "PhotometricInterpretation", "MONOCHROME2")
     for keyword in ("Rows", "Columns", "BitsAllocated"):
         if _int(ds, keyword, path, default=0) <= 0:
             raise ImageReadError(f"{path}: the DICOM header lacks a valid {keyword}")
@@ -292,16 +299,17 @@ def _check_radiograph_object(ds: Any, path: Path, notes: list[str]) -> None:
     allocated = _int(ds, "BitsAllocated", path)
     stored = _int(ds, "BitsStored", path, default=0)
     if not 1 <= stored <= allocated:
-        notes.append(f"BitsStored {stored or 'missing'}: taken as BitsAllocated {allocated}")
-        ds.BitsStored = allocated
-        ds.HighBit = allocated - 1
+        notes.append(f"BitsStored {stored or _absent(ds, 'BitsStored')}: taken as BitsAllocated "
+                     f"{allocated}")
+        _replace(ds, "BitsStored", allocated)
+        _replace(ds, "HighBit", allocated - 1)
     if "SamplesPerPixel" not in ds:
-        ds.SamplesPerPixel = 1
+        _replace(ds, "SamplesPerPixel", 1)
     representation = _int(ds, "PixelRepresentation", path, default=-1)
     if representation not in (0, 1):
         if representation != -1:
             notes.append(f"PixelRepresentation {representation} unknown: read as unsigned")
-        ds.PixelRepresentation = 0
+        _replace(ds, "PixelRepresentation", 0)
 
 
 def _decode_pixels(ds: Any, path: Path, notes: list[str]) -> np.ndarray:
@@ -322,12 +330,14 @@ def _decode_pixels(ds: Any, path: Path, notes: list[str]) -> np.ndarray:
             else ExplicitVRBigEndian
         )
         ds.file_meta.TransferSyntaxUID = syntax
-    name = getattr(syntax, "name", str(syntax))
+    name = _shown(getattr(syntax, "name", syntax), _UID_NAME_TEXT)
     try:
         decoder = get_decoder(syntax)
     except NotImplementedError:
+        shown = _shown(syntax, _UID_TEXT)
+        label = name if name == shown else f"{name} ({shown})"
         raise ImageReadError(
-            f"{path}: pixel data in transfer syntax {name} ({syntax}) cannot be decoded: no "
+            f"{path}: pixel data in transfer syntax {label} cannot be decoded: no "
             "decoder exists for it; ask the PACS to send uncompressed or JPEG 2000"
         ) from None
     if not decoder.is_available:
@@ -344,13 +354,19 @@ def _decode_pixels(ds: Any, path: Path, notes: list[str]) -> np.ndarray:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            raw, _ = decoder.as_array(ds, raw=True, correct_unused_bits=False, **options)
-        except Exception as exc:  # decoders raise many types; all mean "cannot decode"
+            with _stderr_captured() as printed:
+                raw, _ = decoder.as_array(ds, raw=True, correct_unused_bits=False, **options)
+        except BaseException as exc:
+            # Decoders raise many types, all meaning "cannot decode"; the Rust RLE decoder
+            # panics. What they printed meanwhile (a panic's backtrace) is dropped.
+            if not (isinstance(exc, Exception) or is_panic(exc)):
+                raise
             raise ImageReadError(
                 f"{path}: the pixel data cannot be decoded (transfer syntax {name}: "
                 f"{_short(exc)})"
             ) from None
     notes.extend(f"decoder: {_short(w.message)}" for w in caught)
+    notes.extend(f"decoder: {line}" for line in printed[:5])
     if raw.ndim == 3:  # frames beyond the header's NumberOfFrames, which pydicom returns too
         raise ImageReadError(
             f"{path}: the pixel data holds {raw.shape[0]} frames; a chest radiograph has one"
@@ -382,7 +398,8 @@ def _check_codestream_end(ds: Any, syntax: Any, path: Path) -> None:
     if syntax not in (*JPEGTransferSyntaxes, *JPEGLSTransferSyntaxes, *JPEG2000TransferSyntaxes):
         return  # RLE decoders check the segment lengths themselves
     try:
-        fragments = [f for f in generate_fragments(ds.PixelData) if f]
+        items = list(generate_fragments(ds.PixelData))
+        fragments = [f for f in items[1:] if f]  # the first item is the Basic Offset Table
     except Exception as exc:  # malformed item tags or lengths
         raise ImageReadError(
             f"{path}: the encapsulated pixel data is malformed ({_short(exc)})"
@@ -393,6 +410,28 @@ def _check_codestream_end(ds: Any, syntax: Any, path: Path) -> None:
         raise ImageReadError(
             f"{path}: the compressed pixel data is truncated (no end-of-image marker)"
         )
+    # The decoders allocate what the codestream declares, not what the DICOM header says: a
+    # damaged size would cost gigabytes and a minute before failing (found by fuzzing).
+    head = fragments[0][:4096]
+    declared = (_j2k_size(head) if syntax in JPEG2000TransferSyntaxes
+                else _jpeg_header(head).size)
+    rows, columns = _int(ds, "Rows", path), _int(ds, "Columns", path)
+    if declared is not None and declared[0] != 0 and declared != (rows, columns):
+        # (a JPEG SOF may leave the height 0 for a DNL marker to give; the decoder checks that)
+        raise ImageReadError(
+            f"{path}: the compressed image declares {declared[1]}x{declared[0]} pixels but the "
+            f"DICOM header says {columns}x{rows}; the file is damaged"
+        )
+
+
+def _j2k_size(data: bytes) -> tuple[int, int] | None:
+    """(rows, columns) from a JPEG 2000 codestream's SIZ segment (ISO/IEC 15444-1 A.5.1),
+    which follows the SOC marker (after the boxes of a JP2 wrapper); None if not found."""
+    at = data.find(b"\xff\x4f\xff\x51")
+    if at < 0 or len(data) < at + 24:
+        return None
+    xsiz, ysiz, xosiz, yosiz = struct.unpack(">IIII", data[at + 8 : at + 24])
+    return ysiz - yosiz, xsiz - xosiz
 
 
 @dataclass(frozen=True)
@@ -564,7 +603,7 @@ def _window_from_header(ds: Any, notes: list[str]) -> tuple[float, float, str] |
         return None
     function = str(_value(ds, "VOILUTFunction") or "LINEAR").strip().upper()
     if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
-        notes.append(f"VOILUTFunction {function} unknown: LINEAR used")
+        notes.append(f"VOILUTFunction {_shown(function)} unknown: LINEAR used")
         function = "LINEAR"
     # PS3.3 C.11.2.1.2: width >= 1 for LINEAR, > 0 otherwise.
     smallest = 1.0 if function == "LINEAR" else 1e-12
@@ -600,6 +639,37 @@ def _pixel_spacing(ds: Any) -> tuple[float, float] | None:
     return None
 
 
+# What a header value must look like to be shown in a message (see `_shown`).
+_UID_TEXT = re.compile(r"(?=.{1,64}$)[0-9]+(?:\.[0-9]+)*")
+_UID_NAME_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)*|[A-Za-z0-9 ()\[\]\-:,.]{1,120}")
+
+
+def _shown(value: Any, allowed: re.Pattern[str] | None = None, limit: int = 32) -> str:
+    """A header value as a message may show it. A damaged length can run one value into the
+    next elements, binary bytes and identifiers (an accession number, a name) included, so a
+    value is shown only when it looks like what it should be: matching `allowed`, or else at
+    most `limit` printable ASCII characters."""
+    text = str(value).strip()
+    if allowed is not None:
+        ok = allowed.fullmatch(text) is not None
+    else:
+        ok = len(text) <= limit and text.isascii() and text.isprintable()
+    return text if ok else f"<{len(text)} unreadable characters>"
+
+
+def _absent(ds: Any, keyword: str) -> str:
+    """Why `_value` found nothing: the element is not there, or it cannot be read."""
+    return "unreadable" if keyword in ds else "missing"
+
+
+def _replace(ds: Any, keyword: str, value: Any) -> None:
+    """Set an element, dropping the old one unread: pydicom converts the old value before it
+    assigns, and a value it cannot convert (a damaged VR) would raise."""
+    if keyword in ds:
+        delattr(ds, keyword)
+    setattr(ds, keyword, value)
+
+
 def _value(ds: Any, keyword: str) -> Any:
     """An element's value, or None when absent, empty or unparseable (pydicom converts
     values lazily, so a malformed one raises only when read)."""
@@ -619,7 +689,8 @@ def _int(ds: Any, keyword: str, path: Path, default: int | None = None) -> int:
     try:
         return int(_first(value))
     except (TypeError, ValueError):
-        raise ImageReadError(f"{path}: the DICOM {keyword} {value!r} is not a number") from None
+        raise ImageReadError(f"{path}: the DICOM {keyword} {_shown(value)} is not a number"
+                             ) from None
 
 
 def _float(ds: Any, keyword: str, notes: list[str], default: float) -> float:
@@ -631,7 +702,7 @@ def _float(ds: Any, keyword: str, notes: list[str], default: float) -> float:
     except (TypeError, ValueError):
         number = float("nan")
     if not np.isfinite(number):
-        notes.append(f"{keyword} {value!r} ignored")
+        notes.append(f"{keyword} {_shown(value)} ignored")
         return default
     return number
 
@@ -692,36 +763,52 @@ _OPENCV_LOG_PREFIX = re.compile(r"^\s*\[\s*[A-Z]+:\d+@[\d.]+\]\s+global\s+\S+:\d
 
 
 def _decode_raster(data: bytes) -> tuple[np.ndarray | None, list[str]]:
-    """OpenCV's decode, and what libjpeg, libpng and libtiff printed meanwhile. They print on
-    the process's standard error (file descriptor 2), before and apart from our one-line error,
-    so fd 2 points at a temporary file during the decode. That is process-wide: decodes take
-    turns (a lock), and another thread's output to fd 2 in those milliseconds lands in the
-    notes. Without a usable fd 2 (a daemon without one) or a temporary file (no writable
-    temporary directory), the decode runs as it is, without catching."""
-    buffer = np.frombuffer(data, dtype=np.uint8)
+    """OpenCV's decode, and what libjpeg, libpng and libtiff printed meanwhile."""
+    with _stderr_captured() as printed:
+        arr = _imdecode(np.frombuffer(data, dtype=np.uint8))
+    return arr, printed[:5]
+
+
+@contextmanager
+def _stderr_captured() -> Iterator[list[str]]:
+    """Catch what native decoders print while the block runs: the list holds those lines,
+    one-spaced, once the block has ended (also when it raised).
+
+    libjpeg, libpng, libtiff, OpenJPEG and Rust panics print on the process's standard error
+    (file descriptor 2), before and apart from our one-line error, so fd 2 points at a
+    temporary file during the block. That is process-wide: blocks take turns (a lock), and
+    another thread's output to fd 2 in those milliseconds lands in the list. Without a usable
+    fd 2 (a daemon without one) or a temporary file (no writable temporary directory), the
+    block runs as it is and the list stays empty."""
+    printed: list[str] = []
     with _DECODER_LOCK:
         try:
             sink = tempfile.TemporaryFile()
-        except OSError:  # no writable temporary directory: decode without catching
-            return _imdecode(buffer), []
-        with sink:
+        except OSError:  # no writable temporary directory: run without catching
+            sink = None
+        saved = None
+        if sink is not None:
             try:
                 saved = os.dup(2)
             except OSError:  # no fd 2 at all
-                return _imdecode(buffer), []
+                sink.close()
+                sink = None
+        if sink is None or saved is None:
+            yield printed
+            return
+        with sink:
             try:
                 if sys.stderr is not None:
                     sys.stderr.flush()
                 os.dup2(sink.fileno(), 2)
-                arr = _imdecode(buffer)
+                yield printed
             finally:
                 os.dup2(saved, 2)
                 os.close(saved)
-            sink.seek(0)
-            printed = sink.read().decode("utf-8", "replace")
-    messages = [" ".join(_OPENCV_LOG_PREFIX.sub("", line).split())
-                for line in printed.splitlines() if line.strip()]
-    return arr, messages[:5]
+                sink.seek(0)
+                text = sink.read().decode("utf-8", "replace")
+                printed.extend(" ".join(_OPENCV_LOG_PREFIX.sub("", line).split())
+                               for line in text.splitlines() if line.strip())
 
 
 def _imdecode(buffer: np.ndarray) -> np.ndarray | None:
@@ -784,8 +871,8 @@ def _png_header(data: bytes, path: Path) -> _RasterHeader:
         pos += 12 + length
 
 
-# Start-of-frame markers: every SOFn but DHT (C4), JPG (C8) and DAC (CC).
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+# Start-of-frame markers: every SOFn but DHT (C4), JPG (C8) and DAC (CC), and JPEG-LS's SOF55.
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}
 
 
 def _jpeg_header(data: bytes) -> _RasterHeader:

@@ -219,6 +219,29 @@ def test_batch_study_that_cannot_be_written_fails_alone(tmp_path, tiny_bundle, p
     assert "Traceback" not in stdout + stderr
 
 
+class PanicException(BaseException):
+    """Stands in for pyo3's PanicException: a Rust extension's panic, not an Exception."""
+
+
+def test_batch_study_whose_decoder_panics_fails_alone(tmp_path, tiny_bundle, phantom_set,
+                                                     monkeypatch):
+    from lesionloc_runtime import imageio
+
+    source = make_source(tmp_path, phantom_set)
+    doomed = sorted(source.glob("*.dcm"))[1].stem
+    real = imageio.read_image
+
+    def read(path):
+        if Path(path).stem == doomed:
+            raise PanicException("index out of bounds: the len is 32 but the index is 32")
+        return real(path)
+
+    monkeypatch.setattr(imageio, "read_image", read)
+    code, stdout, stderr = run(source, "--model", tiny_bundle, "--out", tmp_path / "out", "-q")
+    assert code == 1 and "2 studies done, 0 already done, 1 failed" in stdout
+    assert "internal error (PanicException: index out of bounds" in stderr
+
+
 def test_full_disk_stops_the_batch_with_one_error(tmp_path, tiny_bundle, phantom_set, monkeypatch):
     source = make_source(tmp_path, phantom_set)
     calls = []

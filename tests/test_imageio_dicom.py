@@ -11,9 +11,11 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom import uid
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder, get_encoder
+from pydicom.tag import Tag
 
 from lesionloc_runtime.errors import ImageReadError
 from lesionloc_runtime.imageio import read_image
@@ -480,6 +482,28 @@ def test_missing_photometric_interpretation_is_read_as_monochrome2(tmp_path):
     assert any("MONOCHROME2" in note for note in image.notes)
 
 
+@pytest.mark.parametrize(("keyword", "tag", "vr", "note", "top"), [
+    ("PhotometricInterpretation", b"\x28\x00\x04\x00", b"CS",
+     "PhotometricInterpretation unreadable: read as MONOCHROME2", 4095),
+    ("BitsStored", b"\x28\x00\x01\x01", b"US", "BitsStored unreadable: taken as BitsAllocated",
+     65535),
+    ("PixelRepresentation", b"\x28\x00\x03\x01", b"US", None, 4095),
+])
+def test_element_with_a_damaged_vr_is_repaired_like_a_missing_one(tmp_path, keyword, tag, vr,
+                                                                  note, top):
+    """A damaged VR makes pydicom raise NotImplementedError when the element is read, and also
+    when it is assigned over (found by fuzzing): the reader replaces it without reading it."""
+    pixels = synthetic(12)
+    data = save(dataset(pixels), tmp_path / "good.dcm").read_bytes()
+    assert data.count(tag + vr) == 1
+    damaged = tmp_path / f"damaged-{keyword}.dcm"
+    damaged.write_bytes(data.replace(tag + vr, tag + b"JS"))
+    image = read_image(damaged)
+    np.testing.assert_allclose(image.pixels, pixels / top, atol=1e-7)
+    if note is not None:
+        assert any(n.startswith(note) for n in image.notes), image.notes
+
+
 # ------------------------------------------------------------------------------- refusals
 
 
@@ -552,6 +576,25 @@ def test_truncated_compressed_file_is_refused(tmp_path, syntax):
     assert_refused(cut, "truncated")
 
 
+def test_rle_run_past_the_frame_is_refused_in_one_line(tmp_path, capfd):
+    """pylibjpeg-rle panics on a run that starts inside the frame and ends past it, in the
+    last segment (found by fuzzing). The panic is pyo3's PanicException, a BaseException that
+    `except Exception` misses, and Rust prints it (and a backtrace) on fd 2: both must stay
+    inside the one-line error."""
+    needs_decoder(uid.RLELossless)
+    side = 32
+    header = np.zeros(16, "<u4")
+    header[:3] = (2, 64, 64 + 16)  # two segments: high bytes, then low bytes
+    high = bytes([0x81, 0x01]) * 8  # 8 runs of 128 = the 1024 high bytes
+    low = bytes([0x81, 0x00]) * 7 + bytes([0x82, 0x00, 0x81, 0x00])  # 896 + 127, then 128
+    pixels = np.zeros((side, side), np.uint16)
+    path = encapsulated(tmp_path, uid.RLELossless, header.tobytes() + high + low, pixels, 12,
+                        "rle_overrun.dcm")
+    capfd.readouterr()
+    assert_refused(path, "cannot be decoded", "RLE Lossless")
+    assert capfd.readouterr().err == ""
+
+
 def test_cut_codestream_in_complete_items_is_refused(tmp_path):
     # JPEG-LS decoders return a partial image from a cut codestream without complaint.
     rng = np.random.default_rng(2)
@@ -566,6 +609,35 @@ def test_cut_codestream_in_complete_items_is_refused(tmp_path):
     assert_refused(path, "truncated")
 
 
+def _codestream(syntax: uid.UID, pixels: np.ndarray) -> bytes:
+    if syntax == uid.JPEGLosslessSV1:
+        return jpeg_lossless(pixels, 12, 1)
+    if not get_encoder(syntax).is_available:
+        pytest.skip(f"no encoder installed for {syntax.name}")
+    ds = dataset(pixels)
+    ds.compress(syntax)
+    return b"".join(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
+
+
+@pytest.mark.parametrize("syntax", [uid.JPEG2000Lossless, uid.JPEGLSLossless, uid.JPEGLosslessSV1],
+                         ids=lambda v: v.name)
+def test_codestream_that_declares_another_size_is_refused_before_decoding(tmp_path, syntax):
+    """Decoders allocate what the codestream declares: a damaged size in a J2K SIZ or a JPEG
+    SOF cost OpenJPEG 50 s and gigabytes before it failed (found by fuzzing)."""
+    needs_decoder(syntax)
+    pixels = synthetic(12)
+    stream = bytearray(_codestream(syntax, pixels))
+    if syntax == uid.JPEG2000Lossless:
+        at = stream.find(b"\xff\x4f\xff\x51") + 12  # Ysiz
+        stream[at:at + 4] = (ROWS * 20000).to_bytes(4, "big")
+    else:
+        at = max(stream.find(m) for m in (b"\xff\xc3", b"\xff\xf7")) + 5  # SOF's height
+        stream[at:at + 2] = (60000).to_bytes(2, "big")
+    path = encapsulated(tmp_path, syntax, bytes(stream), pixels, 12, "big.dcm")
+    declared = ROWS * 20000 if syntax == uid.JPEG2000Lossless else 60000
+    assert_refused(path, f"declares {COLUMNS}x{declared} pixels", f"says {COLUMNS}x{ROWS}")
+
+
 def test_corrupt_codestream_is_refused(tmp_path):
     junk = bytes(np.random.default_rng(3).integers(0, 255, 4000, dtype=np.uint8)) + b"\xff\xd9"
     path = encapsulated(tmp_path, uid.JPEG2000Lossless, junk, synthetic(12), 12, "junk.dcm")
@@ -575,6 +647,46 @@ def test_corrupt_codestream_is_refused(tmp_path):
 def test_transfer_syntax_without_decoder_is_refused(tmp_path):
     path = encapsulated(tmp_path, uid.MPEG2MPML, bytes(100), synthetic(12), 12, "mpeg.dcm")
     assert_refused(path, "no decoder")
+
+
+def test_pixel_data_with_a_damaged_vr_is_refused(tmp_path):
+    data = save(dataset(synthetic(12)), tmp_path / "good.dcm").read_bytes()
+    tag_vr = b"\xe0\x7f\x10\x00OW"
+    assert data.count(tag_vr) == 1
+    damaged = tmp_path / "damaged.dcm"
+    damaged.write_bytes(data.replace(tag_vr, b"\xe0\x7f\x10\x00O:"))
+    assert_refused(damaged, "the pixel data element is damaged")
+
+
+def test_damaged_header_values_are_not_echoed_into_errors(tmp_path):
+    """A damaged length runs a value into the next elements, binary bytes and identifiers
+    included (found by fuzzing): a message shows such a value by its length only."""
+    path = encapsulated(tmp_path, uid.MPEG2MPML, bytes(100), synthetic(12), 12, "mpeg.dcm")
+    good = str(uid.MPEG2MPML).encode()
+    damaged = tmp_path / "bad_syntax.dcm"
+    damaged.write_bytes(path.read_bytes().replace(good, good[:10] + b"\r" + good[11:]))
+    assert_refused(damaged, f"transfer syntax <{len(good)} unreadable characters> cannot be "
+                            "decoded")
+
+    report = dataset(synthetic(12))
+    del report.PixelData, report.Rows
+    swallowed = "1.2.840.10008.5.1.4.1.1.1\x00\x08\x00\x18\x00PATIENT^JANE"
+    with pytest.warns(UserWarning):  # pydicom warns about the invalid UID
+        report.SOPClassUID = swallowed
+        path = save(report, tmp_path / "swallowed.dcm")
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    message = str(info.value)
+    assert f"SOP Class UID <{len(swallowed)} unreadable characters>" in message, message
+    assert "PATIENT" not in message and message.isprintable(), message
+
+    for value, shown in ((b"9x" * 20, "<40 unreadable characters>"), (b"two ", "two")):
+        frames = dataset(synthetic(12))  # an IS that pydicom would not let us set
+        frames[0x00280008] = RawDataElement(Tag(0x00280008), "IS", len(value), value, 0, False,
+                                            True)
+        with pytest.warns(UserWarning):
+            path = save(frames, tmp_path / "frames.dcm")
+        assert_refused(path, f"NumberOfFrames {shown} is not a number")
 
 
 def test_tiny_dicom_is_refused(tmp_path):
