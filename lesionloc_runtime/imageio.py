@@ -320,7 +320,14 @@ def _decode_pixels(ds: Any, path: Path, notes: list[str]) -> np.ndarray:
 
     if getattr(ds, "file_meta", None) is None:
         ds.file_meta = FileMetaDataset()
-    syntax = ds.file_meta.get("TransferSyntaxUID")
+    try:
+        syntax = ds.file_meta.get("TransferSyntaxUID")
+    except Exception:  # a damaged element (pydicom converts lazily)
+        raise ImageReadError(f"{path}: the transfer syntax UID cannot be read") from None
+    if syntax is not None and not (isinstance(syntax, str) and _UID_TEXT.fullmatch(syntax)):
+        raise ImageReadError(  # e.g. two values, or bytes that are not digits and dots
+            f"{path}: the transfer syntax UID is malformed ({_shown(syntax, _UID_TEXT)})"
+        )
     if syntax is None:
         # ACR-NEMA / no file meta: the decoder needs a syntax; use the encoding pydicom found.
         implicit, little = ds.original_encoding

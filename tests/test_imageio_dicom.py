@@ -665,8 +665,11 @@ def test_damaged_header_values_are_not_echoed_into_errors(tmp_path):
     good = str(uid.MPEG2MPML).encode()
     damaged = tmp_path / "bad_syntax.dcm"
     damaged.write_bytes(path.read_bytes().replace(good, good[:10] + b"\r" + good[11:]))
-    assert_refused(damaged, f"transfer syntax <{len(good)} unreadable characters> cannot be "
-                            "decoded")
+    assert_refused(damaged, f"transfer syntax UID is malformed (<{len(good)} unreadable "
+                            "characters>)")
+    two = tmp_path / "two_syntaxes.dcm"  # a backslash: pydicom reads two values
+    two.write_bytes(path.read_bytes().replace(good, good[:4] + b"\\" + good[5:]))
+    assert_refused(two, "transfer syntax UID is malformed")
 
     report = dataset(synthetic(12))
     del report.PixelData, report.Rows
