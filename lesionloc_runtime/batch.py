@@ -27,7 +27,7 @@ from lesionloc_runtime.errors import (
     ReportError,
     is_panic,
 )
-from lesionloc_runtime.fileio import atomic_write_json
+from lesionloc_runtime.fileio import atomic_write_json, is_file
 from lesionloc_runtime.imageio import IMAGE_SUFFIXES
 from lesionloc_runtime.manifest import iter_manifest_rows
 from lesionloc_runtime.outputs import OutputOptions, derived_study_id, is_done, study_id_problem
@@ -128,7 +128,7 @@ def _with_report(study_id: str, image: Path, folder: Path) -> StudyTask:
     """The study with the report `<image stem>.txt` in `folder`, or with none but where it
     was looked for."""
     candidates = [folder / f"{image.stem}{suffix}" for suffix in REPORT_SUFFIXES]
-    report = next((c for c in candidates if c.is_file()), None)
+    report = next((c for c in candidates if is_file(c)), None)
     return StudyTask(study_id, image, report, candidates[0])
 
 

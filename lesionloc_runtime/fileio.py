@@ -75,6 +75,15 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, durable: bool = Tr
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n", durable)
 
 
+def is_file(path: str | os.PathLike[str]) -> bool:
+    """Path.is_file, but False for a path the system cannot even look up (a name over
+    NAME_MAX: ENAMETOOLONG, which Path.is_file raises rather than answering)."""
+    try:
+        return Path(path).is_file()
+    except OSError:
+        return False
+
+
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

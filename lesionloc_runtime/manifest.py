@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lesionloc_runtime.errors import DataError
+from lesionloc_runtime.fileio import is_file
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,10 @@ def read_manifest(
             continue
         if split is not None and row.get("split") not in (None, split):
             continue
-        if not image.is_file():
+        if not is_file(image):
             stats.skip("missing image")
             continue
-        if not report.is_file() or report.stat().st_size == 0:
+        if not is_file(report) or report.stat().st_size == 0:
             stats.skip("missing or empty report")
             continue
         records.append(StudyRecord(

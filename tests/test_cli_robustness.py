@@ -113,6 +113,19 @@ def test_pacs_layout_with_long_names_runs(tmp_path, tiny_bundle, phantom_study):
     assert "1 studies done" in stdout and len(list((tmp_path / "out").glob("*/study.json"))) == 1
 
 
+def test_manifest_image_name_over_the_system_limit_fails_alone(tmp_path, tiny_bundle, study):
+    """Looking up `<stem>.txt` beside such an image raised ENAMETOOLONG out of the scan, a
+    traceback before any study ran (found by fuzzing manifests)."""
+    image, report = study
+    rows = [{"image": f"in/{image.name}", "report": f"in/{report.name}"},
+            {"image": "in/" + "x" * 300 + ".dcm"}]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    code, stdout, stderr = run(manifest, "--model", tiny_bundle, "--out", tmp_path / "out", "-q")
+    assert code == 1 and "1 studies done, 0 already done, 1 failed" in stdout, stderr
+    assert "no report found" in stderr and "Traceback" not in stderr
+
+
 # 2. duplicate ids
 
 def test_duplicate_study_ids_in_a_manifest_name_both_lines(tmp_path, study):
