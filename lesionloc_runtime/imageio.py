@@ -254,7 +254,7 @@ def _check_radiograph_object(ds: Any, path: Path, notes: list[str]) -> None:
     """Reject what is not one greyscale image; fill the defaults ACR-NEMA files leave out."""
     from pydicom.uid import UID
 
-    sop = str(_value(ds, "SOPClassUID") or "")
+    sop = str(header_value(ds, "SOPClassUID") or "")
     is_report = "ContentSequence" in ds and "PixelData" not in ds
     if sop.startswith(_NON_IMAGE_SOP_PREFIXES) or is_report:
         raise ImageReadError(f"{path}: a DICOM Structured Report, not an image")
@@ -268,8 +268,8 @@ def _check_radiograph_object(ds: Any, path: Path, notes: list[str]) -> None:
             raise ImageReadError(
                 f"{path}: the DICOM file has an image header but no pixel data (truncated file?)"
             )
-        kind = f" ({UID(sop).name})" if _UID_TEXT.fullmatch(sop) else (
-            f" (SOP Class UID {_shown(sop)})" if sop else "")
+        kind = f" ({UID(sop).name})" if UID_TEXT.fullmatch(sop) else (
+            f" (SOP Class UID {shown_value(sop)})" if sop else "")
         raise ImageReadError(f"{path}: the DICOM file has no pixel data; it is not an image{kind}")
     try:
         ds.PixelData  # noqa: B018 - pydicom converts lazily: a damaged element raises only here
@@ -280,16 +280,16 @@ def _check_radiograph_object(ds: Any, path: Path, notes: list[str]) -> None:
         raise ImageReadError(
             f"{path}: a multi-frame DICOM ({frames} frames); a chest radiograph has one frame"
         )
-    photometric = str(_value(ds, "PhotometricInterpretation") or "").strip().upper()
+    photometric = str(header_value(ds, "PhotometricInterpretation") or "").strip().upper()
     samples = _int(ds, "SamplesPerPixel", path, default=1)
     if photometric in _COLOUR_PHOTOMETRICS or samples != 1:
         raise ImageReadError(
-            f"{path}: a colour DICOM ({_shown(photometric) or 'no photometric'}, {samples} "
+            f"{path}: a colour DICOM ({shown_value(photometric) or 'no photometric'}, {samples} "
             "samples per pixel); chest radiographs are greyscale (is this ultrasound or a "
             "screenshot?)"
         )
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        shown = _shown(photometric) or _absent(ds, "PhotometricInterpretation")
+        shown = shown_value(photometric) or _absent(ds, "PhotometricInterpretation")
         notes.append(f"PhotometricInterpretation {shown}: read as MONOCHROME2")
         _replace(ds, "PhotometricInterpretation", "MONOCHROME2")
     for keyword in ("Rows", "Columns", "BitsAllocated"):
@@ -324,9 +324,9 @@ def _decode_pixels(ds: Any, path: Path, notes: list[str]) -> np.ndarray:
         syntax = ds.file_meta.get("TransferSyntaxUID")
     except Exception:  # a damaged element (pydicom converts lazily)
         raise ImageReadError(f"{path}: the transfer syntax UID cannot be read") from None
-    if syntax is not None and not (isinstance(syntax, str) and _UID_TEXT.fullmatch(syntax)):
+    if syntax is not None and not (isinstance(syntax, str) and UID_TEXT.fullmatch(syntax)):
         raise ImageReadError(  # e.g. two values, or bytes that are not digits and dots
-            f"{path}: the transfer syntax UID is malformed ({_shown(syntax, _UID_TEXT)})"
+            f"{path}: the transfer syntax UID is malformed ({shown_value(syntax, UID_TEXT)})"
         )
     if syntax is None:
         # ACR-NEMA / no file meta: the decoder needs a syntax; use the encoding pydicom found.
@@ -337,11 +337,11 @@ def _decode_pixels(ds: Any, path: Path, notes: list[str]) -> np.ndarray:
             else ExplicitVRBigEndian
         )
         ds.file_meta.TransferSyntaxUID = syntax
-    name = _shown(getattr(syntax, "name", syntax), _UID_NAME_TEXT)
+    name = shown_value(getattr(syntax, "name", syntax), UID_NAME_TEXT)
     try:
         decoder = get_decoder(syntax)
     except NotImplementedError:
-        shown = _shown(syntax, _UID_TEXT)
+        shown = shown_value(syntax, UID_TEXT)
         label = name if name == shown else f"{name} ({shown})"
         raise ImageReadError(
             f"{path}: pixel data in transfer syntax {label} cannot be decoded: no "
@@ -519,7 +519,7 @@ class _DisplayMapping:
         signed = _int(ds, "PixelRepresentation", path, default=0) == 1
         little = ds.file_meta.TransferSyntaxUID.is_little_endian is not False
         modality_lut = voi_lut = None
-        if _value(ds, "ModalityLUTSequence"):
+        if header_value(ds, "ModalityLUTSequence"):
             modality_lut = _Lut.from_item(
                 ds.ModalityLUTSequence[0], signed, little, "Modality LUT", notes
             )
@@ -528,13 +528,13 @@ class _DisplayMapping:
             notes.append("RescaleSlope 0 ignored")
             slope = 1.0
         intercept = _float(ds, "RescaleIntercept", notes, default=0.0)
-        if _value(ds, "VOILUTSequence"):
+        if header_value(ds, "VOILUTSequence"):
             # LUT inputs may be negative only if the modality output can be.
             negative = modality_lut is None and (signed or intercept < 0 or slope < 0)
             voi_lut = _Lut.from_item(ds.VOILUTSequence[0], negative, little, "VOI LUT", notes)
         window = None if voi_lut is not None else _window_from_header(ds, notes)
-        photometric = str(_value(ds, "PhotometricInterpretation") or "").strip().upper()
-        shape = str(_value(ds, "PresentationLUTShape") or "").strip().upper()
+        photometric = str(header_value(ds, "PhotometricInterpretation") or "").strip().upper()
+        shape = str(header_value(ds, "PresentationLUTShape") or "").strip().upper()
         # PS3.3 C.11.6: for MONOCHROME1 an INVERSE shape states that same inversion; it is
         # not a second one, so either inverts once.
         invert = photometric == "MONOCHROME1" or shape == "INVERSE"
@@ -600,7 +600,7 @@ class _DisplayMapping:
 
 def _window_from_header(ds: Any, notes: list[str]) -> tuple[float, float, str] | None:
     """The first window (centre, width, function), or None if absent or unusable."""
-    if _value(ds, "WindowCenter") is None or _value(ds, "WindowWidth") is None:
+    if header_value(ds, "WindowCenter") is None or header_value(ds, "WindowWidth") is None:
         return None
     try:
         center = float(_first(ds.WindowCenter))
@@ -608,9 +608,9 @@ def _window_from_header(ds: Any, notes: list[str]) -> tuple[float, float, str] |
     except (TypeError, ValueError):
         notes.append("window ignored: WindowCenter/WindowWidth are not numbers")
         return None
-    function = str(_value(ds, "VOILUTFunction") or "LINEAR").strip().upper()
+    function = str(header_value(ds, "VOILUTFunction") or "LINEAR").strip().upper()
     if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
-        notes.append(f"VOILUTFunction {_shown(function)} unknown: LINEAR used")
+        notes.append(f"VOILUTFunction {shown_value(function)} unknown: LINEAR used")
         function = "LINEAR"
     # PS3.3 C.11.2.1.2: width >= 1 for LINEAR, > 0 otherwise.
     smallest = 1.0 if function == "LINEAR" else 1e-12
@@ -634,7 +634,7 @@ def _apply_window(values: np.ndarray, center: float, width: float, function: str
 
 def _pixel_spacing(ds: Any) -> tuple[float, float] | None:
     for key in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = _value(ds, key)
+        value = header_value(ds, key)
         if value is None:
             continue
         try:
@@ -646,12 +646,12 @@ def _pixel_spacing(ds: Any) -> tuple[float, float] | None:
     return None
 
 
-# What a header value must look like to be shown in a message (see `_shown`).
-_UID_TEXT = re.compile(r"(?=.{1,64}$)[0-9]+(?:\.[0-9]+)*")
-_UID_NAME_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)*|[A-Za-z0-9 ()\[\]\-:,.]{1,120}")
+# What a header value must look like to be shown in a message (see `shown_value`).
+UID_TEXT = re.compile(r"(?=.{1,64}$)[0-9]+(?:\.[0-9]+)*")
+UID_NAME_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)*|[A-Za-z0-9 ()\[\]\-:,.]{1,120}")
 
 
-def _shown(value: Any, allowed: re.Pattern[str] | None = None, limit: int = 32) -> str:
+def shown_value(value: Any, allowed: re.Pattern[str] | None = None, limit: int = 32) -> str:
     """A header value as a message may show it. A damaged length can run one value into the
     next elements, binary bytes and identifiers (an accession number, a name) included, so a
     value is shown only when it looks like what it should be: matching `allowed`, or else at
@@ -677,9 +677,10 @@ def _replace(ds: Any, keyword: str, value: Any) -> None:
     setattr(ds, keyword, value)
 
 
-def _value(ds: Any, keyword: str) -> Any:
+def header_value(ds: Any, keyword: str) -> Any:
     """An element's value, or None when absent, empty or unparseable (pydicom converts
-    values lazily, so a malformed one raises only when read)."""
+    values lazily, so a malformed one raises only when read). Every reading of a header
+    attribute that a damaged file may carry goes through here (dicom_out too)."""
     try:
         value = ds.get(keyword)
     except Exception:  # any conversion failure means "this value is unusable"
@@ -688,7 +689,7 @@ def _value(ds: Any, keyword: str) -> Any:
 
 
 def _int(ds: Any, keyword: str, path: Path, default: int | None = None) -> int:
-    value = _value(ds, keyword)
+    value = header_value(ds, keyword)
     if value is None:
         if default is None:
             raise ImageReadError(f"{path}: the DICOM header lacks {keyword}")
@@ -696,12 +697,12 @@ def _int(ds: Any, keyword: str, path: Path, default: int | None = None) -> int:
     try:
         return int(_first(value))
     except (TypeError, ValueError):
-        raise ImageReadError(f"{path}: the DICOM {keyword} {_shown(value)} is not a number"
+        raise ImageReadError(f"{path}: the DICOM {keyword} {shown_value(value)} is not a number"
                              ) from None
 
 
 def _float(ds: Any, keyword: str, notes: list[str], default: float) -> float:
-    value = _value(ds, keyword)
+    value = header_value(ds, keyword)
     if value is None:
         return default
     try:
@@ -709,7 +710,7 @@ def _float(ds: Any, keyword: str, notes: list[str], default: float) -> float:
     except (TypeError, ValueError):
         number = float("nan")
     if not np.isfinite(number):
-        notes.append(f"{keyword} {_shown(value)} ignored")
+        notes.append(f"{keyword} {shown_value(value)} ignored")
         return default
     return number
 

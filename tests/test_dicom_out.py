@@ -314,6 +314,38 @@ def test_source_of_a_non_standard_sop_class_is_a_clear_error(tmp_path):
         write_dicom_outputs(_result(), radiograph, _overlay(), tmp_path / "out")
 
 
+def _damage(path: Path, tag_vr: bytes) -> Path:
+    """The file with the VR of one element made unknown: pydicom raises when it is read."""
+    data = path.read_bytes()
+    assert data.count(tag_vr) == 1
+    path.write_bytes(data.replace(tag_vr, tag_vr[:4] + b"JS"))
+    return path
+
+
+def test_source_with_damaged_or_malformed_uids_is_a_clear_error(tmp_path):
+    """A damaged SOP Instance UID raised pydicom's NotImplementedError out of --dicom-out,
+    and a UID with other bytes than digits and dots was copied into the objects (found by
+    fuzzing)."""
+    source = _damage(_source_dicom(tmp_path / "in.dcm"), b"\x08\x00\x18\x00UI")
+    radiograph = read_image(source)
+    with pytest.raises(DicomOutputError, match="lacks SOPInstanceUID"):
+        write_dicom_outputs(_result(), radiograph, _overlay(), tmp_path / "out")
+    radiograph = read_image(_source_dicom(tmp_path / "in2.dcm"))
+    with pytest.warns(UserWarning):  # pydicom warns about the invalid UID
+        radiograph.dicom.SeriesInstanceUID = "1.2.3.\x0b4"
+    with pytest.raises(DicomOutputError, match="SeriesInstanceUID is not a valid UID") as info:
+        write_dicom_outputs(_result(), radiograph, _overlay(), tmp_path / "out")
+    assert str(info.value).isprintable()
+
+
+def test_source_with_a_damaged_patient_attribute_copies_it_empty(tmp_path):
+    source = _damage(_source_dicom(tmp_path / "in.dcm"), b"\x10\x00\x10\x00PN")
+    written = write_dicom_outputs(_result(), read_image(source), _overlay(), tmp_path / "out")
+    for path in (written.sc, written.sr):
+        ds = pydicom.dcmread(path)
+        assert ds.PatientName == "" and ds.PatientID == "MRN-0042"
+
+
 def test_outputs_are_replaced_atomically(tmp_path, monkeypatch):
     radiograph = read_image(_source_dicom(tmp_path / "in.dcm"))
     first = write_dicom_outputs(_result(), radiograph, _overlay(), tmp_path / "out")

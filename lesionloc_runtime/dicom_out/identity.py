@@ -13,6 +13,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from lesionloc_runtime.errors import ConfigError, ImageReadError
+from lesionloc_runtime.imageio import UID_TEXT, header_value
 
 # The only source attributes a derived object inherits (Patient and General Study modules,
 # PS3.3 C.7.1.1 and C.7.2.1). Everything else in the source header stays behind.
@@ -105,25 +106,36 @@ class StudyIdentity:
     @classmethod
     def from_source(cls, ds: Any, width: int, height: int) -> StudyIdentity:
         """Copy the allowed attributes from a source DICOM header; DicomOutputError names
-        every required attribute that is absent or empty."""
-        missing = [name for name in REQUIRED_SOURCE_ATTRIBUTES if not str(ds.get(name, "") or "")]
+        every required attribute that is absent, empty, unreadable or not a valid UID. An
+        optional attribute that cannot be read (a damaged element) is copied as empty."""
+        values = {name: header_value(ds, name) or ""
+                  for name in (*COPIED_ATTRIBUTES, *REQUIRED_SOURCE_ATTRIBUTES)}
+        missing = [name for name in REQUIRED_SOURCE_ATTRIBUTES if not str(values[name])]
         if missing:
             raise DicomOutputError(
-                f"the source DICOM lacks {', '.join(missing)}, which derived DICOM objects must "
-                "reference; fix the header or run without --dicom-out"
+                f"the source DICOM lacks {', '.join(missing)} (or it cannot be read), which "
+                "derived DICOM objects must reference; fix the header or run without --dicom-out"
             )
-        sop_class = UID(str(ds.SOPClassUID))
+        malformed = [name for name in REQUIRED_SOURCE_ATTRIBUTES
+                     if not (isinstance(values[name], str) and UID_TEXT.fullmatch(values[name]))]
+        if malformed:
+            raise DicomOutputError(
+                f"the source DICOM's {', '.join(malformed)} "
+                f"{'is not a valid UID' if len(malformed) == 1 else 'are not valid UIDs'}"
+                " (digits and dots, at most 64 characters); derived DICOM "
+                "objects cannot reference it, so fix the header or run without --dicom-out"
+            )
+        sop_class = UID(values["SOPClassUID"])
         if sop_class.type != "SOP Class":
             # highdicom (and any SR reader) needs the standard IOD of a referenced image.
             raise DicomOutputError(
                 f"the source DICOM's SOP Class UID {sop_class} is not a standard storage class; "
                 "an SR cannot reference it, so run without --dicom-out"
             )
-        rows, cols = ds.get("Rows"), ds.get("Columns")
+        rows, cols = header_value(ds, "Rows"), header_value(ds, "Columns")
         if rows is not None and cols is not None and (int(cols), int(rows)) != (width, height):
             # Boxes are in the result's pixel grid; they must be the source's pixels.
             raise ValueError(f"result is {width}x{height} but the source DICOM is {cols}x{rows}")
-        values = {name: ds.get(name, "") or "" for name in COPIED_ATTRIBUTES}
         return cls(
             patient_name=values["PatientName"],
             patient_id=str(values["PatientID"]),
@@ -136,10 +148,10 @@ class StudyIdentity:
             study_id=str(values["StudyID"]),
             accession_number=str(values["AccessionNumber"]),
             source=SourceImage(
-                sop_class_uid=str(ds.SOPClassUID),
-                sop_instance_uid=str(ds.SOPInstanceUID),
-                series_instance_uid=str(ds.SeriesInstanceUID),
-                study_instance_uid=str(ds.StudyInstanceUID),
+                sop_class_uid=values["SOPClassUID"],
+                sop_instance_uid=values["SOPInstanceUID"],
+                series_instance_uid=values["SeriesInstanceUID"],
+                study_instance_uid=values["StudyInstanceUID"],
             ),
         )
 
