@@ -17,7 +17,7 @@ import numpy as np
 
 from lesionloc_runtime.errors import ConfigError, OutputError
 from lesionloc_runtime.fileio import atomic_write_bytes, atomic_write_json, temporary_of
-from lesionloc_runtime.imageio import Radiograph
+from lesionloc_runtime.imageio import Radiograph, header_value
 from lesionloc_runtime.render import (
     base_grey,
     combined_overlay,
@@ -199,8 +199,9 @@ def _write_study(result: StudyResult, radiograph: Radiograph, target: Path,
         if written.sr is not None:
             result.files["dicom_sr"] = written.sr.name
     if options.include_identifiers and radiograph.dicom is not None:
-        result.identifiers = {tag: str(radiograph.dicom.get(tag, "")) for tag in IDENTIFYING_TAGS
-                              if tag in radiograph.dicom}
+        # header_value: a damaged element (one pydicom cannot convert) is given as empty
+        result.identifiers = {tag: str(header_value(radiograph.dicom, tag) or "")
+                              for tag in IDENTIFYING_TAGS if tag in radiograph.dicom}
     result.files["study"] = STUDY_JSON
     doc = result.to_dict()
     _remove_stale(target, result.study_id, set(listed_files(doc)))

@@ -126,6 +126,26 @@ def test_manifest_image_name_over_the_system_limit_fails_alone(tmp_path, tiny_bu
     assert "no report found" in stderr and "Traceback" not in stderr
 
 
+def test_include_identifiers_copies_them_and_survives_a_damaged_one(tmp_path, tiny_bundle,
+                                                                   study):
+    image, report = study
+    data = image.read_bytes()
+    name_tag = b"\x10\x00\x10\x00PN"  # PatientName, explicit VR
+    assert data.count(name_tag) == 1
+    out = tmp_path / "out"
+    code, _, stderr = run(image, "--report", report, "--model", tiny_bundle, "--out", out, "-q",
+                          "--include-identifiers")
+    assert code == 0, stderr
+    identifiers = json.loads((out / image.stem / "study.json").read_text())["identifiers"]
+    assert identifiers["PatientName"].startswith("Phantom^") and identifiers["PatientID"]
+    image.write_bytes(data.replace(name_tag, name_tag[:4] + b"JS"))  # pydicom cannot read it
+    code, _, stderr = run(image, "--report", report, "--model", tiny_bundle, "--out", out, "-q",
+                          "--include-identifiers")
+    assert code == 0, stderr
+    damaged = json.loads((out / image.stem / "study.json").read_text())["identifiers"]
+    assert damaged == {**identifiers, "PatientName": ""}
+
+
 # 2. duplicate ids
 
 def test_duplicate_study_ids_in_a_manifest_name_both_lines(tmp_path, study):
