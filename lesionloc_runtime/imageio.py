@@ -1028,6 +1028,8 @@ def _minmax(arr: np.ndarray) -> np.ndarray:
 
 
 def _short(exc: BaseException | Warning | str) -> str:
-    """A one-line reason from an exception whose text may span lines (pydicom lists plugins)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """A one-line reason from an exception whose text may span lines (pydicom lists plugins)
+    or quote bytes of the file (shown as '?' unless printable)."""
+    text = "".join(c if c.isprintable() else "?" for c in " ".join(str(exc).split()))
+    text = text or type(exc).__name__
     return text if len(text) <= 240 else text[:237] + "..."
