@@ -17,13 +17,13 @@ from typing import Any
 
 import click
 
-from lesionloc_runtime.errors import LesionlocError
+from lesionloc_runtime.errors import LesionlocError, printable
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
 
 def one_line(text: str) -> str:
-    return " ".join(text.split())
+    return printable(text)
 
 
 @contextmanager

@@ -62,3 +62,13 @@ def is_panic(exc: BaseException) -> bool:
     Python as pyo3's PanicException, which derives from BaseException: `except Exception`
     misses it. Its class lives in a module that cannot be imported, hence the name test."""
     return type(exc).__name__ == "PanicException"
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """`text` as one printable line: runs of white space become one space, other characters
+    that are not printable (NUL, ESC, a BOM: bytes of a damaged file quoted in a message) become
+    '?', and with `limit` the text is cut to that many characters with '...'."""
+    line = "".join(c if c.isprintable() else "?" for c in " ".join(text.split()))
+    if limit is not None and len(line) > limit:
+        line = line[: max(limit - 3, 0)] + "..."
+    return line

@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from lesionloc_runtime.errors import ImageReadError, is_panic
+from lesionloc_runtime.errors import ImageReadError, is_panic, printable
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ""}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
@@ -728,11 +728,28 @@ def _first(value: Any) -> Any:
 # -------------------------------------------------------------------------------------- raster
 
 
-def _read_raster(path: Path, kind: str) -> Radiograph:
+def read_raster_array(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str]]:
+    """A PNG, JPEG or TIFF file's pixels as stored (any depth and channels, no EXIF
+    orientation applied) and the decoder's notes, with the checks of `read_image`: declared
+    size within MAX_PIXELS before decoding, truncation, damage, decoder output caught. For
+    masks and other rasters that are not radiographs; ImageReadError when unusable."""
+    path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageReadError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not data:
+        raise ImageReadError(f"{path}: the file is empty")
+    kind = _sniff(data[:132], path)
+    if kind == "dicom":
+        raise ImageReadError(f"{path}: a DICOM file, not a PNG, JPEG or TIFF image")
+    arr, notes, _ = _decode_raster_file(data, kind, path)
+    return arr, notes
+
+
+def _decode_raster_file(
+    data: bytes, kind: str, path: Path
+) -> tuple[np.ndarray, list[str], _RasterHeader]:
     info = _raster_header(data, kind, path)
     if info.size is not None:  # before decoding: a huge declared size must cost nothing
         _check_size(info.size, str(path))
@@ -743,7 +760,15 @@ def _read_raster(path: Path, kind: str) -> Radiograph:
     damaged = [m for m in messages if _DAMAGED.search(m)]
     if damaged:  # libjpeg went on and filled what it could not decode with grey
         raise ImageReadError(f"{path}: the {kind.upper()} data is damaged ({damaged[0]})")
-    notes = [f"decoder: {m}" for m in messages]
+    return arr, [f"decoder: {m}" for m in messages], info
+
+
+def _read_raster(path: Path, kind: str) -> Radiograph:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot be read ({exc.strerror})") from None
+    arr, notes, info = _decode_raster_file(data, kind, path)
     arr = _to_grey(arr, path, notes)
     arr = _apply_orientation(arr, info.orientation, notes)
     _check_size(arr.shape, str(path))
@@ -1030,6 +1055,4 @@ def _minmax(arr: np.ndarray) -> np.ndarray:
 def _short(exc: BaseException | Warning | str) -> str:
     """A one-line reason from an exception whose text may span lines (pydicom lists plugins)
     or quote bytes of the file (shown as '?' unless printable)."""
-    text = "".join(c if c.isprintable() else "?" for c in " ".join(str(exc).split()))
-    text = text or type(exc).__name__
-    return text if len(text) <= 240 else text[:237] + "..."
+    return printable(str(exc), 240) or type(exc).__name__

@@ -13,6 +13,7 @@ import pytest
 
 from lesionloc_runtime.errors import ConfigError, DataError
 from lesionloc_runtime.evaluation import evaluate, open_dataset
+from lesionloc_runtime.evaluation.prompts import load_prompts
 from lesionloc_runtime.evaluation.records import Grounding
 from lesionloc_runtime.evaluation.rle import decode_rle, encode_rle, parse_rle
 from lesionloc_runtime.evaluation.runner import ground_truth, resize_mask
@@ -742,3 +743,149 @@ def test_the_evaluation_package_imports_without_torch() -> None:
     code = ("import sys; sys.modules['torch'] = None; "
             "import lesionloc_runtime.evaluation.cli, lesionloc_runtime.evaluation")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------- damaged annotation files
+# Found by fuzzing the readers (30,000 mutated annotation files): each of these escaped as an
+# exception other than a LesionlocError, hung, or lost rows before.
+
+def _everything(name: str, root: Path, **kwargs: object):
+    data = open_dataset(name, root, **kwargs)
+    return data, [image.image_id for image in data.images]
+
+
+def test_csv_cut_inside_a_utf8_character_ends(tmp_path) -> None:
+    """The strict decoder raised at the end of the file on every read: an endless loop."""
+    make_rsna(tmp_path)
+    before = open_dataset("rsna-pneumonia", tmp_path).log.malformed_rows
+    labels = tmp_path / "stage_2_train_labels.csv"
+    rows = "".join(f"q{i},10,10,20,20,1\n" for i in range(600))  # past the first 8 KiB block
+    labels.write_bytes(labels.read_bytes() + rows.encode() + b"\xc3")
+    data, _ = _everything("rsna-pneumonia", tmp_path)
+    assert data.log.malformed_rows == before + 1
+    assert "bytes that are not UTF-8" in str(data.log.issues[-1])
+
+
+def test_a_byte_that_is_not_utf8_costs_only_its_row(tmp_path) -> None:
+    """It cost the rest of its 8 KiB block, with wrong line numbers."""
+    (tmp_path / "stage_2_train_images").mkdir()
+    good = lambda a, b: b"".join(b"p%04d,10,10,20,20,1\n" % i for i in range(a, b))  # noqa: E731
+    (tmp_path / "stage_2_train_labels.csv").write_bytes(
+        b"patientId,x,y,width,height,Target\n" + good(0, 1000) + b"q,10,10,20,\xe9,1\n"
+        + good(1000, 2000))
+    data = open_dataset("rsna-pneumonia", tmp_path)
+    assert data.total == 2000 and data.log.malformed_rows == 1
+    assert [str(issue) for issue in data.log.issues] == [
+        "stage_2_train_labels.csv:1002: bytes that are not UTF-8"]
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400", "1e18", "1.9", "nan"])
+def test_image_sizes_that_are_not_plausible_pixels_skip_the_row(tmp_path, value) -> None:
+    make_ms_cxr(tmp_path)
+    before = open_dataset("ms-cxr", tmp_path).log.malformed_rows
+    labels = tmp_path / "MS_CXR_Local_Alignment_v1.0.0.csv"
+    assert labels.read_text().count(",10,4,30,14,128,96") == 1
+    labels.write_text(labels.read_text().replace(",10,4,30,14,128,96", f",10,4,30,14,{value},96"))
+    data, _ = _everything("ms-cxr", tmp_path)
+    assert data.log.malformed_rows == before + 1
+    assert any(f"image size '{value}'" in str(issue) for issue in data.log.issues)
+
+
+@pytest.mark.parametrize("bad", ['{"width": ' + "9" * 5000 + "}", "[" * 100_000])
+def test_json_that_python_cannot_hold_is_one_malformed_line(tmp_path, bad) -> None:
+    """A 5,000-digit number (ValueError) or very deep nesting (RecursionError)."""
+    make_phantoms(tmp_path)
+    before, before_ids = _everything("phantoms", tmp_path)
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(bad + "\n" + manifest.read_text())
+    data, ids = _everything("phantoms", tmp_path)
+    assert data.log.malformed_rows == before.log.malformed_rows + 1 and ids == before_ids
+    assert "manifest.jsonl:1: not usable JSON" in str(data.log.issues[0])
+    make_ms_cxr_json(tmp_path / "mscxr")
+    (tmp_path / "mscxr" / "MS_CXR_Local_Alignment_v1.0.0.json").write_text(bad)
+    with pytest.raises(DataError, match="not an MS-CXR COCO-style annotation file"):
+        open_dataset("ms-cxr", tmp_path / "mscxr")
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(bad)
+    with pytest.raises(ConfigError, match="not usable JSON"):
+        load_prompts(prompts)
+
+
+def test_names_over_the_system_limit_are_missing_images(tmp_path) -> None:
+    """Path.is_file raises ENAMETOOLONG on Python 3.11 instead of answering False."""
+    long = "A" * 300
+    make_rsna(tmp_path / "rsna")
+    labels = tmp_path / "rsna" / "stage_2_train_labels.csv"
+    labels.write_text(labels.read_text() + f"{long},1,1,5,5,1\n")
+    make_siim(tmp_path / "siim")
+    siim = tmp_path / "siim" / "train-rle.csv"
+    siim.write_text(siim.read_text() + f"{long}, 3 2\n")
+    make_ms_cxr(tmp_path / "mscxr")
+    mscxr = tmp_path / "mscxr" / "MS_CXR_Local_Alignment_v1.0.0.csv"
+    mscxr.write_text(mscxr.read_text() + f"d,Edema,edema,{long}.jpg,1,1,5,5,128,96\n"
+                     "e,Edema,edema,/,1,1,5,5,128,96\n")  # "/" has no name to swap a suffix on
+    for name, root in (("rsna-pneumonia", "rsna"), ("siim-pneumothorax", "siim"),
+                       ("ms-cxr", "mscxr")):
+        data, ids = _everything(name, tmp_path / root)
+        assert long not in ids and any(long in m for m in data.log.missing_images), name
+
+
+def test_issues_are_cut_short(tmp_path) -> None:
+    make_ms_cxr_json(tmp_path)
+    labels = tmp_path / "MS_CXR_Local_Alignment_v1.0.0.json"
+    doc = json.loads(labels.read_text())
+    doc["annotations"][0]["image_id"] = "x" * 100_000  # names no image
+    labels.write_text(json.dumps(doc))
+    data, _ = _everything("ms-cxr", tmp_path)
+    assert data.log.issues and max(len(issue.message) for issue in data.log.issues) <= 300
+
+
+def test_header_names_are_quoted_printable(tmp_path) -> None:
+    make_rsna(tmp_path)
+    labels = tmp_path / "stage_2_train_labels.csv"
+    body = labels.read_bytes().split(b"\n", 1)[1]
+    labels.write_bytes(b"patientId,x,\x1b[31my,width,height,Tar\x00get\n" + body)
+    with pytest.raises(DataError) as info:
+        open_dataset("rsna-pneumonia", tmp_path)
+    assert str(info.value).isprintable() and "?[31my" in str(info.value)
+
+
+def test_split_file_with_a_field_over_the_csv_limit_is_a_config_error(tmp_path) -> None:
+    make_rsna(tmp_path)
+    ids = tmp_path / "ids.csv"
+    ids.write_text('"' + "Z" * 200_000 + '"\n')
+    with pytest.raises(ConfigError, match="not a readable id list"):
+        open_dataset("rsna-pneumonia", tmp_path, split=str(ids))
+
+
+def test_mask_declaring_a_huge_size_is_refused_before_decoding(tmp_path) -> None:
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + tag + body
+                + struct.pack(">I", zlib.crc32(tag + body)))
+
+    make_covid_rural(tmp_path)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 50000, 50000, 8, 0, 0,
+                                                              0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+    (tmp_path / "pngs_masks" / f"{COVID_NAMES[0]}.png").write_bytes(png)
+    data, ids = _everything("covid-rural", tmp_path)
+    assert COVID_NAMES[0] not in ids
+    assert any("over the limit" in str(issue) for issue in data.log.issues)
+
+
+def test_phantom_manifest_lines_end_at_newlines_only(tmp_path) -> None:
+    """str.splitlines also split inside a JSON string at U+2028, which json.dumps(...,
+    ensure_ascii=False) leaves raw: the study was lost as two malformed lines."""
+    make_phantoms(tmp_path)
+    before = open_dataset("phantoms", tmp_path).log.malformed_rows
+    manifest = tmp_path / "manifest.jsonl"
+    lines = manifest.read_text().split("\n")
+    record = json.loads(lines[0])
+    record["sentences"][0]["text"] = "A 7 mm nodule\u2028projects over the right upper lobe."
+    lines[0] = json.dumps(record, ensure_ascii=False)
+    manifest.write_text("\n".join(lines))
+    data, ids = _everything("phantoms", tmp_path)
+    assert record["study_id"] in ids and data.log.malformed_rows == before

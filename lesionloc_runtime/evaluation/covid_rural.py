@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from lesionloc_runtime.errors import DataError
+from lesionloc_runtime.errors import DataError, ImageReadError
 from lesionloc_runtime.evaluation.records import (
     AnnotatedImage,
     DatasetStream,
@@ -25,6 +24,7 @@ from lesionloc_runtime.evaluation.records import (
     Split,
     relative,
 )
+from lesionloc_runtime.imageio import read_raster_array
 
 CATEGORY = "opacity"
 LAYOUTS = (("jpgs", "pngs_masks"), ("covid_rural_annot/jpgs", "covid_rural_annot/pngs_masks"),
@@ -82,11 +82,13 @@ def _by_stem(directory: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """A lesion mask file as a boolean array (pixel > 0); ValueError when unreadable."""
-    data = np.fromfile(path, dtype=np.uint8)
-    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if arr is None:
-        raise ValueError("the mask file is not a readable image")
+    """A lesion mask file as a boolean array (pixel > 0); ValueError when unreadable. Read by
+    the image reader's raster path: a header declaring 50000x50000 is refused before
+    decoding, and what libpng prints is caught."""
+    try:
+        arr, _ = read_raster_array(path)
+    except ImageReadError as exc:
+        raise ValueError(f"the mask file is not a readable image ({exc})") from None
     if arr.ndim == 3:
         arr = arr[:, :, :3].max(axis=2)  # a colour-saved mask: any lit channel is lesion
     return arr > 0

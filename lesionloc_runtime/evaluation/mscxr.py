@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lesionloc_runtime.errors import ConfigError, DataError
+from lesionloc_runtime.errors import ConfigError, DataError, printable
 from lesionloc_runtime.evaluation.records import (
     AnnotatedImage,
     Box,
@@ -27,6 +27,7 @@ from lesionloc_runtime.evaluation.records import (
     parse_size,
     read_csv_rows,
 )
+from lesionloc_runtime.fileio import is_file
 
 CSV_COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h",
                "image_width", "image_height")
@@ -118,12 +119,14 @@ def _read_csv(path: Path, split: Split, log: ReadLog) -> dict[str, _Image]:
 
 def _read_json(path: Path, split: Split, log: ReadLog) -> dict[str, _Image]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
         images = {img["id"]: img for img in data["images"]}
         categories = {cat["id"]: str(cat["name"]) for cat in data["categories"]}
         annotations = list(data["annotations"])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: not an MS-CXR COCO-style annotation file ({exc})") from None
+    except (OSError, ValueError, RecursionError, KeyError, TypeError) as exc:
+        # ValueError: also JSONDecodeError, UnicodeDecodeError and a 5,000-digit number
+        raise DataError(f"{path}: not an MS-CXR COCO-style annotation file "
+                        f"({printable(str(exc), 160)})") from None
     index: dict[str, _Image] = {}
     for number, ann in enumerate(annotations):
         where = f"annotation #{number}"
@@ -173,6 +176,6 @@ def _entry(item: _Image, image_root: Path, prompts: Mapping[str, str]) -> Annota
         groundings.append(Grounding(prompts[category.lower()], category, tuple(boxes),
                                     reference_size=item.size))
     path = image_root / item.path
-    if not path.is_file() and path.with_suffix(".dcm").is_file():
+    if path.name and not is_file(path) and is_file(path.with_suffix(".dcm")):
         path = path.with_suffix(".dcm")  # the MIMIC-CXR DICOM tree has the same layout
     return AnnotatedImage(item.dicom_id, path, tuple(groundings))

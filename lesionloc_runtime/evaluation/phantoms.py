@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lesionloc_runtime.errors import DataError
+from lesionloc_runtime.errors import DataError, printable
 from lesionloc_runtime.evaluation.records import (
     AnnotatedImage,
     DatasetStream,
@@ -19,6 +19,7 @@ from lesionloc_runtime.evaluation.records import (
     parse_box,
     parse_size,
 )
+from lesionloc_runtime.fileio import is_file
 
 MANIFEST = "manifest.jsonl"
 DEFAULT_SPLIT = "test"
@@ -37,7 +38,9 @@ def read_phantoms(
     splits_seen: set[str] = set()
     source = manifest.name
     try:
-        lines = manifest.read_text(encoding="utf-8").splitlines()
+        # JSON Lines end at "\n" only: str.splitlines would also split inside a string at
+        # U+2028, U+0085 or \x0c, which json.dumps(ensure_ascii=False) leaves raw.
+        lines = manifest.read_text(encoding="utf-8-sig").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{manifest}: cannot be read ({exc})") from None
     for number, text in enumerate(lines, start=1):
@@ -47,6 +50,9 @@ def read_phantoms(
             record = json.loads(text)
         except json.JSONDecodeError as exc:
             log.malformed(source, number, f"not valid JSON ({exc.msg})")
+            continue
+        except (ValueError, RecursionError) as exc:  # a 5,000-digit number, [[[[... too deep
+            log.malformed(source, number, f"not usable JSON ({printable(str(exc), 80)})")
             continue
         entry = _study(record, number, base, split, prompts, log, splits_seen)
         if entry is not None:
@@ -115,7 +121,7 @@ def _study(
     if not groundings:
         return None
     image = base / str(record["image"])
-    if not image.is_file() and record.get("image_png"):
+    if not is_file(image) and record.get("image_png"):
         image = base / str(record["image_png"])  # the optional PNG copy stands in
     return AnnotatedImage(study_id, image, tuple(groundings))
 

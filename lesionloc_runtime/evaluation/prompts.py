@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from lesionloc_runtime.errors import ConfigError
+from lesionloc_runtime.errors import ConfigError, printable
 
 # Data sets with class labels only need one sentence per class. MS-CXR and the phantoms carry
 # their own annotated phrase or report sentence, which is the prompt unless a class prompt is
@@ -35,6 +35,8 @@ def load_prompts(path: str | os.PathLike[str] | None) -> dict[str, str]:
         raise ConfigError(f"{path}: cannot read the prompts file ({exc})") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except (ValueError, RecursionError) as exc:  # a 5,000-digit number, [[[[... too deep
+        raise ConfigError(f"{path}: not usable JSON ({printable(str(exc), 80)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f'{path}: expected a JSON object {{"category": "prompt", ...}}')
     prompts: dict[str, str] = {}

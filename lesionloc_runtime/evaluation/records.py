@@ -6,13 +6,24 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from lesionloc_runtime.errors import ConfigError, DataError
+from lesionloc_runtime.errors import ConfigError, DataError, printable
+from lesionloc_runtime.fileio import is_file
+
+# An annotation's image is at most this many pixels a side (the largest radiographs are about
+# 4300); a bigger one is a damaged size, which would rescale its boxes to nothing.
+MAX_SIDE = 20_000
+# An issue's message is cut to this many characters: a damaged file can put a 100 kB value
+# into it, and the report lists every issue.
+MAX_ISSUE = 300
+# A character decoded from a byte that is not UTF-8 (errors="surrogateescape").
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 Box = tuple[float, float, float, float]  # [x, y, w, h] in pixels, top-left origin
 
@@ -74,13 +85,13 @@ class ReadLog:
 
     def malformed(self, source: str, line: int | None, message: str) -> None:
         self.malformed_rows += 1
-        self.issues.append(Issue("malformed", source, message, line))
+        self.issues.append(Issue("malformed", source, printable(message, MAX_ISSUE), line))
 
     def missing(self, path: str | os.PathLike[str]) -> None:
         self.missing_images.append(str(path))
 
     def warn(self, kind: str, source: str, message: str, line: int | None = None) -> None:
-        self.issues.append(Issue(kind, source, message, line))
+        self.issues.append(Issue(kind, source, printable(message, MAX_ISSUE), line))
 
 
 @dataclass
@@ -141,9 +152,12 @@ def _read_ids(path: Path) -> list[str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--split {path}: cannot read the id list ({exc})") from None
     ids = []
-    for row in csv.reader(text.splitlines()):
-        if row and row[0].strip() and not row[0].lstrip().startswith("#"):
-            ids.append(row[0].strip())
+    try:
+        for row in csv.reader(text.splitlines()):
+            if row and row[0].strip() and not row[0].lstrip().startswith("#"):
+                ids.append(row[0].strip())
+    except csv.Error as exc:  # e.g. a field over the csv module's limit of 128 KiB
+        raise ConfigError(f"--split {path}: not a readable id list ({exc})") from None
     if not ids:
         raise ConfigError(f"--split {path}: the id list is empty")
     return ids
@@ -156,26 +170,31 @@ def parse_box(values: Sequence[object]) -> Box:
     """[x, y, w, h] as finite floats with positive width and height, else ValueError."""
     if len(values) != 4:
         raise ValueError(f"a box needs 4 numbers [x, y, w, h], got {len(values)}")
+    shown = printable(str(list(values)), 80)
     try:
         x, y, w, h = (float(str(v).strip()) for v in values)
     except ValueError:
-        raise ValueError(f"box {list(values)} is not numeric") from None
+        raise ValueError(f"box {shown} is not numeric") from None
     if not all(math.isfinite(v) for v in (x, y, w, h)):
-        raise ValueError(f"box {list(values)} is not finite")
+        raise ValueError(f"box {shown} is not finite")
     if w <= 0 or h <= 0:
-        raise ValueError(f"box {list(values)} has no area (width and height must be > 0)")
+        raise ValueError(f"box {shown} has no area (width and height must be > 0)")
     return (x, y, w, h)
 
 
 def parse_size(width: object, height: object) -> tuple[int, int]:
-    """(width, height) of an annotation's image as positive integers, else ValueError."""
+    """(width, height) of an annotation's image as positive whole numbers of at most
+    MAX_SIDE pixels, else ValueError."""
+    shown = f"{printable(str(width), 24)!r} x {printable(str(height), 24)!r}"
     try:
-        w, h = int(float(str(width).strip())), int(float(str(height).strip()))
+        w, h = float(str(width).strip()), float(str(height).strip())
     except ValueError:
-        raise ValueError(f"image size {width!r} x {height!r} is not numeric") from None
-    if w <= 0 or h <= 0:
-        raise ValueError(f"image size {w} x {h} is not positive")
-    return (w, h)
+        raise ValueError(f"image size {shown} is not numeric") from None
+    if not (w.is_integer() and h.is_integer()):  # also NaN and infinity
+        raise ValueError(f"image size {shown} is not in whole pixels")
+    if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
+        raise ValueError(f"image size {shown} is not between 1 and {MAX_SIDE} pixels")
+    return (int(w), int(h))
 
 
 def read_csv_rows(
@@ -188,7 +207,10 @@ def read_csv_rows(
     caller reports it with its line number and goes on.
     """
     try:
-        handle = open(path, newline="", encoding="utf-8-sig")  # closed when rows() ends
+        # Bytes that are not UTF-8 are kept as surrogates and refused per row below: a strict
+        # decoder fails on a whole block of the file at once, and at the end of the file on
+        # every read after the first (a truncated character looped forever).
+        handle = open(path, newline="", encoding="utf-8-sig", errors="surrogateescape")
     except OSError as exc:
         raise DataError(f"{path}: cannot be opened ({exc.strerror})") from None
     reader = csv.reader(handle)
@@ -197,17 +219,22 @@ def read_csv_rows(
     except StopIteration:
         handle.close()
         raise DataError(f"{path}: the file is empty, expected the {what} header") from None
-    except (csv.Error, UnicodeDecodeError) as exc:
+    except csv.Error as exc:
         handle.close()
         raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+    if any(_NOT_UTF8.search(h) for h in header):
+        handle.close()
+        raise DataError(f"{path}: not a UTF-8 text file (its header has other bytes)")
     aliases = aliases or {}
     header = [aliases.get(h, h) for h in header]
     missing = [name for name in required if name not in header]
     if missing:
         handle.close()
+        found = ", ".join(printable(h, 40) for h in header[:20]) + (", ..." if len(header) > 20
+                                                                    else "")
         raise DataError(
             f"{path}: not a {what} file (missing column{'s' if len(missing) > 1 else ''} "
-            f"{', '.join(missing)}; found {', '.join(header) or 'none'})"
+            f"{', '.join(missing)}; found {found if header else 'none'})"
         )
 
     def rows() -> Iterator[tuple[int, dict[str, str] | None, str]]:
@@ -218,12 +245,15 @@ def read_csv_rows(
                     record = next(reader)
                 except StopIteration:
                     return
-                except (csv.Error, UnicodeDecodeError) as exc:
+                except csv.Error as exc:  # e.g. a field over 128 KiB
                     yield line + 1, None, f"unreadable CSV row ({exc})"
                     line = reader.line_num
                     continue
                 start, line = line + 1, reader.line_num
                 if not record or all(not v.strip() for v in record):
+                    continue
+                if any(_NOT_UTF8.search(v) for v in record):
+                    yield start, None, "bytes that are not UTF-8"
                     continue
                 if len(record) != len(header):
                     yield start, None, (f"{len(record)} fields where the header has "
@@ -238,7 +268,7 @@ def find_first(directory: Path, names: Iterable[str]) -> Path | None:
     """The first of `names` that exists as a file in `directory`."""
     for name in names:
         candidate = directory / name
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate
     return None
 
@@ -256,7 +286,7 @@ def existing_images(
 ) -> Iterator[AnnotatedImage]:
     """Yield the entries whose image file exists; list the others as missing."""
     for entry in entries:
-        if entry.path.is_file():
+        if is_file(entry.path):
             yield entry
         else:
             log.missing(relative(entry.path, root))

@@ -21,6 +21,7 @@ from lesionloc_runtime.evaluation.records import (
     parse_box,
     read_csv_rows,
 )
+from lesionloc_runtime.fileio import is_file
 
 CATEGORY = "pneumonia"
 LABEL_FILES = ("stage_2_train_labels.csv", "stage_1_train_labels.csv")
@@ -87,6 +88,6 @@ def read_rsna(
 def _image_path(image_dir: Path, patient: str) -> Path:
     for suffix in IMAGE_SUFFIXES:
         candidate = image_dir / f"{patient}{suffix}"
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate
     return image_dir / f"{patient}.dcm"
