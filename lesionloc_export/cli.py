@@ -48,8 +48,8 @@ def main(checkpoint: Path, out: Path, quantize: str, calibration: Path | None,
             key, _, value = item.partition("=")
             try:
                 overrides[key] = json.loads(value)
-            except json.JSONDecodeError:
-                raise ConfigError(f"--heatmap {item!r}: expected KEY=NUMBER") from None
+            except (ValueError, RecursionError):  # also a number of 5,000 digits
+                raise ConfigError(f"--heatmap {item[:80]!r}: expected KEY=NUMBER") from None
         options = ExportOptions(
             quantize=quantize, calibration=calibration, calibration_images=calibration_images,
             parity_images=parity_images, allow_degraded=allow_degraded, overwrite=overwrite,

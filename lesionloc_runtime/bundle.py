@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lesionloc_runtime.errors import BundleError, ConfigError
+from lesionloc_runtime.errors import BundleError, ConfigError, printable
 from lesionloc_runtime.fileio import atomic_write_json, sha256_file
 from lesionloc_runtime.preprocess import PreprocessConfig
 
@@ -175,8 +175,9 @@ class ModelBundle:
             raise BundleError(f"{root}: not a model bundle ({MANIFEST_NAME} is missing)")
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BundleError(f"{manifest_path}: not valid JSON ({exc})") from None
+        except (ValueError, RecursionError) as exc:  # also undecodable bytes, huge numbers
+            raise BundleError(f"{manifest_path}: not valid JSON ({printable(str(exc), 160)})"
+                              ) from None
         if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"{manifest_path}: not a {BUNDLE_FORMAT} manifest")
         version = manifest.get("format_version")

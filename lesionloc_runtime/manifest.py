@@ -63,7 +63,7 @@ def iter_manifest_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any] |
                 continue
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # also a 5,000-digit number, [[[[... too deep
                 yield line_no, None
                 continue
             yield line_no, row if isinstance(row, dict) else None

@@ -136,7 +136,7 @@ def is_done(out: Path, study_id: str) -> bool:
         doc = json.loads((folder / STUDY_JSON).read_text(encoding="utf-8"))
         return doc["schema"] == STUDY_SCHEMA and all(
             (folder / name).stat().st_size > 0 for name in listed_files(doc))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
         return False
 
 

@@ -62,7 +62,11 @@ class ImageCache:
         if not meta_path.is_file():
             raise DataError(f"{root}: not an image cache (cache.json missing); build it with "
                             "`lesionloc-train cache`")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            raise DataError(f"{meta_path}: cannot be read as JSON ({exc}); build the cache "
+                            "again with `lesionloc-train cache`") from None
         if meta.get("version") != CACHE_VERSION:
             raise DataError(f"{root}: cache version {meta.get('version')} is not {CACHE_VERSION}")
         if meta.get("preprocessing") != preprocessing.to_dict():

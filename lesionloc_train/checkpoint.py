@@ -185,7 +185,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> LoadedCheckpoint:
     root = resolve_checkpoint(path)
     try:
         meta = json.loads((root / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # also undecodable bytes, huge numbers
         raise CheckpointError(f"{root / CONFIG_FILE}: not valid JSON ({exc})") from None
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{root}: not a {CHECKPOINT_FORMAT} (format {meta.get('format')!r})")
@@ -220,7 +220,10 @@ def load_training_state(
     if not (root / STATE_TENSORS).is_file():
         raise CheckpointError(f"{root}: has no training state to resume from")
     tensors = load_file(str(root / STATE_TENSORS))
-    saved = json.loads((root / STATE_JSON).read_text(encoding="utf-8"))
+    try:
+        saved = json.loads((root / STATE_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{root / STATE_JSON}: cannot be read as JSON ({exc})") from None
     optimizer.load_state_dict(_optimizer_from_flat(tensors, saved["param_groups"]))
     if scheduler is not None and saved.get("scheduler"):
         scheduler.load_state_dict(saved["scheduler"])

@@ -190,7 +190,7 @@ def _load_raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"preset {path} extends itself")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # also undecodable bytes, huge numbers
         raise ConfigError(f"{path}: invalid JSON ({exc})") from None
     parent = raw.pop("extends", None)
     raw.pop("description", None)
@@ -205,7 +205,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, text = item.split("=", 1)
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         value = text  # a bare string
     return key.strip().split("."), value
 

@@ -63,6 +63,16 @@ def test_invalid_manifest_field_is_a_bundle_error(tiny_bundle, tmp_path, path, v
         ModelBundle.load(bundle)
 
 
+def test_manifest_python_cannot_hold_is_a_bundle_error(tiny_bundle, tmp_path):
+    """A number of over 4,300 digits makes json.loads raise ValueError, not JSONDecodeError."""
+    bundle = edited_bundle(tiny_bundle, tmp_path, lambda manifest: None)
+    manifest = bundle / "lesionloc.json"
+    manifest.write_text(manifest.read_text().replace('"embed_dim": ', '"embed_dim": ' + "9" * 5000
+                                                     + ", \"x\": ", 1))
+    with pytest.raises(BundleError, match="not valid JSON"):
+        ModelBundle.load(bundle)
+
+
 def test_image_size_that_differs_from_the_declared_graph_input_is_refused(tiny_bundle, tmp_path):
     size = ModelBundle.load(tiny_bundle).preprocessing.image_size
     bundle = edited_bundle(tiny_bundle, tmp_path, set_field("preprocessing.image_size", size + 32))

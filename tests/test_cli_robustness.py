@@ -293,6 +293,16 @@ def test_full_disk_stops_the_batch_with_one_error(tmp_path, tiny_bundle, phantom
 
 # 5. manifest encoding
 
+@pytest.mark.parametrize("bad", ['{"image": ' + "9" * 5000 + "}", "[" * 100_000])
+def test_manifest_row_python_cannot_hold_is_a_malformed_row(tmp_path, study, bad):
+    """json.loads raises ValueError (over 4,300 digits) or RecursionError, not
+    JSONDecodeError: it escaped as a traceback (found by fuzzing the evaluation readers)."""
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(bad + "\n")
+    code, _, stderr = run(manifest, "--out", tmp_path / "out")
+    assert code == 7 and "manifest.jsonl:1: malformed row" in one_error_line(stderr)
+
+
 def test_manifest_that_is_not_utf8_is_a_manifest_error(tmp_path, study):
     manifest = tmp_path / "m.jsonl"
     manifest.write_bytes('{"image": "in/x.dcm"}\n'.encode("utf-16"))
