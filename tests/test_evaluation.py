@@ -889,3 +889,30 @@ def test_phantom_manifest_lines_end_at_newlines_only(tmp_path) -> None:
     manifest.write_text("\n".join(lines))
     data, ids = _everything("phantoms", tmp_path)
     assert record["study_id"] in ids and data.log.malformed_rows == before
+
+
+def test_boxes_partly_outside_the_image_are_noted(tmp_path) -> None:
+    """A phrase with one box inside and one outside was scored on the inside one without a
+    word; the note came only when every box was outside."""
+    make_phantoms(tmp_path)
+    manifest = tmp_path / "manifest.jsonl"
+    lines = manifest.read_text().split("\n")
+    record = json.loads(lines[0])
+    record["sentences"][0]["boxes"].append([-500, -500, 10, 10])
+    lines[0] = json.dumps(record)
+    manifest.write_text("\n".join(lines))
+    run = evaluate(open_dataset("phantoms", tmp_path), UniformProvider(), progress=False)
+    notes = [str(issue) for issue in run.log.issues if issue.kind == "outside"]
+    assert notes == ["images/p000001.dcm: nodule: 1 of 2 boxes lie outside the image and were "
+                     "not scored"]
+    assert any(s.image_id == "p000001" and s.category == "nodule" for s in run.samples)
+
+
+def test_a_phantom_study_listed_twice_is_scored_once(tmp_path) -> None:
+    make_phantoms(tmp_path)
+    manifest = tmp_path / "manifest.jsonl"
+    first = manifest.read_text().split("\n")[0]
+    manifest.write_text(manifest.read_text().rstrip("\n") + "\n" + first + "\n")
+    data, ids = _everything("phantoms", tmp_path)
+    assert ids.count("p000001") == 1
+    assert "study_id 'p000001' is also on line 1; skipped" in str(data.log.issues[-1])

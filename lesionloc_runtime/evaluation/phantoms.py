@@ -43,6 +43,7 @@ def read_phantoms(
         lines = manifest.read_text(encoding="utf-8-sig").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{manifest}: cannot be read ({exc})") from None
+    first_line: dict[str, int] = {}  # study id -> the line that gave it
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
@@ -55,8 +56,14 @@ def read_phantoms(
             log.malformed(source, number, f"not usable JSON ({printable(str(exc), 80)})")
             continue
         entry = _study(record, number, base, split, prompts, log, splits_seen)
-        if entry is not None:
-            entries.append(entry)
+        if entry is None:
+            continue
+        if entry.image_id in first_line:  # scored twice, it would count twice in the means
+            log.malformed(source, number, f"study_id {entry.image_id!r} is also on line "
+                          f"{first_line[entry.image_id]}; skipped")
+            continue
+        first_line[entry.image_id] = number
+        entries.append(entry)
     if split.ids is None and not split.is_all and split.name not in splits_seen:
         raise DataError(
             f"{manifest}: no study in split {split.name!r} (splits present: "

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from lesionloc_runtime.errors import ImageReadError
 from lesionloc_runtime.evaluation.records import (
     AnnotatedImage,
+    Box,
     DatasetStream,
     Grounding,
     ReadLog,
@@ -140,6 +141,10 @@ def _score_image(
             log.warn("skipped", where, f"{grounding.category}: the ground truth lies outside "
                      "the image")
             continue
+        outside = boxes_outside(grounding, image.height, image.width)
+        if outside:  # some of its boxes lie inside, or it would have been skipped above
+            log.warn("outside", where, f"{grounding.category}: {outside} of "
+                     f"{len(grounding.boxes)} boxes lie outside the image and were not scored")
         scores = score_heatmap(resized[grounding.prompt], small_mask, run.threshold)
         run.samples.append(SampleScore(item.image_id, grounding.category, grounding.prompt,
                                        scores))
@@ -174,11 +179,24 @@ def ground_truth(
     if not grounding.boxes:
         raise ValueError("no boxes and no mask")
     reference = grounding.reference_size
+    rescaled = None if reference is None or reference == (width, height) else reference
+    return boxes_to_mask(_image_boxes(grounding, height, width), height, width), rescaled
+
+
+def _image_boxes(grounding: Grounding, height: int, width: int) -> list[Box]:
+    """The grounding's boxes in the (height, width) image's pixels (rescaled from the size it
+    was annotated at, if that differs)."""
+    reference = grounding.reference_size
     if reference is None or reference == (width, height):
-        return boxes_to_mask(grounding.boxes, height, width), None
+        return list(grounding.boxes)
     sx, sy = width / reference[0], height / reference[1]
-    boxes = [(x * sx, y * sy, w * sx, h * sy) for x, y, w, h in grounding.boxes]
-    return boxes_to_mask(boxes, height, width), reference
+    return [(x * sx, y * sy, w * sx, h * sy) for x, y, w, h in grounding.boxes]
+
+
+def boxes_outside(grounding: Grounding, height: int, width: int) -> int:
+    """How many of the grounding's boxes lie wholly outside the (height, width) image."""
+    return sum(x >= width or y >= height or x + w <= 0 or y + h <= 0
+               for x, y, w, h in _image_boxes(grounding, height, width))
 
 
 def scoring_shape(height: int, width: int, score_size: int | None) -> tuple[int, int]:
