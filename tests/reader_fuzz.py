@@ -102,6 +102,16 @@ def _damaged_header(data: bytes, rng: random.Random) -> bytes | None:
             ds[tag] = RawDataElement(Tag(tag), dictionary_VR(tag), len(raw), raw, 0, False, True)
         else:
             setattr(ds, keyword, value)
+    if rng.random() < 0.25:  # a Modality or VOI LUT whose descriptor and data disagree
+        from pydicom.dataset import Dataset
+        from pydicom.sequence import Sequence
+
+        item = Dataset()
+        item.LUTDescriptor = [rng.choice([0, 1, 4, 256, 4096]), rng.choice([0, 100, 40000]),
+                              rng.choice([0, 8, 12, 16, 17])]
+        entries = rng.choice([0, 1, 2, 256, 4096, 5000])
+        item.LUTData = [rng.randrange(65536) for _ in range(entries)]
+        setattr(ds, rng.choice(["VOILUTSequence", "ModalityLUTSequence"]), Sequence([item]))
     buffer = io.BytesIO()
     try:
         ds.save_as(buffer, enforce_file_format=False)
@@ -112,7 +122,8 @@ def _damaged_header(data: bytes, rng: random.Random) -> bytes | None:
 
 def mutate(seed: Path, case: int) -> bytes:
     """Case `case` of `seed`: byte flips (biased to the header), a cut, inserted or zeroed
-    bytes, a duplicated run, or for DICOM damaged header values."""
+    bytes, a duplicated run, or for DICOM damaged header values (and a quarter of those a
+    Modality or VOI LUT that does not fit)."""
     import warnings
 
     rng = random.Random(case)

@@ -1,6 +1,6 @@
 """A thousand mutated image files, in the test suite: each reads as a valid radiograph or is
 refused with one printable line, and nothing reaches stderr. On the reader before fuzzing
-these 1,000 cases found 13 failures: Rust decoder panics, pydicom's NotImplementedError on a
+these 1,000 cases found 14 failures: Rust decoder panics, pydicom's NotImplementedError on a
 damaged VR, binary header bytes echoed into messages. The long campaign is
 `python tests/reader_fuzz.py` (see there)."""
 
