@@ -75,6 +75,14 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, durable: bool = Tr
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n", durable)
 
 
+def is_dir(path: str | os.PathLike[str]) -> bool:
+    """Path.is_dir, but False for a path the system cannot look up (see `is_file`)."""
+    try:
+        return Path(path).is_dir()
+    except OSError:
+        return False
+
+
 def is_file(path: str | os.PathLike[str]) -> bool:
     """Path.is_file, but False for a path the system cannot even look up (a name over
     NAME_MAX: ENAMETOOLONG, which Path.is_file raises rather than answering)."""

@@ -75,7 +75,7 @@ def read_manifest(
     """Rows of a manifest.jsonl (optionally one split). Rows with missing fields, missing files
     or an empty report are skipped and counted; no usable row at all is a DataError."""
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise DataError(f"{path}: manifest not found")
     root = path.parent
     stats = ManifestStats()
@@ -87,6 +87,9 @@ def read_manifest(
                 raise KeyError("not a JSON object")
             image = root / row["image"]
             report = root / row["report"]
+            sentences = row.get("sentences", [])
+            if not (isinstance(sentences, list) and all(isinstance(x, dict) for x in sentences)):
+                raise TypeError("'sentences' must be a list of objects")
         except (KeyError, TypeError):
             stats.skip("malformed row")
             log.warning("%s:%d: malformed manifest row skipped", path, line_no)
@@ -101,7 +104,7 @@ def read_manifest(
             continue
         records.append(StudyRecord(
             str(row.get("study_id", image.stem)), image, report, row.get("split"),
-            row.get("width"), row.get("height"), tuple(row.get("sentences", ())),
+            row.get("width"), row.get("height"), tuple(sentences),
         ))
         if max_rows and len(records) >= max_rows:
             break

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lesionloc_runtime.errors import ConfigError
+from lesionloc_runtime.fileio import is_file
 from lesionloc_runtime.preprocess import PreprocessConfig
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
@@ -159,6 +160,8 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         default = getattr(cls(), name) if name in known else None
         if is_dataclass(default) and isinstance(value, dict):
             kwargs[name] = _build(type(default), value, f"{where}.{name}")
+        elif is_dataclass(default):  # a section given as a number, a string, null...
+            raise ConfigError(f"{where}.{name}: expected an object, got {type(value).__name__}")
         elif isinstance(default, tuple) and isinstance(value, list):
             kwargs[name] = tuple(value)
         else:
@@ -183,7 +186,7 @@ def _load_raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     path = Path(name_or_path)
     if not path.suffix:
         path = PRESET_DIR / f"{name_or_path}.json"
-    if not path.is_file():
+    if not is_file(path):
         available = sorted(p.stem for p in PRESET_DIR.glob("*.json"))
         raise ConfigError(f"preset {name_or_path!r} not found (available: {', '.join(available)})")
     if str(path) in seen:
@@ -192,7 +195,11 @@ def _load_raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, RecursionError) as exc:  # also undecodable bytes, huge numbers
         raise ConfigError(f"{path}: invalid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a preset must be a JSON object, got {type(raw).__name__}")
     parent = raw.pop("extends", None)
+    if parent is not None and not isinstance(parent, str):
+        raise ConfigError(f"{path}: 'extends' must name a preset, got {type(parent).__name__}")
     raw.pop("description", None)
     if parent:
         raw = _deep_merge(_load_raw(parent, (*seen, str(path))), raw)

@@ -23,8 +23,8 @@ import click
 from tqdm import tqdm
 
 from lesionloc_runtime.cli_common import HELP_OPTIONS, Command, run_guarded
-from lesionloc_runtime.errors import ConfigError, DataError, ReportError
-from lesionloc_runtime.fileio import atomic_open
+from lesionloc_runtime.errors import ConfigError, DataError, OutputError, ReportError, printable
+from lesionloc_runtime.fileio import atomic_open, is_dir, is_file
 from lesionloc_runtime.report import read_report
 
 # MIMIC-CXR-JPG 2.0.0 and 2.1.0 both ship these names (2.1.0 did not rename them), gzipped.
@@ -37,7 +37,8 @@ SPLITS = {"train": "train", "validate": "val", "test": "test"}
 DEFAULT_VIEWS = ("PA", "AP")
 MAX_WARNINGS = 20
 
-_DICOM_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]*")  # official ids are hex groups with dashes
+# Official ids are hex groups with dashes (44 characters); the cap keeps file names short.
+_DICOM_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,99}")
 
 
 @dataclass(frozen=True, slots=True)  # slots: ~300k of them live at once
@@ -102,7 +103,7 @@ class _Warnings:
 def find_table(root: Path, name: str) -> Path:
     """`name` or `name`.gz in ROOT (PhysioNet serves .gz; some users decompress them)."""
     for candidate in (root / name, root / f"{name}.gz"):
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate
     raise DataError(
         f"{root}: {name}.gz not found (nor {name}); ROOT must be the MIMIC-CXR-JPG directory "
@@ -124,7 +125,8 @@ def iter_table(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[
             if missing:
                 raise DataError(
                     f"{path}: column(s) {', '.join(missing)} missing from the header "
-                    f"({','.join(header) or 'empty file'}); is this the official MIMIC-CXR-JPG table?"
+                    f"({printable(','.join(header), 200) or 'empty file'}); is this the official "
+                    "MIMIC-CXR-JPG table?"
                 )
             for row in reader:
                 line = reader.line_num
@@ -146,7 +148,8 @@ def _digits(value: str, prefix: str) -> str | None:
     value = value.strip()
     if value[:1].lower() == prefix:
         value = value[1:]
-    return value if len(value) >= 2 and value.isascii() and value.isdigit() else None
+    # official ids have 8 digits; over 18, one would not even convert to an int cheaply
+    return value if 2 <= len(value) <= 18 and value.isascii() and value.isdigit() else None
 
 
 def _size(value: str) -> int | None:
@@ -238,11 +241,11 @@ def read_metadata_table(
 
 def _reports_files(reports: Path, required: bool) -> Path:
     """The files/ directory of the extracted MIMIC-CXR reports below `reports`."""
-    if (reports / "files").is_dir() or not required:
+    if is_dir(reports / "files") or not required:
         return reports / "files"
-    if reports.name == "files" and reports.is_dir():
+    if reports.name == "files" and is_dir(reports):
         return reports  # pointed at files/ itself
-    if (reports / "mimic-cxr-reports.zip").is_file():
+    if is_file(reports / "mimic-cxr-reports.zip"):
         raise DataError(f"{reports}: extract mimic-cxr-reports.zip there first (it holds files/)")
     raise DataError(
         f"{reports}: no files/ directory with the MIMIC-CXR reports; pass --reports DIR, the "
@@ -313,14 +316,14 @@ def prepare_manifest(
         raise ConfigError("no view to keep; give ViewPosition values such as PA,AP")
     root = Path(os.path.abspath(root))
     out = Path(os.path.abspath(out))
-    if out.is_dir():
+    if is_dir(out):
         raise ConfigError(f"--out {out} is a directory; give the manifest file, e.g. {out}/manifest.jsonl")
-    if out.exists() and not overwrite:
+    if os.path.exists(out) and not overwrite:  # False, not OSError, for a name over NAME_MAX
         raise ConfigError(f"{out} exists; pass --overwrite to replace it")
-    if not root.is_dir():
+    if not is_dir(root):
         raise DataError(f"{root}: no such directory")
     images_files = root / "files"
-    if not images_files.is_dir():
+    if not is_dir(images_files):
         raise DataError(
             f"{root}: no files/ directory; ROOT must be the MIMIC-CXR-JPG directory that holds "
             "files/p10/... and the mimic-cxr-2.0.0-*.csv.gz tables"
@@ -339,45 +342,49 @@ def prepare_manifest(
     image_base = _location(images_files, out.parent)
     report_base = _location(reports_files, out.parent)
     prefer = _preference(views)
-    with atomic_open(out, "wb") as handle:
-        keys = sorted(studies, key=lambda k: (int(k[0]), int(k[1])))
-        for key in tqdm(keys, desc="studies", unit=" studies", disable=None, leave=False):
-            if limit is not None and summary.total >= limit:
-                break
-            candidates = sorted(studies[key].values(), key=prefer)
-            if check_files:
-                present = [c for c in candidates if (images_files / c.image_relpath).is_file()]
-                if not present:
-                    summary.skipped["image missing"] += 1
-                    continue
-                problem = report_problem(reports_files / candidates[0].report_relpath)
-                if problem is not None:
-                    summary.skipped[problem] += 1
-                    continue
-                if all_frontal and len(present) < len(candidates):
-                    summary.skipped["image missing (study kept)"] += len(candidates) - len(present)
-                candidates = present
-            for image in candidates if all_frontal else candidates[:1]:
+    try:
+        with atomic_open(out, "wb") as handle:
+            keys = sorted(studies, key=lambda k: (int(k[0]), int(k[1])))
+            for key in tqdm(keys, desc="studies", unit=" studies", disable=None, leave=False):
                 if limit is not None and summary.total >= limit:
                     break
-                record = {
-                    # The training cache keys images by study_id, so with several images per
-                    # study each row needs its own.
-                    "study_id": (f"s{image.study_id}_{image.dicom_id}" if all_frontal
-                                 else f"s{image.study_id}"),
-                    "subject_id": f"p{image.subject_id}",
-                    "split": image.split,
-                    "image": image_base + image.image_relpath,
-                    "report": report_base + image.report_relpath,
-                    "width": image.width,
-                    "height": image.height,
-                    "view": image.view,
-                    "dicom_id": image.dicom_id,
-                }
-                handle.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
-                summary.written[image.split] += 1
-        if not summary.total:
-            raise DataError(_nothing_written(summary, reports_files))
+                candidates = sorted(studies[key].values(), key=prefer)
+                if check_files:
+                    present = [c for c in candidates if is_file(images_files / c.image_relpath)]
+                    if not present:
+                        summary.skipped["image missing"] += 1
+                        continue
+                    problem = report_problem(reports_files / candidates[0].report_relpath)
+                    if problem is not None:
+                        summary.skipped[problem] += 1
+                        continue
+                    if all_frontal and len(present) < len(candidates):
+                        summary.skipped["image missing (study kept)"] += len(candidates) - len(present)
+                    candidates = present
+                for image in candidates if all_frontal else candidates[:1]:
+                    if limit is not None and summary.total >= limit:
+                        break
+                    record = {
+                        # The training cache keys images by study_id, so with several images per
+                        # study each row needs its own.
+                        "study_id": (f"s{image.study_id}_{image.dicom_id}" if all_frontal
+                                     else f"s{image.study_id}"),
+                        "subject_id": f"p{image.subject_id}",
+                        "split": image.split,
+                        "image": image_base + image.image_relpath,
+                        "report": report_base + image.report_relpath,
+                        "width": image.width,
+                        "height": image.height,
+                        "view": image.view,
+                        "dicom_id": image.dicom_id,
+                    }
+                    handle.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
+                    summary.written[image.split] += 1
+            if not summary.total:  # raised inside: the empty manifest is not kept
+                raise DataError(_nothing_written(summary, reports_files))
+    except OSError as exc:  # --out below a file, a read-only or full disk
+        raise OutputError(f"{out}: cannot write the manifest ({exc.strerror or exc})",
+                          exc.errno) from None
     return summary
 
 

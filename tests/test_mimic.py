@@ -391,3 +391,31 @@ def test_reports_not_merged_and_no_reports_option(tmp_path: Path):
     out = tmp_path / "m.jsonl"
     assert_error(run(root, "--out", out), "no usable study", "report missing", "--reports")
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by fuzzing: each of these escaped as a traceback (ValueError, OSError, FileExistsError)
+
+def test_paths_over_the_system_limit_and_out_below_a_file(mimic: Path, tmp_path: Path):
+    long = "x" * 300
+    assert_error(run(tmp_path / long, "--out", tmp_path / "a.jsonl"), "no such directory")
+    assert_error(run(mimic, "--reports", tmp_path / long, "--out", tmp_path / "b.jsonl"),
+                 "no files/ directory with the MIMIC-CXR reports")
+    assert_error(run(mimic, "--out", tmp_path / f"{long}.jsonl"), "cannot write the manifest",
+                 "File name too long")
+    below_a_file = mimic / "mimic-cxr-2.0.0-split.csv.gz" / "m.jsonl"
+    result = run(mimic, "--out", below_a_file)
+    assert_error(result, "cannot write the manifest")
+    assert result.exit_code == 10
+
+
+@pytest.mark.parametrize("new_id", ["1" * 5000, "1" * 300])
+def test_ids_too_long_to_be_mimic_ids_are_skipped(tmp_path: Path, new_id: str):
+    """A 5,000-digit id overflowed int(); a 300-digit one made a file name over NAME_MAX."""
+    root = make_mimic(tmp_path, gz=False)
+    for table in ("split", "metadata"):
+        path = root / f"mimic-cxr-2.0.0-{table}.csv"
+        path.write_text(path.read_text().replace("10000032", new_id))
+    result = run(root, "--out", tmp_path / "m.jsonl")
+    assert result.exit_code == 0, result.output
+    assert all(new_id not in json.dumps(row) for row in rows_of(tmp_path / "m.jsonl"))

@@ -163,6 +163,38 @@ def test_presets_merge_and_reject_unknown_keys():
         load_config(["tiny", "global_only", "local_only"])
 
 
+@pytest.mark.parametrize(("preset", "override", "complaint"), [
+    (None, "loss=null", "config.loss: expected an object, got NoneType"),
+    (None, "model=5", "config.model: expected an object, got int"),
+    ("[]", None, "a preset must be a JSON object, got list"),
+    ('"tiny"', None, "a preset must be a JSON object, got str"),
+    ('{"extends": 5}', None, "'extends' must name a preset, got int"),
+    ("x" * 300, None, "not found"),
+])
+def test_config_of_the_wrong_shape_is_a_config_error(tmp_path, preset, override, complaint):
+    """Each of these escaped as AttributeError, TypeError or OSError (found by fuzzing)."""
+    names = ["tiny"]
+    if preset is not None and preset.startswith("x"):
+        names = [str(tmp_path / f"{preset}.json")]  # a name over the system's limit
+    elif preset is not None:
+        (tmp_path / "bad.json").write_text(preset)
+        names = [str(tmp_path / "bad.json")]
+    with pytest.raises(ConfigError, match=complaint):
+        load_config(names, [override] if override else [])
+
+
+def test_manifest_rows_with_sentences_of_the_wrong_type_are_malformed(tmp_path):
+    (tmp_path / "i.png").write_bytes(b"x")
+    (tmp_path / "r.txt").write_text("Opacity.\n")
+    manifest = tmp_path / "manifest.jsonl"
+    rows = [{"image": "i.png", "report": "r.txt", "sentences": bad} for bad in (5, None, "abc")]
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(DataError, match=r"skipped \{'malformed row': 3\}"):
+        read_manifest(manifest)
+    with pytest.raises(DataError, match="manifest not found|cannot read"):
+        read_manifest(tmp_path / ("x" * 300 + ".jsonl"))
+
+
 def test_pretrained_backbones_load_from_local_directories(tmp_path):
     """The `full` code path (ResNetModel / AutoModel from_pretrained) with tiny random models
     saved into directories, as a user without network access would point at them."""
