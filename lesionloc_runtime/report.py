@@ -545,6 +545,7 @@ def query_sentences(queries: Sequence[str]) -> tuple[Sentence, ...]:
 _TEXT_CONTROLS = b"\t\n\v\f\r"  # control bytes that plain text may carry
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in _TEXT_CONTROLS) + b"\x7f"
 _NOT_CONTROL = bytes(b for b in range(256) if b not in _CONTROL_BYTES)
+_ASCII = bytes(range(128))
 
 
 def _cp1252_bytes(exc: UnicodeError) -> tuple[str, int]:
@@ -601,7 +602,18 @@ def decode_report(data: bytes, source: str = "<report>") -> str:
         controls = len(data.translate(None, _NOT_CONTROL))
         if b"\x00" in data or controls > 0.1 * len(data):
             raise ReportError(f"{source}: binary data, not a text report")
-        text = data.decode("utf-8-sig", errors="lesionloc-cp1252")
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            # Windows-1252 text (the fallback) is mostly ASCII, with an accent here and there;
+            # bytes of another encoding read as Windows-1252 are garbage (UTF-16 Chinese text
+            # without a byte order mark has no NUL to betray it, and half its bytes are high).
+            if len(data.translate(None, _ASCII)) > 0.3 * len(data):  # bytes 0x80-0xFF
+                raise ReportError(
+                    f"{source}: neither UTF-8 nor Windows-1252 text (UTF-16 without a byte "
+                    "order mark, or another encoding?); save the report as UTF-8"
+                ) from None
+            text = data.decode("utf-8-sig", errors="lesionloc-cp1252")
     text = clean_text(text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n"))
     if text.lstrip().startswith("{\\rtf"):
         raise ReportError(

@@ -797,6 +797,18 @@ def test_utf16_without_a_byte_order_mark_is_decoded(codec):
         "Right effusion.\nNo pneumothorax.")
 
 
+@pytest.mark.parametrize("data", [
+    "右下肺野可见片状阴影。心影不大。".encode("utf-16-le"),  # no ASCII, so no NUL byte
+    "ΕΥΡΗΜΑΤΑ: Θολερότητα στη δεξιά βάση.".encode("cp1253"),
+])
+def test_text_in_another_encoding_is_refused_not_read_as_windows_1252(data):
+    """Read as Windows-1252 it was accepted as garbage ('óS\\nNº€ΑïSÁ‰Gr¶r4...')."""
+    with pytest.raises(ReportError, match="neither UTF-8 nor Windows-1252"):
+        decode_report(data, "r.txt")
+    german = "Befund: Verschattung rechts basal, Größe 2 cm; Pleuraerguss möglich."
+    assert decode_report(german.encode("cp1252")) == german  # accents here and there: 1252
+
+
 @pytest.mark.parametrize("data, words", [
     (b"{\\rtf1\\ansi\\deff0 Right effusion.\\par}", "RTF"),
     (b"<html><body><p>Right effusion.</p></body></html>", "HTML"),
