@@ -5,6 +5,7 @@ overrides single fields. Presets are configs, not code paths."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,9 @@ class LossConfig:
         bad = set(self.local_kinds) - {"finding", "negated", "normal"}
         if bad:
             raise ConfigError(f"loss.local_kinds has unknown kinds {sorted(bad)}")
-        if self.attention_temperature <= 0 or self.local_temperature <= 0:
-            raise ConfigError("temperatures must be positive")
+        temperatures = (self.init_temperature, self.attention_temperature, self.local_temperature)
+        if not all(t > 0 and math.isfinite(t) for t in temperatures):  # NaN <= 0 is False
+            raise ConfigError(f"temperatures must be positive numbers, got {temperatures}")
         if all(w == 0 for w in (self.global_t2i, self.global_i2t, self.local_t2i, self.local_i2t)):
             raise ConfigError("every loss weight is zero: nothing to train")
 

@@ -170,6 +170,8 @@ def test_presets_merge_and_reject_unknown_keys():
     ('"tiny"', None, "a preset must be a JSON object, got str"),
     ('{"extends": 5}', None, "'extends' must name a preset, got int"),
     ("x" * 300, None, "not found"),
+    (None, "loss.attention_temperature=NaN", "temperatures must be positive"),  # NaN <= 0 False
+    (None, "loss.init_temperature=0", "temperatures must be positive"),
 ])
 def test_config_of_the_wrong_shape_is_a_config_error(tmp_path, preset, override, complaint):
     """Each of these escaped as AttributeError, TypeError or OSError (found by fuzzing)."""
