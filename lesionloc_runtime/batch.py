@@ -26,6 +26,7 @@ from lesionloc_runtime.errors import (
     OutputError,
     ReportError,
     is_panic,
+    printable,
 )
 from lesionloc_runtime.fileio import atomic_write_json, is_file
 from lesionloc_runtime.imageio import IMAGE_SUFFIXES
@@ -213,10 +214,10 @@ def process_study(task: StudyTask) -> dict[str, Any]:
     except OutputError as exc:
         # full, read-only, or the output directory itself not writable: no study can be written
         fatal = exc.errno in _OUT_OF_SPACE or not os.access(settings.out, os.W_OK | os.X_OK)
-        return {"study_id": task.study_id, "ok": False, "error": " ".join(str(exc).split()),
+        return {"study_id": task.study_id, "ok": False, "error": printable(str(exc)),
                 "fatal": fatal}
     except LesionlocError as exc:
-        return {"study_id": task.study_id, "ok": False, "error": " ".join(str(exc).split())}
+        return {"study_id": task.study_id, "ok": False, "error": printable(str(exc))}
     except BaseException as exc:  # a bug on one study must not stop the other studies of a batch
         if not (isinstance(exc, Exception) or is_panic(exc)):  # is_panic: a Rust extension's
             raise

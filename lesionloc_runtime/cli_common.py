@@ -22,16 +22,12 @@ from lesionloc_runtime.errors import LesionlocError, printable
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
 
-def one_line(text: str) -> str:
-    return printable(text)
-
-
 @contextmanager
 def guarded() -> Iterator[None]:
     try:
         yield
     except LesionlocError as exc:
-        click.echo(f"error: {one_line(str(exc))}", err=True)
+        click.echo(f"error: {printable(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
@@ -52,7 +48,7 @@ class CommandLineError(click.UsageError):
 
     def show(self, file: Any = None) -> None:
         hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
-        click.echo(f"error: {one_line(self.format_message())}{hint}", err=True)
+        click.echo(f"error: {printable(self.format_message())}{hint}", err=True)
 
 
 @contextmanager

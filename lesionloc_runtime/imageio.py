@@ -18,7 +18,7 @@ import threading
 import warnings
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -665,7 +665,7 @@ def shown_value(value: Any, allowed: re.Pattern[str] | None = None, limit: int =
 
 
 def _absent(ds: Any, keyword: str) -> str:
-    """Why `_value` found nothing: the element is not there, or it cannot be read."""
+    """Why `header_value` found nothing: the element is not there, or it cannot be read."""
     return "unreadable" if keyword in ds else "missing"
 
 
@@ -814,34 +814,27 @@ def _stderr_captured() -> Iterator[list[str]]:
     fd 2 (a daemon without one) or a temporary file (no writable temporary directory), the
     block runs as it is and the list stays empty."""
     printed: list[str] = []
-    with _DECODER_LOCK:
+    with _DECODER_LOCK, ExitStack() as stack:
         try:
-            sink = tempfile.TemporaryFile()
-        except OSError:  # no writable temporary directory: run without catching
+            sink = stack.enter_context(tempfile.TemporaryFile())
+            saved = os.dup(2)
+        except OSError:  # no writable temporary directory, or no fd 2: run without catching
             sink = None
-        saved = None
-        if sink is not None:
-            try:
-                saved = os.dup(2)
-            except OSError:  # no fd 2 at all
-                sink.close()
-                sink = None
-        if sink is None or saved is None:
+        if sink is None:
             yield printed
             return
-        with sink:
-            try:
-                if sys.stderr is not None:
-                    sys.stderr.flush()
-                os.dup2(sink.fileno(), 2)
-                yield printed
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
-                sink.seek(0)
-                text = sink.read().decode("utf-8", "replace")
-                printed.extend(" ".join(_OPENCV_LOG_PREFIX.sub("", line).split())
-                               for line in text.splitlines() if line.strip())
+        try:
+            if sys.stderr is not None:
+                sys.stderr.flush()
+            os.dup2(sink.fileno(), 2)
+            yield printed
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace")
+            printed.extend(printable(_OPENCV_LOG_PREFIX.sub("", line))
+                           for line in text.splitlines() if line.strip())
 
 
 def _imdecode(buffer: np.ndarray) -> np.ndarray | None:

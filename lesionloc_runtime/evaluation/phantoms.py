@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lesionloc_runtime.errors import DataError, printable
+from lesionloc_runtime.errors import DataError
 from lesionloc_runtime.evaluation.records import (
     AnnotatedImage,
     DatasetStream,
@@ -53,7 +53,7 @@ def read_phantoms(
             log.malformed(source, number, f"not valid JSON ({exc.msg})")
             continue
         except (ValueError, RecursionError) as exc:  # a 5,000-digit number, [[[[... too deep
-            log.malformed(source, number, f"not usable JSON ({printable(str(exc), 80)})")
+            log.malformed(source, number, f"not usable JSON ({exc})")  # the log cuts it
             continue
         entry = _study(record, number, base, split, prompts, log, splits_seen)
         if entry is None:
