@@ -10,23 +10,9 @@ from functools import cached_property
 import cv2
 import numpy as np
 
+from lesionloc_runtime.boxes import Box
 from lesionloc_runtime.bundle import HeatmapConfig
 from lesionloc_runtime.preprocess import Letterbox
-
-
-@dataclass(frozen=True)
-class Box:
-    """A box in original image pixels, `[x, y, width, height]`, with the heatmap's maximum
-    (a cosine similarity) inside it as its score."""
-
-    x: float
-    y: float
-    width: float
-    height: float
-    score: float
-
-    def as_list(self) -> list[float]:
-        return [round(self.x, 1), round(self.y, 1), round(self.width, 1), round(self.height, 1)]
 
 
 def cosine_grid(sentence: np.ndarray, patches: np.ndarray) -> np.ndarray:

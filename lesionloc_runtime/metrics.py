@@ -9,19 +9,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lesionloc_runtime.boxes import Box, xywh
+
 MIOU_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
 DEFAULT_THRESHOLD = 0.5
 
 
-def boxes_to_mask(boxes: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
-    """Union of `[x, y, w, h]` boxes (pixels, top-left origin) as a boolean (height, width) mask.
+def boxes_to_mask(
+    boxes: Sequence[Box | Sequence[float]], height: int, width: int
+) -> np.ndarray:
+    """Union of boxes (Box or `[x, y, w, h]`, pixels, top-left origin) as a boolean (height,
+    width) mask.
 
     A pixel belongs to a box when its centre lies inside it; a box thinner than one pixel
     still marks the pixel it sits on, so no ground truth is ever empty by rounding.
     """
     mask = np.zeros((height, width), dtype=bool)
     for box in boxes:
-        x, y, w, h = (float(v) for v in box)
+        x, y, w, h = xywh(box)
         x0 = int(np.clip(np.ceil(x - 0.5), 0, width))
         y0 = int(np.clip(np.ceil(y - 0.5), 0, height))
         x1 = int(np.clip(np.ceil(x + w - 0.5), 0, width))

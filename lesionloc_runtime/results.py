@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lesionloc_runtime.heatmap import Box, Heatmap
+from lesionloc_runtime.boxes import Box
+from lesionloc_runtime.heatmap import Heatmap
 from lesionloc_runtime.preprocess import Letterbox
 
 STUDY_SCHEMA = "lesionloc-study"
@@ -43,9 +44,13 @@ class SentenceResult:
         if self.peak is not None:
             x, y, value = self.peak
             out["peak"] = {"x": round(x, 1), "y": round(y, 1), "value": round(value, 4)}
-        out["boxes"] = [{"box": b.as_list(), "score": round(b.score, 4)} for b in self.boxes]
+        out["boxes"] = [{"box": b.as_list(), "score": _rounded(b.score)} for b in self.boxes]
         out["files"] = dict(self.files)
         return out
+
+
+def _rounded(score: float | None) -> float | None:
+    return None if score is None else round(score, 4)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from lesionloc_runtime import __version__
+from lesionloc_runtime.boxes import Box
 from lesionloc_runtime.bundle import DEMO_NOTICE, RESEARCH_NOTICE
 from lesionloc_runtime.dicom_out import (
     COPIED_ATTRIBUTES,
@@ -26,7 +27,7 @@ from lesionloc_runtime.dicom_out import (
     write_dicom_outputs,
 )
 from lesionloc_runtime.errors import ConfigError, ImageReadError, LesionlocError
-from lesionloc_runtime.heatmap import Box, Heatmap
+from lesionloc_runtime.heatmap import Heatmap
 from lesionloc_runtime.imageio import Radiograph, read_image
 from lesionloc_runtime.preprocess import Letterbox
 from lesionloc_runtime.results import SentenceResult, StudyResult

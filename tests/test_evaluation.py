@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from lesionloc_runtime.boxes import Box
 from lesionloc_runtime.errors import ConfigError, DataError
 from lesionloc_runtime.evaluation import evaluate, open_dataset
 from lesionloc_runtime.evaluation.prompts import load_prompts
@@ -423,7 +424,7 @@ def test_ms_cxr_merges_boxes_of_one_image_and_phrase(tmp_path: Path) -> None:
     effusion, consolidation = images[0].groundings
     assert (effusion.category, effusion.prompt) == ("Pleural Effusion",
                                                     "Bilateral pleural effusions")
-    assert effusion.boxes == ((8, 60, 30, 25), (88, 60, 30, 25))
+    assert effusion.boxes == (Box(8, 60, 30, 25), Box(88, 60, 30, 25))
     assert effusion.reference_size == (W, H)
     assert consolidation.prompt == "Left lower lobe consolidation, likely pneumonia"
     assert data.log.missing_images == [mscxr_path(MSCXR_C, "10001217", "58913004")]
@@ -436,9 +437,10 @@ def test_ms_cxr_coco_json_gives_the_same_samples(tmp_path: Path) -> None:
     images, data = _read_all("ms-cxr", tmp_path)
     assert data.annotation_file.suffix == ".json"
     assert [(g.category, g.prompt, g.boxes) for g in images[0].groundings] == [
-        ("Pleural Effusion", "Bilateral pleural effusions", ((8, 60, 30, 25), (88, 60, 30, 25))),
+        ("Pleural Effusion", "Bilateral pleural effusions",
+         (Box(8, 60, 30, 25), Box(88, 60, 30, 25))),
         ("Consolidation", "Left lower lobe consolidation, likely pneumonia",
-         ((80, 50, 30, 30),)),
+         (Box(80, 50, 30, 30),)),
     ]
     assert data.log.malformed_rows == 1 and "annotation #4" in data.log.issues[0].message
 
@@ -468,7 +470,7 @@ def test_rsna_reader_keeps_positive_patients_with_all_their_boxes(tmp_path: Path
     assert [i.image_id for i in images] == [RSNA_P1, RSNA_P5]
     [grounding] = images[0].groundings
     assert grounding.prompt == "Findings suggesting pneumonia."
-    assert grounding.boxes == ((10, 20, 30, 40), (80, 30, 25, 35))
+    assert grounding.boxes == (Box(10, 20, 30, 40), Box(80, 30, 25, 35))
     assert data.log.missing_images == [f"{RSNA_P3}.dcm"]
     assert data.log.negative_images == 1
     [bad] = data.log.issues
@@ -593,7 +595,7 @@ def test_boxes_follow_an_image_stored_at_another_size(tmp_path: Path) -> None:
 
 
 def test_ground_truth_rescales_boxes_and_masks() -> None:
-    boxes = Grounding("p", "c", boxes=((10, 20, 30, 40),), reference_size=(200, 100))
+    boxes = Grounding("p", "c", boxes=(Box(10, 20, 30, 40),), reference_size=(200, 100))
     mask, annotated = ground_truth(boxes, 50, 100)
     assert annotated == (200, 100)
     assert np.array_equal(mask, boxes_to_mask([(5, 10, 15, 20)], 50, 100))

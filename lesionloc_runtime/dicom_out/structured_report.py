@@ -37,6 +37,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from lesionloc_runtime import __version__
+from lesionloc_runtime.boxes import Box
 from lesionloc_runtime.bundle import DEMO_NOTICE, RESEARCH_NOTICE
 from lesionloc_runtime.dicom_out.capture import CHARACTER_SET, MANUFACTURER
 from lesionloc_runtime.dicom_out.identity import DicomOutputError, StudyIdentity
@@ -109,10 +110,11 @@ def _kind_code(kind: str) -> Code:
     return Code(kind[:16], SCHEME, KIND_MEANINGS.get(kind, kind))
 
 
-def _polyline(x: float, y: float, width: float, height: float) -> np.ndarray:
+def _polyline(box: Box) -> np.ndarray:
     """A box as a closed 5-point POLYLINE. Box x/y are pixel edges (0 = left edge of the first
     column), which is also the origin of DICOM SCOORD image coordinates (PS3.3 C.18.6.1.2)."""
-    x1, y1 = x + width, y + height
+    x, y = box.x, box.y
+    x1, y1 = x + box.width, y + box.height
     return np.array([[x, y], [x1, y], [x1, y1], [x, y1], [x, y]], dtype=np.float32)
 
 
@@ -128,7 +130,7 @@ def _groups(sentence: SentenceResult, target: RegionTarget,
     for number, box in enumerate(sentence.boxes, start=1):
         region = ImageRegion(
             graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-            graphic_data=_polyline(box.x, box.y, box.width, box.height),
+            graphic_data=_polyline(box),
             source_image=SourceImageForRegion(target.sop_class_uid, target.sop_instance_uid),
         )
         groups.append(PlanarROIMeasurementsAndQualitativeEvaluations(

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lesionloc_runtime.boxes import Box
 from lesionloc_runtime.errors import ConfigError, DataError, printable
 from lesionloc_runtime.evaluation.records import (
     AnnotatedImage,
-    Box,
     DatasetStream,
     Grounding,
     ReadLog,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lesionloc_runtime.boxes import Box
 from lesionloc_runtime.errors import ConfigError, DataError, printable
 from lesionloc_runtime.fileio import is_file
 
@@ -24,9 +25,6 @@ MAX_SIDE = 20_000
 MAX_ISSUE = 300
 # A character decoded from a byte that is not UTF-8 (errors="surrogateescape").
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
-
-Box = tuple[float, float, float, float]  # [x, y, w, h] in pixels, top-left origin
-
 
 @dataclass(frozen=True)
 class Grounding:
@@ -167,7 +165,8 @@ def _read_ids(path: Path) -> list[str]:
 
 
 def parse_box(values: Sequence[object]) -> Box:
-    """[x, y, w, h] as finite floats with positive width and height, else ValueError."""
+    """[x, y, w, h] as a Box of finite floats with positive width and height, else
+    ValueError."""
     if len(values) != 4:
         raise ValueError(f"a box needs 4 numbers [x, y, w, h], got {len(values)}")
     shown = printable(str(list(values)), 80)
@@ -179,7 +178,7 @@ def parse_box(values: Sequence[object]) -> Box:
         raise ValueError(f"box {shown} is not finite")
     if w <= 0 or h <= 0:
         raise ValueError(f"box {shown} has no area (width and height must be > 0)")
-    return (x, y, w, h)
+    return Box(x, y, w, h)
 
 
 def parse_size(width: object, height: object) -> tuple[int, int]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from lesionloc_runtime.boxes import Box
 from lesionloc_runtime.errors import DataError
 from lesionloc_runtime.evaluation.records import (
     AnnotatedImage,
-    Box,
     DatasetStream,
     Grounding,
     ReadLog,

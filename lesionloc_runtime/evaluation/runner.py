@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from lesionloc_runtime.boxes import Box
 from lesionloc_runtime.errors import ImageReadError
 from lesionloc_runtime.evaluation.records import (
     AnnotatedImage,
-    Box,
     DatasetStream,
     Grounding,
     ReadLog,
@@ -190,13 +190,12 @@ def _image_boxes(grounding: Grounding, height: int, width: int) -> list[Box]:
     if reference is None or reference == (width, height):
         return list(grounding.boxes)
     sx, sy = width / reference[0], height / reference[1]
-    return [(x * sx, y * sy, w * sx, h * sy) for x, y, w, h in grounding.boxes]
+    return [box.scaled(sx, sy) for box in grounding.boxes]
 
 
 def boxes_outside(grounding: Grounding, height: int, width: int) -> int:
     """How many of the grounding's boxes lie wholly outside the (height, width) image."""
-    return sum(x >= width or y >= height or x + w <= 0 or y + h <= 0
-               for x, y, w, h in _image_boxes(grounding, height, width))
+    return sum(box.lies_outside(width, height) for box in _image_boxes(grounding, height, width))
 
 
 def scoring_shape(height: int, width: int, score_size: int | None) -> tuple[int, int]:
