@@ -1,9 +1,9 @@
 """Localization benchmarks of the runtime (`lesionloc-evaluate`): readers of the public data
-sets' official formats, the scoring loop and the report. Torch-free (numpy, OpenCV, pydicom)."""
+sets' official formats, the scoring loop and the summary (tables, JSON, Markdown). Torch-free
+(numpy, OpenCV, pydicom)."""
 
 from lesionloc_runtime.evaluation.datasets import BENCHMARKS, open_dataset
 from lesionloc_runtime.evaluation.records import AnnotatedImage, DatasetStream, Grounding, ReadLog
-from lesionloc_runtime.evaluation.report import EvaluationReport, build_report, write_report
 from lesionloc_runtime.evaluation.runner import (
     DEFAULT_SCORE_SIZE,
     EvaluationRun,
@@ -11,20 +11,21 @@ from lesionloc_runtime.evaluation.runner import (
     SampleScore,
     evaluate,
 )
+from lesionloc_runtime.evaluation.summary import EvaluationSummary, summarize, write_summary
 
 __all__ = [
     "BENCHMARKS",
     "DEFAULT_SCORE_SIZE",
     "AnnotatedImage",
     "DatasetStream",
-    "EvaluationReport",
+    "EvaluationSummary",
     "EvaluationRun",
     "Grounding",
     "HeatmapProvider",
     "ReadLog",
     "SampleScore",
-    "build_report",
+    "summarize",
     "evaluate",
     "open_dataset",
-    "write_report",
+    "write_summary",
 ]

@@ -12,8 +12,8 @@ from lesionloc_runtime.cli_common import HELP_OPTIONS, Command, run_guarded
 from lesionloc_runtime.errors import ConfigError, DataError
 from lesionloc_runtime.evaluation.datasets import BENCHMARKS, open_dataset
 from lesionloc_runtime.evaluation.prompts import load_prompts
-from lesionloc_runtime.evaluation.report import build_report, write_report
 from lesionloc_runtime.evaluation.runner import DEFAULT_SCORE_SIZE, HeatmapProvider, evaluate
+from lesionloc_runtime.evaluation.summary import summarize, write_summary
 from lesionloc_runtime.metrics import DEFAULT_THRESHOLD
 
 
@@ -78,13 +78,13 @@ def command(
     )
     run = evaluate(data, provider, threshold=threshold, score_size=score_size, limit=limit,
                    progress=progress)
-    report = build_report(run, data, provenance, user_prompts)
-    click.echo(report.to_text())
+    summary = summarize(run, data, provenance, user_prompts)
+    click.echo(summary.to_text())
     if out is not None:
         try:
-            written = write_report(report, run.samples, out)
+            written = write_summary(summary, run.samples, out)
         except OSError as exc:
-            raise ConfigError(f"{out}: cannot write the report ({exc.strerror})") from None
+            raise ConfigError(f"{out}: cannot write the results ({exc.strerror})") from None
         for path in written:
             click.echo(f"wrote {path}", err=True)
     if not run.samples:

@@ -1,4 +1,4 @@
-"""The evaluation report: metrics per category, macro (mean of the category means, the MS-CXR
+"""The evaluation summary: metrics per category, macro (mean of the category means, the MS-CXR
 protocol) and micro (mean over all samples), with counts, prompts, threshold, scoring grid,
 model provenance and every skipped row or image; as a console table, JSON and Markdown."""
 
@@ -51,7 +51,7 @@ class GroupResult:
 
 
 @dataclass
-class EvaluationReport:
+class EvaluationSummary:
     """What `lesionloc-evaluate` prints and writes."""
 
     dataset: str
@@ -142,7 +142,7 @@ class EvaluationReport:
                      f"{', '.join(f'{t:g}' for t in MIOU_THRESHOLDS)}; {self.scoring_note}")
         skipped = self._skipped()
         if skipped:
-            lines.append(f"skipped: {', '.join(skipped)} (listed in the reports of --out)")
+            lines.append(f"skipped: {', '.join(skipped)} (listed in the files of --out)")
         return "\n".join(lines)
 
     def _skipped(self) -> list[str]:
@@ -154,7 +154,7 @@ class EvaluationReport:
             ("negative_images", "negative images (not scored by design)")) if c.get(k)]
 
     def to_markdown(self) -> str:
-        """The Markdown report: settings, the table, prompts, and what was skipped."""
+        """The Markdown summary: settings, the table, prompts, and what was skipped."""
         header = ["Category", "Images", "Samples",
                   *(label.replace("@t", f"@{self.threshold:g}") for _, label in COLUMNS)]
         out = [
@@ -200,12 +200,12 @@ class EvaluationReport:
         return "\n".join(out) + "\n"
 
 
-def build_report(
+def summarize(
     run: EvaluationRun,
     data: DatasetStream,
     model: Mapping[str, Any] | None = None,
     user_prompts: Mapping[str, str] | None = None,
-) -> EvaluationReport:
+) -> EvaluationSummary:
     """Aggregate a run: per category, macro over categories, micro over samples."""
     by_category: dict[str, list[SampleScore]] = {}
     for sample in run.samples:
@@ -238,7 +238,7 @@ def build_report(
     unused = sorted(k for k in (user_prompts or {}) if k.lower() not in seen)
     if unused and run.samples:
         notes.append(f"prompts given for categories that were not scored: {', '.join(unused)}")
-    return EvaluationReport(
+    return EvaluationSummary(
         dataset=data.name,
         root=str(data.root),
         annotation_file=data.annotation_file.name,
@@ -259,15 +259,15 @@ def build_report(
     )
 
 
-def write_report(
-    report: EvaluationReport, samples: Sequence[SampleScore], out_dir: str | Path
+def write_summary(
+    summary: EvaluationSummary, samples: Sequence[SampleScore], out_dir: str | Path
 ) -> list[Path]:
     """Write `<dataset>.json`, `<dataset>.md` and `<dataset>-samples.csv`, each atomically."""
     out = Path(out_dir)
-    paths = [out / f"{report.dataset}.json", out / f"{report.dataset}.md",
-             out / f"{report.dataset}-samples.csv"]
-    atomic_write_json(paths[0], report.to_dict())
-    atomic_write_text(paths[1], report.to_markdown())
+    paths = [out / f"{summary.dataset}.json", out / f"{summary.dataset}.md",
+             out / f"{summary.dataset}-samples.csv"]
+    atomic_write_json(paths[0], summary.to_dict())
+    atomic_write_text(paths[1], summary.to_markdown())
     atomic_write_text(paths[2], samples_csv(samples))
     return paths
 
