@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -235,32 +236,34 @@ def read_csv_rows(
             f"{path}: not a {what} file (missing column{'s' if len(missing) > 1 else ''} "
             f"{', '.join(missing)}; found {found if header else 'none'})"
         )
+    return header, _csv_records(handle, reader, header)
 
-    def rows() -> Iterator[tuple[int, dict[str, str] | None, str]]:
-        with handle:
-            line = reader.line_num
-            while True:
-                try:
-                    record = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as exc:  # e.g. a field over 128 KiB
-                    yield line + 1, None, f"unreadable CSV row ({exc})"
-                    line = reader.line_num
-                    continue
-                start, line = line + 1, reader.line_num
-                if not record or all(not v.strip() for v in record):
-                    continue
-                if any(_NOT_UTF8.search(v) for v in record):
-                    yield start, None, "bytes that are not UTF-8"
-                    continue
-                if len(record) != len(header):
-                    yield start, None, (f"{len(record)} fields where the header has "
-                                        f"{len(header)}")
-                    continue
-                yield start, dict(zip(header, record, strict=True)), ""
 
-    return header, rows()
+def _csv_records(
+    handle: TextIO, reader: Any, header: list[str]
+) -> Iterator[tuple[int, dict[str, str] | None, str]]:
+    """read_csv_rows' records after the header; closes `handle` when done."""
+    with handle:
+        line = reader.line_num
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # e.g. a field over 128 KiB
+                yield line + 1, None, f"unreadable CSV row ({exc})"
+                line = reader.line_num
+                continue
+            start, line = line + 1, reader.line_num
+            if not record or all(not v.strip() for v in record):
+                continue
+            if any(_NOT_UTF8.search(v) for v in record):
+                yield start, None, "bytes that are not UTF-8"
+                continue
+            if len(record) != len(header):
+                yield start, None, f"{len(record)} fields where the header has {len(header)}"
+                continue
+            yield start, dict(zip(header, record, strict=True)), ""
 
 
 def find_first(directory: Path, names: Iterable[str]) -> Path | None:
