@@ -68,19 +68,29 @@ def pointing_game(heatmap: np.ndarray, mask: np.ndarray) -> float:
     return float(mask[peak].mean())
 
 
+def contrast_of_regions(inside: np.ndarray, outside: np.ndarray, absolute: bool = True) -> float:
+    """(mu_in - mu_out) / sqrt(var_in + var_out) of two sets of heatmap values (population
+    variances), its absolute value unless `absolute` is False; 0 when both sets are constant,
+    NaN when either is empty. The arithmetic of every CNR convention."""
+    inside = np.asarray(inside, dtype=np.float64)
+    outside = np.asarray(outside, dtype=np.float64)
+    if inside.size == 0 or outside.size == 0:
+        return float("nan")
+    denom = float(np.sqrt(inside.var() + outside.var()))
+    if denom == 0.0:
+        return 0.0
+    diff = float(inside.mean()) - float(outside.mean())
+    return (abs(diff) if absolute else diff) / denom
+
+
 def contrast_to_noise_ratio(heatmap: np.ndarray, mask: np.ndarray) -> float:
     """CNR = |mu_in - mu_out| / sqrt(var_in + var_out) of the heatmap inside the ground truth
     against the rest of the image (the MS-CXR protocol, Boecking et al. 2022, BioViL).
-    Invariant to affine rescaling of the heatmap; 0 when both regions are constant."""
+    Invariant to affine rescaling of the heatmap; 0 when both regions are constant or one
+    is empty."""
     heatmap, mask = _check(heatmap, mask)
-    inside, outside = heatmap[mask], heatmap[~mask]
-    if inside.size == 0 or outside.size == 0:
-        return 0.0
-    denom = float(np.sqrt(inside.var() + outside.var()))
-    diff = abs(float(inside.mean()) - float(outside.mean()))
-    if denom == 0.0:
-        return 0.0
-    return diff / denom
+    cnr = contrast_of_regions(heatmap[mask], heatmap[~mask])
+    return 0.0 if np.isnan(cnr) else cnr
 
 
 def _overlap(pred: np.ndarray, mask: np.ndarray) -> tuple[int, int, int]:
@@ -167,9 +177,10 @@ class LocalizationScores:
     precision: float
     recall: float
     threshold: float
+    ious: tuple[float, ...] = ()  # IoU at each of MIOU_THRESHOLDS, whose mean is `miou`
 
     def as_dict(self) -> dict[str, float]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "ious"}
 
 
 def score_heatmap(
@@ -209,6 +220,7 @@ def score_heatmap(
         precision=inter / n_pred if n_pred else 0.0,
         recall=inter / n_mask if n_mask else 0.0,
         threshold=threshold,
+        ious=tuple(ious),
     )
 
 

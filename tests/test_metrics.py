@@ -43,6 +43,9 @@ def test_contrast_to_noise_ratio_by_hand():
     # affine invariant, 0 for a constant heatmap
     assert M.contrast_to_noise_ratio(3 * HEAT - 1, MASK) == pytest.approx(want, rel=1e-5)
     assert M.contrast_to_noise_ratio(np.ones((4, 4)), MASK) == 0.0
+    # the shared arithmetic keeps the sign when asked, and an empty region is undefined
+    assert M.contrast_of_regions(outside, inside, absolute=False) == pytest.approx(-want)
+    assert math.isnan(M.contrast_of_regions(inside[:0], outside))
 
 
 def test_iou_dice_precision_recall_by_hand():
@@ -89,6 +92,7 @@ def test_score_heatmap_equals_the_single_metrics():
         assert scores.pointing_game == M.pointing_game(heat, mask)
         assert scores.cnr == pytest.approx(M.contrast_to_noise_ratio(heat, mask))
         assert scores.miou == pytest.approx(M.mean_iou(heat, mask))
+        assert scores.ious == pytest.approx([M.iou(heat, mask, t) for t in M.MIOU_THRESHOLDS])
         assert scores.iou == pytest.approx(M.iou(heat, mask, 0.4))
         assert scores.dice == pytest.approx(M.dice(heat, mask, 0.4))
         assert scores.auroc == pytest.approx(M.auroc(heat, mask))
