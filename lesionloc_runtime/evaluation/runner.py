@@ -1,6 +1,7 @@
 """The evaluation loop: stream a benchmark's annotated images, read each image once, get the
 heatmaps of all its prompts in one call, and score each against its ground truth with
-`lesionloc_runtime.metrics.score_heatmap`. Problems with one image are logged, never fatal."""
+`lesionloc_runtime.metrics.score_heatmap` and under every CNR/mIoU convention
+(evaluation/conventions.py). Problems with one image are logged, never fatal."""
 
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ from tqdm import tqdm
 
 from lesionloc_runtime.boxes import Box
 from lesionloc_runtime.errors import ImageReadError
+from lesionloc_runtime.evaluation.conventions import (
+    AflocGrid,
+    ConventionScores,
+    SampleTruth,
+    score_conventions,
+)
 from lesionloc_runtime.evaluation.records import (
     AnnotatedImage,
     DatasetStream,
@@ -24,6 +31,7 @@ from lesionloc_runtime.evaluation.records import (
     ReadLog,
     relative,
 )
+from lesionloc_runtime.evaluation.resample import resize_heatmap, resize_mask, scoring_shape
 from lesionloc_runtime.evaluation.rle import decode_rle
 from lesionloc_runtime.imageio import Radiograph, read_image
 from lesionloc_runtime.metrics import (
@@ -55,6 +63,7 @@ class SampleScore:
     category: str
     prompt: str
     scores: LocalizationScores
+    conventions: dict[str, ConventionScores] = field(default_factory=dict)  # CNR, mIoU each
 
 
 @dataclass
@@ -98,16 +107,53 @@ def evaluate(
     return run
 
 
-def _score_image(
-    item: AnnotatedImage, data: DatasetStream, provider: HeatmapProvider, run: EvaluationRun
-) -> None:
-    log, where = run.log, relative(item.path, data.root)
+class _Skip(Exception):
+    """A sample that cannot be scored; the message says why and goes to the log."""
+
+
+class _PromptMaps:
+    """The heatmaps of one image's prompts on each grid that is scored, each computed once per
+    prompt. NaN marks pixels a (cropping) model did not see: they are left out of every
+    metric. An infinite value, or no finite one, is a fault of the provider: skipped."""
+
+    def __init__(self, maps: np.ndarray, texts: list[str], score_shape: tuple[int, int]
+                 ) -> None:
+        self.maps, self.texts, self.score_shape = maps, texts, score_shape
+        self.height, self.width = maps.shape[1:]
+        self._scoring: dict[str, np.ndarray] = {}
+        self._afloc: dict[str, np.ndarray] = {}
+
+    def _image(self, prompt: str) -> np.ndarray:
+        heat = self.maps[self.texts.index(prompt)]
+        if np.isinf(heat).any():
+            raise _Skip(f"the heatmap of {prompt!r} has infinite values")
+        if np.isnan(heat).all():
+            raise _Skip(f"the heatmap of {prompt!r} has no finite value")
+        return heat
+
+    def scoring(self, prompt: str) -> np.ndarray:
+        if prompt not in self._scoring:
+            self._scoring[prompt] = resize_heatmap(self._image(prompt), self.score_shape)
+        return self._scoring[prompt]
+
+    def afloc(self, prompt: str) -> np.ndarray:
+        if prompt not in self._afloc:
+            grid = AflocGrid.for_image(self.height, self.width)
+            self._afloc[prompt] = grid.heatmap(self._image(prompt))
+        return self._afloc[prompt]
+
+
+def _read(item: AnnotatedImage, where: str, provider: HeatmapProvider, run: EvaluationRun
+          ) -> _PromptMaps | None:
+    """The image's heatmaps for all its prompts in one provider call; None (logged) when the
+    image cannot be read or the heatmaps have the wrong shape."""
+    log = run.log
     try:
         image = read_image(item.path)
     except ImageReadError as exc:
         log.unreadable_images += 1
         log.warn("unreadable", where, str(exc).removeprefix(f"{item.path}: "))
-        return
+        return None
     run.n_images_read += 1
     texts = list(dict.fromkeys(g.prompt for g in item.groundings))
     maps = np.asarray(provider.heatmaps(image, texts), dtype=np.float32)
@@ -115,47 +161,69 @@ def _score_image(
     if maps.shape != expected:
         log.skipped_samples += len(item.groundings)
         log.warn("skipped", where, f"the heatmaps have shape {maps.shape}, expected {expected}")
+        return None
+    return _PromptMaps(maps, texts, scoring_shape(image.height, image.width, run.score_size))
+
+
+def _score_image(
+    item: AnnotatedImage, data: DatasetStream, provider: HeatmapProvider, run: EvaluationRun
+) -> None:
+    log, where = run.log, relative(item.path, data.root)
+    maps = _read(item, where, provider, run)
+    if maps is None:
         return
-    shape = scoring_shape(image.height, image.width, run.score_size)
-    resized: dict[str, np.ndarray] = {}
     annotated_size: tuple[int, int] | None = None
     scored = False
     for grounding in item.groundings:
         try:
-            mask, rescaled_from = ground_truth(grounding, image.height, image.width)
+            mask, rescaled_from = ground_truth(grounding, maps.height, maps.width)
+            annotated_size = annotated_size or rescaled_from
+            scores, conventions = _score_sample(grounding, mask, maps, run.threshold)
         except ValueError as exc:
             log.skipped_samples += 1
             log.warn("skipped", where, f"{grounding.category}: {exc}")
             continue
-        annotated_size = annotated_size or rescaled_from
-        heat = maps[texts.index(grounding.prompt)]
-        if not np.isfinite(heat).all():
+        except _Skip as exc:
             log.skipped_samples += 1
-            log.warn("skipped", where, f"the heatmap of {grounding.prompt!r} has NaN or inf")
+            log.warn("skipped", where, str(exc))
             continue
-        if grounding.prompt not in resized:
-            resized[grounding.prompt] = resize_heatmap(heat, shape)
-        small_mask = resize_mask(mask, shape)
-        if not small_mask.any():
-            log.skipped_samples += 1
-            log.warn("skipped", where, f"{grounding.category}: the ground truth lies outside "
-                     "the image")
-            continue
-        outside = boxes_outside(grounding, image.height, image.width)
-        if outside:  # some of its boxes lie inside, or it would have been skipped above
+        outside = boxes_outside(grounding, maps.height, maps.width)
+        if outside:  # some of its boxes lie inside, or it would have been skipped
             log.warn("outside", where, f"{grounding.category}: {outside} of "
                      f"{len(grounding.boxes)} boxes lie outside the image and were not scored")
-        scores = score_heatmap(resized[grounding.prompt], small_mask, run.threshold)
         run.samples.append(SampleScore(item.image_id, grounding.category, grounding.prompt,
-                                       scores))
+                                       scores, conventions))
         scored = True
     if annotated_size is not None:
-        log.warn("rescaled", where, f"the image is {image.width}x{image.height} but was "
+        log.warn("rescaled", where, f"the image is {maps.width}x{maps.height} but was "
                  f"annotated at {annotated_size[0]}x{annotated_size[1]}; the ground truth "
                  "was rescaled")
     if scored:
         run.n_images += 1
-        run.n_downscaled += shape != (image.height, image.width)
+        run.n_downscaled += maps.score_shape != (maps.height, maps.width)
+
+
+def _score_sample(
+    grounding: Grounding, mask: np.ndarray, maps: _PromptMaps, threshold: float
+) -> tuple[LocalizationScores, dict[str, ConventionScores]]:
+    """The runtime's metrics on the scoring grid, then CNR and mIoU under every convention."""
+    heat = maps.scoring(grounding.prompt)
+    small_mask = resize_mask(mask, maps.score_shape)
+    if not small_mask.any():
+        raise _Skip(f"{grounding.category}: the ground truth lies outside the image")
+    seen = np.isfinite(heat)
+    if not seen.all():
+        if not small_mask[seen].any():
+            raise _Skip(f"{grounding.category}: the ground truth lies outside the region "
+                        "the model saw")
+        heat, small_mask = heat[seen], small_mask[seen]
+    scores = score_heatmap(heat, small_mask, threshold)
+    if grounding.rle or grounding.mask is not None:
+        truth = SampleTruth(maps.height, maps.width, mask=mask)
+    else:
+        truth = SampleTruth(maps.height, maps.width,
+                            boxes=tuple(_image_boxes(grounding, maps.height, maps.width)))
+    return scores, score_conventions(scores, maps.afloc(grounding.prompt), truth)
 
 
 def ground_truth(
@@ -196,32 +264,3 @@ def _image_boxes(grounding: Grounding, height: int, width: int) -> list[Box]:
 def boxes_outside(grounding: Grounding, height: int, width: int) -> int:
     """How many of the grounding's boxes lie wholly outside the (height, width) image."""
     return sum(box.lies_outside(width, height) for box in _image_boxes(grounding, height, width))
-
-
-def scoring_shape(height: int, width: int, score_size: int | None) -> tuple[int, int]:
-    """(height, width) of the scoring grid: the long side at most `score_size`."""
-    if not score_size or max(height, width) <= score_size:
-        return (height, width)
-    scale = score_size / max(height, width)
-    return (max(1, round(height * scale)), max(1, round(width * scale)))
-
-
-def resize_heatmap(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Area-average a heatmap onto the scoring grid (identity when the shape already fits)."""
-    if heatmap.shape == shape:
-        return heatmap
-    return cv2.resize(heatmap.astype(np.float32), (shape[1], shape[0]),
-                      interpolation=cv2.INTER_AREA)
-
-
-def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A scoring-grid pixel is lesion when at least half of it was; a lesion smaller than
-    half a pixel keeps its most covered pixels, so no ground truth vanishes by resizing."""
-    if mask.shape == shape:
-        return mask
-    cover = cv2.resize(mask.astype(np.float32), (shape[1], shape[0]),
-                       interpolation=cv2.INTER_AREA)
-    small = cover >= 0.5
-    if not small.any() and cover.max() > 0:
-        small = cover == cover.max()
-    return small

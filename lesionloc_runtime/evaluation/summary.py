@@ -1,6 +1,7 @@
 """The evaluation summary: metrics per category, macro (mean of the category means, the MS-CXR
-protocol) and micro (mean over all samples), with counts, prompts, threshold, scoring grid,
-model provenance and every skipped row or image; as a console table, JSON and Markdown."""
+protocol) and micro (mean over all samples), CNR and mIoU once per published convention, with
+counts, prompts, threshold, scoring grid, model provenance and every skipped row or image; as
+a console table, JSON and Markdown."""
 
 from __future__ import annotations
 
@@ -16,12 +17,23 @@ from typing import Any
 import numpy as np
 
 from lesionloc_runtime import __version__
+from lesionloc_runtime.evaluation.conventions import (
+    CONVENTIONS,
+    ConventionMeans,
+    mean_over_groups,
+    mean_over_samples,
+)
 from lesionloc_runtime.evaluation.records import DatasetStream, Issue
 from lesionloc_runtime.evaluation.runner import EvaluationRun, SampleScore
 from lesionloc_runtime.fileio import atomic_write_json, atomic_write_text
-from lesionloc_runtime.metrics import METRIC_NAMES, MIOU_THRESHOLDS, mean_scores
+from lesionloc_runtime.metrics import METRIC_NAMES, mean_scores
 
-SCHEMA = "lesionloc-evaluation/1"
+SCHEMA = "lesionloc-evaluation/2"
+# The runtime's metrics that no paper defines differently; CNR and mIoU are given once per
+# convention, as "cnr[<convention>]" and "miou[<convention>]".
+BASE_METRICS: tuple[str, ...] = tuple(m for m in METRIC_NAMES if m not in ("cnr", "miou"))
+CONVENTION_METRICS: tuple[str, ...] = (*(f"cnr[{c.name}]" for c in CONVENTIONS),
+                                       *(f"miou[{c.name}]" for c in CONVENTIONS))
 # Columns in the order the localization papers print them; thresholded ones say their threshold.
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("pointing_game", "PG"),
@@ -29,8 +41,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("precision", "Prec@t"),
     ("iou", "IoU@t"),
     ("dice", "Dice@t"),
-    ("cnr", "CNR"),
-    ("miou", "mIoU"),
+    *((f"cnr[{c.name}]", f"CNR[{c.name}]") for c in CONVENTIONS),
+    *((f"miou[{c.name}]", f"mIoU[{c.name}]") for c in CONVENTIONS),
     ("auroc", "AUROC"),
 )
 MAX_LISTED = 50  # issues and missing images shown in Markdown; the JSON keeps them all
@@ -44,10 +56,12 @@ class GroupResult:
     n_images: int
     n_samples: int
     metrics: dict[str, float]
+    conventions: dict[str, ConventionMeans] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "images": self.n_images, "samples": self.n_samples,
-                "metrics": {k: _finite(v) for k, v in self.metrics.items()}}
+                "metrics": {k: _finite(v) for k, v in self.metrics.items()},
+                "conventions": {k: v.to_dict() for k, v in self.conventions.items()}}
 
 
 @dataclass
@@ -82,7 +96,7 @@ class EvaluationSummary:
             "annotation_file": self.annotation_file,
             "split": self.split,
             "threshold": self.threshold,
-            "miou_thresholds": list(MIOU_THRESHOLDS),
+            "conventions": [c.to_dict() for c in CONVENTIONS],
             "scoring": {"max_side": self.score_size, "description": self.scoring_note},
             "model": self.model,
             "counts": self.counts,
@@ -138,12 +152,27 @@ class EvaluationSummary:
         for row in body:
             lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w)
                                    for i, (v, w) in enumerate(zip(row, widths, strict=True))))
-        lines.append(f"t = {self.threshold:g} on the min-max normalized heatmap; mIoU over "
-                     f"{', '.join(f'{t:g}' for t in MIOU_THRESHOLDS)}; {self.scoring_note}")
+        lines.append(f"t = {self.threshold:g} on the min-max normalized heatmap; CNR and mIoU "
+                     "under each paper's convention: [lesionloc] ours, [afloc] AFLoc's code "
+                     f"(docs/evaluation.md); {self.scoring_note}")
+        lines += self._undefined()
         skipped = self._skipped()
         if skipped:
             lines.append(f"skipped: {', '.join(skipped)} (listed in the files of --out)")
         return "\n".join(lines)
+
+    def _conventions_markdown(self) -> list[str]:
+        lines = ["- CNR[c] and mIoU[c] follow convention c (docs/evaluation.md):"]
+        for c in CONVENTIONS:
+            lines.append(f"  - `{c.name}`: {c.definition} ({c.source})")
+        return lines
+
+    def _undefined(self) -> list[str]:
+        """A line per convention that left values of the scored samples undefined."""
+        return [f"[{name}] undefined and left out of the means: {m.undefined_cnr} CNR and "
+                f"{m.undefined_ious} IoU values (e.g. a box outside its scored region)"
+                for name, m in self.micro.conventions.items()
+                if m.undefined_cnr or m.undefined_ious]
 
     def _skipped(self) -> list[str]:
         c = self.counts
@@ -164,11 +193,12 @@ class EvaluationSummary:
             f"- Data: `{self.root}` ({self.annotation_file}), split `{self.split}`",
             f"- Scored: {self.counts['images']} images, {self.counts['samples']} samples",
             f"- Threshold t = {self.threshold:g} on the min-max normalized heatmap (IoU, Dice, "
-            f"precision, recall); mIoU averages IoU over t = "
-            f"{', '.join(f'{t:g}' for t in MIOU_THRESHOLDS)}",
+            "precision, recall)",
             f"- Resolution: {self.scoring_note}",
             "- PG: pointing game (ties at the peak scored as the fraction inside the truth); "
-            "CNR: contrast-to-noise ratio; AUROC: pixel-level",
+            "CNR: contrast-to-noise ratio and mIoU under each convention below; AUROC: "
+            "pixel-level",
+            *self._conventions_markdown(),
         ]
         if len(self.categories) > 1:
             out.append("- Overall: *macro* is the mean of the category means (the MS-CXR "
@@ -181,6 +211,7 @@ class EvaluationSummary:
             name = f"**{r.name}**" if r in (self.macro, self.micro) else r.name
             out.append("| " + " | ".join([name, str(r.n_images), str(r.n_samples),
                                           *(_fmt(r.metrics[k]) for k, _ in COLUMNS)]) + " |")
+        out += [f"- {line}" for line in self._undefined()]
         out += ["", "## Prompts", ""]
         for category, prompts in self.prompts.items():
             if len(prompts) <= 3:
@@ -212,12 +243,7 @@ def summarize(
         by_category.setdefault(sample.category, []).append(sample)
     categories = [_group(name, samples) for name, samples in sorted(by_category.items())]
     micro = _group("micro (all samples)", run.samples)
-    macro_metrics = {
-        name: float(np.mean([c.metrics[name] for c in categories])) if categories
-        else float("nan") for name in METRIC_NAMES
-    }
-    macro = GroupResult("macro (mean of categories)", micro.n_images, micro.n_samples,
-                        macro_metrics)
+    macro = _macro(categories, micro)
     prompts = {name: sorted({s.prompt for s in samples})
                for name, samples in sorted(by_category.items())}
     log = run.log
@@ -276,16 +302,39 @@ def samples_csv(samples: Sequence[SampleScore]) -> str:
     """One row per scored sample, for error analysis."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["image_id", "category", "prompt", *METRIC_NAMES])
+    writer.writerow(["image_id", "category", "prompt", *BASE_METRICS, *CONVENTION_METRICS])
     for s in samples:
-        writer.writerow([s.image_id, s.category, s.prompt,
-                         *(f"{getattr(s.scores, name):.6g}" for name in METRIC_NAMES)])
+        values = [getattr(s.scores, name) for name in BASE_METRICS]
+        values += [s.conventions[c.name].cnr for c in CONVENTIONS]
+        values += [s.conventions[c.name].miou for c in CONVENTIONS]
+        writer.writerow([s.image_id, s.category, s.prompt, *(f"{v:.6g}" for v in values)])
     return buffer.getvalue()
 
 
+def _metrics(base: Mapping[str, float], means: Mapping[str, ConventionMeans]
+             ) -> dict[str, float]:
+    """The runtime's metrics without CNR and mIoU, then those two per convention."""
+    out = {name: base[name] for name in BASE_METRICS}
+    out.update({f"cnr[{name}]": m.cnr for name, m in means.items()})
+    out.update({f"miou[{name}]": m.miou for name, m in means.items()})
+    return out
+
+
 def _group(name: str, samples: Sequence[SampleScore]) -> GroupResult:
+    means = {c.name: mean_over_samples([s.conventions[c.name] for s in samples], c)
+             for c in CONVENTIONS}
     return GroupResult(name, len({s.image_id for s in samples}), len(samples),
-                       mean_scores([s.scores for s in samples]))
+                       _metrics(mean_scores([s.scores for s in samples]), means), means)
+
+
+def _macro(categories: Sequence[GroupResult], micro: GroupResult) -> GroupResult:
+    """The mean of the category means, per metric; per threshold for each convention's IoU."""
+    base = {name: float(np.mean([c.metrics[name] for c in categories])) if categories
+            else float("nan") for name in BASE_METRICS}
+    means = {c.name: mean_over_groups([g.conventions[c.name] for g in categories], c)
+             for c in CONVENTIONS}
+    return GroupResult("macro (mean of categories)", micro.n_images, micro.n_samples,
+                       _metrics(base, means), means)
 
 
 def _finite(value: float) -> float | None:
