@@ -763,11 +763,11 @@ def test_overlapping_reads_leave_pydicom_logging_and_warnings_as_they_were(tmp_p
     import logging
     import threading
 
-    from lesionloc_runtime.imageio import _quiet_libraries
+    from lesionloc_runtime.imageio.capture import quiet_libraries
 
     logger = logging.getLogger("pydicom")
     before = (logger.disabled, list(warnings.filters))
-    first, second = _quiet_libraries(), _quiet_libraries()
+    first, second = quiet_libraries(), quiet_libraries()
     first.__enter__()
     second.__enter__()
     assert logger.disabled
