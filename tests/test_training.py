@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from lesionloc_runtime.batch_manifest import read_manifest
 from lesionloc_runtime.errors import ConfigError, DataError
-from lesionloc_runtime.manifest import read_manifest
 from lesionloc_train.config import load_config
 
 BIN = Path(sys.executable).parent
