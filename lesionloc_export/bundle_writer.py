@@ -19,7 +19,6 @@ import numpy as np
 
 import lesionloc_runtime
 from lesionloc_export.graphs import (
-    ExportError,
     export_image_encoder,
     export_text_encoder,
     optimize_image_encoder,
@@ -42,7 +41,7 @@ from lesionloc_runtime.bundle import (
     ModelBundle,
     write_manifest,
 )
-from lesionloc_runtime.errors import ConfigError
+from lesionloc_runtime.errors import ConfigError, ExportError
 from lesionloc_runtime.fileio import make_dir_public, sha256_file
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
