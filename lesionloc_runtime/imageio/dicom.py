@@ -22,7 +22,7 @@ from lesionloc_runtime.imageio.header import (
     replace,
     shown_value,
 )
-from lesionloc_runtime.imageio.radiograph import Radiograph, check_size
+from lesionloc_runtime.imageio.radiograph import MIN_CONTRAST, Radiograph, check_size, grey_range
 
 # SOP classes that are certainly not a projection radiograph.
 _NON_IMAGE_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.88.",)  # structured reports
@@ -47,6 +47,10 @@ def read_dicom(path: Path) -> Radiograph:
     raw = _decode_pixels(ds, path, notes)
     mapping = DisplayMapping.from_header(ds, raw.dtype, path, notes)
     pixels = mapping.apply(raw)
+    if mapping.window is not None or mapping.voi_lut is not None:
+        lo, hi = grey_range(pixels)
+        if hi - lo < MIN_CONTRAST:  # False for NaN: read_image refuses non-finite values
+            pixels = mapping.over_own_range(raw, notes).apply(raw)
     for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
         if keyword in ds:
             del ds[keyword]  # the header travels with the radiograph; the pixels must not

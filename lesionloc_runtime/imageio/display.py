@@ -3,7 +3,7 @@ LUT or window, inversion; computed once per possible bit pattern and applied as 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -163,16 +163,44 @@ class DisplayMapping:
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
         """Decoded integer array -> float32 display image, in one pass over the pixels."""
-        unsigned = np.dtype(f"u{raw.dtype.itemsize}")
-        if not raw.dtype.isnative:
-            raw = raw.astype(raw.dtype.newbyteorder("="))
-        patterns = raw.view(unsigned)
-        if raw.dtype.itemsize <= 2:
+        patterns = _bit_patterns(raw)
+        if patterns.dtype.itemsize <= 2:
             # Every possible bit pattern through the whole chain once (<= 65536 entries, in
             # float64), then one gather: masking, sign, LUTs and window cost no per-pixel work.
-            table = self.display(self.stored_values(np.arange(1 << (8 * raw.dtype.itemsize))))
+            table = self.display(self.stored_values(np.arange(1 << (8 * patterns.dtype.itemsize))))
             return table.astype(np.float32)[patterns]
         return self.display(self.stored_values(patterns)).astype(np.float32)
+
+    def over_own_range(self, raw: np.ndarray, notes: list[str]) -> DisplayMapping:
+        """This mapping with its VOI (window or VOI LUT) replaced by a window over the values
+        the image holds, for a VOI that puts every pixel at one grey level. Real films do
+        this (a 16-bit JPEG 2000 DX film: window 2725/5310 over stored values 32744-65535)
+        and viewers show them; refusing them as blank would be wrong. Unchanged when those
+        values are all equal: the image is blank and `read_image` refuses it."""
+        patterns = _bit_patterns(raw)
+        if patterns.dtype.itemsize <= 2:  # each value present once, not each pixel
+            patterns = np.flatnonzero(np.bincount(patterns.ravel()))
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = self.modality(self.stored_values(patterns))
+            lo, hi = float(values.min()), float(values.max())
+        if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+            return self
+        if self.window is not None:
+            centre, width, _ = self.window
+            what = f"window {centre:g}/{width:g}"
+        else:
+            what = "VOI LUT"
+        notes.append(f"{what} puts every pixel at one grey level (values {lo:g} to {hi:g}): "
+                     "a window over the image's own values used instead")
+        # LINEAR_EXACT maps lo to 0 and hi to 1 exactly.
+        return replace(self, voi_lut=None, window=((lo + hi) / 2, hi - lo, "LINEAR_EXACT"))
+
+
+def _bit_patterns(raw: np.ndarray) -> np.ndarray:
+    """The decoded array as unsigned bit patterns of its container size, in native order."""
+    if not raw.dtype.isnative:
+        raw = raw.astype(raw.dtype.newbyteorder("="))
+    return raw.view(np.dtype(f"u{raw.dtype.itemsize}"))
 
 
 def _window_from_header(ds: Any, notes: list[str]) -> tuple[float, float, str] | None:

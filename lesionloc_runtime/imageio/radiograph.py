@@ -89,23 +89,33 @@ def check_size(shape: tuple[int, ...], source: str) -> None:
         )
 
 
-def check_contrast(pixels: np.ndarray, source: str) -> None:
-    """A blank image (a failed export, a transform that maps everything to one value) would
-    still produce heatmaps and boxes that look confident: refuse it. A strided sample with
-    contrast and finite values settles it without a pass over the whole film; `preprocess`
-    refuses non-finite values the sample missed (they reach its percentiles)."""
+# Grey levels closer than this (on the 0-1 scale) count as one: no contrast.
+MIN_CONTRAST = 1e-6
+
+
+def grey_range(pixels: np.ndarray) -> tuple[float, float]:
+    """The darkest and brightest grey level; from a strided sample when the sample already
+    shows contrast and finite values (most images), so that no pass over the film is needed.
+    NaN when some value is NaN."""
     sample = pixels[::8, ::8]
     lo, hi = float(sample.min()), float(sample.max())
-    if np.isfinite(lo) and np.isfinite(hi) and hi - lo >= 1e-6:
-        return
-    lo, hi = float(pixels.min()), float(pixels.max())
+    if np.isfinite(lo) and np.isfinite(hi) and hi - lo >= MIN_CONTRAST:
+        return lo, hi
+    return float(pixels.min()), float(pixels.max())
+
+
+def check_contrast(pixels: np.ndarray, source: str) -> None:
+    """A blank image (a failed export, a transform that maps everything to one value) would
+    still produce heatmaps and boxes that look confident: refuse it. `preprocess` refuses
+    non-finite values the sample of `grey_range` missed (they reach its percentiles)."""
+    lo, hi = grey_range(pixels)
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ImageReadError(
             f"{source}: the image has non-finite values after its intensity transforms "
             "(an overflowing RescaleSlope?)"
         )
-    if hi - lo < 1e-6:
+    if hi - lo < MIN_CONTRAST:
         raise ImageReadError(
             f"{source}: image has no contrast: every pixel is {lo:.4g} on a 0-1 scale "
-            "(a blank image, or a window that maps everything to one value)"
+            "(a blank image, or a lookup table that maps everything to one value)"
         )
