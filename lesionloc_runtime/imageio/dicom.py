@@ -23,6 +23,7 @@ from lesionloc_runtime.imageio.header import (
     shown_value,
 )
 from lesionloc_runtime.imageio.radiograph import MIN_CONTRAST, Radiograph, check_size, grey_range
+from lesionloc_runtime.imageio.views import lateral_view_notes
 
 # SOP classes that are certainly not a projection radiograph.
 _NON_IMAGE_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.88.",)  # structured reports
@@ -51,6 +52,7 @@ def read_dicom(path: Path) -> Radiograph:
         lo, hi = grey_range(pixels)
         if hi - lo < MIN_CONTRAST:  # False for NaN: read_image refuses non-finite values
             pixels = mapping.over_own_range(raw, notes).apply(raw)
+    notes.extend(lateral_view_notes(ds))
     for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
         if keyword in ds:
             del ds[keyword]  # the header travels with the radiograph; the pixels must not
