@@ -19,7 +19,6 @@ import numpy as np
 
 import lesionloc_runtime
 from lesionloc_export.graphs import (
-    ExportError,
     export_image_encoder,
     export_text_encoder,
     optimize_image_encoder,
@@ -32,6 +31,7 @@ from lesionloc_export.quantize import (
     quantize_image_int8,
     quantize_text_int8,
 )
+from lesionloc_runtime.batch_manifest import read_manifest
 from lesionloc_runtime.bundle import (
     IMAGE_ENCODER_FILE,
     MANIFEST_NAME,
@@ -41,11 +41,10 @@ from lesionloc_runtime.bundle import (
     ModelBundle,
     write_manifest,
 )
-from lesionloc_runtime.errors import ConfigError
+from lesionloc_runtime.errors import ConfigError, ExportError
 from lesionloc_runtime.fileio import make_dir_public, sha256_file
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
-from lesionloc_runtime.manifest import read_manifest
 from lesionloc_runtime.preprocess import PreprocessConfig, preprocess
 from lesionloc_runtime.report import read_report
 from lesionloc_runtime.tokens import SentenceTokenizer

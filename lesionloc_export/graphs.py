@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 
-from lesionloc_runtime.errors import LesionlocError
 from lesionloc_train.model import LesionLocModel
 from lesionloc_train.torch_backend import (
     IMAGE_INPUTS,
@@ -25,10 +24,6 @@ log = logging.getLogger(__name__)
 # Opset 17 has LayerNormalization and is supported by every ONNX Runtime release since 1.14,
 # which is what hospital workstations tend to run.
 OPSET = 17
-
-
-class ExportError(LesionlocError):
-    exit_code = 9
 
 
 def _export(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: Path,

@@ -19,6 +19,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from lesionloc_runtime.batch_manifest import iter_manifest_rows
 from lesionloc_runtime.errors import (
     ConfigError,
     DataError,
@@ -30,7 +31,6 @@ from lesionloc_runtime.errors import (
 )
 from lesionloc_runtime.fileio import atomic_write_json, is_file
 from lesionloc_runtime.imageio import IMAGE_SUFFIXES
-from lesionloc_runtime.manifest import iter_manifest_rows
 from lesionloc_runtime.outputs import OutputOptions, derived_study_id, is_done, study_id_problem
 
 REPORT_SUFFIXES = (".txt", ".TXT")

@@ -12,7 +12,7 @@ import click
 
 from lesionloc_runtime.batch import RunSettings
 from lesionloc_runtime.cli_common import HELP_OPTIONS, Command, run_guarded
-from lesionloc_runtime.errors import ConfigError, OutputError
+from lesionloc_runtime.errors import EXIT_OK, EXIT_STUDIES_FAILED, ConfigError, OutputError
 
 
 @click.command(cls=Command, context_settings=HELP_OPTIONS)
@@ -152,7 +152,7 @@ def _single(image: Path, report: Path | None, settings: RunSettings, study_id: s
     written = write_study(result, radiograph, settings.out, settings.output)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
-        return 0
+        return EXIT_OK
     click.echo(str(result.model.get("notice", "")))
     if not quiet:
         for s in result.sentences:
@@ -163,7 +163,7 @@ def _single(image: Path, report: Path | None, settings: RunSettings, study_id: s
     folder = written.parent
     click.echo(f"overlays: {len(result.grounded)} sentence overlay(s) and summary.png in {folder}/; "
                f"results: {written}")
-    return 0
+    return EXIT_OK
 
 
 def _batch(source: Path, reports: Path | None, settings: RunSettings, workers: int,
@@ -186,7 +186,7 @@ def _batch(source: Path, reports: Path | None, settings: RunSettings, workers: i
     if summary.stopped:
         raise OutputError(summary.stopped)
     click.echo(f"results in {settings.out}/ (summary: {settings.out / name})")
-    return 1 if summary.failed else 0
+    return EXIT_STUDIES_FAILED if summary.failed else EXIT_OK
 
 
 if __name__ == "__main__":

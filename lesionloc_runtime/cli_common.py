@@ -5,7 +5,7 @@ Two kinds of user mistake:
 - a LesionlocError raised by the work (`guarded` / `run_guarded`), with its own exit code;
 - a mistake on the command line (unknown option, missing argument, a value that is not a
   number), found by click before the work starts. `Command` and `Group` print it on one line
-  too, with the exit code 2 and a pointer to --help, instead of click's usage block.
+  too, with the exit code EXIT_USAGE (2) and a pointer to --help, instead of click's usage block.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from lesionloc_runtime.errors import LesionlocError, printable
+from lesionloc_runtime.errors import EXIT_INTERRUPTED, EXIT_USAGE, LesionlocError, printable
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
@@ -31,7 +31,7 @@ def guarded() -> Iterator[None]:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def run_guarded(work: Callable[[], Any]) -> Any:
@@ -44,7 +44,7 @@ class CommandLineError(click.UsageError):
 
     def __init__(self, original: click.ClickException) -> None:
         super().__init__(original.format_message(), getattr(original, "ctx", None))
-        self.exit_code = original.exit_code
+        self.exit_code = EXIT_USAGE  # click's code for every mistake parsing can find
 
     def show(self, file: Any = None) -> None:
         hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""

@@ -1,19 +1,43 @@
-"""Errors a user can cause (bad file, bad report, wrong bundle): each carries a message that
-says what was wrong and what to do, and the CLIs map them to a one-line error and an exit code."""
+"""Every error a user can cause (bad file, bad report, wrong bundle) and every exit code of the
+lesionloc commands, for the whole project: the CLIs map each error to one `error: ...` line
+and its code. `python -m lesionloc_runtime.errors` prints the table of codes the README shows.
+
+In an error class the first paragraph of the docstring is what the table says it means."""
 
 from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+EXIT_OK = 0
+# Batch mode: at least one study failed; the others are written and each failure is named.
+EXIT_STUDIES_FAILED = 1
+# A command-line mistake found by click before any work (click's own code for usage errors).
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 class LesionlocError(Exception):
     """Base class of every error caused by input, not by a bug. Never shown as a traceback."""
 
-    exit_code: int = 2
+    exit_code: int = EXIT_USAGE
+
+
+class ConfigError(LesionlocError):
+    """A configuration, preset, manifest or command-line combination is invalid."""
+
+    exit_code = EXIT_USAGE
 
 
 class ImageReadError(LesionlocError):
     """The image file is missing, unreadable, or not a single-frame greyscale radiograph."""
 
     exit_code = 3
+
+
+class DicomOutputError(ImageReadError):
+    """The input cannot yield derived DICOM objects (--dicom-out: its header lacks the UIDs
+    they must reference), or a file read back is not a lesionloc DICOM SR."""
 
 
 class ReportError(LesionlocError):
@@ -28,12 +52,6 @@ class BundleError(LesionlocError):
     exit_code = 5
 
 
-class ConfigError(LesionlocError):
-    """A configuration, preset, manifest or command-line combination is invalid."""
-
-    exit_code = 2
-
-
 class CheckpointError(LesionlocError):
     """A training checkpoint is missing, truncated, or of another architecture."""
 
@@ -41,13 +59,27 @@ class CheckpointError(LesionlocError):
 
 
 class DataError(LesionlocError):
-    """A data set (manifest, annotation file) cannot be used at all."""
+    """A data set (manifest, annotation file, input folder) cannot be used at all."""
 
     exit_code = 7
 
 
+class TrainingDiverged(LesionlocError):
+    """Training stopped: the loss became NaN or infinite; the last good checkpoint is kept."""
+
+    exit_code = 8
+
+
+class ExportError(LesionlocError):
+    """The exported model is below the parity thresholds of its precision against the
+    checkpoint (without --allow-degraded); no bundle is written."""
+
+    exit_code = 9
+
+
 class OutputError(LesionlocError):
     """The output location cannot be written: read-only, full, not a directory, name too long.
+
     `errno` is the operating system's error number, when there is one."""
 
     exit_code = 10
@@ -55,6 +87,47 @@ class OutputError(LesionlocError):
     def __init__(self, message: str, errno: int | None = None) -> None:
         super().__init__(message)
         self.errno = errno
+
+
+# The classes the commands raise, in the table's order (LesionlocError itself is abstract).
+ERROR_CLASSES: tuple[type[LesionlocError], ...] = (
+    ConfigError, ImageReadError, DicomOutputError, ReportError, BundleError, CheckpointError,
+    DataError, TrainingDiverged, ExportError, OutputError,
+)
+
+
+@dataclass(frozen=True)
+class ExitCode:
+    """One row of the exit-code table: `error` is the class that exits with `code`, or "" for
+    a code that no error class carries."""
+
+    code: int
+    error: str
+    meaning: str
+
+
+def exit_codes() -> list[ExitCode]:
+    """Every exit code of the lesionloc commands, sorted by code."""
+    rows = [
+        ExitCode(EXIT_OK, "", "Success."),
+        ExitCode(EXIT_STUDIES_FAILED, "", "Batch mode: at least one study failed (each is named "
+                 "on stderr); every other study is written."),
+        ExitCode(EXIT_USAGE, "", "A command-line mistake: an unknown option, a missing argument, "
+                 "a value of the wrong type."),
+        ExitCode(EXIT_INTERRUPTED, "", "Interrupted (Ctrl-C)."),
+    ]
+    for error in ERROR_CLASSES:
+        summary = inspect.cleandoc(error.__doc__ or "").split("\n\n")[0]
+        rows.append(ExitCode(error.exit_code, error.__name__, " ".join(summary.split())))
+    return sorted(rows, key=lambda row: row.code)
+
+
+def exit_code_table() -> str:
+    """The exit codes as the Markdown table in the README."""
+    lines = ["| code | error | meaning |", "| --- | --- | --- |"]
+    lines += [f"| {row.code} | {f'`{row.error}`' if row.error else ''} | {row.meaning} |"
+              for row in exit_codes()]
+    return "\n".join(lines)
 
 
 def is_panic(exc: BaseException) -> bool:
@@ -72,3 +145,7 @@ def printable(text: str, limit: int | None = None) -> str:
     if limit is not None and len(line) > limit:
         line = line[: max(limit - 3, 0)] + "..."
     return line
+
+
+if __name__ == "__main__":
+    print(exit_code_table())

@@ -78,7 +78,7 @@ def cache(manifest: Path, out: Path, presets: tuple[str, ...], overrides: tuple[
           dtype: str, workers: int) -> None:
     """Decode and preprocess every image of a manifest once, into a memory-mapped cache."""
     def work() -> None:
-        from lesionloc_runtime.manifest import read_manifest
+        from lesionloc_runtime.batch_manifest import read_manifest
         from lesionloc_train.cache import ImageCache
         from lesionloc_train.config import load_config
 

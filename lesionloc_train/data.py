@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from lesionloc_runtime.batch_manifest import StudyRecord, read_manifest  # noqa: F401  (re-exported)
 from lesionloc_runtime.errors import LesionlocError
 from lesionloc_runtime.imageio import read_image
-from lesionloc_runtime.manifest import StudyRecord, read_manifest  # noqa: F401  (re-exported)
 from lesionloc_runtime.preprocess import PreprocessConfig, preprocess
 from lesionloc_runtime.report import Report, read_report
 from lesionloc_train.cache import ImageCache

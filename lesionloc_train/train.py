@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from lesionloc_runtime.errors import ConfigError, DataError, LesionlocError
+from lesionloc_runtime.errors import ConfigError, DataError, TrainingDiverged
 from lesionloc_runtime.fileio import atomic_write_json
 from lesionloc_train.cache import ImageCache
 from lesionloc_train.checkpoint import (
@@ -52,12 +52,6 @@ from lesionloc_train.losses import LesionLocLoss
 from lesionloc_train.model import LesionLocModel, TextTokenizer, resolve_tokenizer
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDiverged(LesionlocError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-    exit_code = 8
 
 
 @dataclass

@@ -20,13 +20,12 @@ from lesionloc_runtime.boxes import Box
 from lesionloc_runtime.bundle import DEMO_NOTICE, RESEARCH_NOTICE
 from lesionloc_runtime.dicom_out import (
     COPIED_ATTRIBUTES,
-    DicomOutputError,
     SyntheticIds,
     read_back_sr,
     read_sr_provenance,
     write_dicom_outputs,
 )
-from lesionloc_runtime.errors import ConfigError, ImageReadError, LesionlocError
+from lesionloc_runtime.errors import ConfigError, DicomOutputError, ImageReadError, LesionlocError
 from lesionloc_runtime.heatmap import Heatmap
 from lesionloc_runtime.imageio import Radiograph, read_image
 from lesionloc_runtime.preprocess import Letterbox

@@ -13,11 +13,11 @@ import pytest
 
 from lesionloc_export.bundle_writer import ExportOptions, export_bundle
 from lesionloc_export.parity import THRESHOLDS
+from lesionloc_runtime.batch_manifest import read_manifest
 from lesionloc_runtime.bundle import ModelBundle
 from lesionloc_runtime.errors import BundleError, CheckpointError, ConfigError
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
-from lesionloc_runtime.manifest import read_manifest
 from lesionloc_runtime.report import read_report
 
 

@@ -724,9 +724,48 @@ def test_overflowing_rescale_slope_is_refused_without_warnings(tmp_path, capfd):
     assert capfd.readouterr().err == ""
 
 
-def test_window_that_maps_every_pixel_to_one_value_is_refused(tmp_path):
-    path = save(dataset(synthetic(12), WindowCenter=100000, WindowWidth=10), tmp_path / "w.dcm")
+def dx_film_values() -> np.ndarray:
+    """Stored values of a real 16-bit JPEG 2000 DX film: 32744 to 65535 (its window 2725/5310
+    lies far below all of them)."""
+    return (32744 + np.round(synthetic(12) / 4095.0 * (65535 - 32744))).astype(np.uint16)
+
+
+def test_window_that_puts_every_pixel_at_one_grey_level_uses_the_image_range(tmp_path):
+    stored = dx_film_values()
+    ds = dataset(stored, bits=16, photometric="MONOCHROME1", WindowCenter=2725,
+                 WindowWidth=5310)
+    if get_encoder(uid.JPEG2000Lossless).is_available:
+        ds.compress(uid.JPEG2000Lossless)  # the film's own syntax, when an encoder is installed
+    image = read_image(save(ds, tmp_path / "dx.dcm"))
+    np.testing.assert_allclose(image.pixels, 1 - (stored - 32744.0) / (65535 - 32744), atol=1e-6)
+    assert [n for n in image.notes if "window" in n] == [
+        "window 2725/5310 puts every pixel at one grey level (values 32744 to 65535): a window "
+        "over the image's own values used instead"]
+
+
+def test_voi_lut_that_puts_every_pixel_at_one_grey_level_uses_the_image_range(tmp_path):
+    stored = dx_film_values()
+    ds = dataset(stored, bits=16)
+    ds.VOILUTSequence = [lut_item([4096, 0, 12], np.arange(4096))]  # all inputs past its end
+    image = read_image(save(ds, tmp_path / "voi_dx.dcm"))
+    np.testing.assert_allclose(image.pixels, (stored - 32744.0) / (65535 - 32744), atol=1e-6)
+    assert any(n.startswith("VOI LUT puts every pixel at one grey level") for n in image.notes)
+
+
+def test_a_blank_image_under_a_window_is_still_refused(tmp_path):
+    path = save(dataset(np.full((ROWS, COLUMNS), 3000, np.uint16), WindowCenter=100000,
+                        WindowWidth=10), tmp_path / "blank.dcm")
     assert_refused(path, "no contrast", "every pixel is 0")
+
+
+def test_a_window_with_contrast_somewhere_is_kept(tmp_path):
+    """Only a window under which no two pixels differ is replaced: one that clips most of the
+    image but not all of it is the sender's choice."""
+    pixels = synthetic(12)
+    image = read_image(save(dataset(pixels, WindowCenter=4095, WindowWidth=2),
+                            tmp_path / "narrow.dcm"))
+    assert image.pixels.max() == 1.0 and (image.pixels == 0).mean() > 0.99
+    assert not any("grey level" in n for n in image.notes)
 
 
 def test_unknown_pixel_representation_is_read_unsigned_with_a_note(tmp_path):
@@ -763,11 +802,11 @@ def test_overlapping_reads_leave_pydicom_logging_and_warnings_as_they_were(tmp_p
     import logging
     import threading
 
-    from lesionloc_runtime.imageio import _quiet_libraries
+    from lesionloc_runtime.imageio.capture import quiet_libraries
 
     logger = logging.getLogger("pydicom")
     before = (logger.disabled, list(warnings.filters))
-    first, second = _quiet_libraries(), _quiet_libraries()
+    first, second = quiet_libraries(), quiet_libraries()
     first.__enter__()
     second.__enter__()
     assert logger.disabled

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lesionloc_runtime.manifest import read_manifest
+from lesionloc_runtime.batch_manifest import read_manifest
 from lesionloc_train.mimic import prepare_mimic
 
 SPLIT_HEADER = ["dicom_id", "study_id", "subject_id", "split"]

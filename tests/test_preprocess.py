@@ -199,10 +199,10 @@ def test_non_finite_pixels_are_an_image_error_not_a_nan_input():
 
 def test_contrast_sample_does_not_hide_a_blank_image_or_refuse_a_faint_one():
     from lesionloc_runtime.errors import ImageReadError
-    from lesionloc_runtime.imageio import _check_contrast
+    from lesionloc_runtime.imageio.radiograph import check_contrast
 
     blank = np.full((256, 256), 0.25, np.float32)
     with pytest.raises(ImageReadError, match="no contrast"):
-        _check_contrast(blank, "blank")
+        check_contrast(blank, "blank")
     blank[3, 5] = 0.75  # one bright pixel between the sampled ones: not blank after all
-    _check_contrast(blank, "faint")
+    check_contrast(blank, "faint")

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from lesionloc_runtime.errors import ConfigError, DataError
-from lesionloc_runtime.manifest import read_manifest
+from lesionloc_runtime.batch_manifest import read_manifest
+from lesionloc_runtime.errors import ConfigError, DataError, TrainingDiverged
 from lesionloc_train.config import load_config
 
 BIN = Path(sys.executable).parent
@@ -116,7 +116,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     monkeypatch.setattr(LesionLocLoss, "forward", poisoned)
     cfg = load_config("tiny", [f"data.train_manifest={phantom_set}", "optim.max_steps=6",
                                "checkpoint_every=2"])
-    with pytest.raises(train.TrainingDiverged, match="non-finite at step 4") as info:
+    with pytest.raises(TrainingDiverged, match="non-finite at step 4") as info:
         train.pretrain(cfg, tmp_path / "run", progress=False)
     assert "step_0000002" in str(info.value)
     assert (tmp_path / "run" / "checkpoints" / "latest").read_text().strip() == "step_0000002"

@@ -16,7 +16,6 @@ from lesionloc_runtime.dicom_out.capture import build_overlay_sc, check_overlay,
 from lesionloc_runtime.dicom_out.identity import (
     COPIED_ATTRIBUTES,
     REQUIRED_SOURCE_ATTRIBUTES,
-    DicomOutputError,
     StudyIdentity,
     SyntheticIds,
     output_names,
@@ -35,7 +34,6 @@ from lesionloc_runtime.results import StudyResult
 __all__ = [
     "COPIED_ATTRIBUTES",
     "REQUIRED_SOURCE_ATTRIBUTES",
-    "DicomOutputError",
     "DicomOutputs",
     "SyntheticIds",
     "read_back_sr",

@@ -12,7 +12,7 @@ import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from lesionloc_runtime.errors import ConfigError, ImageReadError
+from lesionloc_runtime.errors import ConfigError, DicomOutputError
 from lesionloc_runtime.imageio import UID_TEXT, header_value
 
 # The only source attributes a derived object inherits (Patient and General Study modules,
@@ -36,11 +36,6 @@ REQUIRED_SOURCE_ATTRIBUTES: tuple[str, ...] = (
     "SOPInstanceUID",
     "SOPClassUID",
 )
-
-
-class DicomOutputError(ImageReadError):
-    """The input cannot yield derived DICOM objects (e.g. its header lacks the UIDs they must
-    reference), or a file is not a lesionloc DICOM SR."""
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ from lesionloc_runtime import __version__
 from lesionloc_runtime.boxes import Box
 from lesionloc_runtime.bundle import DEMO_NOTICE, RESEARCH_NOTICE
 from lesionloc_runtime.dicom_out.capture import CHARACTER_SET, MANUFACTURER
-from lesionloc_runtime.dicom_out.identity import DicomOutputError, StudyIdentity
+from lesionloc_runtime.dicom_out.identity import StudyIdentity
+from lesionloc_runtime.errors import DicomOutputError
 from lesionloc_runtime.results import SentenceResult, StudyResult
 
 SR_SERIES_NUMBER = 991

@@ -15,9 +15,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from lesionloc_runtime.batch_manifest import iter_manifest_rows
 from lesionloc_runtime.errors import DataError
 from lesionloc_runtime.imageio import Radiograph
-from lesionloc_runtime.manifest import iter_manifest_rows
 from lesionloc_runtime.metrics import METRIC_NAMES, boxes_to_mask, mean_scores
 
 BASELINES = ("random", "centre_prior", "brightest_region", "text_prior")

@@ -1,5 +1,6 @@
-"""The study manifest (JSON Lines, PHANTOMS.md record format; paths relative to the manifest):
-read once here for training, validation, export calibration and evaluation."""
+"""The study manifest (JSON Lines, one study a row, paths relative to the manifest; the record
+format is in docs/phantoms.md): read once here for batch runs, training, validation, export
+calibration and evaluation. Not the model bundle's card (lesionloc.json)."""
 
 from __future__ import annotations
 
