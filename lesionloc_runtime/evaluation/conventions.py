@@ -75,7 +75,7 @@ HIML = Convention(
     "pixels scores 0; the phrase's CNR is the mean over its boxes, undefined if one is "
     "infinite; mIoU = mean IoU of heatmap > t for t = 0.1, 0.2, 0.3, 0.4, 0.5 against the "
     "union of the boxes, an unseen pixel never predicted",
-    "Boecking et al. 2022 (BioViL), as github.com/vios-s/ldm-phrase-grounding "
+    "BioViL's definition (Boecking et al. 2022) as github.com/vios-s/ldm-phrase-grounding "
     "metrics/eval_metrics.py computes it; Microsoft's own scoring code is not public",
 )
 CONVENTIONS: tuple[Convention, ...] = (LESIONLOC, AFLOC, HIML)
