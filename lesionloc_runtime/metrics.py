@@ -72,14 +72,14 @@ def contrast_of_regions(inside: np.ndarray, outside: np.ndarray, absolute: bool 
     """(mu_in - mu_out) / sqrt(var_in + var_out) of two sets of heatmap values (population
     variances), its absolute value unless `absolute` is False; 0 when both sets are constant,
     NaN when either is empty. The arithmetic of every CNR convention."""
-    inside = np.asarray(inside, dtype=np.float64)
-    outside = np.asarray(outside, dtype=np.float64)
+    inside, outside = np.asarray(inside), np.asarray(outside)
     if inside.size == 0 or outside.size == 0:
         return float("nan")
-    denom = float(np.sqrt(inside.var() + outside.var()))
+    # float64 accumulators, without a float64 copy of a full-resolution float32 map
+    denom = float(np.sqrt(inside.var(dtype=np.float64) + outside.var(dtype=np.float64)))
     if denom == 0.0:
         return 0.0
-    diff = float(inside.mean()) - float(outside.mean())
+    diff = float(inside.mean(dtype=np.float64)) - float(outside.mean(dtype=np.float64))
     return (abs(diff) if absolute else diff) / denom
 
 

@@ -1,6 +1,7 @@
 """CNR and mIoU under each convention: hand-computed cases (including where the conventions
 disagree), NaN (pixels a cropping model did not see), the means, and agreement with a
-transcription of AFLoc's own evaluation arithmetic on random maps."""
+transcription of AFLoc's own evaluation arithmetic on random maps (`hi-ml` in detail:
+test_convention_himl.py)."""
 
 from __future__ import annotations
 
@@ -35,12 +36,13 @@ from lesionloc_runtime.metrics import boxes_to_mask, score_heatmap
 S = 224  # an image the size of AFLoc's grid: its letterbox is the identity
 
 
-def both(heat: np.ndarray, boxes: list[Box], height: int = S, width: int = S
-         ) -> dict[str, ConventionScores]:
+def every(heat: np.ndarray, boxes: list[Box], height: int = S, width: int = S
+          ) -> dict[str, ConventionScores]:
     """Every convention on one heatmap of a (height, width) image, scored at full size."""
     scores = score_heatmap(heat, boxes_to_mask(boxes, height, width))
     grid = AflocGrid.for_image(height, width)
-    return score_conventions(scores, grid.heatmap(heat), SampleTruth(height, width, tuple(boxes)))
+    return score_conventions(scores, grid.heatmap(heat), heat,
+                             SampleTruth(height, width, tuple(boxes)))
 
 
 def columns(values_even: float, values_odd: float) -> np.ndarray:
@@ -53,15 +55,16 @@ def columns(values_even: float, values_odd: float) -> np.ndarray:
 # -- hand-computed cases -------------------------------------------------------------------
 
 
-def test_a_box_darker_than_its_surround_has_positive_cnr_for_lesionloc_negative_for_afloc():
+def test_a_box_darker_than_its_surround_has_positive_cnr_negative_only_for_afloc():
     # Outside: columns alternate 0 and 2 (mean 1, variance 1) over the whole image and over
     # AFLoc's centre square alike (both have an even number of columns, the box removes as
     # many even columns as odd). Inside: -1 and 1 (mean 0, variance 1).
     box = Box(100, 100, 10, 10)
     heat = columns(0.0, 2.0)
     heat[100:110, 100:110] = columns(-1.0, 1.0)[100:110, 100:110]
-    scores = both(heat, [box])
+    scores = every(heat, [box])
     assert scores["lesionloc"].cnr == pytest.approx(1 / math.sqrt(2))  # |0 - 1| / sqrt(1 + 1)
+    assert scores["hi-ml"].cnr == pytest.approx(1 / math.sqrt(2))  # one box: the same
     assert scores["afloc"].cnr == pytest.approx(-1 / math.sqrt(2))  # (0 - 1) / sqrt(1 + 1)
 
 
@@ -74,9 +77,17 @@ def test_afloc_leaves_pixels_inside_two_boxes_of_a_phrase_out_of_its_cnr():
     heat = columns(0.0, 2.0)
     heat[100:110, 100:116] = columns(3.0, 5.0)[100:110, 100:116]
     heat[100:110, 106:110] = 4.0
-    scores = both(heat, boxes)
+    scores = every(heat, boxes)
     assert scores["lesionloc"].cnr == pytest.approx(3 / math.sqrt(1.75))
     assert scores["afloc"].cnr == pytest.approx(3 / math.sqrt(2))
+    # hi-ml, box by box: the first (60 px of 3/5 and the 40 of 4: mean 4, variance 0.6)
+    # against everything else, the second box's own 60 px included; then the second box's
+    # own 60 px (mean 4, variance 1) against the rest (mean 1, variance 1)
+    n_out = S * S - 100
+    mean_out = (60 * 4 + n_out - 60) / n_out
+    var_out = (60 * 17 + (n_out - 60) * 2) / n_out - mean_out**2
+    first = (4 - mean_out) / math.sqrt(0.6 + var_out)
+    assert scores["hi-ml"].cnr == pytest.approx((first + 3 / math.sqrt(2)) / 2)
     # Both IoUs take the 160 pixels of either box as the truth. At t = 0.5 lesionloc keeps
     # values >= 2.5 of [0, 5] (all 160); AFLoc keeps > 0.5 of [-1, 1], i.e. > 3.75: the 60
     # pixels holding 3 are dropped, IoU 100 / 160.
@@ -93,25 +104,31 @@ def test_miou_thresholds_mean_different_things_in_each_convention():
     heat[100:110, 100:110] = 1.0
     heat[60:70, 60:70] = 0.62
     heat[150:160, 60:70] = 0.75
-    scores = both(heat, [Box(100, 100, 10, 10)])
+    scores = every(heat, [Box(100, 100, 10, 10)])
     assert scores["lesionloc"].ious == pytest.approx((1 / 3,) * 5)
+    assert scores["hi-ml"].ious == pytest.approx((1 / 3,) * 5)  # all three above 0.5, raw
     assert scores["lesionloc"].miou == pytest.approx(1 / 3)
     assert scores["afloc"].ious == pytest.approx((1 / 3, 1 / 3, 0.5, 0.5, 1.0))
     assert scores["afloc"].miou == pytest.approx((2 / 3 + 1 + 1) / 5)
 
 
 def test_a_constant_heatmap_has_no_contrast_and_predicts_nothing():
-    scores = both(np.full((S, S), 0.3, np.float32), [Box(100, 100, 10, 10)])
+    scores = every(np.full((S, S), 0.3, np.float32), [Box(100, 100, 10, 10)])
     assert scores["lesionloc"].cnr == 0.0 and scores["lesionloc"].ious == (0.0,) * 5
     assert scores["afloc"].cnr == 0.0
     assert all(math.isnan(v) for v in scores["afloc"].ious)  # AFLoc: no prediction, no IoU
+    # hi-ml thresholds the raw map: 0.3 is above 0.1 and 0.2 (everything is predicted) and
+    # not above 0.3
+    assert scores["hi-ml"].cnr == 0.0
+    assert scores["hi-ml"].ious == pytest.approx((100 / S**2,) * 2 + (0.0,) * 3)
 
 
 def test_a_box_in_aflocs_margin_is_undefined_there_and_scored_by_lesionloc():
     heat = columns(0.0, 0.2)  # outside: mean 0.1, variance 0.01
     heat[2:10, 2:10] = 1.0
-    scores = both(heat, [Box(2, 2, 8, 8)])  # wholly within the 14 px AFLoc does not score
+    scores = every(heat, [Box(2, 2, 8, 8)])  # wholly within the 14 px AFLoc does not score
     assert scores["lesionloc"].cnr == pytest.approx(0.9 / 0.1)
+    assert scores["hi-ml"].cnr == pytest.approx(0.9 / 0.1)
     assert math.isnan(scores["afloc"].cnr) and math.isnan(scores["afloc"].miou)
 
 

@@ -548,9 +548,10 @@ def test_a_perfect_heatmap_scores_pointing_game_one_and_high_cnr(
         assert sample.scores.pointing_game == 1.0
         assert sample.scores.cnr > 1.0
         assert sample.scores.auroc > 0.9
-        assert set(sample.conventions) == {"lesionloc", "afloc"}  # on every data set
+        assert set(sample.conventions) == {"lesionloc", "afloc", "hi-ml"}  # on every data set
         assert sample.conventions["lesionloc"].cnr == sample.scores.cnr
         assert sample.conventions["afloc"].cnr > 1.0
+        assert sample.conventions["hi-ml"].cnr > 1.0
 
 
 @pytest.mark.parametrize("name", list(MAKERS))
@@ -565,6 +566,9 @@ def test_a_uniform_heatmap_scores_chance(tmp_path: Path, name: str) -> None:
         assert sample.scores.cnr == 0.0 and sample.scores.iou == 0.0
         afloc = sample.conventions["afloc"]  # a constant map predicts nothing: no IoU
         assert afloc.cnr == 0.0 and all(np.isnan(afloc.ious))
+        himl = sample.conventions["hi-ml"]  # raw 0.3: every pixel above 0.1 and 0.2 only
+        assert himl.cnr == 0.0
+        assert himl.ious == pytest.approx((fraction, fraction, 0.0, 0.0, 0.0))
 
 
 def test_limit_stops_after_n_images(tmp_path: Path) -> None:
@@ -665,20 +669,25 @@ def test_cli_prints_the_table_and_writes_json_and_markdown(tmp_path: Path, fake_
     assert report["model"]["quantization"] == "int8" and report["model"]["demo"] is True
     assert report["micro"]["metrics"]["pointing_game"] == 1.0
     assert report["schema"] == "lesionloc-evaluation/2"
-    assert [c["name"] for c in report["conventions"]] == ["lesionloc", "afloc"]
+    assert [c["name"] for c in report["conventions"]] == ["lesionloc", "afloc", "hi-ml"]
     metrics = report["micro"]["metrics"]
-    assert {"cnr[lesionloc]", "cnr[afloc]", "miou[lesionloc]", "miou[afloc]"} <= set(metrics)
+    assert {"cnr[lesionloc]", "cnr[afloc]", "cnr[hi-ml]", "miou[lesionloc]", "miou[afloc]",
+            "miou[hi-ml]"} <= set(metrics)
     assert "cnr" not in metrics and "miou" not in metrics  # never a CNR without its convention
     assert len(report["micro"]["conventions"]["afloc"]["iou_by_threshold"]) == 5
+    assert len(report["micro"]["conventions"]["hi-ml"]["iou_by_threshold"]) == 5
     assert "CNR[afloc]" in result.stdout and "mIoU[lesionloc]" in result.stdout
+    assert "CNR[hi-ml]" in result.stdout and "mIoU[hi-ml]" in result.stdout
     assert report["missing_images"] == [f"{RSNA_P3}.dcm"]
     assert report["issues"][0]["line"] == 6
     markdown = (out / "rsna-pneumonia.md").read_text()
     assert "| pneumonia | 2 | 2 | 1.000 |" in markdown and "## Missing images" in markdown
     samples = (out / "rsna-pneumonia-samples.csv").read_text().splitlines()
     assert samples[0].startswith("image_id,category,prompt,pointing_game") and len(samples) == 3
-    assert samples[0].endswith("cnr[lesionloc],cnr[afloc],miou[lesionloc],miou[afloc]")
+    assert samples[0].endswith("cnr[lesionloc],cnr[afloc],cnr[hi-ml],miou[lesionloc],"
+                               "miou[afloc],miou[hi-ml]")
     assert "`afloc`: on AFLoc's 224 px letterbox" in markdown and "| CNR[afloc] |" in markdown
+    assert "`hi-ml`: on the image's own pixels" in markdown and "| mIoU[hi-ml] |" in markdown
 
 
 def test_cli_reports_macro_over_categories_and_micro_over_samples(

@@ -1,6 +1,7 @@
 """CNR and mIoU under each published convention, so that `lesionloc-evaluate` can be compared
-with each paper's own table: `lesionloc` (lesionloc_runtime.metrics) and `afloc` (AFLoc's
-evaluation code). docs/evaluation.md names the lines of the original code each one follows."""
+with each paper's own table: `lesionloc` (lesionloc_runtime.metrics), `afloc` (AFLoc's
+evaluation code) and `hi-ml` (BioViL's definition as a public reproduction computes it).
+docs/evaluation.md names the code each one follows and every choice made where it is silent."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ import numpy as np
 
 from lesionloc_runtime.boxes import Box
 from lesionloc_runtime.evaluation.resample import resize_heatmap, resize_mask
-from lesionloc_runtime.metrics import MIOU_THRESHOLDS, LocalizationScores, contrast_of_regions
+from lesionloc_runtime.metrics import (
+    MIOU_THRESHOLDS,
+    LocalizationScores,
+    boxes_to_mask,
+    contrast_of_regions,
+)
 
 # AFLoc scores every map on its 224 px letterbox of the image, and (inference.py runs the
 # pipeline with margin=True) only inside the centre square that BioViL's resize to 512 and
@@ -24,6 +30,9 @@ AFLOC_RESIZE, AFLOC_CROP = 512, 448
 # as Python floats: `map > t` then compares in float32, as the NumPy 1.x that AFLoc ran did
 # with a float64 scalar (NumPy 2 would compare in float64 and differ at exact ties).
 AFLOC_THRESHOLDS: tuple[float, ...] = tuple(float(t) for t in np.arange(0.1, 0.6, 0.1))
+# hi-ml thresholds the raw similarity map; `map > t` compares in the map's float32, where
+# 0.3 and np.arange's 0.30000000000000004 are the same number.
+HIML_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,19 @@ AFLOC = Convention(
     "github.com/YH0517/AFLoc 940e3d7: eval/metric.py, eval/common.py, eval/utils.py, "
     "eval/box_transfer.py, inference.py",
 )
-CONVENTIONS: tuple[Convention, ...] = (LESIONLOC, AFLOC)
+HIML = Convention(
+    "hi-ml", HIML_THRESHOLDS,
+    "on the image's own pixels, the raw heatmap (not rescaled), pixels the model did not see "
+    "(NaN) left out of CNR: for each box in turn, |mean_in - mean_out| / sqrt(var_in + "
+    "var_out), population variances, in = the box without the earlier boxes of the phrase, "
+    "out = every pixel in neither this box nor an earlier one; a box without in or out "
+    "pixels scores 0; the phrase's CNR is the mean over its boxes, undefined if one is "
+    "infinite; mIoU = mean IoU of heatmap > t for t = 0.1, 0.2, 0.3, 0.4, 0.5 against the "
+    "union of the boxes, an unseen pixel never predicted",
+    "BioViL's definition (Boecking et al. 2022) as github.com/vios-s/ldm-phrase-grounding "
+    "metrics/eval_metrics.py computes it; Microsoft's own scoring code is not public",
+)
+CONVENTIONS: tuple[Convention, ...] = (LESIONLOC, AFLOC, HIML)
 
 
 @dataclass(frozen=True)
@@ -241,13 +262,65 @@ def afloc_scores(heatmap: np.ndarray, coverage: np.ndarray) -> ConventionScores:
     return ConventionScores(cnr, tuple(ious))
 
 
+def himl_regions(truth: SampleTruth) -> list[np.ndarray]:
+    """The sample's regions on its image, in order: one per box (the pixels whose centre is
+    inside, metrics.boxes_to_mask: the slice [y:y+h, x:x+w] of an integer box), or its mask
+    as one region. A box wholly outside the image is dropped, as the runner reports it
+    unscored."""
+    if not truth.boxes and truth.mask is not None:
+        return [np.asarray(truth.mask, bool)]
+    return [boxes_to_mask([box], truth.height, truth.width) for box in truth.boxes
+            if not box.lies_outside(truth.width, truth.height)]
+
+
+def _himl_box_cnr(inside: np.ndarray, outside: np.ndarray) -> float:
+    """One box's CNR as the reproduction computes it: nan_to_num of |mu_in - mu_out| /
+    sqrt(var_in + var_out) over the finite values given."""
+    if inside.size == 0 or outside.size == 0:
+        return 0.0  # nanmean of no value is NaN, and nan_to_num makes the CNR 0
+    if inside.min() == inside.max() and outside.min() == outside.max():
+        # 0 / 0 is NaN, made 0; a difference over 0 is infinite: nan_to_num would make it the
+        # largest float of the reproduction's dtype, and the caller calls the phrase undefined
+        return 0.0 if inside[0] == outside[0] else math.inf
+    return contrast_of_regions(inside, outside)
+
+
+def himl_scores(heatmap: np.ndarray, truth: SampleTruth) -> ConventionScores:
+    """The `hi-ml` CNR and IoUs of a heatmap on the sample's image (NaN: unseen). Each box
+    is set to NaN after it is scored, in a copy made once: a later box's inside leaves out
+    the earlier boxes, and its outside leaves out them and itself."""
+    heat = np.asarray(heatmap, np.float32)
+    if heat.shape != (truth.height, truth.width):
+        raise ValueError(f"heatmap {heat.shape} and image {(truth.height, truth.width)} differ")
+    regions = himl_regions(truth)
+    if not regions:
+        return ConventionScores(math.nan, tuple(math.nan for _ in HIML_THRESHOLDS))
+    left = np.isfinite(heat)  # seen, and in no box scored so far
+    cnrs = []
+    for region in regions:
+        inside = heat[region & left]
+        left &= ~region
+        cnrs.append(_himl_box_cnr(inside, heat[left]))
+    cnr = math.nan if math.inf in cnrs else float(np.mean(cnrs))
+    union = np.logical_or.reduce(regions)
+    ious = []
+    for t in HIML_THRESHOLDS:
+        pred = heat > np.float32(t)  # False where NaN: unseen truth is missed
+        n_union = int(np.count_nonzero(pred | union))
+        ious.append(int(np.count_nonzero(pred & union)) / n_union if n_union else math.nan)
+    return ConventionScores(cnr, tuple(ious))
+
+
 def score_conventions(lesionloc: LocalizationScores, afloc_heatmap: np.ndarray,
-                      truth: SampleTruth) -> dict[str, ConventionScores]:
+                      image_heatmap: np.ndarray, truth: SampleTruth
+                      ) -> dict[str, ConventionScores]:
     """One sample under every convention, keyed by name. `afloc_heatmap` is AflocGrid.heatmap
-    of the sample's heatmap (computed once per prompt by the caller)."""
+    of the sample's heatmap (computed once per prompt by the caller); `image_heatmap` is the
+    heatmap on the image's own pixels."""
     grid = AflocGrid.for_image(truth.height, truth.width)
     return {LESIONLOC.name: lesionloc_scores(lesionloc),
-            AFLOC.name: afloc_scores(afloc_heatmap, grid.truth(truth))}
+            AFLOC.name: afloc_scores(afloc_heatmap, grid.truth(truth)),
+            HIML.name: himl_scores(image_heatmap, truth)}
 
 
 def _finite(value: float) -> float | None:

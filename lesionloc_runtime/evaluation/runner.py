@@ -123,7 +123,8 @@ class _PromptMaps:
         self._scoring: dict[str, np.ndarray] = {}
         self._afloc: dict[str, np.ndarray] = {}
 
-    def _image(self, prompt: str) -> np.ndarray:
+    def image(self, prompt: str) -> np.ndarray:
+        """The prompt's heatmap on the image's own pixels (`hi-ml` scores it there)."""
         heat = self.maps[self.texts.index(prompt)]
         if np.isinf(heat).any():
             raise _Skip(f"the heatmap of {prompt!r} has infinite values")
@@ -133,13 +134,13 @@ class _PromptMaps:
 
     def scoring(self, prompt: str) -> np.ndarray:
         if prompt not in self._scoring:
-            self._scoring[prompt] = resize_heatmap(self._image(prompt), self.score_shape)
+            self._scoring[prompt] = resize_heatmap(self.image(prompt), self.score_shape)
         return self._scoring[prompt]
 
     def afloc(self, prompt: str) -> np.ndarray:
         if prompt not in self._afloc:
             grid = AflocGrid.for_image(self.height, self.width)
-            self._afloc[prompt] = grid.heatmap(self._image(prompt))
+            self._afloc[prompt] = grid.heatmap(self.image(prompt))
         return self._afloc[prompt]
 
 
@@ -206,7 +207,8 @@ def _score_image(
 def _score_sample(
     grounding: Grounding, mask: np.ndarray, maps: _PromptMaps, threshold: float
 ) -> tuple[LocalizationScores, dict[str, ConventionScores]]:
-    """The runtime's metrics on the scoring grid, then CNR and mIoU under every convention."""
+    """The runtime's metrics on the scoring grid, then CNR and mIoU under every convention
+    (each on its own grid: `afloc` AFLoc's 224 px letterbox, `hi-ml` the image's pixels)."""
     heat = maps.scoring(grounding.prompt)
     small_mask = resize_mask(mask, maps.score_shape)
     if not small_mask.any():
@@ -223,7 +225,8 @@ def _score_sample(
     else:
         truth = SampleTruth(maps.height, maps.width,
                             boxes=tuple(_image_boxes(grounding, maps.height, maps.width)))
-    return scores, score_conventions(scores, maps.afloc(grounding.prompt), truth)
+    return scores, score_conventions(scores, maps.afloc(grounding.prompt),
+                                     maps.image(grounding.prompt), truth)
 
 
 def ground_truth(

@@ -112,12 +112,13 @@ class EvaluationSummary:
 
     @property
     def scoring_note(self) -> str:
+        own = "[afloc] scores on its 224 px letterbox and [hi-ml] on the image's pixels"
         if not self.score_size:
-            return "scored at the original image resolution"
+            return f"scored at the original image resolution; {own}"
         return (f"heatmap and ground truth resized so the long side is at most {self.score_size}"
                 " px before scoring (heatmap: area average; mask: pixels at least half covered)"
                 f"; {self.counts.get('images_downscaled', 0)} of {self.counts['images']} images "
-                "were downscaled")
+                f"were downscaled; {own}")
 
     def model_line(self) -> str:
         m = self.model
@@ -153,7 +154,8 @@ class EvaluationSummary:
             lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w)
                                    for i, (v, w) in enumerate(zip(row, widths, strict=True))))
         lines.append(f"t = {self.threshold:g} on the min-max normalized heatmap; CNR and mIoU "
-                     "under each paper's convention: [lesionloc] ours, [afloc] AFLoc's code "
+                     "under each paper's convention: [lesionloc] ours, [afloc] AFLoc's code, "
+                     "[hi-ml] BioViL's as a public reproduction computes it "
                      f"(docs/evaluation.md); {self.scoring_note}")
         lines += self._undefined()
         skipped = self._skipped()
