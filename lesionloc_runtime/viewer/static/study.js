@@ -114,6 +114,7 @@
   function select(i) {
     if (!sentences.length) return;
     state.current = Math.max(0, Math.min(sentences.length - 1, i));
+    state.hover = -1;  // a pointer resting on another sentence must not hide the chosen one
     items.forEach(function (li, k) {
       li.classList.toggle("current", k === state.current);
       li.setAttribute("aria-selected", k === state.current ? "true" : "false");
