@@ -96,7 +96,9 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
               "--benchmark-json benchmarks/results/RUN.json`", "",
               f"Reference study: {any_record['extra_info']['image']} 12-bit DICOM phantom, report of "
               f"{any_record['extra_info']['sentences']} sentences ({any_record['extra_info']['findings']} "
-              "findings), read, localized and written (overlays, summary, study JSON). Full-size model: "
+              "findings), read, localized and written ("
+              f"{any_record['extra_info'].get('outputs', 'overlays, summary, study JSON')}). "
+              "Full-size model: "
               "ResNet-50 at 448 px + BERT-base-size text encoder (Bio_ClinicalBERT's config), random "
               "weights. Medians of 5 rounds after a warm-up.", "",
               "| engine | end to end (ms) | image encoder | text encoder | read | preprocess | heatmaps "
