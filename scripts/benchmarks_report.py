@@ -83,6 +83,24 @@ def e2e_history(results: Path) -> list[str]:
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |", *rows, ""]
 
 
+def write_layouts(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """The paired write-time benchmark: the burned-in layout against the study page."""
+    record = next((r for r in runs.values()
+                   if r["name"] == "test_write_time_of_the_reference_study_by_layout"), None)
+    if record is None:
+        return []
+    x = record["extra_info"]
+    return [f"Writing the reference study's outputs (run {record['run']}; {x['image']}, "
+            f"{x['sentences']} sentences, {x['grounded']} grounded), the two layouts in turn, "
+            f"{x['rounds']} rounds, medians:", "",
+            "| layout | wall (ms) | CPU, all threads (ms) |", "| --- | ---: | ---: |",
+            f"| overlays + summary (schema 1's default, now `--overlays`) | "
+            f"{x['overlays_ms_median']:.0f} | {x['overlays_cpu_ms_median']:.0f} |",
+            f"| study page (the default) | {x['page_ms_median']:.0f} | "
+            f"{x['page_cpu_ms_median']:.0f} |", "",
+            f"Median ratio of the paired rounds: {x['overlays_over_page_median']:.2f}x.", ""]
+
+
 def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Path,
                     results: Path | None = None) -> dict:
     e2e = {r["extra_info"]["engine"]: r for r in runs.values()
@@ -134,6 +152,7 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
         goals["speedup"] = x["speedup_median"]
     if results is not None:
         lines += e2e_history(results)
+    lines += write_layouts(runs)
 
     images = [r for r in runs.values() if r["name"].startswith("test_image_encoder_by_input_size")]
     if images:

@@ -33,7 +33,7 @@ def find_browser() -> tuple[str, str] | str:
 
 @contextmanager
 def chromium(width: int = 1280, height: int = 800) -> Iterator[Any]:
-    """A Selenium driver of headless Chromium with a window of width x height CSS pixels."""
+    """A Selenium driver of headless Chromium whose viewport is width x height pixels."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -55,7 +55,9 @@ def chromium(width: int = 1280, height: int = 800) -> Iterator[Any]:
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
     try:
-        driver.set_window_size(width, height)
+        # the viewport itself (a window's size includes what the browser draws around a page)
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
         yield driver
     finally:
         driver.quit()
