@@ -41,7 +41,7 @@ from lesionloc_runtime.errors import ConfigError, OutputError
 @click.option("--accession", default=None, help="Synthetic accession number for --dicom-out from PNG/JPEG.")
 @click.option("--study-id", default=None, help="Study id for a single study (default: image file stem).")
 @click.option("--include-identifiers", is_flag=True,
-              help="Copy DICOM patient/study identifiers into the study JSON (off by default).")
+              help="Copy DICOM patient/study identifiers into the study JSON and page (off by default).")
 @click.option("--providers", default="cpu", show_default=True,
               help="Execution providers, comma-separated: cpu, cuda.")
 @click.option("--threads", type=int, default=None, help="Threads per process (default: all cores).")

@@ -273,3 +273,24 @@ def test_index_of_500_studies_searches_filters_and_opens_a_study(driver, tmp_pat
     driver.find_element("css selector", "#studies tbody tr:not([hidden]) td.sentences").click()
     assert driver.current_url == file_url(tmp_path) + "/study%20007%23/study.html"
     assert driver.title == "seven"
+
+
+def test_page_marks_uncertain_sentences_and_highlights_the_grounded_span(driver, study):
+    """Fields the report parser adds (absent from older documents): the span's offsets count
+    code points, as Python does, so a character outside the BMP before it must not shift it."""
+    from lesionloc_runtime.viewer.page import study_page
+
+    doc = json.loads((study / "study.json").read_text())
+    first, second = [s for s in doc["sentences"] if s["grounded"]][:2]
+    first["text"] = "\U0001fac1 Right basal opacity, possibly pneumonia."
+    first["grounded_span"] = {"start": 2, "end": 21, "text": first["text"][2:21]}
+    first["uncertain"] = True
+    second["kind"], second["grounded"] = "other", False
+    (study / "fields.html").write_text(study_page(doc), encoding="utf-8")
+    open_page(driver, study / "fields.html")
+    item = driver.find_element("css selector", f"#sentences li[data-index='{first['index']}']")
+    assert item.find_element("css selector", "mark").text == "Right basal opacity"
+    assert "uncertain" in item.get_attribute("class") and "uncertain" in item.text
+    other = driver.find_element("css selector", f"#sentences li[data-index='{second['index']}']")
+    assert "muted" in other.get_attribute("class") and "no heatmap" in other.text
+    assert not driver.find_elements("css selector", "#index-link:not([hidden])")
