@@ -90,9 +90,9 @@ def write_layouts(runs: dict[str, dict[str, Any]]) -> list[str]:
     if record is None:
         return []
     x = record["extra_info"]
-    return [f"Writing the reference study's outputs (run {record['run']}; {x['image']}, "
-            f"{x['sentences']} sentences, {x['grounded']} grounded), the two layouts in turn, "
-            f"{x['rounds']} rounds, medians:", "",
+    return [f"Writing the reference study's outputs ({x['image']}, {x['sentences']} sentences, "
+            f"{x['grounded']} grounded), the two layouts in turn, {x['rounds']} rounds, medians "
+            f"(`-k write_time` of the command above; machine: {machine_line(record)}):", "",
             "| layout | wall (ms) | CPU, all threads (ms) |", "| --- | ---: | ---: |",
             f"| overlays + summary (schema 1's default, now `--overlays`) | "
             f"{x['overlays_ms_median']:.0f} | {x['overlays_cpu_ms_median']:.0f} |",

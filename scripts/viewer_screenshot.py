@@ -44,7 +44,9 @@ def main() -> None:
     try:  # a 256-colour palette keeps the committed picture small (Pillow comes with matplotlib)
         from PIL import Image
 
-        Image.fromarray(picture).quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.FLOYDSTEINBERG).save(args.out, optimize=True)
+        palette = Image.fromarray(picture).quantize(256, method=Image.Quantize.FASTOCTREE,
+                                                    dither=Image.Dither.FLOYDSTEINBERG)
+        palette.save(args.out, optimize=True)
     except ImportError:
         cv2.imwrite(str(args.out), picture[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9])
     print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB)")
