@@ -10,6 +10,7 @@ generated from that JSON by scripts/benchmarks_report.py.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -168,6 +169,8 @@ def test_write_time_of_the_reference_study_by_layout(benchmark, latency_model, r
         **{f"{name}_cpu_ms_median": float(np.median(v[-rounds:])) for name, v in cpu.items()},
         **{f"{name}_ms": [round(t, 2) for t in v] for name, v in measured.items()},
         "overlays_over_page_median": float(np.median(ratios)),
+        # wall time far above CPU time means other work shared the cores: say how much
+        "load_average_1min": os.getloadavg()[0],
     })
 
 

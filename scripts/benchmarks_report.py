@@ -98,7 +98,10 @@ def write_layouts(runs: dict[str, dict[str, Any]]) -> list[str]:
             f"{x['overlays_ms_median']:.0f} | {x['overlays_cpu_ms_median']:.0f} |",
             f"| study page (the default) | {x['page_ms_median']:.0f} | "
             f"{x['page_cpu_ms_median']:.0f} |", "",
-            f"Median ratio of the paired rounds: {x['overlays_over_page_median']:.2f}x.", ""]
+            f"Median ratio of the paired rounds: {x['overlays_over_page_median']:.2f}x."
+            + (f" Load average over the last minute of the run: {x['load_average_1min']:.1f} "
+               "(wall time includes waiting for the cores)." if "load_average_1min" in x else ""),
+            ""]
 
 
 def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Path,
