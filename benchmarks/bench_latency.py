@@ -10,6 +10,7 @@ generated from that JSON by scripts/benchmarks_report.py.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import pytest
 
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
-from lesionloc_runtime.outputs import write_study
+from lesionloc_runtime.outputs import OutputOptions, write_study
 from lesionloc_runtime.sessions import default_threads, open_session, session_options
 
 ENCODERS = ("image_encoder", "text_encoder")
@@ -63,7 +64,8 @@ def _outside(timings: dict[str, float]) -> float:
 
 @pytest.mark.parametrize("engine", ["ort-int8", "ort-fp32", "torch-fp32"])
 def test_end_to_end_reference_study(benchmark, engine, latency_model, reference_study, tmp_path):
-    """Read the DICOM, localize every finding sentence, write overlays and the study JSON."""
+    """Read the DICOM, localize every finding sentence, write the default outputs (the study
+    page, its radiograph and heatmap layers, the study JSON)."""
     checkpoint, bundles = latency_model
     image, report = reference_study
     int8 = Localizer.load(bundles["int8"])
@@ -89,6 +91,7 @@ def test_end_to_end_reference_study(benchmark, engine, latency_model, reference_
         "outside_encoders_fraction": float(np.median([_outside(t) for t in timings])),
         "image": f"{read_image(image).width}x{read_image(image).height}",
         "sentences": 8, "findings": 5, "threads": default_threads(),
+        "outputs": "study page: study.html, radiograph, heatmap layers, study JSON",
     })
 
 
@@ -122,6 +125,52 @@ def test_speedup_in_paired_rounds(benchmark, latency_model, reference_study, tmp
         "int8_ms_median": float(np.median([i["end_to_end"] for _, i in pairs])),
         "torch_ms_median": float(np.median([t["end_to_end"] for t, _ in pairs])),
         "outside_encoders_fraction": float(np.median([_outside(i) for _, i in pairs])),
+    })
+
+
+WRITE_LAYOUTS = {  # schema 1's default outputs (burned-in overlays, summary) and the page's
+    "overlays": OutputOptions(page=False, overlays=True),
+    "page": OutputOptions(),
+}
+
+
+def test_write_time_of_the_reference_study_by_layout(benchmark, latency_model, reference_study,
+                                                     tmp_path):
+    """Writing one localized study, the two layouts in turn (each round writes both into new
+    folders, in alternating order), so both see the same phase of a shared machine's speed.
+    `overlays` is what every study wrote before the study page; `page` is the default now."""
+    import time
+
+    _, bundles = latency_model
+    image, report = reference_study
+    radiograph = read_image(image)
+    result = Localizer.load(bundles["int8"]).localize(radiograph, report)
+    times: dict[str, list[float]] = {name: [] for name in WRITE_LAYOUTS}
+    cpu: dict[str, list[float]] = {name: [] for name in WRITE_LAYOUTS}
+    rounds = 15 if benchmark.enabled else 1
+
+    def one_round() -> None:
+        k = len(times["page"])
+        for name in (WRITE_LAYOUTS if k % 2 else reversed(WRITE_LAYOUTS)):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            write_study(result, radiograph, tmp_path / f"{name}-{k}", WRITE_LAYOUTS[name])
+            times[name].append((time.perf_counter() - start) * 1e3)
+            # CPU time of every thread: what the writing costs other work on a busy machine
+            cpu[name].append((time.process_time() - start_cpu) * 1e3)
+
+    benchmark.pedantic(one_round, rounds=rounds, iterations=1,
+                       warmup_rounds=1 if benchmark.enabled else 0)
+    measured = {name: values[-rounds:] for name, values in times.items()}
+    ratios = [o / p for o, p in zip(measured["overlays"], measured["page"], strict=True)]
+    benchmark.extra_info.update({
+        "rounds": rounds, "image": f"{radiograph.width}x{radiograph.height}",
+        "sentences": len(result.sentences), "grounded": len(result.grounded),
+        **{f"{name}_ms_median": float(np.median(v)) for name, v in measured.items()},
+        **{f"{name}_cpu_ms_median": float(np.median(v[-rounds:])) for name, v in cpu.items()},
+        **{f"{name}_ms": [round(t, 2) for t in v] for name, v in measured.items()},
+        "overlays_over_page_median": float(np.median(ratios)),
+        # wall time far above CPU time means other work shared the cores: say how much
+        "load_average_1min": os.getloadavg()[0],
     })
 
 

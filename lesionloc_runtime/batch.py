@@ -1,6 +1,7 @@
 """Batch mode: many studies from a directory or a manifest, with progress, per-study errors
-reported and skipped, resume (finished studies are skipped), `--shard i/n` for clusters and
-`--workers N` processes (each with its own sessions, created once)."""
+reported and skipped, resume (finished studies are skipped), `--shard i/n` for clusters,
+`--workers N` processes (each with its own sessions, created once) and OUT/index.html kept up
+to date as studies finish."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from lesionloc_runtime.errors import (
 )
 from lesionloc_runtime.fileio import atomic_write_json, is_file
 from lesionloc_runtime.imageio import IMAGE_SUFFIXES
-from lesionloc_runtime.outputs import OutputOptions, derived_study_id, is_done, study_id_problem
+from lesionloc_runtime.outputs import OutputOptions, derived_study_id, study_id_problem
+from lesionloc_runtime.viewer.index import INDEX_HTML, BatchIndex, index_row
 
 REPORT_SUFFIXES = (".txt", ".TXT")
 # Write errors that no other study can escape either: the batch stops instead of failing each.
@@ -211,6 +213,7 @@ def process_study(task: StudyTask) -> dict[str, Any]:
                                                ground=settings.ground, study_id=task.study_id,
                                                report_score=settings.report_score)
         write_study(result, radiograph, settings.out, settings.output)
+        row = index_row(result.to_dict())
     except OutputError as exc:
         # full, read-only, or the output directory itself not writable: no study can be written
         fatal = exc.errno in _OUT_OF_SPACE or not os.access(settings.out, os.W_OK | os.X_OK)
@@ -226,19 +229,21 @@ def process_study(task: StudyTask) -> dict[str, Any]:
         traceback.print_exc()
         return {"study_id": task.study_id, "ok": False,
                 "error": f"internal error ({type(exc).__name__}: {exc}); please report it"}
-    return {"study_id": task.study_id, "ok": True,
+    return {"study_id": task.study_id, "ok": True, "row": row,
             "seconds": time.perf_counter() - start}
 
 
 def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 1,
               progress: bool = True, summary_name: str = "batch_summary.json") -> BatchSummary:
-    """Process `tasks` not yet done, print each failure on stderr, write the summary JSON.
-    An output that no study can be written to (disk full, read-only) stops the batch early
-    with `stopped` set; OutputError if the summary itself cannot be written."""
+    """Process `tasks` not yet done, print each failure on stderr, write the summary JSON and
+    OUT/index.html (also while the batch runs). An output that no study can be written to
+    (disk full, read-only) stops the batch early with `stopped` set; OutputError if the
+    summary or the index cannot be written at the end."""
     from tqdm import tqdm
 
     summary = BatchSummary(total=len(tasks))
-    todo = [t for t in tasks if not is_done(settings.out, t.study_id)]
+    index = BatchIndex(settings.out)  # every study OUT holds that is done (outputs.is_done)
+    todo = [t for t in tasks if t.study_id not in index.rows]
     summary.already_done = len(tasks) - len(todo)
     start = time.perf_counter()
     bar = tqdm(total=len(todo), unit="study", disable=not progress, desc="lesionloc")
@@ -253,19 +258,23 @@ def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 
                 break
             if outcome["ok"]:
                 summary.done += 1
+                if outcome.get("row"):
+                    index.add(outcome["row"])
             else:
                 summary.failed.append({"study_id": outcome["study_id"], "error": outcome["error"]})
                 bar.write(f"error: {outcome['study_id']}: {outcome['error']}", file=sys.stderr)
             bar.update()
     bar.close()
     summary.seconds = time.perf_counter() - start
+    target = settings.out / summary_name
     try:
         settings.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(settings.out / summary_name, summary.to_dict())
+        atomic_write_json(target, summary.to_dict())
+        target = settings.out / INDEX_HTML
+        index.write(rescan=True)  # with what other shards finished meanwhile
     except OSError as exc:
         if summary.stopped is None:  # a stopped batch already says why nothing can be written
-            raise OutputError(f"cannot write {settings.out / summary_name}: "
-                              f"{exc.strerror or exc}", exc.errno) from None
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}", exc.errno) from None
     return summary
 
 

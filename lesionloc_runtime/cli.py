@@ -29,6 +29,8 @@ from lesionloc_runtime.errors import EXIT_OK, EXIT_STUDIES_FAILED, ConfigError, 
               show_default=True, help="Output directory; each study writes OUT/<study id>/.")
 @click.option("--all-sentences", is_flag=True,
               help="Also make heatmaps for negated and normal sentences.")
+@click.option("--overlays", is_flag=True,
+              help="Also write burned-in overlay PNGs (sentence_NN.png) and summary.png.")
 @click.option("--save-raw", is_flag=True, help="Also write each heatmap as float32 .npy.")
 @click.option("--report-score", is_flag=True,
               help="Also score the whole report against the image (one more text pass).")
@@ -39,7 +41,7 @@ from lesionloc_runtime.errors import EXIT_OK, EXIT_STUDIES_FAILED, ConfigError, 
 @click.option("--accession", default=None, help="Synthetic accession number for --dicom-out from PNG/JPEG.")
 @click.option("--study-id", default=None, help="Study id for a single study (default: image file stem).")
 @click.option("--include-identifiers", is_flag=True,
-              help="Copy DICOM patient/study identifiers into the study JSON (off by default).")
+              help="Copy DICOM patient/study identifiers into the study JSON and page (off by default).")
 @click.option("--providers", default="cpu", show_default=True,
               help="Execution providers, comma-separated: cpu, cuda.")
 @click.option("--threads", type=int, default=None, help="Threads per process (default: all cores).")
@@ -49,8 +51,8 @@ from lesionloc_runtime.errors import EXIT_OK, EXIT_STUDIES_FAILED, ConfigError, 
 @click.option("--json", "as_json", is_flag=True, help="Print the study JSON (single study).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-sentence lines.")
 def main(source: Path, report: Path | None, reports: Path | None, queries: tuple[str, ...],
-         model: Path | None, out: Path, all_sentences: bool, save_raw: bool, report_score: bool,
-         dicom_out: bool,
+         model: Path | None, out: Path, all_sentences: bool, overlays: bool, save_raw: bool,
+         report_score: bool, dicom_out: bool,
          patient_id: str | None, patient_name: str | None, accession: str | None,
          study_id: str | None, include_identifiers: bool, providers: str, threads: int | None,
          workers: int, shard: str | None, as_json: bool, quiet: bool) -> None:
@@ -69,8 +71,8 @@ def main(source: Path, report: Path | None, reports: Path | None, queries: tuple
         _check_options(source, batch, report=report, reports=reports, study_id=study_id,
                        as_json=as_json, shard=shard, workers=workers, threads=threads)
         check_out_dir(out)
-        output = OutputOptions(save_raw=save_raw, dicom_out=dicom_out,
-                               include_identifiers=include_identifiers,
+        output = OutputOptions(save_raw=save_raw, dicom_out=dicom_out, overlays=overlays,
+                               include_identifiers=include_identifiers, index_link=batch,
                                synthetic_ids=_synthetic_ids(dicom_out, patient_id, patient_name,
                                                             accession, study_id))
         settings = RunSettings(str(model) if model else None, provider_list, threads, queries,
@@ -160,9 +162,7 @@ def _single(image: Path, report: Path | None, settings: RunSettings, study_id: s
             if s.peak is not None:
                 where = f" peak=({s.peak[0]:.0f},{s.peak[1]:.0f}) boxes={len(s.boxes)}"
             click.echo(f"[{s.index + 1:2d}] {s.kind:8s} score={s.score:+.3f}{where}  {s.text}")
-    folder = written.parent
-    click.echo(f"overlays: {len(result.grounded)} sentence overlay(s) and summary.png in {folder}/; "
-               f"results: {written}")
+    click.echo(f"open {written.parent / 'study.html'}  (results: {written})")
     return EXIT_OK
 
 
@@ -185,7 +185,7 @@ def _batch(source: Path, reports: Path | None, settings: RunSettings, workers: i
         click.echo(format_failures(summary), err=True)
     if summary.stopped:
         raise OutputError(summary.stopped)
-    click.echo(f"results in {settings.out}/ (summary: {settings.out / name})")
+    click.echo(f"open {settings.out / 'index.html'}  (summary: {settings.out / name})")
     return EXIT_STUDIES_FAILED if summary.failed else EXIT_OK
 
 

@@ -108,8 +108,10 @@ class Heatmap:
 
     def peak(self) -> tuple[float, float, float]:
         """(x, y, value) of the maximum in original pixel coordinates: the refined grid's
-        highest node on the image (a bilinear render peaks at a node), mapped back."""
-        masked = np.where(self.content_nodes(), self.fine, -np.inf)
+        highest node on the image (a bilinear render peaks at a node), mapped back. Nodes
+        without a value (NaN: outside the region a centre-cropping model saw) never hold it."""
+        fine = self.fine
+        masked = np.where(self.content_nodes() & np.isfinite(fine), fine, -np.inf)
         row, col = np.unravel_index(int(np.argmax(masked)), masked.shape)
         mx, my = self.origin + col * self.fine_stride, self.origin + row * self.fine_stride
         x, y = self.letterbox.to_original(mx, my)
@@ -128,7 +130,9 @@ class Heatmap:
         wk_w = max(1, round(box.orig_width * scale))
         wk_h = max(1, round(box.orig_height * scale))
         work = self.render(wk_w, wk_h)
-        lo, hi = float(work.min()), float(work.max())
+        if not np.isfinite(work).any():
+            return []
+        lo, hi = float(np.nanmin(work)), float(np.nanmax(work))  # NaN: no value, never a box
         if hi - lo <= 1e-9:
             return []
         mask = ((work - lo) >= config.box_threshold * (hi - lo)).astype(np.uint8)

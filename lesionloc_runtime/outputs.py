@@ -1,5 +1,6 @@
-"""Writing one study's results into `OUT/<study_id>/`: overlays, summary figure, optional raw
-heatmaps and DICOM objects, and last the study JSON (its presence means "done")."""
+"""Writing one study's results into `OUT/<study_id>/`: the study page (study.html, the radiograph,
+a heatmap layer per sentence), optional burned-in overlays, raw heatmaps and DICOM objects, and
+last the study JSON (its presence means "done")."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import json
 import os
 import re
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,8 @@ from lesionloc_runtime.render import (
     sentence_overlay,
     summary_figure,
 )
-from lesionloc_runtime.results import STUDY_SCHEMA, StudyResult
+from lesionloc_runtime.results import STUDY_SCHEMA, STUDY_SCHEMA_VERSION, StudyResult
+from lesionloc_runtime.viewer import page
 
 STUDY_JSON = "study.json"
 IDENTIFYING_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber",
@@ -33,7 +36,8 @@ IDENTIFYING_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNu
 MAX_STUDY_ID_BYTES = 128
 # What write_study may name a file (besides study.json and the DICOM outputs): a rerun removes
 # such files that the new result does not list, and never touches anything else.
-_OUR_FILES = re.compile(r"sentence_\d{2,}\.(png|npy)|summary\.png")
+_OUR_FILES = re.compile(r"sentence_\d{2,}(_layer)?\.png|sentence_\d{2,}\.npy|summary\.png|"
+                        r"study\.html|radiograph\.png|radiograph_full\.jpg")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,9 @@ class OutputOptions:
     dicom_out: bool = False
     include_identifiers: bool = False
     synthetic_ids: object | None = None  # dicom_out.SyntheticIds for PNG/JPEG inputs
+    overlays: bool = False  # burned-in sentence_NN.png and summary.png (--overlays)
+    page: bool = True  # study.html with the radiograph and the heatmap layers it shows
+    index_link: bool = False  # the page links to ../index.html (batch mode writes one)
 
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
@@ -127,17 +134,24 @@ def listed_files(doc: dict) -> list[str]:
     return [str(name) for name in names]
 
 
-def is_done(out: Path, study_id: str) -> bool:
-    """A study is done when its study.json is a whole study document and every file it lists
-    exists and is not empty; anything less (a truncated JSON, a deleted overlay, a file a
-    power cut left empty) is redone."""
+def done_document(out: Path, study_id: str) -> dict | None:
+    """The study document of a finished study, or None: a study is done when its study.json is
+    a whole study document of the current schema version and every file it lists exists and
+    is not empty; anything less (a truncated JSON, a deleted overlay, a file a power cut left
+    empty, a study written by an older version without its page) is redone."""
     folder = study_dir(out, study_id)
     try:
         doc = json.loads((folder / STUDY_JSON).read_text(encoding="utf-8"))
-        return doc["schema"] == STUDY_SCHEMA and all(
-            (folder / name).stat().st_size > 0 for name in listed_files(doc))
+        if (doc["schema"] == STUDY_SCHEMA and doc["schema_version"] == STUDY_SCHEMA_VERSION
+                and all((folder / name).stat().st_size > 0 for name in listed_files(doc))):
+            return doc
     except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
-        return False
+        pass
+    return None
+
+
+def is_done(out: Path, study_id: str) -> bool:
+    return done_document(out, study_id) is not None
 
 
 def write_study(result: StudyResult, radiograph: Radiograph, out: Path,
@@ -161,35 +175,23 @@ def _write_study(result: StudyResult, radiograph: Radiograph, target: Path,
         raise OutputError(f"cannot write {target}/: a file of that name is in the way")
     target.mkdir(parents=True, exist_ok=True)
     (target / STUDY_JSON).unlink(missing_ok=True)  # not "done" until the new one is written
+    _forget_files(result)
 
-    def write_png(name: str, picture: np.ndarray) -> None:
-        atomic_write_bytes(target / name, encode_png(picture), durable=False)
+    def write(name: str, data: bytes) -> None:
+        atomic_write_bytes(target / name, data, durable=False)
 
-    def write_summary(pictures: list[np.ndarray]) -> None:
-        write_png("summary.png", summary_figure(result, overlays=pictures))  # it shrinks them
-
-    for sentence in result.grounded:
-        stem = f"sentence_{sentence.index + 1:02d}"
-        sentence.files["overlay"] = f"{stem}.png"
-        if options.save_raw and sentence.heatmap is not None:
-            buffer = io.BytesIO()
-            np.save(buffer, sentence.heatmap.render().astype(np.float32), allow_pickle=False)
-            atomic_write_bytes(target / f"{stem}.npy", buffer.getvalue(), durable=False)
-            sentence.files["heatmap"] = f"{stem}.npy"
-    # Rendering and PNG encoding dominate writing; OpenCV, numpy and ISA-L release the GIL.
-    # The display-size radiograph is made once here, not by every thread that finds it missing.
-    # Render every overlay, then encode them and the summary together, the summary (the
-    # largest) first: made after the overlays' encoding, it ran alone on one core. (Encoding
-    # each overlay while the next one renders was no faster: 48.7 vs 47.2 ms, median of 70.)
-    base_grey(result)
+    if options.save_raw:
+        _write_raw_heatmaps(result, write)
+    # Encoding dominates writing; OpenCV, numpy and ISA-L release the GIL, so the page's files
+    # and the overlays are encoded on the pool together, and every job ends before an error
+    # is raised (no thread writes into the folder after write_study returns).
     pool = _pool()
-    pictures = list(pool.map(lambda sentence: sentence_overlay(result, sentence), result.grounded))
-    jobs = [pool.submit(write_summary, pictures)]
-    jobs += [pool.submit(write_png, sentence.files["overlay"], picture)
-             for sentence, picture in zip(result.grounded, pictures, strict=True)]
+    jobs = page.submit_page_files(result, pool, write) if options.page else []
+    if options.overlays:
+        jobs += _submit_overlays(result, pool, write)
+    wait(jobs)
     for job in jobs:
         job.result()
-    result.files["summary"] = "summary.png"
     if options.dicom_out:
         from lesionloc_runtime.dicom_out import write_dicom_outputs
 
@@ -202,13 +204,56 @@ def _write_study(result: StudyResult, radiograph: Radiograph, target: Path,
         # header_value: a damaged element (one pydicom cannot convert) is given as empty
         result.identifiers = {tag: str(header_value(radiograph.dicom, tag) or "")
                               for tag in IDENTIFYING_TAGS if tag in radiograph.dicom}
+    if options.page:
+        result.files["page"] = page.PAGE
     result.files["study"] = STUDY_JSON
     doc = result.to_dict()
+    if options.page:
+        write(page.PAGE, page.study_page(doc, options.index_link).encode("utf-8"))
     _remove_stale(target, result.study_id, set(listed_files(doc)))
     # Not fsynced: a power cut can leave this file (or an overlay) empty, and is_done redoes a
     # study with an empty or unparsable file; an fsync per study cost 8 ms of ~420.
     atomic_write_json(target / STUDY_JSON, doc, durable=False)
     return target / STUDY_JSON
+
+
+def _forget_files(result: StudyResult) -> None:
+    """Drop what an earlier write_study of this result recorded (another folder, other
+    options): the document lists only what this one writes."""
+    result.files.clear()
+    result.radiograph_images = {}
+    for sentence in result.sentences:
+        sentence.files.clear()
+        sentence.layer = None
+
+
+def _write_raw_heatmaps(result: StudyResult, write: Callable[[str, bytes], None]) -> None:
+    for sentence in result.grounded:
+        if sentence.heatmap is None:
+            continue
+        name = f"sentence_{sentence.index + 1:02d}.npy"
+        buffer = io.BytesIO()
+        np.save(buffer, sentence.heatmap.render().astype(np.float32), allow_pickle=False)
+        write(name, buffer.getvalue())
+        sentence.files["heatmap"] = name
+
+
+def _submit_overlays(result: StudyResult, pool: ThreadPoolExecutor,
+                     write: Callable[[str, bytes], None]) -> list[Future[None]]:
+    """The burned-in pictures (--overlays): one per grounded sentence and the summary figure.
+    Every overlay is rendered first, then they and the summary are encoded together, the
+    summary (the largest) first: made after the overlays' encoding, it ran alone on one core.
+    The display-size radiograph is made once here, not by every thread that finds it missing."""
+    base_grey(result)
+    pictures = list(pool.map(lambda sentence: sentence_overlay(result, sentence), result.grounded))
+    result.files["summary"] = "summary.png"
+    jobs = [pool.submit(lambda: write("summary.png", encode_png(
+        summary_figure(result, overlays=pictures))))]  # it shrinks them
+    for sentence, picture in zip(result.grounded, pictures, strict=True):
+        sentence.files["overlay"] = f"sentence_{sentence.index + 1:02d}.png"
+        jobs.append(pool.submit(lambda n, p: write(n, encode_png(p)), sentence.files["overlay"],
+                                picture))
+    return jobs
 
 
 def _remove_stale(target: Path, study_id: str, keep: set[str]) -> None:

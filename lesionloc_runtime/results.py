@@ -1,5 +1,5 @@
 """Typed results of localizing one study, and their versioned JSON form (the study document).
-Schema `lesionloc-study` version 1 is documented in docs/output.md."""
+Schema `lesionloc-study` version 2 is documented in docs/output.md."""
 
 from __future__ import annotations
 
@@ -11,7 +11,36 @@ from lesionloc_runtime.heatmap import Heatmap
 from lesionloc_runtime.preprocess import Letterbox
 
 STUDY_SCHEMA = "lesionloc-study"
-STUDY_SCHEMA_VERSION = 1
+STUDY_SCHEMA_VERSION = 2
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """A picture written beside the study document, with its size in pixels."""
+
+    file: str
+    width: int
+    height: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "width": self.width, "height": self.height}
+
+
+@dataclass(frozen=True)
+class HeatmapLayer:
+    """A sentence's heatmap as a small 8-bit grey PNG spanning the whole original image: level 0
+    is "no value" (outside the region the model saw), level k in 1..255 stands for
+    minimum + (k - 1) / 254 * (maximum - minimum), a cosine similarity."""
+
+    file: str
+    width: int
+    height: int
+    minimum: float
+    maximum: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "width": self.width, "height": self.height,
+                "min": round(self.minimum, 4), "max": round(self.maximum, 4)}
 
 
 @dataclass
@@ -27,6 +56,7 @@ class SentenceResult:
     peak: tuple[float, float, float] | None = None  # (x, y, value) in original pixels
     boxes: list[Box] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+    layer: HeatmapLayer | None = None  # written with the study page
 
     @property
     def grounded(self) -> bool:
@@ -45,6 +75,8 @@ class SentenceResult:
             x, y, value = self.peak
             out["peak"] = {"x": round(x, 1), "y": round(y, 1), "value": round(value, 4)}
         out["boxes"] = [{"box": b.as_list(), "score": _rounded(b.score)} for b in self.boxes]
+        if self.layer is not None:
+            out["layer"] = self.layer.to_dict()
         out["files"] = dict(self.files)
         return out
 
@@ -75,6 +107,8 @@ class StudyResult:
     identifiers: dict[str, str] = field(default_factory=dict)  # only when asked for
     # what the image reader repaired or ignored (Radiograph.notes): the CLI shows them too
     notes: list[str] = field(default_factory=list)
+    # the radiograph as the study page shows it: "screen" and "full" resolution
+    radiograph_images: dict[str, ImageFile] = field(default_factory=dict)
 
     @property
     def grounded(self) -> list[SentenceResult]:
@@ -99,6 +133,7 @@ class StudyResult:
             "model": self.model,
             "report_image_score": None if self.image_score is None else round(self.image_score, 4),
             "sentences": [s.to_dict() for s in self.sentences],
+            "radiograph_images": {k: v.to_dict() for k, v in self.radiograph_images.items()},
             "files": dict(self.files),
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }

@@ -83,6 +83,27 @@ def e2e_history(results: Path) -> list[str]:
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |", *rows, ""]
 
 
+def write_layouts(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """The paired write-time benchmark: the burned-in layout against the study page."""
+    record = next((r for r in runs.values()
+                   if r["name"] == "test_write_time_of_the_reference_study_by_layout"), None)
+    if record is None:
+        return []
+    x = record["extra_info"]
+    return [f"Writing the reference study's outputs ({x['image']}, {x['sentences']} sentences, "
+            f"{x['grounded']} grounded), the two layouts in turn, {x['rounds']} rounds, medians "
+            f"(`-k write_time` of the command above; machine: {machine_line(record)}):", "",
+            "| layout | wall (ms) | CPU, all threads (ms) |", "| --- | ---: | ---: |",
+            f"| overlays + summary (schema 1's default, now `--overlays`) | "
+            f"{x['overlays_ms_median']:.0f} | {x['overlays_cpu_ms_median']:.0f} |",
+            f"| study page (the default) | {x['page_ms_median']:.0f} | "
+            f"{x['page_cpu_ms_median']:.0f} |", "",
+            f"Median ratio of the paired rounds: {x['overlays_over_page_median']:.2f}x."
+            + (f" Load average over the last minute of the run: {x['load_average_1min']:.1f} "
+               "(wall time includes waiting for the cores)." if "load_average_1min" in x else ""),
+            ""]
+
+
 def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Path,
                     results: Path | None = None) -> dict:
     e2e = {r["extra_info"]["engine"]: r for r in runs.values()
@@ -96,7 +117,9 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
               "--benchmark-json benchmarks/results/RUN.json`", "",
               f"Reference study: {any_record['extra_info']['image']} 12-bit DICOM phantom, report of "
               f"{any_record['extra_info']['sentences']} sentences ({any_record['extra_info']['findings']} "
-              "findings), read, localized and written (overlays, summary, study JSON). Full-size model: "
+              "findings), read, localized and written ("
+              f"{any_record['extra_info'].get('outputs', 'overlays, summary, study JSON')}). "
+              "Full-size model: "
               "ResNet-50 at 448 px + BERT-base-size text encoder (Bio_ClinicalBERT's config), random "
               "weights. Medians of 5 rounds after a warm-up.", "",
               "| engine | end to end (ms) | image encoder | text encoder | read | preprocess | heatmaps "
@@ -132,6 +155,7 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
         goals["speedup"] = x["speedup_median"]
     if results is not None:
         lines += e2e_history(results)
+    lines += write_layouts(runs)
 
     images = [r for r in runs.values() if r["name"].startswith("test_image_encoder_by_input_size")]
     if images:

@@ -135,3 +135,27 @@ def test_paired_rounds_give_the_speed_up_goal(tmp_path):
     assert "| End to end >= 4x faster than PyTorch eager fp32 | 3.100 | NOT met |" in text
     assert "Median speed-up 3.10x (rounds: 2.90, 3.10, 3.30)" in text
     assert "| ort-int8 | 400 |" in text and "2.5x |" in text  # the separate medians stay shown
+
+
+def test_report_shows_the_write_time_of_both_layouts(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    timings = {"read": 1, "preprocess": 1, "image_encoder": 1, "text_encoder": 1, "heatmaps": 1,
+               "total": 4, "write": 1}
+    benches = [_bench("test_end_to_end_reference_study", "ort-int8",
+                      {"engine": "ort-int8", "end_to_end_ms": 10, "outside_encoders_fraction": 0.2,
+                       "timings_ms": timings, "image": "2048x2048", "sentences": 8, "findings": 5},
+                      0.01),
+               {**_bench("test_write_time_of_the_reference_study_by_layout", "", {
+                   "rounds": 15, "image": "2048x2048", "sentences": 8, "grounded": 5,
+                   "overlays_ms_median": 41.2, "page_ms_median": 20.6,
+                   "overlays_cpu_ms_median": 60.4, "page_cpu_ms_median": 30.1,
+                   "overlays_over_page_median": 1.98}, 0.06),
+                "name": "test_write_time_of_the_reference_study_by_layout"}]
+    (results / "run.json").write_text(json.dumps({
+        "machine_info": {"cpu": {"brand_raw": "Test CPU", "count": 2}}, "commit_info": {"id": "abc"},
+        "datetime": "2026-12-03T00:00:00", "benchmarks": benches}))
+    text = _report(results, tmp_path / "BENCHMARKS.md")
+    assert "| overlays + summary (schema 1's default, now `--overlays`) | 41 | 60 |" in text
+    assert "| study page (the default) | 21 | 30 |" in text
+    assert "Median ratio of the paired rounds: 1.98x." in text

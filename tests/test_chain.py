@@ -47,9 +47,9 @@ def test_train_export_run_in_sequence_through_the_clis(tmp_path, phantom_set, ph
     findings = [s for s in doc["sentences"] if s["kind"] == "finding"]
     assert findings and all(s["grounded"] for s in findings)
     assert sorted(p.name for p in study.glob("sentence_*.png")) == [
-        s["files"]["overlay"] for s in findings]
-    assert (study / "summary.png").is_file()
-    assert "overlays:" in proc.stdout and str(study) in proc.stdout
+        s["files"]["layer"] for s in findings]
+    assert (study / "study.html").is_file()
+    assert f"open {study / 'study.html'}" in proc.stdout
 
 
 BLOCK_TORCH = """

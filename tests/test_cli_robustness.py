@@ -175,10 +175,11 @@ def test_rerun_removes_our_stale_files_and_keeps_everything_else(tmp_path, tiny_
     report.write_text(THREE_FINDINGS)
     out = tmp_path / "out"
     code, _, stderr = run(image, "--report", report, "--model", tiny_bundle, "--out", out,
-                          "--save-raw", "--dicom-out", "-q")
+                          "--save-raw", "--dicom-out", "--overlays", "-q")
     assert code == 0, stderr
     folder = out / image.stem
     assert (folder / "sentence_03.npy").is_file() and list(folder.glob("*_sc.dcm"))
+    assert (folder / "summary.png").is_file() and (folder / "sentence_03_layer.png").is_file()
     (folder / "notes.txt").write_text("mine")
     (folder / "sentence_03.png.bak").write_text("mine too")
     (folder / ".sentence_07.png.k3j9x_2a.tmp").write_bytes(b"\x89PNG")  # a killed run's
@@ -191,7 +192,7 @@ def test_rerun_removes_our_stale_files_and_keeps_everything_else(tmp_path, tiny_
     listed = set(outputs.listed_files(doc))
     assert {p.name for p in folder.iterdir()} == listed | {"notes.txt", "sentence_03.png.bak",
                                                              ".notes.txt.abcd1234.tmp"}
-    assert listed == {"study.json", "summary.png", "sentence_01.png"}
+    assert listed == {"study.json", "study.html", "radiograph.png", "sentence_01_layer.png"}
 
 
 def test_study_is_not_done_while_a_rerun_writes_it(tmp_path, tiny_bundle, study, monkeypatch):
@@ -328,9 +329,9 @@ def test_rerun_redoes_studies_whose_outputs_are_incomplete(tmp_path, tiny_bundle
     cmd = (source, "--model", tiny_bundle, "--out", out, "-q")
     assert run(*cmd)[0] == 0
     first, second, third = sorted(p.name for p in out.iterdir() if p.is_dir())
-    (out / first / "summary.png").unlink()
+    (out / first / "radiograph.png").unlink()
     (out / second / "study.json").write_text('{"truncated')
-    (out / third / "summary.png").write_bytes(b"")  # what a power cut can leave unsynced
+    (out / third / "study.html").write_bytes(b"")  # what a power cut can leave unsynced
     code, stdout, stderr = run(*cmd)
     assert code == 0, stderr
     assert "3 studies done, 0 already done, 0 failed" in stdout

@@ -35,11 +35,13 @@ def test_quick_start_command_runs_the_demo_on_the_example(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("DEMO MODEL")
-    assert f"in {tmp_path / 'example1'}/" in proc.stdout
+    assert f"open {tmp_path / 'example1' / 'study.html'}" in proc.stdout
     doc = json.loads((tmp_path / "example1" / "study.json").read_text())
     assert doc["model"]["demo"] is True and doc["notice"].startswith("DEMO MODEL")
-    assert len(list((tmp_path / "example1").glob("sentence_*.png"))) == sum(
+    assert len(list((tmp_path / "example1").glob("sentence_*_layer.png"))) == sum(
         s["kind"] == "finding" for s in doc["sentences"])
+    assert (tmp_path / "example1" / "study.html").stat().st_size > 0
+    assert not list((tmp_path / "example1").glob("summary.png"))  # only with --overlays
 
 
 def _distance(x: float, y: float, box: list[float]) -> float:

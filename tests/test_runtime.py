@@ -313,15 +313,20 @@ def test_demo_notice_is_in_every_output_of_a_demo_bundle(tmp_path, tiny_bundle, 
     (bundle / "lesionloc.json").write_text(json.dumps(manifest))
     image, report, _ = phantom_study
     proc = subprocess.run([str(BIN / "lesionloc-run"), str(image), "--report", str(report),
-                           "--model", str(bundle), "--out", str(tmp_path / "out")],
+                           "--model", str(bundle), "--out", str(tmp_path / "out"), "--overlays"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "DEMO MODEL" in proc.stdout
-    doc = json.loads((tmp_path / "out" / image.stem / "study.json").read_text())
+    folder = tmp_path / "out" / image.stem
+    doc = json.loads((folder / "study.json").read_text())
     assert doc["notice"].startswith("DEMO MODEL") and doc["model"]["demo"] is True
+    assert doc["notice"] in (folder / "study.html").read_text()  # the browser test sees it shown
     import cv2
 
-    for picture in (tmp_path / "out" / image.stem).glob("*.png"):
+    # the burned-in pictures (not the page's radiograph and heatmap layers, which are data)
+    pictures = [*folder.glob("sentence_[0-9][0-9].png"), folder / "summary.png"]
+    assert len(pictures) == 1 + sum(s["grounded"] for s in doc["sentences"])
+    for picture in pictures:
         bgr = cv2.imread(str(picture))
         notice_ink = (bgr[..., 2] > 200) & (bgr[..., 1] > 140) & (bgr[..., 1] < 215) & (bgr[..., 0] < 110)
         assert notice_ink.sum() > 200, f"{picture.name} carries no notice text"

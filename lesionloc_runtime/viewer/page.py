@@ -1,0 +1,147 @@
+"""The study page: the radiograph once at screen size (and at full resolution), one small heatmap
+layer per grounded sentence, and `study.html`, whose script draws them and the boxes in the
+browser. The page's script, style and the study's data are inline; it makes no request."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from lesionloc_runtime.heatmap import Heatmap
+from lesionloc_runtime.render import base_grey, display_size, encode_png, window_to_uint8
+from lesionloc_runtime.results import HeatmapLayer, ImageFile, StudyResult
+
+PAGE = "study.html"
+SCREEN_IMAGE = "radiograph.png"
+FULL_IMAGE = "radiograph_full.jpg"
+# Long side of the radiograph the page opens with: a viewer pane is rarely wider, and a 2048 px
+# film halves exactly (OpenCV's fast area path). The full resolution is one click away.
+SCREEN_SIZE = 1024
+# Long side of a heatmap layer: finer than the model's refined grid on any input (8 px per layer
+# pixel at 2048 px against 9-13 px between refined nodes), 15 KB as PNG.
+LAYER_SIZE = 256
+# The full-resolution film is the only large file: JPEG is a third of the time of our PNG
+# encoder on a 2048 px film; at 92 its artefacts are below the film's own noise.
+FULL_JPEG_QUALITY = 92
+STATIC = Path(__file__).with_name("static")
+
+
+def layer_name(sentence_index: int) -> str:
+    return f"sentence_{sentence_index + 1:02d}_layer.png"
+
+
+def layer_levels(heatmap: Heatmap, width: int, height: int) -> tuple[np.ndarray, float, float]:
+    """The heatmap rendered at (width, height) over the whole image as 8-bit levels: 0 where it
+    has no value (NaN), 1..255 from its minimum to its maximum; and that minimum and maximum."""
+    values = heatmap.render(width, height)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros((height, width), np.uint8), 0.0, 0.0
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    gain = 254.0 / (hi - lo) if hi > lo else 0.0
+    levels = np.rint(1.0 + (np.where(finite, values, lo) - lo) * gain)
+    levels[~finite] = 0
+    return levels.astype(np.uint8), lo, hi
+
+
+def encode_jpeg(grey: np.ndarray, quality: int = FULL_JPEG_QUALITY) -> bytes:
+    ok, data = cv2.imencode(".jpg", grey, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"JPEG encoding failed for a {grey.shape} picture")
+    return data.tobytes()
+
+
+def submit_page_files(result: StudyResult, pool: ThreadPoolExecutor,
+                      write: Callable[[str, bytes], None]) -> list[Future[None]]:
+    """Start writing the radiograph (screen size, and full resolution when larger) and every
+    grounded sentence's heatmap layer through `write(name, data)`; records them in `result`
+    (radiograph_images, its files, each sentence's `layer` and files["layer"]). The full-resolution film
+    is the longest job, so it goes first."""
+    width, height = result.width, result.height
+    screen = ImageFile(SCREEN_IMAGE, *display_size(width, height, SCREEN_SIZE))
+    full = screen
+    jobs: list[Future[None]] = []
+    if (screen.width, screen.height) == (width, height):
+        jobs.append(pool.submit(lambda: write(SCREEN_IMAGE, encode_png(base_grey(result, width)))))
+    else:
+        # windowed once at full resolution, then shrunk as 8-bit: a quarter of the float work
+        film = window_to_uint8(result.display, result.display_window)
+        full = ImageFile(FULL_IMAGE, width, height)
+        jobs.append(pool.submit(lambda: write(FULL_IMAGE, encode_jpeg(film))))
+        jobs.append(pool.submit(lambda: write(SCREEN_IMAGE, encode_png(cv2.resize(
+            film, (screen.width, screen.height), interpolation=cv2.INTER_AREA)))))
+    result.radiograph_images = {"screen": screen, "full": full}
+    result.files["radiograph"] = SCREEN_IMAGE
+    if full is not screen:
+        result.files["radiograph_full"] = FULL_IMAGE
+    layer_w, layer_h = display_size(width, height, LAYER_SIZE)
+    for sentence in result.sentences:
+        if sentence.heatmap is None:
+            continue
+        levels, lo, hi = layer_levels(sentence.heatmap, layer_w, layer_h)
+        name = layer_name(sentence.index)
+        sentence.layer = HeatmapLayer(name, layer_w, layer_h, lo, hi)
+        sentence.files["layer"] = name
+        jobs.append(pool.submit(write, name, encode_png(levels)))
+    return jobs
+
+
+def page_data(doc: dict[str, Any], index_link: bool = False) -> dict[str, Any]:
+    """What the page shows, from the study document: no source path, and identifiers only when
+    the document has them (--include-identifiers)."""
+    model = doc.get("model") or {}
+    data = {
+        "study_id": doc["study_id"],
+        "notice": doc.get("notice", ""),
+        "model": {key: model.get(key) for key in ("name", "demo", "quantization")},
+        "image": {key: doc["input"].get(key) for key in ("width", "height", "pixel_spacing_mm")},
+        "radiograph_images": doc.get("radiograph_images", {}),
+        "report_image_score": doc.get("report_image_score"),
+        "sentences": doc["sentences"],
+        "index": "../index.html" if index_link else None,
+    }
+    if doc.get("identifiers"):
+        data["identifiers"] = doc["identifiers"]
+    return data
+
+
+def study_page(doc: dict[str, Any], index_link: bool = False) -> str:
+    """study.html for a study document (after its files are set)."""
+    head, tail = page_template("study")
+    return head + script_json(page_data(doc, index_link)) + tail
+
+
+def script_json(value: Any) -> str:
+    """JSON that is safe inside <script type="application/json">: no '<', '>' or '&' can end
+    the element or open a comment whatever the report says, and NaN or infinity (which
+    JSON.parse refuses) become null."""
+    text = json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+@functools.cache
+def page_template(name: str) -> tuple[str, str]:
+    """`static/NAME.html` with NAME.css and NAME.js inlined, split where the data goes."""
+    html = (STATIC / f"{name}.html").read_text(encoding="utf-8")
+    html = html.replace("{{STYLE}}", (STATIC / f"{name}.css").read_text(encoding="utf-8"))
+    html = html.replace("{{SCRIPT}}", (STATIC / f"{name}.js").read_text(encoding="utf-8"))
+    head, tail = html.split("{{DATA}}")
+    return head, tail
