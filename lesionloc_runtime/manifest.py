@@ -1,5 +1,5 @@
-"""The study manifest (JSON Lines, PHANTOMS.md record format; paths relative to the manifest):
-read once here for training, validation, export calibration and evaluation."""
+"""The study manifest (JSON Lines, the record format of docs/phantoms.md; paths relative to
+the manifest): read once here for training, validation, export calibration and evaluation."""
 
 from __future__ import annotations
 

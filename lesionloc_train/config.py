@@ -64,7 +64,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """L = wg_t2i Lg(v|t) + wg_i2t Lg(t|v) + wl_t2i Ll(v|t) + wl_i2t Ll(t|v) (DESIGN.md)."""
+    """L = wg_t2i Lg(v|t) + wg_i2t Lg(t|v) + wl_t2i Ll(v|t) + wl_i2t Ll(t|v) (docs/design.md)."""
 
     global_t2i: float = 1.0  # Lg(v|t): each report picks its image among the batch's images
     global_i2t: float = 1.0  # Lg(t|v): each image picks its report
