@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from lesionloc_runtime.errors import ConfigError
+from lesionloc_runtime.errors import ConfigError, printable
 from lesionloc_runtime.fileio import is_file
 from lesionloc_runtime.preprocess import PreprocessConfig
 
@@ -184,6 +184,22 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: json would give inf, a learning rate of inf
+        raise ConfigError(f"{text[:40]} is not a finite number")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ConfigError(f"{name} is not a number a config may hold")
+
+
+def _loads(text: str) -> Any:
+    """JSON of a preset or a --set value: numbers must be finite (no NaN, Infinity, 1e999)."""
+    return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+
+
 def _load_raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     path = Path(name_or_path)
     if not path.suffix:
@@ -194,9 +210,11 @@ def _load_raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     if str(path) in seen:
         raise ConfigError(f"preset {path} extends itself")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = _loads(path.read_text(encoding="utf-8"))
     except (ValueError, RecursionError) as exc:  # also undecodable bytes, huge numbers
         raise ConfigError(f"{path}: invalid JSON ({exc})") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a preset must be a JSON object, got {type(raw).__name__}")
     parent = raw.pop("extends", None)
@@ -213,9 +231,11 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {item!r} is not of the form key.path=value")
     key, text = item.split("=", 1)
     try:
-        value = json.loads(text)
+        value = _loads(text)
     except (ValueError, RecursionError):
         value = text  # a bare string
+    except ConfigError as exc:
+        raise ConfigError(f"override {printable(item, 80)!r}: {exc}") from None
     return key.strip().split("."), value
 
 
