@@ -92,10 +92,13 @@ def json_problem(document: Any) -> str | None:
 CLI_LINE_PREFIXES = ("error: ", "warning: ", "  failed: ", "  ... and ")
 
 
-def run_cli(main: Any, args: Sequence[str], exit_codes: set[int]) -> str:
+def run_cli(main: Any, args: Sequence[str], exit_codes: set[int],
+            extra_prefixes: tuple[str, ...] = ()) -> str:
     """A click command run in this process with fd 2 captured: "exit N" when the exit code is
     one of `exit_codes`, every stderr line is printable and starts with one of
-    CLI_LINE_PREFIXES, and a failure (exit >= 2) ends with one `error:` line."""
+    CLI_LINE_PREFIXES or `extra_prefixes`, and a failure (exit >= 2) ends with one `error:`
+    line."""
+    prefixes = CLI_LINE_PREFIXES + extra_prefixes
     with captured_stderr() as sink:
         try:
             main.main(list(args), standalone_mode=True)
@@ -110,7 +113,7 @@ def run_cli(main: Any, args: Sequence[str], exit_codes: set[int]) -> str:
     if "Traceback (most recent call last):" in lines:
         return f"PROBLEM traceback on stderr: {' | '.join(lines[-2:])[:200]}"
     for line in lines:
-        if not (line.isprintable() and line.startswith(CLI_LINE_PREFIXES)):
+        if not (line.isprintable() and line.startswith(prefixes)):
             return f"PROBLEM stderr line {line[:160]!r} (exit {code})"
     if code not in exit_codes:
         return f"PROBLEM exit code {code}: {' | '.join(lines[-2:])[:200]}"
