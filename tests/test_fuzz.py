@@ -12,11 +12,15 @@ import sys
 import threading
 
 import pytest
-from fuzz import harness, images, manifests, reports
+from fuzz import bundles, dicom_out, evaluation, harness, images, manifests, reports, training
 
 SLICES = {  # target -> cases in the suite: seconds each
     reports: 60,
     manifests: 120,
+    bundles: 40,
+    dicom_out: 40,
+    evaluation: 60,
+    training: 90,
 }
 
 
