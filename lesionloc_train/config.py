@@ -150,6 +150,21 @@ class TrainConfig:
         return asdict(self)
 
 
+def _same_kind(default: Any, value: Any, annotation: str) -> bool:
+    """Whether `value` may stand where the field's default is: a number for a float, an int
+    (not a bool) for an int, a string for a string, None where the type says `| None`. Fields
+    without a default (None) and free-form dicts are left to their consumers."""
+    if default is None or isinstance(default, dict):
+        return True
+    if value is None:
+        return "None" in str(annotation)
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
@@ -166,6 +181,9 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
             raise ConfigError(f"{where}.{name}: expected an object, got {type(value).__name__}")
         elif isinstance(default, tuple) and isinstance(value, list):
             kwargs[name] = tuple(value)
+        elif not _same_kind(default, value, known[name].type):
+            raise ConfigError(f"{where}.{name}: expected {type(default).__name__}, got "
+                              f"{printable(repr(value), 60)}")
         else:
             kwargs[name] = value
     try:

@@ -174,6 +174,8 @@ def test_presets_merge_and_reject_unknown_keys():
     (None, "optim.lr=1e999", "1e999 is not a finite number"),  # was inf (found by fuzzing)
     (None, "model.image.resnet.hidden_sizes=[8, -Infinity]", "-Infinity is not a number"),
     ('{"optim": {"lr": 1e400}}', None, "bad.json: 1e400 is not a finite number"),
+    (None, "model.image.image_size=[448]", "image_size: expected int, got \\[448\\]"),
+    (None, "data.augment=1", "augment: expected bool, got 1"),
     (None, "loss.init_temperature=0", "temperatures must be positive"),
 ])
 def test_config_of_the_wrong_shape_is_a_config_error(tmp_path, preset, override, complaint):
