@@ -49,8 +49,8 @@ _POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 def _pool() -> ThreadPoolExecutor:
     """One pool of drawing threads per process, kept between studies: OpenCV's first drawing
-    calls in a new thread are slow (measured: drawing the boxes 25 ms in a fresh thread vs
-    0.3 ms in a warm one), so a pool made per study cost more than it saved. Keyed by pid: a
+    calls in a new thread are far slower than in a warm one, so a pool made per study cost
+    more than it saved. Keyed by pid: a
     forked child process (batch workers are spawned, but a library user may fork) makes its
     own, since threads do not survive a fork."""
     global _POOL
@@ -180,7 +180,7 @@ def _write_study(result: StudyResult, radiograph: Radiograph, target: Path,
     # The display-size radiograph is made once here, not by every thread that finds it missing.
     # Render every overlay, then encode them and the summary together, the summary (the
     # largest) first: made after the overlays' encoding, it ran alone on one core. (Encoding
-    # each overlay while the next one renders was no faster: 48.7 vs 47.2 ms, median of 70.)
+    # each overlay while the next one renders was no faster.)
     base_grey(result)
     pool = _pool()
     pictures = list(pool.map(lambda sentence: sentence_overlay(result, sentence), result.grounded))
@@ -206,7 +206,7 @@ def _write_study(result: StudyResult, radiograph: Radiograph, target: Path,
     doc = result.to_dict()
     _remove_stale(target, result.study_id, set(listed_files(doc)))
     # Not fsynced: a power cut can leave this file (or an overlay) empty, and is_done redoes a
-    # study with an empty or unparsable file; an fsync per study cost 8 ms of ~420.
+    # study with an empty or unparsable file; an fsync per study is a disk round trip.
     atomic_write_json(target / STUDY_JSON, doc, durable=False)
     return target / STUDY_JSON
 
