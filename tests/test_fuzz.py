@@ -7,12 +7,20 @@ NotImplementedError on a damaged VR, binary header bytes echoed into messages.""
 
 from __future__ import annotations
 
-import os
 import sys
-import threading
 
 import pytest
-from fuzz import bundles, dicom_out, evaluation, harness, images, manifests, reports, training
+from fuzz import (
+    bundles,
+    dicom_out,
+    evaluation,
+    flaky,
+    harness,
+    images,
+    manifests,
+    reports,
+    training,
+)
 
 SLICES = {  # target -> cases in the suite: seconds each
     reports: 60,
@@ -43,23 +51,8 @@ def test_fuzzing_slice_finds_no_problem(module, tmp_path):
     assert len(summary.counts) >= 2, summary.counts  # the cases reach more than one outcome
 
 
-def _flaky_case(seeds, case, work):
-    if case == 1:
-        os._exit(3)  # a crash, as a segfaulting decoder would end the process
-    if case == 2:
-        threading.Event().wait()  # a hang
-    if case == 3:
-        print("a library's chatter", file=sys.stderr)
-    if case == 4:
-        raise ValueError("a bug")
-    return "ok"
-
-
-FLAKY = harness.Target("flaky", __file__, lambda folder: None, _flaky_case, timeout=2.0)
-
-
 def test_harness_names_crashes_hangs_chatter_and_bugs(tmp_path):
-    summary = harness.campaign(FLAKY, tmp_path, 0, 6, echo=False)
+    summary = harness.campaign(flaky.TARGET, tmp_path, 0, 6, echo=False)
     problems = "\n".join(summary.problems)
     assert summary.counts["ok"] == 2, summary.counts  # cases 0 and 5: it went on after each
     assert "case 1: PROBLEM crash (exit 3)" in problems
@@ -83,6 +76,3 @@ def test_one_line_error_of_a_command_passes_and_a_traceback_does_not():
     assert harness.run_cli(command, ["crash"], {0, 3}).startswith("PROBLEM RuntimeError")
     assert harness.run_cli(command, [], {0, 3}).startswith("PROBLEM")  # click's usage block
 
-
-if __name__ == "__main__":  # the flaky target's child processes run this file
-    sys.exit(harness.main(FLAKY))

@@ -106,8 +106,9 @@ def run_case(seeds: Path, case: int, work: Path) -> str:
     data = mutate(rng.choice(texts).read_text(encoding="utf-8"), rng)
     (work / "report.txt").write_bytes(data)  # for --show
     report = parse_report(decode_report(data, "report.txt"))
-    queries = [harness.mutate_text(rng.choice(report.sentences).text, rng)
-               ] if report.sentences and rng.random() < 0.2 else []
+    queries = []
+    if report.sentences and rng.random() < 0.2:
+        queries.append(harness.mutate_text(rng.choice(report.sentences).text, rng))
     localizer, image = _localizer_and_image(seeds)
     result = localizer.localize(image, report, queries=queries,
                                 ground=rng.choice(["findings", "all"]))

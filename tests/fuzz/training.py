@@ -153,8 +153,7 @@ KINDS = (prepare_mimic_case, manifest_case, config_case)
 
 
 def run_case(seeds: Path, case: int, work: Path) -> str:
-    result = KINDS[case % len(KINDS)](seeds, random.Random(case), work)
-    return result if result.startswith(("PROBLEM", "ok", "exit")) else result
+    return KINDS[case % len(KINDS)](seeds, random.Random(case), work)
 
 
 TARGET = harness.Target("training", __file__, make_seeds, run_case, __doc__, timeout=30.0)
