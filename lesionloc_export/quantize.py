@@ -32,7 +32,7 @@ class _ImageReader:
 # Static int8 schemes for the image encoder, fastest first. On x86 without VNNI (AVX2), ORT's
 # u8 x s8 kernels add pairs of products in 16 bits and saturate: on a small ResNet that cost
 # 0.3 of patch cosine. 7-bit weights (reduce_range) avoid it at full speed; u8 x u8 avoids it
-# too but ran 1.5x slower on ResNet-50. Export keeps the first scheme that passes parity.
+# too but ran slower on ResNet-50. Export keeps the first scheme that passes parity.
 INT8_IMAGE_SCHEMES = ("u8s8-reduced", "u8u8")
 
 

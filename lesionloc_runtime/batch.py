@@ -178,7 +178,8 @@ def _from_manifest(path: Path) -> list[StudyTask]:
 
 
 def _is_path(value: object) -> bool:
-    return isinstance(value, str) and bool(value.strip())
+    # a NUL cannot be in a file name: the lookups raise ValueError, not OSError
+    return isinstance(value, str) and bool(value.strip()) and "\x00" not in value
 
 
 _WORKER: dict[str, Any] = {}

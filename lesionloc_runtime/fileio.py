@@ -3,6 +3,7 @@ leaves a half-written file where a reader (or a resumed batch run) would trust i
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -21,7 +22,11 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb",
     makes the file appear whole or not at all to other processes (and after a kill);
     `durable` also fsyncs first, for files that must survive a power cut (markers, weights)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except RecursionError:  # pathlib recurses once per missing folder: thousands of them
+        raise OSError(errno.ENAMETOOLONG, "too many missing parent folders",
+                      str(path.parent)) from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions

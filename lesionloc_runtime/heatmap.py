@@ -124,7 +124,7 @@ class Heatmap:
         """Connected components of the heatmap above `box_threshold` of its min-max range,
         computed on a copy at most `work_size` pixels long and scaled to original pixels. 256
         px: a box edge lands within 8 px of a 2048 px image (a model cell is 70 px or more
-        there), 1.1 ms per sentence less than at 512 with the same boxes to a pixel or two."""
+        there), a quarter of the pixels of 512 with the same boxes to a pixel or two."""
         box = self.letterbox
         scale = min(1.0, work_size / max(box.orig_width, box.orig_height))
         wk_w = max(1, round(box.orig_width * scale))
@@ -136,8 +136,8 @@ class Heatmap:
         if hi - lo <= 1e-9:
             return []
         mask = ((work - lo) >= config.box_threshold * (hi - lo)).astype(np.uint8)
-        # Labels only: OpenCV's per-component statistics cost 1.1 ms of the 1.3 at 512 px,
-        # more than doing them in numpy for the few components a heatmap has.
+        # Labels only: OpenCV's per-component statistics cost most of the call, more than
+        # doing them in numpy for the few components a heatmap has.
         count, labels = cv2.connectedComponents(mask, connectivity=8)
         fx, fy = box.orig_width / wk_w, box.orig_height / wk_h
         min_area = config.min_box_fraction * wk_w * wk_h

@@ -91,7 +91,7 @@ class Localizer:
             bundle = ModelBundle.load(demo_bundle_path() if bundle is None else bundle)
         threads = threads or default_threads()
         # the two sessions load concurrently (ORT releases the GIL while building a session):
-        # 0.54 s instead of 0.66 s for the full-size int8 bundle, most of a cold start
+        # building them is most of a cold start
         with ThreadPoolExecutor(max_workers=2) as pool:
             image = pool.submit(OnnxEncoder, bundle.file(bundle.image_encoder.file),
                                 bundle.image_encoder, providers, threads)

@@ -56,8 +56,8 @@ _POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 def _pool() -> ThreadPoolExecutor:
     """One pool of drawing threads per process, kept between studies: OpenCV's first drawing
-    calls in a new thread are slow (measured: drawing the boxes 25 ms in a fresh thread vs
-    0.3 ms in a warm one), so a pool made per study cost more than it saved. Keyed by pid: a
+    calls in a new thread are far slower than in a warm one, so a pool made per study cost
+    more than it saved. Keyed by pid: a
     forked child process (batch workers are spawned, but a library user may fork) makes its
     own, since threads do not survive a fork."""
     global _POOL
@@ -212,7 +212,7 @@ def _write_study(result: StudyResult, radiograph: Radiograph, target: Path,
         write(page.PAGE, page.study_page(doc, options.index_link).encode("utf-8"))
     _remove_stale(target, result.study_id, set(listed_files(doc)))
     # Not fsynced: a power cut can leave this file (or an overlay) empty, and is_done redoes a
-    # study with an empty or unparsable file; an fsync per study cost 8 ms of ~420.
+    # study with an empty or unparsable file; an fsync per study is a disk round trip.
     atomic_write_json(target / STUDY_JSON, doc, durable=False)
     return target / STUDY_JSON
 

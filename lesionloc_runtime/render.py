@@ -41,8 +41,8 @@ def base_grey(result: StudyResult, limit: int = DISPLAY_SIZE) -> np.ndarray:
     if limit not in cache:
         w, h = display_size(result.width, result.height, limit)
         grey = result.display
-        # Halve by exact area averaging while it stays above the target (OpenCV's fast path:
-        # 2048 px -> 640 in 2.5 ms instead of 5.4, mean difference 0.05% of the range).
+        # Halve by exact area averaging while it stays above the target (OpenCV's fast path,
+        # and the result differs from one area resize by a fraction of a grey level).
         while grey.shape[0] % 2 == 0 and grey.shape[1] % 2 == 0 and \
                 grey.shape[1] // 2 >= w and grey.shape[0] // 2 >= h:
             grey = cv2.resize(grey, (grey.shape[1] // 2, grey.shape[0] // 2),
@@ -87,8 +87,8 @@ def _blend_table(alpha: float) -> np.ndarray:
 def _blend_heatmap(grey: np.ndarray, heat: np.ndarray, alpha: float = 0.55) -> np.ndarray:
     """RGB uint8: the grey picture with the heatmap (min-max scaled to 256 levels) blended over
     it through `_blend_table`. The lookup is OpenCV's nearest-neighbour remap with the grey
-    value as column and the heat level as row: 0.6 ms at 640 px against 1.8 for colour map,
-    weights and blendLinear, equal to them within one grey level."""
+    value as column and the heat level as row: one pass instead of colour map, weights and
+    blendLinear, and equal to them within one grey level."""
     finite = np.isfinite(heat)
     if not finite.all():  # no value (outside what the model saw): drawn as the minimum, clear
         heat = np.where(finite, heat, np.nanmin(heat) if finite.any() else 0.0)
@@ -164,8 +164,8 @@ def summary_figure(result: StudyResult, tile: int = DISPLAY_SIZE // 2,
     5 tiles are 3 + 2, not 4 + 1), with a legend and the notice.
     `overlays` (the per-sentence pictures or their `summary_tile`s, if already rendered) are
     downscaled, not redrawn.
-    The default tile is half the overlays' size: OpenCV's area resize by exactly 2 is 30x
-    faster than by 2.5 (0.1 vs 3.6 ms per 640 px overlay), and captions stay legible."""
+    The default tile is half the overlays' size: OpenCV's area resize by exactly 2 takes its
+    fast path (a non-integer factor does not), and captions stay legible."""
     grounded = result.grounded
     if overlays is not None:
         tiles = [summary_tile(o, tile) for o in overlays]
@@ -184,8 +184,8 @@ def summary_figure(result: StudyResult, tile: int = DISPLAY_SIZE // 2,
                                         f"grounded sentence(s), model {result.model.get('name', '')}"],
                       str(result.model.get("notice", "")))
     top = header.shape[0]
-    # one canvas, each tile copied into its cell (padding, rows and stacking by numpy took
-    # 3.5 of 7 ms)
+    # one canvas, each tile copied into its cell (padding, rows and stacking by numpy copied
+    # every pixel several times)
     rows = -(-len(tiles) // per_row)
     canvas = np.full((top + rows * height, per_row * width, 3), 24, dtype=np.uint8)
     canvas[:top] = header
@@ -205,8 +205,8 @@ def summary_tile(picture: np.ndarray, width: int = DISPLAY_SIZE // 2) -> np.ndar
 
 def encode_png(picture: np.ndarray) -> bytes:
     """8-bit RGB (h, w, 3) or grey (h, w) as PNG: the "up" filter in numpy and deflate by
-    ISA-L (python-isal) when installed. Encoding dominated writing: on a 640x792 overlay ISA-L
-    takes 4 ms against 20 for libpng at zlib level 1 (OpenCV), for the same file size. Without
+    ISA-L (python-isal) when installed. Encoding dominated writing, and ISA-L deflates several
+    times faster than libpng at zlib level 1 (OpenCV) for the same file size. Without
     isal, the standard library's zlib at level 1 does the deflate: valid PNGs, only slower."""
     if picture.dtype != np.uint8 or picture.ndim not in (2, 3) or (
             picture.ndim == 3 and picture.shape[2] != 3) or 0 in picture.shape:
@@ -230,11 +230,11 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
         ">I", _crc32(data, _crc32(kind)) & 0xFFFFFFFF)
 
 
-try:  # ISA-L deflate: 4-5x faster than zlib at the same ratio; its CRC-32 5x faster too
+try:  # ISA-L deflate and CRC-32: several times faster than zlib's at the same ratio
     from isal.isal_zlib import compress as _deflate
     from isal.isal_zlib import crc32 as _crc32
 except ImportError:  # pragma: no cover - isal is a dependency; a platform without its wheel
     from zlib import compress as _deflate
     from zlib import crc32 as _crc32
-# ISA-L level 1: on the demo's 640 px overlays 3.7 ms against 4.5 at level 2, files 0.5% larger
+# ISA-L level 1: faster than level 2 on the demo's overlays, for files under 1% larger
 _DEFLATE_LEVEL = 1

@@ -69,8 +69,8 @@ def resolve_providers(requested: Sequence[str]) -> list[str]:
 
 # ONNX Runtime optimizers switched off. QDQ propagation moves the QuantizeLinear that follows
 # a MaxPool up in front of it. In the int8 image encoder that pool follows the fp32 first
-# convolution, and ORT runs a uint8 MaxPool in NCHW with a scalar loop: 14 ms at ResNet-50's
-# 448 px on 2 cores, against about 1 ms for the fp32 pool in its blocked (NCHWc) layout.
+# convolution, and ORT runs a uint8 MaxPool in NCHW with a scalar loop, many times slower
+# than the fp32 pool in its blocked (NCHWc) layout.
 # The output is the same either way (a quantizer is monotone: Q(max x) = max Q(x)).
 DISABLED_OPTIMIZERS = ("QDQPropagationTransformer",)
 
@@ -84,13 +84,13 @@ def session_options(threads: int | None = None) -> Any:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # All levels: the int8 graphs need the QDQ -> QLinearConv fusions (2.5x faster than
-    # the basic level on ResNet-50) and layout rewrites are hardware-specific, so they
-    # cannot be saved at export; loading costs tens of milliseconds more.
+    # All levels: the int8 graphs need the QDQ -> QLinearConv fusions (the basic level leaves
+    # them out and runs much slower) and layout rewrites are hardware-specific, so they
+    # cannot be saved at export; loading pays for them once per session.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     # Threads spin while a run is on (the text encoder's many small operators wait less for
-    # each other: 60 vs 65 ms for a study's sentences) and stop when it ends: ORT's default
+    # each other) and stop when it ends: ORT's default
     # spins on after each run, on the cores the rendering and PNG encoding that follow need.
     options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     options.add_session_config_entry("session.force_spinning_stop", "1")

@@ -14,9 +14,10 @@ import numpy as np
 
 from lesionloc_runtime.errors import BundleError
 
-# What one more encoder run costs, in padded tokens. Measured on the full-size int8 text
-# encoder (BERT-base, 2 cores): ~1 ms per token plus ~12 ms per run (streaming the weights),
-# e.g. 8 sentences padded to 18 tokens 149 ms, the same as 1 x 18 + 7 x 9: 29 + 75 ms.
+# What one more encoder run costs, in padded tokens: every run streams the weights once more,
+# which on the full-size int8 text encoder cost about as much as a dozen padded tokens, so
+# splitting a batch pays only when it saves more padding than that (the latency benchmark
+# measures the text encoder by sentences and tokens).
 RUN_COST_TOKENS = 12
 # At most this many windows per run: bounds the activations a very long report can allocate.
 MAX_ROWS_PER_RUN = 64

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from lesionloc_runtime.errors import ConfigError
+from lesionloc_runtime.errors import ConfigError, printable
 from lesionloc_runtime.fileio import is_file
 from lesionloc_runtime.preprocess import PreprocessConfig
 
@@ -64,7 +64,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """L = wg_t2i Lg(v|t) + wg_i2t Lg(t|v) + wl_t2i Ll(v|t) + wl_i2t Ll(t|v) (DESIGN.md)."""
+    """L = wg_t2i Lg(v|t) + wg_i2t Lg(t|v) + wl_t2i Ll(v|t) + wl_i2t Ll(t|v) (docs/design.md)."""
 
     global_t2i: float = 1.0  # Lg(v|t): each report picks its image among the batch's images
     global_i2t: float = 1.0  # Lg(t|v): each image picks its report
@@ -150,6 +150,21 @@ class TrainConfig:
         return asdict(self)
 
 
+def _same_kind(default: Any, value: Any, annotation: str) -> bool:
+    """Whether `value` may stand where the field's default is: a number for a float, an int
+    (not a bool) for an int, a string for a string, None where the type says `| None`. Fields
+    without a default (None) and free-form dicts are left to their consumers."""
+    if default is None or isinstance(default, dict):
+        return True
+    if value is None:
+        return "None" in str(annotation)
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
@@ -166,6 +181,9 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
             raise ConfigError(f"{where}.{name}: expected an object, got {type(value).__name__}")
         elif isinstance(default, tuple) and isinstance(value, list):
             kwargs[name] = tuple(value)
+        elif not _same_kind(default, value, known[name].type):
+            raise ConfigError(f"{where}.{name}: expected {type(default).__name__}, got "
+                              f"{printable(repr(value), 60)}")
         else:
             kwargs[name] = value
     try:
@@ -184,6 +202,22 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: json would give inf, a learning rate of inf
+        raise ConfigError(f"{text[:40]} is not a finite number")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ConfigError(f"{name} is not a number a config may hold")
+
+
+def _loads(text: str) -> Any:
+    """JSON of a preset or a --set value: numbers must be finite (no NaN, Infinity, 1e999)."""
+    return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+
+
 def _load_raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     path = Path(name_or_path)
     if not path.suffix:
@@ -194,9 +228,11 @@ def _load_raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     if str(path) in seen:
         raise ConfigError(f"preset {path} extends itself")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = _loads(path.read_text(encoding="utf-8"))
     except (ValueError, RecursionError) as exc:  # also undecodable bytes, huge numbers
         raise ConfigError(f"{path}: invalid JSON ({exc})") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a preset must be a JSON object, got {type(raw).__name__}")
     parent = raw.pop("extends", None)
@@ -213,9 +249,11 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {item!r} is not of the form key.path=value")
     key, text = item.split("=", 1)
     try:
-        value = json.loads(text)
+        value = _loads(text)
     except (ValueError, RecursionError):
         value = text  # a bare string
+    except ConfigError as exc:
+        raise ConfigError(f"override {printable(item, 80)!r}: {exc}") from None
     return key.strip().split("."), value
 
 

@@ -1,4 +1,4 @@
-"""Training data: the JSON Lines manifest of PHANTOMS.md (image + report, sentence boxes
+"""Training data: the JSON Lines manifest of docs/phantoms.md (image + report, sentence boxes
 optional), a deterministic resumable sampler, augmentation seeded per (seed, epoch, item),
 and collation of images, report sentences and whole reports into one batch."""
 

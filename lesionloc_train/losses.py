@@ -69,7 +69,7 @@ class GlobalContrastiveLoss(nn.Module):
 
 
 class LocalSentenceLoss(nn.Module):
-    """Sentences as local units (DESIGN.md). For sentence j of report i and image b:
+    """Sentences as local units (docs/design.md). For sentence j of report i and image b:
     a = softmax(s_ij . P_b / tau_a), c = sum_k a_k P_bk, r_ij^b = cos(s_ij, c);
     Z(i, b) = 1/gamma log sum_j exp(gamma r_ij^b) over report i's valid sentences;
     Ll(v|t) = CE over images of Z(i, .)/tau_l, Ll(t|v) = CE over reports of Z(., b)/tau_l.

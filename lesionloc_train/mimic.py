@@ -1,5 +1,5 @@
-"""`lesionloc-train prepare-mimic`: a training manifest (shared/PHANTOMS.md record format) from
-MIMIC-CXR-JPG in its official PhysioNet layout plus the MIMIC-CXR free-text reports.
+"""`lesionloc-train prepare-mimic`: a training manifest (the record format of docs/phantoms.md)
+from MIMIC-CXR-JPG in its official PhysioNet layout plus the MIMIC-CXR free-text reports.
 
 Pure Python, no torch: the split and metadata tables are streamed row by row and no image is
 decoded (width and height come from the metadata table's Columns and Rows).

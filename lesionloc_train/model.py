@@ -1,5 +1,6 @@
-"""The image-report model of DESIGN.md: a ResNet image encoder (local grid from stage 3, global
-from pooled stage 4) and a BERT-family text encoder, each projected to a shared D-dim space."""
+"""The image-report model of docs/design.md: a ResNet image encoder (local grid from stage 3,
+global from pooled stage 4) and a BERT-family text encoder, each projected to a shared D-dim
+space."""
 
 from __future__ import annotations
 

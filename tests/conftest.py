@@ -10,7 +10,43 @@ import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
-REAL_DICOM = REPO.parent / "shared" / "data" / "real-dicom"
+# Public real files (chest radiograph DICOMs) that some tests read: `LESIONLOC_TEST_DATA`, which
+# scripts/fetch_test_data.py fills, then the copy beside the development checkouts.
+TEST_DATA_ENV = "LESIONLOC_TEST_DATA"
+SHARED_TEST_DATA = REPO.parent / "shared" / "data" / "real-dicom"
+
+
+def real_data_dirs() -> list[Path]:
+    """The folders searched for public real test files, in order, those that exist."""
+    configured = os.environ.get(TEST_DATA_ENV, "").strip()
+    candidates = [Path(configured).expanduser()] if configured else []
+    return [d for d in [*candidates, SHARED_TEST_DATA] if d.is_dir()]
+
+
+def real_data_file(name: str) -> Path | None:
+    """The public real test file `name` from the first folder that has it, or None."""
+    for folder in real_data_dirs():
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def require_real_file(name: str) -> Path:
+    """`real_data_file(name)`, or skip the calling test saying where it looked and how to get
+    the file."""
+    path = real_data_file(name)
+    if path is None:
+        where = os.environ.get(TEST_DATA_ENV) or "unset"
+        pytest.skip(f"public test file {name} not found (${TEST_DATA_ENV}: {where}; "
+                    f"{SHARED_TEST_DATA}: {'present' if SHARED_TEST_DATA.is_dir() else 'absent'});"
+                    f" `python scripts/fetch_test_data.py` downloads it")
+    return path
+
+
+@pytest.fixture()
+def real_file():
+    """real_file(name) -> the path of a public real test file; skips the test without it."""
+    return require_real_file
 
 
 @pytest.fixture(scope="session")

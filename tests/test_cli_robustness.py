@@ -304,6 +304,16 @@ def test_manifest_row_python_cannot_hold_is_a_malformed_row(tmp_path, study, bad
     assert code == 7 and "manifest.jsonl:1: malformed row" in one_error_line(stderr)
 
 
+@pytest.mark.parametrize("row", ['{"image": "a\\u0000.png"}',
+                                 '{"image": "a.png", "report": "r\\u0000.txt"}'])
+def test_manifest_path_with_a_nul_is_a_malformed_row(tmp_path, study, row):
+    """It failed its study as an 'internal error' with a traceback (found by fuzzing)."""
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(row + "\n")
+    code, _, stderr = run(manifest, "--out", tmp_path / "out")
+    assert code == 7 and "manifest.jsonl:1: malformed row" in one_error_line(stderr)
+
+
 def test_manifest_that_is_not_utf8_is_a_manifest_error(tmp_path, study):
     manifest = tmp_path / "m.jsonl"
     manifest.write_bytes('{"image": "in/x.dcm"}\n'.encode("utf-16"))

@@ -1,6 +1,6 @@
 """DDP on CPU (gloo, 2 processes under torchrun) gives the loss and gradients of one process
 on the combined batch: the global loss over all-gathered embeddings (gradients through the
-gather), the local loss within each process's half, as DESIGN.md specifies."""
+gather), the local loss within each process's half, as docs/design.md specifies."""
 
 from __future__ import annotations
 

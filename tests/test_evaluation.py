@@ -75,7 +75,7 @@ def write_lines(path: Path, lines: Sequence[str]) -> None:
 
 
 def make_phantoms(root: Path) -> dict[tuple[str, str], list]:
-    """manifest.jsonl as shared/PHANTOMS.md specifies; returns (study, text) -> boxes."""
+    """manifest.jsonl as docs/phantoms.md specifies; returns (study, text) -> boxes."""
     write_dicom(root / "images/p000001.dcm", radiograph(1))
     write_png(root / "images/p000002.png", radiograph(2))
     write_png(root / "images/p000004.png", radiograph(4))

@@ -1,23 +1,17 @@
-"""The real chest radiographs of shared/data/real-dicom (see its README) read correctly: the
-documented shapes, exact pixels across re-encodings, and lungs dark, bones bright."""
+"""Public real chest radiographs (scripts/fetch_test_data.py lists them) read correctly: the
+documented shapes, exact pixels across re-encodings, and lungs dark, bones bright. Each test
+skips, saying why, when its file is in neither $LESIONLOC_TEST_DATA nor ../shared."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from conftest import require_real_file as real
 
 from lesionloc_runtime.imageio import read_image
 
-REAL_DICOM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-dicom"
-
-pytestmark = pytest.mark.skipif(
-    not REAL_DICOM.is_dir(), reason=f"real DICOM test files not present at {REAL_DICOM}"
-)
-
-SHAPES = {  # (rows, columns) from the README
+SHAPES = {  # (rows, columns), as scripts/fetch_test_data.py describes the files
     "CR-MONO1-10-chest.dcm": (440, 440),
     "CR-MONO1-10-chest_explicitLE.dcm": (440, 440),
     "CR-MONO1-10-chest_RLE.dcm": (440, 440),
@@ -30,13 +24,6 @@ DERIVED = [
     "CR-MONO1-10-chest_RLE.dcm",
     "CR-MONO1-10-chest_JPEGLosslessSV1.dcm",
 ]
-
-
-def real(name: str) -> Path:
-    path = REAL_DICOM / name
-    if not path.is_file():
-        pytest.skip(f"{path} is missing")
-    return path
 
 
 def linear_window(stored: np.ndarray, center: float, width: float) -> np.ndarray:

@@ -419,3 +419,11 @@ def test_ids_too_long_to_be_mimic_ids_are_skipped(tmp_path: Path, new_id: str):
     result = run(root, "--out", tmp_path / "m.jsonl")
     assert result.exit_code == 0, result.output
     assert all(new_id not in json.dumps(row) for row in rows_of(tmp_path / "m.jsonl"))
+
+
+def test_out_below_thousands_of_missing_folders_is_one_line(mimic: Path):
+    """pathlib's mkdir recursed once per missing folder: a RecursionError (found by fuzzing)."""
+    out = mimic.parent / ("a/" * 1100) / "out.jsonl"  # under PATH_MAX, over the recursion limit
+    result = run(mimic, "--out", out)
+    assert result.exit_code == 10, result.output
+    assert "error:" in result.output and "Traceback" not in result.output

@@ -170,7 +170,12 @@ def test_presets_merge_and_reject_unknown_keys():
     ('"tiny"', None, "a preset must be a JSON object, got str"),
     ('{"extends": 5}', None, "'extends' must name a preset, got int"),
     ("x" * 300, None, "not found"),
-    (None, "loss.attention_temperature=NaN", "temperatures must be positive"),  # NaN <= 0 False
+    (None, "loss.attention_temperature=NaN", "NaN is not a number a config may hold"),
+    (None, "optim.lr=1e999", "1e999 is not a finite number"),  # was inf (found by fuzzing)
+    (None, "model.image.resnet.hidden_sizes=[8, -Infinity]", "-Infinity is not a number"),
+    ('{"optim": {"lr": 1e400}}', None, "bad.json: 1e400 is not a finite number"),
+    (None, "model.image.image_size=[448]", "image_size: expected int, got \\[448\\]"),
+    (None, "data.augment=1", "augment: expected bool, got 1"),
     (None, "loss.init_temperature=0", "temperatures must be positive"),
 ])
 def test_config_of_the_wrong_shape_is_a_config_error(tmp_path, preset, override, complaint):

@@ -32,7 +32,7 @@ class Benchmark:
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in (
-        Benchmark("phantoms", "Phantom chest radiographs (shared/PHANTOMS.md)", read_phantoms,
+        Benchmark("phantoms", "Phantom chest radiographs (docs/phantoms.md)", read_phantoms,
                   "test"),
         Benchmark("ms-cxr", "MS-CXR phrase grounding", read_ms_cxr),
         Benchmark("rsna-pneumonia", "RSNA Pneumonia Detection", read_rsna),

@@ -41,8 +41,8 @@ from lesionloc_runtime.metrics import (
     score_heatmap,
 )
 
-# AUROC sorts every pixel: about 0.75 s per heatmap at 1024x1024 and 3 s at 2048x2048. Scoring
-# on a grid whose long side is at most this many pixels keeps a full benchmark to minutes;
+# AUROC sorts every pixel, so its cost grows faster than the pixel count. Scoring on a grid
+# whose long side is at most this many pixels keeps a full benchmark to minutes;
 # 0 or None scores at the original resolution.
 DEFAULT_SCORE_SIZE = 1024
 
