@@ -20,9 +20,9 @@ from lesionloc_runtime.errors import BundleError, ReportError
 from lesionloc_runtime.heatmap import Heatmap, cosine_grid, local_alignment_score, smooth_grid
 from lesionloc_runtime.imageio import Radiograph, import_dicom_stack, read_image
 from lesionloc_runtime.preprocess import Letterbox, PreprocessedImage, preprocess
-from lesionloc_runtime.report import Report, Sentence, query_sentences, read_report
 from lesionloc_runtime.results import SentenceResult, StudyResult
 from lesionloc_runtime.sessions import OnnxEncoder, default_threads
+from lesionloc_runtime.text import Report, Sentence, query_sentences, read_report
 from lesionloc_runtime.tokens import SentenceTokenizer, pool_windows
 
 PACKAGE_DIR = Path(__file__).resolve().parent

@@ -18,7 +18,7 @@ from lesionloc_runtime.errors import LesionlocError
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.manifest import StudyRecord, read_manifest  # noqa: F401  (re-exported)
 from lesionloc_runtime.preprocess import PreprocessConfig, preprocess
-from lesionloc_runtime.report import Report, read_report
+from lesionloc_runtime.text import Report, read_report
 from lesionloc_train.cache import ImageCache
 from lesionloc_train.model import TextTokenizer
 

@@ -18,7 +18,7 @@ from lesionloc_runtime.errors import BundleError, CheckpointError, ConfigError
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
 from lesionloc_runtime.manifest import read_manifest
-from lesionloc_runtime.report import read_report
+from lesionloc_runtime.text import read_report
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from lesionloc_runtime.errors import ReportError
-from lesionloc_runtime.report import (
+from lesionloc_runtime.text import (
     MAX_REPORT_BYTES,
     Report,
     Sentence,
