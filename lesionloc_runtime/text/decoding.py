@@ -19,10 +19,14 @@ _INVISIBLE = (
 _CLEAN = {**dict.fromkeys(_INVISIBLE), **dict.fromkeys((0x0B, 0x0C, 0x85, 0x2028, 0x2029), "\n")}
 
 
+# translate() with a dict looks up every character: cleaning only text that needs it is faster
+_DIRTY = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_CLEAN)) + "]")
+
+
 def clean_text(text: str) -> str:
     """`text` without control and invisible formatting characters (tabs and line ends kept;
     form feeds, vertical tabs and Unicode line separators become line ends)."""
-    return text.translate(_CLEAN)
+    return text.translate(_CLEAN) if _DIRTY.search(text) else text
 
 
 _TEXT_CONTROLS = b"\t\n\v\f\r"  # control bytes that plain text may carry

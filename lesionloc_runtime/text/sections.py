@@ -3,8 +3,9 @@ signature lines that never become sentences."""
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 # Header name (lower case, single spaces) -> what its text becomes. "report" marks titles
@@ -86,6 +87,9 @@ _HEADER = re.compile(
 )
 # What follows a header without a colon: end of line, or an ALL-CAPS word ("FINDINGS ARE ...",
 # which is a shouted sentence, not a header).
+# Where a header name can begin: the scan tries _HEADER only there, not at every character.
+_NAME = re.compile(_names_pattern(_HEADERS))  # on lower-case text: re.I would scan slowly
+_LINE_END = re.compile(r"\r\n?|\n")
 _AFTER_HEADER = re.compile(r"(?P<eol>[\r\n]|\Z)|(?P<caps>[A-Z]{2,}(?![a-z]))")
 
 
@@ -132,9 +136,36 @@ def _is_header(text: str, m: re.Match[str]) -> bool:
     return name.isupper() or (k > 0 and text[k - 1] in ".!?")
 
 
+def identifier_spans(text: str) -> list[tuple[int, int]]:
+    """The identifier and signature lines of `text` (they start at line starts only)."""
+    starts = [0, *(m.end() for m in _LINE_END.finditer(text))]
+    return [m.span() for m in map(IDENTIFIER_LINE.match, itertools.repeat(text), starts) if m]
+
+
+def _header_matches(text: str) -> Iterator[re.Match[str]]:
+    """The matches of `_HEADER.finditer(text)`, tried only where a header name begins."""
+    low = text.lower()
+    if len(low) != len(text):  # a few characters lower-case to two ("İ")
+        yield from _HEADER.finditer(text)
+        return
+    pos = 0
+    while (name := _NAME.search(low, pos)) is not None:
+        p = line = name.start()
+        while line > 0 and text[line - 1] in " \t\ufeff":  # only blanks: linear overall
+            line -= 1
+        m = _HEADER.match(text, line) if line == 0 or text[line - 1] in "\r\n" else None
+        if m is None or m.start("name") != p:
+            m = _HEADER.match(text, p)
+        if m is not None and m.start("name") == p:
+            yield m
+            pos = m.end()
+        else:
+            pos = p + 1
+
+
 def find_sections(text: str) -> list[Section]:
     found: list[tuple[str, str | None, int, int]] = []
-    for m in _HEADER.finditer(text):
+    for m in _header_matches(text):
         if _is_header(text, m):
             key = m.group("name").lower()
             if key not in _HEADERS:  # written with extra spaces: "WET  READ", "FINDINGS / ..."
