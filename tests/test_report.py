@@ -586,9 +586,11 @@ def test_query_sentences():
     queries = query_sentences(["right lower lobe pneumonia", "  Small left\n effusion.  "])
     assert queries == (
         Sentence("right lower lobe pneumonia", "right lower lobe pneumonia", "query", "finding",
-                 0, 26),
-        Sentence("Small left effusion.", "Small left\n effusion.", "query", "finding", 2, 23),
+                 0, 26, span=(0, 26)),
+        Sentence("Small left effusion.", "Small left\n effusion.", "query", "finding", 2, 23,
+                 span=(0, 20)),
     )
+    assert [q.grounded_text for q in queries] == [q.text for q in queries]
     assert query_sentences([]) == ()
     with pytest.raises(TypeError):
         query_sentences("pneumonia")
@@ -693,7 +695,10 @@ def test_near_limit_report_of_repeated_sentences_parses_in_seconds():
     t0 = time.perf_counter()
     report = parse_report(text)
     assert time.perf_counter() - t0 < 2.0
-    assert len(report.sentences) == 3 * (900_000 // len(unit))
+    # one report pasted over and over: each sentence is kept once, the repeats are counted
+    assert [s.text for s in report.sentences] == [
+        "No pneumothorax.", "The heart size is normal.", "There is a 1.5 cm nodule."]
+    assert report.repeated == 3 * (900_000 // len(unit)) - 3
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from lesionloc_runtime.errors import ReportError
 from lesionloc_runtime.text.decoding import decode_report
 from lesionloc_runtime.text.records import MAX_REPORT_BYTES, Report, Sentence
 from lesionloc_runtime.text.sections import (
-    IDENTIFIER_LINE,
     find_sections,
+    identifier_spans,
     label_list,
     without_identifiers,
 )
@@ -37,13 +37,14 @@ def parse_report(text: str) -> Report:
         # sections (before the first header, under FINAL REPORT, or after the paragraph of an
         # administrative header).
         parts = [s for s in sections if s.use == "report"]
-    identifiers = [m.span() for m in IDENTIFIER_LINE.finditer(text)]
+    identifiers = identifier_spans(text)
     sentences: list[Sentence] = []
     for part in parts:
         for start, end in without_identifiers(part.start, part.end, identifiers):
             sentences.extend(split_sentences(text, start, end, part.use or "report"))
     if sentences:
-        return Report(text, tuple(sentences))
+        kept_once = _once_per_section(sentences)
+        return Report(text, tuple(kept_once), len(sentences) - len(kept_once))
     if identifiers and any(split_sentences(text, p.start, p.end, "report") for p in parts):
         raise ReportError(
             "the report holds only identifier or signature lines (Patient:, MRN, Signed: ...), "
@@ -63,9 +64,22 @@ def parse_report(text: str) -> Report:
     raise ReportError("the report contains no words, only blanks or punctuation")
 
 
+def _once_per_section(sentences: list[Sentence]) -> list[Sentence]:
+    """The sentences less the repeats of an earlier sentence of the same section: a report
+    pasted twice into FINDINGS says each thing once. IMPRESSION may restate FINDINGS."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for s in sentences:
+        key = (s.section, " ".join(s.text.lower().split()))
+        if key not in seen:
+            seen.add(key)
+            kept.append(s)
+    return kept
+
+
 def query_sentences(queries: Sequence[str]) -> tuple[Sentence, ...]:
     """Free-text queries (e.g. from the command line) as sentences: one each, section "query",
-    kind "finding"; start/end are offsets into the query string itself."""
+    kind "finding", grounded whole; start/end are offsets into the query string itself."""
     if isinstance(queries, str):
         raise TypeError("query_sentences takes a sequence of queries, not one string")
     sentences = []
@@ -77,7 +91,8 @@ def query_sentences(queries: Sequence[str]) -> tuple[Sentence, ...]:
         start = len(query) - len(query.lstrip())
         end = len(query.rstrip())
         raw = query[start:end]
-        sentences.append(Sentence(fold(raw), raw, "query", "finding", start, end))
+        text = fold(raw)
+        sentences.append(Sentence(text, raw, "query", "finding", start, end, span=(0, len(text))))
     return tuple(sentences)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from lesionloc_runtime.text.assertion import classify_sentence
+from lesionloc_runtime.text.assertion import assess
 from lesionloc_runtime.text.decoding import clean_text
 from lesionloc_runtime.text.records import Sentence
 
@@ -14,6 +14,8 @@ _MARKER = r"(?:[-*\u2022\u00b7\u2013]|\(?\d{1,2}[.)])"  # bullet, "1." "1)" "(1)
 _LEAD = re.compile(r"[\s\ufeff]*(?P<mark>(?:[-*\u2022\u00b7\u2013]|\(?(?P<num>\d{1,2})[.)])"
                    r"\s+(?=\S))?")
 _BREAK = re.compile(
+    # Positions where no break can start are skipped by this one test: faster scans.
+    r"(?=[.!?\u3002\uff01\uff1f\uff61\r\n(0-9])(?:"
     # A run of terminators, counted from its first character so a long run is scanned once.
     r"(?P<term>(?<![.!?])[.!?]+[\"')\]\u2019\u201d]*)(?=\s|$)"
     # Chinese and Japanese full stops end a sentence with no space after them.
@@ -22,7 +24,7 @@ _BREAK = re.compile(
     r"|(?P<nl>" + _NL + r")(?=[^\S\r\n]*(?:" + _NL + r"|$|" + _MARKER + r"\s"
     r"|[A-Z][A-Za-z/&-]*(?:[ \t][A-Za-z/&-]+){0,3}:\s))"
     # An inline list number; taken only when it is the next number of the current list.
-    r"|(?P<item>\s\(?(?P<num>\d{1,2})[.)]\s+(?=\S))"
+    r"|(?P<item>(?<=\s)\(?(?P<num>\d{1,2})[.)]\s+(?=\S)))"
 )
 LETTER = re.compile(r"[^\W\d_]")
 # A period after these never ends a sentence ("Dr. ___", "approx. 2 cm", "pneumonia vs.
@@ -119,5 +121,7 @@ def split_sentences(text: str, start: int, end: int, section: str) -> list[Sente
         # Blanks ("___"), rules ("-----") and lone numbers carry nothing to ground.
         if LETTER.search(raw):
             folded = fold(raw)
-            sentences.append(Sentence(folded, raw, section, classify_sentence(folded), pos, stop))
+            said = assess(folded)
+            sentences.append(Sentence(folded, raw, section, said.kind, pos, stop, said.uncertain,
+                                      said.span))
         pos = pos_next
