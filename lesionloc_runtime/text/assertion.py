@@ -46,14 +46,23 @@ _HEAD = frozenset("process processes abnormality abnormalities disease diseases 
                   "finding pathology change changes".split())
 
 
-def _prepare(text: str) -> str:
-    """Lower case with placeholders blanked, offsets unchanged."""
-    if "__" in text or "XXX" in text or "[**" in text:
-        text = lx.PLACEHOLDER.sub(lambda m: " " * len(m.group()), text)
-    low = text.lower()
-    if len(low) != len(text):  # a few characters lower-case to two ("İ")
-        low = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
-    return low
+def _prepare(text: str) -> tuple[str, list[int] | None]:
+    """Lower case with placeholders taken out (and the white space around them folded), and
+    for each character its offset in `text` (None: the same offsets)."""
+    if "__" not in text and "XXX" not in text and "[**" not in text:
+        low = text.lower()
+        if len(low) == len(text):
+            return low, None
+    masked = lx.PLACEHOLDER.sub(lambda m: "\0" * len(m.group()), text)
+    chars: list[str] = []
+    index: list[int] = []
+    for i, c in enumerate(masked):
+        if c == "\0" or (c.isspace() and chars and chars[-1] == " "):
+            continue
+        low = " " if c.isspace() else c.lower()
+        chars.append(low if len(low) == 1 else c)  # a few characters lower-case to two ("İ")
+        index.append(i)
+    return "".join(chars), index
 
 
 def _words(s: str) -> list[str]:
@@ -75,7 +84,7 @@ class _Analysis:
     kind finding, negated, normal or other with their offsets."""
 
     def __init__(self, text: str) -> None:
-        self.low = _prepare(text)
+        self.low, self.index = _prepare(text)
         self.hints = lx.triggered(self.low)
 
     def may(self, group: str) -> bool:
@@ -135,9 +144,9 @@ class _Analysis:
             if lx.FINDING_TERM.search(seg, start, cue):  # "8 mm nodule for which CT is advised"
                 return cue
             return start
-        if (self.may("limitation") and lx.LIMITATION.search(seg)
-                and not lx.FINDING_TERM.search(seg)):
-            return 0
+        if self.may("limitation") and lx.LIMITATION.search(seg):
+            if not lx.FINDING_TERM.search(_blank(lx.TECHNIQUE_OBSCURING, seg)):
+                return 0
         return None
 
     def negation(self, seg: str) -> re.Match[str] | None:
@@ -279,13 +288,15 @@ def _negated_kind(words_text: str, cue: str) -> SentenceKind:
     return "negated"
 
 
-def _combine(text: str, parts: list[_Part]) -> Assertion:
+def _combine(text: str, parts: list[_Part], index: list[int] | None) -> Assertion:
     findings = [p for p in parts if p.kind == "finding"]
     if findings:
         uncertain = all(p.uncertain for p in findings)
         if len(findings) == len(parts):
             return Assertion("finding", uncertain, (0, len(text)))
         start, end = findings[0].start, findings[-1].end
+        if index is not None:  # back to offsets into the text with its placeholders
+            start, end = index[start], index[end - 1] + 1
         if not text[end:].strip(" \t.!?)]\"'"):
             end = len(text)
         if not text[:start].strip(" \t([\"'-"):
@@ -299,7 +310,8 @@ def _combine(text: str, parts: list[_Part]) -> Assertion:
 
 @lru_cache(maxsize=16384)
 def _assess(text: str) -> Assertion:
-    return _combine(text, _Analysis(text).parts())
+    analysis = _Analysis(text)
+    return _combine(text, analysis.parts(), analysis.index)
 
 
 def assess(text: str) -> Assertion:

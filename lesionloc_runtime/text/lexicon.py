@@ -81,14 +81,14 @@ FINDING_TERM = re.compile(
     r"|shadow|haz[ey]|reticul|interstitial|kerley|septal|cuffing|adenopathy|osteopen|kyphos"
     r"|scolios|spondyl|osteophyt|lymphadenopath|lucen|metasta|tumou?r|malignan|carcinoma|plaque|crowding"
     r"|redistribution|cephaliz|fluid|bronchogram|eventration|pectus|azygos|postoperative"
-    r"|post-?surgical|surgical|obscur|shift|deviat|abnormalit)",
+    r"|post-?surgical|surgical|obscur|shift|deviat|abnormalit|changes\b)",
 )
 
 # Statements of normality. "clear" only as a predicate ("lungs are clear", "Lungs: clear").
 NORMAL_CUE = re.compile(
     r"\b(?:normal(?:ly)?|unremarkable|wnl|intact|preserved|sharp|midline|(?:is|are)\s+central"
-    r"|symmetric(?:al)?|within\s+(?:the\s+)?(?:limits|range)|(?:are|is|remain|remains|appear"
-    r"|appears|otherwise|now|and|grossly|essentially|largely|relatively|be|lungs?|fields?)\s+clear"
+    r"|symmetric(?:al)?(?:ly)?|nad|within\s+(?:the\s+)?(?:limits|range)|(?:are|is|remain|remains|appear"
+    r"|appears|otherwise|now|and|grossly|essentially|largely|relatively|be|lungs?|fields?|chest)\s+clear"
     r"|clear\s+(?:lungs?|lung\s+fields|bilaterally|chest)|well[- ]?(?:expanded|aerated|inflated)"
     r"|(?:clearly|well|sharply)[- ](?:defined|delineated|demarcated)"
     r"|(?:less\s+than|under|below)\s*0?\.5\d?)\b"
@@ -149,8 +149,12 @@ LIMITATION = re.compile(
     r"|not\s+(?:(?:fully|entirely|well)\s+)?(?:included|imaged|assessed|evaluated)"
     r"|partially\s+(?:imaged|excluded|included|visualized)|excluded\s+from"
     r"|(?:cannot|can\s?not|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:assess|evaluat)\w*"
-    r"|field\s+of\s+view)\b"
+    r"|field\s+of\s+view|obscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body|arms?"
+    r"|motion|external|monitoring|breast))\b"
 )
+# What a limitation names that is no finding: "obscured by overlying soft tissue".
+TECHNIQUE_OBSCURING = re.compile(r"\bobscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body"
+                                 r"|arms?|motion|external|monitoring|breast)\b[^,;]*")
 COMPARISON_LEAD = re.compile(
     r"\A\W*(?:(?:as|when)\s+)?(?:compared|comparison|in\s+comparison|relative)\s+(?:to|with)"
     r"\b[^,;]*,|\A\W*since\s+(?:the\s+)?(?:prior|previous|last|___)\b[^,;]*,"
@@ -158,6 +162,7 @@ COMPARISON_LEAD = re.compile(
 NO_PRIOR = re.compile(
     r"\bno\s+(?:prior|previous|old|outside|comparison)\s+(?:\w+\s+){0,2}?(?:stud|exam|film"
     r"|radiograph|imag|chest|for\s+comparison|available|comparison)"
+    r"|\bcomparisons?\s*:?\s*(?:none|not\s+available|n/a|nil)\b"
     r"|\b(?:prior|previous|old|outside|comparison)\s+(?:\w+\s+){0,3}?(?:is|are|was|were)\s+not"
     r"\s+available|\bnot\s+available\s+for\s+comparison"
 )
@@ -214,8 +219,8 @@ BACKWARD = frozenset(
 # Partial change is persistence: "near complete resolution", "has not completely cleared".
 PARTIAL = re.compile(
     r"(?:\b(?:near(?:ly)?|partial(?:ly)?|incomplete(?:ly)?|almost|near-complete|near-total|largely"
-    r"|mostly|substantially|slowly|continued|ongoing|improving)\s+(?:(?:complete|total|interval)"
-    r"\s+)?|\b(?:not|never)\s+(?:yet\s+)?(?:(?:completely|fully|entirely|totally)\s+)?)$"
+    r"|mostly|substantially|slowly|continued|ongoing|improving)\s+(?:(?:complete(?:ly)?|total(?:ly)?"
+    r"|interval)\s+)?|\b(?:not|never)\s+(?:yet\s+)?(?:(?:completely|fully|entirely|totally)\s+)?)$"
 )
 # "not seen on the prior study", "not well seen on the lateral view": visibility elsewhere,
 # not absence.
@@ -224,8 +229,9 @@ VISIBILITY = re.compile(
     r"|identified|evident|present|appreciated|demonstrated|visible|apparent|detected"
     r"|delineated|defined|assessed)\b(?:\s+as\b)?(?:\s+(?:on|in|at|with)\s+(?:the\s+|this\s+"
     r"|a\s+|an\s+|any\s+)?(?:prior|previous|earlier|preceding|old|older|outside|lateral"
-    r"|frontal|pa|ap|oblique|comparison|recent|initial|ct|remote|last|other|study|exam"
-    r"|radiograph)|\s+(?:previously|before|earlier|then|at\s+that\s+time|in\s+retrospect))"
+    r"|frontal|pa|ap|oblique|comparison|recent|initial|ct|remote|last|other)\b|\s+(?:on|in)\s+"
+    r"(?:the\s+)?(?:study|exam|examination|radiograph|film|ct|chest\s+\w+)\s+(?:of|from|dated)\b"
+    r"|\s+(?:previously|before|earlier|then|at\s+that\s+time|in\s+retrospect))"
     r"|\A\s+(?:(?:as\s+)?well|previously|as\s+clearly)\s+(?:seen|visuali[sz]ed|identified"
     r"|evident|present|appreciated|demonstrated|visible|delineated|defined)\b"
 )
@@ -268,7 +274,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
         "limitation": "limited limiting limitation limitations limits suboptimal degraded "
                       "underpenetrated overpenetrated lordotic rotated rotation motion habitus "
                       "positioning included imaged assessed evaluated partially excluded assess "
-                      "assessment evaluate evaluation evaluating assessing field",
+                      "assessment evaluate evaluation evaluating assessing field obscured",
         "hedge_back": "excluded exclude ruled rule possible likely probable suspected questioned "
                       "favored favoured consideration possibility considered present",
         "negation": "no not without w negative free clear absence absent nil neither nor never "
@@ -278,7 +284,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                      "persist persists persistent persisting persisted remain remains remained "
                      "remaining again redemonstrated demonstrated otherwise overall essentially "
                      "grossly since from compared comparison",
-        "normal": "normal normally unremarkable wnl intact preserved sharp midline central "
+        "normal": "normal normally unremarkable wnl nad intact preserved sharp midline central "
                   "symmetric symmetrical within clear expanded aerated inflated defined "
                   "delineated demarcated than under below",
         "hedge": "possible possibly probable probably likely presumed presumably perhaps maybe "

@@ -151,10 +151,14 @@ def _header_matches(text: str) -> Iterator[re.Match[str]]:
     pos = 0
     while (name := _NAME.search(low, pos)) is not None:
         p = line = name.start()
+        before = text[p - 1] if p else "\n"
+        if before not in " \t\ufeff\r\n":  # inside a word: no header starts here
+            pos = p + 1
+            continue
         while line > 0 and text[line - 1] in " \t\ufeff":  # only blanks: linear overall
             line -= 1
         m = _HEADER.match(text, line) if line == 0 or text[line - 1] in "\r\n" else None
-        if m is None or m.start("name") != p:
+        if (m is None or m.start("name") != p) and before in " \t":
             m = _HEADER.match(text, p)
         if m is not None and m.start("name") == p:
             yield m
