@@ -280,7 +280,10 @@ def _negated_kind(words_text: str, cue: str) -> SentenceKind:
     process", "Negative."), else "negated". Change cues always negate a finding."""
     if cue in _CHANGE or cue.startswith("extubat"):
         return "negated"
-    words = [w for w in _words(words_text) if w not in lx.EXAM]
+    words = _words(words_text)
+    if words and cue != "negative" and all(w in lx.EXAM for w in words):
+        return "other"  # "Lateral view not obtained.": nothing about the image's content
+    words = [w for w in words if w not in lx.EXAM]
     if all(w in lx.GENERIC for w in words) or (
         all(w in lx.GENERIC or w in lx.ANATOMY for w in words) and any(w in _HEAD for w in words)
     ):

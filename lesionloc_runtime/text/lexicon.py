@@ -78,7 +78,8 @@ FINDING_TERM = re.compile(
     r"|mastectomy|cabg|staple|coil|filter|icd\b|aicd|defibrillator|generator|electrode|air\s?space"
     r"|bronchiectasis|cavit|infect|aspiration|cyst|bulla|bleb|prominen|fullness|engorge"
     r"|volume\s+loss|low\s+lung\s+volume|pneumomediastinum|pneumoperitoneum|free\s+air"
-    r"|shadow|haz[ey]|reticul|interstitial|kerley|septal|cuffing|adenopathy|osteopen|kyphos"
+    r"|shadowing|(?<!cardiac\s)(?<!heart\s)(?<!mediastinal\s)shadows?\b|haz[ey]|reticul"
+    r"|interstitial|kerley|septal|cuffing|adenopathy|osteopen|kyphos"
     r"|scolios|spondyl|osteophyt|lymphadenopath|lucen|metasta|tumou?r|malignan|carcinoma|plaque|crowding"
     r"|redistribution|cephaliz|fluid|bronchogram|eventration|pectus|azygos|postoperative"
     r"|post-?surgical|surgical|obscur|shift|deviat|abnormalit|changes\b)",
@@ -124,7 +125,9 @@ COMMUNICATION = re.compile(
     r"\b(?:discussed|communicated|notified|paged|relayed|conveyed|informed|telephoned|phoned"
     r"|emailed|faxed|read[- ]back|acknowledged|were\s+called|was\s+called|called\s+to"
     r"|called\s+in|by\s+telephone|by\s+phone|via\s+telephone|on\s+the\s+telephone"
-    r"|at\s+the\s+time\s+of\s+(?:dictation|interpretation|this\s+report))\b"
+    r"|at\s+the\s+time\s+of\s+(?:dictation|interpretation|this\s+report)"
+    r"|preliminary\s+(?:report|read|reading|interpretation)|wet\s+read"
+    r"|(?:was|were|been)\s+(?:provided|dictated|reviewed|signed|issued)\s+by)\b"
 )
 RECOMMENDATION = re.compile(
     r"\b(?:recommend\w*|advis\w*|follow[- ]?ups?|followup|further\s+(?:evaluation|assessment"
@@ -265,7 +268,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
         "prior": "prior previous old outside comparison",
         "communication": "discussed communicated notified paged relayed conveyed informed "
                          "telephoned phoned emailed faxed read acknowledged called telephone "
-                         "phone time",
+                         "phone time preliminary wet provided dictated reviewed signed issued",
         "recommendation": "recommend recommended recommends recommending recommendation "
                           "recommendations advise advised advises advising advisable advisory "
                           "advice follow followup followups further correlate correlated "
