@@ -1,7 +1,9 @@
 """The labelled report corpus in tests/data against the goals of issue 18: kind accuracy,
 missed findings and heatmaps for non-findings. The development part is what the rules were
-tuned on; the held-out part was written (and committed) before tuning, in Australian, South
-Asian and US teleradiology phrasing, and not looked at while tuning."""
+tuned on. Held-out part 1 (Australian, South Asian, US teleradiology) was committed before
+any tuning; its first evaluation showed three gaps that were then fixed, so it no longer
+judges the rules. Held-out part 2 (ICU, emergency, New Zealand, US private practice) was
+committed after that and before any further change, and judges the final rules."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import pytest
 from lesionloc_runtime.text import SENTENCE_KINDS, assess
 
 DATA = Path(__file__).parent / "data"
-PARTS = {"development": DATA / "report_corpus.jsonl", "held-out": DATA / "report_corpus_heldout.jsonl"}
+PARTS = {"development": DATA / "report_corpus.jsonl",
+         "held-out 1": DATA / "report_corpus_heldout.jsonl",
+         "held-out 2": DATA / "report_corpus_heldout2.jsonl"}
 GOALS = {"kind accuracy": (">=", 0.99), "missed findings": ("<=", 0.005),
          "heatmaps for non-findings": ("<=", 0.01)}
 
@@ -84,9 +88,8 @@ def test_corpus_rows_are_labelled_consistently():
                 assert 0 <= start < end <= len(r["text"]), r
             else:
                 assert r["span"] is None and r["uncertain"] is False, r
-    overlap = {r["text"].lower() for r in rows["development"]} & {
-        r["text"].lower() for r in rows["held-out"]}
-    assert not overlap
+    texts = [{r["text"].lower() for r in part_rows} for part_rows in rows.values()]
+    assert sum(map(len, texts)) == len(set().union(*texts))  # no sentence in two parts
     styles = Counter(r["style"] for part_rows in rows.values() for r in part_rows)
     assert {"mimic", "open-access", "uk", "au", "template", "patterns"} <= set(styles)
 
