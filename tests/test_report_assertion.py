@@ -92,6 +92,8 @@ CASES = {
         ("No pneumothorax; small left effusion.", "finding", "small left effusion."),
         ("No pneumothorax, small left effusion.", "finding", "small left effusion."),
         ("No focal consolidation, pleural effusion, or pneumothorax.", "negated", None),
+        ("No effusion and left lower lobe pneumonia.", "finding", "left lower lobe pneumonia."),
+        ("No pleural effusion or right pneumothorax.", "negated", None),
     ],
 }
 PARAMS = [(name, *case) for name, cases in CASES.items() for case in cases]

@@ -240,7 +240,8 @@ VISIBILITY = re.compile(
 )
 # A negation's scope ends where a positive statement starts after a comma or "and".
 SCOPE_END = re.compile(
-    r"\b(?:and)\s+(?=(?:a|an|the|this|these|there|its|mild|mildly|moderate|moderately|severe"
+    r"\b(?:and)\s+(?=(?:a|an|the|this|these|there|its|right|left|bilateral|bibasilar|mild"
+    r"|mildly|moderate|moderately|severe"
     r"|severely|small|tiny|trace|minimal|minor|stable|persistent|unchanged|increased|increasing"
     r"|decreased|decreasing|improved|improving|worsening|worsened|chronic|old|healed|\d)\b)"
     r"|,\s*(?=(?:a|an|the|this|these|there|its|mild|mildly|moderate|moderately|severe|severely"
