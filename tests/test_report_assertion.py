@@ -65,6 +65,7 @@ CASES = {
         ("No prior studies for comparison.", "other", None),
         ("No significant interval change.", "other", None),
         ("The patient is rotated.", "other", None),
+        ("Rec f/u CXR in 4 wks.", "other", None), ("D/w Dr. ___.", "other", None),
     ],
     "stable_normal_anatomy_is_normal_and_stable_findings_are_findings": [
         ("Stable mediastinal contours.", "normal", None),

@@ -33,18 +33,18 @@ FILLER = _words(
 # Exam names, views, technique, comparison and time words: a clause made only of these (and
 # filler) has nothing on the image to localize.
 EXAM = _words(
-    "chest thorax appearance appearances radiograph radiographs radiography x-ray xray x ray rays "
-    "cxr film films view views image images imaging exam exams examination examinations study "
-    "studies pa ap lateral lat frontal portable upright semi-upright semiupright semi erect "
-    "supine decubitus oblique single one two three four mobile bedside projection projections "
-    "obtained performed provided submitted taken acquired available comparison comparisons "
-    "compared compare prior previous earlier recent most dated date none made today today's "
-    "yesterday morning evening night hours hour hrs am pm a.m p.m time ct cta mri pet ultrasound "
-    "correlation reviewed review patient position technique rotated rotation motion lordotic "
-    "positioning underpenetrated overpenetrated penetrated limited suboptimal degraded quality "
-    "routine interval preliminary final report reports version dictation included inspiratory "
-    "same day days week weeks month months year years ago minutes earlier expiratory radiologic "
-    "radiological"
+    "v vw vws wk wks chest thorax appearance appearances radiograph radiographs radiography x-ray "
+    "xray x ray rays cxr film films view views image images imaging exam exams examination "
+    "examinations study studies pa ap lateral lat frontal portable upright semi-upright "
+    "semiupright semi erect supine decubitus oblique single one two three four mobile bedside "
+    "projection projections obtained performed provided submitted taken acquired available "
+    "comparison comparisons compared compare prior previous earlier recent most dated date none "
+    "made today today's yesterday morning evening night hours hour hrs am pm a.m p.m time ct cta "
+    "mri pet ultrasound correlation reviewed review patient position technique rotated rotation "
+    "motion lordotic positioning underpenetrated overpenetrated penetrated limited suboptimal "
+    "degraded quality routine interval preliminary final report reports version dictation "
+    "included inspiratory same day days week weeks month months year years ago minutes earlier "
+    "expiratory radiologic radiological"
 )
 # What a "no ... X" is about when X is no specific finding: a global normal statement.
 GENERIC = _words(
@@ -122,7 +122,7 @@ STABILITY = re.compile(
 # Cues that make a clause "other" (nothing on the image): communication, recommendation,
 # request, history and technique. A finding named before one keeps its own part.
 COMMUNICATION = re.compile(
-    r"\b(?:discussed|communicated|notified|paged|relayed|conveyed|informed|telephoned|phoned"
+    r"\b(?:discussed|d/w|communicated|notified|paged|relayed|conveyed|informed|telephoned|phoned"
     r"|emailed|faxed|read[- ]back|acknowledged|were\s+called|was\s+called|called\s+to"
     r"|called\s+in|by\s+telephone|by\s+phone|via\s+telephone|on\s+the\s+telephone"
     r"|at\s+the\s+time\s+of\s+(?:dictation|interpretation|this\s+report)"
@@ -130,7 +130,7 @@ COMMUNICATION = re.compile(
     r"|(?:was|were|been)\s+(?:provided|dictated|reviewed|signed|issued)\s+by)\b"
 )
 RECOMMENDATION = re.compile(
-    r"\b(?:recommend\w*|advis\w*|follow[- ]?ups?|followup|further\s+(?:evaluation|assessment"
+    r"\b(?:recommend\w*|recs?\b|advis\w*|follow[- ]?ups?|followup|f/u|further\s+(?:evaluation|assessment"
     r"|characteri[sz]ation|imaging|workup|work-up)|correlat(?:e|ed|ion)\s+(?:clinically|with"
     r"|for|is|advised|recommended)|clinical(?:ly)?\s+correlat\w*|correlate\b|please|kindly"
     r"|(?:could|can|may|might|should)\s+be\s+(?:obtained|performed|considered|helpful)"
@@ -190,7 +190,7 @@ HEDGE_BACK = re.compile(
 )
 # Forward: what follows it is hedged ("Possible small effusion", "may represent edema").
 HEDGE = re.compile(
-    r"\b(?:possible|possibly|probable|probably|likely|presumed|presumably|perhaps|maybe"
+    r"\b(?:possible|possibly|poss|probable|probably|prob|likely|presumed|presumably|perhaps|maybe"
     r"|questionabl[ey]|question\s+of|equivocal|suspicious\s+(?:for|of)"
     r"|concerning\s+for|worrisome\s+for|suggestive\s+of|suggest(?:s|ing)?|suspect(?:ed)?"
     r"|possibility\s+of|versus|vs\.?|query|differential\s+(?:diagnosis\s+)?(?:includes|include"
@@ -267,10 +267,10 @@ CONNECTIVE = re.compile(
 TRIGGERS: dict[str, frozenset[str]] = {
     name: _words(words) for name, words in {
         "prior": "prior previous old outside comparison",
-        "communication": "discussed communicated notified paged relayed conveyed informed "
+        "communication": "discussed d communicated notified paged relayed conveyed informed "
                          "telephoned phoned emailed faxed read acknowledged called telephone "
                          "phone time preliminary wet provided dictated reviewed signed issued",
-        "recommendation": "recommend recommended recommends recommending recommendation "
+        "recommendation": "recommend recommended recommends recommending recommendation rec recs f "
                           "recommendations advise advised advises advising advisable advisory "
                           "advice follow followup followups further correlate correlated "
                           "correlation clinical clinically please kindly obtained performed "
@@ -291,7 +291,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
         "normal": "normal normally unremarkable wnl nad intact preserved sharp midline central "
                   "symmetric symmetrical within clear expanded aerated inflated defined "
                   "delineated demarcated than under below",
-        "hedge": "possible possibly probable probably likely presumed presumably perhaps maybe "
+        "hedge": "possible possibly poss probable probably prob likely presumed presumably perhaps maybe "
                  "questionable questionably question equivocal suspicious concerning worrisome "
                  "suggestive suggest suggests suggesting suspect suspected possibility versus vs "
                  "query differential raise raises raising may might could can cannot exclude "
