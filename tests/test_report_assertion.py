@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,14 @@ def test_every_cue_match_has_a_trigger_word():
         for group, patterns in PATTERN_GROUPS.items():
             if any(p.search(low) for p in patterns):
                 assert group in present, (group, text)
+
+
+@pytest.mark.parametrize("unit", ["compared to x, ", "in comparison with x, no y, a z, ",
+                                  "lungs: no x, a ", "no x, a y, "])
+def test_one_sentence_of_thousands_of_cues_parses_without_recursing_that_deep(unit):
+    """It recursed once per cue and hit Python's recursion limit (a traceback) at 20,000."""
+    text = unit * (900_000 // len(unit))
+    t0 = time.process_time()
+    report = parse_report(text)
+    assert time.process_time() - t0 < 5.0
+    assert len(report.sentences) == 1

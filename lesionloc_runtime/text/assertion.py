@@ -83,21 +83,25 @@ class _Analysis:
     """The parts of one sentence: each clause, cut further at cue scopes, becomes parts of
     kind finding, negated, normal or other with their offsets."""
 
+    # Cue splits per sentence: real ones need a handful; thousands of cues in one sentence
+    # (a machine-made line) are read as plain clauses instead of recursing that deep.
+    MAX_SPLITS = 40
+
     def __init__(self, text: str) -> None:
         self.low, self.index = _prepare(text)
         self.hints = lx.triggered(self.low)
+        self.splits = 0
 
     def may(self, group: str) -> bool:
         """Whether a pattern group can match anywhere in the sentence."""
         return group in self.hints
 
     def parts(self) -> list[_Part]:
-        low, pos, out = self.low, 0, []
-        if ";" in low or "," in low or " " in low:
-            for m in lx.CLAUSE_BREAK.finditer(low):
-                out.extend(self.clause(pos, m.start()))
-                pos = m.end()
-        out.extend(self.clause(pos, len(low)))
+        pos, out = 0, []
+        for m in lx.CLAUSE_BREAK.finditer(self.low):
+            out.extend(self.clause(pos, m.start()))
+            pos = m.end()
+        out.extend(self.clause(pos, len(self.low)))
         return out
 
     def trim(self, a: int, b: int) -> tuple[int, int]:
@@ -113,6 +117,9 @@ class _Analysis:
         seg = self.low[a:b]
         if not lx.WORD.search(seg):
             return []
+        self.splits += 1
+        if self.splits > self.MAX_SPLITS:
+            return self.leaf(a, b)
         lead = lx.COMPARISON_LEAD.match(seg)
         if lead:
             return [_Part("other", False, a, a + lead.end()), *self.clause(a + lead.end(), b)]
