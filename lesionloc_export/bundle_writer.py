@@ -46,7 +46,7 @@ from lesionloc_runtime.fileio import make_dir_public, sha256_file
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
 from lesionloc_runtime.preprocess import PreprocessConfig, preprocess
-from lesionloc_runtime.report import read_report
+from lesionloc_runtime.text import read_report
 from lesionloc_runtime.tokens import SentenceTokenizer
 from lesionloc_train.checkpoint import MODEL_FILE, LoadedCheckpoint, load_checkpoint
 from lesionloc_train.torch_backend import (

@@ -20,9 +20,9 @@ from lesionloc_runtime.errors import BundleError, ReportError
 from lesionloc_runtime.heatmap import Heatmap, cosine_grid, local_alignment_score, smooth_grid
 from lesionloc_runtime.imageio import Radiograph, import_dicom_stack, read_image
 from lesionloc_runtime.preprocess import Letterbox, PreprocessedImage, preprocess
-from lesionloc_runtime.report import Report, Sentence, query_sentences, read_report
 from lesionloc_runtime.results import SentenceResult, StudyResult
 from lesionloc_runtime.sessions import OnnxEncoder, default_threads
+from lesionloc_runtime.text import Report, Sentence, query_sentences, read_report
 from lesionloc_runtime.tokens import SentenceTokenizer, pool_windows
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -191,7 +191,9 @@ class Localizer:
         timings["image_encoder"] = (time.perf_counter() - t2) * 1e3
 
         t3 = time.perf_counter()
-        texts = [s.text for s in sentences]
+        # A finding is encoded as the part that names it ("No pneumothorax, but a small left
+        # effusion persists." -> "a small left effusion persists."); the rest as written.
+        texts = [s.grounded_text for s in sentences]
         # The whole report is one long sequence: padding every sentence to its length would
         # multiply the text encoder's work, so it is encoded only when its score is asked for.
         body = report.body if (report is not None and report_score) else None
@@ -207,7 +209,8 @@ class Localizer:
                 score = float(embed @ encoded.global_embed)
             else:
                 score = local_alignment_score(embed, encoded.patches, cfg.attention_temperature)
-            result = SentenceResult(index, sentence.text, sentence.section, sentence.kind, score)
+            result = SentenceResult(index, sentence.text, sentence.section, sentence.kind, score,
+                                    uncertain=sentence.uncertain, grounded_span=sentence.span)
             if ground == "all" or sentence.kind == "finding":
                 heat = self.heatmap(encoded, embed)
                 result.heatmap = heat

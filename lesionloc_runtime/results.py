@@ -56,6 +56,8 @@ class SentenceResult:
     peak: tuple[float, float, float] | None = None  # (x, y, value) in original pixels
     boxes: list[Box] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+    uncertain: bool = False  # a hedged finding ("Possible small effusion.")
+    grounded_span: tuple[int, int] | None = None  # offsets into `text` of what names the finding
     layer: HeatmapLayer | None = None  # written with the study page
 
     @property
@@ -68,6 +70,10 @@ class SentenceResult:
             "text": self.text,
             "section": self.section,
             "kind": self.kind,
+            "uncertain": self.uncertain,
+            "grounded_span": None if self.grounded_span is None else {
+                "start": self.grounded_span[0], "end": self.grounded_span[1],
+                "text": self.text[self.grounded_span[0] : self.grounded_span[1]]},
             "grounded": self.grounded,
             "score": round(self.score, 4),
         }

@@ -13,6 +13,7 @@ from typing import Any
 from lesionloc_runtime.errors import ConfigError, printable
 from lesionloc_runtime.fileio import is_file
 from lesionloc_runtime.preprocess import PreprocessConfig
+from lesionloc_runtime.text import SENTENCE_KINDS
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -75,11 +76,12 @@ class LossConfig:
     attention_temperature: float = 0.25  # tau_a: the setting that matters most
     aggregation_gamma: float = 5.0  # gamma of Z(i, b) = 1/gamma log sum_j exp(gamma r_ij^b)
     local_temperature: float = 0.1  # logits = Z / local_temperature
-    local_kinds: tuple[str, ...] = ("finding", "negated", "normal")  # sentences in Ll
+    # sentence kinds in Ll; "other" (exam, technique, recommendation...) describes no region
+    local_kinds: tuple[str, ...] = ("finding", "negated", "normal")
     max_sentences: int = 12  # per report, in report order
 
     def __post_init__(self) -> None:
-        bad = set(self.local_kinds) - {"finding", "negated", "normal"}
+        bad = set(self.local_kinds) - set(SENTENCE_KINDS)
         if bad:
             raise ConfigError(f"loss.local_kinds has unknown kinds {sorted(bad)}")
         temperatures = (self.init_temperature, self.attention_temperature, self.local_temperature)

@@ -18,7 +18,7 @@ from lesionloc_runtime.batch_manifest import StudyRecord, read_manifest  # noqa:
 from lesionloc_runtime.errors import LesionlocError
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.preprocess import PreprocessConfig, preprocess
-from lesionloc_runtime.report import Report, read_report
+from lesionloc_runtime.text import Report, read_report
 from lesionloc_train.cache import ImageCache
 from lesionloc_train.model import TextTokenizer
 
@@ -162,7 +162,7 @@ class Collator:
             sentences = example.report.sentences if example.report is not None else ()
             chosen = [s for s in sentences if s.kind in self.kinds]
             for j, sentence in enumerate(chosen[: self.max_sentences]):
-                texts.append(sentence.text)
+                texts.append(sentence.grounded_text)  # as the runtime encodes it
                 slots.append(b * self.max_sentences + j)
                 valid[b, j] = True
         bodies = [e.report.body for e in good if e.report is not None]

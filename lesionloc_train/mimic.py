@@ -25,7 +25,7 @@ from tqdm import tqdm
 from lesionloc_runtime.cli_common import HELP_OPTIONS, Command, run_guarded
 from lesionloc_runtime.errors import ConfigError, DataError, OutputError, ReportError, printable
 from lesionloc_runtime.fileio import atomic_open, is_dir, is_file
-from lesionloc_runtime.report import read_report
+from lesionloc_runtime.text import read_report
 
 # MIMIC-CXR-JPG 2.0.0 and 2.1.0 both ship these names (2.1.0 did not rename them), gzipped.
 SPLIT_TABLE = "mimic-cxr-2.0.0-split.csv"

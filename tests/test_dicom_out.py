@@ -98,7 +98,8 @@ def _result(demo: bool = False, study_id: str = "case-001") -> StudyResult:
         SentenceResult(1, "No pleural effusion.", "findings", "negated", -0.1234),
         SentenceResult(2, "Heart size ≥ normal, 4.5 cm mass?", "impression", "finding", 0.3333,
                        _heatmap(), (10.0, 10.0, 0.2), []),
-        SentenceResult(3, "left apex nodule", "query", "query", 0.45678, _heatmap(),
+        SentenceResult(3, "PA and lateral views of the chest.", "impression", "other", 0.0512),
+        SentenceResult(4, "left apex nodule", "query", "query", 0.45678, _heatmap(),
                        (20.0, 20.0, 0.4), [Box(0.0, 0.0, 64.0, 32.0, 0.456)]),
     ]
     return StudyResult(

@@ -18,7 +18,7 @@ from lesionloc_runtime.bundle import ModelBundle
 from lesionloc_runtime.errors import BundleError, CheckpointError, ConfigError
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
-from lesionloc_runtime.report import read_report
+from lesionloc_runtime.text import read_report
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:

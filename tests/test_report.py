@@ -1,5 +1,6 @@
 """Report parsing: sections, sentence splitting with exact offsets, sentence kinds, decoding
-and the errors a user can cause. Reports are written like real MIMIC-CXR ones."""
+and the errors a user can cause. Reports are written like real MIMIC-CXR ones. Time limits are
+on this process's CPU time: a quadratic parser still fails them, a busy machine does not."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 import pytest
 
 from lesionloc_runtime.errors import ReportError
-from lesionloc_runtime.report import (
+from lesionloc_runtime.text import (
     MAX_REPORT_BYTES,
     Report,
     Sentence,
@@ -586,9 +587,11 @@ def test_query_sentences():
     queries = query_sentences(["right lower lobe pneumonia", "  Small left\n effusion.  "])
     assert queries == (
         Sentence("right lower lobe pneumonia", "right lower lobe pneumonia", "query", "finding",
-                 0, 26),
-        Sentence("Small left effusion.", "Small left\n effusion.", "query", "finding", 2, 23),
+                 0, 26, span=(0, 26)),
+        Sentence("Small left effusion.", "Small left\n effusion.", "query", "finding", 2, 23,
+                 span=(0, 20)),
     )
+    assert [q.grounded_text for q in queries] == [q.text for q in queries]
     assert query_sentences([]) == ()
     with pytest.raises(TypeError):
         query_sentences("pneumonia")
@@ -642,10 +645,10 @@ def test_binary_data_is_rejected(data):
 def test_five_megabyte_report_fails_fast(tmp_path):
     path = tmp_path / "huge.txt"
     path.write_bytes(b"No pneumothorax. " * (5_000_000 // 17))
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with pytest.raises(ReportError, match=f"{path.stat().st_size} bytes exceeds") as exc:
         read_report(path)
-    assert time.perf_counter() - t0 < 0.5
+    assert time.process_time() - t0 < 0.5
     one_line(exc)
     with pytest.raises(ReportError, match="exceeds"):
         decode_report(b"x" * (MAX_REPORT_BYTES + 1))
@@ -681,19 +684,22 @@ def test_long_unpunctuated_sentence_is_returned_whole():
 
 def test_normal_report_parses_in_milliseconds():
     parse_report(WET_READ)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for _ in range(20):
         parse_report(WET_READ)
-    assert (time.perf_counter() - t0) / 20 < 0.005
+    assert (time.process_time() - t0) / 20 < 0.005
 
 
 def test_near_limit_report_of_repeated_sentences_parses_in_seconds():
     unit = "No pneumothorax. The heart size is normal. There is a 1.5 cm\nnodule.\n"
     text = unit * (900_000 // len(unit))
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     report = parse_report(text)
-    assert time.perf_counter() - t0 < 2.0
-    assert len(report.sentences) == 3 * (900_000 // len(unit))
+    assert time.process_time() - t0 < 2.0
+    # one report pasted over and over: each sentence is kept once, the repeats are counted
+    assert [s.text for s in report.sentences] == [
+        "No pneumothorax.", "The heart size is normal.", "There is a 1.5 cm nodule."]
+    assert report.repeated == 3 * (900_000 // len(unit)) - 3
 
 
 @pytest.mark.parametrize(
@@ -709,9 +715,9 @@ def test_near_limit_report_of_repeated_sentences_parses_in_seconds():
 def test_near_limit_adversarial_report_is_linear(unit):
     """Tens of thousands of tiny sentences or sections: linear, so seconds at most."""
     text = unit * (900_000 // len(unit))
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     report = parse_report(text)
-    assert time.perf_counter() - t0 < 5.0
+    assert time.process_time() - t0 < 5.0
     assert report.sentences
 
 
@@ -730,12 +736,12 @@ def test_near_limit_adversarial_report_is_linear(unit):
 )
 def test_degenerate_runs_are_linear(text):
     """Up to 450,000 one-character "sentences": linear, so seconds; quadratic would be hours."""
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     try:
         parse_report(text)
     except ReportError:
         pass
-    assert time.perf_counter() - t0 < 5.0
+    assert time.process_time() - t0 < 5.0
 
 
 # ----------------------------------------------------- identifiers, controls and encodings

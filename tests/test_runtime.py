@@ -20,8 +20,8 @@ from lesionloc_runtime.heatmap import Heatmap
 from lesionloc_runtime.imageio import Radiograph
 from lesionloc_runtime.localizer import Localizer
 from lesionloc_runtime.preprocess import Letterbox
-from lesionloc_runtime.report import parse_report
 from lesionloc_runtime.results import STUDY_SCHEMA, STUDY_SCHEMA_VERSION
+from lesionloc_runtime.text import parse_report
 
 BIN = Path(sys.executable).parent
 

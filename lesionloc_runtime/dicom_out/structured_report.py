@@ -60,6 +60,7 @@ KIND_MEANINGS = {
     "finding": "Finding sentence",
     "negated": "Negated finding sentence",
     "normal": "Normal statement",
+    "other": "Sentence with nothing to localize",
     "query": "Free-text query",
 }
 PLAIN_CHEST_XRAY = Code("399208008", "SCT", "Plain chest X-ray")

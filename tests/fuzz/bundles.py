@@ -72,7 +72,7 @@ def mutate(bundle: Path, rng: random.Random) -> None:
 def run_case(seeds: Path, case: int, work: Path) -> str:
     from lesionloc_runtime.imageio import read_image
     from lesionloc_runtime.localizer import Localizer
-    from lesionloc_runtime.report import parse_report
+    from lesionloc_runtime.text import parse_report
 
     rng = random.Random(case)
     bundle = work / "bundle"

@@ -28,7 +28,7 @@ if not __package__:  # run as a script
 from fuzz import harness
 
 # the report reader's public names; the one line to change when they move
-from lesionloc_runtime.report import decode_report, parse_report
+from lesionloc_runtime.text import decode_report, parse_report
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "lesionloc_runtime" / "demo" / "examples"
 REPORTS = {

@@ -1,0 +1,335 @@
+"""What a report sentence asserts: its kind (finding, negated, normal or other), whether the
+finding is hedged, and which span of it names the finding. Assertion is per clause and per
+cue scope, so "No pneumothorax, but a small left effusion persists." grounds its second half."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
+
+from lesionloc_runtime.text import lexicon as lx
+from lesionloc_runtime.text.records import SentenceKind
+
+
+@dataclass(frozen=True)
+class Assertion:
+    """The assertion of one sentence. `span` (offsets into the sentence text) is the grounded
+    part of a finding: the whole sentence unless part of it is negated, normal or other."""
+
+    kind: SentenceKind
+    uncertain: bool = False
+    span: tuple[int, int] | None = None
+
+
+class _Part(NamedTuple):
+    kind: SentenceKind
+    uncertain: bool
+    start: int
+    end: int
+
+
+_TRAILING = re.compile(r"[\s,;:.\-]+\Z")
+_PIECE = re.compile(r",|\bwith\b")
+_CONDITIONAL = re.compile(r"\W*(?:if|when|should|unless|once|in\s+case)\b")
+_FILLER_TAIL = re.compile(
+    r"(?:\bthere\s+(?:is|are|was|were|has\s+been|have\s+been|remains?)|\b(?:again|also|now|still"
+    r"|otherwise|status\s+post|s/p|interval))\s*\Z"
+)
+_COORDINATORS = frozenset("and or with but nor".split())
+_CHANGE = frozenset("resolved removed cleared discontinued resolution removal clearing pulled"
+                    .split())
+_VERB = frozenset("is are was were be been has have had remains remain appears appear seen "
+                  "visible visualized identified noted".split())
+_HEAD = frozenset("process processes abnormality abnormalities disease diseases findings "
+                  "finding pathology change changes".split())
+
+
+def _prepare(text: str) -> tuple[str, list[int] | None]:
+    """Lower case with placeholders taken out (and the white space around them folded), and
+    for each character its offset in `text` (None: the same offsets)."""
+    if "__" not in text and "XXX" not in text and "[**" not in text:
+        low = text.lower()
+        if len(low) == len(text):
+            return low, None
+    masked = lx.PLACEHOLDER.sub(lambda m: "\0" * len(m.group()), text)
+    chars: list[str] = []
+    index: list[int] = []
+    for i, c in enumerate(masked):
+        if c == "\0" or (c.isspace() and chars and chars[-1] == " "):
+            continue
+        low = " " if c.isspace() else c.lower()
+        chars.append(low if len(low) == 1 else c)  # a few characters lower-case to two ("İ")
+        index.append(i)
+    return "".join(chars), index
+
+
+def _words(s: str) -> list[str]:
+    """Content words: letters only, filler left out."""
+    out = []
+    for w in lx.WORD.findall(s):
+        w = w.strip("-'")
+        if w and w not in lx.FILLER:
+            out.append(w)
+    return out
+
+
+def _blank(pattern: re.Pattern[str], s: str) -> str:
+    return pattern.sub(lambda m: " " * len(m.group()), s)
+
+
+class _Analysis:
+    """The parts of one sentence: each clause, cut further at cue scopes, becomes parts of
+    kind finding, negated, normal or other with their offsets."""
+
+    # Cue splits per sentence: real ones need a handful; thousands of cues in one sentence
+    # (a machine-made line) are read as plain clauses instead of recursing that deep.
+    MAX_SPLITS = 40
+
+    def __init__(self, text: str) -> None:
+        self.low, self.index = _prepare(text)
+        self.hints = lx.triggered(self.low)
+        self.splits = 0
+
+    def may(self, group: str) -> bool:
+        """Whether a pattern group can match anywhere in the sentence."""
+        return group in self.hints
+
+    def parts(self) -> list[_Part]:
+        pos, out = 0, []
+        for m in lx.CLAUSE_BREAK.finditer(self.low):
+            out.extend(self.clause(pos, m.start()))
+            pos = m.end()
+        out.extend(self.clause(pos, len(self.low)))
+        return out
+
+    def trim(self, a: int, b: int) -> tuple[int, int]:
+        m = lx.CONNECTIVE.match(self.low, a, b)
+        if m:
+            a = m.end()
+        m = _TRAILING.search(self.low, a, b)
+        return a, (m.start() if m else b)
+
+    def clause(self, a: int, b: int) -> list[_Part]:
+        """The parts of low[a:b], in order."""
+        a, b = self.trim(a, b)
+        seg = self.low[a:b]
+        if not lx.WORD.search(seg):
+            return []
+        self.splits += 1
+        if self.splits > self.MAX_SPLITS:
+            return self.leaf(a, b)
+        lead = lx.COMPARISON_LEAD.match(seg)
+        if lead:
+            return [_Part("other", False, a, a + lead.end()), *self.clause(a + lead.end(), b)]
+        other = self.other_start(seg)
+        if other is not None:
+            return [*self.clause(a, a + other), _Part("other", False, a + other, b)]
+        hedge = self.may("hedge_back") and lx.HEDGE_BACK.search(seg)
+        if hedge:
+            start = self.subject_start(a, a + hedge.start())
+            return [*self.clause(a, start), _Part("finding", True, start, b)]
+        cue = self.negation(seg) if self.may("negation") else None
+        if cue is not None:
+            return self.negated(a, b, cue)
+        return self.leaf(a, b)
+
+    def other_start(self, seg: str) -> int | None:
+        """Where the part with nothing to localize starts in a clause (0: all of it), or None."""
+        if (self.may("prior") and lx.NO_PRIOR.search(seg)) or lx.REQUEST.match(seg):
+            return 0
+        hits = [m for m in (
+            self.may("communication") and lx.COMMUNICATION.search(seg),
+            self.may("recommendation") and lx.RECOMMENDATION.search(seg),
+        ) if m]
+        if hits:
+            if _CONDITIONAL.match(seg):  # "If symptoms persist, CT is advised."
+                return 0
+            cue = min(m.start() for m in hits)
+            start = seg.rfind(",", 0, cue) + 1
+            if lx.FINDING_TERM.search(seg, start, cue):  # "8 mm nodule for which CT is advised"
+                return cue
+            return start
+        if self.may("limitation") and lx.LIMITATION.search(seg):
+            if not lx.FINDING_TERM.search(_blank(lx.TECHNIQUE_OBSCURING, seg)):
+                return 0
+        return None
+
+    def negation(self, seg: str) -> re.Match[str] | None:
+        """The first negation cue that negates: not a partial change ("nearly resolved"), not
+        persistence ("has not cleared"), not visibility elsewhere ("not seen on the prior")."""
+        blanked = _blank(lx.NO_CHANGE, seg) if "chang" in seg else seg
+        for m in lx.NEGATION.finditer(blanked):
+            word = m.group().split()[0]
+            if word in _CHANGE:
+                if lx.PARTIAL.search(seg, 0, m.start()):
+                    continue
+            elif word == "not" and lx.VISIBILITY.match(seg[m.end():]):
+                continue
+            return m
+        return None
+
+    def subject_start(self, a: int, cue: int) -> int:
+        """Where the subject of a backward cue starts: the comma segment before it, extended
+        backwards over segments without content ("The effusion, previously seen, resolved")."""
+        end = cue
+        while True:
+            comma = self.low.rfind(",", a, end)
+            if comma < 0:
+                return a
+            if _words(self.low[comma + 1 : end]):
+                return comma + 1
+            end = comma
+
+    def negated(self, a: int, b: int, cue: re.Match[str]) -> list[_Part]:
+        low = self.low
+        c0, c1 = a + cue.start(), a + cue.end()
+        word = cue.group().split()[0]
+        scope = lx.SCOPE_END.search(low, c1, b)
+        end = scope.start() if scope else b
+        if word in lx.BACKWARD:
+            start = self.subject_start(a, c0)
+            before = self.clause(a, start)
+        else:
+            change = word in _CHANGE or word.startswith("extubat")
+            has_object = bool(_words(low[c1:end]))
+            before, start = self.forward_subject(a, c0, has_object, change)
+        kind = _negated_kind(low[start:c0] + " " + low[c1:end], word)
+        return [*before, _Part(kind, False, start, end), *self.clause(end, b)]
+
+    def forward_subject(
+        self, a: int, c0: int, has_object: bool, change: bool
+    ) -> tuple[list[_Part], int]:
+        """The text before a forward cue: an assertion of its own ("Mild cardiomegaly without
+        edema"), a label ("Pleura: no effusion"), or the subject of the negation ("Evaluation
+        shows no effusion"). Modifiers of a change cue belong to it ("Complete resolution")."""
+        pre = self.low[a:c0]
+        while True:
+            tail = _FILLER_TAIL.search(pre)
+            words = pre.split()
+            if tail and tail.start() < len(pre):
+                pre = pre[: tail.start()]
+            elif change and words and words[-1] in lx.CHANGE_MODIFIER:
+                pre = pre[: pre.rstrip().rfind(" ") + 1]
+            else:
+                break
+        stripped = pre.rstrip()
+        if not stripped:
+            return [], a
+        if stripped.endswith(":"):  # a label: the negated thing itself unless an object follows
+            return ([], a + len(pre)) if has_object else ([], a)
+        last = stripped.split()[-1].strip(".")
+        if stripped.endswith((",", "&")) or last in _COORDINATORS:
+            cut = len(stripped) - (1 if stripped.endswith((",", "&")) else len(last))
+            return self.clause(a, a + cut), c0
+        if last in lx.OPEN_END:
+            comma = pre.rfind(",")
+            return (self.clause(a, a + comma), a + comma + 1) if comma >= 0 else ([], a)
+        return self.clause(a, c0), c0
+
+    def leaf(self, a: int, b: int) -> list[_Part]:
+        """A clause without negation or "other" cues."""
+        seg = self.low[a:b]
+        stable = self.may("stability") and lx.STABILITY.search(seg) is not None
+        core = _blank(lx.STABILITY, seg) if stable else seg
+        words = _words(core)
+        if not words:
+            return [_Part("other", False, a, b)] if stable else []
+        if self.normal_cue(core) and not (self.may("borderline") and lx.BORDERLINE.search(core)):
+            if not lx.FINDING_TERM.search(core):
+                return [_Part("normal", False, a, b)]
+            return self.normal_and_finding(a, b)
+        if all(w in lx.EXAM for w in words):
+            # "is visible on the lateral view" continues the clause before it
+            return [] if seg.split()[0] in _VERB else [_Part("other", False, a, b)]
+        if stable and all(w in lx.ANATOMY or w in lx.GENERIC or w in lx.EXAM for w in words):
+            return [_Part("normal", False, a, b)]
+        return [_Part("finding", self.hedged(core), a, b)]
+
+    def normal_cue(self, seg: str) -> bool:
+        return self.may("normal") and (
+            lx.NORMAL_CUE.search(seg) is not None or lx.CLEAR_LABEL.search(seg) is not None)
+
+    def normal_and_finding(self, a: int, b: int) -> list[_Part]:
+        """A clause with a normal cue that names a finding: "Mild cardiomegaly, lungs clear."
+        has a normal piece; "The ET tube is in normal position." is one finding."""
+        low = self.low
+        cuts = [a, *(m.start() for m in _PIECE.finditer(low, a, b) if m.start() > a), b]
+        pieces = [(s, e) for s, e in zip(cuts, cuts[1:], strict=False) if e > s]
+        normal = [self.normal_cue(low[s:e]) and lx.FINDING_TERM.search(low, s, e) is None
+                  for s, e in pieces]
+        if len(pieces) == 1 or not any(normal):
+            return [_Part("finding", self.hedged(low[a:b]), a, b)]
+        parts: list[_Part] = []
+        for (s, e), is_normal in zip(pieces, normal, strict=True):
+            parts.extend([_Part("normal", False, *self.trim(s, e))] if is_normal
+                         else self.clause(s, e))
+        return parts
+
+    def hedged(self, core: str) -> bool:
+        """Whether a finding clause is only hedged: a hedge with no finding named before it
+        ("Possible effusion") or inside a "versus" alternative ("Atelectasis versus edema")."""
+        hedge = lx.HEDGE.search(core) if self.may("hedge") else None
+        query = lx.QUERY_MARK.search(core) if "?" in core else None
+        if query and (hedge is None or query.start() < hedge.start()):
+            hedge = query
+        if hedge is None:
+            return False
+        cut = hedge.start()
+        if lx.VERSUS.match(core, cut):
+            cut = core.rfind(",", 0, cut) + 1
+        return lx.FINDING_TERM.search(core, 0, cut) is None
+
+
+def _negated_kind(words_text: str, cue: str) -> SentenceKind:
+    """"normal" when what is negated is no specific finding ("No acute cardiopulmonary
+    process", "Negative."), else "negated". Change cues always negate a finding."""
+    if cue in _CHANGE or cue.startswith("extubat"):
+        return "negated"
+    words = _words(words_text)
+    if words and cue != "negative" and all(w in lx.EXAM for w in words):
+        return "other"  # "Lateral view not obtained.": nothing about the image's content
+    words = [w for w in words if w not in lx.EXAM]
+    if all(w in lx.GENERIC for w in words) or (
+        all(w in lx.GENERIC or w in lx.ANATOMY for w in words) and any(w in _HEAD for w in words)
+    ):
+        return "normal"
+    return "negated"
+
+
+def _combine(text: str, parts: list[_Part], index: list[int] | None) -> Assertion:
+    findings = [p for p in parts if p.kind == "finding"]
+    if findings:
+        uncertain = all(p.uncertain for p in findings)
+        if len(findings) == len(parts):
+            return Assertion("finding", uncertain, (0, len(text)))
+        start, end = findings[0].start, findings[-1].end
+        if index is not None:  # back to offsets into the text with its placeholders
+            start, end = index[start], index[end - 1] + 1
+        if not text[end:].strip(" \t.!?)]\"'"):
+            end = len(text)
+        if not text[:start].strip(" \t([\"'-"):
+            start = 0
+        return Assertion("finding", uncertain, (start, end))
+    for p in parts:
+        if p.kind in ("negated", "normal"):
+            return Assertion(p.kind)
+    return Assertion("other")
+
+
+@lru_cache(maxsize=16384)
+def _assess(text: str) -> Assertion:
+    analysis = _Analysis(text)
+    return _combine(text, analysis.parts(), analysis.index)
+
+
+def assess(text: str) -> Assertion:
+    """The assertion of one sentence (its folded text)."""
+    # Reports repeat the same sentences ("No pneumothorax."), so short ones are cached.
+    return _assess(text) if len(text) <= 500 else _assess.__wrapped__(text)
+
+
+def classify_sentence(text: str) -> SentenceKind:
+    """"finding", "negated", "normal" or "other" (nothing on the image to localize)."""
+    return assess(text).kind

@@ -1,0 +1,219 @@
+"""Assertion per clause and cue scope (issue 18): the patterns real reports broke, each as a
+behaviour; spans and flags; placeholders; repeated reports; and the fast scans and cue
+triggers the parser relies on, checked against the plain regular expressions."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from lesionloc_runtime.text import assess, parse_report
+from lesionloc_runtime.text import lexicon as lx
+from lesionloc_runtime.text import sections as sections_module
+from lesionloc_runtime.text.assertion import _prepare
+
+CORPUS = Path(__file__).parent / "data" / "report_corpus.jsonl"
+
+
+def corpus_texts() -> list[str]:
+    return [json.loads(line)["text"] for line in CORPUS.read_text(encoding="utf-8").splitlines()]
+
+
+def reports(n: int, seed: int) -> list[str]:
+    """Reports laid out like MIMIC-CXR and open-access ones, from corpus sentences."""
+    rng, texts = random.Random(seed), corpus_texts()
+    out = []
+    for i in range(n):
+        body = " ".join(rng.sample(texts, 6))
+        if i % 2:
+            out.append(f" FINAL REPORT\n EXAMINATION: CHEST\n\n INDICATION: ___ with cough\n\n"
+                       f" FINDINGS:\n\n {body}\n\n IMPRESSION:\n\n 1. {rng.choice(texts)}\n")
+        else:
+            out.append(f"Findings: {body}\nImpression: {rng.choice(texts)}\nSigned: Dr. XXXX\n")
+    return out
+
+
+def grounded(text: str) -> str | None:
+    said = assess(text)
+    return None if said.span is None else text[said.span[0] : said.span[1]]
+
+
+CASES = {
+    "a_finding_before_a_reassurance_stays_a_finding": [
+        ("Stable cardiomegaly without acute cardiopulmonary process.", "finding",
+         "Stable cardiomegaly"),
+        ("Emphysema, no acute cardiopulmonary abnormality.", "finding", "Emphysema"),
+    ],
+    "a_visibility_clause_is_not_absence": [
+        ("A 1 cm nodule in the right upper lobe, not seen on the prior study.", "finding", None),
+        ("Left upper lobe mass, not well seen on the lateral view.", "finding", None),
+        ("New opacity, which was not present on the radiograph of ___.", "finding", None),
+        ("The previously seen nodule is not visualized on the current study.", "negated", None),
+    ],
+    "an_unlisted_finding_word_before_without_is_a_finding": [
+        ("Low lung volumes without focal airspace disease.", "finding", "Low lung volumes"),
+        ("Kerley B lines without frank alveolar edema.", "finding", "Kerley B lines"),
+    ],
+    "nothing_to_localize_is_other": [
+        ("Chest.", "other", None), ("2 views.", "other", None),
+        ("PA and lateral radiographs of the chest were obtained.", "other", None),
+        ("Recommend CT for further evaluation.", "other", None),
+        ("Findings discussed with Dr. ___ at 10:30.", "other", None),
+        ("No prior studies for comparison.", "other", None),
+        ("No significant interval change.", "other", None),
+        ("The patient is rotated.", "other", None),
+        ("Rec f/u CXR in 4 wks.", "other", None), ("D/w Dr. ___.", "other", None),
+    ],
+    "stable_normal_anatomy_is_normal_and_stable_findings_are_findings": [
+        ("Stable mediastinal contours.", "normal", None),
+        ("The cardiomediastinal silhouette is unchanged.", "normal", None),
+        ("Stable small right pleural effusion.", "finding", None),
+        ("Unchanged position of the endotracheal tube.", "finding", None),
+    ],
+    "short_negations_and_removals_are_negated": [
+        ("Negative.", "normal", None), ("Effusion: none.", "negated", None),
+        ("Pneumothorax: No.", "negated", None),
+        ("The endotracheal tube has been removed.", "negated", None),
+        ("Interval removal of the right PICC.", "negated", None),
+        ("The right pneumothorax has resolved.", "negated", None),
+    ],
+    "partial_change_and_persistence_are_findings": [
+        ("Near complete resolution of the left lower lobe opacity.", "finding", None),
+        ("The effusion has not resolved.", "finding", None),
+        ("Resolving right lower lobe pneumonia.", "finding", None),
+    ],
+    "negation_scope_stops_at_but_however_and_semicolons": [
+        ("No pneumothorax, but a small left effusion persists.", "finding",
+         "a small left effusion persists."),
+        ("No effusion; however, mild cardiomegaly is noted.", "finding",
+         "mild cardiomegaly is noted."),
+        ("No pneumothorax; small left effusion.", "finding", "small left effusion."),
+        ("No pneumothorax, small left effusion.", "finding", "small left effusion."),
+        ("No focal consolidation, pleural effusion, or pneumothorax.", "negated", None),
+        ("No effusion and left lower lobe pneumonia.", "finding", "left lower lobe pneumonia."),
+        ("No pleural effusion or right pneumothorax.", "negated", None),
+    ],
+}
+PARAMS = [(name, *case) for name, cases in CASES.items() for case in cases]
+
+
+@pytest.mark.parametrize(("behaviour", "text", "kind", "span"), PARAMS,
+                         ids=[f"{p[0]}:{p[1]}" for p in PARAMS])
+def test_assertion(behaviour, text, kind, span):
+    said = assess(text)
+    assert said.kind == kind
+    if kind == "finding":
+        assert grounded(text) == (span or text)
+    else:
+        assert said.span is None and not said.uncertain
+
+
+@pytest.mark.parametrize(("text", "uncertain"), [
+    ("Possible small right pleural effusion.", True),
+    ("Pneumonia cannot be excluded.", True),
+    ("Atelectasis versus pneumonia at the left base.", True),
+    ("?Consolidation at the right base.", True),
+    ("Right basilar opacity, possibly pneumonia.", False),  # the opacity itself is certain
+    ("Opacity at the left base, e.g. atelectasis vs. pneumonia.", False),
+    ("Small left effusion; pneumonia cannot be excluded.", False),
+])
+def test_uncertain_is_a_finding_whose_grounded_part_is_only_hedged(text, uncertain):
+    said = assess(text)
+    assert said.kind == "finding" and said.uncertain is uncertain
+
+
+@pytest.mark.parametrize("text", [
+    "Pneumothorax is not XXXX identified.", "Pneumothorax is not ___ identified.",
+    "Pneumothorax is not [** Name **] identified.",
+])
+def test_a_placeholder_inside_a_cue_changes_nothing(text):
+    assert assess(text).kind == "negated"
+
+
+def test_placeholders_inserted_anywhere_never_change_a_kind():
+    rng = random.Random(18)
+    rows = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines()]
+    changed = []
+    for row in rows:
+        words = row["text"].split(" ")
+        if len(words) < 2:
+            continue
+        at = rng.randrange(1, len(words))
+        for blank in ("XXXX", "___", "[** Hospital 1 **]"):
+            text = " ".join([*words[:at], blank, *words[at:]])
+            if assess(text).kind != row["kind"]:
+                changed.append(text)
+    assert not changed
+
+
+def test_grounded_spans_are_offsets_into_the_sentence_text():
+    report = parse_report("FINDINGS: No pneumothorax, but a small left\n effusion persists. "
+                          "Chest, 2 views. Possible right basal opacity.")
+    mixed, exam, hedged = report.sentences
+    assert mixed.span == (mixed.text.index("a small"), len(mixed.text))
+    assert mixed.grounded_text == "a small left effusion persists."
+    assert (exam.kind, exam.span, exam.grounded_text) == ("other", None, exam.text)
+    assert hedged.uncertain and hedged.grounded_text == hedged.text
+
+
+def test_a_report_pasted_twice_into_a_section_is_kept_once():
+    once = "Small left pleural effusion. No pneumothorax. Heart size is normal."
+    report = parse_report(f"FINDINGS: {once}\n{once}\nIMPRESSION: Small left pleural effusion.")
+    assert [(s.section, s.text) for s in report.sentences] == [
+        ("findings", "Small left pleural effusion."), ("findings", "No pneumothorax."),
+        ("findings", "Heart size is normal."), ("impression", "Small left pleural effusion.")]
+    assert report.repeated == 3
+    assert report.body.count("No pneumothorax.") == 1
+
+
+def test_fast_header_and_identifier_scans_find_what_the_regexes_find():
+    rng = random.Random(0)
+    pieces = ["FINDINGS", "findings", "Impression", ":", " ", "\n", "\r\n", "\r", "final report",
+              "REPORT", "x.", "xfindings", "Patient:", "MRN", "study", "\t", "WET READ", ".",
+              "\ufeff", "Findings/impression", "\u0130", "  "]
+    texts = reports(40, seed=3)
+    texts += ["".join(rng.choice(pieces) + rng.choice(["", " ", "\n"]) for _ in range(20))
+              for _ in range(600)]
+    for text in texts:
+        slow = [(m.span(), m.group("name")) for m in sections_module._HEADER.finditer(text)]
+        fast = [(m.span(), m.group("name")) for m in sections_module._header_matches(text)]
+        assert fast == slow, repr(text)
+        slow_ids = [m.span() for m in sections_module.IDENTIFIER_LINE.finditer(text)]
+        assert sections_module.identifier_spans(text) == slow_ids, repr(text)
+
+
+PATTERN_GROUPS = {
+    "prior": [lx.NO_PRIOR], "communication": [lx.COMMUNICATION],
+    "recommendation": [lx.RECOMMENDATION], "limitation": [lx.LIMITATION],
+    "hedge_back": [lx.HEDGE_BACK], "negation": [lx.NEGATION], "stability": [lx.STABILITY],
+    "normal": [lx.NORMAL_CUE, lx.CLEAR_LABEL], "hedge": [lx.HEDGE], "borderline": [lx.BORDERLINE],
+}
+
+
+def test_every_cue_match_has_a_trigger_word():
+    """A pattern runs only when the sentence has one of its trigger words: a missing trigger
+    would silently switch the pattern off."""
+    texts = set(corpus_texts())
+    texts |= {s.text for r in reports(150, seed=9) for s in parse_report(r).sentences}
+    assert set(PATTERN_GROUPS) == set(lx.TRIGGERS)
+    for text in texts:
+        low = _prepare(text)[0]
+        present = lx.triggered(low)
+        for group, patterns in PATTERN_GROUPS.items():
+            if any(p.search(low) for p in patterns):
+                assert group in present, (group, text)
+
+
+@pytest.mark.parametrize("unit", ["compared to x, ", "in comparison with x, no y, a z, ",
+                                  "lungs: no x, a ", "no x, a y, "])
+def test_one_sentence_of_thousands_of_cues_parses_without_recursing_that_deep(unit):
+    """It recursed once per cue and hit Python's recursion limit (a traceback) at 20,000."""
+    text = unit * (900_000 // len(unit))
+    t0 = time.process_time()
+    report = parse_report(text)
+    assert time.process_time() - t0 < 5.0
+    assert len(report.sentences) == 1
