@@ -31,6 +31,7 @@ from lesionloc_runtime.metrics import (
     LocalizationScores,
     boxes_to_mask,
     score_heatmap,
+    unseen_as_lowest,
 )
 
 # AUROC sorts every pixel: about 0.75 s per heatmap at 1024x1024 and 3 s at 2048x2048. Scoring
@@ -128,7 +129,7 @@ def _score_image(
             log.warn("skipped", where, f"{grounding.category}: {exc}")
             continue
         annotated_size = annotated_size or rescaled_from
-        heat = maps[texts.index(grounding.prompt)]
+        heat = unseen_as_lowest(maps[texts.index(grounding.prompt)])
         if not np.isfinite(heat).all():
             log.skipped_samples += 1
             log.warn("skipped", where, f"the heatmap of {grounding.prompt!r} has NaN or inf")
