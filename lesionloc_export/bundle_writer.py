@@ -97,31 +97,49 @@ def export_bundle(
     """Write a verified bundle at `out` from `checkpoint` (our checkpoint, or the published
     files of `options.source`). Nothing is written at `out` unless every step, including the
     parity check, succeeded; an existing bundle is replaced only then."""
-    out = Path(out)
-    if out.exists() and not options.overwrite:
-        raise ConfigError(f"{out} exists; pass --overwrite to replace it")
-    if out.exists() and not (out / CARD_NAME).is_file() and any(out.iterdir()):
-        raise ConfigError(f"{out} exists and is not a model bundle; refusing to replace it")
-    times: dict[str, float] = {}
+    return export_bundles(checkpoint, {options.quantize: Path(out)}, options, say)[0]
+
+
+def export_bundles(
+    checkpoint: str | os.PathLike[str],
+    outs: dict[str, Path],
+    options: ExportOptions,
+    say: Callable[[str], None] = log.info,
+) -> list[ExportResult]:
+    """`export_bundle` for several precisions ({"none": dir, "int8": dir2}) of one model: it
+    is loaded, exported to ONNX and optimized once. `options.quantize` is ignored."""
+    from dataclasses import replace
+
+    for out in outs.values():
+        if out.exists() and not options.overwrite:
+            raise ConfigError(f"{out} exists; pass --overwrite to replace it")
+        if out.exists() and not (out / CARD_NAME).is_file() and any(out.iterdir()):
+            raise ConfigError(f"{out} exists and is not a model bundle; refusing to replace it")
+    results = []
     t0 = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lesionloc-export-") as work_dir:
         work = Path(work_dir)
         files = SourceFiles(Path(checkpoint), options.image_weights, options.text_model)
         model = load_source(options.source, files, options.heatmap, work)
-        times["load"] = time.perf_counter() - t0
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-        make_dir_public(staging)
-        try:
-            parity = _build(model, work, staging, options, say, times)
-            Localizer.load(ModelBundle.load(staging), threads=1)  # loads as the runtime will
-            times["total"] = time.perf_counter() - t0
-            install(staging, out)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
-    return ExportResult(out, parity, times, sizes)
+        loaded = time.perf_counter() - t0
+        for precision, out in outs.items():
+            times = {"load": loaded}
+            t1 = time.perf_counter()
+            out.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+            make_dir_public(staging)
+            try:
+                parity = _build(model, work, staging, replace(options, quantize=precision), say,
+                                times)
+                Localizer.load(ModelBundle.load(staging), threads=1)  # loads as the runtime will
+                times["total"] = time.perf_counter() - t1 + loaded
+                install(staging, out)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
+            results.append(ExportResult(out, parity, times, sizes))
+    return results
 
 
 def _build(model: SourceModel, work: Path, staging: Path, options: ExportOptions,
@@ -175,13 +193,18 @@ def build_graphs(model: SourceModel, work: Path, staging: Path, options: ExportO
                  times: dict[str, float]) -> dict[str, int]:
     t = time.perf_counter()
     size = model.preprocessing.image_size
-    image_raw = export_image_encoder(model.image_graph, size, work / "image_raw.onnx")
-    text_raw = export_text_encoder(model.text_graph, model.text_backbone, work / "text_raw.onnx")
-    times["onnx_export"] = time.perf_counter() - t
-    t = time.perf_counter()
+    image_raw, text_raw = work / "image_raw.onnx", work / "text_raw.onnx"
     config = model.text_backbone.config
-    fusions = optimize_text_encoder(config, text_raw, work / "text_opt.onnx")
-    times["optimize"] = time.perf_counter() - t
+    fusions_file = work / "fusions.json"
+    if not fusions_file.is_file():  # a second precision of the same model reuses them
+        export_image_encoder(model.image_graph, size, image_raw)
+        export_text_encoder(model.text_graph, model.text_backbone, text_raw)
+        times["onnx_export"] = time.perf_counter() - t
+        t = time.perf_counter()
+        fusions = optimize_text_encoder(config, text_raw, work / "text_opt.onnx")
+        fusions_file.write_text(json.dumps(fusions))
+        times["optimize"] = time.perf_counter() - t
+    fusions = json.loads(fusions_file.read_text())
     t = time.perf_counter()
     image_out, text_out = staging / IMAGE_ENCODER_FILE, staging / TEXT_ENCODER_FILE
     if options.quantize == "none":

@@ -41,10 +41,13 @@ class Letterbox:
     @classmethod
     def fit(cls, width: int, height: int, size: int, rounding: str = "round") -> Letterbox:
         """`rounding` of the scaled short side: "round" (ours) or "floor" (AFLoc's int())."""
-        scale = size / max(width, height)
         cut = round if rounding == "round" else int
-        new_w = max(1, min(size, cut(width * scale)))
-        new_h = max(1, min(size, cut(height * scale)))
+        # the long side is `size` exactly (the height for a square, as AFLoc's _resize_img has
+        # it): int(440 * (224 / 440)) is 223
+        if height >= width:
+            new_w, new_h = max(1, min(size, cut(width * (size / height)))), size
+        else:
+            new_w, new_h = size, max(1, min(size, cut(height * (size / width))))
         return cls(width, height, size, new_w, new_h, (size - new_w) // 2, (size - new_h) // 2)
 
     @property

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lesionloc_export.source import SourceModel, file_digest
@@ -38,19 +37,47 @@ IMAGE_RENAME = (("img_encoder.model.", "resnet."), ("img_encoder.global_embedder
 TEXT_RENAME = (("text_encoder.model.", "bert."),)
 
 
+def align_corners_matrix(size_in: int, size_out: int) -> torch.Tensor:
+    """(size_out, size_in): bilinear resampling with align_corners=True along one axis, so
+    that A @ x @ A.T is nn.Upsample(mode="bilinear", align_corners=True) of x. Positions are
+    computed in float32 as PyTorch's kernel computes them (float64 ones differ by 1e-5)."""
+    scale = torch.tensor((size_in - 1) / (size_out - 1), dtype=torch.float32)
+    position = scale * torch.arange(size_out, dtype=torch.float32)
+    low = position.floor().long().clamp(max=size_in - 2)
+    frac = position - low.float()
+    matrix = torch.zeros(size_out, size_in)
+    matrix[torch.arange(size_out), low] = 1 - frac
+    matrix[torch.arange(size_out), low + 1] += frac
+    return matrix
+
+
+class Resample(nn.Module):
+    """AFLoc's 224 -> 299 upsampling as two fixed matrix products: the same bilinear
+    interpolation, with shapes ONNX can infer (a Resize fed a computed size leaves the graph's
+    output shapes unknown) and kept in fp32 by int8 export."""
+
+    def __init__(self, size_in: int, size_out: int) -> None:
+        super().__init__()
+        self.register_buffer("matrix", align_corners_matrix(size_in, size_out), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(torch.matmul(self.matrix, x), self.matrix.t())
+
+
 class AflocImageGraph(nn.Module):
     """pixel_values (B, 1, 224, 224) in [0, 1] -> the raw global embedding (global_embedder of
     pooled layer4) and the raw stage-3 patch embeddings (local_embedder) (B, 19, 19, D)."""
 
     def __init__(self, dim: int = 768) -> None:
         super().__init__()
+        self.resample = Resample(IMAGE_SIZE, MODEL_SIZE)
         self.resnet = ResNet50(with_fc=False)
         self.global_proj = nn.Linear(2048, dim)
         self.local_proj = nn.Conv2d(1024, dim, 1, bias=False)
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = (pixel_values.expand(-1, 3, -1, -1) - 0.5) / 0.5  # transforms.norm "half"
-        x = F.interpolate(x, size=(MODEL_SIZE, MODEL_SIZE), mode="bilinear", align_corners=True)
+        x = self.resample(x)  # nn.Upsample((299, 299), bilinear, align_corners=True)
         _, _, stage3, stage4 = self.resnet.stages(x)
         image = self.global_proj(stage4.mean(dim=(2, 3)))
         return image, self.local_proj(stage3).permute(0, 2, 3, 1)

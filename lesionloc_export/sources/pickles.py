@@ -19,6 +19,9 @@ from lesionloc_runtime.errors import CheckpointError, printable
 # by `Inert` records; nothing from them is imported.
 METADATA_MODULES = ("omegaconf.", "pytorch_lightning.", "lightning.", "lightning_fabric.",
                     "typing.", "pathlib.", "argparse.", "numpy.", "collections.", "enum.")
+# Type names used as values (OmegaConf records a container's element and object types)
+HARMLESS_TYPES = tuple(f"builtins.{t}" for t in ("dict", "list", "tuple", "set", "frozenset",
+                                                   "str", "int", "float", "bool", "bytes", "object"))
 # dict subclasses are filled item by item, which the unpickler allows on plain dicts only
 DICT_LIKE = ("pytorch_lightning.utilities.parsing.AttributeDict",
              "lightning_fabric.utilities.data.AttributeDict",
@@ -76,7 +79,8 @@ def load_pickle(path: Path, what: str) -> Any:
     except (ValueError, RuntimeError, pickle.UnpicklingError) as exc:
         raise CheckpointError(f"{path}: {what} is truncated or corrupt ({printable(str(exc), 120)})"
                               ) from None
-    unsafe = sorted(n for n in names if not n.startswith(METADATA_MODULES))
+    unsafe = sorted(n for n in names
+                    if not n.startswith(METADATA_MODULES) and n not in HARMLESS_TYPES)
     if unsafe:
         raise CheckpointError(f"{path}: refusing to load {what}: its pickle calls "
                               f"{', '.join(unsafe[:3])}, which is not a tensor, a plain container "
