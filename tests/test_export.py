@@ -54,22 +54,22 @@ def test_bundle_matches_pytorch_within_its_threshold(precision, tiny_bundle_fact
         assert _cos(got_local, want_local).mean() >= mean_min
 
 
-def test_a_graph_whose_inputs_differ_from_the_manifest_is_refused(tmp_path, tiny_bundle):
+def test_a_graph_whose_inputs_differ_from_the_card_is_refused(tmp_path, tiny_bundle):
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
-    manifest = json.loads((bundle / "lesionloc.json").read_text())
-    size = manifest["preprocessing"]["image_size"]
-    manifest["image_encoder"]["inputs"] = {"pixel_values": ["batch", 3, size, size]}
-    (bundle / "lesionloc.json").write_text(json.dumps(manifest))
+    card = json.loads((bundle / "lesionloc.json").read_text())
+    size = card["preprocessing"]["image_size"]
+    card["image_encoder"]["inputs"] = {"pixel_values": ["batch", 3, size, size]}
+    (bundle / "lesionloc.json").write_text(json.dumps(card))
     with pytest.raises(BundleError, match="pixel_values"):
         Localizer.load(bundle)
-    manifest["image_encoder"]["inputs"] = {"image": ["batch", 1, size, size]}
-    (bundle / "lesionloc.json").write_text(json.dumps(manifest))
+    card["image_encoder"]["inputs"] = {"image": ["batch", 1, size, size]}
+    (bundle / "lesionloc.json").write_text(json.dumps(card))
     with pytest.raises(BundleError, match="this runtime feeds"):  # a name it would not feed
         Localizer.load(bundle)
-    manifest["image_encoder"]["inputs"] = {"pixel_values": ["batch", 1, size, size]}
-    manifest["text_encoder"]["inputs"]["token_type_ids"] = ["batch", "sequence"]
-    (bundle / "lesionloc.json").write_text(json.dumps(manifest))
+    card["image_encoder"]["inputs"] = {"pixel_values": ["batch", 1, size, size]}
+    card["text_encoder"]["inputs"]["token_type_ids"] = ["batch", "sequence"]
+    (bundle / "lesionloc.json").write_text(json.dumps(card))
     with pytest.raises(BundleError, match="differ from the bundle card"):  # the graph has not
         Localizer.load(bundle)
 
