@@ -4,7 +4,6 @@ builds it from a lesionloc checkpoint or from a published model's files (`--from
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,12 +84,3 @@ def load_source(kind: str, files: SourceFiles, heatmap: dict[str, Any],
         model.heatmap = HeatmapConfig.from_dict({**model.heatmap.to_dict(), **heatmap})
     return model
 
-
-def existing(path: str | os.PathLike[str] | None, what: str, option: str) -> Path:
-    """A path the user must give, or a one-line error saying which option gives it."""
-    if path is None:
-        raise ConfigError(f"{what} is needed: pass {option}")
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: {what} not found")
-    return path
