@@ -90,6 +90,8 @@ def test_fp32_bundle_matches_hi_ml_on_real_radiographs(kind, converted):
     localizer = Localizer.load(bundles["none"], threads=2)
     texts = {p: reference.encode_text(p) for p in PROMPTS}
     ours_local, ours_global = localizer.encode_texts(list(PROMPTS))
+    figures = {"text": min(cosines(ours_local[k], texts[p].numpy()).min()
+                           for k, p in enumerate(PROMPTS)), "image": 1.0, "patch": 1.0, "map": 0.0}
     for k, prompt in enumerate(PROMPTS):
         assert cosines(ours_local[k], texts[prompt].numpy()).min() >= 0.9999
         assert cosines(ours_global[k], texts[prompt].numpy()).min() >= 0.9999
@@ -97,6 +99,8 @@ def test_fp32_bundle_matches_hi_ml_on_real_radiographs(kind, converted):
         image = read_image(REAL_DICOM / film)
         glob, patches, size = reference.encode_image(image.pixels)
         encoded = localizer.encode_image(image)
+        figures["image"] = min(figures["image"], cosines(encoded.global_embed, glob).min())
+        figures["patch"] = min(figures["patch"], cosines(encoded.patches, patches.numpy()).min())
         assert cosines(encoded.global_embed, glob).min() >= 0.9999, film
         assert cosines(encoded.patches, patches.numpy()).min() >= 0.9999, film
         for k, prompt in enumerate(PROMPTS):
@@ -105,8 +109,12 @@ def test_fp32_bundle_matches_hi_ml_on_real_radiographs(kind, converted):
             assert ours.shape == theirs.shape == (image.height, image.width)
             assert np.array_equal(np.isnan(ours), np.isnan(theirs)), film
             seen = np.isfinite(theirs)
+            figures["map"] = max(figures["map"], float(np.abs(ours[seen] - theirs[seen]).max()))
             assert np.abs(ours[seen] - theirs[seen]).max() <= 1e-3, (film, prompt)
             assert same_peak(ours, theirs, 1e-3), (film, prompt)
+    print(f"{kind} fp32 vs hi-ml: worst cosine text {figures['text']:.7f}, image "
+          f"{figures['image']:.7f}, patch {figures['patch']:.7f}; heatmap max abs diff "
+          f"{figures['map']:.2e}")
 
 
 @pytest.mark.parametrize("kind", ["biovil", "biovil-t"])
@@ -119,12 +127,17 @@ def test_int8_bundle_embeddings_stay_within_0_99_of_hi_ml(kind, converted):
     ours, _ = localizer.encode_texts(list(PROMPTS))
     theirs = np.concatenate([reference.encode_text(p).numpy() for p in PROMPTS])
     assert cosines(ours, theirs).min() >= 0.99
+    worst = {"text": cosines(ours, theirs).min(), "image": 1.0, "patch mean": 1.0}
     for film in FILMS:
         image = read_image(REAL_DICOM / film)
         glob, patches, _ = reference.encode_image(image.pixels)
         encoded = localizer.encode_image(image)
+        worst["image"] = min(worst["image"], cosines(encoded.global_embed, glob).min())
+        worst["patch mean"] = min(worst["patch mean"],
+                                  cosines(encoded.patches, patches.numpy()).mean())
         assert cosines(encoded.global_embed, glob).min() >= 0.99, film
         assert cosines(encoded.patches, patches.numpy()).mean() >= 0.99, film
+    print(f"{kind} int8 vs hi-ml: worst cosine " + ", ".join(f"{k} {v:.5f}" for k, v in worst.items()))
 
 
 def test_lesionloc_run_int8_biovil_t_heatmaps_equal_fp32_on_every_real_dicom(converted, tmp_path):
@@ -153,6 +166,9 @@ def test_lesionloc_run_int8_biovil_t_heatmaps_equal_fp32_on_every_real_dicom(con
         fp32, int8 = raw["none", film.name], raw["int8", film.name]
         assert np.array_equal(np.isnan(fp32), np.isnan(int8)) and np.isnan(fp32).any()
         seen = np.isfinite(fp32)
+        print(f"{film.name}: int8 vs fp32 heatmap max abs diff "
+              f"{np.abs(fp32[seen] - int8[seen]).max():.4f}, fp32 range "
+              f"{np.nanmin(fp32):.4f}..{np.nanmax(fp32):.4f}")
         assert np.abs(fp32[seen] - int8[seen]).max() <= 0.01, film.name
         assert same_peak(int8, fp32, 0.01, distance=None), film.name
 
@@ -244,8 +260,10 @@ def test_afloc_bundle_matches_its_inference_code_on_real_radiographs(converted):
     with torch.no_grad():
         teg = {p: ref.text_forward(bert, *_ids(ref.process_text(p, tokenizer, 97)), idxtoword)
                for p in PROMPTS}
+    worst = {"text": 1.0, "image": 1.0, "patch": 1.0, "grid": 0.0, "map": 0.0}
     for k, prompt in enumerate(PROMPTS):
         want = teg[prompt].numpy()
+        worst["text"] = min(worst["text"], cosines(ours_text[k], want).min())
         assert cosines(ours_text[k], want).min() >= 0.9999
         assert np.linalg.norm(ours_text[k]) == pytest.approx(np.linalg.norm(want), rel=1e-3)
     for film in FILMS:
@@ -257,6 +275,8 @@ def test_afloc_bundle_matches_its_inference_code_on_real_radiographs(converted):
         with torch.no_grad():
             iel, ieg = ref.image_forward(resnet, local, glob, imgs)
         encoded = localizer.encode_image(image)
+        worst["patch"] = min(worst["patch"], cosines(encoded.patches, iel.numpy()).min())
+        worst["image"] = min(worst["image"], cosines(encoded.global_embed, ieg.numpy()).min())
         assert cosines(encoded.patches, iel.numpy()).min() >= 0.9999, film
         assert cosines(encoded.global_embed, ieg.numpy()).min() >= 0.9999, film
         for k, prompt in enumerate(PROMPTS):
@@ -267,6 +287,10 @@ def test_afloc_bundle_matches_its_inference_code_on_real_radiographs(converted):
             square = Heatmap(heat.grid, Letterbox.fit(224, 224, 224), heat.stride, heat.origin,
                              heat.upsampling).render()
             assert np.abs(square - theirs).max() <= 1e-3 * span, (film, prompt)
+            worst["grid"] = max(worst["grid"], float(np.abs(heat.grid - grid).max()) / span)
+            worst["map"] = max(worst["map"], float(np.abs(square - theirs).max()) / span)
+    print("afloc fp32 vs its code: worst cosine text {text:.7f}, image {image:.7f}, patch "
+          "{patch:.7f}; max abs diff / range: grid {grid:.2e}, 224 px map {map:.2e}".format(**worst))
 
 
 def _ids(tokens: dict) -> tuple:
