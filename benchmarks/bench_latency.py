@@ -182,8 +182,10 @@ def _image_graph(checkpoint: Path, size: int, precision: str, work: Path, calibr
 
     target = work / f"image-{size}-{precision}.onnx"
     if not target.is_file():
+        from lesionloc_train.torch_backend import ImageGraph
+
         model = load_checkpoint(checkpoint).model
-        raw = export_image_encoder(model, size, work / f"image-{size}-raw.onnx")
+        raw = export_image_encoder(ImageGraph(model), size, work / f"image-{size}-raw.onnx")
         if precision == "int8":
             quantize_image_int8(raw, target, calibration)
         else:

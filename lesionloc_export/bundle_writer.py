@@ -1,6 +1,7 @@
-"""Checkpoint -> model bundle, end to end: export both graphs, optimize, reduce precision,
-check parity against PyTorch, write tokenizer, model card and checksummed `lesionloc.json`,
-verify by loading it like the runtime does, and only then move it into place."""
+"""Model -> bundle, end to end, for our checkpoints and for published models alike: export both
+graphs, optimize, reduce precision, check parity against PyTorch, write tokenizer, model card
+and the checksummed card `lesionloc.json`, verify by loading it like the runtime does, and
+only then move it into place."""
 
 from __future__ import annotations
 
@@ -31,33 +32,24 @@ from lesionloc_export.quantize import (
     quantize_image_int8,
     quantize_text_int8,
 )
+from lesionloc_export.source import SourceFiles, SourceModel, load_source
 from lesionloc_runtime.batch_manifest import read_manifest
 from lesionloc_runtime.bundle import (
+    CARD_NAME,
     IMAGE_ENCODER_FILE,
-    MANIFEST_NAME,
     TEXT_ENCODER_FILE,
     TOKENIZER_FILE,
-    HeatmapConfig,
     ModelBundle,
-    write_manifest,
+    write_card,
 )
+from lesionloc_runtime.contract import EncoderSpec
 from lesionloc_runtime.errors import ConfigError, ExportError
-from lesionloc_runtime.fileio import make_dir_public, sha256_file
+from lesionloc_runtime.fileio import make_dir_public
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
 from lesionloc_runtime.preprocess import PreprocessConfig, preprocess
 from lesionloc_runtime.text import read_report
-from lesionloc_runtime.tokens import SentenceTokenizer
-from lesionloc_train.checkpoint import MODEL_FILE, LoadedCheckpoint, load_checkpoint
-from lesionloc_train.torch_backend import (
-    IMAGE_INPUTS,
-    IMAGE_OUTPUTS,
-    TEXT_INPUTS,
-    TEXT_OUTPUTS,
-    ImageGraph,
-    TextGraph,
-    TorchEncoder,
-)
+from lesionloc_runtime.tokens import SentenceTokenizer, prepare_text
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("none", "fp16", "int8")
@@ -76,6 +68,9 @@ class ExportOptions:
     trained_on: str | None = None
     heatmap: dict[str, Any] = field(default_factory=dict)
     seed: int = 1234
+    source: str = "lesionloc"  # --from
+    image_weights: Path | None = None  # --image-weights (BioViL, BioViL-T)
+    text_model: Path | None = None  # --text-model (AFLoc)
 
     def __post_init__(self) -> None:
         if self.quantize not in PRECISIONS:
@@ -98,61 +93,87 @@ def export_bundle(
     options: ExportOptions,
     say: Callable[[str], None] = log.info,
 ) -> ExportResult:
-    """Write a verified bundle at `out`. Nothing is written at `out` unless every step,
-    including the parity check, succeeded; an existing bundle is replaced only then."""
-    out = Path(out)
-    if out.exists() and not options.overwrite:
-        raise ConfigError(f"{out} exists; pass --overwrite to replace it")
-    if out.exists() and not (out / MANIFEST_NAME).is_file() and any(out.iterdir()):
-        raise ConfigError(f"{out} exists and is not a model bundle; refusing to replace it")
-    times: dict[str, float] = {}
+    """Write a verified bundle at `out` from `checkpoint` (our checkpoint, or the published
+    files of `options.source`). Nothing is written at `out` unless every step, including the
+    parity check, succeeded; an existing bundle is replaced only then."""
+    return export_bundles(checkpoint, {options.quantize: Path(out)}, options, say)[0]
+
+
+def export_bundles(
+    checkpoint: str | os.PathLike[str],
+    outs: dict[str, Path],
+    options: ExportOptions,
+    say: Callable[[str], None] = log.info,
+) -> list[ExportResult]:
+    """`export_bundle` for several precisions ({"none": dir, "int8": dir2}) of one model: it
+    is loaded, exported to ONNX and optimized once. `options.quantize` is ignored."""
+    from dataclasses import replace
+
+    for out in outs.values():
+        if out.exists() and not options.overwrite:
+            raise ConfigError(f"{out} exists; pass --overwrite to replace it")
+        if out.exists() and not (out / CARD_NAME).is_file() and any(out.iterdir()):
+            raise ConfigError(f"{out} exists and is not a model bundle; refusing to replace it")
+    results = []
     t0 = time.perf_counter()
-    ckpt = load_checkpoint(checkpoint)
-    preprocessing = ckpt.config.preprocess_config()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    make_dir_public(staging)
-    try:
-        with tempfile.TemporaryDirectory(prefix="lesionloc-export-") as work_dir:
-            work = Path(work_dir)
-            calibration_paths, held = held_out_images(options, preprocessing, work)
-            # preprocessed once, and only when int8 needs them
-            calibration = [preprocess(read_image(p), preprocessing).tensor
-                           for p in calibration_paths] if options.quantize == "int8" else []
-            say("exporting ONNX graphs")
-            fusions = build_graphs(ckpt, work, staging, options, preprocessing, calibration, say,
-                                   times)
-            shutil.copyfile(ckpt.tokenizer, staging / TOKENIZER_FILE)
-            say("checking parity against PyTorch")
-            t = time.perf_counter()
-            scheme = INT8_IMAGE_SCHEMES[0] if options.quantize == "int8" else None
-            parity = check_parity(ckpt, staging, options, preprocessing, held)
-            for fallback in INT8_IMAGE_SCHEMES[1:] if scheme else ():
-                if parity.passed:
-                    break
-                say(f"int8 {scheme} below parity; trying {fallback}")
-                scheme = fallback
-                quantize_image_int8(work / "image_raw.onnx", staging / IMAGE_ENCODER_FILE,
-                                    calibration, scheme)
-                parity = check_parity(ckpt, staging, options, preprocessing, held)
-            times["parity"] = time.perf_counter() - t
-        if not parity.passed:
-            message = "; ".join(parity.failures)
-            if not options.allow_degraded:
-                raise ExportError(f"parity below the {options.quantize} thresholds: {message} "
-                                  "(pass --allow-degraded to keep it anyway)")
-            say(f"warning: parity degraded ({message}); kept because of --allow-degraded")
-        manifest = bundle_manifest(ckpt, options, preprocessing, parity, fusions, scheme)
-        (staging / "MODEL_CARD.md").write_text(model_card(ckpt, options, parity), encoding="utf-8")
-        write_manifest(staging, manifest)
-        Localizer.load(ModelBundle.load(staging), threads=1)  # loads exactly as the runtime will
-        times["total"] = time.perf_counter() - t0
-        install(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
-    return ExportResult(out, parity, times, sizes)
+    with tempfile.TemporaryDirectory(prefix="lesionloc-export-") as work_dir:
+        work = Path(work_dir)
+        files = SourceFiles(Path(checkpoint), options.image_weights, options.text_model)
+        model = load_source(options.source, files, options.heatmap, work)
+        loaded = time.perf_counter() - t0
+        for precision, out in outs.items():
+            times = {"load": loaded}
+            t1 = time.perf_counter()
+            out.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+            make_dir_public(staging)
+            try:
+                parity = _build(model, work, staging, replace(options, quantize=precision), say,
+                                times)
+                Localizer.load(ModelBundle.load(staging), threads=1)  # loads as the runtime will
+                times["total"] = time.perf_counter() - t1 + loaded
+                install(staging, out)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
+            results.append(ExportResult(out, parity, times, sizes))
+    return results
+
+
+def _build(model: SourceModel, work: Path, staging: Path, options: ExportOptions,
+           say: Callable[[str], None], times: dict[str, float]) -> ParityReport:
+    """Graphs, tokenizer, parity and card into `staging`; raises when parity fails."""
+    preprocessing = model.preprocessing
+    calibration_paths, held = held_out_images(options, preprocessing, work)
+    # preprocessed once, and only when int8 needs them
+    calibration = [preprocess(read_image(p), preprocessing).tensor
+                   for p in calibration_paths] if options.quantize == "int8" else []
+    say("exporting ONNX graphs")
+    fusions = build_graphs(model, work, staging, options, calibration, say, times)
+    shutil.copyfile(model.tokenizer, staging / TOKENIZER_FILE)
+    say("checking parity against PyTorch")
+    t = time.perf_counter()
+    scheme = INT8_IMAGE_SCHEMES[0] if options.quantize == "int8" else None
+    parity = check_parity(model, staging, options, held)
+    for fallback in INT8_IMAGE_SCHEMES[1:] if scheme else ():
+        if parity.passed:
+            break
+        say(f"int8 {scheme} below parity; trying {fallback}")
+        scheme = fallback
+        quantize_image_int8(work / "image_raw.onnx", staging / IMAGE_ENCODER_FILE,
+                            calibration, scheme)
+        parity = check_parity(model, staging, options, held)
+    times["parity"] = time.perf_counter() - t
+    if not parity.passed:
+        message = "; ".join(parity.failures)
+        if not options.allow_degraded:
+            raise ExportError(f"parity below the {options.quantize} thresholds: {message} "
+                              "(pass --allow-degraded to keep it anyway)")
+        say(f"warning: parity degraded ({message}); kept because of --allow-degraded")
+    (staging / "MODEL_CARD.md").write_text(model_card(model, options, parity), encoding="utf-8")
+    write_card(staging, bundle_card(model, options, parity, fusions, scheme))
+    return parity
 
 
 def install(staging: Path, out: Path) -> None:
@@ -166,16 +187,23 @@ def install(staging: Path, out: Path) -> None:
         os.replace(staging, out)
 
 
-def build_graphs(ckpt: LoadedCheckpoint, work: Path, staging: Path, options: ExportOptions,
-                 preprocessing: PreprocessConfig, calibration: list[np.ndarray],
-                 say: Callable[[str], None], times: dict[str, float]) -> dict[str, int]:
+def build_graphs(model: SourceModel, work: Path, staging: Path, options: ExportOptions,
+                 calibration: list[np.ndarray], say: Callable[[str], None],
+                 times: dict[str, float]) -> dict[str, int]:
     t = time.perf_counter()
-    image_raw = export_image_encoder(ckpt.model, preprocessing.image_size, work / "image_raw.onnx")
-    text_raw = export_text_encoder(ckpt.model, work / "text_raw.onnx")
-    times["onnx_export"] = time.perf_counter() - t
-    t = time.perf_counter()
-    fusions = optimize_text_encoder(ckpt.model, text_raw, work / "text_opt.onnx")
-    times["optimize"] = time.perf_counter() - t
+    size = model.preprocessing.image_size
+    image_raw, text_raw = work / "image_raw.onnx", work / "text_raw.onnx"
+    config = model.text_backbone.config
+    fusions_file = work / "fusions.json"
+    if not fusions_file.is_file():  # a second precision of the same model reuses them
+        export_image_encoder(model.image_graph, size, image_raw)
+        export_text_encoder(model.text_graph, model.text_backbone, text_raw)
+        times["onnx_export"] = time.perf_counter() - t
+        t = time.perf_counter()
+        fusions = optimize_text_encoder(config, text_raw, work / "text_opt.onnx")
+        fusions_file.write_text(json.dumps(fusions))
+        times["optimize"] = time.perf_counter() - t
+    fusions = json.loads(fusions_file.read_text())
     t = time.perf_counter()
     image_out, text_out = staging / IMAGE_ENCODER_FILE, staging / TEXT_ENCODER_FILE
     if options.quantize == "none":
@@ -183,7 +211,7 @@ def build_graphs(ckpt: LoadedCheckpoint, work: Path, staging: Path, options: Exp
         shutil.copyfile(work / "text_opt.onnx", text_out)
     elif options.quantize == "fp16":
         convert_fp16(image_raw, image_out)
-        optimize_text_encoder(ckpt.model, text_raw, text_out, fp16=True)
+        optimize_text_encoder(config, text_raw, text_out, fp16=True)
     else:
         say(f"calibrating int8 on {len(calibration)} images")
         quantize_image_int8(image_raw, image_out, calibration, INT8_IMAGE_SCHEMES[0])
@@ -214,38 +242,31 @@ def held_out_images(options: ExportOptions, preprocessing: PreprocessConfig,
     return [r.image for r in records[:split]], [r.report for r in held] + [r.image for r in held]
 
 
-def check_parity(ckpt: LoadedCheckpoint, staging: Path, options: ExportOptions,
-                 preprocessing: PreprocessConfig, held: list[Path]) -> ParityReport:
-    from lesionloc_runtime.bundle import EncoderSpec
+def check_parity(model: SourceModel, staging: Path, options: ExportOptions,
+                 held: list[Path]) -> ParityReport:
     from lesionloc_runtime.sessions import OnnxEncoder
+    from lesionloc_train.torch_backend import TorchEncoder
 
     images_paths = [p for p in held if p.suffix != ".txt"][: options.parity_images]
     reports = [p for p in held if p.suffix == ".txt"]
-    images = [preprocess(read_image(p), preprocessing).tensor for p in images_paths]
+    images = [preprocess(read_image(p), model.preprocessing).tensor for p in images_paths]
     texts: list[str] = []
     for report in reports:
-        texts.extend(s.text for s in read_report(report).sentences)
+        texts.extend(prepare_text(s.text, model.text.preparation)
+                     for s in read_report(report).sentences)
     texts = (texts or ["There is a right upper lobe opacity."])[:64]
-    tokenizer = SentenceTokenizer(ckpt.tokenizer, ckpt.config.model.text.max_length)
-    ref = (TorchEncoder(ImageGraph(ckpt.model), IMAGE_INPUTS, IMAGE_OUTPUTS),
-           TorchEncoder(TextGraph(ckpt.model), TEXT_INPUTS, TEXT_OUTPUTS))
-    spec_image, spec_text = graph_specs(ckpt, preprocessing)
-    cand = (OnnxEncoder(staging / IMAGE_ENCODER_FILE, EncoderSpec(IMAGE_ENCODER_FILE, *spec_image),
-                        threads=None),
-            OnnxEncoder(staging / TEXT_ENCODER_FILE, EncoderSpec(TEXT_ENCODER_FILE, *spec_text),
-                        threads=None))
+    tokenizer = SentenceTokenizer(staging / TOKENIZER_FILE, model.max_length)
+    ref = (TorchEncoder(model.image_graph, "image"), TorchEncoder(model.text_graph, "text"))
+    spec_image, spec_text = graph_specs(model)
+    cand = (OnnxEncoder(staging / IMAGE_ENCODER_FILE, spec_image, threads=None),
+            OnnxEncoder(staging / TEXT_ENCODER_FILE, spec_text, threads=None))
     return measure_parity(options.quantize, ref, cand, images, tokenizer.encode(texts))
 
 
-def graph_specs(ckpt: LoadedCheckpoint, preprocessing: PreprocessConfig) -> tuple[tuple, tuple]:
-    size = preprocessing.image_size
-    grid = size // ckpt.model.grid_stride
-    dim = ckpt.config.model.embed_dim
-    image = ({"pixel_values": ["batch", 1, size, size]},
-             {"image_embeds": ["batch", dim], "patch_embeds": ["batch", grid, grid, dim]})
-    text = ({"input_ids": ["batch", "sequence"], "attention_mask": ["batch", "sequence"]},
-            {"sentence_embeds": ["batch", dim], "global_embeds": ["batch", dim]})
-    return image, text
+def graph_specs(model: SourceModel) -> tuple[EncoderSpec, EncoderSpec]:
+    size = model.preprocessing.image_size
+    return (EncoderSpec.image(IMAGE_ENCODER_FILE, size, model.grid.shape, model.embed_dim),
+            EncoderSpec.text(TEXT_ENCODER_FILE, model.embed_dim))
 
 
 def _versions() -> dict[str, str]:
@@ -259,81 +280,46 @@ def _versions() -> dict[str, str]:
             "onnxruntime": onnxruntime.__version__}
 
 
-def bundle_manifest(ckpt: LoadedCheckpoint, options: ExportOptions, preprocessing: PreprocessConfig,
-                    parity: ParityReport, fusions: dict[str, int],
-                    int8_scheme: str | None = None) -> dict[str, Any]:
-    cfg = ckpt.config
-    heatmap = HeatmapConfig(attention_temperature=cfg.loss.attention_temperature)
-    heatmap = HeatmapConfig.from_dict({**heatmap.to_dict(), **options.heatmap})
-    spec_image, spec_text = graph_specs(ckpt, preprocessing)
-    trained_on = options.trained_on or ("synthetic phantoms" if options.demo else "unspecified")
+def _trained_on(model: SourceModel, options: ExportOptions) -> str:
+    return options.trained_on or ("synthetic phantoms" if options.demo else model.trained_on)
+
+
+def bundle_card(model: SourceModel, options: ExportOptions, parity: ParityReport,
+                fusions: dict[str, int], int8_scheme: str | None = None) -> dict[str, Any]:
+    spec_image, spec_text = graph_specs(model)
     return {
-        "name": options.name or f"lesionloc-{cfg.name}-{options.quantize}",
+        "name": options.name or f"{model.default_name}-{options.quantize}",
         "demo": options.demo,
-        "trained_on": trained_on,
-        "embed_dim": cfg.model.embed_dim,
-        "grid_stride": ckpt.model.grid_stride,
-        "grid_origin": ckpt.model.grid_origin,
-        "heatmap_source": ckpt.model.image_encoder.heatmap_source,
+        "trained_on": _trained_on(model, options),
         "quantization": options.quantize,
-        "preprocessing": preprocessing.to_dict(),
-        "heatmap": heatmap.to_dict(),
-        "image_encoder": {"file": IMAGE_ENCODER_FILE, "inputs": spec_image[0],
-                          "outputs": spec_image[1],
+        **model.card(),
+        "image_encoder": {**spec_image.to_dict(),
                           "precision": {"none": "fp32", "fp16": "fp16",
                                         "int8": f"int8 static QDQ per-channel ({int8_scheme})"}
                           [options.quantize]},
-        "text_encoder": {"file": TEXT_ENCODER_FILE, "inputs": spec_text[0], "outputs": spec_text[1],
+        "text_encoder": {**spec_text.to_dict(),
                          "precision": {"none": "fp32", "fp16": "fp16",
                                        "int8": "int8 dynamic"}[options.quantize],
                          "fusions": fusions},
-        "tokenizer": {"file": TOKENIZER_FILE, "max_length": cfg.model.text.max_length},
+        "tokenizer": {"file": TOKENIZER_FILE, "max_length": model.max_length},
         "parity": parity.to_dict(),
-        "provenance": {
-            "checkpoint_sha256": sha256_file(ckpt.path / MODEL_FILE),
-            "checkpoint_step": ckpt.meta.get("step"),
-            "train_config": cfg.to_dict(),
-            "versions": _versions(),
-        },
+        "provenance": {**model.provenance, "versions": _versions()},
     }
 
 
-def model_card(ckpt: LoadedCheckpoint, options: ExportOptions, parity: ParityReport) -> str:
-    cfg = ckpt.config
-    trained_on = options.trained_on or ("synthetic phantoms" if options.demo else "unspecified")
+def model_card(model: SourceModel, options: ExportOptions, parity: ParityReport) -> str:
     warning = (
         "**DEMO MODEL trained only on synthetic phantom radiographs. Its output has no clinical "
         "meaning. Not for clinical use.**" if options.demo else
         "**Research model. Not a medical device; not validated for clinical use.**"
     )
     cos = parity.to_dict()["cosine"]
-    lines = [
-        f"# Model card: {options.name or 'lesionloc-' + cfg.name}", "", warning, "",
-        "## What it is",
-        "A lesionloc model bundle: an image encoder (ResNet family, local patch grid at stride "
-        f"{ckpt.model.grid_stride}) and a text encoder ({cfg.model.text.model or 'BERT built from config'}) "
-        "pretrained on image-report pairs with a global contrastive loss and a local loss "
-        "aligning report sentences to image regions (Yang et al., \"Multimodal self-supervised "
-        "learning for lesion localization\"). Any sentence becomes a heatmap over the image.", "",
-        "## Training", f"- data: {trained_on}", f"- preset: {cfg.name}",
-        f"- image size: {cfg.model.image.image_size} px, embedding size {cfg.model.embed_dim}",
-        f"- loss weights: {cfg.loss.global_t2i}/{cfg.loss.global_i2t} global, "
-        f"{cfg.loss.local_t2i}/{cfg.loss.local_i2t} local; attention temperature "
-        f"{cfg.loss.attention_temperature}; local sentence kinds {list(cfg.loss.local_kinds)}",
-        f"- checkpoint step: {ckpt.meta.get('step')}",
-        "- heatmaps: " + ("the global projections at each location of the last stage "
-                          "(class-activation style: trained without the local loss)"
-                          if cfg.model.heatmap_source == "global" else "the local heads"), "",
-        "## Export", f"- precision: {options.quantize}",
-        "- parity (cosine to PyTorch on held-out inputs): "
-        + ", ".join(f"{k} mean {v['mean']:.5f} worst {v['min']:.5f}" for k, v in cos.items()), "",
-        "## Intended use",
-        "Research on weakly supervised localization in chest radiographs; demonstrations of the "
-        "lesionloc pipeline. Not for diagnosis, triage or any clinical decision.", "",
-        "## Limitations",
-        "Localization quality depends entirely on the training data. A model trained on phantoms "
-        "has never seen real anatomy or real pathology.", "",
-    ]
+    lines = [f"# Model card: {options.name or model.default_name}", "", warning, "",
+             *model.describe(_trained_on(model, options)), "",
+             "## Export", f"- precision: {options.quantize}",
+             "- parity (cosine to PyTorch on held-out inputs): "
+             + ", ".join(f"{k} mean {v['mean']:.5f} worst {v['min']:.5f}" for k, v in cos.items()),
+             ""]
     return "\n".join(lines)
 
 

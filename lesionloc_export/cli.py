@@ -1,5 +1,5 @@
-"""`lesionloc-export CHECKPOINT --out BUNDLE --quantize {none,fp16,int8}`: a thin CLI over
-`export_bundle`."""
+"""`lesionloc-export SOURCE --from lesionloc|afloc|biovil|biovil-t --out BUNDLE --quantize
+{none,fp16,int8}`: a thin CLI over `export_bundle`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,16 @@ from lesionloc_runtime.errors import ConfigError
 
 
 @click.command(cls=Command, context_settings=HELP_OPTIONS)
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", metavar="SOURCE", type=click.Path(path_type=Path))
+@click.option("--from", "source", type=click.Choice(["lesionloc", "afloc", "biovil", "biovil-t"]),
+              default="lesionloc", show_default=True,
+              help="What SOURCE is: a lesionloc checkpoint, AFLoc's .ckpt, or the Hugging Face "
+                   "snapshot of BioViL (microsoft/BiomedVLP-CXR-BERT-specialized) or BioViL-T.")
+@click.option("--image-weights", type=click.Path(path_type=Path), default=None,
+              help="BioViL/BioViL-T: the image weights .pt, when not inside the snapshot.")
+@click.option("--text-model", type=click.Path(path_type=Path), default=None,
+              help="AFLoc: the Bio_ClinicalBERT snapshot its checkpoint was trained from "
+                   "(vocab.txt, config.json).")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
               help="Bundle directory to write.")
 @click.option("--quantize", type=click.Choice(["none", "fp16", "int8"]), default="int8",
@@ -32,12 +41,13 @@ from lesionloc_runtime.errors import ConfigError
 @click.option("--heatmap", "heatmap", multiple=True, metavar="KEY=VALUE",
               help="Override a heatmap default, e.g. --heatmap smoothing_sigma=1.0")
 @click.option("-v", "--verbose", is_flag=True)
-def main(checkpoint: Path, out: Path, quantize: str, calibration: Path | None,
+def main(checkpoint: Path, source: str, image_weights: Path | None, text_model: Path | None,
+         out: Path, quantize: str, calibration: Path | None,
          calibration_images: int, parity_images: int, allow_degraded: bool, overwrite: bool,
          name: str | None, demo: bool, trained_on: str | None, heatmap: tuple[str, ...],
          verbose: bool) -> None:
-    """Export a training CHECKPOINT (directory, model.safetensors, or run directory) as a
-    verified ONNX model bundle."""
+    """Export SOURCE as a verified ONNX model bundle: a lesionloc training checkpoint
+    (directory, model.safetensors, or run directory), or a published model's files (--from)."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
 
     def work() -> None:
@@ -53,7 +63,8 @@ def main(checkpoint: Path, out: Path, quantize: str, calibration: Path | None,
         options = ExportOptions(
             quantize=quantize, calibration=calibration, calibration_images=calibration_images,
             parity_images=parity_images, allow_degraded=allow_degraded, overwrite=overwrite,
-            name=name, demo=demo, trained_on=trained_on, heatmap=overrides)
+            name=name, demo=demo, trained_on=trained_on, heatmap=overrides, source=source,
+            image_weights=image_weights, text_model=text_model)
         result = export_bundle(checkpoint, out, options,
                                say=lambda m: click.echo(m, err=True))
         click.echo(describe(result))

@@ -7,17 +7,18 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
-from lesionloc_train.model import LesionLocModel
-from lesionloc_train.torch_backend import (
+from lesionloc_runtime.contract import (
     IMAGE_INPUTS,
     IMAGE_OUTPUTS,
     TEXT_INPUTS,
     TEXT_OUTPUTS,
-    ImageGraph,
-    TextGraph,
+    dynamic_axes,
+    names,
 )
 
 log = logging.getLogger(__name__)
@@ -26,62 +27,58 @@ log = logging.getLogger(__name__)
 OPSET = 17
 
 
-def _export(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: Path,
-            inputs: tuple[str, ...], outputs: tuple[str, ...],
-            dynamic_axes: dict[str, dict[int, str]]) -> None:
+def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, kind: str) -> None:
     # The TorchScript exporter produces the graph patterns ONNX Runtime's transformer
     # optimizer recognises (Attention, EmbedLayerNormalization, SkipLayerNormalization).
+    inputs, outputs = (IMAGE_INPUTS, IMAGE_OUTPUTS) if kind == "image" else (TEXT_INPUTS, TEXT_OUTPUTS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, str(path), input_names=list(inputs),
-                          output_names=list(outputs), dynamic_axes=dynamic_axes,
+        torch.onnx.export(module, args, str(path), input_names=list(names(inputs)),
+                          output_names=list(names(outputs)), dynamic_axes=dynamic_axes(kind),
                           opset_version=OPSET, do_constant_folding=True, dynamo=False)
 
 
-def export_image_encoder(model: LesionLocModel, image_size: int, path: Path) -> Path:
-    graph = ImageGraph(model).eval()
+def export_image_encoder(graph: nn.Module, image_size: int, path: Path) -> Path:
+    """`graph`: pixel_values (B, 1, S, S) -> image_embeds (B, D), patch_embeds (B, h, w, D)."""
+    graph = graph.eval()
     example = torch.rand(1, 1, image_size, image_size)
-    axes = {name: {0: "batch"} for name in IMAGE_INPUTS + IMAGE_OUTPUTS}
     with torch.no_grad():
-        _export(graph, (example,), path, IMAGE_INPUTS, IMAGE_OUTPUTS, axes)
+        _export(graph, (example,), path, "image")
     return path
 
 
-def export_text_encoder(model: LesionLocModel, path: Path) -> Path:
-    backbone = model.text_encoder.backbone
+def export_text_encoder(graph: nn.Module, backbone: nn.Module, path: Path) -> Path:
+    """`graph`: input_ids, attention_mask (N, L) -> sentence_embeds, global_embeds (N, D);
+    `backbone` is its transformers model, whose attention is exported eagerly."""
     previous = getattr(backbone.config, "_attn_implementation", None)
     if hasattr(backbone, "set_attn_implementation"):
         # eager attention exports as MatMul/Softmax, which ORT fuses into its Attention op;
         # SDPA exports as a pattern it does not recognise.
         backbone.set_attn_implementation("eager")
-    graph = TextGraph(model).eval()
+    graph = graph.eval()
     ids = torch.randint(5, 50, (2, 16))
     mask = torch.ones_like(ids)
     mask[1, 10:] = 0
-    axes = {name: {0: "batch", 1: "sequence"} for name in TEXT_INPUTS}
-    axes.update({name: {0: "batch"} for name in TEXT_OUTPUTS})
     try:
         with torch.no_grad():
-            _export(graph, (ids, mask), path, TEXT_INPUTS, TEXT_OUTPUTS, axes)
+            _export(graph, (ids, mask), path, "text")
     finally:
         if previous and hasattr(backbone, "set_attn_implementation"):
             backbone.set_attn_implementation(previous)
     return path
 
 
-def optimize_text_encoder(model: LesionLocModel, source: Path, target: Path,
+def optimize_text_encoder(backbone_config: Any, source: Path, target: Path,
                           fp16: bool = False) -> dict[str, int]:
     """ORT transformer fusions, saved; returns the fused-operator counts for the record.
     With fp16, the optimizer's own conversion, which knows the fused ops' type constraints."""
     from onnxruntime.transformers.optimizer import optimize_model
 
-    config = model.text_encoder.backbone.config
-    model_type = "bert" if config.model_type in ("bert", "distilbert", "roberta") else "bert"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        optimized = optimize_model(str(source), model_type=model_type,
-                                   num_heads=int(config.num_attention_heads),
-                                   hidden_size=int(config.hidden_size), opt_level=1)
+        optimized = optimize_model(str(source), model_type="bert",
+                                   num_heads=int(backbone_config.num_attention_heads),
+                                   hidden_size=int(backbone_config.hidden_size), opt_level=1)
     if fp16:
         optimized.convert_float_to_float16(keep_io_types=True)
     optimized.save_model_to_file(str(target))

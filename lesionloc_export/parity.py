@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lesionloc_runtime.contract import IMAGE_INPUTS, IMAGE_OUTPUTS, TEXT_OUTPUTS, names
 from lesionloc_runtime.localizer import Encoder
 from lesionloc_runtime.tokens import TokenBatch
 
@@ -69,14 +70,15 @@ def measure_parity(
     ref_image, ref_text = reference
     cand_image, cand_text = candidate
     cos: dict[str, list[np.ndarray]] = {}
+    (pixels,) = names(IMAGE_INPUTS)
     for image in images:
-        feeds = {"pixel_values": image[None].astype(np.float32)}
+        feeds = {pixels: image[None].astype(np.float32)}
         want, got = ref_image.run(feeds), cand_image.run(feeds)
-        for name in ("image_embeds", "patch_embeds"):
+        for name in names(IMAGE_OUTPUTS):
             cos.setdefault(name, []).append(_cosines(want[name], got[name]))
     feeds = texts.feeds()
     want, got = ref_text.run(feeds), cand_text.run(feeds)
-    for name in ("sentence_embeds", "global_embeds"):
+    for name in names(TEXT_OUTPUTS):
         cos[name] = [_cosines(want[name], got[name])]
     figures = {name: {"mean": float(np.concatenate(v).mean()), "min": float(np.concatenate(v).min())}
                for name, v in cos.items()}

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lesionloc_runtime.contract import IMAGE_INPUTS, names
+
 log = logging.getLogger(__name__)
+(PIXELS,) = names(IMAGE_INPUTS)
 
 
 class _ImageReader:
@@ -23,7 +26,7 @@ class _ImageReader:
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         item = next(self._items, None)
-        return None if item is None else {"pixel_values": item[None].astype(np.float32)}
+        return None if item is None else {PIXELS: item[None].astype(np.float32)}
 
     def rewind(self) -> None:  # part of the reader interface; one pass is all we need
         return None
@@ -38,15 +41,16 @@ INT8_IMAGE_SCHEMES = ("u8s8-reduced", "u8u8")
 
 def fp32_nodes(model_path: Path) -> list[str]:
     """Nodes kept in fp32: the first convolution (int8 there means quantizing the radiograph
-    itself to 256 grey levels, which cost the demo model's worst patch 0.03 of cosine) and the
-    projections to the embedding space (small, and their error lands directly on the output)."""
+    itself to 256 grey levels, which cost the demo model's worst patch 0.03 of cosine), any
+    resampling of the input (AFLoc's, for the same reason), and the projections to the
+    embedding space (small, and their error lands directly on the output)."""
     import onnx
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
     convs = [n for n in graph.node if n.op_type == "Conv"]
     keep = [convs[0].name] if convs else []
     keep += [n.name for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul")
-             and "_proj/" in n.name]
+             and ("_proj/" in n.name or n.name.startswith("/resample/"))]
     return keep
 
 

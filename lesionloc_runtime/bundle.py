@@ -1,6 +1,7 @@
-"""The model bundle: a directory of two ONNX encoders, a tokenizer and `lesionloc.json`.
-Export writes it with `write_manifest`; the runtime opens it with `ModelBundle.load`, which
-verifies the format version and the sha256 of every file before anything runs."""
+"""The model bundle: a directory of two ONNX encoders, a tokenizer and its card, `lesionloc.json`,
+which describes the model exactly (architecture, preprocessing, patch grid, text preparation,
+heatmap) and holds the sha256 of every file. Export writes it with `write_card`; the runtime
+opens it with `ModelBundle.load`, which verifies version, description and checksums first."""
 
 from __future__ import annotations
 
@@ -11,13 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lesionloc_runtime.architectures import GridSpec, TextConfig, check_architecture
+from lesionloc_runtime.contract import CARD_NAME, EncoderSpec
 from lesionloc_runtime.errors import BundleError, ConfigError, printable
 from lesionloc_runtime.fileio import atomic_write_json, sha256_file
+from lesionloc_runtime.heatmap import HeatmapConfig
 from lesionloc_runtime.preprocess import PreprocessConfig
 
+__all__ = ["CARD_NAME", "EncoderSpec", "HeatmapConfig", "ModelBundle", "write_card"]
+
 BUNDLE_FORMAT = "lesionloc-bundle"
-FORMAT_VERSION = 1
-MANIFEST_NAME = "lesionloc.json"
+# 2: the card describes the model (architecture, grid, text, heatmap conventions); version-1
+# cards, all of our own letterbox models, are still read as such.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 IMAGE_ENCODER_FILE = "image_encoder.onnx"
 TEXT_ENCODER_FILE = "text_encoder.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -26,89 +34,10 @@ DEMO_NOTICE = (
     "meaning and must not be used for diagnosis."
 )
 RESEARCH_NOTICE = "Research software: not a medical device, not validated for clinical use."
-
-
-@dataclass(frozen=True)
-class HeatmapConfig:
-    """How a patch-similarity grid becomes a heatmap and boxes (defaults carried per bundle)."""
-
-    attention_temperature: float = 0.25  # tau_a of the local loss, used for the sentence score
-    smoothing_sigma: float = 0.75  # Gaussian sigma in patches, applied on the grid
-    box_threshold: float = 0.6  # fraction of the heatmap's min-max range that starts a box
-    min_box_fraction: float = 0.001  # components smaller than this fraction of the image are dropped
-    max_boxes: int = 3
-
-    def __post_init__(self) -> None:
-        # name -> (lowest, highest, lowest allowed itself); a hand-edited bundle must fail
-        # here, not as a TypeError or an OpenCV error in the middle of a study
-        ranges = {
-            "attention_temperature": (0.0, math.inf, False),
-            "smoothing_sigma": (0.0, 100.0, True),
-            "box_threshold": (0.0, 1.0, True),
-            "min_box_fraction": (0.0, 1.0, True),
-            "max_boxes": (1, 1000, True),
-        }
-        for name, (low, high, closed) in ranges.items():
-            value = getattr(self, name)
-            wanted = "an integer" if name == "max_boxes" else "a number"
-            if isinstance(value, bool) or not isinstance(
-                value, int if name == "max_boxes" else (int, float)
-            ):
-                raise ConfigError(f"heatmap parameter {name}={value!r} is not {wanted}")
-            if not (math.isfinite(value) and (low <= value if closed else low < value)
-                    and value <= high):
-                bracket = "[" if closed else "("
-                raise ConfigError(
-                    f"heatmap parameter {name}={value!r} is outside {bracket}{low}, {high}]"
-                )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HeatmapConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"heatmap parameters must be an object, got {data!r}")
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown heatmap parameters: {sorted(unknown)}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """What a bundle declares about one ONNX graph: its file and its input/output shapes.
-    A dimension is an int (fixed) or a string (dynamic axis name)."""
-
-    file: str
-    inputs: dict[str, list[int | str]]
-    outputs: dict[str, list[int | str]]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], what: str, inputs: set[str],
-                  outputs: set[str]) -> EncoderSpec:
-        """`inputs`: the names the graph may take; `outputs`: the names it must give."""
-        try:
-            spec = cls(str(data["file"]), dict(data["inputs"]), dict(data["outputs"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"{MANIFEST_NAME}: {what} entry is malformed ({exc})") from None
-        for name, dims in (*spec.inputs.items(), *spec.outputs.items()):
-            if not isinstance(dims, list) or not all(
-                isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool) and d > 0)
-                for d in dims
-            ):
-                raise BundleError(
-                    f"{MANIFEST_NAME}: {what} {name!r} shape {dims!r} is not a list of positive "
-                    "integers and axis names"
-                )
-        if not set(spec.inputs) <= inputs or not outputs <= set(spec.outputs):
-            raise BundleError(
-                f"{MANIFEST_NAME}: {what} declares inputs {sorted(spec.inputs)} and outputs "
-                f"{sorted(spec.outputs)}; this runtime feeds {sorted(inputs)} and reads "
-                f"{sorted(outputs)}"
-            )
-        return spec
+IMPORTED_NOTICE = (
+    "Research model ({}) converted from its published weights: not a medical device, not "
+    "validated for clinical use."
+)
 
 
 @dataclass(frozen=True)
@@ -116,7 +45,7 @@ class ModelBundle:
     """A verified bundle on disk. Construct it with `ModelBundle.load`."""
 
     path: Path
-    manifest: dict[str, Any]
+    card: dict[str, Any]
     preprocessing: PreprocessConfig
     heatmap: HeatmapConfig
     image_encoder: EncoderSpec
@@ -124,29 +53,45 @@ class ModelBundle:
     tokenizer_file: str
     max_length: int
     embed_dim: int
-    grid_stride: int
-    grid_origin: float  # model coordinate of patch (0, 0)'s receptive-field centre
-    manifest_sha256: str
-    # "local": unit patch embeddings from the local heads; "global": each location's share of
-    # the global embedding (not unit length: their mean is the global embedding)
-    heatmap_source: str = "local"
+    grid: GridSpec
+    card_sha256: str
+    architecture: str = "lesionloc"
+    text: TextConfig = TextConfig()
     files: dict[str, str] = field(repr=False, default_factory=dict)
 
     @property
     def is_demo(self) -> bool:
-        return bool(self.manifest.get("demo", False))
+        return bool(self.card.get("demo", False))
 
     @property
     def notice(self) -> str:
-        return DEMO_NOTICE if self.is_demo else RESEARCH_NOTICE
+        if self.is_demo:
+            return DEMO_NOTICE
+        if self.architecture != "lesionloc":
+            return IMPORTED_NOTICE.format(self.architecture)
+        return RESEARCH_NOTICE
 
     @property
     def quantization(self) -> str:
-        return str(self.manifest.get("quantization", "none"))
+        return str(self.card.get("quantization", "none"))
 
     @property
     def name(self) -> str:
-        return str(self.manifest.get("name", self.path.name))
+        return str(self.card.get("name", self.path.name))
+
+    @property
+    def grid_stride(self) -> float:
+        return int(self.grid.stride) if self.grid.stride.is_integer() else self.grid.stride
+
+    @property
+    def grid_origin(self) -> float:
+        return self.grid.origin
+
+    @property
+    def heatmap_source(self) -> str:
+        """Our models': "local" (unit patch embeddings from the local heads) or "global" (each
+        location's share of the global embedding, for models trained without the local loss)."""
+        return "global" if self.heatmap.similarity == "global-share" else "local"
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -156,11 +101,12 @@ class ModelBundle:
         return {
             "name": self.name,
             "bundle": str(self.path),
-            "manifest_sha256": self.manifest_sha256,
-            "format_version": self.manifest.get("format_version"),
+            "card_sha256": self.card_sha256,
+            "format_version": self.card.get("format_version"),
+            "architecture": self.architecture,
             "quantization": self.quantization,
             "demo": self.is_demo,
-            "trained_on": self.manifest.get("trained_on", "unknown"),
+            "trained_on": self.card.get("trained_on", "unknown"),
             "notice": self.notice,
         }
 
@@ -170,88 +116,142 @@ class ModelBundle:
         root = Path(path)
         if not root.is_dir():
             raise BundleError(f"{root}: model bundle directory not found")
-        manifest_path = root / MANIFEST_NAME
-        if not manifest_path.is_file():
-            raise BundleError(f"{root}: not a model bundle ({MANIFEST_NAME} is missing)")
+        card_path = root / CARD_NAME
+        if not card_path.is_file():
+            raise BundleError(f"{root}: not a model bundle ({CARD_NAME} is missing)")
         try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            card = json.loads(card_path.read_text(encoding="utf-8"))
         except (ValueError, RecursionError) as exc:  # also undecodable bytes, huge numbers
-            raise BundleError(f"{manifest_path}: not valid JSON ({printable(str(exc), 160)})"
-                              ) from None
-        if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-            raise BundleError(f"{manifest_path}: not a {BUNDLE_FORMAT} manifest")
-        version = manifest.get("format_version")
-        if version != FORMAT_VERSION:
+            raise BundleError(f"{card_path}: not valid JSON ({printable(str(exc), 160)})") from None
+        if not isinstance(card, dict) or card.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"{card_path}: not a {BUNDLE_FORMAT} card")
+        version = card.get("format_version")
+        if version not in READABLE_VERSIONS or isinstance(version, bool):
             raise BundleError(
-                f"{manifest_path}: bundle format version {version!r}, this runtime reads version "
-                f"{FORMAT_VERSION}; re-export the model with a matching lesionloc-export"
+                f"{card_path}: bundle format version {version!r}, this runtime reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}; re-export the model with a matching "
+                "lesionloc-export"
             )
-        files = manifest.get("files")
-        if not isinstance(files, dict) or not files:
-            raise BundleError(f"{manifest_path}: the 'files' checksum table is missing")
-        checksums: dict[str, str] = {}
-        for name, entry in files.items():
-            digest = entry.get("sha256") if isinstance(entry, dict) else entry
-            if not isinstance(digest, str) or len(digest) != 64:
-                raise BundleError(f"{manifest_path}: no valid sha256 for {name}")
-            if Path(name).is_absolute() or ".." in Path(name).parts:
-                raise BundleError(f"{manifest_path}: file entry {name!r} points outside the bundle")
-            checksums[name] = digest
+        checksums = _checksums(card, card_path)
         try:
-            image = EncoderSpec.from_dict(manifest["image_encoder"], "image_encoder",
-                                          {"pixel_values"}, {"image_embeds", "patch_embeds"})
-            text = EncoderSpec.from_dict(
-                manifest["text_encoder"], "text_encoder",
-                {"input_ids", "attention_mask", "token_type_ids"},
-                {"sentence_embeds", "global_embeds"},
-            )
-            tokenizer = manifest["tokenizer"]
-            if not isinstance(tokenizer, dict) or not isinstance(tokenizer.get("file"), str):
-                raise ValueError("tokenizer must be an object with a 'file' name")
-            preprocessing = manifest["preprocessing"]
-            if not isinstance(preprocessing, dict):
-                raise ValueError("preprocessing must be an object")
-            bundle = cls(
-                path=root,
-                manifest=manifest,
-                preprocessing=PreprocessConfig.from_dict(preprocessing),
-                heatmap=HeatmapConfig.from_dict(manifest.get("heatmap", {})),
-                image_encoder=image,
-                text_encoder=text,
-                tokenizer_file=tokenizer["file"],
-                max_length=_positive_int(tokenizer, "max_length", "tokenizer.max_length"),
-                embed_dim=_positive_int(manifest, "embed_dim"),
-                grid_stride=_positive_int(manifest, "grid_stride"),
-                grid_origin=_finite(manifest, "grid_origin"),
-                manifest_sha256=sha256_file(manifest_path),
-                heatmap_source=manifest.get("heatmap_source", "local"),
-                files=checksums,
-            )
-            if bundle.heatmap_source not in ("local", "global"):
-                raise ValueError(f"heatmap_source {bundle.heatmap_source!r} is not local or global")
-            check_image_size(image.inputs.get("pixel_values", []),
-                             bundle.preprocessing.image_size, str(manifest_path))
+            sections = card if version == 2 else upgrade_v1(card)
+            bundle = cls._parse(root, card, sections, sha256_file(card_path), checksums)
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
-            raise BundleError(f"{manifest_path}: malformed manifest ({exc})") from None
-        for required in (image.file, text.file, bundle.tokenizer_file):
+            raise BundleError(f"{card_path}: malformed card ({exc})") from None
+        check_description(bundle, str(card_path))
+        for required in (bundle.image_encoder.file, bundle.text_encoder.file, bundle.tokenizer_file):
             if required not in checksums:
-                raise BundleError(f"{manifest_path}: {required} has no checksum entry")
+                raise BundleError(f"{card_path}: {required} has no checksum entry")
         if verify:
             bundle.verify()
         return bundle
+
+    @classmethod
+    def _parse(cls, root: Path, card: dict[str, Any], sections: dict[str, Any], card_sha256: str,
+               checksums: dict[str, str]) -> ModelBundle:
+        image = EncoderSpec.from_dict(sections["image_encoder"], "image")
+        text = EncoderSpec.from_dict(sections["text_encoder"], "text")
+        tokenizer = sections["tokenizer"]
+        if not isinstance(tokenizer, dict) or not isinstance(tokenizer.get("file"), str):
+            raise ValueError("tokenizer must be an object with a 'file' name")
+        preprocessing = sections["preprocessing"]
+        if not isinstance(preprocessing, dict):
+            raise ValueError("preprocessing must be an object")
+        prep = PreprocessConfig.from_dict(preprocessing)
+        heatmap = HeatmapConfig.from_dict(sections.get("heatmap", {}))
+        grid = GridSpec.from_dict(sections["grid"], prep.image_size)
+        text_config = TextConfig.from_dict(sections["text"])
+        architecture = sections["architecture"]
+        check_architecture(architecture, {"preprocessing": prep.to_dict(), "grid": grid.to_dict(),
+                                          "text": text_config.to_dict(),
+                                          "heatmap": heatmap.to_dict()}, str(root / CARD_NAME))
+        return cls(
+            path=root,
+            card=card,
+            preprocessing=prep,
+            heatmap=heatmap,
+            image_encoder=image,
+            text_encoder=text,
+            tokenizer_file=tokenizer["file"],
+            max_length=_positive_int(tokenizer, "max_length", "tokenizer.max_length"),
+            embed_dim=_positive_int(sections, "embed_dim"),
+            grid=grid,
+            card_sha256=card_sha256,
+            architecture=architecture,
+            text=text_config,
+            files=checksums,
+        )
 
     def verify(self) -> None:
         """Check every listed file exists and has the recorded sha256."""
         for name, expected in self.files.items():
             target = self.path / name
             if not target.is_file():
-                raise BundleError(f"{target}: listed in {MANIFEST_NAME} but missing")
+                raise BundleError(f"{target}: listed in {CARD_NAME} but missing")
             actual = sha256_file(target)
             if actual != expected:
                 raise BundleError(
-                    f"{target}: checksum mismatch (sha256 {actual[:12]}..., manifest says "
+                    f"{target}: checksum mismatch (sha256 {actual[:12]}..., the card says "
                     f"{expected[:12]}...); the file was modified or the bundle is corrupt"
                 )
+
+
+def _checksums(card: dict[str, Any], card_path: Path) -> dict[str, str]:
+    files = card.get("files")
+    if not isinstance(files, dict) or not files:
+        raise BundleError(f"{card_path}: the 'files' checksum table is missing")
+    checksums: dict[str, str] = {}
+    for name, entry in files.items():
+        digest = entry.get("sha256") if isinstance(entry, dict) else entry
+        if not isinstance(digest, str) or len(digest) != 64:
+            raise BundleError(f"{card_path}: no valid sha256 for {name}")
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise BundleError(f"{card_path}: file entry {name!r} points outside the bundle")
+        checksums[name] = digest
+    return checksums
+
+
+def upgrade_v1(card: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 card (our letterbox models, before cards described conventions) in the
+    version-2 layout: stride-16/32 receptive-field grid, cosine or global-share heatmaps."""
+    source = card.get("heatmap_source", "local")
+    if source not in ("local", "global"):
+        raise ValueError(f"heatmap_source {source!r} is not local or global")
+    prep = card["preprocessing"]
+    size = prep.get("image_size") if isinstance(prep, dict) else None
+    stride, origin = card["grid_stride"], card["grid_origin"]
+    for key, value in (("grid_stride", stride), ("grid_origin", origin)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{key}={value!r} is not a finite number")
+    if not isinstance(stride, int) or stride <= 0:
+        raise ValueError(f"grid_stride={stride!r} is not a positive integer")
+    heatmap = card.get("heatmap", {})
+    if isinstance(heatmap, dict):
+        heatmap = {**heatmap, "similarity": "global-share" if source == "global" else "cosine",
+                   "score": "global-cosine" if source == "global" else "local-attention"}
+    cells = size // stride if isinstance(size, int) and not isinstance(size, bool) else 0
+    pooling = card.get("provenance", {}).get("train_config", {}).get("model", {}).get(
+        "text", {}).get("pooling", "mean")
+    return {**card, "architecture": "lesionloc", "heatmap": heatmap,
+            "grid": {"shape": [cells, cells], "stride": stride, "origin": origin,
+                     "placement": "receptive-field"},
+            "text": {"preparation": "none", "pooling": pooling}}
+
+
+def check_description(bundle: ModelBundle, where: str) -> None:
+    """The card's description must match the graphs it declares: input size, grid, width."""
+    image, text = bundle.image_encoder, bundle.text_encoder
+    check_image_size(image.inputs.get("pixel_values", []), bundle.preprocessing.image_size, where)
+    patches = image.outputs["patch_embeds"]
+    declared = [d for d in patches[1:3] if isinstance(d, int)]
+    if declared and declared != list(bundle.grid.shape)[: len(declared)]:
+        raise BundleError(f"{where}: the image encoder gives a {patches[1]} x {patches[2]} patch "
+                          f"grid, the card's grid.shape is {list(bundle.grid.shape)}")
+    widths = {image.dim("patch_embeds", 3), image.dim("image_embeds", 1),
+              text.dim("sentence_embeds", 1), text.dim("global_embeds", 1)}
+    if any(isinstance(w, int) and w != bundle.embed_dim for w in widths):
+        raise BundleError(f"{where}: the encoders' embedding widths {sorted(map(str, widths))} "
+                          f"differ from the card's embed_dim {bundle.embed_dim}")
 
 
 def _positive_int(data: dict[str, Any], key: str, name: str | None = None) -> int:
@@ -261,17 +261,10 @@ def _positive_int(data: dict[str, Any], key: str, name: str | None = None) -> in
     return value
 
 
-def _finite(data: dict[str, Any], key: str) -> float:
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{key}={value!r} is not a finite number")
-    return float(value)
-
-
 def check_image_size(shape: list[Any], size: int, source: str) -> None:
     """An image encoder input (N, 1, H, W) must take what preprocessing makes: run on the
-    manifest's declaration at load and on the loaded graph (a manifest may declare axis names
-    where the graph has fixed sizes)."""
+    card's declaration at load and on the loaded graph (a card may declare axis names where
+    the graph has fixed sizes)."""
     fixed = [d for d in shape[-2:] if isinstance(d, int)]
     if len(shape) != 4 or any(d != size for d in fixed):
         raise BundleError(
@@ -280,19 +273,27 @@ def check_image_size(shape: list[Any], size: int, source: str) -> None:
         )
 
 
-def write_manifest(root: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:
+def check_patch_grid(shape: list[Any], grid: GridSpec, source: str) -> None:
+    """The loaded graph's patch_embeds (N, h, w, D) must be the card's grid."""
+    fixed = [(d, n) for d, n in zip(shape[1:3], grid.shape, strict=False) if isinstance(d, int)]
+    if len(shape) != 4 or any(d != n for d, n in fixed):
+        raise BundleError(f"{source}: the image encoder gives patch_embeds {shape}, but the "
+                          f"card's grid.shape is {list(grid.shape)}")
+
+
+def write_card(root: str | os.PathLike[str], card: dict[str, Any]) -> Path:
     """Write `lesionloc.json` with the sha256 of every other file in `root` (export side)."""
     root = Path(root)
     files: dict[str, dict[str, Any]] = {}
     for target in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = target.relative_to(root).as_posix()
-        if rel == MANIFEST_NAME or target.name.startswith("."):
+        if rel == CARD_NAME or target.name.startswith("."):
             continue
         files[rel] = {"sha256": sha256_file(target), "bytes": target.stat().st_size}
-    body = dict(manifest)
+    body = dict(card)
     body["format"] = BUNDLE_FORMAT
     body["format_version"] = FORMAT_VERSION
     body["files"] = files
-    out = root / MANIFEST_NAME
+    out = root / CARD_NAME
     atomic_write_json(out, body)
     return out

@@ -1,23 +1,95 @@
 """From patch embeddings and a sentence embedding to a heatmap on the original image: patch
-similarity, smoothing on the grid, sub-cell refinement, exact inverse letterbox mapping, peak
-and boxes."""
+similarity, smoothing on the grid, upsampling (our cubic refinement or the source's bilinear),
+the exact inverse of the preprocessing geometry (NaN where the model saw nothing), peak and
+boxes. `HeatmapConfig` is the part of a bundle's card that says how."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import cv2
 import numpy as np
 
 from lesionloc_runtime.boxes import Box
-from lesionloc_runtime.bundle import HeatmapConfig
-from lesionloc_runtime.preprocess import Letterbox
+from lesionloc_runtime.errors import ConfigError
+from lesionloc_runtime.geometry import Geometry, seen_mask
+
+# How a patch grid and a sentence embedding become a similarity grid: "cosine" (both unit
+# length: ours, BioViL), "dot" (both as the encoders give them: AFLoc's evaluation), and
+# "global-share" (a unit sentence against cells that are each location's share of the global
+# embedding: our models trained without the local loss).
+SIMILARITIES = ("cosine", "dot", "global-share")
+# The sentence's score: "local-attention" (our local loss's r = cos(s, attention-pooled
+# patches)) or "global-cosine" (cosine of the sentence's and the image's global embeddings).
+SCORES = ("local-attention", "global-cosine")
+BORDERS = ("replicate", "reflect")  # reflect: scipy.ndimage's default, which hi-ml and AFLoc use
+UPSAMPLINGS = ("cubic", "bilinear")  # bilinear: F.interpolate(align_corners=False) of the sources
 
 
-def cosine_grid(sentence: np.ndarray, patches: np.ndarray) -> np.ndarray:
-    """Cosine similarity of one L2-normalized sentence embedding (D,) with each patch of an
-    L2-normalized (h, w, D) grid -> (h, w) float32 in [-1, 1]."""
+@dataclass(frozen=True)
+class HeatmapConfig:
+    """How a patch-similarity grid becomes a heatmap and boxes (defaults carried per bundle)."""
+
+    attention_temperature: float = 0.25  # tau_a of the local loss, used for the sentence score
+    smoothing_sigma: float = 0.75  # Gaussian sigma in patches, applied on the grid
+    box_threshold: float = 0.6  # fraction of the heatmap's min-max range that starts a box
+    min_box_fraction: float = 0.001  # components smaller than this fraction of the image are dropped
+    max_boxes: int = 3
+    similarity: str = "cosine"
+    score: str = "local-attention"
+    smoothing_border: str = "replicate"
+    upsampling: str = "cubic"
+
+    def __post_init__(self) -> None:
+        # name -> (lowest, highest, lowest allowed itself); a hand-edited bundle must fail
+        # here, not as a TypeError or an OpenCV error in the middle of a study
+        ranges = {
+            "attention_temperature": (0.0, math.inf, False),
+            "smoothing_sigma": (0.0, 100.0, True),
+            "box_threshold": (0.0, 1.0, True),
+            "min_box_fraction": (0.0, 1.0, True),
+            "max_boxes": (1, 1000, True),
+        }
+        for name, (low, high, closed) in ranges.items():
+            value = getattr(self, name)
+            wanted = "an integer" if name == "max_boxes" else "a number"
+            if isinstance(value, bool) or not isinstance(
+                value, int if name == "max_boxes" else (int, float)
+            ):
+                raise ConfigError(f"heatmap parameter {name}={value!r} is not {wanted}")
+            if not (math.isfinite(value) and (low <= value if closed else low < value)
+                    and value <= high):
+                bracket = "[" if closed else "("
+                raise ConfigError(
+                    f"heatmap parameter {name}={value!r} is outside {bracket}{low}, {high}]"
+                )
+        for name, allowed in (("similarity", SIMILARITIES), ("score", SCORES),
+                              ("smoothing_border", BORDERS), ("upsampling", UPSAMPLINGS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"heatmap parameter {name}={getattr(self, name)!r} is not one "
+                                  f"of {', '.join(allowed)}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HeatmapConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"heatmap parameters must be an object, got {data!r}")
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown heatmap parameters: {sorted(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def similarity_grid(sentence: np.ndarray, patches: np.ndarray) -> np.ndarray:
+    """Dot product of one sentence embedding (D,) with each patch of an (h, w, D) grid ->
+    (h, w) float32: their cosine when both are L2-normalized (the bundle's `similarity`
+    decides what the localizer normalizes)."""
     return np.tensordot(patches, sentence, axes=([2], [0])).astype(np.float32)
 
 
@@ -32,11 +104,41 @@ def local_alignment_score(sentence: np.ndarray, patches: np.ndarray, temperature
     return float(context @ sentence / norm) if norm > 0 else 0.0
 
 
-def smooth_grid(grid: np.ndarray, sigma: float) -> np.ndarray:
+def smooth_grid(grid: np.ndarray, sigma: float, border: str = "replicate") -> np.ndarray:
+    """Gaussian smoothing on the patch grid. "reflect" is scipy.ndimage.gaussian_filter's
+    default (edge mirrored, radius int(4 sigma + 0.5)), computed the same way in float64,
+    which is what the hi-ml and AFLoc maps are smoothed with."""
     if sigma <= 0:
         return grid.astype(np.float32, copy=True)
-    return cv2.GaussianBlur(grid.astype(np.float32), (0, 0), sigmaX=sigma, sigmaY=sigma,
-                            borderType=cv2.BORDER_REPLICATE)
+    if border == "replicate":
+        return cv2.GaussianBlur(grid.astype(np.float32), (0, 0), sigmaX=sigma, sigmaY=sigma,
+                                borderType=cv2.BORDER_REPLICATE)
+    radius = int(4.0 * sigma + 0.5)
+    taps = np.exp(-0.5 / sigma**2 * np.arange(-radius, radius + 1, dtype=np.float64) ** 2)
+    taps /= taps.sum()
+    out = grid.astype(np.float64)
+    for axis in (0, 1):
+        width = [(0, 0), (0, 0)]
+        width[axis] = (radius, radius)
+        padded = np.pad(out, width, mode="symmetric")  # numpy's symmetric is scipy's reflect
+        n = out.shape[axis]
+        out = sum(taps[k] * np.take(padded, np.arange(k, k + n), axis=axis)
+                  for k in range(2 * radius + 1))
+    return out.astype(np.float32)
+
+
+def _bilinear_weights(count: int, cells: int, scale: float, shift: float) -> np.ndarray:
+    """(count, cells) float64: row i interpolates the cells at index u = scale * i + shift,
+    clamped to the grid (PyTorch's bilinear with align_corners=False does the same)."""
+    u = np.clip(scale * np.arange(count, dtype=np.float64) + shift, 0.0, cells - 1.0)
+    low = np.minimum(np.floor(u).astype(np.int64), max(cells - 2, 0))
+    frac = u - low
+    weights = np.zeros((count, cells), np.float64)
+    rows = np.arange(count)
+    weights[rows, low] = 1.0 - frac
+    if cells > 1:
+        weights[rows, low + 1] += frac
+    return weights
 
 
 # Cubic refinement of the cell grid: REFINE fine nodes per cell. A bilinear map of the coarse
@@ -48,15 +150,18 @@ REFINE = 8
 
 @dataclass(frozen=True)
 class Heatmap:
-    """A smoothed similarity grid plus the letterbox it came through. The grid is refined once
-    by cubic interpolation through its cell centres (values at the centres unchanged), and
-    rendering to any pixel grid is one bilinear affine warp of that, so the original-size array
-    exists only on demand."""
+    """A smoothed similarity grid plus the geometry (letterbox or crop) it came through. With
+    "cubic" upsampling the grid is refined once by cubic interpolation through its cell
+    centres (values at the centres unchanged), and rendering to any pixel grid is one bilinear
+    affine warp of that; with "bilinear" (the imported models' own), rendering interpolates
+    the cells exactly. The original-size array exists only on demand; pixels the model did not
+    see (outside a crop) are NaN."""
 
     grid: np.ndarray  # (h, w) float32, one value per cell
-    letterbox: Letterbox
+    letterbox: Geometry
     stride: float
-    origin: float  # model coordinate of cell (0, 0)'s receptive-field centre
+    origin: float  # model coordinate of cell (0, 0)'s centre
+    upsampling: str = "cubic"
 
     @cached_property
     def fine(self) -> np.ndarray:
@@ -74,8 +179,9 @@ class Heatmap:
 
     @property
     def _factor(self) -> int:
-        """REFINE, or 1 for a grid one cell wide or high (nothing to interpolate between)."""
-        return REFINE if min(self.grid.shape) >= 2 else 1
+        """REFINE, or 1 for a grid one cell wide or high (nothing to interpolate between) or
+        for bilinear upsampling (whose maximum lies on a cell centre)."""
+        return REFINE if min(self.grid.shape) >= 2 and self.upsampling == "cubic" else 1
 
     @property
     def fine_stride(self) -> float:
@@ -91,19 +197,29 @@ class Heatmap:
         fx, fy = box.orig_width / out_w, box.orig_height / out_h
         pre = np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5], [0, 0, 1]])
         matrix = (np.vstack([affine, [0, 0, 1]]) @ pre)[:2]
-        return cv2.warpAffine(
-            self.fine, matrix, (out_w, out_h),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
-        )
+        if self.upsampling == "bilinear":
+            h, w = self.grid.shape
+            rows = _bilinear_weights(out_h, h, matrix[1, 1], matrix[1, 2])
+            cols = _bilinear_weights(out_w, w, matrix[0, 0], matrix[0, 2])
+            out = (rows @ self.grid.astype(np.float64) @ cols.T).astype(np.float32)
+        else:
+            out = cv2.warpAffine(
+                self.fine, matrix, (out_w, out_h),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
+            )
+        seen = seen_mask(box, out_w, out_h)
+        if seen is not None:
+            out[~seen] = np.nan
+        return out
 
     def content_nodes(self) -> np.ndarray:
         """Boolean, the fine grid's shape: nodes on the image, not on letterbox padding."""
-        box = self.letterbox
+        x0, y0, x1, y1 = self.letterbox.model_content()
         h, w = self.fine.shape
         cy = self.origin + np.arange(h) * self.fine_stride
         cx = self.origin + np.arange(w) * self.fine_stride
-        in_y = (cy >= box.pad_y) & (cy < box.pad_y + box.new_height)
-        in_x = (cx >= box.pad_x) & (cx < box.pad_x + box.new_width)
+        in_y = (cy >= y0) & (cy < y1)
+        in_x = (cx >= x0) & (cx < x1)
         return in_y[:, None] & in_x[None, :]
 
     def peak(self) -> tuple[float, float, float]:
@@ -130,12 +246,14 @@ class Heatmap:
         wk_w = max(1, round(box.orig_width * scale))
         wk_h = max(1, round(box.orig_height * scale))
         work = self.render(wk_w, wk_h)
-        if not np.isfinite(work).any():
+        seen = np.isfinite(work)  # NaN where the model saw nothing: never part of a box
+        if not seen.any():
             return []
-        lo, hi = float(np.nanmin(work)), float(np.nanmax(work))  # NaN: no value, never a box
+        lo, hi = float(work[seen].min()), float(work[seen].max())
         if hi - lo <= 1e-9:
             return []
-        mask = ((work - lo) >= config.box_threshold * (hi - lo)).astype(np.uint8)
+        with np.errstate(invalid="ignore"):
+            mask = ((work - lo) >= config.box_threshold * (hi - lo)).astype(np.uint8)
         # Labels only: OpenCV's per-component statistics cost most of the call, more than
         # doing them in numpy for the few components a heatmap has.
         count, labels = cv2.connectedComponents(mask, connectivity=8)

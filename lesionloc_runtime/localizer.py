@@ -15,15 +15,16 @@ from typing import Protocol
 
 import numpy as np
 
-from lesionloc_runtime.bundle import ModelBundle, check_image_size
+from lesionloc_runtime.bundle import CARD_NAME, ModelBundle, check_image_size, check_patch_grid
 from lesionloc_runtime.errors import BundleError, ReportError
-from lesionloc_runtime.heatmap import Heatmap, cosine_grid, local_alignment_score, smooth_grid
+from lesionloc_runtime.geometry import Geometry
+from lesionloc_runtime.heatmap import Heatmap, local_alignment_score, similarity_grid, smooth_grid
 from lesionloc_runtime.imageio import Radiograph, import_dicom_stack, read_image
-from lesionloc_runtime.preprocess import Letterbox, PreprocessedImage, preprocess
+from lesionloc_runtime.preprocess import PreprocessedImage, preprocess
 from lesionloc_runtime.results import SentenceResult, StudyResult
 from lesionloc_runtime.sessions import OnnxEncoder, default_threads
 from lesionloc_runtime.text import Report, Sentence, query_sentences, read_report
-from lesionloc_runtime.tokens import SentenceTokenizer, pool_windows
+from lesionloc_runtime.tokens import SentenceTokenizer, pool_windows, prepare_text
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEMO_BUNDLE = PACKAGE_DIR / "demo" / "bundle"
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 def demo_bundle_path() -> Path:
-    if not (DEMO_BUNDLE / "lesionloc.json").is_file():
+    if not (DEMO_BUNDLE / CARD_NAME).is_file():
         raise BundleError(
             f"the embedded demo model is not installed at {DEMO_BUNDLE}; pass --model BUNDLE or "
             "build it with scripts/make_demo_model.sh"
@@ -43,11 +44,13 @@ def demo_bundle_path() -> Path:
 
 @dataclass(frozen=True)
 class EncodedImage:
-    """One image pass: the global embedding, the (h, w, D) patch grid, and the transform."""
+    """One image pass: the unit global embedding, the (h, w, D) patch grid as the bundle's
+    similarity takes it (unit cells for "cosine", raw for "dot" and "global-share"), and the
+    transform (letterbox or crop)."""
 
     global_embed: np.ndarray
     patches: np.ndarray
-    letterbox: Letterbox
+    letterbox: Geometry
     window: tuple[float, float]
 
 
@@ -102,6 +105,8 @@ class Localizer:
             image_encoder = image.result()
             check_image_size(image_encoder.input_shapes["pixel_values"],
                              bundle.preprocessing.image_size, str(image_encoder.path))
+            check_patch_grid(image_encoder.output_shapes["patch_embeds"], bundle.grid,
+                             str(image_encoder.path))
             return cls(bundle, image_encoder, text.result(), tokenizer)
 
     # -- encoders -------------------------------------------------------------------------
@@ -113,34 +118,47 @@ class Localizer:
         patches = out["patch_embeds"][0].astype(np.float32)
         return EncodedImage(
             _l2(out["image_embeds"][0].astype(np.float32)),
-            # global-source cells keep their lengths: a cell's share of the score is its length too
-            patches if self.bundle.heatmap_source == "global" else _l2(patches),
+            # global-share cells keep their lengths (a cell's share of the score is its length
+            # too); a dot-product model's map is of its raw embeddings
+            _l2(patches) if self.bundle.heatmap.similarity == "cosine" else patches,
             prep.letterbox,
             prep.window,
         )
 
     def encode_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(local, global) L2-normalized embeddings, one row per text: one batched pass, or a
-        few when the texts' lengths differ enough that padding would cost more than a run."""
+        """(local, global) embeddings, one row per text, L2-normalized (the local ones of a
+        dot-product model stay raw), each text first prepared as the source model's code does:
+        one batched pass, or a few when the texts' lengths differ enough that padding would
+        cost more than a run."""
         if not texts:
             dim = self.bundle.embed_dim
             return np.zeros((0, dim), np.float32), np.zeros((0, dim), np.float32)
-        batches = self.tokenizer.encode(texts).by_length()
+        prepared = [prepare_text(t, self.bundle.text.preparation) for t in texts]
+        batches = self.tokenizer.encode(prepared).by_length()
         outs = [self.text_encoder.run(batch.feeds()) for batch in batches]
         owner = np.concatenate([batch.owner for batch in batches])
 
-        def pooled(name: str) -> np.ndarray:
+        def pooled(name: str, normalize: bool = True) -> np.ndarray:
             rows = np.concatenate([out[name].astype(np.float32) for out in outs])
-            return pool_windows(rows, owner, len(texts))
+            return pool_windows(rows, owner, len(texts), normalize)
 
-        return pooled("sentence_embeds"), pooled("global_embeds")
+        raw = self.bundle.heatmap.similarity == "dot"
+        return pooled("sentence_embeds", not raw), pooled("global_embeds")
 
     # -- grounding ------------------------------------------------------------------------
     def heatmap(self, encoded: EncodedImage, sentence_embed: np.ndarray) -> Heatmap:
-        grid = cosine_grid(sentence_embed, encoded.patches)
-        grid = smooth_grid(grid, self.bundle.heatmap.smoothing_sigma)
-        return Heatmap(grid, encoded.letterbox, float(self.bundle.grid_stride),
-                       self.bundle.grid_origin)
+        config = self.bundle.heatmap
+        grid = similarity_grid(sentence_embed, encoded.patches)
+        grid = smooth_grid(grid, config.smoothing_sigma, config.smoothing_border)
+        return Heatmap(grid, encoded.letterbox, float(self.bundle.grid.stride),
+                       self.bundle.grid.origin, config.upsampling)
+
+    def score(self, encoded: EncodedImage, local: np.ndarray, glob: np.ndarray) -> float:
+        """The sentence's score as the bundle says: our local loss's attention score, or the
+        cosine of the global embeddings (the imported models' own image-text similarity)."""
+        if self.bundle.heatmap.score == "global-cosine":
+            return float(glob @ encoded.global_embed)
+        return local_alignment_score(local, encoded.patches, self.bundle.heatmap.attention_temperature)
 
     def heatmaps(self, image: Radiograph, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), H, W) float32 heatmaps on the image's original pixel grid (evaluation)."""
@@ -197,7 +215,7 @@ class Localizer:
         # The whole report is one long sequence: padding every sentence to its length would
         # multiply the text encoder's work, so it is encoded only when its score is asked for.
         body = report.body if (report is not None and report_score) else None
-        local, _ = self.encode_texts(texts)
+        local, glob = self.encode_texts(texts)
         body_embed = self.encode_texts([body])[1][0] if body else None
         timings["text_encoder"] = (time.perf_counter() - t3) * 1e3
 
@@ -205,10 +223,7 @@ class Localizer:
         cfg = self.bundle.heatmap
         results: list[SentenceResult] = []
         for index, (sentence, embed) in enumerate(zip(sentences, local, strict=True)):
-            if self.bundle.heatmap_source == "global":  # the mean of its grid: cos(s, image)
-                score = float(embed @ encoded.global_embed)
-            else:
-                score = local_alignment_score(embed, encoded.patches, cfg.attention_temperature)
+            score = self.score(encoded, embed, glob[index])
             result = SentenceResult(index, sentence.text, sentence.section, sentence.kind, score,
                                     uncertain=sentence.uncertain, grounded_span=sentence.span)
             if ground == "all" or sentence.kind == "finding":

@@ -49,6 +49,16 @@ def _check(heatmap: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return heatmap, mask
 
 
+def unseen_as_lowest(heatmap: np.ndarray) -> np.ndarray:
+    """A heatmap with NaN where the model saw nothing (outside a centre crop) scored over the
+    whole image: those pixels take the lowest value the model gave, so ground truth there
+    counts as missed. All-NaN or infinite maps are returned as they are (and refused)."""
+    nan = np.isnan(heatmap)
+    if not nan.any() or nan.all() or np.isinf(heatmap).any():
+        return heatmap
+    return np.where(nan, np.nanmin(heatmap), heatmap).astype(heatmap.dtype, copy=False)
+
+
 def minmax_normalize(heatmap: np.ndarray) -> np.ndarray:
     """Scale to [0, 1]; a constant heatmap becomes all zeros (it localizes nothing)."""
     heatmap = np.asarray(heatmap, dtype=np.float64)

@@ -1,5 +1,6 @@
-"""Image preprocessing shared by training, export calibration and the runtime: intensity
-normalization and a recorded letterbox resize, invertible so heatmaps land on original pixels."""
+"""Image preprocessing shared by training, export calibration and the runtime, as the bundle
+describes it: our letterbox with a percentile stretch, AFLoc's 8-bit letterbox, or BioViL's
+8-bit min-max, resize and centre crop; each recorded so heatmaps land on original pixels."""
 
 from __future__ import annotations
 
@@ -10,38 +11,65 @@ import cv2
 import numpy as np
 
 from lesionloc_runtime.errors import ConfigError, ImageReadError
+from lesionloc_runtime.geometry import CentreCrop, Geometry, Letterbox
 from lesionloc_runtime.imageio import Radiograph
 
+__all__ = ["CentreCrop", "Letterbox", "PreprocessConfig", "PreprocessedImage", "preprocess"]
+
 _INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+# Pillow's antialiased bilinear resize of an 8-bit image: what torchvision's Resize does to the
+# PIL image hi-ml hands it (BioViL). Only the resize-crop method uses it.
+PIL_BILINEAR = "pil-bilinear"
+METHODS = ("letterbox", "resize-crop")
+# "percentile": robust stretch of the resized image (ours); "none": display values as read;
+# "uint8": display values quantized to 8 bits before resizing (AFLoc reads 8-bit JPEGs);
+# "minmax-uint8": min-max stretch of the whole image to 8 bits, truncated (hi-ml's
+# remap_to_uint8, which BioViL's loader applies before its transform).
+INTENSITIES = ("percentile", "none", "uint8", "minmax-uint8")
 
 
 @dataclass(frozen=True)
 class PreprocessConfig:
     """What every consumer of an image does before the encoder. Carried in the model bundle.
 
-    The model input is one channel in [0, 1] (percentile-stretched, letterboxed); the encoder
-    graph itself holds the per-channel mean/std of its backbone, so nothing here depends on
-    which backbone was trained.
+    The model input is one channel in [0, 1], `image_size` square; the encoder graph itself
+    holds what the backbone does next (channel replication, mean/std, any resampling), so
+    nothing here depends on which backbone was trained.
     """
 
     image_size: int = 448
-    intensity: str = "percentile"  # "percentile" (robust stretch) or "none"
+    intensity: str = "percentile"
     low_percentile: float = 0.5
     high_percentile: float = 99.5
     pad_value: float = 0.0
     interpolation: str = "area"
+    method: str = "letterbox"
+    size_rounding: str = "round"  # letterbox: how the scaled short side is rounded
+    resize: int = 0  # resize-crop: the shorter side before the crop (0 for a letterbox)
 
     def __post_init__(self) -> None:
         if self.image_size < 32 or self.image_size % 32:
             raise ConfigError(f"image_size must be a multiple of 32 and >= 32, got {self.image_size}")
-        if self.intensity not in ("percentile", "none"):
+        if self.intensity not in INTENSITIES:
             raise ConfigError(f"unknown intensity normalization {self.intensity!r}")
         if not 0.0 <= self.low_percentile < self.high_percentile <= 100.0:
             raise ConfigError("percentiles must satisfy 0 <= low < high <= 100")
         if not 0.0 <= self.pad_value <= 1.0:
             raise ConfigError(f"pad_value must be in [0, 1], got {self.pad_value}")
-        if self.interpolation not in _INTERPOLATIONS:
-            raise ConfigError(f"unknown interpolation {self.interpolation!r}")
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown preprocessing method {self.method!r} (letterbox or resize-crop)")
+        if self.size_rounding not in ("round", "floor"):
+            raise ConfigError(f"size_rounding must be round or floor, not {self.size_rounding!r}")
+        if self.method == "resize-crop":
+            if self.interpolation != PIL_BILINEAR or self.intensity != "minmax-uint8":
+                raise ConfigError("resize-crop preprocessing is BioViL's: interpolation "
+                                  f"{PIL_BILINEAR!r} on a minmax-uint8 image")
+            if not self.image_size <= self.resize <= 4096:
+                raise ConfigError(f"resize {self.resize} must be at least the crop "
+                                  f"{self.image_size} (and at most 4096)")
+        elif self.interpolation not in _INTERPOLATIONS or self.resize:
+            raise ConfigError(f"a letterbox takes interpolation {sorted(_INTERPOLATIONS)} and no "
+                              f"resize, got {self.interpolation!r} and resize {self.resize}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,67 +88,19 @@ class PreprocessConfig:
                 raise ConfigError(f"preprocessing parameter {name}={value!r} is not a {expected.__name__}")
         return cls(**data)
 
-
-@dataclass(frozen=True)
-class Letterbox:
-    """The recorded resize: original (width, height) scaled into a size x size square with
-    the image centred and padded. Coordinates are continuous pixel coordinates in which pixel
-    (i, j) covers [j, j+1) x [i, i+1), so pixel centres sit at +0.5."""
-
-    orig_width: int
-    orig_height: int
-    size: int
-    new_width: int
-    new_height: int
-    pad_x: int
-    pad_y: int
-
-    @classmethod
-    def fit(cls, width: int, height: int, size: int) -> Letterbox:
-        scale = size / max(width, height)
-        new_w = max(1, min(size, round(width * scale)))
-        new_h = max(1, min(size, round(height * scale)))
-        return cls(width, height, size, new_w, new_h, (size - new_w) // 2, (size - new_h) // 2)
-
-    @property
-    def scale_x(self) -> float:
-        return self.new_width / self.orig_width
-
-    @property
-    def scale_y(self) -> float:
-        return self.new_height / self.orig_height
-
-    def to_model(self, x: float, y: float) -> tuple[float, float]:
-        """Original continuous coordinates -> model-input continuous coordinates."""
-        return x * self.scale_x + self.pad_x, y * self.scale_y + self.pad_y
-
-    def to_original(self, x: float, y: float) -> tuple[float, float]:
-        """Model-input continuous coordinates -> original continuous coordinates."""
-        return (x - self.pad_x) / self.scale_x, (y - self.pad_y) / self.scale_y
-
-    def original_to_grid_affine(self, stride: float, origin: float) -> np.ndarray:
-        """2x3 matrix taking an original pixel index (x, y) to the (fractional) index of the
-        patch grid cell whose centre it sits on, for cv2.warpAffine(..., WARP_INVERSE_MAP).
-
-        Grid cell k is centred on model coordinate origin + k * stride (where its receptive
-        field is centred: 0.5 for a ResNet, whose strided convolutions centre output k on input
-        pixel stride * k, not on the middle of a stride-wide cell). Pixel centre x+0.5 ->
-        model coordinate (x+0.5)*sx + pad_x -> grid index ((x+0.5)*sx + pad_x - origin)/stride.
-        """
-        ax = self.scale_x / stride
-        ay = self.scale_y / stride
-        bx = (0.5 * self.scale_x + self.pad_x - origin) / stride
-        by = (0.5 * self.scale_y + self.pad_y - origin) / stride
-        return np.array([[ax, 0.0, bx], [0.0, ay, by]], dtype=np.float64)
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def geometry(self, width: int, height: int) -> Geometry:
+        """Where an image of this size lands in the model input."""
+        if self.method == "resize-crop":
+            return CentreCrop.fit(width, height, self.resize, self.image_size)
+        return Letterbox.fit(width, height, self.image_size, self.size_rounding)
 
 
 def intensity_window(pixels: np.ndarray, config: PreprocessConfig) -> tuple[float, float]:
     """The (low, high) display values that the intensity normalization maps to 0 and 1."""
-    if config.intensity == "none":
+    if config.intensity in ("none", "uint8"):
         return 0.0, 1.0
+    if config.intensity == "minmax-uint8":
+        return float(pixels.min()), float(pixels.max())
     lo, hi = np.percentile(pixels, [config.low_percentile, config.high_percentile])
     if hi - lo < 1e-6:  # a flat image: keep it flat instead of amplifying noise
         return float(lo), float(lo) + 1.0
@@ -135,31 +115,66 @@ def apply_window(pixels: np.ndarray, window: tuple[float, float]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PreprocessedImage:
-    """The encoder input (1, size, size) float32, and how to go back to the original."""
+    """The encoder input (1, size, size) float32, and how to go back to the original.
+    `letterbox` is the geometry: a Letterbox, or a CentreCrop for a resize-crop bundle."""
 
     tensor: np.ndarray
-    letterbox: Letterbox
+    letterbox: Geometry
     window: tuple[float, float]
 
 
-def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig) -> PreprocessedImage:
-    """Letterbox-resize then intensity-normalize one radiograph into the encoder's input.
+def to_uint8(pixels: np.ndarray, intensity: str) -> np.ndarray:
+    """Display values in [0, 1] as the 8-bit image the source model was fed."""
+    if intensity == "minmax-uint8":  # hi-ml's remap_to_uint8, step by step in float64
+        array = pixels.astype(np.float64)
+        array -= array.min()
+        top = array.max()
+        if top > 0:
+            array /= top
+        return (array * 255).astype(np.uint8)
+    return np.clip(np.rint(pixels.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
 
-    The percentiles are computed on the resized image (what the encoder sees), which is both
-    cheaper on 2048-pixel films and independent of the original resolution.
-    """
+
+def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig) -> PreprocessedImage:
+    """Resize (letterbox or resize-crop) and intensity-normalize one radiograph into the
+    encoder's input, recording the geometry."""
     if not isinstance(image, Radiograph):
         image = Radiograph.from_array(np.asarray(image))
     pixels = image.pixels
     height, width = pixels.shape
-    box = Letterbox.fit(width, height, config.image_size)
-    resized = cv2.resize(
-        pixels, (box.new_width, box.new_height), interpolation=_INTERPOLATIONS[config.interpolation]
-    )
+    if config.intensity in ("uint8", "minmax-uint8") and not np.isfinite(pixels).all():
+        raise ImageReadError(f"{image.source}: the image has non-finite values (NaN)")
+    if config.method == "resize-crop":
+        return _resize_crop(pixels, config)
+    box = Letterbox.fit(width, height, config.image_size, config.size_rounding)
+    canvas = np.full((config.image_size, config.image_size), config.pad_value, dtype=np.float32)
+    inside = canvas[box.pad_y : box.pad_y + box.new_height, box.pad_x : box.pad_x + box.new_width]
+    interpolation = _INTERPOLATIONS[config.interpolation]
+    if config.intensity == "uint8":  # AFLoc resizes the 8-bit image itself
+        small = cv2.resize(to_uint8(pixels, "uint8"), (box.new_width, box.new_height),
+                           interpolation=interpolation)
+        inside[...] = small.astype(np.float32) / np.float32(255.0)
+        return PreprocessedImage(canvas[None], box, (0.0, 1.0))
+    resized = cv2.resize(pixels, (box.new_width, box.new_height), interpolation=interpolation)
+    # The percentiles are computed on the resized image (what the encoder sees), which is both
+    # cheaper on 2048-pixel films and independent of the original resolution.
     window = intensity_window(resized, config)
     if not np.isfinite(window).all():  # NaN in the image reaches the percentiles
         raise ImageReadError(f"{image.source}: the image has non-finite values (NaN)")
-    resized = apply_window(resized, window)
-    canvas = np.full((config.image_size, config.image_size), config.pad_value, dtype=np.float32)
-    canvas[box.pad_y : box.pad_y + box.new_height, box.pad_x : box.pad_x + box.new_width] = resized
+    inside[...] = apply_window(resized, window)
     return PreprocessedImage(canvas[None], box, window)
+
+
+def _resize_crop(pixels: np.ndarray, config: PreprocessConfig) -> PreprocessedImage:
+    """BioViL: 8-bit min-max image, Pillow bilinear resize of the shorter side, centre crop."""
+    from PIL import Image
+
+    height, width = pixels.shape
+    crop = CentreCrop.fit(width, height, config.resize, config.image_size)
+    picture = Image.fromarray(to_uint8(pixels, config.intensity))
+    if (crop.resized_width, crop.resized_height) != (width, height):
+        picture = picture.resize((crop.resized_width, crop.resized_height), Image.BILINEAR)
+    array = np.asarray(picture)[crop.crop_y : crop.crop_y + config.image_size,
+                                crop.crop_x : crop.crop_x + config.image_size]
+    tensor = array.astype(np.float32) / np.float32(255.0)
+    return PreprocessedImage(tensor[None], crop, intensity_window(pixels, config))

@@ -89,13 +89,27 @@ def _blend_heatmap(grey: np.ndarray, heat: np.ndarray, alpha: float = 0.55) -> n
     it through `_blend_table`. The lookup is OpenCV's nearest-neighbour remap with the grey
     value as column and the heat level as row: one pass instead of colour map, weights and
     blendLinear, and equal to them within one grey level."""
-    finite = np.isfinite(heat)
-    if not finite.all():  # no value (outside what the model saw): drawn as the minimum, clear
-        heat = np.where(finite, heat, np.nanmin(heat) if finite.any() else 0.0)
-    lo, hi = float(heat.min()), float(heat.max())
-    level = (cv2.normalize(heat, None, 0.0, 255.0, cv2.NORM_MINMAX) if hi > lo
-             else np.zeros(heat.shape, np.float32))
+    seen = np.isfinite(heat)
+    if seen.all():
+        lo, hi = float(heat.min()), float(heat.max())
+        level = (cv2.normalize(heat, None, 0.0, 255.0, cv2.NORM_MINMAX) if hi > lo
+                 else np.zeros(heat.shape, np.float32))
+    else:  # NaN where the model saw nothing (outside a crop): no heat drawn there
+        level = np.zeros(heat.shape, np.float32)
+        lo, hi = (float(heat[seen].min()), float(heat[seen].max())) if seen.any() else (0.0, 0.0)
+        if hi > lo:
+            level[seen] = (heat[seen] - lo) * np.float32(255.0 / (hi - lo))
     return cv2.remap(_blend_table(alpha), grey.astype(np.float32), level, cv2.INTER_NEAREST)
+
+
+def _draw_seen_region(rgb: np.ndarray, result: StudyResult) -> None:
+    """Outline the region the model saw when it is not the whole image (a centre crop)."""
+    x, y, w, h = result.letterbox.seen_region()
+    if (x, y, w, h) == (0, 0, result.width, result.height):
+        return
+    scale = rgb.shape[1] / result.width
+    cv2.rectangle(rgb, (round(x * scale), round(y * scale)),
+                  (round((x + w) * scale) - 1, round((y + h) * scale) - 1), (160, 160, 160), 1)
 
 
 def _draw_boxes(rgb: np.ndarray, sentence: SentenceResult, scale: float,
@@ -140,6 +154,7 @@ def sentence_overlay(result: StudyResult, sentence: SentenceResult,
         rgb = _blend_heatmap(grey, sentence.heatmap.render(w, h))
     else:
         rgb = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+    _draw_seen_region(rgb, result)
     _draw_boxes(rgb, sentence, w / result.width, (255, 255, 255))
     caption = [f'"{sentence.text}"',
                f"{sentence.kind} ({sentence.section}), score {sentence.score:.3f}, "

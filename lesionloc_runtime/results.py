@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lesionloc_runtime.boxes import Box
+from lesionloc_runtime.geometry import CentreCrop, Geometry
 from lesionloc_runtime.heatmap import Heatmap
-from lesionloc_runtime.preprocess import Letterbox
 
 STUDY_SCHEMA = "lesionloc-study"
+# 2: the study page (radiograph_images, sentence layers), model.card_sha256 (was
+# manifest_sha256), input.model_region, and input.crop for crop models
 STUDY_SCHEMA_VERSION = 2
 
 
@@ -101,7 +103,7 @@ class StudyResult:
     width: int
     height: int
     pixel_spacing_mm: tuple[float, float] | None
-    letterbox: Letterbox
+    letterbox: Geometry  # the letterbox, or the centre crop of a resize-crop bundle
     model: dict[str, Any]
     sentences: list[SentenceResult]
     image_score: float | None = None  # global report-image cosine, when a report was given
@@ -133,7 +135,10 @@ class StudyResult:
                 "width": self.width,
                 "height": self.height,
                 "pixel_spacing_mm": list(self.pixel_spacing_mm) if self.pixel_spacing_mm else None,
-                "letterbox": self.letterbox.to_dict(),
+                "crop" if isinstance(self.letterbox, CentreCrop) else "letterbox":
+                    self.letterbox.to_dict(),
+                "model_region": dict(zip(("x", "y", "width", "height"),
+                                         self.letterbox.seen_region(), strict=True)),
                 "notes": list(self.notes),
             },
             "model": self.model,

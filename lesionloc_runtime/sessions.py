@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lesionloc_runtime.bundle import EncoderSpec
+from lesionloc_runtime.contract import EncoderSpec
 from lesionloc_runtime.errors import BundleError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -128,27 +128,9 @@ class OnnxEncoder:
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.input_shapes = {i.name: list(i.shape) for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self._check(spec)
-
-    def _check(self, spec: EncoderSpec) -> None:
-        actual_in = {i.name: list(i.shape) for i in self.session.get_inputs()}
-        actual_out = {o.name: list(o.shape) for o in self.session.get_outputs()}
-        for kind, declared, actual in (("input", spec.inputs, actual_in),
-                                       ("output", spec.outputs, actual_out)):
-            if set(declared) != set(actual):
-                raise BundleError(
-                    f"{self.path.name}: graph {kind}s {sorted(actual)} differ from the bundle "
-                    f"manifest's {sorted(declared)}"
-                )
-            for name, dims in declared.items():
-                got = actual[name]
-                if len(got) != len(dims) or any(
-                    isinstance(d, int) and d != g for d, g in zip(dims, got, strict=False)
-                ):
-                    raise BundleError(
-                        f"{self.path.name}: {kind} {name!r} has shape {got}, the bundle "
-                        f"manifest declares {dims}"
-                    )
+        self.output_shapes = {o.name: list(o.shape) for o in self.session.get_outputs()}
+        spec.check_graph(path.name, {i.name: (i.type, list(i.shape)) for i in self.session.get_inputs()},
+                         {o.name: (o.type, list(o.shape)) for o in self.session.get_outputs()})
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         inputs = {name: feeds[name] for name in self.input_names}

@@ -5,6 +5,7 @@ batches (`TokenBatch.by_length`), so that short sentences are not padded to the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -115,9 +116,40 @@ class SentenceTokenizer:
         return TokenBatch(ids, mask, np.asarray(owners, dtype=np.int64))
 
 
-def pool_windows(embeddings: np.ndarray, owner: np.ndarray, count: int) -> np.ndarray:
-    """Average the window embeddings of each text and re-normalize: (count, D) float32."""
+def pool_windows(embeddings: np.ndarray, owner: np.ndarray, count: int,
+                 normalize: bool = True) -> np.ndarray:
+    """Average the window embeddings of each text and re-normalize (count, D) float32; without
+    `normalize`, the plain mean (a model whose similarity is a dot product of raw embeddings)."""
     out = np.zeros((count, embeddings.shape[1]), dtype=np.float32)
     np.add.at(out, owner, embeddings)
+    if not normalize:
+        windows = np.bincount(owner, minlength=count).astype(np.float32)
+        return out / np.maximum(windows, 1.0)[:, None]
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     return out / np.maximum(norms, 1e-12)
+
+
+_AFLOC_POINTS = re.compile(r"[0-9]+\.")
+_WORDS = re.compile(r"\w+")
+
+
+def prepare_text(text: str, preparation: str) -> str:
+    """A sentence as the source model's own code prepared it before tokenizing (the bundle's
+    `text.preparation`): "none"; "hi-ml" strips trailing "!?." (hi-ml's TextInput); "afloc"
+    is AFLoc's process_text: newlines to spaces, split at numbered points and full stops,
+    lower-cased \\w+ words, ASCII only, parts of one word or none dropped. Where AFLoc would
+    leave nothing (a one-word query), the words are kept rather than encoding an empty text."""
+    if preparation == "hi-ml":
+        return text.rstrip("!?.")
+    if preparation != "afloc":
+        return text
+    kept: list[str] = []
+    words_at_all: list[str] = []
+    for point in _AFLOC_POINTS.split(text.replace("\n", " ")):
+        for part in point.split("."):
+            tokens = _WORDS.findall(part.replace("\ufffd\ufffd", " ").lower())
+            ascii_tokens = [t for t in (w.encode("ascii", "ignore").decode("ascii") for w in tokens) if t]
+            words_at_all += ascii_tokens
+            if len(tokens) > 1:
+                kept.append(" ".join(ascii_tokens))
+    return " ".join(kept) if kept else " ".join(words_at_all)

@@ -10,16 +10,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from lesionloc_runtime.bundle import EncoderSpec, HeatmapConfig, ModelBundle
+from lesionloc_runtime.architectures import GridSpec, TextConfig
+from lesionloc_runtime.bundle import ModelBundle
+from lesionloc_runtime.contract import CONTRACT, EncoderSpec, names
+from lesionloc_runtime.heatmap import HeatmapConfig
 from lesionloc_runtime.localizer import Localizer
 from lesionloc_runtime.preprocess import PreprocessConfig
 from lesionloc_runtime.tokens import SentenceTokenizer
 from lesionloc_train.model import LesionLocModel
-
-IMAGE_INPUTS = ("pixel_values",)
-IMAGE_OUTPUTS = ("image_embeds", "patch_embeds")
-TEXT_INPUTS = ("input_ids", "attention_mask")
-TEXT_OUTPUTS = ("sentence_embeds", "global_embeds")
 
 
 class ImageGraph(nn.Module):
@@ -47,12 +45,13 @@ class TextGraph(nn.Module):
 
 
 class TorchEncoder:
-    """Runs a graph-shaped module on numpy feeds, like an ONNX session."""
+    """Runs a graph-shaped module on numpy feeds, like an ONNX session: `kind` "image" or
+    "text" names its inputs and outputs from the runtime's contract."""
 
-    def __init__(self, module: nn.Module, inputs: tuple[str, ...], outputs: tuple[str, ...],
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(self, module: nn.Module, kind: str, device: torch.device | str = "cpu") -> None:
         self.module = module.eval()
-        self.inputs, self.outputs = inputs, outputs
+        required, _, outputs = CONTRACT[kind]
+        self.inputs, self.outputs = names(required), names(outputs)
         self.device = torch.device(device)
         self.providers = [f"torch-{self.device.type}"]
 
@@ -61,6 +60,15 @@ class TorchEncoder:
         args = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.inputs]
         outs = self.module(*args)
         return {n: o.float().cpu().numpy() for n, o in zip(self.outputs, outs, strict=True)}
+
+
+def heatmap_defaults(model: LesionLocModel, attention_temperature: float = 0.25) -> HeatmapConfig:
+    """Our models' heatmap conventions: cosine maps scored by the local loss's attention, or,
+    for a model trained without the local loss, global shares scored by the global cosine."""
+    if model.image_encoder.heatmap_source == "global":
+        return HeatmapConfig(attention_temperature=attention_temperature,
+                             similarity="global-share", score="global-cosine")
+    return HeatmapConfig(attention_temperature=attention_temperature)
 
 
 def in_memory_bundle(
@@ -73,26 +81,21 @@ def in_memory_bundle(
 ) -> ModelBundle:
     """A ModelBundle describing a live torch model (nothing on disk is verified)."""
     size = preprocessing.image_size
-    grid = size // model.grid_stride
+    grid = GridSpec.receptive_field(size, model.grid_stride, model.grid_origin)
     dim = model.config.embed_dim
     return ModelBundle(
         path=tokenizer.parent,
-        manifest={"name": name, "quantization": "torch-fp32", "demo": False},
+        card={"name": name, "quantization": "torch-fp32", "demo": False},
         preprocessing=preprocessing,
-        heatmap=heatmap or HeatmapConfig(),
-        image_encoder=EncoderSpec("", {"pixel_values": ["batch", 1, size, size]},
-                                  {"image_embeds": ["batch", dim],
-                                   "patch_embeds": ["batch", grid, grid, dim]}),
-        text_encoder=EncoderSpec("", {"input_ids": ["batch", "sequence"],
-                                      "attention_mask": ["batch", "sequence"]},
-                                 {"sentence_embeds": ["batch", dim], "global_embeds": ["batch", dim]}),
+        heatmap=heatmap or heatmap_defaults(model),
+        image_encoder=EncoderSpec.image("", size, grid.shape, dim),
+        text_encoder=EncoderSpec.text("", dim),
         tokenizer_file=tokenizer.name,
         max_length=max_length,
         embed_dim=dim,
-        grid_stride=model.grid_stride,
-        grid_origin=model.grid_origin,
-        manifest_sha256="",
-        heatmap_source=model.image_encoder.heatmap_source,
+        grid=grid,
+        card_sha256="",
+        text=TextConfig(pooling=model.config.text.pooling),
     )
 
 
@@ -108,7 +111,7 @@ def torch_localizer(
     bundle = in_memory_bundle(model, preprocessing, tokenizer, max_length, heatmap)
     return Localizer(
         bundle,
-        TorchEncoder(ImageGraph(model), IMAGE_INPUTS, IMAGE_OUTPUTS, device),
-        TorchEncoder(TextGraph(model), TEXT_INPUTS, TEXT_OUTPUTS, device),
+        TorchEncoder(ImageGraph(model), "image", device),
+        TorchEncoder(TextGraph(model), "text", device),
         SentenceTokenizer(tokenizer, max_length),
     )

@@ -1,5 +1,5 @@
-"""A hand-edited lesionloc.json (the one file without a checksum of its own) is refused with a
-BundleError (exit code 5) naming the field, at load time, never as a crash mid-study."""
+"""A hand-edited card, lesionloc.json (the one file without a checksum of its own), is refused
+with a BundleError (exit code 5) naming the field, at load time, never as a crash mid-study."""
 
 from __future__ import annotations
 
@@ -11,24 +11,25 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lesionloc_runtime.bundle import HeatmapConfig, ModelBundle
+from lesionloc_runtime.bundle import ModelBundle
 from lesionloc_runtime.errors import BundleError, ConfigError
+from lesionloc_runtime.heatmap import HeatmapConfig
 
 
 def edited_bundle(tiny_bundle: Path, tmp_path: Path, edit) -> Path:
     out = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, out)
-    manifest_path = out / "lesionloc.json"
-    manifest = json.loads(manifest_path.read_text())
-    edit(manifest)
-    manifest_path.write_text(json.dumps(manifest))  # NaN is written as the token NaN
+    card_path = out / "lesionloc.json"
+    card = json.loads(card_path.read_text())
+    edit(card)
+    card_path.write_text(json.dumps(card))  # NaN is written as the token NaN
     return out
 
 
 def set_field(path: str, value: object):
-    def edit(manifest: dict) -> None:
+    def edit(card: dict) -> None:
         *parents, last = path.split(".")
-        node = manifest
+        node = card
         for key in parents:
             node = node[key]
         node[last] = value
@@ -49,25 +50,30 @@ def set_field(path: str, value: object):
     ("preprocessing.low_percentile", float("nan"), "percentile"),
     ("preprocessing.image_size", True, "image_size"),
     ("embed_dim", "128", "embed_dim"),
-    ("grid_stride", 0, "grid_stride"),
-    ("grid_origin", float("nan"), "grid_origin"),
+    ("grid.stride", 0, "stride"),
+    ("grid.origin", float("nan"), "origin"),
+    ("grid.shape", [4, 5], "grid"),
+    ("grid.placement", "centre", "placement"),
+    ("architecture", "gloria", "architecture"),
+    ("text.pooling", "max", "pooling"),
+    ("heatmap.similarity", "euclidean", "similarity"),
     ("tokenizer.max_length", 4.5, "max_length"),
     ("tokenizer", "tokenizer.json", "tokenizer"),
-    ("heatmap_source", 3, "heatmap_source"),
+    ("heatmap.score", 3, "score"),
     ("image_encoder.inputs", {"pixels": ["batch", 1, 128, 128]}, "pixel_values"),
     ("image_encoder.inputs.pixel_values", ["batch", 1, -5, 128], "shape"),
 ])
-def test_invalid_manifest_field_is_a_bundle_error(tiny_bundle, tmp_path, path, value, words):
+def test_invalid_card_field_is_a_bundle_error(tiny_bundle, tmp_path, path, value, words):
     bundle = edited_bundle(tiny_bundle, tmp_path, set_field(path, value))
     with pytest.raises(BundleError, match=words):
         ModelBundle.load(bundle)
 
 
-def test_manifest_python_cannot_hold_is_a_bundle_error(tiny_bundle, tmp_path):
+def test_card_python_cannot_hold_is_a_bundle_error(tiny_bundle, tmp_path):
     """A number of over 4,300 digits makes json.loads raise ValueError, not JSONDecodeError."""
-    bundle = edited_bundle(tiny_bundle, tmp_path, lambda manifest: None)
-    manifest = bundle / "lesionloc.json"
-    manifest.write_text(manifest.read_text().replace('"embed_dim": ', '"embed_dim": ' + "9" * 5000
+    bundle = edited_bundle(tiny_bundle, tmp_path, lambda card: None)
+    card = bundle / "lesionloc.json"
+    card.write_text(card.read_text().replace('"embed_dim": ', '"embed_dim": ' + "9" * 5000
                                                      + ", \"x\": ", 1))
     with pytest.raises(BundleError, match="not valid JSON"):
         ModelBundle.load(bundle)
@@ -85,9 +91,9 @@ def test_image_size_that_differs_from_the_graph_itself_is_refused_at_load(tiny_b
 
     size = ModelBundle.load(tiny_bundle).preprocessing.image_size
 
-    def edit(manifest: dict) -> None:  # the manifest hides the graph's fixed size
-        manifest["preprocessing"]["image_size"] = size + 32
-        manifest["image_encoder"]["inputs"]["pixel_values"] = ["batch", 1, "height", "width"]
+    def edit(card: dict) -> None:  # the card hides the graph's fixed size
+        card["preprocessing"]["image_size"] = size + 32
+        card["image_encoder"]["inputs"]["pixel_values"] = ["batch", 1, "height", "width"]
 
     bundle = edited_bundle(tiny_bundle, tmp_path, edit)
     with pytest.raises(BundleError, match="image_size"):

@@ -207,12 +207,12 @@ def _crop_heatmap() -> np.ndarray:
     return heat
 
 
-def test_lesionloc_scores_only_the_pixels_the_model_saw(tmp_path: Path) -> None:
+def test_lesionloc_scores_unseen_pixels_as_the_lowest_value(tmp_path: Path) -> None:
     heat, box = _crop_heatmap(), Box(10, 30, 40, 30)  # partly in the unseen columns
     run = evaluate(_stream(tmp_path, (box,)), FixedProvider(heat), progress=False)
     [sample] = run.samples
-    seen = ~np.isnan(heat)
-    expected = score_heatmap(heat[seen], boxes_to_mask([box], 96, 128)[seen])
+    lowest = np.where(np.isnan(heat), np.nanmin(heat), heat)
+    expected = score_heatmap(lowest, boxes_to_mask([box], 96, 128))
     assert sample.scores == expected
     assert same(sample.conventions["lesionloc"], lesionloc_scores(expected))
     grid = AflocGrid.for_image(96, 128)
@@ -221,8 +221,15 @@ def test_lesionloc_scores_only_the_pixels_the_model_saw(tmp_path: Path) -> None:
     assert not run.log.issues
 
 
+def test_truth_the_model_never_saw_is_a_miss_under_lesionloc(tmp_path: Path) -> None:
+    heat, box = _crop_heatmap(), Box(2, 30, 10, 30)  # wholly in the unseen columns
+    run = evaluate(_stream(tmp_path, (box,)), FixedProvider(heat), progress=False)
+    [sample] = run.samples
+    assert sample.scores.pointing_game == 0.0 and sample.scores.recall == 0.0
+    assert math.isnan(sample.conventions["afloc"].cnr)  # AFLoc's code leaves it undefined
+
+
 @pytest.mark.parametrize("case, message", [
-    ("truth-unseen", "outside the region the model saw"),
     ("infinite", "infinite values"),
     ("all-nan", "no finite value"),
 ])

@@ -22,10 +22,10 @@ BIN = Path(sys.executable).parent
 def test_demo_bundle_ships_verified_small_and_marked_as_demo():
     bundle = ModelBundle.load(DEMO_BUNDLE)
     assert bundle.is_demo and bundle.quantization == "int8"
-    assert "phantom" in bundle.manifest["trained_on"]
+    assert "phantom" in bundle.card["trained_on"]
     size = sum(p.stat().st_size for p in DEMO_BUNDLE.iterdir())
     assert size <= 15 * 2**20
-    assert bundle.manifest["parity"]["passed"]
+    assert bundle.card["parity"]["passed"]
     assert "Not for clinical use" in (DEMO_BUNDLE / "MODEL_CARD.md").read_text()
 
 

@@ -33,7 +33,7 @@ from lesionloc_runtime.results import SentenceResult, StudyResult
 
 WIDTH, HEIGHT = 256, 240
 DCIODVFY = Path(sys.executable).parent / "dciodvfy"
-MANIFEST_SHA = "ab" * 32
+CARD_SHA = "ab" * 32
 SECRET = "SECRET-LEAK-CANARY"  # planted in source attributes that must not be copied
 
 
@@ -105,7 +105,7 @@ def _result(demo: bool = False, study_id: str = "case-001") -> StudyResult:
     return StudyResult(
         study_id=study_id, source="image", image_format="dicom", width=WIDTH, height=HEIGHT,
         pixel_spacing_mm=None, letterbox=Letterbox.fit(WIDTH, HEIGHT, 64),
-        model={"name": "tiny-phantom", "manifest_sha256": MANIFEST_SHA, "demo": demo,
+        model={"name": "tiny-phantom", "card_sha256": CARD_SHA, "demo": demo,
                "quantization": "int8", "notice": DEMO_NOTICE if demo else RESEARCH_NOTICE},
         sentences=sentences,
     )
@@ -192,7 +192,7 @@ def test_sr_identifies_lesionloc_and_the_model_bundle(dicom_case):
     prov = read_sr_provenance(dicom_case[2].sr)
     assert prov["algorithm_name"] == "lesionloc"
     assert prov["algorithm_version"] == __version__
-    assert f"model_manifest_sha256={MANIFEST_SHA}" in prov["parameters"]
+    assert f"model_card_sha256={CARD_SHA}" in prov["parameters"]
     sr = pydicom.dcmread(dicom_case[2].sr)
     observer = [i.TextValue for i in _walk(sr) if i.ValueType == "TEXT"
                 and i.ConceptNameCodeSequence[0].CodeValue == "121013"]

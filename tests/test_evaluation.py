@@ -623,7 +623,7 @@ def test_resize_mask_never_loses_a_tiny_lesion() -> None:
 
 # -- the command line ----------------------------------------------------------------------
 
-FAKE_MODEL = {"name": "fake-bundle", "manifest_sha256": "ab" * 32, "quantization": "int8",
+FAKE_MODEL = {"name": "fake-bundle", "card_sha256": "ab" * 32, "quantization": "int8",
               "demo": True, "notice": "DEMO MODEL for tests."}
 
 

@@ -34,7 +34,7 @@ def test_bundle_matches_pytorch_within_its_threshold(precision, tiny_bundle_fact
 
     bundle = ModelBundle.load(tiny_bundle_factory(precision))
     assert bundle.quantization == precision
-    recorded = bundle.manifest["parity"]
+    recorded = bundle.card["parity"]
     assert recorded["passed"] and recorded["precision"] == precision
     onnx = Localizer.load(bundle, threads=1)
     ckpt = load_checkpoint(tiny_checkpoint)
@@ -54,40 +54,40 @@ def test_bundle_matches_pytorch_within_its_threshold(precision, tiny_bundle_fact
         assert _cos(got_local, want_local).mean() >= mean_min
 
 
-def test_a_graph_whose_inputs_differ_from_the_manifest_is_refused(tmp_path, tiny_bundle):
+def test_a_graph_whose_inputs_differ_from_the_card_is_refused(tmp_path, tiny_bundle):
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
-    manifest = json.loads((bundle / "lesionloc.json").read_text())
-    size = manifest["preprocessing"]["image_size"]
-    manifest["image_encoder"]["inputs"] = {"pixel_values": ["batch", 3, size, size]}
-    (bundle / "lesionloc.json").write_text(json.dumps(manifest))
+    card = json.loads((bundle / "lesionloc.json").read_text())
+    size = card["preprocessing"]["image_size"]
+    card["image_encoder"]["inputs"] = {"pixel_values": ["batch", 3, size, size]}
+    (bundle / "lesionloc.json").write_text(json.dumps(card))
     with pytest.raises(BundleError, match="pixel_values"):
         Localizer.load(bundle)
-    manifest["image_encoder"]["inputs"] = {"image": ["batch", 1, size, size]}
-    (bundle / "lesionloc.json").write_text(json.dumps(manifest))
+    card["image_encoder"]["inputs"] = {"image": ["batch", 1, size, size]}
+    (bundle / "lesionloc.json").write_text(json.dumps(card))
     with pytest.raises(BundleError, match="this runtime feeds"):  # a name it would not feed
         Localizer.load(bundle)
-    manifest["image_encoder"]["inputs"] = {"pixel_values": ["batch", 1, size, size]}
-    manifest["text_encoder"]["inputs"]["token_type_ids"] = ["batch", "sequence"]
-    (bundle / "lesionloc.json").write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="differ from the bundle manifest"):  # the graph has not
+    card["image_encoder"]["inputs"] = {"pixel_values": ["batch", 1, size, size]}
+    card["text_encoder"]["inputs"]["token_type_ids"] = ["batch", "sequence"]
+    (bundle / "lesionloc.json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="differ from the bundle card"):  # the graph has not
         Localizer.load(bundle)
 
 
-def test_a_bundle_with_an_unknown_heatmap_source_is_refused(tmp_path, tiny_bundle):
+def test_a_card_whose_heatmap_and_score_conventions_disagree_is_refused(tmp_path, tiny_bundle):
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
-    manifest = json.loads((bundle / "lesionloc.json").read_text())
-    assert manifest["heatmap_source"] == "local"
-    manifest["heatmap_source"] = "stage4"
-    (bundle / "lesionloc.json").write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="heatmap_source 'stage4'"):
+    card = json.loads((bundle / "lesionloc.json").read_text())
+    assert (card["heatmap"]["similarity"], card["heatmap"]["score"]) == ("cosine", "local-attention")
+    card["heatmap"]["similarity"] = "global-share"  # a global-only model's maps, local scores
+    (bundle / "lesionloc.json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="global-share"):
         Localizer.load(bundle)
 
 
 def test_bundle_records_what_the_runtime_and_an_auditor_need(tiny_bundle):
     manifest = json.loads((tiny_bundle / "lesionloc.json").read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert set(manifest["files"]) == {"image_encoder.onnx", "text_encoder.onnx", "tokenizer.json",
                                       "MODEL_CARD.md"}
     assert len(manifest["provenance"]["checkpoint_sha256"]) == 64

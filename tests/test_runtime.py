@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lesionloc_runtime.bundle import HeatmapConfig
 from lesionloc_runtime.errors import ReportError
-from lesionloc_runtime.heatmap import Heatmap
+from lesionloc_runtime.heatmap import Heatmap, HeatmapConfig
 from lesionloc_runtime.imageio import Radiograph
 from lesionloc_runtime.localizer import Localizer
 from lesionloc_runtime.preprocess import Letterbox

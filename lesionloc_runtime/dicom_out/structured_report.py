@@ -81,7 +81,7 @@ def algorithm_identification(model: dict[str, Any]) -> AlgorithmIdentification:
     demo = bool(model.get("demo", False))
     parameters = [
         f"model={model.get('name', 'unknown')}",
-        f"model_manifest_sha256={model.get('manifest_sha256', 'unknown')}",
+        f"model_card_sha256={model.get('card_sha256', 'unknown')}",
         f"quantization={model.get('quantization', 'unknown')}",
         f"demo={'true' if demo else 'false'}",
     ]
@@ -95,7 +95,7 @@ def algorithm_identification(model: dict[str, Any]) -> AlgorithmIdentification:
 
 def _observation_context(model: dict[str, Any]) -> ObservationContext:
     # The device UID is derived from the model bundle: the same bundle is the same observer.
-    sha = str(model.get("manifest_sha256", "unknown"))
+    sha = str(model.get("card_sha256", "unknown"))
     uid = generate_uid(prefix=None, entropy_srcs=[ALGORITHM_NAME, __version__, sha])
     model_name = str(model.get("name", "unknown"))[:50]  # TEXT, but kept LO-sized for viewers
     if model.get("demo"):

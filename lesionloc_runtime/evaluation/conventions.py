@@ -51,7 +51,7 @@ class Convention:
 
 LESIONLOC = Convention(
     "lesionloc", MIOU_THRESHOLDS,
-    "on the scoring grid, over the pixels the model saw: CNR = |mean_in - mean_out| / "
+    "on the scoring grid, unseen pixels at the map's lowest value: CNR = |mean_in - mean_out| / "
     "sqrt(var_in + var_out), in = the union of the boxes or the mask, out = the rest; mIoU = "
     "mean IoU of (heatmap min-max scaled to [0, 1]) >= t over t = 0.1, 0.2, 0.3, 0.4, 0.5",
     "lesionloc_runtime/metrics.py: contrast_to_noise_ratio, score_heatmap",

@@ -39,6 +39,7 @@ from lesionloc_runtime.metrics import (
     LocalizationScores,
     boxes_to_mask,
     score_heatmap,
+    unseen_as_lowest,
 )
 
 # AUROC sorts every pixel, so its cost grows faster than the pixel count. Scoring on a grid
@@ -113,8 +114,9 @@ class _Skip(Exception):
 
 class _PromptMaps:
     """The heatmaps of one image's prompts on each grid that is scored, each computed once per
-    prompt. NaN marks pixels a (cropping) model did not see: they are left out of every
-    metric. An infinite value, or no finite one, is a fault of the provider: skipped."""
+    prompt. NaN marks pixels a (cropping) model did not see (each convention's rule in
+    docs/evaluation.md). An infinite value, or no finite one, is a fault of the provider:
+    skipped."""
 
     def __init__(self, maps: np.ndarray, texts: list[str], score_shape: tuple[int, int]
                  ) -> None:
@@ -213,13 +215,10 @@ def _score_sample(
     small_mask = resize_mask(mask, maps.score_shape)
     if not small_mask.any():
         raise _Skip(f"{grounding.category}: the ground truth lies outside the image")
-    seen = np.isfinite(heat)
-    if not seen.all():
-        if not small_mask[seen].any():
-            raise _Skip(f"{grounding.category}: the ground truth lies outside the region "
-                        "the model saw")
-        heat, small_mask = heat[seen], small_mask[seen]
-    scores = score_heatmap(heat, small_mask, threshold)
+    # `lesionloc`: what the model did not see (NaN outside a centre crop) it did not find, as
+    # the study page draws it: those pixels take the map's lowest value, so truth there is
+    # missed, never skipped. `afloc` and `hi-ml` treat NaN as their own code does.
+    scores = score_heatmap(unseen_as_lowest(heat), small_mask, threshold)
     if grounding.rle or grounding.mask is not None:
         truth = SampleTruth(maps.height, maps.width, mask=mask)
     else:

@@ -124,7 +124,7 @@ class EvaluationSummary:
         m = self.model
         if not m:
             return "unknown model"
-        sha = str(m.get("manifest_sha256") or "")[:12]
+        sha = str(m.get("card_sha256") or "")[:12]
         parts = [str(m.get("name", "?"))]
         if sha:
             parts.append(f"sha256 {sha}")
