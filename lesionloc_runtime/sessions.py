@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from lesionloc_runtime.contract import EncoderSpec
-from lesionloc_runtime.errors import BundleError, ConfigError
+from lesionloc_runtime.errors import BundleError, ConfigError, printable
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,8 @@ class OnnxEncoder:
         try:
             self.session = open_session(path, session_options(threads), chosen)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-            raise BundleError(f"{path}: ONNX Runtime cannot load this graph ({exc})") from None
+            raise BundleError(f"{path}: ONNX Runtime cannot load this graph "
+                              f"({printable(str(exc), 300)})") from None
         active = self.session.get_providers()
         if any(p != "CPUExecutionProvider" for p in chosen) and active == ["CPUExecutionProvider"]:
             _warn_once("CUDA was requested but the session runs on CPU only")

@@ -126,3 +126,19 @@ def test_cli_exits_5_with_one_line_for_an_edited_bundle(tiny_bundle, tmp_path):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines[-1].startswith("error: ") and "box_threshold" in lines[-1]
     assert "Traceback" not in result.output
+
+
+def test_a_graph_onnx_runtime_refuses_is_one_printable_line(tiny_bundle, monkeypatch):
+    """ONNX Runtime's message may quote bytes of a damaged graph: the BundleError shows them
+    as one printable line (found by tests/fuzz/bundles.py)."""
+    from lesionloc_runtime import sessions
+    from lesionloc_runtime.localizer import Localizer
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : bad\x1b[31m\x00\nnode")
+
+    monkeypatch.setattr(sessions, "open_session", refuse)
+    with pytest.raises(BundleError) as raised:
+        Localizer.load(tiny_bundle, threads=1)
+    message = str(raised.value)
+    assert message.isprintable() and "INVALID_PROTOBUF : bad?[31m? node" in message

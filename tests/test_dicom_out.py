@@ -375,3 +375,23 @@ def _walk(ds: Dataset) -> list[Dataset]:
         out.append(item)
         out.extend(_walk(item))
     return out
+
+
+def test_dicom_out_reads_a_malformed_uid_without_library_warnings(tmp_path, capsys, caplog):
+    """A UID of other characters than digits and dots is refused with our one line only:
+    pydicom's own warning and log line about it must not reach the terminal first."""
+    import warnings
+
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    from lesionloc_runtime.dicom_out.identity import StudyIdentity
+
+    ds = Dataset()
+    ds[0x0020000D] = RawDataElement(Tag(0x0020000D), "UI", 8, b"1.2.x3a\x00", 0, False, True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DicomOutputError):
+            StudyIdentity.from_source(ds, 64, 64)
+    assert not [str(w.message) for w in caught]
+    assert not [r for r in caplog.records if r.name.startswith("pydicom")]

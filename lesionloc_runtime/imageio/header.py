@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from lesionloc_runtime.errors import ImageReadError
+from lesionloc_runtime.imageio.capture import quiet_libraries
 
 # What a header value must look like to be shown in a message (see `shown_value`).
 UID_TEXT = re.compile(r"(?=.{1,64}$)[0-9]+(?:\.[0-9]+)*")
@@ -45,9 +46,12 @@ def replace(ds: Any, keyword: str, value: Any) -> None:
 def header_value(ds: Any, keyword: str) -> Any:
     """An element's value, or None when absent, empty or unparseable (pydicom converts
     values lazily, so a malformed one raises only when read). Every reading of a header
-    attribute that a damaged file may carry goes through here (dicom_out too)."""
+    attribute that a damaged file may carry goes through here (dicom_out too), quietly:
+    pydicom warns and logs about a malformed value as it converts it, and outside the reader
+    (--dicom-out) that reached the terminal twice before our own message."""
     try:
-        value = ds.get(keyword)
+        with quiet_libraries():
+            value = ds.get(keyword)
     except Exception:  # any conversion failure means "this value is unusable"
         return None
     return None if value is None or value == "" else value
