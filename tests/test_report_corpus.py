@@ -19,7 +19,8 @@ from lesionloc_runtime.text import SENTENCE_KINDS, assess
 DATA = Path(__file__).parent / "data"
 PARTS = {"development": DATA / "report_corpus.jsonl",
          "held-out 1": DATA / "report_corpus_heldout.jsonl",
-         "held-out 2": DATA / "report_corpus_heldout2.jsonl"}
+         "held-out 2": DATA / "report_corpus_heldout2.jsonl",
+         "held-out 3": DATA / "report_corpus_heldout3.jsonl"}
 GOALS = {"kind accuracy": (">=", 0.99), "missed findings": ("<=", 0.005),
          "heatmaps for non-findings": ("<=", 0.01)}
 
