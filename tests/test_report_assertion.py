@@ -14,7 +14,7 @@ import pytest
 from lesionloc_runtime.text import assess, parse_report
 from lesionloc_runtime.text import lexicon as lx
 from lesionloc_runtime.text import sections as sections_module
-from lesionloc_runtime.text.assertion import _prepare
+from lesionloc_runtime.text.clauses import prepare
 
 CORPUS = Path(__file__).parent / "data" / "report_corpus.jsonl"
 
@@ -188,7 +188,8 @@ def test_fast_header_and_identifier_scans_find_what_the_regexes_find():
 
 PATTERN_GROUPS = {
     "prior": [lx.NO_PRIOR], "communication": [lx.COMMUNICATION],
-    "recommendation": [lx.RECOMMENDATION], "limitation": [lx.LIMITATION],
+    "recommendation": [lx.RECOMMENDATION], "limitation": [lx.LIMITATION, lx.HYPOTHETICAL],
+    "request": [lx.PURPOSE],
     "hedge_back": [lx.HEDGE_BACK], "negation": [lx.NEGATION], "stability": [lx.STABILITY],
     "normal": [lx.NORMAL_CUE, lx.CLEAR_LABEL], "hedge": [lx.HEDGE], "borderline": [lx.BORDERLINE],
 }
@@ -201,7 +202,7 @@ def test_every_cue_match_has_a_trigger_word():
     texts |= {s.text for r in reports(150, seed=9) for s in parse_report(r).sentences}
     assert set(PATTERN_GROUPS) == set(lx.TRIGGERS)
     for text in texts:
-        low = _prepare(text)[0]
+        low = prepare(text)[0]
         present = lx.triggered(low)
         for group, patterns in PATTERN_GROUPS.items():
             if any(p.search(low) for p in patterns):
