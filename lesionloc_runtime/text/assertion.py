@@ -47,6 +47,7 @@ _FILLER_TAIL = re.compile(
     r"|otherwise|status\s+post|s/p|interval))\s*\Z"
 )
 _AND = re.compile(r"\band\b")
+_PLACEHOLDER_TAIL = re.compile(r"(?:\s*(?:" + lx.PLACEHOLDER.pattern + r"))+")
 _COORDINATORS = frozenset("and or with but nor".split())
 _VERB = frozenset("is are was were be been has have had remains remain appears appear seen "
                   "visible visualized identified noted".split())
@@ -79,12 +80,15 @@ class _Analysis:
         return out
 
     def append(self, out: list[_Part], parts: list[_Part], joined: bool) -> None:
-        """Add a clause's parts; stability words alone after "but" qualify the finding before
-        them ("enlarged but stable") and join it."""
+        """Add a clause's parts. After "but", a clause with nothing to localize that only
+        qualifies the finding before it joins it: stability ("enlarged but stable") or a
+        predicate without a subject ("... but was better seen on the CT")."""
         if (joined and len(parts) == 1 and parts[0].kind == "other" and out
-                and out[-1].kind == "finding" and self.may("stability")):
+                and out[-1].kind == "finding"):
             text = self.low[parts[0].start : parts[0].end]
-            if lx.STABILITY.search(text) and not content_words(blank(lx.STABILITY, text)):
+            stable = (self.may("stability") and lx.STABILITY.search(text)
+                      and not content_words(blank(lx.STABILITY, text)))
+            if stable or (text.split()[0] in _VERB and self.other_start(text) is None):
                 out[-1] = out[-1]._replace(end=parts[0].end)
                 return
         out.extend(parts)
@@ -232,11 +236,12 @@ class _Analysis:
         if not words:
             return [_Part("other", False, a, b)] if stable else []
         if self.normal_cue(core) and not (self.may("borderline") and lx.BORDERLINE.search(core)):
-            if not lx.FINDING_TERM.search(core):
+            if not lx.FINDING_TERM.search(blank(lx.NORMAL_ATTRIBUTE, core)):
                 return [_Part("normal", False, a, b)]
             return self.normal_and_finding(a, b)
-        if all(w in lx.EXAM for w in words):
-            # "is visible on the lateral view" continues the clause before it
+        if all(w in lx.EXAM or w == "not" for w in words):
+            # "is visible on the lateral view" continues the clause before it, and so does
+            # "which was not present on the prior" (a visibility clause, not a negation)
             return [] if seg.split()[0] in _VERB else [_Part("other", False, a, b)]
         if about_the_exam(seg, core, words):
             return [_Part("other", False, a, b)]
@@ -288,6 +293,8 @@ def _combine(text: str, parts: list[_Part], index: list[int] | None) -> Assertio
         start, end = findings[0].start, findings[-1].end
         if index is not None:  # back to offsets into the text with its placeholders
             start, end = index[start], index[end - 1] + 1
+            tail = _PLACEHOLDER_TAIL.match(text, end)
+            end = tail.end() if tail else end  # "new since ___" ends with its blank
         if not text[end:].strip(" \t.!?)]\"'"):
             end = len(text)
         if not text[:start].strip(" \t([\"'-"):

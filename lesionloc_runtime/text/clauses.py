@@ -59,8 +59,9 @@ def blank(pattern: re.Pattern[str], s: str) -> str:
 
 def about_the_exam(seg: str, core: str, words: list[str]) -> bool:
     """Whether a clause without negation or normal cues has nothing on the image: the exam's
-    name, or no finding, device or measurement named and an administrative word or a pointer
-    to elsewhere in the report. Words no list knows, with none of these, make a finding."""
+    name, or no finding, device or measurement named and an administrative word, a pointer to
+    elsewhere in the report, or the exam named with no place or descriptor. Words no list
+    knows, with none of these, make a finding."""
     if lx.EXAM_NAME.match(seg):
         return True
     if lx.FINDING_TERM.search(core):
@@ -69,7 +70,17 @@ def about_the_exam(seg: str, core: str, words: list[str]) -> bool:
         any(w in lx.ADMIN for w in words)
         or all(w in lx.EXAM or w in lx.EXAM_LABELS for w in words)
         or lx.REFERENCE.search(seg) is not None
+        or (_names_the_exam(seg)
+            and not any(w in lx.LOCATION or w in lx.DESCRIPTOR for w in words))
     )
+
+
+def _names_the_exam(seg: str) -> bool:
+    """Whether the exam is what a clause is about: it starts as a comparison, or names the exam
+    outside a phrase saying where something was seen ("on the lateral view")."""
+    if lx.COMPARING.match(seg):
+        return True
+    return any(w in lx.EXAM_SUBJECT for w in content_words(blank(lx.SEEN_ON, seg)))
 
 
 def contrast(seg: str, cue: re.Match[str]) -> bool:

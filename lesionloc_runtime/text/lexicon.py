@@ -9,11 +9,14 @@ from lesionloc_runtime.text.vocabulary import (  # noqa: F401  (the word classes
     ADMIN,
     ANATOMY,
     CHANGE_MODIFIER,
+    DESCRIPTOR,
     EXAM,
     EXAM_LABELS,
+    EXAM_SUBJECT,
     FILLER,
     GENERIC,
     KNOWN,
+    LOCATION,
     OPEN_END,
 )
 from lesionloc_runtime.text.vocabulary import words as _words
@@ -51,16 +54,20 @@ FINDING_TERM = re.compile(
     r"|mastectomy|cabg|staple|coil|filter|icd\b|aicd|defibrillator|generator|electrode|air\s?space"
     r"|bronchiectasis|cavit|infect|aspiration|cyst|bulla|bleb|prominen|fullness|engorge"
     r"|volume\s+loss|low\s+lung\s+volume|pneumomediastinum|pneumoperitoneum|free\s+air"
-    r"|shadowing|(?<!cardiac\s)(?<!heart\s)(?<!mediastinal\s)shadows?\b|haz[ey]|reticul"
+    r"|shadowing|(?<!cardiac\s)(?<!heart\s)(?<!mediastinal\s)(?<!thymic\s)shadows?\b|haz[ey]|reticul"
     r"|interstitial|kerley|septal|cuffing|adenopathy|osteopen|kyphos"
     r"|scolios|spondyl|osteophyt|lymphadenopath|lucen|metasta|tumou?r|malignan|carcinoma|plaque|crowding"
-    r"|redistribution|cephaliz|fluid|bronchogram|eventration|pectus|azygos|postoperative"
+    r"|redistribution|cephaliz|fluid|bronchogram|eventration|pectus|azygos|postoperative(?!ly)"
     r"|post-?surgical|surgical|obscur|shift|deviat|abnormalit|changes\b|dissect|dextrocardi"
     r"|pneumopericard|pneumatocel|abscess|empyema|ha?emothora|chylothora|loculat|air[- ]?trapping"
     r"|air[- ]fluid|foreign\s+bod|bronchiecta|honeycomb|tubercul|tb\b|sarcoid|lymphangit|mets\b"
     r"|flatten|hazi|ptx\b|pna\b|atx\b|fx\b|chf\b|copd\b|ards\b|ild\b|cvc\b|ett\b|ngt\b|ogt\b"
     r"|[no]g\s+tube|iabp\b|ecmo\b|impella|cannula|tips?\b|tracheostom|sutures?\b|mesh\b|pads?\b"
     r"|ecg\b|ekg\b|cath\b|shunt|stimulator|expander|implant"
+    # Words made with a suffix of disease or surgery: hamartoma, bronchitis, stenosis,
+    # atrophy, thoracoplasty (not diagnosis, prognosis).
+    r"|(?!(?:dia|prog)gnos)[a-z]+(?:omas?|omata|itis|osis|ectasis|megaly|ectomy|otomy|ostomy"
+    r"|plasty|cele|pathy|rrhage|trophy|plasia)\b"
     # A measurement describes something on the film: "ETT 4 cm above the carina".
     r"|\d+(?:\.\d+)?\s*(?:mm|cm)\b)",
 )
@@ -69,11 +76,14 @@ FINDING_TERM = re.compile(
 NORMAL_CUE = re.compile(
     r"\b(?:normal(?:ly)?|nml|nl|unremarkable|wnl|intact|preserved|sharp|midline|(?:is|are)\s+central"
     r"|symmetric(?:al)?(?:ly)?|nad|within\s+(?:the\s+)?(?:limits|range)|(?:are|is|remain|remains|appear"
-    r"|appears|otherwise|now|and|grossly|essentially|largely|relatively|be|lungs?|fields?|chest)\s+clear"
+    r"|appears|otherwise|now|and|grossly|essentially|largely|relatively|be|lungs?|fields?|chest"
+    r"|spaces?|angles?|recesses|bases|apices|zones)\s+clear"
     r"|clear\s+(?:lungs?|lung\s+fields|bilaterally|chest)|well[- ]?(?:expanded|aerated|inflated)"
     r"|(?:clearly|well|sharply)[- ](?:defined|delineated|demarcated)"
     r"|(?:less\s+than|under|below)\s*0?\.5\d?)\b"
 )
+# What a normal statement is about is no finding: "The hila are normal in size and density."
+NORMAL_ATTRIBUTE = re.compile(r"\bnormal\s+in\s+\w+(?:\s*(?:,|and|or)\s*\w+)*")
 # "Lungs: clear", and "clear" left alone once "otherwise" or "essentially" is set aside.
 CLEAR_LABEL = re.compile(r":\s*clear\b|^\s*clear\b")
 
@@ -121,7 +131,8 @@ RECOMMENDATION = re.compile(
     r"|\A\W*(?:would\s+)?(?:suggest|consider)\b(?!\s+(?:that|the\s+(?:presence|possibility)))"
     r"|repeat\s+(?:radiograph|film|cxr|imaging|study|chest|exam|examination|x-ray)\w*"
     r"|(?:ct|cta|mri|pet|ultrasound|cxr|radiograph|imaging|follow-up|repeat)\s+(?:\w+\s+){0,3}?"
-    r"(?:is\s+|are\s+)?suggested)"
+    r"(?:is\s+|are\s+)?(?:suggested|arranged|booked|planned)"
+    r"|(?:examination|evaluation|assessment)\s+(?:is\s+)?suggested|for\s+(?:\w+\s+)?correlation)"
 )
 REQUEST = re.compile(
     r"\A\W*(?:(?:the\s+)?(?:patient|pt)\s+is\s+an?\s+)?(?:\d+\s*)?-?\s*(?:year|yr)s?[- ]old\b"
@@ -130,6 +141,8 @@ REQUEST = re.compile(
     r"|hx\s+of|clinical\s+(?:details|notes|information|history|indication|question|query)"
     r"|indications?|(?:gp\s+|ed\s+|clinical\s+)?(?:referral|requisition)|history|hx|reason"
     r"|question)\b(?!\s+answered)"
+    # The clinical question after the exam's name, British style: "CXR PA: ?infection".
+    r"|\A\W*(?:cxr|chest|x-ray|xray|film|radiograph)\b[^:?]{0,20}:\s*\?"
 )
 # Why the film was taken, anywhere in a clause: "CXR requested to check ETT position.",
 # "Chest pain, rule out pneumonia.", "Pt has hx of CHF."
@@ -143,6 +156,15 @@ REFERENCE = re.compile(
     r"\bas\s+(?:above|below|described|detailed|outlined)\b|\bsee\s+(?:the\s+)?(?:above|below"
     r"|impression|findings|report|comment|addendum|previous|prior|separate)\b"
 )
+# Where an observation was made or compared ("on the lateral view", "since the prior film"):
+# the exam named in such a phrase is not what the clause is about.
+SEEN_ON = re.compile(
+    r"\b(?:on|in|at|over|since|from|than|to|with|versus|vs)\s+(?:[\w'/-]+\s+){0,3}?(?:radiographs?"
+    r"|x-rays?|xrays?|cxrs?|films?|views?|images?|exams?|examinations?|study|studies"
+    r"|projections?)\b"
+)
+# A clause that starts as a comparison: "Compared with the previous film from ___ ...".
+COMPARING = re.compile(r"\A\W*(?:compared|comparison|in\s+comparison)\b")
 # The exam's name: a phrase ending in an exam word with no verb or preposition in it ("Post
 # line insertion film.", "Restaging chest radiograph."); "Nodule on the lateral view" is none.
 EXAM_NAME = re.compile(
@@ -282,7 +304,8 @@ TRIGGERS: dict[str, frozenset[str]] = {
                           "recommendations advise advised advises advising advisable advisory "
                           "advice follow followup followups further correlate correlated "
                           "correlation clinical clinically please kindly obtained performed "
-                          "considered helpful useful value suggest consider repeat suggested",
+                          "considered helpful useful value suggest consider repeat suggested "
+                          "arranged booked planned",
         "limitation": "limited limiting limitation limitations limits suboptimal degraded "
                       "underpenetrated overpenetrated lordotic rotated rotation motion habitus "
                       "positioning included imaged assessed evaluated partially excluded assess "

@@ -17,7 +17,8 @@ FILLER = words(
     "evident shown shows show visible apparent observed detected which who than then just very "
     "evidence sign signs feature features any some overall redemonstrated re-demonstrated status "
     "post s/p since when both appears appear appearing seems interval previously currently "
-    "through demonstrate reveal reveals revealed display displays per"
+    "through demonstrate reveal reveals revealed display displays per i we you he she they my "
+    "our his her"
 )
 # Exam names, views, technique, comparison and time words: a clause made only of these (and
 # filler) has nothing on the image to localize.
@@ -33,7 +34,7 @@ EXAM = words(
     "motion lordotic positioning underpenetrated overpenetrated penetrated limited suboptimal "
     "degraded quality routine interval preliminary final report reports version dictation "
     "included inspiratory same day days week weeks month months year years ago minutes earlier "
-    "expiratory radiologic radiological xr erect semi-erect standing done"
+    "expiratory radiologic radiological xr erect semi-erect standing done exposure"
 )
 # What a "no ... X" is about when X is no specific finding: a global normal statement.
 GENERIC = words(
@@ -91,13 +92,36 @@ ADMIN = words(
     "fever fevers febrile sob dyspnea dyspnoea hemoptysis haemoptysis tenderness sweats wheeze "
     "wheezing chills hypoxia hypoxic desaturation tachypnea tachypnoea fall mvc mva assault "
     "smoker symptoms symptom complaint complains presents presenting presented crp wbc sats "
-    "number follow shortness breath accession mrn dob"
+    "number follow shortness breath accession mrn dob reported reporting"
 )
 # Words a header or a reference is made of: content-free like exam words ("Impression: ...",
 # "END OF REPORT").
 EXAM_LABELS = words(
     "impression impressions conclusion conclusions summary opinion comment comments result "
     "results findings finding end correction"
+)
+# Words that name the examination itself. A clause with one of them and with no finding, no
+# place in the chest and no descriptive word talks about the exam ("Chest radiograph, AP
+# supine, neonate.", "Patient to be recalled for CT."); one with a place or a descriptor
+# describes the image ("Dextrocardia on the PA view" has a finding word, "Bulging right
+# paratracheal stripe on the frontal view" a place).
+EXAM_SUBJECT = words(
+    "radiograph radiographs radiography x-ray xray ray rays cxr film films view views image "
+    "images imaging exam exams examination examinations study studies projection projections "
+    "portable upright supine erect semi-erect bedside mobile pa ap lateral frontal decubitus "
+    "oblique technique exposure patient xr ct cta mri pet ultrasound report reports"
+)
+# Where in the chest: anatomy other than the name of the region examined.
+LOCATION = ANATOMY - words("chest thorax appearance appearances normal")
+# How radiologists describe what they see: size, severity, distribution, shape, change.
+DESCRIPTOR = words(
+    "mild mildly moderate moderately severe severely marked markedly small large tiny trace "
+    "minimal minor subtle slight slightly patchy diffuse diffusely focal multifocal extensive "
+    "scattered confluent new increased increasing decreased decreasing worse worsening worsened "
+    "improved improving enlarged prominent dense ill-defined well-defined rounded round linear "
+    "nodular coarse thick thickened residual old healed chronic early developing multiple "
+    "numerous few several solitary innumerable faint hazy streaky band-like wedge-shaped "
+    "irregular lobulated spiculated cavitary lucent opaque sclerotic lytic displaced"
 )
 # Every listed word: none of them is read as a typing error of another.
 KNOWN = FILLER | EXAM | GENERIC | ANATOMY | ADMIN | EXAM_LABELS | CHANGE_MODIFIER | OPEN_END
