@@ -97,6 +97,44 @@ CASES = {
         ("No effusion and left lower lobe pneumonia.", "finding", "left lower lobe pneumonia."),
         ("No pleural effusion or right pneumothorax.", "negated", None),
     ],
+    "a_clause_naming_nothing_on_the_film_with_administrative_words_is_other": [
+        ("Prelim read by radiology resident, final to follow.", "other", None),
+        ("Thank you for the referral.", "other", None),
+        ("I have reviewed the images and agree with the report.", "other", None),
+        ("Adequate inspiratory effort.", "other", None),
+        ("Signed by Dr. ___, MD FRCPC.", "other", None),
+        ("Findings: See impression.", "other", None),
+        ("Chest radiograph, AP supine, neonate.", "other", None),
+        ("Post line insertion film.", "other", None),
+        ("Supine film, so small effusions and pneumothoraces may be missed.", "other", None),
+        ("CXR requested to check ETT position.", "other", None),
+        ("Hx: MVC, chest wall tenderness.", "other", None),
+    ],
+    "a_finding_device_measurement_or_unknown_word_keeps_a_clause_a_finding": [
+        ("Right PICC line placed at [HOSPITAL] with the tip in the SVC.", "finding", None),
+        ("ETT 4 cm above the carina, satisfactory.", "finding", None),
+        ("Dextrocardia.", "finding", None), ("Swallowed coin on the frontal view.", "finding", None),
+        ("Coin unchanged since the prior film.", "finding", None),
+        ("Hamartoma unchanged from prior study.", "finding", None),
+        ("Shallow inspiration without focal consolidation.", "finding", "Shallow inspiration"),
+    ],
+    "reporting_elsewhere_and_a_corrected_side_are_not_absence": [
+        ("Discrepancy: the right apical pneumothorax was not mentioned on the preliminary read.",
+         "finding", "Discrepancy: the right apical pneumothorax was not mentioned on the"),
+        ("The effusion is on the left, not the right.", "finding", None),
+    ],
+    "a_statement_before_and_keeps_its_own_subject": [
+        ("Trachea is midline and the mediastinum is not widened.", "normal", None),
+        ("The Swan-Ganz catheter has been withdrawn and removed.", "negated", None),
+    ],
+    "withdrawn_alone_is_gone_and_withdrawn_by_a_distance_is_repositioned": [
+        ("The nasogastric tube has been withdrawn.", "negated", None),
+        ("The ETT has been withdrawn by 2 cm and now lies 5 cm above the carina.", "finding",
+         None),
+    ],
+    "stability_after_but_stays_with_its_finding": [
+        ("Cardiomediastinal silhouette is enlarged but stable.", "finding", None),
+    ],
 }
 PARAMS = [(name, *case) for name, cases in CASES.items() for case in cases]
 
@@ -143,11 +181,40 @@ def test_placeholders_inserted_anywhere_never_change_a_kind():
         if len(words) < 2:
             continue
         at = rng.randrange(1, len(words))
-        for blank in ("XXXX", "___", "[** Hospital 1 **]"):
+        for blank in ("XXXX", "___", "[** Hospital 1 **]", "[DATE]", "<PERSON>",
+                      "**NAME[AAA, BBB]", "{{DATE}}", "XX/XX/XXXX"):
             text = " ".join([*words[:at], blank, *words[at:]])
             if assess(text).kind != row["kind"]:
                 changed.append(text)
     assert not changed
+
+
+@pytest.mark.parametrize(("typed", "meant"), [
+    ("The lungs are clera.", "The lungs are clear."),
+    ("Cannot exlcude small left effusion.", "Cannot exclude small left effusion."),
+    ("Stable apperance of the mediastinum.", "Stable appearance of the mediastinum."),
+    ("Comparision: ___.", "Comparison: ___."),
+    ("No acute cardiopulmonry process.", "No acute cardiopulmonary process."),
+])
+def test_a_typing_error_in_a_cue_word_reads_as_the_word(typed, meant):
+    assert assess(typed) == assess(meant)
+
+
+@pytest.mark.parametrize(("word", "kept"), [
+    ("staple", True),  # a finding word, not "stable"
+    ("formal", True),  # the first letter is rarely mistyped: no "normal"
+    ("remove", True), ("removes", True),  # inflections, not errors of "removed"
+    ("clears", True),  # six letters may not gain or lose one
+    ("clera", False), ("osseus", False),
+])
+def test_only_a_word_one_edit_from_a_cue_word_is_corrected(word, kept):
+    low, _ = prepare(f"The {word} here.")
+    assert (word in low.split()) is kept
+
+
+def test_a_corrected_word_keeps_the_grounded_span_in_the_original_text():
+    text = "Small right plueral effusion, no pnuemothorax."
+    assert grounded(text) == "Small right plueral effusion"
 
 
 def test_grounded_spans_are_offsets_into_the_sentence_text():
