@@ -51,6 +51,7 @@ _PLACEHOLDER_TAIL = re.compile(r"(?:\s*(?:" + lx.PLACEHOLDER.pattern + r"))+")
 _COORDINATORS = frozenset("and or with but nor".split())
 _VERB = frozenset("is are was were be been has have had remains remain appears appear seen "
                   "visible visualized identified noted".split())
+_VERB_WORD = re.compile(r"\b(?:" + "|".join(sorted(_VERB)) + r")\b")
 
 
 
@@ -173,12 +174,17 @@ class _Analysis:
                 break
             end = comma
         # "Trachea is midline and the mediastinum is not widened": what comes before an "and"
-        # with a verb of its own is a statement of its own, not part of the subject.
-        for m in reversed(list(_AND.finditer(self.low, start, cue))):
-            if any(w in _VERB for w in self.low[start : m.start()].split()) and content_words(
-                self.low[m.end() : cue]
-            ):
+        # with a verb of its own is a statement of its own, not part of the subject. The
+        # subject starts after the last such "and" that has words of its own after it.
+        verb = _VERB_WORD.search(self.low, start, cue)
+        if verb is None:
+            return start
+        end, words = cue, False
+        for m in reversed(list(_AND.finditer(self.low, verb.end(), cue))):
+            words = words or bool(content_words(self.low[m.end() : end]))
+            if words:
                 return m.end()
+            end = m.start()
         return start
 
     def negated(self, a: int, b: int, cue: re.Match[str]) -> list[_Part]:
