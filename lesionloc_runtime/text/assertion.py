@@ -157,9 +157,11 @@ class _Analysis:
         for m in lx.NEGATION.finditer(blanked):
             word = m.group().split()[0]
             if word in CHANGE:
-                if lx.PARTIAL.search(seg, 0, m.start()):
+                # The words of a partial change stand right before the cue: a bounded look
+                # back keeps a sentence of thousands of "nearly resolved" linear.
+                if lx.PARTIAL.search(seg, max(0, m.start() - 80), m.start()):
                     continue
-            elif word == "not" and (lx.VISIBILITY.match(seg[m.end():]) or contrast(seg, m)):
+            elif word == "not" and (lx.VISIBILITY.match(seg, m.end()) or contrast(seg, m)):
                 continue
             return m
         return None

@@ -84,10 +84,12 @@ def _names_the_exam(seg: str) -> bool:
 
 
 def contrast(seg: str, cue: re.Match[str]) -> bool:
-    """", not the right": a place corrected, not a finding negated."""
-    after = content_words(seg[cue.end():])
-    return (seg[: cue.start()].rstrip().endswith(",") and bool(after)
-            and all(w in lx.ANATOMY for w in after))
+    """", not the right" closing a clause: a place corrected, not a finding negated."""
+    rest = seg[cue.end():]
+    if len(rest) > 40 or not seg[max(0, cue.start() - 4) : cue.start()].rstrip().endswith(","):
+        return False
+    after = content_words(rest)
+    return bool(after) and all(w in lx.ANATOMY for w in after)
 
 
 def negated_kind(words_text: str, cue: str) -> SentenceKind:

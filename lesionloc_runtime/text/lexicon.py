@@ -258,19 +258,19 @@ PARTIAL = re.compile(
     r"|interval)\s+)?|\b(?:not|never)\s+(?:yet\s+)?(?:(?:completely|fully|entirely|totally)\s+)?)$"
 )
 # "not seen on the prior study", "not well seen on the lateral view": visibility elsewhere,
-# not absence.
+# not absence. Matched (anchored) right after "not".
 VISIBILITY = re.compile(
-    r"\A\s+(?:(?:as\s+)?well|clearly|previously|definitely|as\s+clearly)?\s*(?:seen|visuali[sz]ed"
+    r"\s+(?:(?:as\s+)?well|clearly|previously|definitely|as\s+clearly)?\s*(?:seen|visuali[sz]ed"
     r"|identified|evident|present|appreciated|demonstrated|visible|apparent|detected"
     r"|delineated|defined|assessed)\b(?:\s+as\b)?(?:\s+(?:on|in|at|with)\s+(?:the\s+|this\s+"
     r"|a\s+|an\s+|any\s+)?(?:prior|previous|earlier|preceding|old|older|outside|lateral"
     r"|frontal|pa|ap|oblique|comparison|recent|initial|ct|remote|last|other)\b|\s+(?:on|in)\s+"
     r"(?:the\s+)?(?:study|exam|examination|radiograph|film|ct|chest\s+\w+)\s+(?:of|from|dated)\b"
     r"|\s+(?:previously|before|earlier|then|at\s+that\s+time|in\s+retrospect))"
-    r"|\A\s+(?:(?:as\s+)?well|previously|as\s+clearly)\s+(?:seen|visuali[sz]ed|identified"
+    r"|\s+(?:(?:as\s+)?well|previously|as\s+clearly)\s+(?:seen|visuali[sz]ed|identified"
     r"|evident|present|appreciated|demonstrated|visible|delineated|defined)\b"
     # Reported elsewhere: "was not mentioned on the preliminary read".
-    r"|\A\s+(?:(?:previously|initially|specifically)\s+)?(?:mentioned|described|reported"
+    r"|\s+(?:(?:previously|initially|specifically)\s+)?(?:mentioned|described|reported"
     r"|commented\s+(?:up)?on)\b"
 )
 # A negation's scope ends where a positive statement starts after a comma or "and".
