@@ -7,12 +7,16 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from lesionloc_runtime.batch import RunSettings
 from lesionloc_runtime.cli_common import HELP_OPTIONS, Command, run_guarded
 from lesionloc_runtime.errors import EXIT_OK, EXIT_STUDIES_FAILED, ConfigError, OutputError
+
+if TYPE_CHECKING:
+    from lesionloc_runtime.results import SentenceResult
 
 
 @click.command(cls=Command, context_settings=HELP_OPTIONS)
@@ -158,12 +162,18 @@ def _single(image: Path, report: Path | None, settings: RunSettings, study_id: s
     click.echo(str(result.model.get("notice", "")))
     if not quiet:
         for s in result.sentences:
-            where = ""
-            if s.peak is not None:
-                where = f" peak=({s.peak[0]:.0f},{s.peak[1]:.0f}) boxes={len(s.boxes)}"
-            click.echo(f"[{s.index + 1:2d}] {s.kind:8s} score={s.score:+.3f}{where}  {s.text}")
+            click.echo(sentence_line(s))
     click.echo(f"open {written.parent / 'study.html'}  (results: {written})")
     return EXIT_OK
+
+
+def sentence_line(s: SentenceResult) -> str:
+    """A sentence as the summary prints it; a hedged finding's kind reads "finding?"."""
+    kind = f"{s.kind}?" if s.uncertain else s.kind
+    where = ""
+    if s.peak is not None:
+        where = f" peak=({s.peak[0]:.0f},{s.peak[1]:.0f}) boxes={len(s.boxes)}"
+    return f"[{s.index + 1:2d}] {kind:9s} score={s.score:+.3f}{where}  {s.text}"
 
 
 def _batch(source: Path, reports: Path | None, settings: RunSettings, workers: int,

@@ -44,6 +44,21 @@ def test_quick_start_command_runs_the_demo_on_the_example(tmp_path):
     assert not list((tmp_path / "example1").glob("summary.png"))  # only with --overlays
 
 
+def test_the_summary_marks_a_hedged_finding_with_a_question_mark(tmp_path):
+    report = tmp_path / "report.txt"
+    report.write_text("FINDINGS: Possible small left pleural effusion. Right lower lobe "
+                      "consolidation. No pneumothorax.\n")
+    proc = subprocess.run([str(BIN / "lesionloc-run"), str(DEMO_EXAMPLES / "example1.dcm"),
+                           "--report", str(report), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
+    assert [line.split("]")[1].split()[0] for line in lines] == ["finding?", "finding",
+                                                                  "negated"]
+    doc = json.loads((tmp_path / "out" / "example1" / "study.json").read_text())
+    assert [s["uncertain"] for s in doc["sentences"]] == [True, False, False]
+
+
 def _distance(x: float, y: float, box: list[float]) -> float:
     bx, by, bw, bh = box
     return float(np.hypot(max(bx - x, 0.0, x - bx - bw), max(by - y, 0.0, y - by - bh)))

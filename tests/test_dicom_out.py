@@ -96,8 +96,8 @@ def _result(demo: bool = False, study_id: str = "case-001") -> StudyResult:
                        0.61234, _heatmap(), (60.0, 150.0, 0.7),
                        [Box(40.5, 120.25, 50.0, 60.75, 0.7123), Box(150.0, 30.0, 20.4, 10.6, 0.5)]),
         SentenceResult(1, "No pleural effusion.", "findings", "negated", -0.1234),
-        SentenceResult(2, "Heart size ≥ normal, 4.5 cm mass?", "impression", "finding", 0.3333,
-                       _heatmap(), (10.0, 10.0, 0.2), []),
+        SentenceResult(2, "Heart size ≥ normal, possible 4.5 cm mass?", "impression", "finding",
+                       0.3333, _heatmap(), (10.0, 10.0, 0.2), [], uncertain=True),
         SentenceResult(3, "PA and lateral views of the chest.", "impression", "other", 0.0512),
         SentenceResult(4, "left apex nodule", "query", "query", 0.45678, _heatmap(),
                        (20.0, 20.0, 0.4), [Box(0.0, 0.0, 64.0, 32.0, 0.456)]),
@@ -160,8 +160,8 @@ def _assert_same_as_result(read: list[dict], result: StudyResult) -> None:
     expected = result.to_dict()["sentences"]
     assert [s["index"] for s in read] == [s["index"] for s in expected]
     for got, want in zip(read, expected, strict=True):
-        assert (got["text"], got["section"], got["kind"], got["grounded"]) == (
-            want["text"], want["section"], want["kind"], want["grounded"])
+        assert (got["text"], got["section"], got["kind"], got["grounded"], got["uncertain"]) == (
+            want["text"], want["section"], want["kind"], want["grounded"], want["uncertain"])
         assert round(got["score"], 4) == want["score"]
         assert len(got["boxes"]) == len(want["boxes"])
         for got_box, want_box in zip(got["boxes"], want["boxes"], strict=True):
@@ -172,6 +172,17 @@ def _assert_same_as_result(read: list[dict], result: StudyResult) -> None:
 def test_sr_reads_back_to_the_study_result(dicom_case):
     _, result, outputs = dicom_case
     _assert_same_as_result(read_back_sr(outputs.sr), result)
+
+
+def test_a_hedged_finding_is_uncertain_in_the_sr_and_no_other_sentence_is(dicom_case):
+    _, result, outputs = dicom_case
+    read = read_back_sr(outputs.sr)
+    assert [s["uncertain"] for s in read] == [False, False, True, False, False]
+    # Certainty of Finding (DCM 111012) = Uncertain (SCT 64957009), once: on sentence 2 alone.
+    items = [i for i in _walk(pydicom.dcmread(outputs.sr)) if i.ValueType == "CODE"
+             and i.ConceptNameCodeSequence[0].CodeValue == "111012"]
+    assert [(i.ConceptCodeSequence[0].CodeValue, i.ConceptCodeSequence[0].CodingSchemeDesignator)
+            for i in items] == [("64957009", "SCT")]
 
 
 def test_sr_boxes_are_closed_polylines_on_the_source_image(dicom_case):

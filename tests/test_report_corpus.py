@@ -1,9 +1,16 @@
 """The labelled report corpus in tests/data against the goals of issue 18: kind accuracy,
-missed findings and heatmaps for non-findings. The development part is what the rules were
-tuned on. Held-out part 1 (Australian, South Asian, US teleradiology) was committed before
-any tuning; its first evaluation showed three gaps that were then fixed, so it no longer
-judges the rules. Held-out part 2 (ICU, emergency, New Zealand, US private practice) was
-committed after that and before any further change, and judges the final rules."""
+missed findings and heatmaps for non-findings. Every part was committed before the rules it
+was first evaluated against; after an evaluation the rules were improved, so a part that has
+been evaluated no longer measures unseen text. The development part was tuned on from the
+start; held-out 1 (Australian, South Asian, US teleradiology) and 2 (ICU, emergency, New
+Zealand, US private practice) judged the first round of rules, held-out 3 (Canadian, Irish/NHS
+teleradiology, ICU portable, ED preliminary, resident dictations, structured templates, odd
+headers, other de-identification tools) and 4 (paediatric, oncology, screening, VA,
+post-operative, Scottish, South African, Singapore, administrative) the second. Held-out 5
+(capitals-only, speech recognition, Gulf, Nordic, Hong Kong, Philippine and East African
+English, long-term care, trauma, pre-operative) was written after the second round and judges
+its final rules; they were not changed for it. The figures at each part's first evaluation
+are in docs/reports.md."""
 
 from __future__ import annotations
 
@@ -19,7 +26,10 @@ from lesionloc_runtime.text import SENTENCE_KINDS, assess
 DATA = Path(__file__).parent / "data"
 PARTS = {"development": DATA / "report_corpus.jsonl",
          "held-out 1": DATA / "report_corpus_heldout.jsonl",
-         "held-out 2": DATA / "report_corpus_heldout2.jsonl"}
+         "held-out 2": DATA / "report_corpus_heldout2.jsonl",
+         "held-out 3": DATA / "report_corpus_heldout3.jsonl",
+         "held-out 4": DATA / "report_corpus_heldout4.jsonl",
+         "held-out 5": DATA / "report_corpus_heldout5.jsonl"}
 GOALS = {"kind accuracy": (">=", 0.99), "missed findings": ("<=", 0.005),
          "heatmaps for non-findings": ("<=", 0.01)}
 
@@ -104,7 +114,7 @@ def meets(scores: Scores, goals: dict[str, tuple[str, float]]) -> list[str]:
     return missed
 
 
-@pytest.mark.parametrize("part", ["development", "held-out 1"])
+@pytest.mark.parametrize("part", ["development", "held-out 1", "held-out 3"])
 def test_corpus_meets_the_goals_of_issue_18(part, capsys):
     scores = score(load(part))
     with capsys.disabled():
@@ -112,20 +122,32 @@ def test_corpus_meets_the_goals_of_issue_18(part, capsys):
     assert not meets(scores, GOALS), scores.table(part)
 
 
-def test_second_held_out_part_misses_no_finding_and_stays_at_its_measured_level(capsys):
-    """Held-out part 2 at its one evaluation (commit 2dfab38): kind accuracy 95.71%, missed
-    findings 0/78, heatmaps for non-findings 5/62 (8.06%). Emergency shorthand ("2V chest.",
-    "Rec f/u CXR", "D/w Dr.") was then read as other: 2/62 (3.23%). It misses the heatmap goal
-    (1%); docs/reports.md says so. This guards what it does reach."""
-    scores = score(load("held-out 2"))
+# Parts that miss a goal, held at their current level: (kind accuracy, heatmaps for
+# non-findings). Held-out 2 keeps two labels the convention now reads otherwise ("Lines and
+# tubes as described." is other there; "Mediastinum not widened." normal); held-out 4 and 5
+# have administrative and normal wording no list has ("ILO classification form completed
+# separately.", "Level 1 trauma, motor vehicle collision.", "Both diaphragms are smooth.").
+LEVELS = {"held-out 2": (0.985, 1 / 62), "held-out 4": (0.96, 7 / 121),
+          "held-out 5": (0.96, 5 / 128)}
+
+
+@pytest.mark.parametrize("part", sorted(LEVELS))
+def test_parts_below_a_goal_miss_no_finding_and_stay_at_their_level(part, capsys):
+    scores = score(load(part))
     with capsys.disabled():
-        print("\n" + scores.table("held-out 2"))
-    assert scores.rates["missed findings"] <= GOALS["missed findings"][1], scores.table("held-out 2")
-    assert scores.rates["kind accuracy"] >= 0.975, scores.table("held-out 2")
-    assert scores.rates["heatmaps for non-findings"] <= 0.033, scores.table("held-out 2")
+        print("\n" + scores.table(part))
+    accuracy, heatmaps = LEVELS[part]
+    assert scores.rates["missed findings"] <= GOALS["missed findings"][1], scores.table(part)
+    assert scores.rates["kind accuracy"] >= accuracy, scores.table(part)
+    assert scores.rates["heatmaps for non-findings"] <= heatmaps + 1e-9, scores.table(part)
 
 
-def test_grounded_spans_and_uncertainty_agree_with_the_labels():
-    scores = score(load("development"))
-    assert scores.spans[0] / scores.spans[1] >= 0.98, scores.table("development")
-    assert scores.uncertain[0] / scores.uncertain[1] >= 0.98, scores.table("development")
+@pytest.mark.parametrize("part", list(PARTS))
+def test_grounded_spans_and_uncertainty_agree_with_the_labels(part):
+    """Held-out 2's labels keep a recommendation or a normal clause in five spans, which the
+    convention leaves out (73 of 78 agree); held-out 5 has two hedges no cue knows
+    ("Cannot totally rule out", "Considerations:"): 78 of 80 flags agree."""
+    scores = score(load(part))
+    spans, flags = (0.98, 0.98) if part == "development" else (0.93, 0.97)
+    assert scores.spans[0] / scores.spans[1] >= spans, scores.table(part)
+    assert scores.uncertain[0] / scores.uncertain[1] >= flags, scores.table(part)

@@ -1,7 +1,7 @@
 """The grounded report as a DICOM Comprehensive SR (TID 1500 Measurement Report), and reading
 it back. Layout (docs/dicom-output.md): one measurement group per box (TID 1410, a closed
 POLYLINE on the image) or per sentence without a box (TID 1501), each carrying the sentence
-text, section, kind, whether it was grounded, and its scores."""
+text, section, kind, whether it was grounded, whether a finding is hedged, and its scores."""
 
 from __future__ import annotations
 
@@ -63,6 +63,10 @@ KIND_MEANINGS = {
     "other": "Sentence with nothing to localize",
     "query": "Free-text query",
 }
+# A hedged finding ("Possible small effusion.") carries the standard Certainty of Finding
+# concept with the SNOMED qualifier Uncertain; a finding stated plainly carries none.
+CERTAINTY = Code("111012", "DCM", "Certainty of Finding")
+UNCERTAIN = Code("64957009", "SCT", "Uncertain")
 PLAIN_CHEST_XRAY = Code("399208008", "SCT", "Plain chest X-ray")
 QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")
 _TRACKING = re.compile(r"sentence (\d+)(?: box (\d+) of \d+)?$")
@@ -126,6 +130,8 @@ def _groups(sentence: SentenceResult, target: RegionTarget,
         QualitativeEvaluation(KIND, _kind_code(sentence.kind)),
         QualitativeEvaluation(GROUNDED, codes.SCT.Yes if sentence.grounded else codes.SCT.No),
     ]
+    if sentence.uncertain:
+        evaluations.append(QualitativeEvaluation(CERTAINTY, UNCERTAIN))
     sentence_score = Measurement(SENTENCE_SCORE, float(sentence.score), codes.UCUM.NoUnits)
     groups: list[Any] = []
     total = len(sentence.boxes)
@@ -213,8 +219,8 @@ def build_sr(result: StudyResult, identity: StudyIdentity, target: RegionTarget,
 
 def read_back_sr(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Parse a lesionloc SR back into one dict per sentence, in report order:
-    `{"index", "text", "section", "kind", "grounded", "score", "boxes": [{"box": [x, y, w, h],
-    "score"}]}`, boxes in pixels of the referenced image (the source image, or the SC for
+    `{"index", "text", "section", "kind", "grounded", "uncertain", "score", "boxes": [{"box":
+    [x, y, w, h], "score"}]}`, boxes in pixels of the referenced image (the source image, or the SC for
     non-DICOM inputs). DicomOutputError if the file is not a lesionloc SR."""
     report = _read_report(path).content
     planar = report.get_planar_roi_measurement_groups()
@@ -230,6 +236,7 @@ def read_back_sr(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         texts = _texts(group[0])
         kind = group.get_qualitative_evaluations(name=KIND)
         grounded = group.get_qualitative_evaluations(name=GROUNDED)
+        certainty = group.get_qualitative_evaluations(name=CERTAINTY)
         score = group.get_measurements(name=SENTENCE_SCORE)
         sentences.setdefault(index, {
             "index": index,
@@ -237,6 +244,7 @@ def read_back_sr(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             "section": texts.get(SECTION.value, ""),
             "kind": kind[0].value.value if kind else "",
             "grounded": bool(grounded) and grounded[0].value == codes.SCT.Yes,
+            "uncertain": any(c.value == UNCERTAIN for c in certainty),
             "score": float(score[0].value) if score else float("nan"),
         })
         if match.group(2) is not None:

@@ -10,6 +10,15 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from lesionloc_runtime.text import lexicon as lx
+from lesionloc_runtime.text.clauses import (
+    CHANGE,
+    about_the_exam,
+    blank,
+    content_words,
+    contrast,
+    negated_kind,
+    prepare,
+)
 from lesionloc_runtime.text.records import SentenceKind
 
 
@@ -37,46 +46,13 @@ _FILLER_TAIL = re.compile(
     r"(?:\bthere\s+(?:is|are|was|were|has\s+been|have\s+been|remains?)|\b(?:again|also|now|still"
     r"|otherwise|status\s+post|s/p|interval))\s*\Z"
 )
+_AND = re.compile(r"\band\b")
+_PLACEHOLDER_TAIL = re.compile(r"(?:\s*(?:" + lx.PLACEHOLDER.pattern + r"))+")
 _COORDINATORS = frozenset("and or with but nor".split())
-_CHANGE = frozenset("resolved removed cleared discontinued resolution removal clearing pulled"
-                    .split())
 _VERB = frozenset("is are was were be been has have had remains remain appears appear seen "
                   "visible visualized identified noted".split())
-_HEAD = frozenset("process processes abnormality abnormalities disease diseases findings "
-                  "finding pathology change changes".split())
+_VERB_WORD = re.compile(r"\b(?:" + "|".join(sorted(_VERB)) + r")\b")
 
-
-def _prepare(text: str) -> tuple[str, list[int] | None]:
-    """Lower case with placeholders taken out (and the white space around them folded), and
-    for each character its offset in `text` (None: the same offsets)."""
-    if "__" not in text and "XXX" not in text and "[**" not in text:
-        low = text.lower()
-        if len(low) == len(text):
-            return low, None
-    masked = lx.PLACEHOLDER.sub(lambda m: "\0" * len(m.group()), text)
-    chars: list[str] = []
-    index: list[int] = []
-    for i, c in enumerate(masked):
-        if c == "\0" or (c.isspace() and chars and chars[-1] == " "):
-            continue
-        low = " " if c.isspace() else c.lower()
-        chars.append(low if len(low) == 1 else c)  # a few characters lower-case to two ("İ")
-        index.append(i)
-    return "".join(chars), index
-
-
-def _words(s: str) -> list[str]:
-    """Content words: letters only, filler left out."""
-    out = []
-    for w in lx.WORD.findall(s):
-        w = w.strip("-'")
-        if w and w not in lx.FILLER:
-            out.append(w)
-    return out
-
-
-def _blank(pattern: re.Pattern[str], s: str) -> str:
-    return pattern.sub(lambda m: " " * len(m.group()), s)
 
 
 class _Analysis:
@@ -88,7 +64,7 @@ class _Analysis:
     MAX_SPLITS = 40
 
     def __init__(self, text: str) -> None:
-        self.low, self.index = _prepare(text)
+        self.low, self.index = prepare(text)
         self.hints = lx.triggered(self.low)
         self.splits = 0
 
@@ -97,12 +73,26 @@ class _Analysis:
         return group in self.hints
 
     def parts(self) -> list[_Part]:
-        pos, out = 0, []
+        pos, out, joined = 0, [], False
         for m in lx.CLAUSE_BREAK.finditer(self.low):
-            out.extend(self.clause(pos, m.start()))
-            pos = m.end()
-        out.extend(self.clause(pos, len(self.low)))
+            self.append(out, self.clause(pos, m.start()), joined)
+            pos, joined = m.end(), m.group() in ("but", "though", "although")
+        self.append(out, self.clause(pos, len(self.low)), joined)
         return out
+
+    def append(self, out: list[_Part], parts: list[_Part], joined: bool) -> None:
+        """Add a clause's parts. After "but", a clause with nothing to localize that only
+        qualifies the finding before it joins it: stability ("enlarged but stable") or a
+        predicate without a subject ("... but was better seen on the CT")."""
+        if (joined and len(parts) == 1 and parts[0].kind == "other" and out
+                and out[-1].kind == "finding"):
+            text = self.low[parts[0].start : parts[0].end]
+            stable = (self.may("stability") and lx.STABILITY.search(text)
+                      and not content_words(blank(lx.STABILITY, text)))
+            if stable or (text.split()[0] in _VERB and self.other_start(text) is None):
+                out[-1] = out[-1]._replace(end=parts[0].end)
+                return
+        out.extend(parts)
 
     def trim(self, a: int, b: int) -> tuple[int, int]:
         m = lx.CONNECTIVE.match(self.low, a, b)
@@ -139,9 +129,13 @@ class _Analysis:
         """Where the part with nothing to localize starts in a clause (0: all of it), or None."""
         if (self.may("prior") and lx.NO_PRIOR.search(seg)) or lx.REQUEST.match(seg):
             return 0
+        if self.may("limitation") and (hypothetical := lx.HYPOTHETICAL.search(seg)):
+            # "..., so small effusions may be missed": its subject is not asserted either.
+            return seg.rfind(",", 0, hypothetical.start()) + 1
         hits = [m for m in (
             self.may("communication") and lx.COMMUNICATION.search(seg),
             self.may("recommendation") and lx.RECOMMENDATION.search(seg),
+            self.may("request") and lx.PURPOSE.search(seg),
         ) if m]
         if hits:
             if _CONDITIONAL.match(seg):  # "If symptoms persist, CT is advised."
@@ -152,20 +146,22 @@ class _Analysis:
                 return cue
             return start
         if self.may("limitation") and lx.LIMITATION.search(seg):
-            if not lx.FINDING_TERM.search(_blank(lx.TECHNIQUE_OBSCURING, seg)):
+            if not lx.FINDING_TERM.search(blank(lx.TECHNIQUE_OBSCURING, seg)):
                 return 0
         return None
 
     def negation(self, seg: str) -> re.Match[str] | None:
         """The first negation cue that negates: not a partial change ("nearly resolved"), not
         persistence ("has not cleared"), not visibility elsewhere ("not seen on the prior")."""
-        blanked = _blank(lx.NO_CHANGE, seg) if "chang" in seg else seg
+        blanked = blank(lx.NO_CHANGE, seg) if "chang" in seg else seg
         for m in lx.NEGATION.finditer(blanked):
             word = m.group().split()[0]
-            if word in _CHANGE:
-                if lx.PARTIAL.search(seg, 0, m.start()):
+            if word in CHANGE:
+                # The words of a partial change stand right before the cue: a bounded look
+                # back keeps a sentence of thousands of "nearly resolved" linear.
+                if lx.PARTIAL.search(seg, max(0, m.start() - 80), m.start()):
                     continue
-            elif word == "not" and lx.VISIBILITY.match(seg[m.end():]):
+            elif word == "not" and (lx.VISIBILITY.match(seg, m.end()) or contrast(seg, m)):
                 continue
             return m
         return None
@@ -173,14 +169,25 @@ class _Analysis:
     def subject_start(self, a: int, cue: int) -> int:
         """Where the subject of a backward cue starts: the comma segment before it, extended
         backwards over segments without content ("The effusion, previously seen, resolved")."""
-        end = cue
-        while True:
-            comma = self.low.rfind(",", a, end)
-            if comma < 0:
-                return a
-            if _words(self.low[comma + 1 : end]):
-                return comma + 1
+        end, start = cue, a
+        while (comma := self.low.rfind(",", a, end)) >= 0:
+            if content_words(self.low[comma + 1 : end]):
+                start = comma + 1
+                break
             end = comma
+        # "Trachea is midline and the mediastinum is not widened": what comes before an "and"
+        # with a verb of its own is a statement of its own, not part of the subject. The
+        # subject starts after the last such "and" that has words of its own after it.
+        verb = _VERB_WORD.search(self.low, start, cue)
+        if verb is None:
+            return start
+        end, words = cue, False
+        for m in reversed(list(_AND.finditer(self.low, verb.end(), cue))):
+            words = words or bool(content_words(self.low[m.end() : end]))
+            if words:
+                return m.end()
+            end = m.start()
+        return start
 
     def negated(self, a: int, b: int, cue: re.Match[str]) -> list[_Part]:
         low = self.low
@@ -192,10 +199,10 @@ class _Analysis:
             start = self.subject_start(a, c0)
             before = self.clause(a, start)
         else:
-            change = word in _CHANGE or word.startswith("extubat")
-            has_object = bool(_words(low[c1:end]))
+            change = word in CHANGE or word.startswith("extubat")
+            has_object = bool(content_words(low[c1:end]))
             before, start = self.forward_subject(a, c0, has_object, change)
-        kind = _negated_kind(low[start:c0] + " " + low[c1:end], word)
+        kind = negated_kind(low[start:c0] + " " + low[c1:end], word)
         return [*before, _Part(kind, False, start, end), *self.clause(end, b)]
 
     def forward_subject(
@@ -232,17 +239,20 @@ class _Analysis:
         """A clause without negation or "other" cues."""
         seg = self.low[a:b]
         stable = self.may("stability") and lx.STABILITY.search(seg) is not None
-        core = _blank(lx.STABILITY, seg) if stable else seg
-        words = _words(core)
+        core = blank(lx.STABILITY, seg) if stable else seg
+        words = content_words(core)
         if not words:
             return [_Part("other", False, a, b)] if stable else []
         if self.normal_cue(core) and not (self.may("borderline") and lx.BORDERLINE.search(core)):
-            if not lx.FINDING_TERM.search(core):
+            if not lx.FINDING_TERM.search(blank(lx.NORMAL_ATTRIBUTE, core)):
                 return [_Part("normal", False, a, b)]
             return self.normal_and_finding(a, b)
-        if all(w in lx.EXAM for w in words):
-            # "is visible on the lateral view" continues the clause before it
+        if all(w in lx.EXAM or w == "not" for w in words):
+            # "is visible on the lateral view" continues the clause before it, and so does
+            # "which was not present on the prior" (a visibility clause, not a negation)
             return [] if seg.split()[0] in _VERB else [_Part("other", False, a, b)]
+        if about_the_exam(seg, core, words):
+            return [_Part("other", False, a, b)]
         if stable and all(w in lx.ANATOMY or w in lx.GENERIC or w in lx.EXAM for w in words):
             return [_Part("normal", False, a, b)]
         return [_Part("finding", self.hedged(core), a, b)]
@@ -282,22 +292,6 @@ class _Analysis:
         return lx.FINDING_TERM.search(core, 0, cut) is None
 
 
-def _negated_kind(words_text: str, cue: str) -> SentenceKind:
-    """"normal" when what is negated is no specific finding ("No acute cardiopulmonary
-    process", "Negative."), else "negated". Change cues always negate a finding."""
-    if cue in _CHANGE or cue.startswith("extubat"):
-        return "negated"
-    words = _words(words_text)
-    if words and cue != "negative" and all(w in lx.EXAM for w in words):
-        return "other"  # "Lateral view not obtained.": nothing about the image's content
-    words = [w for w in words if w not in lx.EXAM]
-    if all(w in lx.GENERIC for w in words) or (
-        all(w in lx.GENERIC or w in lx.ANATOMY for w in words) and any(w in _HEAD for w in words)
-    ):
-        return "normal"
-    return "negated"
-
-
 def _combine(text: str, parts: list[_Part], index: list[int] | None) -> Assertion:
     findings = [p for p in parts if p.kind == "finding"]
     if findings:
@@ -307,6 +301,8 @@ def _combine(text: str, parts: list[_Part], index: list[int] | None) -> Assertio
         start, end = findings[0].start, findings[-1].end
         if index is not None:  # back to offsets into the text with its placeholders
             start, end = index[start], index[end - 1] + 1
+            tail = _PLACEHOLDER_TAIL.match(text, end)
+            end = tail.end() if tail else end  # "new since ___" ends with its blank
         if not text[end:].strip(" \t.!?)]\"'"):
             end = len(text)
         if not text[:start].strip(" \t([\"'-"):

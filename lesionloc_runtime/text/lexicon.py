@@ -5,9 +5,21 @@ from __future__ import annotations
 
 import re
 
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
+from lesionloc_runtime.text.vocabulary import (  # noqa: F401  (the word classes, re-exported)
+    ADMIN,
+    ANATOMY,
+    CHANGE_MODIFIER,
+    DESCRIPTOR,
+    EXAM,
+    EXAM_LABELS,
+    EXAM_SUBJECT,
+    FILLER,
+    GENERIC,
+    KNOWN,
+    LOCATION,
+    OPEN_END,
+)
+from lesionloc_runtime.text.vocabulary import words as _words
 
 
 def _alt(text: str) -> str:
@@ -17,54 +29,18 @@ def _alt(text: str) -> str:
 
 # De-identification placeholders (MIMIC "___", open-access "XXXX", older "[** ... **]"): opaque
 # words that no cue may depend on. Matched on the original case.
-PLACEHOLDER = re.compile(r"\[\*\*.*?\*\*\]|_{2,}|\bX{3,}(?=\b|[a-z])|(?<=[a-z-])X{3,}\b")
-WORD = re.compile(r"[a-z][a-z'-]*")
+PLACEHOLDER = re.compile(
+    r"\[\*\*.*?\*\*\]|_{2,}|\bX{3,}(?=\b|[a-z])|(?<=[a-z-])X{3,}\b|\bX{1,2}/X{1,2}/X{2,4}\b"
+    # Other de-identification tools: [DATE], [NAME], <PERSON>, <<REDACTED>>, {{DATE}},
+    # **DATE[Mar 3 2019], ***NAME***.
+    r"|\[[A-Z][A-Z0-9 _/.-]{1,30}\]|<{1,2}[A-Z][A-Z0-9 _-]{1,30}>{1,2}|\{\{[^{}\n]{1,40}\}\}"
+    r"|\*{2,3}[A-Z]+(?:\[[^\]\n]{0,80}\]|\*{2,3})"
+)
+# Where a placeholder may be: sentences without any of these skip the substitution.
+MAYBE_PLACEHOLDER = re.compile(r"__|XX|\[|<|\{\{|\*\*")
+# A word starts after a non-word character: "0915h", "4cm" and "x2" carry no word.
+WORD = re.compile(r"\b[a-z][a-z'-]*")
 
-# Words that carry nothing of their own: articles, copulas, prepositions, report verbs.
-FILLER = _words(
-    "the a an is are was were be been being am there here of in on at to by for from as and or "
-    "nor with within this that these those it its their has have had again also now still noted "
-    "note seen identified demonstrated demonstrates present visualized visualised appreciated "
-    "evident shown shows show visible apparent observed detected which who than then just very "
-    "evidence sign signs feature features any some overall redemonstrated re-demonstrated status "
-    "post s/p since when both dr mr mrs ms appears appear appearing seems interval previously "
-    "currently through"
-)
-# Exam names, views, technique, comparison and time words: a clause made only of these (and
-# filler) has nothing on the image to localize.
-EXAM = _words(
-    "v vw vws wk wks chest thorax appearance appearances radiograph radiographs radiography x-ray "
-    "xray x ray rays cxr film films view views image images imaging exam exams examination "
-    "examinations study studies pa ap lateral lat frontal portable upright semi-upright "
-    "semiupright semi erect supine decubitus oblique single one two three four mobile bedside "
-    "projection projections obtained performed provided submitted taken acquired available "
-    "comparison comparisons compared compare prior previous earlier recent most dated date none "
-    "made today today's yesterday morning evening night hours hour hrs am pm a.m p.m time ct cta "
-    "mri pet ultrasound correlation reviewed review patient position technique rotated rotation "
-    "motion lordotic positioning underpenetrated overpenetrated penetrated limited suboptimal "
-    "degraded quality routine interval preliminary final report reports version dictation "
-    "included inspiratory same day days week weeks month months year years ago minutes earlier "
-    "expiratory radiologic radiological"
-)
-# What a "no ... X" is about when X is no specific finding: a global normal statement.
-GENERIC = _words(
-    "acute active significant new definite definitive other evident visible radiographic "
-    "radiographically cardiopulmonary cardiac pulmonary intrathoracic thoracic chest osseous bony "
-    "skeletal bone lung lungs process processes abnormality abnormalities abnormal disease "
-    "diseases findings finding pathology change changes interval gross obvious major appreciable "
-    "substantial focal cardiothoracic intra-thoracic"
-)
-# Anatomy and location: "Stable mediastinal contours." says nothing abnormal.
-ANATOMY = _words(
-    "heart cardiac cardio cardiomediastinal mediastinal mediastinum hilar hila hilum hilus "
-    "contour contours silhouette silhouettes size configuration lungs lung pulmonary vasculature "
-    "vascularity vessels vascular osseous bones bone bony structures soft tissue tissues trachea "
-    "tracheal pleura pleural diaphragm diaphragms hemidiaphragm hemidiaphragms costophrenic angle "
-    "angles aorta chest wall thorax abdomen appearance appearances fields field zones zone "
-    "cardiomediastinum right left bilateral bilaterally both upper lower mid middle lobe lobes "
-    "base bases basal basilar apex apices apical perihilar retrocardiac lingula lingular midlung "
-    "medial anterior posterior normal"
-)
 
 # Finding, device and post-surgical words: a "normal" statement that names one is a finding
 # ("The ET tube is in normal position."), and a hedge after one does not make it uncertain.
@@ -78,22 +54,36 @@ FINDING_TERM = re.compile(
     r"|mastectomy|cabg|staple|coil|filter|icd\b|aicd|defibrillator|generator|electrode|air\s?space"
     r"|bronchiectasis|cavit|infect|aspiration|cyst|bulla|bleb|prominen|fullness|engorge"
     r"|volume\s+loss|low\s+lung\s+volume|pneumomediastinum|pneumoperitoneum|free\s+air"
-    r"|shadowing|(?<!cardiac\s)(?<!heart\s)(?<!mediastinal\s)shadows?\b|haz[ey]|reticul"
+    r"|shadowing|(?<!cardiac\s)(?<!heart\s)(?<!mediastinal\s)(?<!thymic\s)shadows?\b|haz[ey]|reticul"
     r"|interstitial|kerley|septal|cuffing|adenopathy|osteopen|kyphos"
     r"|scolios|spondyl|osteophyt|lymphadenopath|lucen|metasta|tumou?r|malignan|carcinoma|plaque|crowding"
-    r"|redistribution|cephaliz|fluid|bronchogram|eventration|pectus|azygos|postoperative"
-    r"|post-?surgical|surgical|obscur|shift|deviat|abnormalit|changes\b)",
+    r"|redistribution|cephaliz|fluid|bronchogram|eventration|pectus|azygos|postoperative(?!ly)"
+    r"|post-?surgical|surgical|obscur|shift|deviat|abnormalit|changes\b|dissect|dextrocardi"
+    r"|pneumopericard|pneumatocel|abscess|empyema|ha?emothora|chylothora|loculat|air[- ]?trapping"
+    r"|air[- ]fluid|foreign\s+bod|bronchiecta|honeycomb|tubercul|tb\b|sarcoid|lymphangit|mets\b"
+    r"|flatten|hazi|ptx\b|pna\b|atx\b|fx\b|chf\b|copd\b|ards\b|ild\b|cvc\b|ett\b|ngt\b|ogt\b"
+    r"|[no]g\s+tube|iabp\b|ecmo\b|impella|cannula|tips?\b|tracheostom|sutures?\b|mesh\b|pads?\b"
+    r"|ecg\b|ekg\b|cath\b|shunt|stimulator|expander|implant"
+    # Words made with a suffix of disease or surgery: hamartoma, bronchitis, stenosis,
+    # atrophy, thoracoplasty (not diagnosis, prognosis).
+    r"|(?!(?:dia|prog)gnos)[a-z]+(?:omas?|omata|itis|osis|ectasis|megaly|ectomy|otomy|ostomy"
+    r"|plasty|cele|pathy|rrhage|trophy|plasia)\b"
+    # A measurement describes something on the film: "ETT 4 cm above the carina".
+    r"|\d+(?:\.\d+)?\s*(?:mm|cm)\b)",
 )
 
 # Statements of normality. "clear" only as a predicate ("lungs are clear", "Lungs: clear").
 NORMAL_CUE = re.compile(
-    r"\b(?:normal(?:ly)?|unremarkable|wnl|intact|preserved|sharp|midline|(?:is|are)\s+central"
+    r"\b(?:normal(?:ly)?|nml|nl|unremarkable|wnl|intact|preserved|sharp|midline|(?:is|are)\s+central"
     r"|symmetric(?:al)?(?:ly)?|nad|within\s+(?:the\s+)?(?:limits|range)|(?:are|is|remain|remains|appear"
-    r"|appears|otherwise|now|and|grossly|essentially|largely|relatively|be|lungs?|fields?|chest)\s+clear"
+    r"|appears|otherwise|now|and|grossly|essentially|largely|relatively|be|lungs?|fields?|chest"
+    r"|spaces?|angles?|recesses|bases|apices|zones)\s+clear"
     r"|clear\s+(?:lungs?|lung\s+fields|bilaterally|chest)|well[- ]?(?:expanded|aerated|inflated)"
     r"|(?:clearly|well|sharply)[- ](?:defined|delineated|demarcated)"
     r"|(?:less\s+than|under|below)\s*0?\.5\d?)\b"
 )
+# What a normal statement is about is no finding: "The hila are normal in size and density."
+NORMAL_ATTRIBUTE = re.compile(r"\bnormal\s+in\s+\w+(?:\s*(?:,|and|or)\s*\w+)*")
 # "Lungs: clear", and "clear" left alone once "otherwise" or "essentially" is set aside.
 CLEAR_LABEL = re.compile(r":\s*clear\b|^\s*clear\b")
 
@@ -102,16 +92,12 @@ BORDERLINE = re.compile(
     r"\b(?:top|high|upper)[- ]normal\b|\bupper\s+(?:limits?|range|end)\s+of\s+normal\b"
     r"|\bborderline\b"
 )
-# Words before a change cue that belong to it: "Complete interval resolution of ..."
-CHANGE_MODIFIER = _words(
-    "complete completely total totally interval significant rapid further substantial dramatic "
-    "marked full fully now since"
-)
 
 # Stability and persistence: neutral words that take the kind of what they qualify.
 NO_CHANGE = re.compile(
     r"\b(?:no|without)\s+(?:(?:significant|substantial|appreciable|definite|interval|relevant"
-    r"|major|gross|radiographic|further|apparent|acute|new|other|obvious)\s+){0,3}changes?\b"
+    r"|major|gross|radiographic|further|apparent|acute|new|other|obvious|cardiopulmonary"
+    r"|intrathoracic|pulmonary)\s+){0,3}changes?\b"
     r"|\bnot\s+(?:significantly\s+|substantially\s+)?changed\b"
 )
 STABILITY = re.compile(
@@ -127,7 +113,8 @@ COMMUNICATION = re.compile(
     r"|called\s+in|by\s+telephone|by\s+phone|via\s+telephone|on\s+the\s+telephone"
     r"|at\s+the\s+time\s+of\s+(?:dictation|interpretation|this\s+report)"
     r"|preliminary\s+(?:report|read|reading|interpretation)|wet\s+read"
-    r"|(?:was|were|been)\s+(?:provided|dictated|reviewed|signed|issued)\s+by)\b"
+    r"|(?:was|were|been)\s+(?:provided|dictated|reviewed|signed|issued)\s+by|reviewed\s+with"
+    r"|agree[sd]?\s+with)\b"
 )
 RECOMMENDATION = re.compile(
     r"\b(?:recommend\w*|recs?\b|advis\w*|follow[- ]?ups?|followup|f/u|further\s+(?:evaluation|assessment"
@@ -138,23 +125,65 @@ RECOMMENDATION = re.compile(
     r"|if\s+clinically\s+(?:indicated|warranted)|as\s+clinically\s+indicated"
     r"|(?:suggest|consider)\s+(?:a\s+|an\s+)?(?:repeat|follow|further|dedicated|ct|cta|mri|pet"
     r"|chest|cxr|radiograph|imaging|short|clinical|correlation|comparison|ultrasound|serial"
-    r"|obtaining|decubitus|lateral|pa)"
-    r"|repeat\s+(?:radiograph|film|cxr|imaging|study|chest|exam|examination|x-ray)\w*)"
+    r"|obtaining|decubitus|lateral|pa|expiratory|inspiratory|advancing|withdrawing"
+    r"|repositioning|retracting)"
+    # An imperative at the start of a clause: "...; suggest advancing by 2 cm."
+    r"|\A\W*(?:would\s+)?(?:suggest|consider)\b(?!\s+(?:that|the\s+(?:presence|possibility)))"
+    r"|repeat\s+(?:radiograph|film|cxr|imaging|study|chest|exam|examination|x-ray)\w*"
+    r"|(?:ct|cta|mri|pet|ultrasound|cxr|radiograph|imaging|follow-up|repeat)\s+(?:\w+\s+){0,3}?"
+    r"(?:is\s+|are\s+)?(?:suggested|arranged|booked|planned)"
+    r"|(?:examination|evaluation|assessment)\s+(?:is\s+)?suggested|for\s+(?:\w+\s+)?correlation)"
 )
 REQUEST = re.compile(
-    r"\A\W*(?:\d+\s*)?-?\s*(?:year|yr)s?[- ]old\b"
+    r"\A\W*(?:(?:the\s+)?(?:patient|pt)\s+is\s+an?\s+)?(?:\d+\s*)?-?\s*(?:year|yr)s?[- ]old\b"
+    r"|\A\W*\d+\s*y/?o\b"
     r"|\A\W*(?:evaluate|eval|assess|rule\s+out|r/o|query\s+for|reason\s+for|history\s+of"
-    r"|hx\s+of|clinical\s+(?:details|notes|information|history|indication)|indication)\b"
+    r"|hx\s+of|clinical\s+(?:details|notes|information|history|indication|question|query)"
+    r"|indications?|(?:gp\s+|ed\s+|clinical\s+)?(?:referral|requisition)|history|hx|reason"
+    r"|question)\b(?!\s+answered)"
+    # The clinical question after the exam's name, British style: "CXR PA: ?infection".
+    r"|\A\W*(?:cxr|chest|x-ray|xray|film|radiograph)\b[^:?]{0,20}:\s*\?"
+)
+# Why the film was taken, anywhere in a clause: "CXR requested to check ETT position.",
+# "Chest pain, rule out pneumonia.", "Pt has hx of CHF."
+PURPOSE = re.compile(
+    r"\b(?:requested|ordered|performed|obtained|done|taken)\s+(?:to|for)\s+(?:check|assess"
+    r"|evaluate|confirm|exclude|rule\s+out|look|document|verify)\b"
+    r"|(?:\A|,)\s*(?:rule\s+out|r/o|eval(?:uate)?\s+for|assess\s+for)\b|\b(?:hx|history)\s+of\b"
+)
+# A pointer to another part of the report: "Impression: As above.", "See findings."
+REFERENCE = re.compile(
+    r"\bas\s+(?:above|below|described|detailed|outlined)\b|\bsee\s+(?:the\s+)?(?:above|below"
+    r"|impression|findings|report|comment|addendum|previous|prior|separate)\b"
+)
+# Where an observation was made or compared ("on the lateral view", "since the prior film"):
+# the exam named in such a phrase is not what the clause is about.
+SEEN_ON = re.compile(
+    r"\b(?:on|in|at|over|since|from|than|to|with|versus|vs)\s+(?:[\w'/-]+\s+){0,3}?(?:radiographs?"
+    r"|x-rays?|xrays?|cxrs?|films?|views?|images?|exams?|examinations?|study|studies"
+    r"|projections?)\b"
+)
+# A clause that starts as a comparison: "Compared with the previous film from ___ ...".
+COMPARING = re.compile(r"\A\W*(?:compared|comparison|in\s+comparison)\b")
+# The exam's name: a phrase ending in an exam word with no verb or preposition in it ("Post
+# line insertion film.", "Restaging chest radiograph."); "Nodule on the lateral view" is none.
+EXAM_NAME = re.compile(
+    r"\A(?![^,;]*\b(?:on|in|at|of|with|from|by|over|within|since|than|to|into|is|are|was|were"
+    r"|has|have|shows?|seen|projects?|projecting|noted)\b)[^,;]*\b(?:film|radiograph|x-ray|xray"
+    r"|cxr|view|views|study|exam|examination|projection|series)\Z"
 )
 LIMITATION = re.compile(
     r"\b(?:limit(?:ed|ing|ation|ations)|(?<!normal\s)limits(?!\s+of\s+normal)|suboptimal|degraded|underpenetrated"
     r"|overpenetrated|lordotic|rotat(?:ed|ion)|motion|body\s+habitus|positioning"
     r"|not\s+(?:(?:fully|entirely|well)\s+)?(?:included|imaged|assessed|evaluated)"
     r"|partially\s+(?:imaged|excluded|included|visualized)|excluded\s+from"
-    r"|(?:cannot|can\s?not|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:assess|evaluat)\w*"
+    r"|(?:cannot|can\s?not|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:\w+ly\s+)?(?:assess|evaluat)\w*"
     r"|field\s+of\s+view|obscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body|arms?"
     r"|motion|external|monitoring|breast))\b"
 )
+# What a technique may hide is not asserted: "small effusions may be missed on a supine film".
+HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s+)?(?:missed"
+                          r"|underestimated|occult|inapparent)\b")
 # What a limitation names that is no finding: "obscured by overlying soft tissue".
 TECHNIQUE_OBSCURING = re.compile(r"\bobscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body"
                                  r"|arms?|motion|external|monitoring|breast)\b[^,;]*")
@@ -165,7 +194,7 @@ COMPARISON_LEAD = re.compile(
 NO_PRIOR = re.compile(
     r"\bno\s+(?:prior|previous|old|outside|comparison)\s+(?:\w+\s+){0,2}?(?:stud|exam|film"
     r"|radiograph|imag|chest|for\s+comparison|available|comparison)"
-    r"|\bcomparisons?\s*:?\s*(?:none|not\s+available|n/a|nil)\b"
+    r"|\b(?:comparisons?|prior|previous|priors)\s*:?\s*(?:none|not\s+available|n/a|nil)\b"
     r"|\b(?:prior|previous|old|outside|comparison)\s+(?:\w+\s+){0,3}?(?:is|are|was|were)\s+not"
     r"\s+available|\bnot\s+available\s+for\s+comparison"
 )
@@ -213,11 +242,14 @@ NEGATION = re.compile(
     r"\b(?:no(?!\.?\s*[\d#])|without|w/o|negative\s+for|free\s+of|clear\s+of|absence\s+of|absent|nil|neither"
     r"|nor|never|none|unlikely|not" + _NOT_NEG + r"|negative|resolution\s+of|resolved"
     r"|removal\s+of|removed|clearing\s+of|cleared|extubat\w*|discontinued|ruled\s+out|pulled(?!\s+back)"
-    r"|(?:is|are|was|were|been)\s+excluded)\b"
+    r"|(?:is|are|was|were|been)\s+excluded|neg"
+    # "has been withdrawn." is gone; "withdrawn by 2 cm, now in the stomach" is repositioned.
+    r"|withdrawn(?=\s*(?:$|[;,]|in\s+the\s+interval\b|since\b)))\b"
 )
 # Cues that negate their subject: "Pleural effusions are not seen", "The tube was removed".
 BACKWARD = frozenset(
-    "not absent none unlikely negative resolved removed cleared discontinued extubated pulled".split()
+    "not absent none unlikely negative neg resolved removed cleared discontinued extubated pulled "
+    "withdrawn".split()
 )
 # Partial change is persistence: "near complete resolution", "has not completely cleared".
 PARTIAL = re.compile(
@@ -226,17 +258,20 @@ PARTIAL = re.compile(
     r"|interval)\s+)?|\b(?:not|never)\s+(?:yet\s+)?(?:(?:completely|fully|entirely|totally)\s+)?)$"
 )
 # "not seen on the prior study", "not well seen on the lateral view": visibility elsewhere,
-# not absence.
+# not absence. Matched (anchored) right after "not".
 VISIBILITY = re.compile(
-    r"\A\s+(?:(?:as\s+)?well|clearly|previously|definitely|as\s+clearly)?\s*(?:seen|visuali[sz]ed"
+    r"\s+(?:(?:as\s+)?well|clearly|previously|definitely|as\s+clearly)?\s*(?:seen|visuali[sz]ed"
     r"|identified|evident|present|appreciated|demonstrated|visible|apparent|detected"
     r"|delineated|defined|assessed)\b(?:\s+as\b)?(?:\s+(?:on|in|at|with)\s+(?:the\s+|this\s+"
     r"|a\s+|an\s+|any\s+)?(?:prior|previous|earlier|preceding|old|older|outside|lateral"
     r"|frontal|pa|ap|oblique|comparison|recent|initial|ct|remote|last|other)\b|\s+(?:on|in)\s+"
     r"(?:the\s+)?(?:study|exam|examination|radiograph|film|ct|chest\s+\w+)\s+(?:of|from|dated)\b"
     r"|\s+(?:previously|before|earlier|then|at\s+that\s+time|in\s+retrospect))"
-    r"|\A\s+(?:(?:as\s+)?well|previously|as\s+clearly)\s+(?:seen|visuali[sz]ed|identified"
+    r"|\s+(?:(?:as\s+)?well|previously|as\s+clearly)\s+(?:seen|visuali[sz]ed|identified"
     r"|evident|present|appreciated|demonstrated|visible|delineated|defined)\b"
+    # Reported elsewhere: "was not mentioned on the preliminary read".
+    r"|\s+(?:(?:previously|initially|specifically)\s+)?(?:mentioned|described|reported"
+    r"|commented\s+(?:up)?on)\b"
 )
 # A negation's scope ends where a positive statement starts after a comma or "and".
 SCOPE_END = re.compile(
@@ -247,12 +282,6 @@ SCOPE_END = re.compile(
     r"|,\s*(?=(?:a|an|the|this|these|there|its|mild|mildly|moderate|moderately|severe|severely"
     r"|small|tiny|trace|minimal|minor|stable|persistent|unchanged|increased|increasing|decreased"
     r"|decreasing|improved|improving|worsening|worsened|chronic|old|healed|which|who|\d)\b)"
-)
-# Words that end a subject waiting for its predicate: "The heart is | not enlarged".
-OPEN_END = _words(
-    "is are was were be been being has have had remains remain appears appear seems of the a an "
-    "to in on at by for from demonstrates demonstrate shows show showed reveals reveal revealed "
-    "there which that evidence signs"
 )
 # Leading and trailing words a grounded span does without.
 CONNECTIVE = re.compile(
@@ -269,26 +298,30 @@ TRIGGERS: dict[str, frozenset[str]] = {
         "prior": "prior previous old outside comparison",
         "communication": "discussed d communicated notified paged relayed conveyed informed "
                          "telephoned phoned emailed faxed read acknowledged called telephone "
-                         "phone time preliminary wet provided dictated reviewed signed issued",
+                         "phone time preliminary wet provided dictated reviewed signed issued "
+                         "agree agrees agreed",
         "recommendation": "recommend recommended recommends recommending recommendation rec recs f "
                           "recommendations advise advised advises advising advisable advisory "
                           "advice follow followup followups further correlate correlated "
                           "correlation clinical clinically please kindly obtained performed "
-                          "considered helpful useful value suggest consider repeat",
+                          "considered helpful useful value suggest consider repeat suggested "
+                          "arranged booked planned",
         "limitation": "limited limiting limitation limitations limits suboptimal degraded "
                       "underpenetrated overpenetrated lordotic rotated rotation motion habitus "
                       "positioning included imaged assessed evaluated partially excluded assess "
-                      "assessment evaluate evaluation evaluating assessing field obscured",
+                      "assessment evaluate evaluation evaluating assessing field obscured "
+                      "missed underestimated occult inapparent",
         "hedge_back": "excluded exclude ruled rule possible likely probable suspected questioned "
                       "favored favoured consideration possibility considered present",
         "negation": "no not without w negative free clear absence absent nil neither nor never "
                     "none unlikely resolution resolved removal removed clearing cleared "
-                    "extubated extubation extubate extubating discontinued ruled excluded pulled",
+                    "extubated extubation extubate extubating discontinued ruled excluded pulled "
+                    "neg withdrawn",
         "stability": "change changes changed stable stably unchanged unaltered similar similarly "
                      "persist persists persistent persisting persisted remain remains remained "
                      "remaining again redemonstrated demonstrated otherwise overall essentially "
                      "grossly since from compared comparison",
-        "normal": "normal normally unremarkable wnl nad intact preserved sharp midline central "
+        "normal": "normal normally nml nl unremarkable wnl nad intact preserved sharp midline central "
                   "symmetric symmetrical within clear expanded aerated inflated defined "
                   "delineated demarcated than under below",
         "hedge": "possible possibly poss probable probably prob likely presumed presumably perhaps maybe "
@@ -297,6 +330,8 @@ TRIGGERS: dict[str, frozenset[str]] = {
                  "query differential raise raises raising may might could can cannot exclude "
                  "rule not",
         "borderline": "top high upper borderline",
+        "request": "requested ordered performed obtained done taken rule r eval evaluate assess "
+                   "hx history",
     }.items()
 }
 _TOKEN = re.compile(r"[a-z]+")

@@ -1,0 +1,113 @@
+"""What the words of a clause say: a sentence prepared for matching (lower case, placeholders
+out, typing errors of cue words corrected), its content words, and the decisions made from
+word classes alone (a clause about the exam, the kind of what a negation negates)."""
+
+from __future__ import annotations
+
+import re
+
+from lesionloc_runtime.text import lexicon as lx
+from lesionloc_runtime.text import spelling
+from lesionloc_runtime.text.records import SentenceKind
+
+# Change cues: what they negate is gone, so always a specific finding.
+CHANGE = frozenset("resolved removed cleared discontinued resolution removal clearing pulled "
+                   "withdrawn".split())
+_HEAD = frozenset("process processes abnormality abnormalities disease diseases findings "
+                  "finding pathology change changes".split())
+
+
+def prepare(text: str) -> tuple[str, list[int] | None]:
+    """Lower case with placeholders taken out (and the white space around them folded) and
+    misspelt cue words corrected, and for each character its offset in `text` (None: the
+    same offsets)."""
+    low, index = text.lower(), None
+    if lx.MAYBE_PLACEHOLDER.search(text) or len(low) != len(text):
+        masked = lx.PLACEHOLDER.sub(lambda m: "\0" * len(m.group()), text)
+        chars: list[str] = []
+        index = []
+        for i, c in enumerate(masked):
+            if c == "\0" or (c.isspace() and chars and chars[-1] == " "):
+                continue
+            lower = " " if c.isspace() else c.lower()
+            chars.append(lower if len(lower) == 1 else c)  # a few lower-case to two ("İ")
+            index.append(i)
+        low = "".join(chars)
+    return spelling.correct(low, index, _known)
+
+
+def _known(word: str) -> bool:
+    """A word of the lexicon, never read as a typing error ("staple" is no "stable")."""
+    return word in lx.KNOWN or lx.FINDING_TERM.match(word) is not None
+
+
+def content_words(s: str) -> list[str]:
+    """Content words: letters only, filler left out."""
+    out = []
+    for w in lx.WORD.findall(s):
+        w = w.strip("-'")
+        if w.endswith("'s"):  # "the resident's findings"
+            w = w[:-2]
+        if w and w not in lx.FILLER:
+            out.append(w)
+    return out
+
+
+def blank(pattern: re.Pattern[str], s: str) -> str:
+    return pattern.sub(lambda m: " " * len(m.group()), s)
+
+
+def about_the_exam(seg: str, core: str, words: list[str]) -> bool:
+    """Whether a clause without negation or normal cues has nothing on the image: the exam's
+    name, or no finding, device or measurement named and an administrative word, a pointer to
+    elsewhere in the report, or the exam named with no place or descriptor. Words no list
+    knows, with none of these, make a finding."""
+    if lx.EXAM_NAME.match(seg):
+        return True
+    if lx.FINDING_TERM.search(core):
+        return False
+    return (
+        any(w in lx.ADMIN for w in words)
+        or all(w in lx.EXAM or w in lx.EXAM_LABELS for w in words)
+        or lx.REFERENCE.search(seg) is not None
+        or (_names_the_exam(seg)
+            and not any(w in lx.LOCATION or w in lx.DESCRIPTOR for w in words))
+    )
+
+
+def _names_the_exam(seg: str) -> bool:
+    """Whether the exam is what a clause is about: it starts as a comparison, or names the exam
+    outside a phrase saying where something was seen ("on the lateral view")."""
+    if lx.COMPARING.match(seg):
+        return True
+    return any(w in lx.EXAM_SUBJECT for w in content_words(blank(lx.SEEN_ON, seg)))
+
+
+def contrast(seg: str, cue: re.Match[str]) -> bool:
+    """", not the right" closing a clause: a place corrected, not a finding negated."""
+    rest = seg[cue.end():]
+    if len(rest) > 40 or not seg[max(0, cue.start() - 4) : cue.start()].rstrip().endswith(","):
+        return False
+    after = content_words(rest)
+    return bool(after) and all(w in lx.ANATOMY for w in after)
+
+
+def negated_kind(words_text: str, cue: str) -> SentenceKind:
+    """"normal" when what is negated is no specific finding ("No acute cardiopulmonary
+    process", "Negative."), else "negated". Change cues always negate a finding."""
+    if cue in CHANGE or cue.startswith("extubat"):
+        return "negated"
+    words = content_words(words_text)
+    nothing = lx.EXAM | lx.ADMIN | lx.EXAM_LABELS
+    if (words or cue == "no") and cue not in ("negative", "neg") and all(
+        w in nothing for w in words
+    ):
+        # Nothing negated at all ("GMC No. ___") or only exam words ("Lateral view not
+        # obtained."): nothing about the image's content.
+        return "other"
+    words = [w for w in words if w not in nothing]
+    if all(w in lx.GENERIC for w in words) or (
+        all(w in lx.GENERIC or w in lx.ANATOMY for w in words) and any(w in _HEAD for w in words)
+    ):
+        return "normal"
+    return "negated"
