@@ -14,6 +14,8 @@ from lesionloc_runtime.batch import RunSettings
 from lesionloc_runtime.cli_common import HELP_OPTIONS, Command, run_guarded
 from lesionloc_runtime.errors import EXIT_OK, EXIT_STUDIES_FAILED, ConfigError, OutputError
 
+__all__ = ["main"]
+
 
 @click.command(cls=Command, context_settings=HELP_OPTIONS)
 @click.argument("source", type=click.Path(path_type=Path))
@@ -86,7 +88,7 @@ def main(source: Path, report: Path | None, reports: Path | None, queries: tuple
     sys.exit(run_guarded(work))
 
 
-MAX_THREADS = 256
+_MAX_THREADS = 256
 
 
 def _check_options(source: Path, batch: bool, *, report: Path | None, reports: Path | None,
@@ -97,8 +99,8 @@ def _check_options(source: Path, batch: bool, *, report: Path | None, reports: P
 
     if workers < 1:
         raise ConfigError(f"--workers {workers}: need at least 1")
-    if threads is not None and not 1 <= threads <= MAX_THREADS:
-        raise ConfigError(f"--threads {threads}: need 1 to {MAX_THREADS} (default: all cores)")
+    if threads is not None and not 1 <= threads <= _MAX_THREADS:
+        raise ConfigError(f"--threads {threads}: need 1 to {_MAX_THREADS} (default: all cores)")
     if batch:
         if report is not None:
             where = ("each manifest row names its 'report'" if not source.is_dir() else

@@ -153,8 +153,9 @@ def bound_names(module: Module) -> set[str]:
 def declared_all(module: Module) -> list[str] | None:
     """The module's `__all__` when it is a literal list or tuple of strings, else None."""
     for node in module.tree.body:
-        if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+        targets = node.targets if isinstance(node, ast.Assign) else [
+            node.target] if isinstance(node, ast.AnnAssign) and node.value else []
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
             if isinstance(node.value, (ast.List, ast.Tuple)) and all(
                     isinstance(e, ast.Constant) and isinstance(e.value, str)
                     for e in node.value.elts):

@@ -12,6 +12,8 @@ from typing import NamedTuple
 from lesionloc_runtime.text import lexicon as lx
 from lesionloc_runtime.text.records import SentenceKind
 
+__all__ = ["Assertion", "assess", "classify_sentence"]
+
 
 @dataclass(frozen=True)
 class Assertion:

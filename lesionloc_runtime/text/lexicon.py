@@ -5,6 +5,42 @@ from __future__ import annotations
 
 import re
 
+__all__ = [
+    "ANATOMY",
+    "BACKWARD",
+    "BORDERLINE",
+    "CHANGE_MODIFIER",
+    "CLAUSE_BREAK",
+    "CLEAR_LABEL",
+    "COMMUNICATION",
+    "COMPARISON_LEAD",
+    "CONNECTIVE",
+    "EXAM",
+    "FILLER",
+    "FINDING_TERM",
+    "GENERIC",
+    "HEDGE",
+    "HEDGE_BACK",
+    "LIMITATION",
+    "NEGATION",
+    "NORMAL_CUE",
+    "NO_CHANGE",
+    "NO_PRIOR",
+    "OPEN_END",
+    "PARTIAL",
+    "PLACEHOLDER",
+    "QUERY_MARK",
+    "RECOMMENDATION",
+    "REQUEST",
+    "SCOPE_END",
+    "STABILITY",
+    "TECHNIQUE_OBSCURING",
+    "VERSUS",
+    "VISIBILITY",
+    "WORD",
+    "triggered",
+]
+
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
