@@ -35,7 +35,7 @@ def measure(cfg, device: torch.device, batch_size: int, steps: int, ddp: bool) -
     from lesionloc_train.distributed import get_autocast, resolve_precision
     from lesionloc_train.losses import LesionLocLoss
     from lesionloc_train.model import LesionLocModel
-    from lesionloc_train.train import batch_inputs, build_optimizer, loss_from_outputs
+    from lesionloc_train.optimization import batch_inputs, build_optimizer, loss_from_outputs
 
     model = LesionLocModel(cfg.model).to(device).train()
     wrapped = model

@@ -11,6 +11,16 @@ from typing import Any
 
 from lesionloc_runtime.errors import BundleError
 
+__all__ = [
+    "ARCHITECTURES",
+    "PLACEMENTS",
+    "TEXT_POOLINGS",
+    "TEXT_PREPARATIONS",
+    "GridSpec",
+    "TextConfig",
+    "check_architecture",
+]
+
 PLACEMENTS = ("receptive-field", "cell-centres")
 # How the runtime prepares a sentence before tokenizing: "none"; "hi-ml" strips trailing
 # "!?." as hi-ml's TextInput does; "afloc" keeps lower-cased \w+ words of sentences of two

@@ -35,6 +35,17 @@ from lesionloc_runtime.imageio import IMAGE_SUFFIXES
 from lesionloc_runtime.outputs import OutputOptions, derived_study_id, study_id_problem
 from lesionloc_runtime.viewer.index import INDEX_HTML, BatchIndex, index_row
 
+__all__ = [
+    "BatchSummary",
+    "RunSettings",
+    "StudyTask",
+    "discover",
+    "format_failures",
+    "format_summary",
+    "parse_shard",
+    "run_batch",
+]
+
 REPORT_SUFFIXES = (".txt", ".TXT")
 # Write errors that no other study can escape either: the batch stops instead of failing each.
 _OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)

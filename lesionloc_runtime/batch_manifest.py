@@ -15,7 +15,9 @@ from typing import Any
 from lesionloc_runtime.errors import DataError
 from lesionloc_runtime.fileio import is_file
 
-log = logging.getLogger(__name__)
+__all__ = ["ManifestStats", "StudyRecord", "iter_manifest_rows", "read_manifest"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def read_manifest(
                 raise TypeError("'sentences' must be a list of objects")
         except (KeyError, TypeError):
             stats.skip("malformed row")
-            log.warning("%s:%d: malformed manifest row skipped", path, line_no)
+            _log.warning("%s:%d: malformed manifest row skipped", path, line_no)
             continue
         if split is not None and row.get("split") not in (None, split):
             continue

@@ -19,7 +19,23 @@ from lesionloc_runtime.fileio import atomic_write_json, sha256_file
 from lesionloc_runtime.heatmap import HeatmapConfig
 from lesionloc_runtime.preprocess import PreprocessConfig
 
-__all__ = ["CARD_NAME", "EncoderSpec", "HeatmapConfig", "ModelBundle", "write_card"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "CARD_NAME",
+    "DEMO_NOTICE",
+    "FORMAT_VERSION",
+    "IMAGE_ENCODER_FILE",
+    "IMPORTED_NOTICE",
+    "READABLE_VERSIONS",
+    "RESEARCH_NOTICE",
+    "TEXT_ENCODER_FILE",
+    "TOKENIZER_FILE",
+    "ModelBundle",
+    "check_image_size",
+    "check_patch_grid",
+    "upgrade_v1",
+    "write_card",
+]
 
 BUNDLE_FORMAT = "lesionloc-bundle"
 # 2: the card describes the model (architecture, grid, text, heatmap conventions); version-1
@@ -138,7 +154,7 @@ class ModelBundle:
             bundle = cls._parse(root, card, sections, sha256_file(card_path), checksums)
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise BundleError(f"{card_path}: malformed card ({exc})") from None
-        check_description(bundle, str(card_path))
+        _check_description(bundle, str(card_path))
         for required in (bundle.image_encoder.file, bundle.text_encoder.file, bundle.tokenizer_file):
             if required not in checksums:
                 raise BundleError(f"{card_path}: {required} has no checksum entry")
@@ -238,7 +254,7 @@ def upgrade_v1(card: dict[str, Any]) -> dict[str, Any]:
             "text": {"preparation": "none", "pooling": pooling}}
 
 
-def check_description(bundle: ModelBundle, where: str) -> None:
+def _check_description(bundle: ModelBundle, where: str) -> None:
     """The card's description must match the graphs it declares: input size, grid, width."""
     image, text = bundle.image_encoder, bundle.text_encoder
     check_image_size(image.inputs.get("pixel_values", []), bundle.preprocessing.image_size, where)

@@ -18,6 +18,8 @@ from lesionloc_runtime.errors import EXIT_OK, EXIT_STUDIES_FAILED, ConfigError, 
 if TYPE_CHECKING:
     from lesionloc_runtime.results import SentenceResult
 
+__all__ = ["main"]
+
 
 @click.command(cls=Command, context_settings=HELP_OPTIONS)
 @click.argument("source", type=click.Path(path_type=Path))
@@ -90,7 +92,7 @@ def main(source: Path, report: Path | None, reports: Path | None, queries: tuple
     sys.exit(run_guarded(work))
 
 
-MAX_THREADS = 256
+_MAX_THREADS = 256
 
 
 def _check_options(source: Path, batch: bool, *, report: Path | None, reports: Path | None,
@@ -101,8 +103,8 @@ def _check_options(source: Path, batch: bool, *, report: Path | None, reports: P
 
     if workers < 1:
         raise ConfigError(f"--workers {workers}: need at least 1")
-    if threads is not None and not 1 <= threads <= MAX_THREADS:
-        raise ConfigError(f"--threads {threads}: need 1 to {MAX_THREADS} (default: all cores)")
+    if threads is not None and not 1 <= threads <= _MAX_THREADS:
+        raise ConfigError(f"--threads {threads}: need 1 to {_MAX_THREADS} (default: all cores)")
     if batch:
         if report is not None:
             where = ("each manifest row names its 'report'" if not source.is_dir() else
@@ -162,12 +164,12 @@ def _single(image: Path, report: Path | None, settings: RunSettings, study_id: s
     click.echo(str(result.model.get("notice", "")))
     if not quiet:
         for s in result.sentences:
-            click.echo(sentence_line(s))
+            click.echo(_sentence_line(s))
     click.echo(f"open {written.parent / 'study.html'}  (results: {written})")
     return EXIT_OK
 
 
-def sentence_line(s: SentenceResult) -> str:
+def _sentence_line(s: SentenceResult) -> str:
     """A sentence as the summary prints it; a hedged finding's kind reads "finding?"."""
     kind = f"{s.kind}?" if s.uncertain else s.kind
     where = ""

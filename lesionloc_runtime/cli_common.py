@@ -19,6 +19,8 @@ import click
 
 from lesionloc_runtime.errors import EXIT_INTERRUPTED, EXIT_USAGE, LesionlocError, printable
 
+__all__ = ["HELP_OPTIONS", "Command", "CommandLineError", "Group", "guarded", "run_guarded"]
+
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
 

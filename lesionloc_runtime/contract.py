@@ -9,6 +9,22 @@ from typing import Any
 
 from lesionloc_runtime.errors import BundleError
 
+__all__ = [
+    "CARD_NAME",
+    "CONTRACT",
+    "DYNAMIC_AXES",
+    "IMAGE_INPUTS",
+    "IMAGE_OUTPUTS",
+    "OPTIONAL_TEXT_INPUTS",
+    "TEXT_INPUTS",
+    "TEXT_OUTPUTS",
+    "EncoderSpec",
+    "TensorSpec",
+    "dynamic_axes",
+    "names",
+    "resolve",
+]
+
 CARD_NAME = "lesionloc.json"
 
 

@@ -9,6 +9,30 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
+__all__ = [
+    "ERROR_CLASSES",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_STUDIES_FAILED",
+    "EXIT_USAGE",
+    "BundleError",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "DicomOutputError",
+    "ExitCode",
+    "ExportError",
+    "ImageReadError",
+    "LesionlocError",
+    "OutputError",
+    "ReportError",
+    "TrainingDiverged",
+    "exit_code_table",
+    "exit_codes",
+    "is_panic",
+    "printable",
+]
+
 EXIT_OK = 0
 # Batch mode: at least one study failed; the others are written and each failure is named.
 EXIT_STUDIES_FAILED = 1

@@ -14,6 +14,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+__all__ = [
+    "atomic_open",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "is_dir",
+    "is_file",
+    "make_dir_public",
+    "sha256_file",
+    "temporary_of",
+]
+
 
 @contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb",

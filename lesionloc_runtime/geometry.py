@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["CentreCrop", "Geometry", "Letterbox", "seen_mask"]
+
 # Coordinates are continuous pixel coordinates in which pixel (i, j) covers [j, j+1) x [i, i+1),
 # so pixel centres sit at +0.5.
 

@@ -17,6 +17,19 @@ from lesionloc_runtime.boxes import Box
 from lesionloc_runtime.errors import ConfigError
 from lesionloc_runtime.geometry import Geometry, seen_mask
 
+__all__ = [
+    "BORDERS",
+    "REFINE",
+    "SCORES",
+    "SIMILARITIES",
+    "UPSAMPLINGS",
+    "Heatmap",
+    "HeatmapConfig",
+    "local_alignment_score",
+    "similarity_grid",
+    "smooth_grid",
+]
+
 # How a patch grid and a sentence embedding become a similarity grid: "cosine" (both unit
 # length: ours, BioViL), "dot" (both as the encoders give them: AFLoc's evaluation), and
 # "global-share" (a unit sentence against cells that are each location's share of the global

@@ -26,6 +26,15 @@ from lesionloc_runtime.sessions import OnnxEncoder, default_threads
 from lesionloc_runtime.text import Report, Sentence, query_sentences, read_report
 from lesionloc_runtime.tokens import SentenceTokenizer, pool_windows, prepare_text
 
+__all__ = [
+    "DEMO_BUNDLE",
+    "DEMO_EXAMPLES",
+    "EncodedImage",
+    "Encoder",
+    "Localizer",
+    "demo_bundle_path",
+]
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEMO_BUNDLE = PACKAGE_DIR / "demo" / "bundle"
 DEMO_EXAMPLES = PACKAGE_DIR / "demo" / "examples"

@@ -11,6 +11,25 @@ import numpy as np
 
 from lesionloc_runtime.boxes import Box, xywh
 
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "METRIC_NAMES",
+    "MIOU_THRESHOLDS",
+    "LocalizationScores",
+    "auroc",
+    "boxes_to_mask",
+    "contrast_of_regions",
+    "contrast_to_noise_ratio",
+    "dice",
+    "iou",
+    "mean_iou",
+    "mean_scores",
+    "pointing_game",
+    "precision_recall",
+    "score_heatmap",
+    "unseen_as_lowest",
+]
+
 MIOU_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
 DEFAULT_THRESHOLD = 0.5
 
@@ -59,7 +78,7 @@ def unseen_as_lowest(heatmap: np.ndarray) -> np.ndarray:
     return np.where(nan, np.nanmin(heatmap), heatmap).astype(heatmap.dtype, copy=False)
 
 
-def minmax_normalize(heatmap: np.ndarray) -> np.ndarray:
+def _minmax_normalize(heatmap: np.ndarray) -> np.ndarray:
     """Scale to [0, 1]; a constant heatmap becomes all zeros (it localizes nothing)."""
     heatmap = np.asarray(heatmap, dtype=np.float64)
     lo, hi = float(heatmap.min()), float(heatmap.max())
@@ -111,7 +130,7 @@ def _overlap(pred: np.ndarray, mask: np.ndarray) -> tuple[int, int, int]:
 def iou(heatmap: np.ndarray, mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> float:
     """Intersection over union of (min-max normalized heatmap >= threshold) with the mask."""
     heatmap, mask = _check(heatmap, mask)
-    pred = minmax_normalize(heatmap) >= threshold
+    pred = _minmax_normalize(heatmap) >= threshold
     if not pred.any() and heatmap.max() == heatmap.min():
         pred = np.zeros_like(mask)  # a constant heatmap predicts nothing
     inter, n_pred, n_mask = _overlap(pred, mask)
@@ -131,7 +150,7 @@ def mean_iou(
 def dice(heatmap: np.ndarray, mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> float:
     """Dice = 2|P & G| / (|P| + |G|) with P the min-max normalized heatmap >= threshold."""
     heatmap, mask = _check(heatmap, mask)
-    pred = minmax_normalize(heatmap) >= threshold
+    pred = _minmax_normalize(heatmap) >= threshold
     if heatmap.max() == heatmap.min():
         pred = np.zeros_like(mask)
     inter, n_pred, n_mask = _overlap(pred, mask)
@@ -144,7 +163,7 @@ def precision_recall(
 ) -> tuple[float, float]:
     """Pixel precision and recall of (min-max normalized heatmap >= threshold) vs the mask."""
     heatmap, mask = _check(heatmap, mask)
-    pred = minmax_normalize(heatmap) >= threshold
+    pred = _minmax_normalize(heatmap) >= threshold
     if heatmap.max() == heatmap.min():
         pred = np.zeros_like(mask)
     inter, n_pred, n_mask = _overlap(pred, mask)

@@ -30,6 +30,19 @@ from lesionloc_runtime.render import (
 from lesionloc_runtime.results import STUDY_SCHEMA, STUDY_SCHEMA_VERSION, StudyResult
 from lesionloc_runtime.viewer import page
 
+__all__ = [
+    "MAX_STUDY_ID_BYTES",
+    "STUDY_JSON",
+    "OutputOptions",
+    "check_out_dir",
+    "derived_study_id",
+    "done_document",
+    "is_done",
+    "listed_files",
+    "study_id_problem",
+    "write_study",
+]
+
 STUDY_JSON = "study.json"
 IDENTIFYING_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber",
                     "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "StudyDate")

@@ -14,7 +14,18 @@ from lesionloc_runtime.errors import ConfigError, ImageReadError
 from lesionloc_runtime.geometry import CentreCrop, Geometry, Letterbox
 from lesionloc_runtime.imageio import Radiograph
 
-__all__ = ["CentreCrop", "Letterbox", "PreprocessConfig", "PreprocessedImage", "preprocess"]
+__all__ = [
+    "INTENSITIES",
+    "METHODS",
+    "CentreCrop",
+    "Letterbox",
+    "PreprocessConfig",
+    "PreprocessedImage",
+    "apply_window",
+    "intensity_window",
+    "preprocess",
+    "to_uint8",
+]
 
 _INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 # Pillow's antialiased bilinear resize of an 8-bit image: what torchvision's Resize does to the

@@ -10,6 +10,15 @@ from lesionloc_runtime.boxes import Box
 from lesionloc_runtime.geometry import CentreCrop, Geometry
 from lesionloc_runtime.heatmap import Heatmap
 
+__all__ = [
+    "STUDY_SCHEMA",
+    "STUDY_SCHEMA_VERSION",
+    "HeatmapLayer",
+    "ImageFile",
+    "SentenceResult",
+    "StudyResult",
+]
+
 STUDY_SCHEMA = "lesionloc-study"
 # 2: the study page (radiograph_images, sentence layers), model.card_sha256 (was
 # manifest_sha256), input.model_region, and input.crop for crop models

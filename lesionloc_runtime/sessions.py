@@ -14,6 +14,8 @@ import numpy as np
 from lesionloc_runtime.contract import EncoderSpec
 from lesionloc_runtime.errors import BundleError, ConfigError, printable
 
+__all__ = ["OnnxEncoder", "default_threads", "open_session", "session_options"]
+
 log = logging.getLogger(__name__)
 
 PROVIDER_ALIASES = {

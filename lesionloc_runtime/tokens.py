@@ -15,6 +15,8 @@ import numpy as np
 
 from lesionloc_runtime.errors import BundleError
 
+__all__ = ["SentenceTokenizer", "TokenBatch", "length_groups", "pool_windows", "prepare_text"]
+
 # What one more encoder run costs, in padded tokens: every run streams the weights once more,
 # which on the full-size int8 text encoder cost about as much as a dozen padded tokens, so
 # splitting a batch pays only when it saves more padding than that (the latency benchmark

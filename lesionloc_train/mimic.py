@@ -7,62 +7,33 @@ decoded (width and height come from the metadata table's Columns and Rows).
 
 from __future__ import annotations
 
-import csv
-import gzip
 import json
 import os
-import re
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 from tqdm import tqdm
 
 from lesionloc_runtime.cli_common import HELP_OPTIONS, Command, run_guarded
-from lesionloc_runtime.errors import ConfigError, DataError, OutputError, ReportError, printable
+from lesionloc_runtime.errors import ConfigError, DataError, OutputError, ReportError
 from lesionloc_runtime.fileio import atomic_open, is_dir, is_file
 from lesionloc_runtime.text import read_report
+from lesionloc_train.mimic_tables import (
+    METADATA_TABLE,
+    SPLIT_TABLE,
+    SPLITS,
+    MimicImage,
+    find_table,
+    read_metadata_table,
+    read_split_table,
+)
 
-# MIMIC-CXR-JPG 2.0.0 and 2.1.0 both ship these names (2.1.0 did not rename them), gzipped.
-SPLIT_TABLE = "mimic-cxr-2.0.0-split.csv"
-METADATA_TABLE = "mimic-cxr-2.0.0-metadata.csv"
-SPLIT_COLUMNS = ("dicom_id", "study_id", "subject_id", "split")
-METADATA_COLUMNS = ("dicom_id", "study_id", "subject_id", "ViewPosition", "Rows", "Columns")
-# MIMIC's split names -> the manifest's; training and validation read "val".
-SPLITS = {"train": "train", "validate": "val", "test": "test"}
 DEFAULT_VIEWS = ("PA", "AP")
 MAX_WARNINGS = 20
-
-# Official ids are hex groups with dashes (44 characters); the cap keeps file names short.
-_DICOM_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,99}")
-
-
-@dataclass(frozen=True, slots=True)  # slots: ~300k of them live at once
-class MimicImage:
-    """One metadata row that passed the split and view filters. Ids are the tables' digits
-    ("10000032", "50414267"); the manifest writes them with MIMIC's p/s prefixes."""
-
-    subject_id: str
-    study_id: str
-    dicom_id: str
-    split: str  # manifest split: train, val or test
-    view: str
-    width: int
-    height: int
-
-    @property
-    def image_relpath(self) -> str:
-        """Path below files/: pXX/pSUBJECT/sSTUDY/DICOM.jpg, pXX the subject's first 2 digits."""
-        return f"p{self.subject_id[:2]}/p{self.subject_id}/s{self.study_id}/{self.dicom_id}.jpg"
-
-    @property
-    def report_relpath(self) -> str:
-        """Path below the reports' files/: pXX/pSUBJECT/sSTUDY.txt."""
-        return f"p{self.subject_id[:2]}/p{self.subject_id}/s{self.study_id}.txt"
 
 
 @dataclass
@@ -94,145 +65,6 @@ class _Warnings:
         self.summary.skipped["malformed CSV row"] += 1
         if self.echo and len(self.summary.malformed) <= MAX_WARNINGS:
             self.echo(f"warning: {message}; row skipped")
-
-
-# ---------------------------------------------------------------------------------------------
-# Tables
-
-
-def find_table(root: Path, name: str) -> Path:
-    """`name` or `name`.gz in ROOT (PhysioNet serves .gz; some users decompress them)."""
-    for candidate in (root / name, root / f"{name}.gz"):
-        if is_file(candidate):
-            return candidate
-    raise DataError(
-        f"{root}: {name}.gz not found (nor {name}); ROOT must be the MIMIC-CXR-JPG directory "
-        "that holds files/ and the mimic-cxr-2.0.0-*.csv.gz tables"
-    )
-
-
-def iter_table(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) of a CSV table, plain or gzipped, whose header must name `required`.
-    A file that cannot be read at all (truncated gzip, binary data) is a DataError."""
-    opener: Callable[..., Any] = gzip.open if path.name.endswith(".gz") else open
-    line = 1
-    try:
-        # utf-8-sig: a table re-saved by a spreadsheet may start with a byte order mark.
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
-            header = reader.fieldnames or []
-            missing = [c for c in required if c not in header]
-            if missing:
-                raise DataError(
-                    f"{path}: column(s) {', '.join(missing)} missing from the header "
-                    f"({printable(','.join(header), 200) or 'empty file'}); is this the official "
-                    "MIMIC-CXR-JPG table?"
-                )
-            for row in reader:
-                line = reader.line_num
-                yield line, row
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: unreadable after line {line} ({exc}); download it again") from None
-
-
-def _row_problem(row: dict[Any, Any], required: Sequence[str]) -> str | None:
-    if None in row:  # DictReader files surplus fields under the key None
-        return f"{len(row) - 1 + len(row[None])} fields where the header has {len(row) - 1}"
-    if any(row.get(c) is None for c in required):
-        return "fewer fields than the header"
-    return None
-
-
-def _digits(value: str, prefix: str) -> str | None:
-    """An id as digits; MIMIC's own p/s prefix is tolerated ("p10000032")."""
-    value = value.strip()
-    if value[:1].lower() == prefix:
-        value = value[1:]
-    # official ids have 8 digits; over 18, one would not even convert to an int cheaply
-    return value if 2 <= len(value) <= 18 and value.isascii() and value.isdigit() else None
-
-
-def _size(value: str) -> int | None:
-    """Rows / Columns as a positive integer ("2544", or "2544.0" from a pandas round trip)."""
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return int(number) if number.is_integer() and number > 0 else None
-
-
-def read_split_table(path: Path, warn: _Warnings) -> tuple[dict[str, str], int]:
-    """dicom_id -> manifest split, for every split (so "not in the split table" can be told
-    apart from "in a split that was not asked for"); and the number of data rows."""
-    split_of: dict[str, str] = {}
-    rows = 0
-    for line, row in tqdm(iter_table(path, SPLIT_COLUMNS), desc="split table", unit=" rows",
-                          disable=None, leave=False):
-        rows += 1
-        problem = _row_problem(row, SPLIT_COLUMNS)
-        dicom = row["dicom_id"].strip() if problem is None else ""
-        split = row["split"].strip().lower() if problem is None else ""
-        if problem is None and not _DICOM_ID.fullmatch(dicom):
-            problem = f"dicom_id {row['dicom_id']!r} is not an image id"
-        if problem is None and split not in SPLITS:
-            problem = f"split {row['split']!r} is not one of {', '.join(SPLITS)}"
-        if problem is not None:
-            warn(path, line, problem)
-            continue
-        name = SPLITS[split]  # the shared constant: 377k rows cost no extra strings
-        if split_of.setdefault(dicom, name) != name:
-            warn(path, line, f"dicom_id {dicom} was already listed in split {split_of[dicom]}")
-    return split_of, rows
-
-
-def read_metadata_table(
-    path: Path, split_of: dict[str, str], splits: set[str], views: Sequence[str],
-    warn: _Warnings, skipped: Counter[str],
-) -> tuple[dict[tuple[str, str], dict[str, MimicImage]], int]:
-    """Images of the wanted splits and views, grouped by (subject, study); studies of the
-    wanted splits without such a view are counted in `skipped`."""
-    studies: dict[tuple[str, str], dict[str, MimicImage]] = {}
-    seen: set[tuple[str, str]] = set()
-    rows = 0
-    for line, row in tqdm(iter_table(path, METADATA_COLUMNS), desc="metadata table",
-                          unit=" rows", disable=None, leave=False):
-        rows += 1
-        problem = _row_problem(row, METADATA_COLUMNS)
-        if problem is not None:
-            warn(path, line, problem)
-            continue
-        dicom = row["dicom_id"].strip()
-        subject = _digits(row["subject_id"], "p")
-        study = _digits(row["study_id"], "s")
-        if not _DICOM_ID.fullmatch(dicom) or subject is None or study is None:
-            bad = ("dicom_id" if not _DICOM_ID.fullmatch(dicom)
-                   else "subject_id" if subject is None else "study_id")
-            warn(path, line, f"{bad} {row[bad]!r} is not an id")
-            continue
-        split = split_of.get(dicom)
-        if split is None:
-            skipped["image not in the split table"] += 1
-            continue
-        if split not in splits:
-            continue
-        key = (subject, study)
-        seen.add(key)
-        # Real rows may have an empty ViewPosition; those images are never chosen.
-        view = row["ViewPosition"].strip().upper()
-        if view not in views:
-            continue
-        width, height = _size(row["Columns"]), _size(row["Rows"])
-        if width is None or height is None:
-            bad = "Columns" if width is None else "Rows"
-            warn(path, line, f"{bad} {row[bad]!r} is not a positive integer")
-            continue
-        images = studies.setdefault(key, {})
-        if dicom in images:
-            warn(path, line, f"dicom_id {dicom} appears twice")
-            continue
-        images[dicom] = MimicImage(subject, study, dicom, split, view, width, height)
-    skipped[f"study without a {'/'.join(views)} view"] += len(seen) - len(studies)
-    return studies, rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,30 +139,17 @@ def prepare_manifest(
     """Write `out` (manifest.jsonl) from MIMIC-CXR-JPG at `root`. `splits` are MIMIC's names
     (train, validate, test) or the manifest's (val); `views` ViewPosition values in order of
     preference."""
-    wanted = list(dict.fromkeys(SPLITS.get(s, s) for s in splits))
-    unknown = [s for s in wanted if s not in SPLITS.values()]
-    if unknown or not wanted:
-        raise ConfigError(f"splits {', '.join(unknown) or '(none)'}: use train, validate and/or test")
+    wanted = _wanted_splits(splits)
     views = [v.upper() for v in views]
     if not views:
         raise ConfigError("no view to keep; give ViewPosition values such as PA,AP")
     root = Path(os.path.abspath(root))
     out = Path(os.path.abspath(out))
-    if is_dir(out):
-        raise ConfigError(f"--out {out} is a directory; give the manifest file, e.g. {out}/manifest.jsonl")
-    if os.path.exists(out) and not overwrite:  # False, not OSError, for a name over NAME_MAX
-        raise ConfigError(f"{out} exists; pass --overwrite to replace it")
-    if not is_dir(root):
-        raise DataError(f"{root}: no such directory")
-    images_files = root / "files"
-    if not is_dir(images_files):
-        raise DataError(
-            f"{root}: no files/ directory; ROOT must be the MIMIC-CXR-JPG directory that holds "
-            "files/p10/... and the mimic-cxr-2.0.0-*.csv.gz tables"
-        )
+    _check_locations(root, out, overwrite)
     split_path = find_table(root, SPLIT_TABLE)
     metadata_path = find_table(root, METADATA_TABLE)
-    reports_files = _reports_files(Path(os.path.abspath(reports or root)), check_files)
+    files = _Files(root / "files", _reports_files(Path(os.path.abspath(reports or root)),
+                                                  check_files), out.parent)
 
     summary = PrepareSummary(out, wanted)
     warn = _Warnings(summary, echo)
@@ -339,53 +158,126 @@ def prepare_manifest(
         metadata_path, split_of, set(wanted), views, warn, summary.skipped)
     del split_of  # ~377k entries, not needed from here on
 
-    image_base = _location(images_files, out.parent)
-    report_base = _location(reports_files, out.parent)
-    prefer = _preference(views)
     try:
         with atomic_open(out, "wb") as handle:
-            keys = sorted(studies, key=lambda k: (int(k[0]), int(k[1])))
-            for key in tqdm(keys, desc="studies", unit=" studies", disable=None, leave=False):
-                if limit is not None and summary.total >= limit:
-                    break
-                candidates = sorted(studies[key].values(), key=prefer)
-                if check_files:
-                    present = [c for c in candidates if is_file(images_files / c.image_relpath)]
-                    if not present:
-                        summary.skipped["image missing"] += 1
-                        continue
-                    problem = report_problem(reports_files / candidates[0].report_relpath)
-                    if problem is not None:
-                        summary.skipped[problem] += 1
-                        continue
-                    if all_frontal and len(present) < len(candidates):
-                        summary.skipped["image missing (study kept)"] += len(candidates) - len(present)
-                    candidates = present
-                for image in candidates if all_frontal else candidates[:1]:
-                    if limit is not None and summary.total >= limit:
-                        break
-                    record = {
-                        # The training cache keys images by study_id, so with several images per
-                        # study each row needs its own.
-                        "study_id": (f"s{image.study_id}_{image.dicom_id}" if all_frontal
-                                     else f"s{image.study_id}"),
-                        "subject_id": f"p{image.subject_id}",
-                        "split": image.split,
-                        "image": image_base + image.image_relpath,
-                        "report": report_base + image.report_relpath,
-                        "width": image.width,
-                        "height": image.height,
-                        "view": image.view,
-                        "dicom_id": image.dicom_id,
-                    }
-                    handle.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
-                    summary.written[image.split] += 1
+            _write_rows(handle, studies, files, _Choice(views, all_frontal, limit, check_files),
+                        summary)
             if not summary.total:  # raised inside: the empty manifest is not kept
-                raise DataError(_nothing_written(summary, reports_files))
+                raise DataError(_nothing_written(summary, files.reports))
     except OSError as exc:  # --out below a file, a read-only or full disk
         raise OutputError(f"{out}: cannot write the manifest ({exc.strerror or exc})",
                           exc.errno) from None
     return summary
+
+
+def _wanted_splits(splits: Sequence[str]) -> list[str]:
+    """The manifest's split names for MIMIC's (or the manifest's own), in order, once each."""
+    wanted = list(dict.fromkeys(SPLITS.get(s, s) for s in splits))
+    unknown = [s for s in wanted if s not in SPLITS.values()]
+    if unknown or not wanted:
+        raise ConfigError(f"splits {', '.join(unknown) or '(none)'}: use train, validate and/or test")
+    return wanted
+
+
+def _check_locations(root: Path, out: Path, overwrite: bool) -> None:
+    """Refuse an --out that is a directory or exists, and a ROOT that is not MIMIC-CXR-JPG's."""
+    if is_dir(out):
+        raise ConfigError(f"--out {out} is a directory; give the manifest file, e.g. {out}/manifest.jsonl")
+    if os.path.exists(out) and not overwrite:  # False, not OSError, for a name over NAME_MAX
+        raise ConfigError(f"{out} exists; pass --overwrite to replace it")
+    if not is_dir(root):
+        raise DataError(f"{root}: no such directory")
+    if not is_dir(root / "files"):
+        raise DataError(
+            f"{root}: no files/ directory; ROOT must be the MIMIC-CXR-JPG directory that holds "
+            "files/p10/... and the mimic-cxr-2.0.0-*.csv.gz tables"
+        )
+
+
+@dataclass(frozen=True)
+class _Files:
+    """Where the images and reports are, and how the manifest (in `manifest_dir`) names them."""
+
+    images: Path
+    reports: Path
+    manifest_dir: Path
+
+    @property
+    def image_base(self) -> str:
+        return _location(self.images, self.manifest_dir)
+
+    @property
+    def report_base(self) -> str:
+        return _location(self.reports, self.manifest_dir)
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """Which images of a study become rows: the first present one of the preferred view, or
+    every one (`all_frontal`); at most `limit` rows; files checked or not."""
+
+    views: Sequence[str]
+    all_frontal: bool
+    limit: int | None
+    check_files: bool
+
+    def full(self, summary: PrepareSummary) -> bool:
+        return self.limit is not None and summary.total >= self.limit
+
+
+def _write_rows(handle: BinaryIO, studies: dict[tuple[str, str], dict[str, MimicImage]],
+                files: _Files, choice: _Choice, summary: PrepareSummary) -> None:
+    """One row per chosen image, studies in subject/study order, counted in `summary`."""
+    prefer = _preference(choice.views)
+    image_base, report_base = files.image_base, files.report_base
+    keys = sorted(studies, key=lambda k: (int(k[0]), int(k[1])))
+    for key in tqdm(keys, desc="studies", unit=" studies", disable=None, leave=False):
+        if choice.full(summary):
+            break
+        candidates = sorted(studies[key].values(), key=prefer)
+        if choice.check_files:
+            candidates = _present(candidates, files, choice.all_frontal, summary)
+        for image in candidates if choice.all_frontal else candidates[:1]:
+            if choice.full(summary):
+                break
+            record = _record(image, image_base, report_base, choice.all_frontal)
+            handle.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
+            summary.written[image.split] += 1
+
+
+def _present(candidates: list[MimicImage], files: _Files, all_frontal: bool,
+             summary: PrepareSummary) -> list[MimicImage]:
+    """The candidates whose image file exists, or none (the study skipped and counted) when
+    none does or the study's report cannot train."""
+    present = [c for c in candidates if is_file(files.images / c.image_relpath)]
+    if not present:
+        summary.skipped["image missing"] += 1
+        return []
+    problem = report_problem(files.reports / candidates[0].report_relpath)
+    if problem is not None:
+        summary.skipped[problem] += 1
+        return []
+    if all_frontal and len(present) < len(candidates):
+        summary.skipped["image missing (study kept)"] += len(candidates) - len(present)
+    return present
+
+
+def _record(image: MimicImage, image_base: str, report_base: str,
+            all_frontal: bool) -> dict[str, Any]:
+    return {
+        # The training cache keys images by study_id, so with several images per study each
+        # row needs its own.
+        "study_id": (f"s{image.study_id}_{image.dicom_id}" if all_frontal
+                     else f"s{image.study_id}"),
+        "subject_id": f"p{image.subject_id}",
+        "split": image.split,
+        "image": image_base + image.image_relpath,
+        "report": report_base + image.report_relpath,
+        "width": image.width,
+        "height": image.height,
+        "view": image.view,
+        "dicom_id": image.dicom_id,
+    }
 
 
 def _nothing_written(summary: PrepareSummary, reports_files: Path) -> str:

@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 from lesionloc_train.distributed import setup_distributed
 from lesionloc_train.losses import LesionLocLoss
-from lesionloc_train.train import batch_inputs, loss_from_outputs
+from lesionloc_train.optimization import batch_inputs, loss_from_outputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ddp_case import make_batch, make_case

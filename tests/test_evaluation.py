@@ -16,8 +16,9 @@ from lesionloc_runtime.errors import ConfigError, DataError
 from lesionloc_runtime.evaluation import evaluate, open_dataset
 from lesionloc_runtime.evaluation.prompts import load_prompts
 from lesionloc_runtime.evaluation.records import Grounding
+from lesionloc_runtime.evaluation.resample import resize_mask
 from lesionloc_runtime.evaluation.rle import decode_rle, encode_rle, parse_rle
-from lesionloc_runtime.evaluation.runner import ground_truth, resize_mask
+from lesionloc_runtime.evaluation.runner import ground_truth
 from lesionloc_runtime.imageio import Radiograph
 from lesionloc_runtime.metrics import boxes_to_mask
 

@@ -85,17 +85,7 @@ def write_dicom_outputs(
 
     sc = build_overlay_sc(identity, overlay, series_uid=str(hd.UID()), sop_uid=str(hd.UID()),
                           series_description=f"lesionloc overlays - {tag}")
-    # Evidence headers carry UIDs only, so highdicom cannot copy anything else into the SR.
-    evidence = [reference_dataset(sc.SOPClassUID, sc.SOPInstanceUID, sc.SeriesInstanceUID,
-                                  sc.StudyInstanceUID)]
-    if identity.source is not None:
-        src = identity.source
-        target = RegionTarget(src.sop_class_uid, src.sop_instance_uid)
-        evidence.append(reference_dataset(src.sop_class_uid, src.sop_instance_uid,
-                                          src.series_instance_uid, src.study_instance_uid))
-    else:
-        target = RegionTarget(str(sc.SOPClassUID), str(sc.SOPInstanceUID))
-
+    target, evidence = _sr_references(identity, sc)
     sr = None
     if result.sentences:
         sr = build_sr(result, identity, target, evidence, series_uid=str(hd.UID()),
@@ -116,6 +106,20 @@ def write_dicom_outputs(
         sc_sop_instance_uid=str(sc.SOPInstanceUID),
         sr_sop_instance_uid=None if sr is None else str(sr.SOPInstanceUID),
     )
+
+
+def _sr_references(identity: StudyIdentity, sc: Any) -> tuple[RegionTarget, list[Any]]:
+    """The image the SR's boxes lie on (the source DICOM, or the SC standing in for a PNG or
+    JPEG) and the SR's evidence: the SC and, for DICOM input, the source."""
+    # Evidence headers carry UIDs only, so highdicom cannot copy anything else into the SR.
+    evidence = [reference_dataset(sc.SOPClassUID, sc.SOPInstanceUID, sc.SeriesInstanceUID,
+                                  sc.StudyInstanceUID)]
+    if identity.source is None:
+        return RegionTarget(str(sc.SOPClassUID), str(sc.SOPInstanceUID)), evidence
+    src = identity.source
+    evidence.append(reference_dataset(src.sop_class_uid, src.sop_instance_uid,
+                                      src.series_instance_uid, src.study_instance_uid))
+    return RegionTarget(src.sop_class_uid, src.sop_instance_uid), evidence
 
 
 def _save(ds: Any, path: Path) -> None:

@@ -10,7 +10,9 @@ from pydicom.dataset import Dataset
 from lesionloc_runtime import __version__
 from lesionloc_runtime.dicom_out.identity import StudyIdentity
 
-SC_SERIES_NUMBER = 990  # high, so the derived series sort after the acquired ones
+__all__ = ["CHARACTER_SET", "MANUFACTURER", "build_overlay_sc", "check_overlay", "fit_to_image"]
+
+_SC_SERIES_NUMBER = 990  # high, so the derived series sort after the acquired ones
 MANUFACTURER = "lesionloc"
 CHARACTER_SET = "ISO_IR 192"  # UTF-8: report sentences and copied names may be non-ASCII
 
@@ -57,7 +59,7 @@ def build_overlay_sc(identity: StudyIdentity, overlay: np.ndarray, *, series_uid
         patient_orientation=("L", "F"),
         study_instance_uid=identity.study_instance_uid,
         series_instance_uid=series_uid,
-        series_number=SC_SERIES_NUMBER,
+        series_number=_SC_SERIES_NUMBER,
         sop_instance_uid=sop_uid,
         instance_number=1,
         manufacturer=MANUFACTURER,

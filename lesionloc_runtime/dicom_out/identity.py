@@ -15,6 +15,16 @@ from pydicom.uid import UID
 from lesionloc_runtime.errors import ConfigError, DicomOutputError
 from lesionloc_runtime.imageio import UID_TEXT, header_value
 
+__all__ = [
+    "COPIED_ATTRIBUTES",
+    "REQUIRED_SOURCE_ATTRIBUTES",
+    "SourceImage",
+    "StudyIdentity",
+    "SyntheticIds",
+    "output_names",
+    "reference_dataset",
+]
+
 # The only source attributes a derived object inherits (Patient and General Study modules,
 # PS3.3 C.7.1.1 and C.7.2.1). Everything else in the source header stays behind.
 COPIED_ATTRIBUTES: tuple[str, ...] = (
@@ -156,7 +166,7 @@ class StudyIdentity:
         """A new study for a non-DICOM input, dated now."""
         ids.validate()
         now = now or datetime.datetime.now()
-        study_id = ids.study_id if ids.study_id is not None else safe_name(default_study_id)[:16]
+        study_id = ids.study_id if ids.study_id is not None else _safe_name(default_study_id)[:16]
         return cls(
             patient_name=ids.patient_name,
             patient_id=ids.patient_id,
@@ -202,7 +212,7 @@ def reference_dataset(sop_class_uid: str, sop_instance_uid: str, series_instance
     return ds
 
 
-def safe_name(text: str) -> str:
+def _safe_name(text: str) -> str:
     """A value safe for an SH attribute or a file name: letters, digits, '.', '_', '-'."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "study"
 
@@ -210,5 +220,5 @@ def safe_name(text: str) -> str:
 def output_names(study_id: str) -> tuple[str, str]:
     """The file names of a study's secondary capture and structured report: the study id
     (the input's file stem or --study-id), never header values."""
-    stem = safe_name(study_id)
+    stem = _safe_name(study_id)
     return f"{stem}_sc.dcm", f"{stem}_sr.dcm"

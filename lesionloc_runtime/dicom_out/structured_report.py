@@ -44,19 +44,21 @@ from lesionloc_runtime.dicom_out.identity import StudyIdentity
 from lesionloc_runtime.errors import DicomOutputError
 from lesionloc_runtime.results import SentenceResult, StudyResult
 
-SR_SERIES_NUMBER = 991
-ALGORITHM_NAME = "lesionloc"
+__all__ = ["RegionTarget", "build_sr", "read_back_sr", "read_sr_provenance"]
+
+_SR_SERIES_NUMBER = 991
+_ALGORITHM_NAME = "lesionloc"
 
 # No standard concept names a sentence-image similarity or a report sentence's kind, so they
 # come from a private coding scheme, declared in the SR's Coding Scheme Identification.
-SCHEME = "99LESIONLOC"
-SENTENCE = Code("sentence", SCHEME, "Report sentence")
-SECTION = Code("report-section", SCHEME, "Report section")
-KIND = Code("sentence-kind", SCHEME, "Sentence kind")
-SENTENCE_SCORE = Code("sentence-score", SCHEME, "Sentence-image local alignment score")
-BOX_SCORE = Code("box-score", SCHEME, "Heatmap maximum in box")
-GROUNDED = Code("grounded", SCHEME, "Grounded on image")
-KIND_MEANINGS = {
+_SCHEME = "99LESIONLOC"
+_SENTENCE = Code("sentence", _SCHEME, "Report sentence")
+_SECTION = Code("report-section", _SCHEME, "Report section")
+_KIND = Code("sentence-kind", _SCHEME, "Sentence kind")
+_SENTENCE_SCORE = Code("sentence-score", _SCHEME, "Sentence-image local alignment score")
+_BOX_SCORE = Code("box-score", _SCHEME, "Heatmap maximum in box")
+_GROUNDED = Code("grounded", _SCHEME, "Grounded on image")
+_KIND_MEANINGS = {
     "finding": "Finding sentence",
     "negated": "Negated finding sentence",
     "normal": "Normal statement",
@@ -65,10 +67,10 @@ KIND_MEANINGS = {
 }
 # A hedged finding ("Possible small effusion.") carries the standard Certainty of Finding
 # concept with the SNOMED qualifier Uncertain; a finding stated plainly carries none.
-CERTAINTY = Code("111012", "DCM", "Certainty of Finding")
-UNCERTAIN = Code("64957009", "SCT", "Uncertain")
-PLAIN_CHEST_XRAY = Code("399208008", "SCT", "Plain chest X-ray")
-QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")
+_CERTAINTY = Code("111012", "DCM", "Certainty of Finding")
+_UNCERTAIN = Code("64957009", "SCT", "Uncertain")
+_PLAIN_CHEST_XRAY = Code("399208008", "SCT", "Plain chest X-ray")
+_QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")
 _TRACKING = re.compile(r"sentence (\d+)(?: box (\d+) of \d+)?$")
 
 
@@ -80,7 +82,7 @@ class RegionTarget:
     sop_instance_uid: str
 
 
-def algorithm_identification(model: dict[str, Any]) -> AlgorithmIdentification:
+def _algorithm_identification(model: dict[str, Any]) -> AlgorithmIdentification:
     """TID 4019: name, version, and the model bundle that produced the result."""
     demo = bool(model.get("demo", False))
     parameters = [
@@ -92,7 +94,7 @@ def algorithm_identification(model: dict[str, Any]) -> AlgorithmIdentification:
     if demo:
         parameters.append(DEMO_NOTICE)  # starts with "DEMO MODEL"
     return AlgorithmIdentification(
-        name=ALGORITHM_NAME, version=__version__, parameters=parameters,
+        name=_ALGORITHM_NAME, version=__version__, parameters=parameters,
         manufacturer=MANUFACTURER,
     )
 
@@ -100,12 +102,12 @@ def algorithm_identification(model: dict[str, Any]) -> AlgorithmIdentification:
 def _observation_context(model: dict[str, Any]) -> ObservationContext:
     # The device UID is derived from the model bundle: the same bundle is the same observer.
     sha = str(model.get("card_sha256", "unknown"))
-    uid = generate_uid(prefix=None, entropy_srcs=[ALGORITHM_NAME, __version__, sha])
+    uid = generate_uid(prefix=None, entropy_srcs=[_ALGORITHM_NAME, __version__, sha])
     model_name = str(model.get("name", "unknown"))[:50]  # TEXT, but kept LO-sized for viewers
     if model.get("demo"):
         model_name = f"{model_name} (DEMO MODEL)"
     device = DeviceObserverIdentifyingAttributes(
-        uid=uid, name=ALGORITHM_NAME, manufacturer_name=MANUFACTURER, model_name=model_name,
+        uid=uid, name=_ALGORITHM_NAME, manufacturer_name=MANUFACTURER, model_name=model_name,
     )
     return ObservationContext(observer_device_context=ObserverContext(
         observer_type=codes.DCM.Device, observer_identifying_attributes=device,
@@ -113,7 +115,7 @@ def _observation_context(model: dict[str, Any]) -> ObservationContext:
 
 
 def _kind_code(kind: str) -> Code:
-    return Code(kind[:16], SCHEME, KIND_MEANINGS.get(kind, kind))
+    return Code(kind[:16], _SCHEME, _KIND_MEANINGS.get(kind, kind))
 
 
 def _polyline(box: Box) -> np.ndarray:
@@ -127,12 +129,12 @@ def _polyline(box: Box) -> np.ndarray:
 def _groups(sentence: SentenceResult, target: RegionTarget,
             algorithm: AlgorithmIdentification) -> list[Any]:
     evaluations = [
-        QualitativeEvaluation(KIND, _kind_code(sentence.kind)),
-        QualitativeEvaluation(GROUNDED, codes.SCT.Yes if sentence.grounded else codes.SCT.No),
+        QualitativeEvaluation(_KIND, _kind_code(sentence.kind)),
+        QualitativeEvaluation(_GROUNDED, codes.SCT.Yes if sentence.grounded else codes.SCT.No),
     ]
     if sentence.uncertain:
-        evaluations.append(QualitativeEvaluation(CERTAINTY, UNCERTAIN))
-    sentence_score = Measurement(SENTENCE_SCORE, float(sentence.score), codes.UCUM.NoUnits)
+        evaluations.append(QualitativeEvaluation(_CERTAINTY, _UNCERTAIN))
+    sentence_score = Measurement(_SENTENCE_SCORE, float(sentence.score), codes.UCUM.NoUnits)
     groups: list[Any] = []
     total = len(sentence.boxes)
     for number, box in enumerate(sentence.boxes, start=1):
@@ -147,7 +149,7 @@ def _groups(sentence: SentenceResult, target: RegionTarget,
             referenced_region=region,
             algorithm_id=algorithm,
             measurements=[sentence_score,
-                          Measurement(BOX_SCORE, float(box.score), codes.UCUM.NoUnits)],
+                          Measurement(_BOX_SCORE, float(box.score), codes.UCUM.NoUnits)],
             qualitative_evaluations=evaluations,
         ))
     if not groups:
@@ -161,10 +163,10 @@ def _groups(sentence: SentenceResult, target: RegionTarget,
         ))
     for group in groups:
         # TID 1501/1410 allow TEXT qualitative evaluations; highdicom only builds CODE ones.
-        texts = [TextContentItem(name=SENTENCE, value=sentence.text,
+        texts = [TextContentItem(name=_SENTENCE, value=sentence.text,
                                  relationship_type=RelationshipTypeValues.CONTAINS)]
         if sentence.section:
-            texts.append(TextContentItem(name=SECTION, value=sentence.section,
+            texts.append(TextContentItem(name=_SECTION, value=sentence.section,
                                          relationship_type=RelationshipTypeValues.CONTAINS))
         group[0].ContentSequence.extend(texts)
     return groups
@@ -176,11 +178,11 @@ def build_sr(result: StudyResult, identity: StudyIdentity, target: RegionTarget,
     """The Comprehensive SR of every sentence in `result`, boxes drawn on `target`."""
     if not result.sentences:
         raise ValueError("a study result without sentences has nothing to report in an SR")
-    algorithm = algorithm_identification(result.model)
+    algorithm = _algorithm_identification(result.model)
     groups = [g for s in result.sentences for g in _groups(s, target, algorithm)]
     report = MeasurementReport(
         observation_context=_observation_context(result.model),
-        procedure_reported=PLAIN_CHEST_XRAY,
+        procedure_reported=_PLAIN_CHEST_XRAY,
         imaging_measurements=groups,
     )
     # TID 1500 row 12: a report-level qualitative evaluation says whether the model was a demo.
@@ -192,7 +194,7 @@ def build_sr(result: StudyResult, identity: StudyIdentity, target: RegionTarget,
     )
     if result.model.get("demo") and DEMO_NOTICE not in notice.TextValue:
         notice.TextValue = f"{DEMO_NOTICE} {notice.TextValue}"
-    container = ContainerContentItem(name=QUALITATIVE_EVALUATIONS,
+    container = ContainerContentItem(name=_QUALITATIVE_EVALUATIONS,
                                      relationship_type=RelationshipTypeValues.CONTAINS)
     container.ContentSequence = [notice]
     report[0].ContentSequence.append(container)
@@ -200,7 +202,7 @@ def build_sr(result: StudyResult, identity: StudyIdentity, target: RegionTarget,
         evidence=evidence,
         content=report[0],
         series_instance_uid=series_uid,
-        series_number=SR_SERIES_NUMBER,
+        series_number=_SR_SERIES_NUMBER,
         sop_instance_uid=sop_uid,
         instance_number=1,
         manufacturer=MANUFACTURER,
@@ -210,7 +212,7 @@ def build_sr(result: StudyResult, identity: StudyIdentity, target: RegionTarget,
         is_complete=True,
         specific_character_set=CHARACTER_SET,
         coding_schemes=[CodingSchemeIdentificationItem(
-            designator=SCHEME, name="lesionloc private codes",
+            designator=_SCHEME, name="lesionloc private codes",
             responsible_organization="lesionloc project")],
     )
     identity.apply_to(sr)
@@ -234,23 +236,23 @@ def read_back_sr(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                                    f"{group.tracking_identifier!r} was not written by lesionloc")
         index = int(match.group(1))
         texts = _texts(group[0])
-        kind = group.get_qualitative_evaluations(name=KIND)
-        grounded = group.get_qualitative_evaluations(name=GROUNDED)
-        certainty = group.get_qualitative_evaluations(name=CERTAINTY)
-        score = group.get_measurements(name=SENTENCE_SCORE)
+        kind = group.get_qualitative_evaluations(name=_KIND)
+        grounded = group.get_qualitative_evaluations(name=_GROUNDED)
+        certainty = group.get_qualitative_evaluations(name=_CERTAINTY)
+        score = group.get_measurements(name=_SENTENCE_SCORE)
         sentences.setdefault(index, {
             "index": index,
-            "text": texts.get(SENTENCE.value, ""),
-            "section": texts.get(SECTION.value, ""),
+            "text": texts.get(_SENTENCE.value, ""),
+            "section": texts.get(_SECTION.value, ""),
             "kind": kind[0].value.value if kind else "",
             "grounded": bool(grounded) and grounded[0].value == codes.SCT.Yes,
-            "uncertain": any(c.value == UNCERTAIN for c in certainty),
+            "uncertain": any(c.value == _UNCERTAIN for c in certainty),
             "score": float(score[0].value) if score else float("nan"),
         })
         if match.group(2) is not None:
             points = np.asarray(group.roi.value, dtype=np.float64)
             (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
-            box_score = group.get_measurements(name=BOX_SCORE)
+            box_score = group.get_measurements(name=_BOX_SCORE)
             boxes.setdefault(index, []).append((int(match.group(2)), {
                 "box": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
                 "score": float(box_score[0].value) if box_score else float("nan"),

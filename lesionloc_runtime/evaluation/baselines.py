@@ -20,6 +20,19 @@ from lesionloc_runtime.errors import DataError
 from lesionloc_runtime.imageio import Radiograph
 from lesionloc_runtime.metrics import METRIC_NAMES, boxes_to_mask, mean_scores
 
+__all__ = [
+    "BASELINES",
+    "BaselineHeatmaps",
+    "BaselineScores",
+    "TextPrior",
+    "brightest_region_heatmap",
+    "centre_prior_heatmap",
+    "evaluate_baselines",
+    "format_table",
+    "parse_sentence",
+    "random_heatmap",
+]
+
 BASELINES = ("random", "centre_prior", "brightest_region", "text_prior")
 
 
@@ -167,7 +180,7 @@ class BaselineScores:
     n: int
 
 
-def read_manifest(path: str | os.PathLike[str]) -> tuple[Path, list[dict[str, Any]]]:
+def _read_manifest(path: str | os.PathLike[str]) -> tuple[Path, list[dict[str, Any]]]:
     """The manifest's directory and records (`path` is manifest.jsonl or its directory)."""
     path = Path(path)
     if path.is_dir():
@@ -223,12 +236,12 @@ def evaluate_baselines(manifest: str | os.PathLike[str], split: str = "test",
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         raise DataError(f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
-    root, records = read_manifest(manifest)
+    root, records = _read_manifest(manifest)
     if not any(r.get("split") == split for r in records):
         raise DataError(f"{root}: no study in split {split!r}")
     prior = None
     if "text_prior" in baselines:
-        train_records = records if train_manifest is None else read_manifest(train_manifest)[1]
+        train_records = records if train_manifest is None else _read_manifest(train_manifest)[1]
         prior = TextPrior.fit(train_records, train_split)
     out = {}
     for name in baselines:

@@ -16,6 +16,8 @@ from lesionloc_runtime.evaluation.runner import DEFAULT_SCORE_SIZE, HeatmapProvi
 from lesionloc_runtime.evaluation.summary import summarize, write_summary
 from lesionloc_runtime.metrics import DEFAULT_THRESHOLD
 
+__all__ = ["command", "main", "make_provider"]
+
 
 def make_provider(
     model: str | None, providers: tuple[str, ...], threads: int | None

@@ -21,11 +21,32 @@ from lesionloc_runtime.metrics import (
     contrast_of_regions,
 )
 
+__all__ = [
+    "AFLOC",
+    "AFLOC_THRESHOLDS",
+    "CONVENTIONS",
+    "HIML",
+    "HIML_THRESHOLDS",
+    "LESIONLOC",
+    "AflocGrid",
+    "Convention",
+    "ConventionMeans",
+    "ConventionScores",
+    "SampleTruth",
+    "afloc_scores",
+    "himl_regions",
+    "himl_scores",
+    "lesionloc_scores",
+    "mean_over_groups",
+    "mean_over_samples",
+    "score_conventions",
+]
+
 # AFLoc scores every map on its 224 px letterbox of the image, and (inference.py runs the
 # pipeline with margin=True) only inside the centre square that BioViL's resize to 512 and
 # crop to 448 would keep: int(448 * 224 / 512) = 196 px, 14 px off each edge.
-AFLOC_SIZE = 224
-AFLOC_RESIZE, AFLOC_CROP = 512, 448
+_AFLOC_SIZE = 224
+_AFLOC_RESIZE, _AFLOC_CROP = 512, 448
 # np.arange(0.1, 0.6, 0.1) as eval/common.py builds it (its third value is 0.30000000000000004),
 # as Python floats: `map > t` then compares in float32, as the NumPy 1.x that AFLoc ran did
 # with a float64 scalar (NumPy 2 would compare in float64 and differ at exact ties).
@@ -91,7 +112,7 @@ class ConventionScores:
 
     @property
     def miou(self) -> float:
-        return nanmean(self.ious)
+        return _nanmean(self.ious)
 
 
 @dataclass(frozen=True)
@@ -106,14 +127,14 @@ class ConventionMeans:
 
     @property
     def miou(self) -> float:
-        return nanmean(self.ious)
+        return _nanmean(self.ious)
 
     def to_dict(self) -> dict[str, object]:
         return {"iou_by_threshold": [_finite(v) for v in self.ious],
                 "undefined": {"cnr": self.undefined_cnr, "iou": self.undefined_ious}}
 
 
-def nanmean(values: Sequence[float]) -> float:
+def _nanmean(values: Sequence[float]) -> float:
     """Mean of the defined (non-NaN) values; NaN when there are none."""
     kept = [v for v in values if not math.isnan(v)]
     return float(np.mean(kept)) if kept else float("nan")
@@ -124,7 +145,7 @@ def mean_over_samples(scores: Sequence[ConventionScores], convention: Convention
     """A category's (or all samples') means: CNR and, per threshold, IoU over the samples."""
     cnrs = [s.cnr for s in scores]
     columns = [[s.ious[k] for s in scores] for k in range(len(convention.thresholds))]
-    return ConventionMeans(nanmean(cnrs), tuple(nanmean(c) for c in columns),
+    return ConventionMeans(_nanmean(cnrs), tuple(_nanmean(c) for c in columns),
                            sum(math.isnan(v) for v in cnrs),
                            sum(math.isnan(v) for c in columns for v in c))
 
@@ -134,8 +155,8 @@ def mean_over_groups(groups: Sequence[ConventionMeans], convention: Convention
     """The macro mean: per threshold, the mean of the category means (AFLoc's dict_mean per
     threshold, then the mean over thresholds; for `lesionloc` the same as averaging mIoUs)."""
     n = len(convention.thresholds)
-    return ConventionMeans(nanmean([g.cnr for g in groups]),
-                           tuple(nanmean([g.ious[k] for g in groups]) for k in range(n)),
+    return ConventionMeans(_nanmean([g.cnr for g in groups]),
+                           tuple(_nanmean([g.ious[k] for g in groups]) for k in range(n)),
                            sum(g.undefined_cnr for g in groups),
                            sum(g.undefined_ious for g in groups))
 
@@ -158,15 +179,15 @@ def lesionloc_scores(scores: LocalizationScores) -> ConventionScores:
 
 def _afloc_region() -> np.ndarray:
     """eval/common.py set_margin(width=224, height=224, resize_size=512, crop_size=448)."""
-    side = int(AFLOC_CROP * AFLOC_SIZE / AFLOC_RESIZE)
-    margin = AFLOC_SIZE - side
-    region = np.zeros((AFLOC_SIZE, AFLOC_SIZE), bool)
-    region[floor(margin / 2):AFLOC_SIZE - ceil(margin / 2),
-           floor(margin / 2):AFLOC_SIZE - ceil(margin / 2)] = True
+    side = int(_AFLOC_CROP * _AFLOC_SIZE / _AFLOC_RESIZE)
+    margin = _AFLOC_SIZE - side
+    region = np.zeros((_AFLOC_SIZE, _AFLOC_SIZE), bool)
+    region[floor(margin / 2):_AFLOC_SIZE - ceil(margin / 2),
+           floor(margin / 2):_AFLOC_SIZE - ceil(margin / 2)] = True
     return region
 
 
-AFLOC_REGION = _afloc_region()
+_AFLOC_REGION = _afloc_region()
 
 
 @dataclass(frozen=True)
@@ -184,13 +205,13 @@ class AflocGrid:
     @classmethod
     def for_image(cls, height: int, width: int) -> AflocGrid:
         if height >= width:  # box_transfer takes a square image as the taller kind
-            scale = AFLOC_SIZE / float(height)
-            new_h, new_w = AFLOC_SIZE, int(float(width) * scale)
+            scale = _AFLOC_SIZE / float(height)
+            new_h, new_w = _AFLOC_SIZE, int(float(width) * scale)
         else:
-            scale = AFLOC_SIZE / float(width)
-            new_h, new_w = int(float(height) * scale), AFLOC_SIZE
+            scale = _AFLOC_SIZE / float(width)
+            new_h, new_w = int(float(height) * scale), _AFLOC_SIZE
         new_h, new_w = max(1, new_h), max(1, new_w)  # a sliver of an image keeps one pixel
-        return cls(scale, new_h, new_w, (AFLOC_SIZE - new_h) // 2, (AFLOC_SIZE - new_w) // 2)
+        return cls(scale, new_h, new_w, (_AFLOC_SIZE - new_h) // 2, (_AFLOC_SIZE - new_w) // 2)
 
     def box(self, box: Box) -> tuple[int, int, int, int]:
         """`(x, y, w, h)` on the grid: scaled, shifted by the padding, each floored."""
@@ -200,7 +221,7 @@ class AflocGrid:
     def coverage(self, boxes: Sequence[Box]) -> np.ndarray:
         """How many of the boxes cover each grid pixel: box2mask per box, summed per phrase
         (eval/utils.py get_annotation adds the masks of one label_text)."""
-        count = np.zeros((AFLOC_SIZE, AFLOC_SIZE), np.int16)
+        count = np.zeros((_AFLOC_SIZE, _AFLOC_SIZE), np.int16)
         for box in boxes:
             x, y, w, h = self.box(box)
             # a box reaching above or left of the image is clipped; AFLoc's slice from a
@@ -213,7 +234,7 @@ class AflocGrid:
         code scores boxes only, so a mask follows the scoring grid's rule)."""
         if truth.boxes or truth.mask is None:
             return self.coverage(truth.boxes)
-        count = np.zeros((AFLOC_SIZE, AFLOC_SIZE), np.int16)
+        count = np.zeros((_AFLOC_SIZE, _AFLOC_SIZE), np.int16)
         count[self.top:self.top + self.height, self.left:self.left + self.width] = \
             resize_mask(np.asarray(truth.mask, bool), (self.height, self.width))
         return count
@@ -221,10 +242,10 @@ class AflocGrid:
     def heatmap(self, heatmap: np.ndarray) -> np.ndarray:
         """float32 224 x 224: the heatmap area-averaged onto the grid, NaN on the letterbox
         padding (our heatmaps exist on the image only) and outside the centre square."""
-        grid = np.full((AFLOC_SIZE, AFLOC_SIZE), np.nan, np.float32)
+        grid = np.full((_AFLOC_SIZE, _AFLOC_SIZE), np.nan, np.float32)
         grid[self.top:self.top + self.height, self.left:self.left + self.width] = \
             resize_heatmap(np.asarray(heatmap, np.float32), (self.height, self.width))
-        grid[~AFLOC_REGION] = np.nan
+        grid[~_AFLOC_REGION] = np.nan
         return grid
 
 

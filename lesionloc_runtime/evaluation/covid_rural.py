@@ -26,16 +26,18 @@ from lesionloc_runtime.evaluation.records import (
 )
 from lesionloc_runtime.imageio import read_raster_array
 
-CATEGORY = "opacity"
-LAYOUTS = (("jpgs", "pngs_masks"), ("covid_rural_annot/jpgs", "covid_rural_annot/pngs_masks"),
+__all__ = ["read_covid_rural"]
+
+_CATEGORY = "opacity"
+_LAYOUTS = (("jpgs", "pngs_masks"), ("covid_rural_annot/jpgs", "covid_rural_annot/pngs_masks"),
            ("images", "masks"))
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm", ".tif", ".tiff")
-MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm", ".tif", ".tiff")
+_MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")
 
 
-def find_layout(root: Path) -> tuple[Path, Path]:
+def _find_layout(root: Path) -> tuple[Path, Path]:
     """(image folder, mask folder) of the first accepted layout present in `root`."""
-    for images, masks in LAYOUTS:
+    for images, masks in _LAYOUTS:
         if (root / images).is_dir() and (root / masks).is_dir():
             return root / images, root / masks
     raise DataError(
@@ -48,11 +50,11 @@ def read_covid_rural(
 ) -> DatasetStream:
     """Pair images and masks by file stem; masks are read lazily, one image at a time."""
     split.require_no_name("COVID Rural")
-    image_dir, mask_dir = find_layout(root)
+    image_dir, mask_dir = _find_layout(root)
     image_dir = images or image_dir
     log = ReadLog()
-    image_files = _by_stem(image_dir, IMAGE_SUFFIXES)
-    mask_files = _by_stem(mask_dir, MASK_SUFFIXES)
+    image_files = _by_stem(image_dir, _IMAGE_SUFFIXES)
+    mask_files = _by_stem(mask_dir, _MASK_SUFFIXES)
     if not mask_files:
         raise DataError(f"{mask_dir}: no mask files (.png) found")
     pairs: list[tuple[str, Path, Path]] = []
@@ -68,7 +70,7 @@ def read_covid_rural(
         if split.keeps_id(stem):
             log.warn("skipped", relative(image_files[stem], root), "no mask with this name; "
                      "not scored")
-    prompt = prompts[CATEGORY]
+    prompt = prompts[_CATEGORY]
     return DatasetStream("covid-rural", root, mask_dir, split.name,
                          _stream(pairs, prompt, root, log), len(pairs), log)
 
@@ -81,7 +83,7 @@ def _by_stem(directory: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
     return found
 
 
-def read_mask(path: Path) -> np.ndarray:
+def _read_mask(path: Path) -> np.ndarray:
     """A lesion mask file as a boolean array (pixel > 0); ValueError when unreadable. Read by
     the image reader's raster path: a header declaring 50000x50000 is refused before
     decoding, and what libpng prints is caught."""
@@ -99,7 +101,7 @@ def _stream(
 ) -> Iterator[AnnotatedImage]:
     for stem, image, mask_path in pairs:
         try:
-            mask = read_mask(mask_path)
+            mask = _read_mask(mask_path)
         except (ValueError, OSError) as exc:
             log.malformed(relative(mask_path, root), None, str(exc))
             continue
@@ -107,5 +109,5 @@ def _stream(
             log.negative_images += 1
             continue
         size = (int(mask.shape[1]), int(mask.shape[0]))
-        yield AnnotatedImage(stem, image, (Grounding(prompt, CATEGORY, mask=mask,
+        yield AnnotatedImage(stem, image, (Grounding(prompt, _CATEGORY, mask=mask,
                                                      reference_size=size),))

@@ -16,6 +16,8 @@ from lesionloc_runtime.evaluation.records import DatasetStream, parse_split
 from lesionloc_runtime.evaluation.rsna import read_rsna
 from lesionloc_runtime.evaluation.siim import read_siim
 
+__all__ = ["BENCHMARKS", "Benchmark", "Reader", "open_dataset"]
+
 Reader = Callable[..., DatasetStream]
 
 

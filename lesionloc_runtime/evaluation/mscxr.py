@@ -29,7 +29,9 @@ from lesionloc_runtime.evaluation.records import (
 )
 from lesionloc_runtime.fileio import is_file
 
-CSV_COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h",
+__all__ = ["read_ms_cxr"]
+
+_CSV_COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h",
                "image_width", "image_height")
 _ANNOTATION = re.compile(r"^MS_CXR_Local_Alignment_v(\d+)\.(\d+)\.(\d+)\.(csv|json)$")
 
@@ -49,7 +51,7 @@ class _Image:
     phrases: dict[tuple[str, str], _Phrase] = field(default_factory=dict)
 
 
-def find_annotation(root: Path) -> Path:
+def _find_annotation(root: Path) -> Path:
     """The newest MS-CXR annotation file in `root`, preferring the CSV (it has line numbers)."""
     found = [(tuple(int(g) for g in m.groups()[:3]), m.group(4) == "csv", p)
              for p in (root.iterdir() if root.is_dir() else [])
@@ -65,7 +67,7 @@ def read_ms_cxr(
     root: Path, *, split: Split, prompts: Mapping[str, str], images: Path | None = None
 ) -> DatasetStream:
     """Index the MS-CXR annotations in `root`; images are `images/<path>` (default: root)."""
-    annotation = find_annotation(root)
+    annotation = _find_annotation(root)
     log = ReadLog()
     if annotation.suffix == ".csv":
         index = _read_csv(annotation, split, log)
@@ -85,7 +87,7 @@ def _add(index: dict[str, _Image], dicom_id: str, path: str, size: tuple[int, in
 
 
 def _read_csv(path: Path, split: Split, log: ReadLog) -> dict[str, _Image]:
-    header, rows = read_csv_rows(path, CSV_COLUMNS, "MS-CXR annotation",
+    header, rows = read_csv_rows(path, _CSV_COLUMNS, "MS-CXR annotation",
                                  aliases={"category": "category_name"})
     has_split = "split" in header
     if split.ids is None and not split.is_all and not has_split:

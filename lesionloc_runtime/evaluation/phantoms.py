@@ -1,4 +1,4 @@
-"""Reader of the project's phantom benchmark (shared/PHANTOMS.md): `manifest.jsonl`, one study
+"""Reader of the project's phantom benchmark (docs/phantoms.md): `manifest.jsonl`, one study
 per line, whose finding sentences carry their boxes. Each finding sentence is one sample."""
 
 from __future__ import annotations
@@ -21,17 +21,19 @@ from lesionloc_runtime.evaluation.records import (
 )
 from lesionloc_runtime.fileio import is_file
 
-MANIFEST = "manifest.jsonl"
-DEFAULT_SPLIT = "test"
+__all__ = ["read_phantoms"]
+
+_MANIFEST = "manifest.jsonl"
+_DEFAULT_SPLIT = "test"
 
 
 def read_phantoms(
     root: Path, *, split: Split, prompts: Mapping[str, str], images: Path | None = None
 ) -> DatasetStream:
     """Index `root/manifest.jsonl` (or `root` itself when it is the manifest file)."""
-    manifest = root if root.is_file() else root / MANIFEST
+    manifest = root if root.is_file() else root / _MANIFEST
     if not manifest.is_file():
-        raise DataError(f"{root}: no {MANIFEST} (the phantom benchmark's manifest) found")
+        raise DataError(f"{root}: no {_MANIFEST} (the phantom benchmark's manifest) found")
     base = manifest.parent
     log = ReadLog()
     entries: list[AnnotatedImage] = []
@@ -77,7 +79,7 @@ def _study(
     record: Any, line: int, base: Path, split: Split, prompts: Mapping[str, str],
     log: ReadLog, splits_seen: set[str],
 ) -> AnnotatedImage | None:
-    source = MANIFEST
+    source = _MANIFEST
     if not isinstance(record, dict):
         log.malformed(source, line, "a manifest line must be a JSON object")
         return None

@@ -10,10 +10,12 @@ from pathlib import Path
 
 from lesionloc_runtime.errors import ConfigError, printable
 
+__all__ = ["class_prompts", "load_prompts"]
+
 # Data sets with class labels only need one sentence per class. MS-CXR and the phantoms carry
 # their own annotated phrase or report sentence, which is the prompt unless a class prompt is
 # given for its category (then every phrase of that category is replaced by it).
-DEFAULT_PROMPTS: dict[str, dict[str, str]] = {
+_DEFAULT_PROMPTS: dict[str, dict[str, str]] = {
     "phantoms": {},
     "ms-cxr": {},
     "rsna-pneumonia": {"pneumonia": "Findings suggesting pneumonia."},
@@ -49,6 +51,6 @@ def load_prompts(path: str | os.PathLike[str] | None) -> dict[str, str]:
 
 def class_prompts(dataset: str, user: Mapping[str, str] | None = None) -> dict[str, str]:
     """Defaults of `dataset` overridden by the user's prompts (keys lower-cased)."""
-    merged = dict(DEFAULT_PROMPTS.get(dataset, {}))
+    merged = dict(_DEFAULT_PROMPTS.get(dataset, {}))
     merged.update({k.lower(): v for k, v in (user or {}).items()})
     return merged

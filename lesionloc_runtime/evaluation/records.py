@@ -18,12 +18,28 @@ from lesionloc_runtime.boxes import Box
 from lesionloc_runtime.errors import ConfigError, DataError, printable
 from lesionloc_runtime.fileio import is_file
 
+__all__ = [
+    "AnnotatedImage",
+    "DatasetStream",
+    "Grounding",
+    "Issue",
+    "ReadLog",
+    "Split",
+    "existing_images",
+    "find_first",
+    "parse_box",
+    "parse_size",
+    "parse_split",
+    "read_csv_rows",
+    "relative",
+]
+
 # An annotation's image is at most this many pixels a side (the largest radiographs are about
 # 4300); a bigger one is a damaged size, which would rescale its boxes to nothing.
-MAX_SIDE = 20_000
+_MAX_SIDE = 20_000
 # An issue's message is cut to this many characters: a damaged file can put a 100 kB value
 # into it, and the report lists every issue.
-MAX_ISSUE = 300
+_MAX_ISSUE = 300
 # A character decoded from a byte that is not UTF-8 (errors="surrogateescape").
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
@@ -84,13 +100,13 @@ class ReadLog:
 
     def malformed(self, source: str, line: int | None, message: str) -> None:
         self.malformed_rows += 1
-        self.issues.append(Issue("malformed", source, printable(message, MAX_ISSUE), line))
+        self.issues.append(Issue("malformed", source, printable(message, _MAX_ISSUE), line))
 
     def missing(self, path: str | os.PathLike[str]) -> None:
         self.missing_images.append(str(path))
 
     def warn(self, kind: str, source: str, message: str, line: int | None = None) -> None:
-        self.issues.append(Issue(kind, source, printable(message, MAX_ISSUE), line))
+        self.issues.append(Issue(kind, source, printable(message, _MAX_ISSUE), line))
 
 
 @dataclass
@@ -184,7 +200,7 @@ def parse_box(values: Sequence[object]) -> Box:
 
 def parse_size(width: object, height: object) -> tuple[int, int]:
     """(width, height) of an annotation's image as positive whole numbers of at most
-    MAX_SIDE pixels, else ValueError."""
+    _MAX_SIDE pixels, else ValueError."""
     shown = f"{printable(str(width), 24)!r} x {printable(str(height), 24)!r}"
     try:
         w, h = float(str(width).strip()), float(str(height).strip())
@@ -192,8 +208,8 @@ def parse_size(width: object, height: object) -> tuple[int, int]:
         raise ValueError(f"image size {shown} is not numeric") from None
     if not (w.is_integer() and h.is_integer()):  # also NaN and infinity
         raise ValueError(f"image size {shown} is not in whole pixels")
-    if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
-        raise ValueError(f"image size {shown} is not between 1 and {MAX_SIDE} pixels")
+    if not (0 < w <= _MAX_SIDE and 0 < h <= _MAX_SIDE):
+        raise ValueError(f"image size {shown} is not between 1 and {_MAX_SIDE} pixels")
     return (int(w), int(h))
 
 

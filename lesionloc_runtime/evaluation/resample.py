@@ -7,6 +7,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+__all__ = ["resize_heatmap", "resize_mask", "scoring_shape"]
+
 
 def scoring_shape(height: int, width: int, score_size: int | None) -> tuple[int, int]:
     """(height, width) of the scoring grid: the long side at most `score_size`."""

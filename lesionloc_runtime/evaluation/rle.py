@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["NO_MASK", "decode_rle", "encode_rle", "parse_rle"]
+
 NO_MASK = "-1"  # train-rle.csv writes " -1" for an image without pneumothorax
 
 

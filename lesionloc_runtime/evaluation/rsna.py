@@ -23,12 +23,14 @@ from lesionloc_runtime.evaluation.records import (
 )
 from lesionloc_runtime.fileio import is_file
 
-CATEGORY = "pneumonia"
-LABEL_FILES = ("stage_2_train_labels.csv", "stage_1_train_labels.csv")
-IMAGE_DIRS = ("stage_2_train_images", "stage_1_train_images")
-COLUMNS = ("patientId", "x", "y", "width", "height", "Target")
-IMAGE_SUFFIXES = (".dcm", ".png", ".jpg", ".jpeg")
-ORIGINAL_SIZE = (1024, 1024)
+__all__ = ["read_rsna"]
+
+_CATEGORY = "pneumonia"
+_LABEL_FILES = ("stage_2_train_labels.csv", "stage_1_train_labels.csv")
+_IMAGE_DIRS = ("stage_2_train_images", "stage_1_train_images")
+_COLUMNS = ("patientId", "x", "y", "width", "height", "Target")
+_IMAGE_SUFFIXES = (".dcm", ".png", ".jpg", ".jpeg")
+_ORIGINAL_SIZE = (1024, 1024)
 
 
 def read_rsna(
@@ -36,14 +38,14 @@ def read_rsna(
 ) -> DatasetStream:
     """Index the labels in `root`; images in `images` (default: root/stage_2_train_images)."""
     split.require_no_name("RSNA Pneumonia")
-    labels = find_first(root, LABEL_FILES)
+    labels = find_first(root, _LABEL_FILES)
     if labels is None:
         raise DataError(f"{root}: no stage_2_train_labels.csv (the RSNA Pneumonia labels) found")
-    image_dir = images or next((root / d for d in IMAGE_DIRS if (root / d).is_dir()), None)
+    image_dir = images or next((root / d for d in _IMAGE_DIRS if (root / d).is_dir()), None)
     if image_dir is None:
         raise DataError(f"{root}: no stage_2_train_images/ folder (the RSNA DICOMs) found")
     log = ReadLog()
-    _, rows = read_csv_rows(labels, COLUMNS, "RSNA Pneumonia labels")
+    _, rows = read_csv_rows(labels, _COLUMNS, "RSNA Pneumonia labels")
     boxes: dict[str, list[Box]] = {}
     negatives: set[str] = set()
     for line, row, problem in rows:
@@ -72,21 +74,21 @@ def read_rsna(
         log.warn("note", labels.name, f"patient {patient} has Target 0 and Target 1 rows; "
                  "its boxes are used")
     log.negative_images = len(negatives - boxes.keys())
-    prompt = prompts[CATEGORY]
+    prompt = prompts[_CATEGORY]
     entries = []
     for patient, patient_boxes in boxes.items():
         path = _image_path(image_dir, patient)
         # Boxes are pixels of the challenge's 1024x1024 DICOMs; on a converted (maybe
         # resized) PNG or JPEG copy they are rescaled to its size.
-        reference = None if path.suffix == ".dcm" else ORIGINAL_SIZE
+        reference = None if path.suffix == ".dcm" else _ORIGINAL_SIZE
         entries.append(AnnotatedImage(patient, path, (
-            Grounding(prompt, CATEGORY, tuple(patient_boxes), reference_size=reference),)))
+            Grounding(prompt, _CATEGORY, tuple(patient_boxes), reference_size=reference),)))
     return DatasetStream("rsna-pneumonia", root, labels, split.name,
                          existing_images(entries, image_dir, log), len(entries), log)
 
 
 def _image_path(image_dir: Path, patient: str) -> Path:
-    for suffix in IMAGE_SUFFIXES:
+    for suffix in _IMAGE_SUFFIXES:
         candidate = image_dir / f"{patient}{suffix}"
         if is_file(candidate):
             return candidate

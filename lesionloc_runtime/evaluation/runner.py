@@ -42,6 +42,15 @@ from lesionloc_runtime.metrics import (
     unseen_as_lowest,
 )
 
+__all__ = [
+    "DEFAULT_SCORE_SIZE",
+    "EvaluationRun",
+    "HeatmapProvider",
+    "SampleScore",
+    "evaluate",
+    "ground_truth",
+]
+
 # AUROC sorts every pixel, so its cost grows faster than the pixel count. Scoring on a grid
 # whose long side is at most this many pixels keeps a full benchmark to minutes;
 # 0 or None scores at the original resolution.
@@ -190,7 +199,7 @@ def _score_image(
             log.skipped_samples += 1
             log.warn("skipped", where, str(exc))
             continue
-        outside = boxes_outside(grounding, maps.height, maps.width)
+        outside = _boxes_outside(grounding, maps.height, maps.width)
         if outside:  # some of its boxes lie inside, or it would have been skipped
             log.warn("outside", where, f"{grounding.category}: {outside} of "
                      f"{len(grounding.boxes)} boxes lie outside the image and were not scored")
@@ -263,6 +272,6 @@ def _image_boxes(grounding: Grounding, height: int, width: int) -> list[Box]:
     return [box.scaled(sx, sy) for box in grounding.boxes]
 
 
-def boxes_outside(grounding: Grounding, height: int, width: int) -> int:
+def _boxes_outside(grounding: Grounding, height: int, width: int) -> int:
     """How many of the grounding's boxes lie wholly outside the (height, width) image."""
     return sum(box.lies_outside(width, height) for box in _image_boxes(grounding, height, width))

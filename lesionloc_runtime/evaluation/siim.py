@@ -22,9 +22,11 @@ from lesionloc_runtime.evaluation.records import (
 )
 from lesionloc_runtime.evaluation.rle import NO_MASK, parse_rle
 
-CATEGORY = "pneumothorax"
-LABEL_FILE = "train-rle.csv"
-COLUMNS = ("ImageId", "EncodedPixels")
+__all__ = ["read_siim"]
+
+_CATEGORY = "pneumothorax"
+_LABEL_FILE = "train-rle.csv"
+_COLUMNS = ("ImageId", "EncodedPixels")
 
 
 def read_siim(
@@ -32,11 +34,11 @@ def read_siim(
 ) -> DatasetStream:
     """Index `root/train-rle.csv` and the DICOMs below `images` (default: root)."""
     split.require_no_name("SIIM-ACR Pneumothorax")
-    labels = root / LABEL_FILE
+    labels = root / _LABEL_FILE
     if not labels.is_file():
-        raise DataError(f"{root}: no {LABEL_FILE} (the SIIM-ACR Pneumothorax masks) found")
+        raise DataError(f"{root}: no {_LABEL_FILE} (the SIIM-ACR Pneumothorax masks) found")
     log = ReadLog()
-    _, rows = read_csv_rows(labels, COLUMNS, "SIIM-ACR train-rle")
+    _, rows = read_csv_rows(labels, _COLUMNS, "SIIM-ACR train-rle")
     encodings: dict[str, list[str]] = {}
     negatives: set[str] = set()
     for line, row, problem in rows:
@@ -62,9 +64,9 @@ def read_siim(
     log.negative_images = len(negatives - encodings.keys())
     image_root = images or root
     dicoms = _index_dicoms(image_root)
-    prompt = prompts[CATEGORY]
+    prompt = prompts[_CATEGORY]
     entries = [AnnotatedImage(image_id, dicoms.get(image_id, image_root / f"{image_id}.dcm"),
-                              (Grounding(prompt, CATEGORY, rle=tuple(rles)),))
+                              (Grounding(prompt, _CATEGORY, rle=tuple(rles)),))
                for image_id, rles in encodings.items()]
     return DatasetStream("siim-pneumothorax", root, labels, split.name,
                          existing_images(entries, image_root, log), len(entries), log)

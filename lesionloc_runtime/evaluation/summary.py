@@ -28,14 +28,16 @@ from lesionloc_runtime.evaluation.runner import EvaluationRun, SampleScore
 from lesionloc_runtime.fileio import atomic_write_json, atomic_write_text
 from lesionloc_runtime.metrics import METRIC_NAMES, mean_scores
 
-SCHEMA = "lesionloc-evaluation/2"
+__all__ = ["EvaluationSummary", "GroupResult", "summarize", "write_summary"]
+
+_SCHEMA = "lesionloc-evaluation/2"
 # The runtime's metrics that no paper defines differently; CNR and mIoU are given once per
 # convention, as "cnr[<convention>]" and "miou[<convention>]".
-BASE_METRICS: tuple[str, ...] = tuple(m for m in METRIC_NAMES if m not in ("cnr", "miou"))
-CONVENTION_METRICS: tuple[str, ...] = (*(f"cnr[{c.name}]" for c in CONVENTIONS),
+_BASE_METRICS: tuple[str, ...] = tuple(m for m in METRIC_NAMES if m not in ("cnr", "miou"))
+_CONVENTION_METRICS: tuple[str, ...] = (*(f"cnr[{c.name}]" for c in CONVENTIONS),
                                        *(f"miou[{c.name}]" for c in CONVENTIONS))
 # Columns in the order the localization papers print them; thresholded ones say their threshold.
-COLUMNS: tuple[tuple[str, str], ...] = (
+_COLUMNS: tuple[tuple[str, str], ...] = (
     ("pointing_game", "PG"),
     ("recall", "Recall@t"),
     ("precision", "Prec@t"),
@@ -45,7 +47,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     *((f"miou[{c.name}]", f"mIoU[{c.name}]") for c in CONVENTIONS),
     ("auroc", "AUROC"),
 )
-MAX_LISTED = 50  # issues and missing images shown in Markdown; the JSON keeps them all
+_MAX_LISTED = 50  # issues and missing images shown in Markdown; the JSON keeps them all
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class EvaluationSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema": SCHEMA,
+            "schema": _SCHEMA,
             "lesionloc_version": __version__,
             "created": self.created,
             "dataset": self.dataset,
@@ -140,9 +142,9 @@ class EvaluationSummary:
 
     def to_text(self) -> str:
         """The console table."""
-        header = ["category", "images", "samples", *(label for _, label in COLUMNS)]
+        header = ["category", "images", "samples", *(label for _, label in _COLUMNS)]
         body = [[r.name, str(r.n_images), str(r.n_samples),
-                 *(_fmt(r.metrics[key]) for key, _ in COLUMNS)] for r in self.rows()]
+                 *(_fmt(r.metrics[key]) for key, _ in _COLUMNS)] for r in self.rows()]
         widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
         lines = [
             f"{self.dataset}: {self.counts['images']} images, {self.counts['samples']} samples "
@@ -187,7 +189,7 @@ class EvaluationSummary:
     def to_markdown(self) -> str:
         """The Markdown summary: settings, the table, prompts, and what was skipped."""
         header = ["Category", "Images", "Samples",
-                  *(label.replace("@t", f"@{self.threshold:g}") for _, label in COLUMNS)]
+                  *(label.replace("@t", f"@{self.threshold:g}") for _, label in _COLUMNS)]
         out = [
             f"# Localization: {self.dataset}",
             "",
@@ -212,7 +214,7 @@ class EvaluationSummary:
         for r in self.rows():
             name = f"**{r.name}**" if r in (self.macro, self.micro) else r.name
             out.append("| " + " | ".join([name, str(r.n_images), str(r.n_samples),
-                                          *(_fmt(r.metrics[k]) for k, _ in COLUMNS)]) + " |")
+                                          *(_fmt(r.metrics[k]) for k, _ in _COLUMNS)]) + " |")
         out += [f"- {line}" for line in self._undefined()]
         out += ["", "## Prompts", ""]
         for category, prompts in self.prompts.items():
@@ -227,9 +229,9 @@ class EvaluationSummary:
                              ("Issues", [str(i) for i in self.issues])):
             if items:
                 out += ["", f"## {title}", ""]
-                out += [f"- {item}" for item in items[:MAX_LISTED]]
-                if len(items) > MAX_LISTED:
-                    out.append(f"- ... and {len(items) - MAX_LISTED} more (see the JSON)")
+                out += [f"- {item}" for item in items[:_MAX_LISTED]]
+                if len(items) > _MAX_LISTED:
+                    out.append(f"- ... and {len(items) - _MAX_LISTED} more (see the JSON)")
         return "\n".join(out) + "\n"
 
 
@@ -296,17 +298,17 @@ def write_summary(
              out / f"{summary.dataset}-samples.csv"]
     atomic_write_json(paths[0], summary.to_dict())
     atomic_write_text(paths[1], summary.to_markdown())
-    atomic_write_text(paths[2], samples_csv(samples))
+    atomic_write_text(paths[2], _samples_csv(samples))
     return paths
 
 
-def samples_csv(samples: Sequence[SampleScore]) -> str:
+def _samples_csv(samples: Sequence[SampleScore]) -> str:
     """One row per scored sample, for error analysis."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["image_id", "category", "prompt", *BASE_METRICS, *CONVENTION_METRICS])
+    writer.writerow(["image_id", "category", "prompt", *_BASE_METRICS, *_CONVENTION_METRICS])
     for s in samples:
-        values = [getattr(s.scores, name) for name in BASE_METRICS]
+        values = [getattr(s.scores, name) for name in _BASE_METRICS]
         values += [s.conventions[c.name].cnr for c in CONVENTIONS]
         values += [s.conventions[c.name].miou for c in CONVENTIONS]
         writer.writerow([s.image_id, s.category, s.prompt, *(f"{v:.6g}" for v in values)])
@@ -316,7 +318,7 @@ def samples_csv(samples: Sequence[SampleScore]) -> str:
 def _metrics(base: Mapping[str, float], means: Mapping[str, ConventionMeans]
              ) -> dict[str, float]:
     """The runtime's metrics without CNR and mIoU, then those two per convention."""
-    out = {name: base[name] for name in BASE_METRICS}
+    out = {name: base[name] for name in _BASE_METRICS}
     out.update({f"cnr[{name}]": m.cnr for name, m in means.items()})
     out.update({f"miou[{name}]": m.miou for name, m in means.items()})
     return out
@@ -332,7 +334,7 @@ def _group(name: str, samples: Sequence[SampleScore]) -> GroupResult:
 def _macro(categories: Sequence[GroupResult], micro: GroupResult) -> GroupResult:
     """The mean of the category means, per metric; per threshold for each convention's IoU."""
     base = {name: float(np.mean([c.metrics[name] for c in categories])) if categories
-            else float("nan") for name in BASE_METRICS}
+            else float("nan") for name in _BASE_METRICS}
     means = {c.name: mean_over_groups([g.conventions[c.name] for g in categories], c)
              for c in CONVENTIONS}
     return GroupResult("macro (mean of categories)", micro.n_images, micro.n_samples,

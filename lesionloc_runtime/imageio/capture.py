@@ -15,6 +15,8 @@ from contextlib import ExitStack, contextmanager
 
 from lesionloc_runtime.errors import printable
 
+__all__ = ["quiet_libraries", "short", "stderr_captured"]
+
 
 class _Quiet:
     """The process-wide switch behind `quiet_libraries`: the first reader in switches pydicom's

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from lesionloc_runtime.errors import ImageReadError
 
+__all__ = ["EOI", "RasterHeader", "j2k_size", "jpeg_header", "raster_header"]
+
 EOI = b"\xff\xd9"  # JPEG EOI, JPEG-LS EOI and JPEG 2000 EOC share this marker
 
 

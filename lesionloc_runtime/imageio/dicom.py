@@ -25,6 +25,8 @@ from lesionloc_runtime.imageio.header import (
 from lesionloc_runtime.imageio.radiograph import MIN_CONTRAST, Radiograph, check_size, grey_range
 from lesionloc_runtime.imageio.views import lateral_view_notes
 
+__all__ = ["import_dicom_stack", "read_dicom"]
+
 # SOP classes that are certainly not a projection radiograph.
 _NON_IMAGE_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.88.",)  # structured reports
 _COLOUR_PHOTOMETRICS = {

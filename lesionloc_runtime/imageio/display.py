@@ -17,6 +17,8 @@ from lesionloc_runtime.imageio.header import (
     shown_value,
 )
 
+__all__ = ["DisplayMapping"]
+
 
 @dataclass(frozen=True)
 class _Lut:

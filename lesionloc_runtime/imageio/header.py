@@ -12,6 +12,18 @@ import numpy as np
 from lesionloc_runtime.errors import ImageReadError
 from lesionloc_runtime.imageio.capture import quiet_libraries
 
+__all__ = [
+    "UID_NAME_TEXT",
+    "UID_TEXT",
+    "absent",
+    "first",
+    "float_value",
+    "header_value",
+    "int_value",
+    "replace",
+    "shown_value",
+]
+
 # What a header value must look like to be shown in a message (see `shown_value`).
 UID_TEXT = re.compile(r"(?=.{1,64}$)[0-9]+(?:\.[0-9]+)*")
 UID_NAME_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)*|[A-Za-z0-9 ()\[\]\-:,.]{1,120}")

@@ -10,6 +10,15 @@ import numpy as np
 
 from lesionloc_runtime.errors import ImageReadError
 
+__all__ = [
+    "MIN_CONTRAST",
+    "Radiograph",
+    "check_contrast",
+    "check_size",
+    "grey_range",
+    "unit_scaled",
+]
+
 MIN_SIDE = 32
 # Refused before decoding: a chest radiograph is at most about 4300x4300 (18 megapixels), and a
 # small PNG or JPEG can declare 30000x30000 and cost gigabytes to decode.

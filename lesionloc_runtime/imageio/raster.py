@@ -16,6 +16,8 @@ from lesionloc_runtime.imageio.containers import RasterHeader, raster_header
 from lesionloc_runtime.imageio.radiograph import Radiograph, check_size, unit_scaled
 from lesionloc_runtime.imageio.sniff import HEAD_BYTES, sniff
 
+__all__ = ["read_raster", "read_raster_array"]
+
 # A raster counts as colour (a photo, a Doppler screenshot) when more than this share of its
 # pixels has a chroma above 1/8 of full scale; JPEG noise and coloured annotations stay below.
 _COLOUR_PIXEL_SHARE = 0.10

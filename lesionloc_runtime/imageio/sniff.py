@@ -7,6 +7,8 @@ from pathlib import Path
 
 from lesionloc_runtime.errors import ImageReadError
 
+__all__ = ["HEAD_BYTES", "IMAGE_SUFFIXES", "sniff"]
+
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ""}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 IMAGE_SUFFIXES = DICOM_SUFFIXES | RASTER_SUFFIXES

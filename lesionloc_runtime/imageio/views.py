@@ -8,6 +8,8 @@ from typing import Any
 
 from lesionloc_runtime.imageio.header import header_value, shown_value
 
+__all__ = ["lateral_view_notes"]
+
 # ViewPosition values of a lateral chest view: LL and RL are DICOM's defined terms; MIMIC-CXR
 # and some modalities write LATERAL or LAT. LLD/RLD (decubitus) are frontal projections.
 LATERAL_VIEW_POSITIONS = frozenset({"LL", "RL", "LATERAL", "LAT"})

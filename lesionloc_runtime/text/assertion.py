@@ -21,6 +21,8 @@ from lesionloc_runtime.text.clauses import (
 )
 from lesionloc_runtime.text.records import SentenceKind
 
+__all__ = ["Assertion", "assess", "classify_sentence"]
+
 
 @dataclass(frozen=True)
 class Assertion:

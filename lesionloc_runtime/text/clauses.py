@@ -10,6 +10,16 @@ from lesionloc_runtime.text import lexicon as lx
 from lesionloc_runtime.text import spelling
 from lesionloc_runtime.text.records import SentenceKind
 
+__all__ = [
+    "CHANGE",
+    "about_the_exam",
+    "blank",
+    "content_words",
+    "contrast",
+    "negated_kind",
+    "prepare",
+]
+
 # Change cues: what they negate is gone, so always a specific finding.
 CHANGE = frozenset("resolved removed cleared discontinued resolution removal clearing pulled "
                    "withdrawn".split())

@@ -9,6 +9,8 @@ import re
 from lesionloc_runtime.errors import ReportError
 from lesionloc_runtime.text.records import MAX_REPORT_BYTES
 
+__all__ = ["clean_text", "decode_report"]
+
 # Control and invisible formatting characters: form feed and vertical tab are line breaks;
 # other C0/C1 controls, bidirectional overrides and zero-width characters are removed (they
 # would reach terminals, JSON and the text encoder, and hide what a sentence says).

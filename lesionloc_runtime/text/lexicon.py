@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from lesionloc_runtime.text.vocabulary import (  # noqa: F401  (the word classes, re-exported)
+from lesionloc_runtime.text.vocabulary import (  # the word classes, re-exported
     ADMIN,
     ANATOMY,
     CHANGE_MODIFIER,
@@ -20,6 +20,57 @@ from lesionloc_runtime.text.vocabulary import (  # noqa: F401  (the word classes
     OPEN_END,
 )
 from lesionloc_runtime.text.vocabulary import words as _words
+
+__all__ = [
+    "ADMIN",
+    "ANATOMY",
+    "BACKWARD",
+    "BORDERLINE",
+    "CHANGE_MODIFIER",
+    "CLAUSE_BREAK",
+    "CLEAR_LABEL",
+    "COMMUNICATION",
+    "COMPARING",
+    "COMPARISON_LEAD",
+    "CONNECTIVE",
+    "DESCRIPTOR",
+    "EXAM",
+    "EXAM_LABELS",
+    "EXAM_NAME",
+    "EXAM_SUBJECT",
+    "FILLER",
+    "FINDING_TERM",
+    "GENERIC",
+    "HEDGE",
+    "HEDGE_BACK",
+    "HYPOTHETICAL",
+    "KNOWN",
+    "LIMITATION",
+    "LOCATION",
+    "MAYBE_PLACEHOLDER",
+    "NEGATION",
+    "NORMAL_ATTRIBUTE",
+    "NORMAL_CUE",
+    "NO_CHANGE",
+    "NO_PRIOR",
+    "OPEN_END",
+    "PARTIAL",
+    "PLACEHOLDER",
+    "PURPOSE",
+    "QUERY_MARK",
+    "RECOMMENDATION",
+    "REFERENCE",
+    "REQUEST",
+    "SCOPE_END",
+    "SEEN_ON",
+    "STABILITY",
+    "TECHNIQUE_OBSCURING",
+    "TRIGGERS",
+    "VERSUS",
+    "VISIBILITY",
+    "WORD",
+    "triggered",
+]
 
 
 def _alt(text: str) -> str:

@@ -16,6 +16,8 @@ from lesionloc_runtime.text.sections import (
 )
 from lesionloc_runtime.text.sentences import LETTER, fold, split_sentences
 
+__all__ = ["parse_report", "query_sentences", "read_report"]
+
 
 def parse_report(text: str) -> Report:
     """Split a decoded report into the sentences of its FINDINGS and IMPRESSION sections (the

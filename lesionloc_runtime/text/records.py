@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+__all__ = ["MAX_REPORT_BYTES", "SENTENCE_KINDS", "Report", "Sentence", "SentenceKind"]
+
 # "other": nothing on the image to localize (exam name, views, technique, comparison only,
 # recommendation, communication).
 SentenceKind = Literal["finding", "negated", "normal", "other"]

@@ -8,6 +8,8 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+__all__ = ["Section", "find_sections", "identifier_spans", "label_list", "without_identifiers"]
+
 # Header name (lower case, single spaces) -> what its text becomes. "report" marks titles
 # whose text is used only when the report has neither FINDINGS nor IMPRESSION; None drops it.
 _HEADERS: dict[str, str | None] = {

@@ -9,6 +9,8 @@ from lesionloc_runtime.text.assertion import assess
 from lesionloc_runtime.text.decoding import clean_text
 from lesionloc_runtime.text.records import Sentence
 
+__all__ = ["LETTER", "fold", "split_sentences"]
+
 _NL = r"(?:\r\n|\r(?!\n)|\n)"
 _MARKER = r"(?:[-*\u2022\u00b7\u2013]|\(?\d{1,2}[.)])"  # bullet, "1." "1)" "(1)"
 _LEAD = re.compile(r"[\s\ufeff]*(?P<mark>(?:[-*\u2022\u00b7\u2013]|\(?(?P<num>\d{1,2})[.)])"

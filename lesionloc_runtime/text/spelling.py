@@ -7,6 +7,12 @@ import re
 from collections.abc import Callable
 from functools import lru_cache
 
+__all__ = [
+    "CUE_WORDS",
+    "correct",
+    "correction",
+]
+
 # The words whose misspelling would change a kind, a hedge or a negation's object. Finding words
 # need no entry when their stem already matches (the finding lexicon matches "cardiomegally").
 CUE_WORDS = frozenset("""

@@ -4,6 +4,22 @@ class decides a clause's kind."""
 
 from __future__ import annotations
 
+__all__ = [
+    "ADMIN",
+    "ANATOMY",
+    "CHANGE_MODIFIER",
+    "DESCRIPTOR",
+    "EXAM",
+    "EXAM_LABELS",
+    "EXAM_SUBJECT",
+    "FILLER",
+    "GENERIC",
+    "KNOWN",
+    "LOCATION",
+    "OPEN_END",
+    "words",
+]
+
 
 def words(text: str) -> frozenset[str]:
     return frozenset(text.split())

@@ -13,6 +13,16 @@ from typing import Any
 from lesionloc_runtime.fileio import atomic_write_text
 from lesionloc_runtime.viewer.page import page_template, script_json
 
+__all__ = [
+    "INDEX_HTML",
+    "REWRITE_SECONDS",
+    "REWRITE_SHARE",
+    "BatchIndex",
+    "index_page",
+    "index_row",
+    "scan",
+]
+
 INDEX_HTML = "index.html"
 # Rewriting the index costs time proportional to the rows: between studies it is rewritten at
 # most this often, and never spends more than 1/REWRITE_SHARE of the batch's time.

@@ -19,9 +19,21 @@ from lesionloc_runtime.heatmap import Heatmap
 from lesionloc_runtime.render import base_grey, display_size, encode_png, window_to_uint8
 from lesionloc_runtime.results import HeatmapLayer, ImageFile, StudyResult
 
+__all__ = [
+    "LAYER_SIZE",
+    "PAGE",
+    "SCREEN_SIZE",
+    "STATIC",
+    "layer_levels",
+    "page_template",
+    "script_json",
+    "study_page",
+    "submit_page_files",
+]
+
 PAGE = "study.html"
-SCREEN_IMAGE = "radiograph.png"
-FULL_IMAGE = "radiograph_full.jpg"
+_SCREEN_IMAGE = "radiograph.png"
+_FULL_IMAGE = "radiograph_full.jpg"
 # Long side of the radiograph the page opens with: a viewer pane is rarely wider, and a 2048 px
 # film halves exactly (OpenCV's fast area path). The full resolution is one click away.
 SCREEN_SIZE = 1024
@@ -30,11 +42,11 @@ SCREEN_SIZE = 1024
 LAYER_SIZE = 256
 # The full-resolution film is the only large file: JPEG is a third of the time of our PNG
 # encoder on a 2048 px film; at 92 its artefacts are below the film's own noise.
-FULL_JPEG_QUALITY = 92
+_FULL_JPEG_QUALITY = 92
 STATIC = Path(__file__).with_name("static")
 
 
-def layer_name(sentence_index: int) -> str:
+def _layer_name(sentence_index: int) -> str:
     return f"sentence_{sentence_index + 1:02d}_layer.png"
 
 
@@ -52,7 +64,7 @@ def layer_levels(heatmap: Heatmap, width: int, height: int) -> tuple[np.ndarray,
     return levels.astype(np.uint8), lo, hi
 
 
-def encode_jpeg(grey: np.ndarray, quality: int = FULL_JPEG_QUALITY) -> bytes:
+def _encode_jpeg(grey: np.ndarray, quality: int = _FULL_JPEG_QUALITY) -> bytes:
     ok, data = cv2.imencode(".jpg", grey, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError(f"JPEG encoding failed for a {grey.shape} picture")
@@ -66,35 +78,35 @@ def submit_page_files(result: StudyResult, pool: ThreadPoolExecutor,
     (radiograph_images, its files, each sentence's `layer` and files["layer"]). The full-resolution film
     is the longest job, so it goes first."""
     width, height = result.width, result.height
-    screen = ImageFile(SCREEN_IMAGE, *display_size(width, height, SCREEN_SIZE))
+    screen = ImageFile(_SCREEN_IMAGE, *display_size(width, height, SCREEN_SIZE))
     full = screen
     jobs: list[Future[None]] = []
     if (screen.width, screen.height) == (width, height):
-        jobs.append(pool.submit(lambda: write(SCREEN_IMAGE, encode_png(base_grey(result, width)))))
+        jobs.append(pool.submit(lambda: write(_SCREEN_IMAGE, encode_png(base_grey(result, width)))))
     else:
         # windowed once at full resolution, then shrunk as 8-bit: a quarter of the float work
         film = window_to_uint8(result.display, result.display_window)
-        full = ImageFile(FULL_IMAGE, width, height)
-        jobs.append(pool.submit(lambda: write(FULL_IMAGE, encode_jpeg(film))))
-        jobs.append(pool.submit(lambda: write(SCREEN_IMAGE, encode_png(cv2.resize(
+        full = ImageFile(_FULL_IMAGE, width, height)
+        jobs.append(pool.submit(lambda: write(_FULL_IMAGE, _encode_jpeg(film))))
+        jobs.append(pool.submit(lambda: write(_SCREEN_IMAGE, encode_png(cv2.resize(
             film, (screen.width, screen.height), interpolation=cv2.INTER_AREA)))))
     result.radiograph_images = {"screen": screen, "full": full}
-    result.files["radiograph"] = SCREEN_IMAGE
+    result.files["radiograph"] = _SCREEN_IMAGE
     if full is not screen:
-        result.files["radiograph_full"] = FULL_IMAGE
+        result.files["radiograph_full"] = _FULL_IMAGE
     layer_w, layer_h = display_size(width, height, LAYER_SIZE)
     for sentence in result.sentences:
         if sentence.heatmap is None:
             continue
         levels, lo, hi = layer_levels(sentence.heatmap, layer_w, layer_h)
-        name = layer_name(sentence.index)
+        name = _layer_name(sentence.index)
         sentence.layer = HeatmapLayer(name, layer_w, layer_h, lo, hi)
         sentence.files["layer"] = name
         jobs.append(pool.submit(write, name, encode_png(levels)))
     return jobs
 
 
-def page_data(doc: dict[str, Any], index_link: bool = False) -> dict[str, Any]:
+def _page_data(doc: dict[str, Any], index_link: bool = False) -> dict[str, Any]:
     """What the page shows, from the study document: no source path, and identifiers only when
     the document has them (--include-identifiers)."""
     model = doc.get("model") or {}
@@ -116,7 +128,7 @@ def page_data(doc: dict[str, Any], index_link: bool = False) -> dict[str, Any]:
 def study_page(doc: dict[str, Any], index_link: bool = False) -> str:
     """study.html for a study document (after its files are set)."""
     head, tail = page_template("study")
-    return head + script_json(page_data(doc, index_link)) + tail
+    return head + script_json(_page_data(doc, index_link)) + tail
 
 
 def script_json(value: Any) -> str:
