@@ -33,6 +33,7 @@ from lesionloc_runtime.errors import (
 from lesionloc_runtime.fileio import atomic_write_json, is_file
 from lesionloc_runtime.imageio import IMAGE_SUFFIXES
 from lesionloc_runtime.outputs import OutputOptions, derived_study_id, study_id_problem
+from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES
 from lesionloc_runtime.viewer.index import INDEX_HTML, BatchIndex, index_row
 
 REPORT_SUFFIXES = (".txt", ".TXT")
@@ -60,6 +61,7 @@ class RunSettings:
     out: Path
     output: OutputOptions
     report_score: bool = False
+    sentence_cache: int = DEFAULT_ENTRIES  # sentences each process keeps the embeddings of
 
 
 @dataclass
@@ -194,7 +196,8 @@ def _init_worker(settings: RunSettings) -> None:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
 
     _WORKER["localizer"] = Localizer.load(settings.model, providers=settings.providers,
-                                          threads=settings.threads)
+                                          threads=settings.threads,
+                                          sentence_cache=settings.sentence_cache)
     _WORKER["settings"] = settings
 
 

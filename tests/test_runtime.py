@@ -140,8 +140,8 @@ def test_sentences_of_different_lengths_embed_as_if_each_ran_alone(tiny_bundle_f
     # the text pass groups sentences by length and trims their padding: every embedding must
     # be what that sentence gives alone, and a short report costs one run. fp32: int8's
     # dynamic activation scales depend on the whole batch, so there a sentence's embedding
-    # varies slightly with its neighbours in any grouping
-    localizer = Localizer.load(tiny_bundle_factory("none"))
+    # varies slightly with its neighbours in any grouping. No sentence cache: every call runs
+    localizer = Localizer.load(tiny_bundle_factory("none"), sentence_cache=0)
     runs = []
     real_run = localizer.text_encoder.run
     localizer.text_encoder.run = lambda feeds: runs.append(feeds["input_ids"].shape) or real_run(feeds)
@@ -286,9 +286,11 @@ def test_two_workers_give_the_same_results_as_one(tmp_path, tiny_bundle, phantom
     docs = []
     for workers in (1, 2):
         out = tmp_path / f"w{workers}"
+        # no sentence cache: with it, a sentence's int8 embedding is the one from the run
+        # (the study) that first met it, which depends on how studies fall to workers
         proc = subprocess.run([str(BIN / "lesionloc-run"), str(source), "--model", str(tiny_bundle),
-                               "--out", str(out), "--workers", str(workers), "-q"],
-                              capture_output=True, text=True)
+                               "--out", str(out), "--workers", str(workers), "-q",
+                               "--sentence-cache", "0"], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         docs.append({p.parent.name: [s["score"] for s in json.loads(p.read_text())["sentences"]]
                      for p in out.glob("*/study.json")})
