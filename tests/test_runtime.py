@@ -490,3 +490,31 @@ def test_summary_figure_places_each_tile_in_its_cell(tiny_bundle, phantom_study,
     if len(tiles) % per_row:
         last = top + (rows - 1) * height
         assert (figure[last:, len(tiles) % per_row * width:] == 24).all()  # empty cells
+
+
+def test_pipelined_batch_writes_what_one_study_at_a_time_writes(tmp_path, tiny_bundle, phantom_set):
+    """Reading ahead and writing behind the encoders changes nothing but the time: the same
+    documents and files, the failures in their place, the outcomes in input order."""
+    from lesionloc_runtime.batch import RunSettings, discover, run_batch
+    from lesionloc_runtime.localizer import Localizer
+    from lesionloc_runtime.outputs import OutputOptions
+
+    source = _batch_dir(tmp_path, phantom_set, n=4)
+    tasks = discover(source, None)
+    localizer = Localizer.load(tiny_bundle, sentence_cache=0)
+    docs = {}
+    for pipeline in (True, False):
+        out = tmp_path / f"pipeline-{pipeline}"
+        settings = RunSettings(str(tiny_bundle), ("cpu",), None, (), "findings", out,
+                               OutputOptions(index_link=True), pipeline=pipeline)
+        summary = run_batch(tasks, settings, progress=False, localizer=localizer)
+        assert summary.done == 4 and [f["study_id"] for f in summary.failed] == ["broken"]
+        docs[pipeline] = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/study.json")}
+        assert sorted(p.name for p in out.iterdir()) == sorted(
+            [*docs[pipeline], "batch_summary.json", "index.html"])
+    assert docs[True].keys() == docs[False].keys()
+    for key, doc in docs[True].items():
+        theirs = docs[False][key]
+        assert [s["score"] for s in doc["sentences"]] == [s["score"] for s in theirs["sentences"]]
+        assert [s.get("peak") for s in doc["sentences"]] == [s.get("peak") for s in theirs["sentences"]]
+        assert doc["files"] == theirs["files"]
