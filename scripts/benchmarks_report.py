@@ -16,7 +16,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from latency_report import batch_section, cpu_label, is_avx512, latency_goals, published_section
+from latency_report import (
+    batch_section,
+    cpu_label,
+    is_avx512,
+    latency_goals,
+    openvino_section,
+    published_section,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 FINDING_ORDER = ["consolidation", "nodule", "mass", "effusion", "pneumothorax", "atelectasis",
@@ -173,6 +180,8 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
         lines += e2e_history(results)
     published_section(runs, lines)
     goals.update(batch_section(runs, lines))
+    if results is not None:
+        openvino_section(results, lines)
     lines += write_layouts(runs)
 
     images = [r for r in runs.values() if r["name"].startswith("test_image_encoder_by_input_size")]

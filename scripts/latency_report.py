@@ -115,3 +115,27 @@ def latency_goals(goals: dict[str, Any]) -> list[tuple[str, Any, bool | None]]:
         ("Cold start (bundle load to first result) < 1.5 s", *check("cold_start", lambda v: v < 1.5)),
         ("Peak memory < 600 MB", *check("peak_mb", lambda v: v < 600)),
     ]
+
+
+def openvino_section(results: Any, lines: list[str]) -> None:
+    """benchmarks/openvino_check.py's records: OpenVINO's provider against the CPU provider."""
+    import json
+
+    records = [(p.name, json.loads(p.read_text())) for p in sorted(results.glob("openvino-*.json"))]
+    if not records:
+        return
+    lines += ["OpenVINO's execution provider (`onnxruntime-openvino`, in a venv of its own) against "
+              "ONNX Runtime's CPU provider on the same graphs, each encoder alone, in turn, "
+              "medians (`benchmarks/openvino_check.py BUNDLE`; adopted only at >= 1.5x on the "
+              "encoders with the int8 parity kept):", "",
+              "| run | CPU | bundle | encoder | CPU provider (ms) | OpenVINO (ms) | speed-up | "
+              "cosine OpenVINO vs CPU, worst | load (1 min) |",
+              "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, r in records:
+        for kind, e in r["encoders"].items():
+            worst = min(v["min"] for v in e["cosine_openvino_vs_cpu"].values())
+            lines.append(f"| {name} | {r['cpu_model']} | {r['quantization']} | {kind} | "
+                         f"{e['cpu_ms']:.0f} | {e['openvino_ms']:.0f} | "
+                         f"{e['speedup_median']:.2f}x | {worst:.4f} | "
+                         f"{r['load_average_1min']:.1f} |")
+    lines.append("")
