@@ -14,52 +14,18 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from benchmarks.conftest import PUBLISHED, cpu_kind, published_latency_model
+from benchmarks.engines import one_study, outside, outside_ms, published_torch_localizer, torch_localizer
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
 from lesionloc_runtime.outputs import OutputOptions, write_study
 from lesionloc_runtime.sessions import default_threads, open_session, session_options
-
-ENCODERS = ("image_encoder", "text_encoder")
-
-
-def _torch_localizer(checkpoint: Path, max_length: int) -> Localizer:
-    import torch
-
-    from lesionloc_train.checkpoint import load_checkpoint
-    from lesionloc_train.torch_backend import torch_localizer
-
-    torch.set_num_threads(default_threads())
-    ckpt = load_checkpoint(checkpoint)
-    return torch_localizer(ckpt.model, ckpt.config.preprocess_config(), ckpt.tokenizer, max_length)
-
-
-def _study(localizer: Localizer, image: Path, report: Path, out: Path) -> dict[str, float]:
-    """One study as `lesionloc-run` does it: read the DICOM, localize, write the outputs into
-    a new folder `out` (as for each study of a batch: replacing an earlier round's files is the
-    rerun case, which removes the old study.json and stale files, and ext4 flushes a file
-    renamed over another: 4-6 ms slower in a separate script). Returns the phase timings."""
-    import time
-
-    start = time.perf_counter()
-    radiograph = read_image(image)  # decoding the DICOM is part of the study's time
-    decoded = time.perf_counter()
-    result = localizer.localize(radiograph, report)
-    start_write = time.perf_counter()
-    write_study(result, radiograph, out)
-    timings = {**result.timings_ms, "read_dicom": (decoded - start) * 1e3,
-               "write": (time.perf_counter() - start_write) * 1e3}
-    timings["end_to_end"] = timings["read_dicom"] + timings["total"] + timings["write"]
-    return timings
-
-
-def _outside(timings: dict[str, float]) -> float:
-    """The share of a study's time spent outside the two encoders."""
-    return 1.0 - sum(timings[k] for k in ENCODERS) / timings["end_to_end"]
 
 
 @pytest.mark.parametrize("engine", ["ort-int8", "ort-fp32", "torch-fp32"])
@@ -74,11 +40,11 @@ def test_end_to_end_reference_study(benchmark, engine, latency_model, reference_
     elif engine == "ort-fp32":
         localizer = Localizer.load(bundles["none"])
     else:
-        localizer = _torch_localizer(checkpoint, int8.bundle.max_length)
+        localizer = torch_localizer(checkpoint, int8.bundle.max_length)
     timings: list[dict[str, float]] = []
 
     def study() -> None:
-        timings.append(_study(localizer, image, report, tmp_path / f"out-{len(timings)}"))
+        timings.append(one_study(localizer, image, report, tmp_path / f"out-{len(timings)}"))
 
     benchmark.pedantic(study, rounds=5, iterations=1, warmup_rounds=1)
     if benchmark.enabled:  # the warm-up round (cold caches) is not timed; --benchmark-disable
@@ -88,10 +54,13 @@ def test_end_to_end_reference_study(benchmark, engine, latency_model, reference_
         "engine": engine, "timings_ms": {k: float(np.median([t[k] for t in timings]))
                                          for k in timings[0]},  # per phase, median of 5 rounds
         "end_to_end_ms": float(np.median([t["end_to_end"] for t in timings])),
-        "outside_encoders_fraction": float(np.median([_outside(t) for t in timings])),
+        "outside_encoders_fraction": float(np.median([outside(t) for t in timings])),
+        "outside_encoders_ms": float(np.median([outside_ms(t) for t in timings])),
+        "cpu_ms": float(np.median([t["cpu"] for t in timings])),
         "image": f"{read_image(image).width}x{read_image(image).height}",
         "sentences": 8, "findings": 5, "threads": default_threads(),
         "outputs": "study page: study.html, radiograph, heatmap layers, study JSON",
+        "sentence_cache": "emptied before each study", "cpu_kind": cpu_kind(),
     })
 
 
@@ -103,15 +72,15 @@ def test_speedup_in_paired_rounds(benchmark, latency_model, reference_study, tmp
     checkpoint, bundles = latency_model
     image, report = reference_study
     int8 = Localizer.load(bundles["int8"])
-    torch_fp32 = _torch_localizer(checkpoint, int8.bundle.max_length)
+    torch_fp32 = torch_localizer(checkpoint, int8.bundle.max_length)
     pairs: list[tuple[dict[str, float], dict[str, float]]] = []
     before: list[dict[str, float]] = []
 
     def torch_round() -> None:  # untimed by pytest-benchmark: pedantic's setup
-        before.append(_study(torch_fp32, image, report, tmp_path / f"torch-{len(before)}"))
+        before.append(one_study(torch_fp32, image, report, tmp_path / f"torch-{len(before)}"))
 
     def int8_round() -> None:
-        pairs.append((before[-1], _study(int8, image, report, tmp_path / f"int8-{len(pairs)}")))
+        pairs.append((before[-1], one_study(int8, image, report, tmp_path / f"int8-{len(pairs)}")))
 
     rounds = 9 if benchmark.enabled else 1
     benchmark.pedantic(int8_round, setup=torch_round, rounds=rounds, iterations=1,
@@ -124,7 +93,11 @@ def test_speedup_in_paired_rounds(benchmark, latency_model, reference_study, tmp
         "speedup_median": float(np.median(ratios)),
         "int8_ms_median": float(np.median([i["end_to_end"] for _, i in pairs])),
         "torch_ms_median": float(np.median([t["end_to_end"] for t, _ in pairs])),
-        "outside_encoders_fraction": float(np.median([_outside(i) for _, i in pairs])),
+        "outside_encoders_fraction": float(np.median([outside(i) for _, i in pairs])),
+        "outside_encoders_ms": float(np.median([outside_ms(i) for _, i in pairs])),
+        "cpu_speedups": [round(t["cpu"] / i["cpu"], 3) for t, i in pairs],
+        "sentence_cache": "emptied before each study", "cpu_kind": cpu_kind(),
+        "load_average_1min": os.getloadavg()[0],
     })
 
 
@@ -298,3 +271,114 @@ def test_batch_throughput(benchmark, workers, latency_model, reference_study, tm
     benchmark.pedantic(batch, rounds=2, iterations=1)
     benchmark.extra_info.update({"workers": workers, "studies": count,
                                  "studies_per_s": float(np.mean(rates))})
+
+
+PUBLISHED_ENGINES = ("torch-fp32", "ort-int8", "ort-fp32")
+
+
+@pytest.mark.parametrize("kind", PUBLISHED)
+def test_published_model_end_to_end_in_paired_rounds(benchmark, kind, reference_study, full,
+                                                     tmp_path):
+    """An imported architecture (full size, random init, converted from its published layout
+    by the real converter) on the reference study: PyTorch eager fp32 of its own modules, then
+    ONNX Runtime int8 and fp32 of its bundles, study by study in turn; each ONNX round is
+    compared with the PyTorch round just before it."""
+    if not full:
+        pytest.skip("full-size published models: --full only")
+    source, bundles = published_latency_model(kind)
+    image, report = reference_study
+    engines = {"torch-fp32": published_torch_localizer(kind, source, bundles["none"]),
+               "ort-int8": Localizer.load(bundles["int8"]), "ort-fp32": Localizer.load(bundles["none"])}
+    rounds = 5 if benchmark.enabled else 1
+    timings: dict[str, list[dict[str, float]]] = {e: [] for e in PUBLISHED_ENGINES}
+
+    def one_round() -> None:
+        for engine in PUBLISHED_ENGINES:
+            folder = tmp_path / f"{engine}-{len(timings[engine])}"
+            timings[engine].append(one_study(engines[engine], image, report, folder))
+
+    benchmark.pedantic(one_round, rounds=rounds, iterations=1,
+                       warmup_rounds=1 if benchmark.enabled else 0)
+    measured = {e: t[-rounds:] for e, t in timings.items()}
+    torch_rounds = measured["torch-fp32"]
+    benchmark.extra_info.update({
+        "kind": kind, "rounds": rounds, "cpu_kind": cpu_kind(),
+        "sentence_cache": "emptied before each study",
+        "load_average_1min": os.getloadavg()[0],
+        "engines": {e: {
+            "end_to_end_ms": float(np.median([t["end_to_end"] for t in runs])),
+            "timings_ms": {k: float(np.median([t[k] for t in runs])) for k in runs[0]},
+            "outside_encoders_fraction": float(np.median([outside(t) for t in runs])),
+            "outside_encoders_ms": float(np.median([outside_ms(t) for t in runs])),
+            "speedup_median": float(np.median([p["end_to_end"] / t["end_to_end"]
+                                               for p, t in zip(torch_rounds, runs, strict=True)])),
+        } for e, runs in measured.items()},
+        "grid": list(engines["ort-int8"].bundle.grid.shape),
+        "image_size": engines["ort-int8"].bundle.preprocessing.image_size,
+    })
+
+
+BATCH_ENGINES = ("ort-int8", "ort-int8-no-cache", "ort-int8-serial", "torch-fp32",
+                 "torch-fp32-no-cache")
+
+
+@pytest.fixture(scope="session")
+def realistic_batch(full, reference_study, tmp_path_factory):
+    """200 studies (8 in quick mode): the reference kind's phantom films in turn and
+    generated reports in which normal statements and negations repeat word for word."""
+    from benchmarks.report_samples import realistic_reports
+    from lesionloc_runtime.batch import StudyTask
+
+    count = 200 if full else 8
+    image, _ = reference_study
+    films = sorted(image.parent.glob(f"*{image.suffix}"))
+    out = tmp_path_factory.mktemp("realistic-batch")
+    tasks = []
+    for i, text in enumerate(realistic_reports(count, seed=21)):
+        report = out / f"study{i:03d}.txt"
+        report.write_text(text, encoding="utf-8")
+        tasks.append(StudyTask(f"study{i:03d}", films[i % len(films)], report))
+    return tasks
+
+
+@pytest.mark.parametrize("engine", BATCH_ENGINES)
+def test_batch_of_realistic_studies(benchmark, engine, latency_model, realistic_batch, tmp_path):
+    """Studies per second of one batch in one process on all cores, the encoders loaded
+    beforehand: `lesionloc-run DIR` after its start. Every engine runs the same pipeline
+    (prepare / localize / write, the reading of the next study and the writing of the last
+    overlapped with the encoders, except -serial); -no-cache runs without the sentence cache."""
+    from lesionloc_runtime.batch import RunSettings, run_batch
+    from lesionloc_runtime.sentence_cache import SentenceCache
+
+    checkpoint, bundles = latency_model
+    cache = 0 if engine.endswith("no-cache") else 4096
+    if engine.startswith("torch"):
+        localizer = torch_localizer(checkpoint, Localizer.load(bundles["int8"]).bundle.max_length)
+        localizer.sentence_cache = SentenceCache(cache)
+    else:
+        localizer = Localizer.load(bundles["int8"], sentence_cache=cache)
+    settings = RunSettings(str(bundles["int8"]), ("cpu",), None, (), "findings", tmp_path / "out",
+                           OutputOptions(index_link=True), sentence_cache=cache,
+                           pipeline=not engine.endswith("serial"))
+    # the first study of a process pays one-time costs (ORT's first runs, OpenCV's threads)
+    run_batch(realistic_batch[:1], RunSettings(**{**settings.__dict__, "out": tmp_path / "warm"}),
+              progress=False, localizer=localizer)
+    localizer.sentence_cache.clear()
+    seconds: list[float] = []
+
+    def batch() -> None:
+        start_cpu = time.process_time()
+        summary = run_batch(realistic_batch, settings, progress=False, localizer=localizer)
+        assert summary.done == len(realistic_batch), summary.failed
+        seconds.extend([summary.seconds, time.process_time() - start_cpu])
+
+    benchmark.pedantic(batch, rounds=1, iterations=1)
+    studies = len(realistic_batch)
+    benchmark.extra_info.update({
+        "engine": engine, "studies": studies, "studies_per_s": studies / seconds[0],
+        "cpu_s_per_study": seconds[1] / studies, "threads": default_threads(),
+        "sentence_cache_entries": cache, "pipeline": settings.pipeline,
+        "sentence_cache_hits": localizer.sentence_cache.hits,
+        "sentence_cache_misses": localizer.sentence_cache.misses,
+        "cpu_kind": cpu_kind(), "load_average_1min": os.getloadavg()[0],
+    })

@@ -76,6 +76,38 @@ def export_cached(checkpoint: Path, out: Path, precision: str, calibration: Path
     return out
 
 
+# The instruction sets ONNX Runtime's int8 kernels depend on: without VNNI the u8 x s8 products
+# go through 16-bit sums, with AMX the matrix tiles take them. Figures from CPUs that differ
+# in these are never put in one table.
+INT8_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+
+
+def cpu_kind() -> dict[str, object]:
+    """The CPU's model name and which of INT8_FLAGS it has (Linux /proc/cpuinfo)."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown CPU":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": model, "int8_flags": [f for f in INT8_FLAGS if f in flags],
+            "logical_cpus": len(os.sched_getaffinity(0))}
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    machine_info["cpu_kind"] = cpu_kind()
+
+
+def pytest_report_header(config):
+    kind = cpu_kind()
+    return (f"lesionloc benchmarks on {kind['model']}, {kind['logical_cpus']} logical CPUs, "
+            f"int8 flags: {' '.join(kind['int8_flags']) or 'none'}")
+
+
 @pytest.fixture(scope="session")
 def latency_model(full, tmp_path_factory, request):
     """(checkpoint, {precision: bundle}) of the model whose latency is measured: the
@@ -100,6 +132,35 @@ def full_latency_model() -> tuple[Path, dict[str, Path]]:
         checkpoint = make_full_checkpoint(root / "checkpoint")
     return checkpoint, {p: export_cached(checkpoint, root / f"bundle-{p}", p, None)
                         for p in ("int8", "none")}
+
+
+PUBLISHED = ("biovil", "biovil-t", "afloc")
+
+
+def published_latency_model(kind: str, root: Path | None = None) -> tuple[Path, dict[str, Path]]:
+    """A full-size random-init `kind` written in its published layout and converted by the
+    real converter (`lesionloc-export --from kind`) to int8 and fp32 bundles, made once in
+    .benchmarks/cache/published/KIND (remade when the exporter changes). Returns the
+    published files (snapshot directory, or AFLoc's checkpoint) and the bundles."""
+    from lesionloc_export.bundle_writer import ExportOptions, export_bundles
+    from lesionloc_export.sources.published import write_afloc_checkpoint, write_hi_ml_snapshot
+
+    root = root or CACHE / "published" / kind
+    source = root / ("afloc.ckpt" if kind == "afloc" else "snapshot")
+    if not source.exists():
+        if kind == "afloc":
+            write_afloc_checkpoint(source, root / "bio_clinicalbert")
+        else:
+            write_hi_ml_snapshot(source, kind)
+    bundles = {p: root / f"bundle-{p}" for p in ("int8", "none")}
+    stamp, digest = root / "exporter-sha256", exporter_digest()
+    current = stamp.is_file() and stamp.read_text().strip() == digest
+    if not (current and all((b / "lesionloc.json").is_file() for b in bundles.values())):
+        export_bundles(source, bundles, ExportOptions(
+            source=kind, text_model=root / "bio_clinicalbert", calibration_images=32,
+            parity_images=4, overwrite=True))
+        stamp.write_text(digest + "\n")
+    return source, bundles
 
 
 REFERENCE_REPORT = """EXAMINATION: Chest PA.

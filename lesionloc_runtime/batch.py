@@ -5,7 +5,6 @@ to date as studies finish."""
 
 from __future__ import annotations
 
-import errno
 import itertools
 import json
 import os
@@ -18,22 +17,23 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lesionloc_runtime import batch_steps
 from lesionloc_runtime.batch_manifest import iter_manifest_rows
 from lesionloc_runtime.errors import (
     ConfigError,
     DataError,
-    LesionlocError,
     OutputError,
-    ReportError,
-    is_panic,
-    printable,
 )
 from lesionloc_runtime.fileio import atomic_write_json, is_file
 from lesionloc_runtime.imageio import IMAGE_SUFFIXES
 from lesionloc_runtime.outputs import OutputOptions, derived_study_id, study_id_problem
-from lesionloc_runtime.viewer.index import INDEX_HTML, BatchIndex, index_row
+from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES
+from lesionloc_runtime.viewer.index import INDEX_HTML, BatchIndex
+
+if TYPE_CHECKING:
+    from lesionloc_runtime.localizer import Localizer
 
 __all__ = [
     "BatchSummary",
@@ -47,8 +47,6 @@ __all__ = [
 ]
 
 REPORT_SUFFIXES = (".txt", ".TXT")
-# Write errors that no other study can escape either: the batch stops instead of failing each.
-_OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 @dataclass(frozen=True)
@@ -71,6 +69,8 @@ class RunSettings:
     out: Path
     output: OutputOptions
     report_score: bool = False
+    sentence_cache: int = DEFAULT_ENTRIES  # sentences each process keeps the embeddings of
+    pipeline: bool = True  # one worker: read the next study and write the last meanwhile
 
 
 @dataclass
@@ -205,52 +205,26 @@ def _init_worker(settings: RunSettings) -> None:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
 
     _WORKER["localizer"] = Localizer.load(settings.model, providers=settings.providers,
-                                          threads=settings.threads)
+                                          threads=settings.threads,
+                                          sentence_cache=settings.sentence_cache)
     _WORKER["settings"] = settings
 
 
 def process_study(task: StudyTask) -> dict[str, Any]:
-    """Localize and write one study in this process; errors come back as data."""
-    from lesionloc_runtime.imageio import read_image
-    from lesionloc_runtime.outputs import write_study
-
-    settings: RunSettings = _WORKER["settings"]
-    start = time.perf_counter()
-    try:
-        if task.report is None and not settings.queries:
-            expected = task.expected_report or task.image.with_suffix(".txt")
-            raise ReportError(f"{task.image.name}: no report found (expected {expected.absolute()})")
-        radiograph = read_image(task.image)
-        result = _WORKER["localizer"].localize(radiograph, task.report, queries=settings.queries,
-                                               ground=settings.ground, study_id=task.study_id,
-                                               report_score=settings.report_score)
-        write_study(result, radiograph, settings.out, settings.output)
-        row = index_row(result.to_dict())
-    except OutputError as exc:
-        # full, read-only, or the output directory itself not writable: no study can be written
-        fatal = exc.errno in _OUT_OF_SPACE or not os.access(settings.out, os.W_OK | os.X_OK)
-        return {"study_id": task.study_id, "ok": False, "error": printable(str(exc)),
-                "fatal": fatal}
-    except LesionlocError as exc:
-        return {"study_id": task.study_id, "ok": False, "error": printable(str(exc))}
-    except BaseException as exc:  # a bug on one study must not stop the other studies of a batch
-        if not (isinstance(exc, Exception) or is_panic(exc)):  # is_panic: a Rust extension's
-            raise
-        import traceback
-
-        traceback.print_exc()
-        return {"study_id": task.study_id, "ok": False,
-                "error": f"internal error ({type(exc).__name__}: {exc}); please report it"}
-    return {"study_id": task.study_id, "ok": True, "row": row,
-            "seconds": time.perf_counter() - start}
+    """Localize and write one study in this worker process; errors come back as data."""
+    return batch_steps.one_study(_WORKER["localizer"], task, _WORKER["settings"])
 
 
 def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 1,
-              progress: bool = True, summary_name: str = "batch_summary.json") -> BatchSummary:
+              progress: bool = True, summary_name: str = "batch_summary.json",
+              localizer: Localizer | None = None) -> BatchSummary:
     """Process `tasks` not yet done, print each failure on stderr, write the summary JSON and
     OUT/index.html (also while the batch runs). An output that no study can be written to
     (disk full, read-only) stops the batch early with `stopped` set; OutputError if the
-    summary or the index cannot be written at the end."""
+    summary or the index cannot be written at the end. `localizer`: one already loaded, used
+    in this process instead of loading `settings.model` (one worker only)."""
+    if localizer is not None and workers != 1:
+        raise ConfigError("a localizer given to run_batch runs in this process: one worker")
     from tqdm import tqdm
 
     summary = BatchSummary(total=len(tasks))
@@ -260,7 +234,7 @@ def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 
     start = time.perf_counter()
     bar = tqdm(total=len(todo), unit="study", disable=not progress, desc="lesionloc")
     kill_after = int(os.environ.get("LESIONLOC_FAULT_KILL_AFTER_STUDIES", "0"))
-    with closing(_dispatch(todo, settings, workers)) as outcomes:
+    with closing(_dispatch(todo, settings, workers, localizer)) as outcomes:
         for count, outcome in enumerate(outcomes, 1):
             if kill_after and count > kill_after:  # fault injection for the resume tests
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -290,15 +264,21 @@ def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 
     return summary
 
 
-def _dispatch(todo: Sequence[StudyTask], settings: RunSettings,
-              workers: int) -> Iterator[dict[str, Any]]:
-    """Results in input order; one process with its own sessions per worker."""
+def _dispatch(todo: Sequence[StudyTask], settings: RunSettings, workers: int,
+              localizer: Localizer | None = None) -> Iterator[dict[str, Any]]:
+    """Results in input order; one process with its own sessions per worker. One worker
+    runs in this process, its reading and writing overlapped with the encoders."""
     if not todo:
         return
     if workers <= 1:
-        _init_worker(settings)
-        for task in todo:
-            yield process_study(task)
+        if localizer is None:
+            _init_worker(settings)
+            localizer = _WORKER["localizer"]
+        if settings.pipeline:
+            yield from batch_steps.pipelined(localizer, todo, settings)
+        else:
+            for task in todo:
+                yield batch_steps.one_study(localizer, task, settings)
         return
     per_worker = RunSettings(**{**settings.__dict__,
                                 "threads": settings.threads or max(1, (os.cpu_count() or 1) // workers)})

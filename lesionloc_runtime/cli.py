@@ -14,6 +14,7 @@ import click
 from lesionloc_runtime.batch import RunSettings
 from lesionloc_runtime.cli_common import HELP_OPTIONS, Command, run_guarded
 from lesionloc_runtime.errors import EXIT_OK, EXIT_STUDIES_FAILED, ConfigError, OutputError
+from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES
 
 if TYPE_CHECKING:
     from lesionloc_runtime.results import SentenceResult
@@ -51,6 +52,9 @@ __all__ = ["main"]
 @click.option("--providers", default="cpu", show_default=True,
               help="Execution providers, comma-separated: cpu, cuda.")
 @click.option("--threads", type=int, default=None, help="Threads per process (default: all cores).")
+@click.option("--sentence-cache", type=int, default=DEFAULT_ENTRIES, show_default=True,
+              metavar="N", help="Sentences whose embeddings each process keeps, so a sentence "
+              "repeated across a batch is encoded once (0: none).")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Batch mode: parallel worker processes.")
 @click.option("--shard", default=None, metavar="I/N", help="Batch mode: process only shard I of N (0-based).")
@@ -61,7 +65,7 @@ def main(source: Path, report: Path | None, reports: Path | None, queries: tuple
          report_score: bool, dicom_out: bool,
          patient_id: str | None, patient_name: str | None, accession: str | None,
          study_id: str | None, include_identifiers: bool, providers: str, threads: int | None,
-         workers: int, shard: str | None, as_json: bool, quiet: bool) -> None:
+         sentence_cache: int, workers: int, shard: str | None, as_json: bool, quiet: bool) -> None:
     """Localize what a report says on a chest radiograph.
 
     SOURCE is an image (DICOM, PNG, JPEG) with --report and/or --query, or, for batch mode,
@@ -75,14 +79,16 @@ def main(source: Path, report: Path | None, reports: Path | None, queries: tuple
 
         batch = source.is_dir() or source.suffix == ".jsonl"
         _check_options(source, batch, report=report, reports=reports, study_id=study_id,
-                       as_json=as_json, shard=shard, workers=workers, threads=threads)
+                       as_json=as_json, shard=shard, workers=workers, threads=threads,
+                       sentence_cache=sentence_cache)
         check_out_dir(out)
         output = OutputOptions(save_raw=save_raw, dicom_out=dicom_out, overlays=overlays,
                                include_identifiers=include_identifiers, index_link=batch,
                                synthetic_ids=_synthetic_ids(dicom_out, patient_id, patient_name,
                                                             accession, study_id))
         settings = RunSettings(str(model) if model else None, provider_list, threads, queries,
-                               "all" if all_sentences else "findings", out, output, report_score)
+                               "all" if all_sentences else "findings", out, output, report_score,
+                               sentence_cache)
         if batch:
             return _batch(source, reports, settings, workers, shard, quiet)
         if report is None and not queries:
@@ -97,7 +103,7 @@ _MAX_THREADS = 256
 
 def _check_options(source: Path, batch: bool, *, report: Path | None, reports: Path | None,
                    study_id: str | None, as_json: bool, shard: str | None, workers: int,
-                   threads: int | None) -> None:
+                   threads: int | None, sentence_cache: int) -> None:
     """Refuse options that would be ignored in this mode, or that cannot work, before any work."""
     from lesionloc_runtime.outputs import study_id_problem
 
@@ -105,6 +111,8 @@ def _check_options(source: Path, batch: bool, *, report: Path | None, reports: P
         raise ConfigError(f"--workers {workers}: need at least 1")
     if threads is not None and not 1 <= threads <= _MAX_THREADS:
         raise ConfigError(f"--threads {threads}: need 1 to {_MAX_THREADS} (default: all cores)")
+    if sentence_cache < 0:
+        raise ConfigError(f"--sentence-cache {sentence_cache}: need 0 (none) or more")
     if batch:
         if report is not None:
             where = ("each manifest row names its 'report'" if not source.is_dir() else
@@ -152,7 +160,7 @@ def _single(image: Path, report: Path | None, settings: RunSettings, study_id: s
 
     study_id = study_id or derived_study_id(image.stem)
     localizer = Localizer.load(settings.model, providers=settings.providers,
-                               threads=settings.threads)
+                               threads=settings.threads, sentence_cache=settings.sentence_cache)
     radiograph = read_image(image)
     result = localizer.localize(radiograph, report, queries=settings.queries,
                                 ground=settings.ground, study_id=study_id,

@@ -159,6 +159,8 @@ def _bilinear_weights(count: int, cells: int, scale: float, shift: float) -> np.
 # px of a 2048 px radiograph at the demo's 320 px input, more than twice a nodule's size); the
 # cubic interpolant peaks between centres where the neighbouring cells say the lesion is.
 REFINE = 8
+# Renders up to this size are kept per heatmap (a 512 px one is 1 MB).
+_KEPT_RENDER_PIXELS = 512 * 512
 
 
 @dataclass(frozen=True)
@@ -200,11 +202,27 @@ class Heatmap:
     def fine_stride(self) -> float:
         return self.stride / self._factor
 
+    @cached_property
+    def _small_renders(self) -> dict[tuple[int, int], np.ndarray]:
+        return {}
+
     def render(self, width: int | None = None, height: int | None = None) -> np.ndarray:
-        """The heatmap on the original image (default) or on a rescaled copy of it."""
+        """The heatmap on the original image (default) or on a rescaled copy of it. A small
+        render is kept (read-only): the boxes and the page's layer are drawn from the same
+        256 px one."""
         box = self.letterbox
         out_w = width or box.orig_width
         out_h = height or box.orig_height
+        if out_w * out_h > _KEPT_RENDER_PIXELS:
+            return self._render(out_w, out_h)
+        kept = self._small_renders.get((out_w, out_h))
+        if kept is None:
+            kept = self._small_renders[(out_w, out_h)] = self._render(out_w, out_h)
+            kept.flags.writeable = False
+        return kept
+
+    def _render(self, out_w: int, out_h: int) -> np.ndarray:
+        box = self.letterbox
         affine = box.original_to_grid_affine(self.fine_stride, self.origin)
         # output pixel -> original pixel (continuous, centre-aligned) -> fine grid index
         fx, fy = box.orig_width / out_w, box.orig_height / out_h

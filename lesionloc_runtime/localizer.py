@@ -22,6 +22,7 @@ from lesionloc_runtime.heatmap import Heatmap, local_alignment_score, similarity
 from lesionloc_runtime.imageio import Radiograph, import_dicom_stack, read_image
 from lesionloc_runtime.preprocess import PreprocessedImage, preprocess
 from lesionloc_runtime.results import SentenceResult, StudyResult
+from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES, CachedText, SentenceCache
 from lesionloc_runtime.sessions import OnnxEncoder, default_threads
 from lesionloc_runtime.text import Report, Sentence, query_sentences, read_report
 from lesionloc_runtime.tokens import SentenceTokenizer, pool_windows, prepare_text
@@ -32,6 +33,7 @@ __all__ = [
     "EncodedImage",
     "Encoder",
     "Localizer",
+    "PreparedStudy",
     "demo_bundle_path",
 ]
 
@@ -63,6 +65,19 @@ class EncodedImage:
     window: tuple[float, float]
 
 
+@dataclass(frozen=True)
+class PreparedStudy:
+    """A study up to the encoders (`Localizer.prepare`): the radiograph, its report, the
+    sentences to ground, the encoder input, and how long reading and preprocessing took."""
+
+    radiograph: Radiograph
+    report: Report | None
+    report_source: str | None
+    sentences: list[Sentence]
+    prep: PreprocessedImage
+    timings_ms: dict[str, float]
+
+
 def _l2(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
 
@@ -83,11 +98,13 @@ class Localizer:
         image_encoder: Encoder,
         text_encoder: Encoder,
         tokenizer: SentenceTokenizer,
+        sentence_cache: int = DEFAULT_ENTRIES,
     ) -> None:
         self.bundle = bundle
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
+        self.sentence_cache = SentenceCache(sentence_cache)
         self.providers: list[str] = list(getattr(image_encoder, "providers", ["torch"]))
 
     @classmethod
@@ -97,8 +114,10 @@ class Localizer:
         *,
         providers: Sequence[str] = ("cpu",),
         threads: int | None = None,
+        sentence_cache: int = DEFAULT_ENTRIES,
     ) -> Localizer:
-        """Open a bundle directory (default: the embedded demo model), verified by checksum."""
+        """Open a bundle directory (default: the embedded demo model), verified by checksum.
+        `sentence_cache`: how many sentences' embeddings to keep (0: none)."""
         if not isinstance(bundle, ModelBundle):
             bundle = ModelBundle.load(demo_bundle_path() if bundle is None else bundle)
         threads = threads or default_threads()
@@ -116,7 +135,7 @@ class Localizer:
                              bundle.preprocessing.image_size, str(image_encoder.path))
             check_patch_grid(image_encoder.output_shapes["patch_embeds"], bundle.grid,
                              str(image_encoder.path))
-            return cls(bundle, image_encoder, text.result(), tokenizer)
+            return cls(bundle, image_encoder, text.result(), tokenizer, sentence_cache)
 
     # -- encoders -------------------------------------------------------------------------
     def encode_image(self, image: Radiograph) -> EncodedImage:
@@ -136,20 +155,40 @@ class Localizer:
 
     def encode_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(local, global) embeddings, one row per text, L2-normalized (the local ones of a
-        dot-product model stay raw), each text first prepared as the source model's code does:
-        one batched pass, or a few when the texts' lengths differ enough that padding would
+        dot-product model stay raw), each text first prepared as the source model's code does.
+        Texts in the sentence cache (or repeated in `texts`) are not encoded again; the rest
+        go in one batched pass, or a few when their lengths differ enough that padding would
         cost more than a run."""
         if not texts:
             dim = self.bundle.embed_dim
             return np.zeros((0, dim), np.float32), np.zeros((0, dim), np.float32)
         prepared = [prepare_text(t, self.bundle.text.preparation) for t in texts]
-        batches = self.tokenizer.encode(prepared).by_length()
+        found: list[CachedText | None] = []
+        missing: dict[tuple[tuple[int, ...], ...], list[int]] = {}
+        for row, key in enumerate(self.tokenizer.windows(prepared)):
+            hit = None if key in missing else self.sentence_cache.get(key)
+            found.append(hit)
+            if hit is None:
+                missing.setdefault(key, []).append(row)
+        if missing:
+            fresh_local, fresh_glob = self._run_text_encoder(list(missing))
+            for k, (key, rows) in enumerate(missing.items()):
+                self.sentence_cache.put(key, fresh_local[k], fresh_glob[k])
+                for row in rows:
+                    found[row] = CachedText(fresh_local[k], fresh_glob[k])
+        return (np.stack([item.local for item in found]),  # type: ignore[union-attr]
+                np.stack([item.glob for item in found]))  # type: ignore[union-attr]
+
+    def _run_text_encoder(self, windows: Sequence[Sequence[Sequence[int]]]
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """The text encoder on tokenized texts, each padded only to its run's longest."""
+        batches = self.tokenizer.batch(windows).by_length()
         outs = [self.text_encoder.run(batch.feeds()) for batch in batches]
         owner = np.concatenate([batch.owner for batch in batches])
 
         def pooled(name: str, normalize: bool = True) -> np.ndarray:
             rows = np.concatenate([out[name].astype(np.float32) for out in outs])
-            return pool_windows(rows, owner, len(texts), normalize)
+            return pool_windows(rows, owner, len(windows), normalize)
 
         raw = self.bundle.heatmap.similarity == "dot"
         return pooled("sentence_embeds", not raw), pooled("global_embeds")
@@ -176,26 +215,15 @@ class Localizer:
         return np.stack([self.heatmap(encoded, s).render() for s in local]) if len(texts) else \
             np.zeros((0, image.height, image.width), np.float32)
 
-    def localize(
+    def prepare(
         self,
         image: Radiograph | str | os.PathLike[str],
         report: Report | str | os.PathLike[str] | None = None,
-        *,
         queries: Sequence[str] = (),
-        ground: str = "findings",
-        study_id: str | None = None,
-        report_score: bool = False,
-    ) -> StudyResult:
-        """Ground a study's report sentences and/or free-text queries on its image.
-
-        `report` is a parsed Report, a path to a report file, or None (queries only).
-        `ground="findings"` makes heatmaps for finding sentences and queries; `"all"` also for
-        negated and normal sentences. Every sentence gets a score either way. `report_score`
-        also scores the whole report against the image (global embeddings; one more pass).
-        """
-        if ground not in GROUND_CHOICES:
-            raise ValueError(f"ground must be one of {GROUND_CHOICES}")
-        timings: dict[str, float] = {}
+    ) -> PreparedStudy:
+        """Everything before the encoders: the image read and preprocessed, the report parsed
+        into the sentences to ground. Needs no encoder, so a batch prepares the next study
+        while the encoders run the current one."""
         t0 = time.perf_counter()
         radiograph = image if isinstance(image, Radiograph) else read_image(image)
         for note in radiograph.notes:  # the CLI's logging prints these as "warning: ..."
@@ -208,43 +236,76 @@ class Localizer:
         sentences += list(query_sentences(queries)) if queries else []
         if not sentences:
             raise ReportError("nothing to ground: give a report with sentences or a --query")
-        timings["read"] = (time.perf_counter() - t0) * 1e3
-
         t1 = time.perf_counter()
         prep = preprocess(radiograph, self.bundle.preprocessing)
-        timings["preprocess"] = (time.perf_counter() - t1) * 1e3
         t2 = time.perf_counter()
-        encoded = self._encode_preprocessed(prep)
-        timings["image_encoder"] = (time.perf_counter() - t2) * 1e3
+        return PreparedStudy(radiograph, report, report_source, sentences, prep,
+                             {"read": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3})
 
-        t3 = time.perf_counter()
+    def localize(
+        self,
+        image: Radiograph | str | os.PathLike[str] | PreparedStudy,
+        report: Report | str | os.PathLike[str] | None = None,
+        *,
+        queries: Sequence[str] = (),
+        ground: str = "findings",
+        study_id: str | None = None,
+        report_score: bool = False,
+    ) -> StudyResult:
+        """Ground a study's report sentences and/or free-text queries on its image.
+
+        `report` is a parsed Report, a path to a report file, or None (queries only); or
+        `image` is a study already `prepare`d (then `report` and `queries` are not given).
+        `ground="findings"` makes heatmaps for finding sentences and queries; `"all"` also for
+        negated and normal sentences. Every sentence gets a score either way. `report_score`
+        also scores the whole report against the image (global embeddings; one more pass).
+        """
+        if ground not in GROUND_CHOICES:
+            raise ValueError(f"ground must be one of {GROUND_CHOICES}")
+        start = time.perf_counter()
+        study = image if isinstance(image, PreparedStudy) else self.prepare(image, report, queries)
+        timings = dict(study.timings_ms)
+        t = time.perf_counter()
+        encoded = self._encode_preprocessed(study.prep)
+        timings["image_encoder"] = (time.perf_counter() - t) * 1e3
+        t = time.perf_counter()
         # A finding is encoded as the part that names it ("No pneumothorax, but a small left
         # effusion persists." -> "a small left effusion persists."); the rest as written.
-        texts = [s.grounded_text for s in sentences]
+        local, glob = self.encode_texts([s.grounded_text for s in study.sentences])
         # The whole report is one long sequence: padding every sentence to its length would
         # multiply the text encoder's work, so it is encoded only when its score is asked for.
-        body = report.body if (report is not None and report_score) else None
-        local, glob = self.encode_texts(texts)
+        body = study.report.body if (study.report is not None and report_score) else None
         body_embed = self.encode_texts([body])[1][0] if body else None
-        timings["text_encoder"] = (time.perf_counter() - t3) * 1e3
+        timings["text_encoder"] = (time.perf_counter() - t) * 1e3
+        t = time.perf_counter()
+        results = self._ground_sentences(study.sentences, encoded, local, glob, ground)
+        image_score = float(body_embed @ encoded.global_embed) if body_embed is not None else None
+        timings["heatmaps"] = (time.perf_counter() - t) * 1e3
+        elapsed = (time.perf_counter() - start) * 1e3
+        # a study prepared beforehand (a batch's next one) counts its reading as it took
+        timings["total"] = elapsed + (sum(study.timings_ms.values()) if study is image else 0.0)
+        return self._study_result(study, encoded, results, image_score, timings, study_id)
 
-        t4 = time.perf_counter()
-        cfg = self.bundle.heatmap
+    def _ground_sentences(self, sentences: Sequence[Sentence], encoded: EncodedImage,
+                          local: np.ndarray, glob: np.ndarray, ground: str) -> list[SentenceResult]:
+        """Every sentence scored; heatmap, peak and boxes for those to ground."""
         results: list[SentenceResult] = []
         for index, (sentence, embed) in enumerate(zip(sentences, local, strict=True)):
-            score = self.score(encoded, embed, glob[index])
-            result = SentenceResult(index, sentence.text, sentence.section, sentence.kind, score,
+            result = SentenceResult(index, sentence.text, sentence.section, sentence.kind,
+                                    self.score(encoded, embed, glob[index]),
                                     uncertain=sentence.uncertain, grounded_span=sentence.span)
             if ground == "all" or sentence.kind == "finding":
                 heat = self.heatmap(encoded, embed)
                 result.heatmap = heat
                 result.peak = heat.peak()
-                result.boxes = heat.boxes(cfg)
+                result.boxes = heat.boxes(self.bundle.heatmap)
             results.append(result)
-        image_score = float(body_embed @ encoded.global_embed) if body_embed is not None else None
-        timings["heatmaps"] = (time.perf_counter() - t4) * 1e3
-        timings["total"] = (time.perf_counter() - t0) * 1e3
+        return results
 
+    def _study_result(self, study: PreparedStudy, encoded: EncodedImage,
+                      results: list[SentenceResult], image_score: float | None,
+                      timings: dict[str, float], study_id: str | None) -> StudyResult:
+        radiograph = study.radiograph
         return StudyResult(
             study_id=study_id or Path(radiograph.source).stem,
             source=os.path.basename(radiograph.source),
@@ -257,10 +318,9 @@ class Localizer:
             model={**self.bundle.provenance(), "execution_providers": list(self.providers)},
             sentences=results,
             image_score=image_score,
-            report_source=report_source,
+            report_source=study.report_source,
             timings_ms=timings,
             display=radiograph.pixels,
-            display_window=prep.window,
+            display_window=study.prep.window,
             notes=list(radiograph.notes),
         )
-

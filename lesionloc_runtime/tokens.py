@@ -102,13 +102,23 @@ class SentenceTokenizer:
         pad = self.tokenizer.token_to_id("[PAD]")
         self.pad_id = 0 if pad is None else int(pad)
 
+    def windows(self, texts: Sequence[str]) -> list[tuple[tuple[int, ...], ...]]:
+        """Each text's token ids, one tuple per window (a text longer than the window has
+        several): hashable, so they key the sentence cache."""
+        return [tuple(tuple(part.ids) for part in (encoding, *encoding.overflowing))
+                for encoding in self.tokenizer.encode_batch(list(texts))]
+
     def encode(self, texts: Sequence[str]) -> TokenBatch:
-        windows: list[list[int]] = []
+        return self.batch(self.windows(texts))
+
+    def batch(self, texts: Sequence[Sequence[Sequence[int]]]) -> TokenBatch:
+        """The windows of tokenized texts (`windows`) padded into one batch, padded to the
+        longest window only."""
+        windows: list[Sequence[int]] = []
         owners: list[int] = []
-        for index, encoding in enumerate(self.tokenizer.encode_batch(list(texts))):
-            for part in (encoding, *encoding.overflowing):
-                windows.append(part.ids)
-                owners.append(index)
+        for index, parts in enumerate(texts):
+            windows += parts
+            owners += [index] * len(parts)
         length = max(len(w) for w in windows)
         ids = np.full((len(windows), length), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(windows), length), dtype=np.int64)

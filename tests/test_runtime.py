@@ -140,8 +140,8 @@ def test_sentences_of_different_lengths_embed_as_if_each_ran_alone(tiny_bundle_f
     # the text pass groups sentences by length and trims their padding: every embedding must
     # be what that sentence gives alone, and a short report costs one run. fp32: int8's
     # dynamic activation scales depend on the whole batch, so there a sentence's embedding
-    # varies slightly with its neighbours in any grouping
-    localizer = Localizer.load(tiny_bundle_factory("none"))
+    # varies slightly with its neighbours in any grouping. No sentence cache: every call runs
+    localizer = Localizer.load(tiny_bundle_factory("none"), sentence_cache=0)
     runs = []
     real_run = localizer.text_encoder.run
     localizer.text_encoder.run = lambda feeds: runs.append(feeds["input_ids"].shape) or real_run(feeds)
@@ -286,9 +286,11 @@ def test_two_workers_give_the_same_results_as_one(tmp_path, tiny_bundle, phantom
     docs = []
     for workers in (1, 2):
         out = tmp_path / f"w{workers}"
+        # no sentence cache: with it, a sentence's int8 embedding is the one from the run
+        # (the study) that first met it, which depends on how studies fall to workers
         proc = subprocess.run([str(BIN / "lesionloc-run"), str(source), "--model", str(tiny_bundle),
-                               "--out", str(out), "--workers", str(workers), "-q"],
-                              capture_output=True, text=True)
+                               "--out", str(out), "--workers", str(workers), "-q",
+                               "--sentence-cache", "0"], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         docs.append({p.parent.name: [s["score"] for s in json.loads(p.read_text())["sentences"]]
                      for p in out.glob("*/study.json")})
@@ -488,3 +490,31 @@ def test_summary_figure_places_each_tile_in_its_cell(tiny_bundle, phantom_study,
     if len(tiles) % per_row:
         last = top + (rows - 1) * height
         assert (figure[last:, len(tiles) % per_row * width:] == 24).all()  # empty cells
+
+
+def test_pipelined_batch_writes_what_one_study_at_a_time_writes(tmp_path, tiny_bundle, phantom_set):
+    """Reading ahead and writing behind the encoders changes nothing but the time: the same
+    documents and files, the failures in their place, the outcomes in input order."""
+    from lesionloc_runtime.batch import RunSettings, discover, run_batch
+    from lesionloc_runtime.localizer import Localizer
+    from lesionloc_runtime.outputs import OutputOptions
+
+    source = _batch_dir(tmp_path, phantom_set, n=4)
+    tasks = discover(source, None)
+    localizer = Localizer.load(tiny_bundle, sentence_cache=0)
+    docs = {}
+    for pipeline in (True, False):
+        out = tmp_path / f"pipeline-{pipeline}"
+        settings = RunSettings(str(tiny_bundle), ("cpu",), None, (), "findings", out,
+                               OutputOptions(index_link=True), pipeline=pipeline)
+        summary = run_batch(tasks, settings, progress=False, localizer=localizer)
+        assert summary.done == 4 and [f["study_id"] for f in summary.failed] == ["broken"]
+        docs[pipeline] = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/study.json")}
+        assert sorted(p.name for p in out.iterdir()) == sorted(
+            [*docs[pipeline], "batch_summary.json", "index.html"])
+    assert docs[True].keys() == docs[False].keys()
+    for key, doc in docs[True].items():
+        theirs = docs[False][key]
+        assert [s["score"] for s in doc["sentences"]] == [s["score"] for s in theirs["sentences"]]
+        assert [s.get("peak") for s in doc["sentences"]] == [s.get("peak") for s in theirs["sentences"]]
+        assert doc["files"] == theirs["files"]

@@ -170,7 +170,7 @@ class DisplayMapping:
             # Every possible bit pattern through the whole chain once (<= 65536 entries, in
             # float64), then one gather: masking, sign, LUTs and window cost no per-pixel work.
             table = self.display(self.stored_values(np.arange(1 << (8 * patterns.dtype.itemsize))))
-            return table.astype(np.float32)[patterns]
+            return _gather(table.astype(np.float32), patterns)
         return self.display(self.stored_values(patterns)).astype(np.float32)
 
     def over_own_range(self, raw: np.ndarray, notes: list[str]) -> DisplayMapping:
@@ -196,6 +196,25 @@ class DisplayMapping:
                      "a window over the image's own values used instead")
         # LINEAR_EXACT maps lo to 0 and hi to 1 exactly.
         return replace(self, voi_lut=None, window=((lo + hi) / 2, hi - lo, "LINEAR_EXACT"))
+
+
+# Pixels per block of `_gather`: their indices (8 bytes each) stay in the L2 cache.
+_GATHER_BLOCK = 1 << 16
+
+
+def _gather(table: np.ndarray, patterns: np.ndarray) -> np.ndarray:
+    """table[patterns] for an unsigned integer image. numpy indexes with intp: given 16-bit
+    indices it first widens the whole image into a new array as large as four copies of the
+    picture; widened block by block into one small buffer, the gather takes half the time."""
+    out = np.empty(patterns.shape, table.dtype)
+    flat, target = patterns.reshape(-1), out.reshape(-1)
+    index = np.empty(min(_GATHER_BLOCK, flat.size), np.intp)
+    for start in range(0, flat.size, _GATHER_BLOCK):
+        stop = min(start + _GATHER_BLOCK, flat.size)
+        block = index[: stop - start]
+        block[...] = flat[start:stop]
+        np.take(table, block, out=target[start:stop], mode="clip")  # in range: a bit pattern
+    return out
 
 
 def _bit_patterns(raw: np.ndarray) -> np.ndarray:

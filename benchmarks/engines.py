@@ -1,0 +1,81 @@
+"""The engines the latency suites compare, each the runtime's own pipeline (reading, report
+parsing, preprocessing, heatmaps, outputs) around other encoders: ONNX Runtime sessions of a
+bundle, or the PyTorch eager fp32 modules the bundle was exported from."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from lesionloc_runtime.imageio import read_image
+from lesionloc_runtime.localizer import Localizer
+from lesionloc_runtime.outputs import write_study
+from lesionloc_runtime.sessions import default_threads
+
+ENCODERS = ("image_encoder", "text_encoder")
+
+
+def torch_localizer(checkpoint: Path, max_length: int) -> Localizer:
+    """Our checkpoint's modules through the runtime's pipeline."""
+    import torch
+
+    from lesionloc_train.checkpoint import load_checkpoint
+    from lesionloc_train.torch_backend import torch_localizer as make
+
+    torch.set_num_threads(default_threads())
+    ckpt = load_checkpoint(checkpoint)
+    return make(ckpt.model, ckpt.config.preprocess_config(), ckpt.tokenizer, max_length)
+
+
+def published_torch_localizer(kind: str, source: Path, bundle: Path) -> Localizer:
+    """A published model's torch modules, built from its published files by the converter's
+    own loader (what export traced), behind the fp32 bundle's card: the same preprocessing,
+    text preparation, similarity and smoothing as the ONNX engines."""
+    import torch
+
+    from lesionloc_export.source import SourceFiles, load_source
+    from lesionloc_runtime.bundle import ModelBundle
+    from lesionloc_runtime.tokens import SentenceTokenizer
+    from lesionloc_train.torch_backend import TorchEncoder
+
+    torch.set_num_threads(default_threads())
+    card = ModelBundle.load(bundle)
+    work = Path(tempfile.mkdtemp(prefix="lesionloc-bench-"))
+    model = load_source(kind, SourceFiles(source, None, source.parent / "bio_clinicalbert"), {},
+                        work)
+    localizer = Localizer(card, TorchEncoder(model.image_graph, "image"),
+                          TorchEncoder(model.text_graph, "text"),
+                          SentenceTokenizer(card.file(card.tokenizer_file), card.max_length))
+    localizer.providers = ["torch-cpu"]
+    return localizer
+
+
+def one_study(localizer: Localizer, image: Path, report: Path, out: Path) -> dict[str, float]:
+    """One study as `lesionloc-run` does it: read the DICOM, localize, write the outputs into
+    a new folder `out` (as for each study of a batch: replacing an earlier round's files is the
+    rerun case, which removes the old study.json and stale files, and ext4 flushes a file
+    renamed over another: 4-6 ms slower in a separate script). The sentence cache is emptied
+    first: the study's sentences are new to the engine, as a single study's are. Returns the
+    phase timings (ms) and the CPU time of every thread of the process (`cpu`)."""
+    localizer.sentence_cache.clear()
+    start, start_cpu = time.perf_counter(), time.process_time()
+    radiograph = read_image(image)  # decoding the DICOM is part of the study's time
+    decoded = time.perf_counter()
+    result = localizer.localize(radiograph, report)
+    start_write = time.perf_counter()
+    write_study(result, radiograph, out)
+    timings = {**result.timings_ms, "read_dicom": (decoded - start) * 1e3,
+               "write": (time.perf_counter() - start_write) * 1e3}
+    timings["end_to_end"] = timings["read_dicom"] + timings["total"] + timings["write"]
+    timings["cpu"] = (time.process_time() - start_cpu) * 1e3
+    return timings
+
+
+def outside(timings: dict[str, float]) -> float:
+    """The share of a study's time spent outside the two encoders."""
+    return 1.0 - sum(timings[k] for k in ENCODERS) / timings["end_to_end"]
+
+
+def outside_ms(timings: dict[str, float]) -> float:
+    return timings["end_to_end"] - sum(timings[k] for k in ENCODERS)

@@ -1,0 +1,141 @@
+"""The parts of BENCHMARKS.md that the latency issue added (scripts/benchmarks_report.py calls
+them): which CPU kind each figure comes from, the imported architectures end to end, and batch
+throughput on realistic reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def cpu_label(record: dict[str, Any]) -> str:
+    """'MODEL (int8 flags: ...)' from what the benchmark recorded; runs made before it recorded
+    the flags say so, so that their figures are never read as from another kind of CPU."""
+    kind = record.get("machine", {}).get("cpu_kind") or record.get("extra_info", {}).get("cpu_kind")
+    if kind:
+        return f"{kind['model']} (int8 flags: {' '.join(kind['int8_flags']) or 'none'})"
+    cpu = record.get("machine", {}).get("cpu", {})
+    return f"{cpu.get('brand_raw', '?')} (int8 flags not recorded)"
+
+
+def is_avx512(record: dict[str, Any]) -> bool:
+    kind = record.get("machine", {}).get("cpu_kind") or record.get("extra_info", {}).get("cpu_kind")
+    return bool(kind) and "avx512f" in kind["int8_flags"]
+
+
+def published_section(runs: dict[str, dict[str, Any]], lines: list[str]) -> None:
+    """The imported architectures through the same pipeline as ours, paired rounds."""
+    records = sorted((r for r in runs.values()
+                      if r["name"].startswith("test_published_model_end_to_end_in_paired_rounds")),
+                     key=lambda r: r["extra_info"]["kind"])
+    if not records:
+        return
+    first = records[0]
+    lines += ["Imported architectures, full size at random init, converted from their published "
+              "layouts by `lesionloc-export --from KIND`, on the reference study through the same "
+              f"pipeline (machine: {cpu_label(first)}, run {first['run']}; medians of "
+              f"{first['extra_info']['rounds']} paired rounds: PyTorch eager fp32 of the model's "
+              "own modules, then ONNX Runtime int8 and fp32, study by study; speed-up: median "
+              "of each round's ratio to the PyTorch round before it):", "",
+              "| model | input | engine | end to end (ms) | image encoder | text encoder | outside "
+              "encoders (ms) | outside | speed-up vs PyTorch |",
+              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in records:
+        x = r["extra_info"]
+        size = f"{x['image_size']} px, grid {x['grid'][0]}x{x['grid'][1]}"
+        for engine in ("ort-int8", "ort-fp32", "torch-fp32"):
+            e = x["engines"][engine]
+            t = e["timings_ms"]
+            lines.append(f"| {x['kind']} | {size} | {engine} | {e['end_to_end_ms']:.0f} | "
+                         f"{t['image_encoder']:.0f} | {t['text_encoder']:.0f} | "
+                         f"{e['outside_encoders_ms']:.0f} | {e['outside_encoders_fraction']:.0%} | "
+                         f"{e['speedup_median']:.1f}x |")
+    lines.append("")
+
+
+BATCH_LABELS = {
+    "ort-int8": "ONNX Runtime int8, sentence cache, pipelined",
+    "ort-int8-no-cache": "ONNX Runtime int8, no sentence cache, pipelined",
+    "ort-int8-serial": "ONNX Runtime int8, sentence cache, one step at a time",
+    "torch-fp32": "PyTorch eager fp32, sentence cache, pipelined",
+    "torch-fp32-no-cache": "PyTorch eager fp32, no sentence cache, pipelined",
+}
+
+
+def batch_section(runs: dict[str, dict[str, Any]], lines: list[str]) -> dict[str, float]:
+    """Studies per second on realistic reports, each engine against PyTorch with and without
+    the cache; the goal compares like with like (both with the cache)."""
+    by = {r["extra_info"]["engine"]: r for r in runs.values()
+          if r["name"].startswith("test_batch_of_realistic_studies")}
+    if not by:
+        return {}
+    first = next(iter(by.values()))
+    x0 = first["extra_info"]
+    lines += [f"Batch throughput: {x0['studies']} studies of the reference kind (2048 px DICOM "
+              "phantoms) with generated reports in which normal statements and negations repeat "
+              "word for word (benchmarks/report_samples.py), one process on "
+              f"{x0['threads']} threads, sessions loaded beforehand (machine: {cpu_label(first)}, "
+              f"run {first['run']}; `-k realistic` of the latency command). Every engine runs "
+              "the same pipeline; the PyTorch one has its encoders in PyTorch:", "",
+              "| engine | studies/s | CPU s per study | sentence cache hits / misses | vs PyTorch "
+              "with cache | vs PyTorch without |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    rate = {e: r["extra_info"]["studies_per_s"] for e, r in by.items()}
+
+    def versus(engine: str, base: str) -> str:
+        return f"{rate[engine] / rate[base]:.1f}x" if base in rate else "–"
+
+    for engine in BATCH_LABELS:
+        if engine not in by:
+            continue
+        x = by[engine]["extra_info"]
+        lines.append(f"| {BATCH_LABELS[engine]} | {x['studies_per_s']:.2f} | "
+                     f"{x['cpu_s_per_study']:.3f} | {x['sentence_cache_hits']} / "
+                     f"{x['sentence_cache_misses']} | {versus(engine, 'torch-fp32')} | "
+                     f"{versus(engine, 'torch-fp32-no-cache')} |")
+    lines.append("")
+    if "ort-int8" in rate and "torch-fp32" in rate:
+        return {"batch_speedup": rate["ort-int8"] / rate["torch-fp32"]}
+    return {}
+
+
+def latency_goals(goals: dict[str, Any]) -> list[tuple[str, Any, bool | None]]:
+    """The latency issue's rows of the goals table."""
+
+    def check(key: str, test: Any) -> tuple[Any, bool | None]:
+        value = goals.get(key)
+        return value, None if value is None else bool(test(value))
+
+    return [
+        ("End to end >= 4x faster than PyTorch eager fp32 (paired rounds)",
+         *check("speedup", lambda v: v >= 4)),
+        ("Time outside the encoders <= 20% of the study", *check("outside", lambda v: v <= 0.20)),
+        ("Time outside the encoders <= 15 ms (AVX-512 CPU)",
+         *check("outside_ms_avx512", lambda v: v <= 15)),
+        ("Batch throughput on realistic reports >= 5x PyTorch", *check("batch_speedup",
+                                                                       lambda v: v >= 5)),
+        ("Cold start (bundle load to first result) < 1.5 s", *check("cold_start", lambda v: v < 1.5)),
+        ("Peak memory < 600 MB", *check("peak_mb", lambda v: v < 600)),
+    ]
+
+
+def openvino_section(results: Any, lines: list[str]) -> None:
+    """benchmarks/openvino_check.py's records: OpenVINO's provider against the CPU provider."""
+    import json
+
+    records = [(p.name, json.loads(p.read_text())) for p in sorted(results.glob("openvino-*.json"))]
+    if not records:
+        return
+    lines += ["OpenVINO's execution provider (`onnxruntime-openvino`, in a venv of its own) against "
+              "ONNX Runtime's CPU provider on the same graphs, each encoder alone, in turn, "
+              "medians (`benchmarks/openvino_check.py BUNDLE`; adopted only at >= 1.5x on the "
+              "encoders with the int8 parity kept):", "",
+              "| run | CPU | bundle | encoder | CPU provider (ms) | OpenVINO (ms) | speed-up | "
+              "cosine OpenVINO vs CPU, worst | load (1 min) |",
+              "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, r in records:
+        for kind, e in r["encoders"].items():
+            worst = min(v["min"] for v in e["cosine_openvino_vs_cpu"].values())
+            lines.append(f"| {name} | {r['cpu_model']} | {r['quantization']} | {kind} | "
+                         f"{e['cpu_ms']:.0f} | {e['openvino_ms']:.0f} | "
+                         f"{e['speedup_median']:.2f}x | {worst:.4f} | "
+                         f"{r['load_average_1min']:.1f} |")
+    lines.append("")
