@@ -46,7 +46,7 @@ __all__ = [
     "run_batch",
 ]
 
-REPORT_SUFFIXES = (".txt", ".TXT")
+_REPORT_SUFFIXES = (".txt", ".TXT")
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def _scan(source: Path, skip: Path | None) -> list[Path]:
 def _with_report(study_id: str, image: Path, folder: Path) -> StudyTask:
     """The study with the report `<image stem>.txt` in `folder`, or with none but where it
     was looked for."""
-    candidates = [folder / f"{image.stem}{suffix}" for suffix in REPORT_SUFFIXES]
+    candidates = [folder / f"{image.stem}{suffix}" for suffix in _REPORT_SUFFIXES]
     report = next((c for c in candidates if is_file(c)), None)
     return StudyTask(study_id, image, report, candidates[0])
 
@@ -210,7 +210,7 @@ def _init_worker(settings: RunSettings) -> None:
     _WORKER["settings"] = settings
 
 
-def process_study(task: StudyTask) -> dict[str, Any]:
+def _process_study(task: StudyTask) -> dict[str, Any]:
     """Localize and write one study in this worker process; errors come back as data."""
     return batch_steps.one_study(_WORKER["localizer"], task, _WORKER["settings"])
 
@@ -286,7 +286,7 @@ def _dispatch(todo: Sequence[StudyTask], settings: RunSettings, workers: int,
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
                                initargs=(per_worker,))
     try:
-        yield from pool.map(process_study, todo, chunksize=1)
+        yield from pool.map(_process_study, todo, chunksize=1)
     finally:  # a stopped batch must not go on to run every study still queued
         pool.shutdown(cancel_futures=True)
 
@@ -305,5 +305,5 @@ def format_failures(summary: BatchSummary) -> str:
     return "\n".join(lines)
 
 
-def dumps(summary: BatchSummary) -> str:
+def _dumps(summary: BatchSummary) -> str:
     return json.dumps(summary.to_dict(), indent=2)

@@ -37,11 +37,11 @@ __all__ = [
     "demo_bundle_path",
 ]
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-DEMO_BUNDLE = PACKAGE_DIR / "demo" / "bundle"
-DEMO_EXAMPLES = PACKAGE_DIR / "demo" / "examples"
-GROUND_CHOICES = ("findings", "all")
-log = logging.getLogger(__name__)
+_PACKAGE_DIR = Path(__file__).resolve().parent
+DEMO_BUNDLE = _PACKAGE_DIR / "demo" / "bundle"
+DEMO_EXAMPLES = _PACKAGE_DIR / "demo" / "examples"
+_GROUND_CHOICES = ("findings", "all")
+_log = logging.getLogger(__name__)
 
 
 def demo_bundle_path() -> Path:
@@ -227,7 +227,7 @@ class Localizer:
         t0 = time.perf_counter()
         radiograph = image if isinstance(image, Radiograph) else read_image(image)
         for note in radiograph.notes:  # the CLI's logging prints these as "warning: ..."
-            log.warning("%s: %s", os.path.basename(radiograph.source), note)
+            _log.warning("%s: %s", os.path.basename(radiograph.source), note)
         report_source = None
         if report is not None and not isinstance(report, Report):
             report_source = os.path.basename(os.fspath(report))
@@ -260,8 +260,8 @@ class Localizer:
         negated and normal sentences. Every sentence gets a score either way. `report_score`
         also scores the whole report against the image (global embeddings; one more pass).
         """
-        if ground not in GROUND_CHOICES:
-            raise ValueError(f"ground must be one of {GROUND_CHOICES}")
+        if ground not in _GROUND_CHOICES:
+            raise ValueError(f"ground must be one of {_GROUND_CHOICES}")
         start = time.perf_counter()
         study = image if isinstance(image, PreparedStudy) else self.prepare(image, report, queries)
         timings = dict(study.timings_ms)

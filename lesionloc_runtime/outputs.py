@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 STUDY_JSON = "study.json"
-IDENTIFYING_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber",
+_IDENTIFYING_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber",
                     "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "StudyDate")
 MAX_STUDY_ID_BYTES = 128
 # What write_study may name a file (besides study.json and the DICOM outputs): a rerun removes
@@ -116,7 +116,7 @@ def derived_study_id(name: str) -> str:
     return text
 
 
-def study_dir(out: Path, study_id: str) -> Path:
+def _study_dir(out: Path, study_id: str) -> Path:
     problem = study_id_problem(study_id)
     if problem:
         raise ConfigError(f"study id {study_id!r} {problem}")
@@ -152,7 +152,7 @@ def done_document(out: Path, study_id: str) -> dict | None:
     a whole study document of the current schema version and every file it lists exists and
     is not empty; anything less (a truncated JSON, a deleted overlay, a file a power cut left
     empty, a study written by an older version without its page) is redone."""
-    folder = study_dir(out, study_id)
+    folder = _study_dir(out, study_id)
     try:
         doc = json.loads((folder / STUDY_JSON).read_text(encoding="utf-8"))
         if (doc["schema"] == STUDY_SCHEMA and doc["schema_version"] == STUDY_SCHEMA_VERSION
@@ -174,7 +174,7 @@ def write_study(result: StudyResult, radiograph: Radiograph, out: Path,
     that looks finished. A rerun into the same folder removes the study.json first and, before
     writing the new one, the files of ours that the new result does not list.
     OutputError if the folder cannot be written (read-only, full, a file in the way)."""
-    target = study_dir(out, result.study_id)
+    target = _study_dir(out, result.study_id)
     try:
         return _write_study(result, radiograph, target, options)
     except OSError as exc:
@@ -216,7 +216,7 @@ def _write_study(result: StudyResult, radiograph: Radiograph, target: Path,
     if options.include_identifiers and radiograph.dicom is not None:
         # header_value: a damaged element (one pydicom cannot convert) is given as empty
         result.identifiers = {tag: str(header_value(radiograph.dicom, tag) or "")
-                              for tag in IDENTIFYING_TAGS if tag in radiograph.dicom}
+                              for tag in _IDENTIFYING_TAGS if tag in radiograph.dicom}
     if options.page:
         result.files["page"] = page.PAGE
     result.files["study"] = STUDY_JSON

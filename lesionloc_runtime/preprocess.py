@@ -30,7 +30,7 @@ __all__ = [
 _INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 # Pillow's antialiased bilinear resize of an 8-bit image: what torchvision's Resize does to the
 # PIL image hi-ml hands it (BioViL). Only the resize-crop method uses it.
-PIL_BILINEAR = "pil-bilinear"
+_PIL_BILINEAR = "pil-bilinear"
 METHODS = ("letterbox", "resize-crop")
 # "percentile": robust stretch of the resized image (ours); "none": display values as read;
 # "uint8": display values quantized to 8 bits before resizing (AFLoc reads 8-bit JPEGs);
@@ -72,9 +72,9 @@ class PreprocessConfig:
         if self.size_rounding not in ("round", "floor"):
             raise ConfigError(f"size_rounding must be round or floor, not {self.size_rounding!r}")
         if self.method == "resize-crop":
-            if self.interpolation != PIL_BILINEAR or self.intensity != "minmax-uint8":
+            if self.interpolation != _PIL_BILINEAR or self.intensity != "minmax-uint8":
                 raise ConfigError("resize-crop preprocessing is BioViL's: interpolation "
-                                  f"{PIL_BILINEAR!r} on a minmax-uint8 image")
+                                  f"{_PIL_BILINEAR!r} on a minmax-uint8 image")
             if not self.image_size <= self.resize <= 4096:
                 raise ConfigError(f"resize {self.resize} must be at least the crop "
                                   f"{self.image_size} (and at most 4096)")

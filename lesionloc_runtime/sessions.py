@@ -16,9 +16,9 @@ from lesionloc_runtime.errors import BundleError, ConfigError, printable
 
 __all__ = ["OnnxEncoder", "default_threads", "open_session", "session_options"]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
-PROVIDER_ALIASES = {
+_PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
@@ -33,10 +33,10 @@ def _warn_once(message: str, *args: object) -> None:
     key = message % args
     if key not in _warned:
         _warned.add(key)
-        log.warning(message, *args)
+        _log.warning(message, *args)
 
 
-def import_onnxruntime() -> Any:
+def _import_onnxruntime() -> Any:
     """Import onnxruntime with an actionable message when neither build is installed."""
     try:
         import onnxruntime
@@ -48,15 +48,15 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
-def resolve_providers(requested: Sequence[str]) -> list[str]:
+def _resolve_providers(requested: Sequence[str]) -> list[str]:
     """Map 'cpu'/'cuda' to ORT provider names; keep only available ones (CPU always last).
     Asking for CUDA where it is unavailable warns and falls back to CPU."""
-    ort = import_onnxruntime()
+    ort = _import_onnxruntime()
     available = set(ort.get_available_providers())
     chosen: list[str] = []
     for name in requested:
-        full = PROVIDER_ALIASES.get(name.lower(), name)
-        if full not in PROVIDER_ALIASES.values() and not full.endswith("ExecutionProvider"):
+        full = _PROVIDER_ALIASES.get(name.lower(), name)
+        if full not in _PROVIDER_ALIASES.values() and not full.endswith("ExecutionProvider"):
             raise ConfigError(f"unknown execution provider {name!r} (use cpu or cuda)")
         if full in available:
             if full not in chosen:
@@ -74,13 +74,13 @@ def resolve_providers(requested: Sequence[str]) -> list[str]:
 # convolution, and ORT runs a uint8 MaxPool in NCHW with a scalar loop, many times slower
 # than the fp32 pool in its blocked (NCHWc) layout.
 # The output is the same either way (a quantizer is monotone: Q(max x) = max Q(x)).
-DISABLED_OPTIMIZERS = ("QDQPropagationTransformer",)
+_DISABLED_OPTIMIZERS = ("QDQPropagationTransformer",)
 
 
 def session_options(threads: int | None = None) -> Any:
     """The SessionOptions of every session the runtime (and the exporter's parity check, and
     the latency benchmarks) open."""
-    ort = import_onnxruntime()
+    ort = _import_onnxruntime()
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = int(threads)
@@ -100,10 +100,10 @@ def session_options(threads: int | None = None) -> Any:
 
 
 def open_session(path: Path, options: Any, providers: Sequence[str]) -> Any:
-    """An InferenceSession with `options` and the runtime's DISABLED_OPTIMIZERS."""
-    ort = import_onnxruntime()
+    """An InferenceSession with `options` and the runtime's _DISABLED_OPTIMIZERS."""
+    ort = _import_onnxruntime()
     return ort.InferenceSession(str(path), options, providers=list(providers),
-                                disabled_optimizers=list(DISABLED_OPTIMIZERS))
+                                disabled_optimizers=list(_DISABLED_OPTIMIZERS))
 
 
 class OnnxEncoder:
@@ -117,7 +117,7 @@ class OnnxEncoder:
         providers: Sequence[str] = ("cpu",),
         threads: int | None = None,
     ) -> None:
-        chosen = resolve_providers(providers)
+        chosen = _resolve_providers(providers)
         try:
             self.session = open_session(path, session_options(threads), chosen)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types

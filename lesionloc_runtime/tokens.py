@@ -21,9 +21,9 @@ __all__ = ["SentenceTokenizer", "TokenBatch", "length_groups", "pool_windows", "
 # which on the full-size int8 text encoder cost about as much as a dozen padded tokens, so
 # splitting a batch pays only when it saves more padding than that (the latency benchmark
 # measures the text encoder by sentences and tokens).
-RUN_COST_TOKENS = 12
+_RUN_COST_TOKENS = 12
 # At most this many windows per run: bounds the activations a very long report can allocate.
-MAX_ROWS_PER_RUN = 64
+_MAX_ROWS_PER_RUN = 64
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,8 @@ class TokenBatch:
             "token_type_ids": np.zeros_like(self.input_ids),
         }
 
-    def by_length(self, run_cost: int = RUN_COST_TOKENS,
-                  max_rows: int = MAX_ROWS_PER_RUN) -> list[TokenBatch]:
+    def by_length(self, run_cost: int = _RUN_COST_TOKENS,
+                  max_rows: int = _MAX_ROWS_PER_RUN) -> list[TokenBatch]:
         """The windows regrouped into batches of similar length, each trimmed to its longest
         window: the grouping that minimizes padded tokens plus `run_cost` per batch (then
         batches over `max_rows` split). Rows keep their owners; right padding is masked, so

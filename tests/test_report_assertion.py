@@ -249,7 +249,7 @@ def test_fast_header_and_identifier_scans_find_what_the_regexes_find():
         slow = [(m.span(), m.group("name")) for m in sections_module._HEADER.finditer(text)]
         fast = [(m.span(), m.group("name")) for m in sections_module._header_matches(text)]
         assert fast == slow, repr(text)
-        slow_ids = [m.span() for m in sections_module.IDENTIFIER_LINE.finditer(text)]
+        slow_ids = [m.span() for m in sections_module._IDENTIFIER_LINE.finditer(text)]
         assert sections_module.identifier_spans(text) == slow_ids, repr(text)
 
 

@@ -19,10 +19,10 @@ __all__ = [
     "unit_scaled",
 ]
 
-MIN_SIDE = 32
+_MIN_SIDE = 32
 # Refused before decoding: a chest radiograph is at most about 4300x4300 (18 megapixels), and a
 # small PNG or JPEG can declare 30000x30000 and cost gigabytes to decode.
-MAX_PIXELS = 100_000_000
+_MAX_PIXELS = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -86,15 +86,15 @@ def _minmax(arr: np.ndarray) -> np.ndarray:
 
 
 def check_size(shape: tuple[int, ...], source: str) -> None:
-    if shape[0] * shape[1] > MAX_PIXELS:
+    if shape[0] * shape[1] > _MAX_PIXELS:
         raise ImageReadError(
             f"{source}: image of {shape[1]}x{shape[0]} pixels is over the limit of "
-            f"{MAX_PIXELS // 1_000_000} megapixels (a chest radiograph is at most about 4300x4300)"
+            f"{_MAX_PIXELS // 1_000_000} megapixels (a chest radiograph is at most about 4300x4300)"
         )
-    if min(shape[:2]) < MIN_SIDE:
+    if min(shape[:2]) < _MIN_SIDE:
         raise ImageReadError(
             f"{source}: image of {shape[1]}x{shape[0]} pixels is too small to be a radiograph "
-            f"(under {MIN_SIDE} pixels a side)"
+            f"(under {_MIN_SIDE} pixels a side)"
         )
 
 

@@ -9,9 +9,9 @@ from lesionloc_runtime.errors import ImageReadError
 
 __all__ = ["HEAD_BYTES", "IMAGE_SUFFIXES", "sniff"]
 
-DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ""}
-RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
-IMAGE_SUFFIXES = DICOM_SUFFIXES | RASTER_SUFFIXES
+_DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ""}
+_RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+IMAGE_SUFFIXES = _DICOM_SUFFIXES | _RASTER_SUFFIXES
 # How many bytes `sniff` needs: a DICOM preamble (128 bytes) and its "DICM" prefix.
 HEAD_BYTES = 132
 
@@ -35,7 +35,7 @@ def sniff(head: bytes, path: Path) -> str:
     ):
         return "dicom"
     suffix = path.suffix.lower()
-    if suffix in RASTER_SUFFIXES:
+    if suffix in _RASTER_SUFFIXES:
         raise ImageReadError(
             f"{path}: the file is named {suffix} but its content is not a {suffix[1:].upper()} "
             "image (wrong extension, or a text file?)"

@@ -12,7 +12,7 @@ __all__ = ["lateral_view_notes"]
 
 # ViewPosition values of a lateral chest view: LL and RL are DICOM's defined terms; MIMIC-CXR
 # and some modalities write LATERAL or LAT. LLD/RLD (decubitus) are frontal projections.
-LATERAL_VIEW_POSITIONS = frozenset({"LL", "RL", "LATERAL", "LAT"})
+_LATERAL_VIEW_POSITIONS = frozenset({"LL", "RL", "LATERAL", "LAT"})
 # Free-text elements that describe this image's series or protocol. StudyDescription is left
 # out: "CHEST PA AND LAT" describes the whole study, frontal image included.
 _DESCRIPTIONS = ("SeriesDescription", "ProtocolName")
@@ -22,19 +22,19 @@ _LATERAL_WORDS = re.compile(r"\b(?:lat|lateral)\b")
 _OTHER_VIEW_WORDS = re.compile(r"\b(?:pa|ap|p a|a p|frontal|decub|decubitus|obl|oblique|"
                                r"medio|latero)\b")
 
-LATERAL_NOTE = "the model was trained on frontal (PA/AP) views, so its heatmaps here are not reliable"
+_LATERAL_NOTE = "the model was trained on frontal (PA/AP) views, so its heatmaps here are not reliable"
 
 
 def lateral_view_notes(ds: Any) -> list[str]:
     """One note if the header says the image is a lateral view, naming where it says so;
     none otherwise (no header element, or a frontal or unknown view)."""
     evidence = _lateral_evidence(ds)
-    return [f"lateral view ({evidence}): {LATERAL_NOTE}"] if evidence else []
+    return [f"lateral view ({evidence}): {_LATERAL_NOTE}"] if evidence else []
 
 
 def _lateral_evidence(ds: Any) -> str | None:
     position = str(header_value(ds, "ViewPosition") or "").strip().upper()
-    if position in LATERAL_VIEW_POSITIONS:
+    if position in _LATERAL_VIEW_POSITIONS:
         return f"ViewPosition {shown_value(position)}"
     meaning = _view_code_meaning(ds)
     if meaning and _says_lateral(meaning):

@@ -72,7 +72,7 @@ def _names_pattern(names: Sequence[str]) -> str:
     return "|".join(_name_pattern(n) for n in sorted(names, key=len, reverse=True))
 
 
-IDENTIFIER_LINE = re.compile(
+_IDENTIFIER_LINE = re.compile(
     r"(?:\A|(?<=[\r\n]))[ \t]*(?:(?:" + _names_pattern(_ID_LABELS_ANY) + r")(?![A-Za-z])"
     r"|(?:" + _names_pattern(_ID_LABELS_COLON) + r")[ \t]*[:#])[^\r\n]*",
     re.I,
@@ -141,7 +141,7 @@ def _is_header(text: str, m: re.Match[str]) -> bool:
 def identifier_spans(text: str) -> list[tuple[int, int]]:
     """The identifier and signature lines of `text` (they start at line starts only)."""
     starts = [0, *(m.end() for m in _LINE_END.finditer(text))]
-    return [m.span() for m in map(IDENTIFIER_LINE.match, itertools.repeat(text), starts) if m]
+    return [m.span() for m in map(_IDENTIFIER_LINE.match, itertools.repeat(text), starts) if m]
 
 
 def _header_matches(text: str) -> Iterator[re.Match[str]]:
