@@ -66,6 +66,7 @@ class Anatomy:
     bubble: float
     fissure: bool
     trachea_u: float
+    clavicle_lift: float = 0.0  # an AP film projects the clavicles higher (film.apply_geometry)
 
     @property
     def cardiothoracic_ratio(self) -> float:

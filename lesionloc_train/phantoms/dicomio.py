@@ -126,9 +126,15 @@ def study_uid(dataset_key: str, study_id: str, what: str) -> str:
     return generate_uid(_UID_ROOT, entropy_srcs=["lesionloc-phantom", dataset_key, study_id, what])
 
 
+# SNOMED CT codes of the DX views (DICOM CID 4010).
+_VIEW_CODES = {"PA": ("272479007", "postero-anterior"), "AP": ("399348003", "antero-posterior")}
+
+
 def dicom_bytes(values: np.ndarray, variant: DicomVariant, study_id: str, index: int,
-                dataset_key: str, spacing_mm: float, sex: str) -> bytes:
-    """A DX For Presentation DICOM file of one phantom study."""
+                dataset_key: str, spacing_mm: float, sex: str, view: str = "PA",
+                burned_in_text: bool = False) -> bytes:
+    """A DX For Presentation DICOM file of one phantom study (`view` "PA" or "AP";
+    `burned_in_text`: the pixels carry written words, as BurnedInAnnotation must say)."""
     rows, cols = values.shape
     ds = Dataset()
     sop_uid = study_uid(dataset_key, study_id, "instance")
@@ -153,8 +159,8 @@ def dicom_bytes(values: np.ndarray, variant: DicomVariant, study_id: str, index:
     ds.Manufacturer = "lesionloc synthetic phantom"
     ds.InstitutionName = "Synthetic"
     ds.ReferringPhysicianName = ""
-    ds.StudyDescription = "Chest PA (synthetic phantom)"
-    ds.SeriesDescription = "PA"
+    ds.StudyDescription = f"Chest {view} (synthetic phantom)"
+    ds.SeriesDescription = view
     ds.ManufacturerModelName = "phantom generator"
     ds.PatientName = f"Phantom^{study_id}"
     ds.PatientID = study_id
@@ -166,8 +172,8 @@ def dicom_bytes(values: np.ndarray, variant: DicomVariant, study_id: str, index:
     ds.DeviceSerialNumber = "0"
     ds.SoftwareVersions = "lesionloc phantoms 1"
     ds.DetectorType = "SCINTILLATOR"
-    ds.ViewPosition = "PA"
-    ds.PositionerType = "COLUMN"
+    ds.ViewPosition = view
+    ds.PositionerType = "COLUMN" if view == "PA" else "NONE"
     ds.StudyInstanceUID = study_uid(dataset_key, study_id, "study")
     ds.SeriesInstanceUID = study_uid(dataset_key, study_id, "series")
     ds.StudyID = "1"
@@ -177,7 +183,7 @@ def dicom_bytes(values: np.ndarray, variant: DicomVariant, study_id: str, index:
     ds.PatientOrientation = ["L", "F"]
     ds.ImageLaterality = "U"
     ds.AnatomicRegionSequence = Sequence([_code("51185008", "SCT", "Chest")])
-    ds.ViewCodeSequence = Sequence([_code("399348003", "SCT", "postero-anterior")])
+    ds.ViewCodeSequence = Sequence([_code(_VIEW_CODES[view][0], "SCT", _VIEW_CODES[view][1])])
     ds.ViewCodeSequence[0].ViewModifierCodeSequence = Sequence()
     ds.AcquisitionContextSequence = Sequence()
     ds.SamplesPerPixel = 1
@@ -195,7 +201,7 @@ def dicom_bytes(values: np.ndarray, variant: DicomVariant, study_id: str, index:
     ds.RescaleType = "US"
     ds.PresentationLUTShape = "INVERSE" if variant.photometric == "MONOCHROME1" else "IDENTITY"
     ds.LossyImageCompression = "00"
-    ds.BurnedInAnnotation = "NO"
+    ds.BurnedInAnnotation = "YES" if burned_in_text else "NO"
     ds.ImagerPixelSpacing = [f"{spacing_mm:.6g}", f"{spacing_mm:.6g}"]
     ds.PixelSpacing = [f"{spacing_mm:.6g}", f"{spacing_mm:.6g}"]
     ds.PixelSpacingCalibrationType = "GEOMETRY"
