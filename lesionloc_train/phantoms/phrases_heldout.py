@@ -41,7 +41,7 @@ HEADERS = {
     "INDICATION": ("___-year-old {person} with dyspnea.", "Cough for two weeks.",
                    "Fever, assess for infection.", "___ with weight loss."),
     "INDICATION_LINES": ("Tube and line check.", "Intubated {person}, check position of tubes."),
-    "COMPARISON": ("No prior studies.", "Not available.", "___."),
+    "COMPARISON": ("No prior studies.", "Not available.", "No previous radiographs."),
 }
 
 
