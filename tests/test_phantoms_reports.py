@@ -177,3 +177,18 @@ def test_a_portable_film_is_examined_as_one():
         text = write_report([], rng, film=Film(view="AP", portable=True)).text
         exams |= set(re.findall(r"EXAMINATION: (.*)", text))
     assert exams and exams <= set(phrases_trained.HEADERS["EXAMINATION_AP"])
+
+
+def test_devices_add_their_sentences_and_change_no_other():
+    for i, (findings, devices, _) in enumerate(many_reports(120)):
+        if not devices:
+            continue
+        film = Film(view="AP", portable=True)
+        with_devices = write_report(findings, np.random.default_rng(i), "F", devices, film)
+        without = write_report(findings, np.random.default_rng(i), "F", [], film)
+
+        def plain(report):
+            return [(" ".join(s.text.split()), s.section, s.kind, s.finding_index)
+                    for s in report.sentences if s.device_index is None]
+
+        assert plain(with_devices) == plain(without)

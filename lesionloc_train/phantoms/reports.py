@@ -112,21 +112,28 @@ class _Writer:
 def write_report(findings: list[Finding], rng: np.random.Generator, sex: str = "O",
                  devices: list[Device] | None = None, film: Film | None = None,
                  style: str = "trained") -> PhantomReport:
-    """A report for the study: header sections, FINDINGS, IMPRESSION, realistic layout mess."""
+    """A report for the study: header sections, FINDINGS, IMPRESSION, realistic layout mess.
+
+    What is said of devices draws from its own stream, and every other draw is made whatever
+    the film carries, so the same study with and without devices gets the same report apart
+    from the device sentences.
+    """
     devices = devices or []
     film = film or Film()
     book = phrasebook(style)
+    device_rng = np.random.default_rng(rng.integers(2**63))
     w = _Writer(rng, book)
     candidates = {i: book.finding_sentences(f, rng) for i, f in enumerate(findings)}
-    device_text = {k: book.device_sentences(d, rng) for k, d in enumerate(devices)}
-    body = _findings_section(findings, devices, candidates, device_text, w)
+    device_text = {k: book.device_sentences(d, device_rng) for k, d in enumerate(devices)}
+    body = _findings_section(findings, candidates, w)
     has_findings_section = rng.random() > 0.04
-    impression = _impression(findings, devices, candidates, device_text, w, has_findings_section)
+    impression = _impression(findings, candidates, w, has_findings_section)
     has_impression = not has_findings_section or rng.random() > 0.05
+    _device_sentences(devices, device_text, _Writer(device_rng, book, w.used), body, impression)
     person = {"F": "woman", "M": "man"}.get(sex, "patient")
     exam = "EXAMINATION_AP" if film.portable else "EXAMINATION"
     lines = any(d.type in ("endotracheal_tube", "central_venous_catheter") for d in devices)
-    indication = "INDICATION_LINES" if lines and rng.random() < 0.6 else "INDICATION"
+    indication = "INDICATION_LINES" if rng.random() < 0.6 and lines else "INDICATION"
     sections = [(name, pick(rng, book.HEADERS[key]).format(person=person))
                 for name, key in (("EXAMINATION", exam), ("INDICATION", indication),
                                   ("COMPARISON", "COMPARISON"))
@@ -138,9 +145,20 @@ def write_report(findings: list[Finding], rng: np.random.Generator, sex: str = "
                    if has_impression else None, rng)
 
 
-def _findings_section(findings: list[Finding], devices: list[Device],
-                      candidates: dict[int, tuple[list[str], list[str]]],
-                      device_text: dict[int, tuple[list[str], list[str]]], w: _Writer) -> _Draft:
+def _device_sentences(devices: list[Device], device_text: dict[int, tuple[list[str], list[str]]],
+                      w: _Writer, body: _Draft, impression: _Draft) -> None:
+    for k in w.rng.permutation(len(devices)):
+        # ECG leads are often left unsaid; tubes, lines and pacemakers almost never.
+        said = 0.35 if devices[int(k)].type == "ecg_electrodes" else 0.92
+        if w.rng.random() < said:
+            body.add("devices", w.pick(device_text[int(k)][0], device=int(k)))
+    for k, device in enumerate(devices):
+        if device.type != "ecg_electrodes" and w.rng.random() < 0.3:
+            impression.add("devices", w.pick(device_text[k][1], device=k))
+
+
+def _findings_section(findings: list[Finding], candidates: dict[int, tuple[list[str], list[str]]],
+                      w: _Writer) -> _Draft:
     rng = w.rng
     body = _Draft()
     present = {f.finding for f in findings}
@@ -163,20 +181,13 @@ def _findings_section(findings: list[Finding], devices: list[Device],
                       ("edema", 0.2), ("nodule", 0.1), ("mass", 0.1)):
         if absent not in present and rng.random() < p:
             body.add("negations", w.negated(absent))
-    for k in rng.permutation(len(devices)):
-        # ECG leads are often left unsaid; tubes, lines and pacemakers almost never.
-        said = 0.35 if devices[int(k)].type == "ecg_electrodes" else 0.92
-        if rng.random() < said:
-            body.add("devices", w.pick(device_text[int(k)][0], device=int(k)))
     if rng.random() < 0.15:
         body.add("bones", w.normal("bones"))
     return body
 
 
-def _impression(findings: list[Finding], devices: list[Device],
-                candidates: dict[int, tuple[list[str], list[str]]],
-                device_text: dict[int, tuple[list[str], list[str]]], w: _Writer,
-                has_findings_section: bool) -> _Draft:
+def _impression(findings: list[Finding], candidates: dict[int, tuple[list[str], list[str]]],
+                w: _Writer, has_findings_section: bool) -> _Draft:
     rng = w.rng
     impression = _Draft()
     present = {f.finding for f in findings}
@@ -194,9 +205,6 @@ def _impression(findings: list[Finding], devices: list[Device],
                 if absent not in present:
                     impression.add("negations", w.negated(absent))
                     break
-    for k, device in enumerate(devices):
-        if device.type != "ecg_electrodes" and rng.random() < 0.3:
-            impression.add("devices", w.pick(device_text[k][1], device=k))
     return impression
 
 
