@@ -210,11 +210,13 @@ def _plot_latency(e2e: dict[str, dict[str, Any]], plots: Path) -> None:
 
 
 def current_accuracy(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Accuracy records of the newest run that scored the models, and of any later run: an
-    older run scored other models, or another test set, so it is not mixed in."""
+    """Accuracy records of the newest run that scored the full-loss demo model, and of any
+    later run (e.g. an ablation scored afterwards): an older run scored other models, or
+    another test set, so it is not mixed in."""
     acc = [r for r in runs.values()
            if r["extra_info"].get("kind") in ("model", "baseline", "oracle", "robustness")]
-    models = [r["datetime"] for r in acc if r["extra_info"]["kind"] == "model"]
+    models = [r["datetime"] for r in acc if r["extra_info"]["kind"] == "model"
+              and r["extra_info"].get("variant") == "full"]
     since = max(models) if models else ""
     return [r for r in acc if r["datetime"] >= since]
 

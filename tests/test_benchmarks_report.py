@@ -139,10 +139,11 @@ def test_paired_rounds_give_the_speed_up_goal(tmp_path):
     assert "| ort-int8 | 400 |" in text and "2.5x |" in text  # the separate medians stay shown
 
 
-def _accuracy_run(results: Path, name: str, when: str, pg: float, robustness: bool = False) -> None:
+def _accuracy_run(results: Path, name: str, when: str, pg: float, robustness: bool = False,
+                  variant: str = "full") -> None:
     scores = {"pointing_game": pg, "cnr": 3.1, "miou": 0.3, "iou": 0.2, "dice": 0.3, "auroc": 0.9}
-    model = _bench("test_model_accuracy", "int8-full", {
-        "kind": "model", "variant": "full", "precision": "int8", "overall": scores,
+    model = _bench("test_model_accuracy", f"int8-{variant}", {
+        "kind": "model", "variant": variant, "precision": "int8", "overall": scores,
         "by_finding": {"nodule": scores}, "sentences": 10, "images": 5, "grid": 40,
         "best_shift_patches": [0.0, 0.0], "pointing_game_at_best_shift": pg,
         "pointing_game_unshifted": pg}, 1.0)
@@ -185,3 +186,13 @@ def test_an_older_robustness_run_is_not_shown_with_newer_models(tmp_path):
     text = _report(results, tmp_path / "BENCHMARKS.md")
     assert "## Robustness" not in text
     assert "| Without markers, text and devices: PG within 0.03 | – | not measured |" in text
+
+
+def test_an_ablation_scored_after_the_full_model_joins_its_run(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    _accuracy_run(results, "a.json", "2026-11-01T00:00:00", 0.3, variant="global_only")
+    _accuracy_run(results, "b.json", "2026-12-01T00:00:00", 0.8)
+    _accuracy_run(results, "c.json", "2026-12-02T00:00:00", 0.45, variant="global_only")
+    text = _report(results, tmp_path / "BENCHMARKS.md")
+    assert "| Full beats global-only by >= 0.30 PG | 0.800 vs 0.450 | met |" in text
