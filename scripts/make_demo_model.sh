@@ -73,7 +73,7 @@ train() {  # $1 = variant name, rest = extra presets
       if [ "$name" != full ] && [ "$precision" = int8 ]; then degraded=(--allow-degraded); fi
       lesionloc-export "$RUNS/$name" --out "$RUNS/bundles/$name-$precision" --quantize "$precision" \
         --calibration "$TRAIN/manifest.jsonl" --calibration-images 64 --demo \
-        --trained-on "lesionloc phantoms: $TRAIN (5,000 studies at 512 px, seed 0)" \
+        --trained-on "lesionloc phantoms (generator 2): $TRAIN (5,000 studies at 512 px, seed 0)" \
         --name "lesionloc-demo-$name-$precision" --overwrite "${degraded[@]}" > /dev/null
     fi
   done
