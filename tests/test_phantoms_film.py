@@ -227,3 +227,12 @@ def test_the_generator_imports_without_torch():
                          check=True)
     assert out.stdout.strip() == "[]"
 
+
+
+def test_the_summary_counts_lesions_not_devices(tmp_path):
+    summary = generate_dataset(tmp_path, 12, seed=3, width=160, height=160, workers=1)
+    records = load_manifest(tmp_path)
+    lesions = [r for r in records if any(s["kind"] == "finding" and s["finding"] != "device"
+                                         for s in r["sentences"])]
+    assert summary.normal == len(records) - len(lesions)
+    assert "device" not in summary.findings

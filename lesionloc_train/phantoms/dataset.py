@@ -185,9 +185,13 @@ def generate_dataset(out_dir: str | os.PathLike[str], n: int, seed: int = 0, wid
             "options": options.as_dict()}
     atomic_write_text(out / GENERATOR_INFO, json.dumps(info, indent=2) + "\n")
     found = Counter(s["finding"] for r in records for s in r["sentences"]
-                    if s["kind"] == "finding" and s["section"] == "findings")
-    normal = sum(1 for r in records if not any(s["kind"] == "finding" for s in r["sentences"]))
+                    if _is_lesion(s) and s["section"] == "findings")
+    normal = sum(1 for r in records if not any(_is_lesion(s) for s in r["sentences"]))
     return DatasetSummary(out, manifest, n, dict(Counter(splits)), dict(found), normal)
+
+
+def _is_lesion(sentence: dict[str, Any]) -> bool:
+    return sentence["kind"] == "finding" and sentence["finding"] != "device"
 
 
 def default_workers(n: int) -> int:
