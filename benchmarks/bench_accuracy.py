@@ -3,6 +3,8 @@ overall and per finding type, on the standard phantom test set (200 studies at 2
 --full), for the demo model trained with the full loss, the global loss only and the local
 loss only (int8 and fp32 bundles), the baselines (random, centre prior, brightest region,
 text prior), the oracle ceiling at the model's grid, and the best global shift of the heatmaps.
+Robustness: the same studies without markers, text and devices, and in the held-out style, and
+the share of heatmap peaks on a laterality marker or burned-in text (or on a device).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from lesionloc_runtime.preprocess import Letterbox
 
 SCORE_SIZE = 512  # long side of the grid metrics are computed on (the model grid is 16-32)
 VARIANTS = ("full", "global_only", "local_only")
+ROBUSTNESS_SETS = ("standard", "clean", "heldout")
 
 
 def summarize(run: EvaluationRun) -> dict:
@@ -197,3 +200,84 @@ def test_oracle_ceiling_at_model_grid(benchmark, accuracy_bundles, accuracy_sets
     benchmark.extra_info.update({"kind": "oracle", "variant": f"oracle@{size // stride}x{size // stride}",
                                  **summary})
     assert summary["overall"]["pointing_game"] > 0.5
+
+
+def overlay_index(manifest: Path) -> dict[str, dict[str, list]]:
+    """image path -> {"marker_text": boxes of markers and burned-in text, "devices": boxes}."""
+    index = {}
+    for line in manifest.read_text().splitlines():
+        row = json.loads(line)
+        regions = {"marker_text": [o["box"] for o in row.get("overlays", [])
+                                   if o["type"] in ("marker", "text")],
+                   "devices": [d["box"] for d in row.get("devices", []) if d.get("box")]}
+        for key in (row["image"], row.get("image_png")):
+            if key:
+                index[str(manifest.parent / key)] = regions
+    return index
+
+
+def peak_shares(recorder: RecordingLocalizer, manifest: Path) -> dict:
+    """How many finding-sentence peaks fall on a marker or burned-in text, or on a device:
+    over all peaks, and over the peaks on films that carry such a thing."""
+    index = overlay_index(manifest)
+
+    def inside(x: float, y: float, boxes: list) -> bool:
+        return any(bx <= x < bx + bw and by <= y < by + bh for bx, by, bw, bh in boxes)
+
+    out: dict = {"peaks": len(recorder.peaks)}
+    for kind in ("marker_text", "devices"):
+        on = carrying = 0
+        for (source, _), (x, y) in recorder.peaks.items():
+            boxes = index.get(source, {}).get(kind, [])
+            carrying += bool(boxes)
+            on += inside(x, y, boxes)
+        out[f"peaks_on_{kind}"] = on
+        out[f"share_on_{kind}"] = on / max(1, len(recorder.peaks))
+        out[f"peaks_on_films_with_{kind}"] = carrying
+        out[f"share_on_{kind}_where_present"] = on / max(1, carrying)
+    return out
+
+
+@pytest.fixture(scope="session")
+def robustness_sets(full, request, accuracy_sets) -> dict[str, Path]:
+    """The standard test set and the same studies without markers, text and devices, and in
+    the held-out style."""
+    test_set, _ = accuracy_sets
+    if not full:
+        variants = request.getfixturevalue("quick_phantom_variants")
+        return {"standard": test_set, **variants}
+    sets = {"standard": test_set,
+            "clean": Path(request.config.getoption("--clean-test-set")),
+            "heldout": Path(request.config.getoption("--heldout-test-set"))}
+    for path in sets.values():
+        if not path.is_file():
+            pytest.fail(f"{path} not found: run scripts/make_demo_model.sh first (it makes the sets)")
+    return sets
+
+
+@pytest.mark.parametrize("precision", ["int8", "none"])
+def test_robustness(benchmark, precision, accuracy_bundles, robustness_sets):
+    """The full-loss demo model on the standard test set, without markers, text and devices,
+    and in the held-out style; and where its peaks fall."""
+    if ("full", precision) not in accuracy_bundles:
+        pytest.skip(f"no full-{precision} bundle")
+    localizer = Localizer.load(accuracy_bundles[("full", precision)])
+
+    def run_all() -> dict:
+        out = {}
+        for name in ROBUSTNESS_SETS:
+            recorder = RecordingLocalizer(localizer)
+            run = _run(robustness_sets[name], recorder)
+            out[name] = summarize(run)
+            if name == "standard":
+                out["peaks"] = peak_shares(recorder, robustness_sets[name])
+        return out
+
+    result = benchmark.pedantic(run_all, rounds=1, iterations=1)
+    pg = {name: result[name]["overall"]["pointing_game"] for name in ROBUSTNESS_SETS}
+    assert result["standard"]["sentences"] == result["clean"]["sentences"], \
+        "the clean set holds the same studies and finding sentences"
+    benchmark.extra_info.update({
+        "kind": "robustness", "variant": "full", "precision": precision, "sets": result,
+        "pointing_game": pg, "clean_minus_standard": pg["clean"] - pg["standard"],
+        "standard_minus_heldout": pg["standard"] - pg["heldout"], **result["peaks"]})

@@ -24,11 +24,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="directory of the demo recipe (bundles of every variant)")
     group.addoption("--test-set", default=str(REPO / "data" / "phantoms-test-2048" / "manifest.jsonl"))
     group.addoption("--train-set", default=str(REPO / "data" / "phantoms-train-512" / "manifest.jsonl"))
+    group.addoption("--clean-test-set",
+                    default=str(REPO / "data" / "phantoms-test-2048-clean" / "manifest.jsonl"),
+                    help="the test set made again without markers, text and devices")
+    group.addoption("--heldout-test-set",
+                    default=str(REPO / "data" / "phantoms-test-2048-heldout" / "manifest.jsonl"),
+                    help="the test set made again in the held-out style")
 
 
 @pytest.fixture(scope="session")
 def full(request) -> bool:
     return bool(request.config.getoption("--full"))
+
+
+QUICK_SET = {"n": 40, "seed": 11, "width": 384, "height": 384, "workers": 1,
+             "split_fractions": (0.7, 0.1, 0.2)}
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +47,23 @@ def quick_phantoms(tmp_path_factory) -> Path:
     from lesionloc_train.phantoms import generate_dataset
 
     out = tmp_path_factory.mktemp("bench-phantoms")
-    generate_dataset(out, n=40, seed=11, width=384, height=384, workers=1,
-                     split_fractions=(0.7, 0.1, 0.2))
+    generate_dataset(out, **QUICK_SET)
     return out / "manifest.jsonl"
+
+
+@pytest.fixture(scope="session")
+def quick_phantom_variants(tmp_path_factory) -> dict[str, Path]:
+    """The quick set made again without markers, text and devices, and in the held-out style."""
+    from lesionloc_train.phantoms import generate_dataset
+    from lesionloc_train.phantoms.options import PhantomOptions
+
+    out = {}
+    for name, options in (("clean", PhantomOptions().without(["markers", "text", "devices"])),
+                          ("heldout", PhantomOptions(style="heldout"))):
+        folder = tmp_path_factory.mktemp(f"bench-phantoms-{name}")
+        generate_dataset(folder, **QUICK_SET, options=options)
+        out[name] = folder / "manifest.jsonl"
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,9 @@ class ImageEncoderConfig:
     backbone: str | None = "microsoft/resnet-50"
     resnet: dict[str, Any] | None = None
     local_stage: int = 3  # stage 3 = stride 16 (a 28x28 grid at 448 px)
+    # Add every deeper stage's projection, upsampled onto the local grid (a feature pyramid):
+    # a fine grid (stage 2, stride 8) then also sees the context a lesion's location needs.
+    local_fusion: bool = False
     image_size: int = 448
     # ImageNet statistics for pretrained backbones; the grey input is repeated to 3 channels.
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)

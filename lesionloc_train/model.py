@@ -25,6 +25,18 @@ def _offline_hint(name: str, what: str) -> str:
     )
 
 
+def upsample_aligned(x: torch.Tensor, factor: int, size: tuple[int, ...] | torch.Size) -> torch.Tensor:
+    """(B, C, h, w) -> (B, C, *size): a coarser grid brought onto a `factor` times finer one,
+    cell centres kept where they are. Cell k of stride s sees input coordinate s * k + 0.5
+    (see grid_origin), so fine cell i sits at coarse coordinate i / factor: linear
+    interpolation with the corners aligned on the grid extended by one replicated cell."""
+    x = F.pad(x, (0, 1, 0, 1), mode="replicate")
+    h, w = x.shape[-2:]
+    x = F.interpolate(x, size=((h - 1) * factor + 1, (w - 1) * factor + 1), mode="bilinear",
+                      align_corners=True)
+    return x[..., : size[0], : size[1]]
+
+
 class ImageEncoder(nn.Module):
     """pixel_values (B, 1, S, S) in [0, 1] -> global (B, D) and patch grid (B, h, w, D)."""
 
@@ -54,6 +66,10 @@ class ImageEncoder(nn.Module):
         self.register_buffer("pixel_mean", mean.view(1, -1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", std.view(1, -1, 1, 1), persistent=False)
         self.local_proj = nn.Conv2d(config.hidden_sizes[cfg.local_stage - 1], embed_dim, 1)
+        deeper = range(cfg.local_stage + 1, len(config.hidden_sizes) + 1) if cfg.local_fusion else ()
+        self.fusion_stages = tuple(deeper)
+        self.fusion_proj = nn.ModuleList(nn.Conv2d(config.hidden_sizes[s - 1], embed_dim, 1)
+                                         for s in self.fusion_stages)
         self.global_proj = nn.Linear(config.hidden_sizes[-1], embed_dim)
         # "global": the patch grid is the global projection applied at each location of the last
         # stage, scaled so the cells average to the unit global embedding: each cell is that
@@ -64,6 +80,7 @@ class ImageEncoder(nn.Module):
         self.stride = 4 * 2 ** (stage - 1)
         if heatmap_source == "global":
             self.local_proj.requires_grad_(False)  # unused (kept so checkpoints load); DDP-safe
+            self.fusion_proj.requires_grad_(False)
         # ResNet's strided convolutions (k=7/3/1, padding k//2) centre output k on input pixel
         # stride * k, i.e. continuous coordinate stride * k + 0.5 (tests measure it).
         self.grid_origin = 0.5
@@ -80,6 +97,10 @@ class ImageEncoder(nn.Module):
             cells = self.global_proj(out.last_hidden_state.permute(0, 2, 3, 1))  # (B, h, w, D)
             return glob, cells / raw.norm(dim=-1).clamp_min(1e-12)[:, None, None, None]
         local = self.local_proj(out.hidden_states[self.local_stage])  # (B, D, h, w)
+        for stage, proj in zip(self.fusion_stages, self.fusion_proj, strict=True):
+            coarse = proj(out.hidden_states[stage])
+            local = local + upsample_aligned(coarse, 2 ** (stage - self.local_stage),
+                                             local.shape[-2:])
         patches = F.normalize(local.permute(0, 2, 3, 1), dim=-1)
         return glob, patches
 

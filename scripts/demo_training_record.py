@@ -22,7 +22,10 @@ def summarize(run: Path) -> dict:
     out = {"steps": last["step"], "last_loss": last["loss"], "epochs": last["epoch"] + 1,  # from 0
            "mean_pairs_per_s": sum(r["pairs_per_s"] for r in steps[1:]) / max(1, len(steps) - 1)}
     config = json.loads((run / "config.json").read_text())
-    out["config"] = {"name": config["name"], "image_size": config["model"]["image"]["image_size"],
+    image = config["model"]["image"]
+    out["config"] = {"name": config["name"], "image_size": image["image_size"],
+                     "local_stage": image.get("local_stage"),
+                     "local_fusion": image.get("local_fusion", False),
                      "batch_size": config["data"]["batch_size"], "lr": config["optim"]["lr"],
                      "attention_temperature": config["loss"]["attention_temperature"],
                      "local_kinds": config["loss"]["local_kinds"], "loss_weights": {
@@ -38,17 +41,24 @@ def main() -> None:
                         default=REPO / "benchmarks" / "results" / "demo-training.json")
     args = parser.parse_args()
     seconds: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     timings = args.runs / "timings.txt"
-    if timings.is_file():  # "name: N s of training in this run", one line per (re)start
+    if timings.is_file():  # "name: N s of training in this run[, M s process CPU]" per (re)start
         for line in timings.read_text().splitlines():
             name, _, rest = line.partition(":")
-            seconds[name.strip()] = seconds.get(name.strip(), 0.0) + float(rest.split()[0])
+            name = name.strip()
+            seconds[name] = seconds.get(name, 0.0) + float(rest.split()[0])
+            if "process CPU" in rest:
+                used = float(rest.split(",")[1].split()[0])
+                cpu[name] = cpu.get(name, 0.0) + used
     variants = {}
     for run in sorted(p for p in args.runs.iterdir() if (p / "metrics.jsonl").is_file()):
-        variants[run.name] = summarize(run) | {"seconds": seconds.get(run.name, float("nan"))}
+        variants[run.name] = summarize(run) | {"seconds": seconds.get(run.name, float("nan")),
+                                               "cpu_seconds": cpu.get(run.name, float("nan"))}
     record = {
         "machine": f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPUs",
-        "command": "scripts/make_demo_model.sh (ABLATIONS=1 for the global-only and local-only variants)",
+        "command": "scripts/make_demo_model.sh (ABLATIONS=1 for the global-only variant, "
+                   "ABLATIONS=2 for the local-only one too)",
         "summary": "Each variant trains the `demo` preset (merged with the ablation preset) for the "
                    "same number of steps on the standard phantom train set, on CPU. Accuracy: "
                    "see the localization section (the standard test set).",

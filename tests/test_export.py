@@ -224,6 +224,26 @@ def test_a_global_only_model_exports_its_class_activation_grid(tmp_path, phantom
         assert sentence.score == pytest.approx(float(embed @ encoded.global_embed), abs=1e-6)
 
 
+def test_a_fused_stride_8_grid_exports_and_keeps_parity_in_int8(tmp_path, phantom_set):
+    """local_stage 2 with stages 3 and 4 fused (the demo model's grid): the padded, corner-
+    aligned upsampling goes through ONNX and static int8, and the bundle says stride 8."""
+    from lesionloc_export.bundle_writer import ExportOptions, export_bundle
+    from lesionloc_runtime.localizer import Localizer
+    from lesionloc_train.config import load_config
+    from lesionloc_train.train import pretrain
+
+    cfg = load_config("tiny", [f"data.train_manifest={phantom_set}", "optim.max_steps=2",
+                               "checkpoint_every=2", "model.image.local_stage=2",
+                               "model.image.local_fusion=true"])
+    checkpoint = pretrain(cfg, tmp_path / "run", progress=False).checkpoint
+    export_bundle(checkpoint, tmp_path / "bundle", ExportOptions(
+        calibration=phantom_set, calibration_images=8, parity_images=4))
+    bundle = Localizer.load(tmp_path / "bundle").bundle
+    manifest = json.loads((tmp_path / "bundle" / "lesionloc.json").read_text())
+    assert bundle.grid_stride == 8 and manifest["parity"]["passed"]
+    assert manifest["parity"]["cosine"]["patch_embeds"]["min"] >= 0.98
+
+
 def test_int8_image_encoder_pools_in_fp32_with_the_same_result(tmp_path, tiny_bundle):
     """ORT's QDQ propagation would move the quantizer after the first max-pool in front of
     it, and ORT runs a uint8 MaxPool with a scalar loop (14 of ~180 ms in ResNet-50 at 448

@@ -15,11 +15,12 @@ from lesionloc_runtime.imageio import read_image
 from lesionloc_train.phantoms import generate_dataset, load_manifest, render_study
 from lesionloc_train.phantoms.canvas import pixel_spacing_mm
 from lesionloc_train.phantoms.findings import FindingPlan
+from lesionloc_train.phantoms.phrases_trained import NORMAL
 from lesionloc_train.phantoms.render import cardiothoracic_ratio
 
 SIZE = 256
 RECORD_KEYS = {"study_id", "split", "image", "image_png", "report", "width", "height",
-               "pixel_spacing_mm", "sentences"}
+               "pixel_spacing_mm", "sentences", "style", "film", "devices", "overlays"}
 SENTENCE_KEYS = {"text", "section", "kind", "finding", "side", "zone", "boxes"}
 
 
@@ -28,6 +29,11 @@ def dataset(tmp_path_factory) -> tuple[Path, list[dict]]:
     out = tmp_path_factory.mktemp("phantoms") / "set"
     generate_dataset(out, 20, seed=11, width=SIZE, height=SIZE, workers=1)
     return out, load_manifest(out)
+
+
+def is_lesion(sentence: dict) -> bool:
+    """A sentence that states a lesion (devices are findings in a report, not lesions)."""
+    return sentence["kind"] == "finding" and sentence["finding"] != "device"
 
 
 def all_files(root: Path) -> dict[str, bytes]:
@@ -52,7 +58,7 @@ def test_manifest_records_follow_the_spec_format(dataset):
             assert SENTENCE_KEYS <= set(s)
             assert s["section"] in ("findings", "impression")
             assert s["kind"] in ("finding", "negated", "normal")
-            if s["kind"] == "finding":
+            if is_lesion(s):
                 assert s["finding"] and s["boxes"]
                 assert (root / s["mask"]).is_file()
             else:
@@ -99,6 +105,8 @@ def test_ground_truth_sentences_spell_sides_and_never_use_r_or_l(dataset):
             if s["kind"] != "finding":
                 continue
             assert not re.search(r"\b[RL]\b", s["text"])
+            if s["finding"] == "device":
+                continue
             if s["finding"] == "cardiomegaly":
                 assert s["side"] is None and s["zone"] is None
                 continue
@@ -115,14 +123,14 @@ def test_normal_studies_say_so_and_impressions_share_the_findings_boxes(dataset)
     normal = 0
     for rec in records:
         finding_boxes = {(s["finding"], json.dumps(s["boxes"])) for s in rec["sentences"]
-                         if s["kind"] == "finding" and s["section"] == "findings"}
-        if not any(s["kind"] == "finding" for s in rec["sentences"]):
+                         if is_lesion(s) and s["section"] == "findings"}
+        if not any(is_lesion(s) for s in rec["sentences"]):
             normal += 1
-            impression = [s["text"] for s in rec["sentences"] if s["section"] == "impression"]
-            assert impression in ([], ["No acute cardiopulmonary process."],
-                                  ["Normal chest radiograph."])
+            impression = [s for s in rec["sentences"] if s["section"] == "impression"
+                          and s["finding"] != "device"]
+            assert [s["text"] for s in impression] in ([], *([t] for t in NORMAL["impression"]))
         for s in rec["sentences"]:
-            if s["kind"] == "finding" and s["section"] == "impression" and finding_boxes:
+            if is_lesion(s) and s["section"] == "impression" and finding_boxes:
                 assert (s["finding"], json.dumps(s["boxes"])) in finding_boxes
     assert 0 < normal < len(records)
 
@@ -136,7 +144,7 @@ def test_boxes_lie_inside_the_image_and_are_the_tight_boxes_of_the_masks(dataset
                 assert all(isinstance(v, int) for v in (x, y, bw, bh))
                 assert 0 <= x and 0 <= y and bw >= 1 and bh >= 1
                 assert x + bw <= w and y + bh <= h
-            if s["kind"] == "finding":
+            if is_lesion(s):
                 mask = cv2.imread(str(root / s["mask"]), cv2.IMREAD_UNCHANGED)
                 assert mask.shape == (h, w) and mask.dtype == np.uint8
                 ys, xs = np.nonzero(mask)

@@ -1,5 +1,6 @@
-"""Reader of the project's phantom benchmark (docs/phantoms.md): `manifest.jsonl`, one study
-per line, whose finding sentences carry their boxes. Each finding sentence is one sample."""
+"""Reader of the project's phantom benchmark (format in docs/phantoms.md): `manifest.jsonl`, one
+study per line, whose finding sentences carry their boxes. Each finding sentence with boxes is
+one sample (a sentence about a device has none: devices are not lesions)."""
 
 from __future__ import annotations
 

@@ -66,6 +66,7 @@ class Anatomy:
     bubble: float
     fissure: bool
     trachea_u: float
+    clavicle_lift: float = 0.0  # an AP film projects the clavicles higher (film.apply_geometry)
 
     @property
     def cardiothoracic_ratio(self) -> float:
@@ -238,13 +239,42 @@ def render_anatomy(anat: Anatomy, rng: np.random.Generator) -> AnatomyLayers:
         cv2.subtract(m, heart_full, dst=m)
         lung_u8[side] = m
     lungs = cv2.add(lung_u8["right"], lung_u8["left"])
+    thick, depth = _thickness_and_depth(anat, lungs, rng)
+    body_f = to_float(body_u8)
+    soft = _soft_tissue(anat, body_f, thick, to_float(heart_u8), to_float(arms_u8), abdomen_u8)
 
-    # Smooth large-scale fields are computed at low resolution: body thickness, lung depth.
+    # Lower lungs lie behind more soft tissue (breasts, diaphragm recesses): a vertical gradient.
+    h, w = frame.height, frame.width
+    ys = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None] * (h / min(h, w))
+    lower = np.clip((ys - frame.shift_v) * 1.6 + 0.3, 0.0, 1.0)
+    lung_soft = smooth(to_float(lungs), mm(0.8))
+    # Lung parenchyma is not uniform: faint mottling a few millimetres across (drawn at half
+    # resolution; it is smooth anyway).
+    half = (max(8, w // 2), max(8, h // 2))
+    fine = smooth(rng.standard_normal((half[1], half[0]), dtype=np.float32), mm(2.5) / 2)
+    fine = cv2.resize(fine, (w, h), interpolation=cv2.INTER_LINEAR)
+    fine *= np.float32(0.03 / max(float(fine.std()), 1e-6))
+    lung_air = lung_soft * (0.24 + 0.22 * depth) * (1.0 - 0.22 * lower) * (1.0 + fine)
+
+    vessels = render_vessels(anat, frame, rng) * lung_soft
+    bone = render_bones(anat, frame, rng) * body_f
+    return AnatomyLayers(
+        frame=frame, soft=soft.astype(np.float32), lung_air=lung_air.astype(np.float32),
+        vessels=vessels.astype(np.float32), bone=bone.astype(np.float32),
+        lung_masks={s: m > 127 for s, m in lung_u8.items()}, lung_polygons=polys,
+        heart_mask=heart_u8 > 127, body_mask=body_u8 > 127,
+    )
+
+
+def _thickness_and_depth(anat: Anatomy, lungs: np.ndarray,
+                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Body thickness along the beam and lung depth, smooth fields computed at low resolution:
+    an elliptic cylinder whose half-width follows the outline, and the distance into the lungs."""
+    frame = anat.frame
     h, w = frame.height, frame.width
     low = max(1, min(h, w) // 160)
     small = (max(8, w // low), max(8, h // low))
     unit_low = frame.unit_px / low
-    # Body thickness along the beam: an elliptic cylinder whose half-width follows the outline.
     xs, ys = np.meshgrid((np.arange(small[0]) + 0.5) * w / small[0],
                          (np.arange(small[1]) + 0.5) * h / small[1])
     uv = frame.to_units(np.stack([xs.ravel(), ys.ravel()], 1))
@@ -259,11 +289,16 @@ def render_anatomy(anat: Anatomy, rng: np.random.Generator) -> AnatomyLayers:
     thick = cv2.resize(thick.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     depth = cv2.resize((depth + 0.05 * texture).astype(np.float32), (w, h),
                        interpolation=cv2.INTER_LINEAR)
+    return thick, depth
 
-    # Soft tissue: everything sharp is summed first and blurred once (one blur, not five).
-    body_f = to_float(body_u8)
+
+def _soft_tissue(anat: Anatomy, body_f: np.ndarray, thick: np.ndarray, heart_f: np.ndarray,
+                 arms_f: np.ndarray, abdomen_u8: np.ndarray) -> np.ndarray:
+    """Body, heart, arms, trachea, gastric bubble and breasts: everything sharp is summed first
+    and blurred once (one blur, not five)."""
+    frame = anat.frame
     soft = body_f * (0.1 + 0.56 * thick**1.6)
-    soft += 0.04 * to_float(heart_u8) + 0.32 * to_float(arms_u8)
+    soft += 0.04 * heart_f + 0.32 * arms_f
     trachea = frame.blank()
     tu = anat.trachea_u
     car_v = anat.lungs["right"].apex_v + 0.24
@@ -286,28 +321,7 @@ def render_anatomy(anat: Anatomy, rng: np.random.Generator) -> AnatomyLayers:
             fill_polygons(frame, [ellipse_points(SIDE_SIGN[side] * lung.lateral_u * 0.72,
                                                  lung.cp_v - 0.1, 0.17, 0.13)], br)
         soft += 0.035 * to_float(br) * body_f
-    soft = smooth(soft, mm(1.8))
-
-    # Lower lungs lie behind more soft tissue (breasts, diaphragm recesses): a vertical gradient.
-    ys = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None] * (h / min(h, w))
-    lower = np.clip((ys - frame.shift_v) * 1.6 + 0.3, 0.0, 1.0)
-    lung_soft = smooth(to_float(lungs), mm(0.8))
-    # Lung parenchyma is not uniform: faint mottling a few millimetres across (drawn at half
-    # resolution; it is smooth anyway).
-    half = (max(8, w // 2), max(8, h // 2))
-    fine = smooth(rng.standard_normal((half[1], half[0]), dtype=np.float32), mm(2.5) / 2)
-    fine = cv2.resize(fine, (w, h), interpolation=cv2.INTER_LINEAR)
-    fine *= np.float32(0.03 / max(float(fine.std()), 1e-6))
-    lung_air = lung_soft * (0.24 + 0.22 * depth) * (1.0 - 0.22 * lower) * (1.0 + fine)
-
-    vessels = render_vessels(anat, frame, rng) * lung_soft
-    bone = render_bones(anat, frame, rng) * body_f
-    return AnatomyLayers(
-        frame=frame, soft=soft.astype(np.float32), lung_air=lung_air.astype(np.float32),
-        vessels=vessels.astype(np.float32), bone=bone.astype(np.float32),
-        lung_masks={s: m > 127 for s, m in lung_u8.items()}, lung_polygons=polys,
-        heart_mask=heart_u8 > 127, body_mask=body_u8 > 127,
-    )
+    return smooth(soft, frame.mm_to_px(1.8))
 
 
 def hilum_points(anat: Anatomy) -> dict[str, tuple[float, float]]:

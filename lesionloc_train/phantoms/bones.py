@@ -78,7 +78,7 @@ def render_bones(anat: Anatomy, frame: Frame, rng: np.random.Generator) -> np.nd
     top = min(anat.lungs["right"].apex_v, anat.lungs["left"].apex_v)
     clavicles = []
     for sign in _SIGNS.values():
-        v_med = top + float(rng.uniform(0.07, 0.1))
+        v_med = top + float(rng.uniform(0.07, 0.1)) - anat.clavicle_lift
         s = np.linspace(0.0, 1.0, 16)
         cu = 0.035 + 0.32 * s
         cvv = v_med - 0.1 * s + 0.012 * np.sin(2 * math.pi * s)

@@ -11,6 +11,7 @@ import click
 from lesionloc_runtime.cli_common import Command, guarded
 from lesionloc_runtime.errors import ConfigError
 from lesionloc_train.phantoms.dataset import generate_dataset
+from lesionloc_train.phantoms.options import STYLES, PhantomOptions
 from lesionloc_train.phantoms.preview import make_montage, write_montage
 
 
@@ -55,17 +56,24 @@ def resolve_size(size: int | None, width: int | None, height: int | None) -> tup
 @click.option("--png/--no-png", "write_png", default=True, show_default=True,
               help="Also write 16-bit PNG copies of the images.")
 @click.option("--overwrite", is_flag=True, help="Replace phantoms already in --out.")
+@click.option("--without", "without", default="", metavar="FEATURES",
+              help="Comma-separated real-film features to leave out: "
+                   + ", ".join(PhantomOptions.switches()) + ".")
+@click.option("--style", type=click.Choice(STYLES), default="trained", show_default=True,
+              help="Report phrasings and marker typefaces: the trained ones, or the held-out "
+                   "ones no training set uses (to measure transfer).")
 def synth(out_dir: Path, n: int, seed: int, size: int | None, width: int | None,
           height: int | None, split_fractions: str, workers: int | None, write_png: bool,
-          overwrite: bool) -> None:
+          overwrite: bool, without: str, style: str) -> None:
     """Generate synthetic chest radiograph phantoms with grounded reports."""
     with guarded():
         w, h = resolve_size(size, width, height)
         fractions = parse_fractions(split_fractions)
         if workers is not None and workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {workers}")
+        options = PhantomOptions(style=style).without(without.split(","))
         summary = generate_dataset(out_dir, n, seed, w, h, fractions, workers, write_png,
-                                   overwrite, progress=True)
+                                   overwrite, progress=True, options=options)
     splits = ", ".join(f"{k} {summary.splits.get(k, 0)}" for k in ("train", "val", "test"))
     click.echo(f"Wrote {summary.n} studies of {w}x{h} ({splits}; {summary.normal} normal) to "
                f"{summary.out_dir}")

@@ -1,5 +1,5 @@
 """Generating a phantom data set on disk: images (DICOM, PNG), reports, finding masks and the
-manifest (PHANTOMS.md record format), deterministic for a seed whatever the worker count."""
+manifest (docs/phantoms.md), deterministic for a seed whatever the worker count."""
 
 from __future__ import annotations
 
@@ -27,15 +27,25 @@ from lesionloc_train.phantoms.dicomio import (
     quantize,
     sample_variant,
 )
-from lesionloc_train.phantoms.render import render_study
-from lesionloc_train.phantoms.reports import write_report
+from lesionloc_train.phantoms.options import (
+    STREAM_DEVICES,
+    STREAM_FILM,
+    STREAM_IMAGE,
+    STREAM_OVERLAYS,
+    STREAM_REPORT,
+    STREAM_STORAGE,
+    PhantomOptions,
+    StudyStreams,
+)
+from lesionloc_train.phantoms.render import RenderedStudy, render_study
+from lesionloc_train.phantoms.reports import PhantomReport, write_report
 
 MANIFEST = "manifest.jsonl"
 GENERATOR_INFO = "generator.json"
 SPLITS = ("train", "val", "test")
 MIN_SIDE = 128
 MAX_SIDE = 8192
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: markers, text, collimation, devices, portable films, styles
 # What `overwrite` may delete: only what the generator itself writes.
 _MANAGED = ("images", "reports", "masks", MANIFEST, GENERATOR_INFO)
 
@@ -52,6 +62,7 @@ class StudyJob:
     split: str
     write_png: bool
     p_normal: float
+    options: PhantomOptions = PhantomOptions()
 
     @property
     def study_id(self) -> str:
@@ -69,9 +80,15 @@ class DatasetSummary:
 
 
 def study_rng(seed: int, index: int, stream: int) -> np.random.Generator:
-    """The random stream `stream` of study `index`: image 0, report 1, storage 2. Streams are
-    independent, so a change to the report templates leaves every image unchanged."""
+    """The random stream `stream` of study `index` (options.STREAM_*: image, report, storage,
+    film, devices, overlays). Streams are independent, so a change to the report templates
+    leaves every image unchanged, and switching devices off leaves the rest of the film."""
     return np.random.default_rng([seed, index, stream])
+
+
+def study_streams(seed: int, index: int) -> StudyStreams:
+    return StudyStreams(study_rng(seed, index, STREAM_FILM), study_rng(seed, index, STREAM_DEVICES),
+                        study_rng(seed, index, STREAM_OVERLAYS))
 
 
 def assign_splits(n: int, seed: int, fractions: Sequence[float]) -> list[str]:
@@ -123,11 +140,15 @@ def generate_dataset(out_dir: str | os.PathLike[str], n: int, seed: int = 0, wid
                      split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
                      workers: int | None = None, write_png: bool = True,
                      overwrite: bool = False, progress: bool = False,
-                     p_normal: float = 0.3) -> DatasetSummary:
+                     p_normal: float = 0.3,
+                     options: PhantomOptions | None = None) -> DatasetSummary:
     """Write `n` phantom studies and their manifest under `out_dir`.
 
-    The same arguments (apart from `workers` and `progress`) give byte-identical files.
+    `options` switches the real-film content (markers, text, collimation, devices, portable
+    films, acquisition) and chooses the report style. The same arguments (apart from `workers`
+    and `progress`) give byte-identical files.
     """
+    options = options or PhantomOptions()
     fractions = validate(n, width, height, split_fractions)
     if int(seed) < 0:
         raise ConfigError(f"the seed must be a non-negative integer, got {seed}")
@@ -136,8 +157,8 @@ def generate_dataset(out_dir: str | os.PathLike[str], n: int, seed: int = 0, wid
     out = Path(out_dir)
     prepare_out_dir(out, overwrite)
     splits = assign_splits(n, seed, fractions)
-    jobs = [StudyJob(str(out), i + 1, int(seed), width, height, splits[i], write_png, p_normal)
-            for i in range(n)]
+    jobs = [StudyJob(str(out), i + 1, int(seed), width, height, splits[i], write_png, p_normal,
+                     options) for i in range(n)]
     workers = default_workers(n) if workers is None else max(1, int(workers))
     records: list[dict[str, Any]] = []
     bar = tqdm(total=n, unit="study", desc="phantoms", disable=not progress)
@@ -160,12 +181,17 @@ def generate_dataset(out_dir: str | os.PathLike[str], n: int, seed: int = 0, wid
                                         for r in records))
     info = {"generator": "lesionloc phantoms", "version": GENERATOR_VERSION, "seed": int(seed),
             "n": n, "width": width, "height": height, "split_fractions": list(fractions),
-            "p_normal": p_normal, "pixel_spacing_mm": _spacing(width, height)}
+            "p_normal": p_normal, "pixel_spacing_mm": _spacing(width, height),
+            "options": options.as_dict()}
     atomic_write_text(out / GENERATOR_INFO, json.dumps(info, indent=2) + "\n")
     found = Counter(s["finding"] for r in records for s in r["sentences"]
-                    if s["kind"] == "finding" and s["section"] == "findings")
-    normal = sum(1 for r in records if not any(s["kind"] == "finding" for s in r["sentences"]))
+                    if _is_lesion(s) and s["section"] == "findings")
+    normal = sum(1 for r in records if not any(_is_lesion(s) for s in r["sentences"]))
     return DatasetSummary(out, manifest, n, dict(Counter(splits)), dict(found), normal)
+
+
+def _is_lesion(sentence: dict[str, Any]) -> bool:
+    return sentence["kind"] == "finding" and sentence["finding"] != "device"
 
 
 def default_workers(n: int) -> int:
@@ -187,16 +213,20 @@ def make_study(job: StudyJob) -> dict[str, Any]:
     """Render, write and describe one study; returns its manifest record."""
     out = Path(job.out_dir)
     sid = job.study_id
-    study = render_study(study_rng(job.seed, job.index, 0), job.width, job.height, job.p_normal)
+    study = render_study(study_rng(job.seed, job.index, STREAM_IMAGE), job.width, job.height,
+                         job.p_normal, options=job.options,
+                         streams=study_streams(job.seed, job.index))
     sex = "F" if study.anatomy.breasts else "M"
-    report = write_report(study.findings, study_rng(job.seed, job.index, 1), sex)
+    report = write_report(study.findings, study_rng(job.seed, job.index, STREAM_REPORT), sex,
+                          study.devices, study.film, job.options.style)
     values = quantize(study.image)
-    storage_rng = study_rng(job.seed, job.index, 2)
+    storage_rng = study_rng(job.seed, job.index, STREAM_STORAGE)
     variant = sample_variant(storage_rng, (int(values.min()), int(values.max())))
     key = f"{job.seed}-{job.width}x{job.height}"
     spacing = _spacing(job.width, job.height)
     (out / "images" / f"{sid}.dcm").write_bytes(
-        dicom_bytes(values, variant, sid, job.index, key, spacing, sex))
+        dicom_bytes(values, variant, sid, job.index, key, spacing, sex, study.film.view,
+                    any(o.type == "text" for o in study.overlays)))
     if job.write_png:
         (out / "images" / f"{sid}.png").write_bytes(png16_bytes(values))
     (out / "reports" / f"{sid}.txt").write_text(report.text, encoding="utf-8", newline="\n")
@@ -205,6 +235,19 @@ def make_study(job: StudyJob) -> dict[str, Any]:
         rel = f"masks/{sid}_{k}.png"
         (out / rel).write_bytes(mask_png_bytes(finding.mask))
         mask_paths.append(rel)
+    return {"study_id": sid, "split": job.split, "image": f"images/{sid}.dcm",
+            "image_png": f"images/{sid}.png" if job.write_png else None,
+            "report": f"reports/{sid}.txt", "width": job.width, "height": job.height,
+            "pixel_spacing_mm": spacing, "sentences": sentence_records(report, study, mask_paths),
+            "style": job.options.style, "film": study.film.record(study.anatomy.frame.rotation_deg),
+            "devices": [d.record() for d in study.devices],
+            "overlays": [o.record() for o in study.overlays]}
+
+
+def sentence_records(report: PhantomReport, study: RenderedStudy,
+                     mask_paths: list[str]) -> list[dict[str, Any]]:
+    """The manifest's sentences: lesion findings carry their boxes and mask; a sentence about
+    a device names it and carries its region as `device_boxes`, never as lesion `boxes`."""
     sentences = []
     for s in report.sentences:
         record: dict[str, Any] = {"text": s.text, "section": s.section, "kind": s.kind,
@@ -213,11 +256,12 @@ def make_study(job: StudyJob) -> dict[str, Any]:
         if s.finding_index is not None:
             record["boxes"] = [list(b) for b in study.findings[s.finding_index].boxes]
             record["mask"] = mask_paths[s.finding_index]
+        if s.device_index is not None:
+            device = study.devices[s.device_index]
+            record["device"] = device.type
+            record["device_boxes"] = [device.box]
         sentences.append(record)
-    return {"study_id": sid, "split": job.split, "image": f"images/{sid}.dcm",
-            "image_png": f"images/{sid}.png" if job.write_png else None,
-            "report": f"reports/{sid}.txt", "width": job.width, "height": job.height,
-            "pixel_spacing_mm": spacing, "sentences": sentences}
+    return sentences
 
 
 def load_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -126,10 +126,15 @@ def study_uid(dataset_key: str, study_id: str, what: str) -> str:
     return generate_uid(_UID_ROOT, entropy_srcs=["lesionloc-phantom", dataset_key, study_id, what])
 
 
+# SNOMED CT codes of the DX views (DICOM CID 4010).
+_VIEW_CODES = {"PA": ("272479007", "postero-anterior"), "AP": ("399348003", "antero-posterior")}
+
+
 def dicom_bytes(values: np.ndarray, variant: DicomVariant, study_id: str, index: int,
-                dataset_key: str, spacing_mm: float, sex: str) -> bytes:
-    """A DX For Presentation DICOM file of one phantom study."""
-    rows, cols = values.shape
+                dataset_key: str, spacing_mm: float, sex: str, view: str = "PA",
+                burned_in_text: bool = False) -> bytes:
+    """A DX For Presentation DICOM file of one phantom study (`view` "PA" or "AP";
+    `burned_in_text`: the pixels carry written words, as BurnedInAnnotation must say)."""
     ds = Dataset()
     sop_uid = study_uid(dataset_key, study_id, "instance")
     meta = FileMetaDataset()
@@ -139,12 +144,29 @@ def dicom_bytes(values: np.ndarray, variant: DicomVariant, study_id: str, index:
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = "LESIONLOC_PH1"
     ds.file_meta = meta
-    date = (_EPOCH + dt.timedelta(days=index % 1400)).strftime("%Y%m%d")
+    ds.SOPInstanceUID = sop_uid
+    _study(ds, study_id, index, dataset_key, sex, view)
+    _image(ds, values.shape, variant, spacing_mm, burned_in_text)
+    _voi(ds, variant)
+    arr = stored_values(values, variant)
+    if variant.compression == "none":
+        ds.PixelData = arr.tobytes()
+    else:
+        uid, plugin = _COMPRESSIONS[variant.compression]
+        ds.compress(uid, arr, encoding_plugin=plugin, generate_instance_uid=False)
+    ds["PixelData"].VR = "OW" if variant.compression == "none" else "OB"
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    return buf.getvalue()
 
+
+def _study(ds: Dataset, study_id: str, index: int, dataset_key: str, sex: str,
+           view: str) -> None:
+    """Patient, study, series and equipment: synthetic identifiers, fixed dates."""
+    date = (_EPOCH + dt.timedelta(days=index % 1400)).strftime("%Y%m%d")
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.ImageType = ["DERIVED", "PRIMARY"]
     ds.SOPClassUID = DigitalXRayImageStorageForPresentation
-    ds.SOPInstanceUID = sop_uid
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = ds.AcquisitionDate = date
     ds.StudyTime = ds.SeriesTime = ds.ContentTime = ds.AcquisitionTime = "120000"
     ds.AccessionNumber = f"PH{index:07d}"
@@ -153,8 +175,8 @@ def dicom_bytes(values: np.ndarray, variant: DicomVariant, study_id: str, index:
     ds.Manufacturer = "lesionloc synthetic phantom"
     ds.InstitutionName = "Synthetic"
     ds.ReferringPhysicianName = ""
-    ds.StudyDescription = "Chest PA (synthetic phantom)"
-    ds.SeriesDescription = "PA"
+    ds.StudyDescription = f"Chest {view} (synthetic phantom)"
+    ds.SeriesDescription = view
     ds.ManufacturerModelName = "phantom generator"
     ds.PatientName = f"Phantom^{study_id}"
     ds.PatientID = study_id
@@ -166,8 +188,8 @@ def dicom_bytes(values: np.ndarray, variant: DicomVariant, study_id: str, index:
     ds.DeviceSerialNumber = "0"
     ds.SoftwareVersions = "lesionloc phantoms 1"
     ds.DetectorType = "SCINTILLATOR"
-    ds.ViewPosition = "PA"
-    ds.PositionerType = "COLUMN"
+    ds.ViewPosition = view
+    ds.PositionerType = "COLUMN" if view == "PA" else "NONE"
     ds.StudyInstanceUID = study_uid(dataset_key, study_id, "study")
     ds.SeriesInstanceUID = study_uid(dataset_key, study_id, "series")
     ds.StudyID = "1"
@@ -177,12 +199,17 @@ def dicom_bytes(values: np.ndarray, variant: DicomVariant, study_id: str, index:
     ds.PatientOrientation = ["L", "F"]
     ds.ImageLaterality = "U"
     ds.AnatomicRegionSequence = Sequence([_code("51185008", "SCT", "Chest")])
-    ds.ViewCodeSequence = Sequence([_code("399348003", "SCT", "postero-anterior")])
+    ds.ViewCodeSequence = Sequence([_code(_VIEW_CODES[view][0], "SCT", _VIEW_CODES[view][1])])
     ds.ViewCodeSequence[0].ViewModifierCodeSequence = Sequence()
     ds.AcquisitionContextSequence = Sequence()
+
+
+def _image(ds: Dataset, shape: tuple[int, ...], variant: DicomVariant, spacing_mm: float,
+           burned_in_text: bool) -> None:
+    """Image pixel and DX image attributes of 12 bits stored in 16."""
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = variant.photometric
-    ds.Rows, ds.Columns = rows, cols
+    ds.Rows, ds.Columns = shape
     ds.BitsAllocated = 16
     ds.BitsStored = BITS_STORED
     ds.HighBit = BITS_STORED - 1
@@ -195,11 +222,14 @@ def dicom_bytes(values: np.ndarray, variant: DicomVariant, study_id: str, index:
     ds.RescaleType = "US"
     ds.PresentationLUTShape = "INVERSE" if variant.photometric == "MONOCHROME1" else "IDENTITY"
     ds.LossyImageCompression = "00"
-    ds.BurnedInAnnotation = "NO"
+    ds.BurnedInAnnotation = "YES" if burned_in_text else "NO"
     ds.ImagerPixelSpacing = [f"{spacing_mm:.6g}", f"{spacing_mm:.6g}"]
     ds.PixelSpacing = [f"{spacing_mm:.6g}", f"{spacing_mm:.6g}"]
     ds.PixelSpacingCalibrationType = "GEOMETRY"
     ds.PixelSpacingCalibrationDescription = "Synthetic phantom: spacing as generated"
+
+
+def _voi(ds: Dataset, variant: DicomVariant) -> None:
     if variant.voi in ("full", "window"):
         ds.WindowCenter = variant.offset + (MAX_VALUE + 1) // 2
         ds.WindowWidth = MAX_VALUE + 1
@@ -212,16 +242,6 @@ def dicom_bytes(values: np.ndarray, variant: DicomVariant, study_id: str, index:
         item.LUTExplanation = "IDENTITY"
         item.add_new(0x00283006, "OW", np.arange(entries, dtype="<u2").tobytes())  # LUT Data
         ds.VOILUTSequence = Sequence([item])
-    arr = stored_values(values, variant)
-    if variant.compression == "none":
-        ds.PixelData = arr.tobytes()
-    else:
-        uid, plugin = _COMPRESSIONS[variant.compression]
-        ds.compress(uid, arr, encoding_plugin=plugin, generate_instance_uid=False)
-    ds["PixelData"].VR = "OW" if variant.compression == "none" else "OB"
-    buf = io.BytesIO()
-    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    return buf.getvalue()
 
 
 def _code(value: str, scheme: str, meaning: str) -> Dataset:

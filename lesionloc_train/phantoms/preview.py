@@ -18,8 +18,9 @@ from lesionloc_train.phantoms.dataset import load_manifest
 COLOURS = {
     "consolidation": (60, 60, 255), "nodule": (0, 200, 255), "mass": (255, 80, 200),
     "effusion": (255, 160, 0), "pneumothorax": (80, 255, 80), "atelectasis": (0, 140, 255),
-    "cardiomegaly": (255, 255, 0),
+    "cardiomegaly": (255, 255, 0), "device": (150, 210, 150),
 }
+OVERLAY_COLOUR = (140, 140, 140)  # markers and burned-in text: boxed, not described
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -57,17 +58,26 @@ def _tile(root: Path, record: dict, size: int) -> np.ndarray:
     y0, x0 = (size - th) // 2, (size - tw) // 2
     canvas[y0:y0 + th, x0:x0 + tw] = (np.clip(small, 0, 1) * 255).astype(np.uint8)[:, :, None]
     lines: list[tuple[str, tuple[int, int, int]]] = [(record["study_id"], (255, 255, 255))]
+
+    def box(bx: float, by: float, bw: float, bh: float, colour: tuple[int, int, int]) -> None:
+        p0 = (x0 + int(bx * scale), y0 + int(by * scale))
+        p1 = (x0 + int(round((bx + bw) * scale)), y0 + int(round((by + bh) * scale)))
+        cv2.rectangle(canvas, (p0[0] - 1, p0[1] - 1), (p1[0] + 1, p1[1] + 1), colour, 1)
+
+    for overlay in record.get("overlays", []):
+        if overlay["type"] in ("marker", "text"):
+            box(*overlay["box"], OVERLAY_COLOUR)
+    lesions = 0
     for s in record["sentences"]:
         if s["kind"] != "finding" or s["section"] != "findings":
             continue
         colour = COLOURS.get(s.get("finding") or "", (255, 255, 255))
-        for bx, by, bw, bh in s["boxes"]:
-            p0 = (x0 + int(bx * scale), y0 + int(by * scale))
-            p1 = (x0 + int(round((bx + bw) * scale)), y0 + int(round((by + bh) * scale)))
-            cv2.rectangle(canvas, (p0[0] - 1, p0[1] - 1), (p1[0] + 1, p1[1] + 1), colour, 1)
+        lesions += s.get("finding") != "device"
+        for b in s["boxes"] or s.get("device_boxes", []):
+            box(*b, colour)
         lines += [(part, colour) for part in textwrap.wrap(" ".join(s["text"].split()),
                                                            max(20, size // 7))]
-    if len(lines) == 1:
+    if not lesions:
         lines.append(("normal study", (200, 200, 200)))
     panel = np.zeros((14 * len(lines) + 8, size, 3), dtype=np.uint8)
     for i, (text, colour) in enumerate(lines):

@@ -1,10 +1,11 @@
-"""One phantom radiograph end to end: anatomy, decoys, findings, then the detector and image
-processing chain (exposure, tone curve, equalization, blur, quantum noise) to display values."""
+"""One phantom radiograph end to end: how the film is taken, anatomy, decoys, findings and
+devices, the detector and image processing chain (exposure, tone curve, equalization, blur,
+quantum noise) to display values, then what is drawn over the processed film."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -17,6 +18,8 @@ from lesionloc_train.phantoms.anatomy import (
     sample_anatomy,
 )
 from lesionloc_train.phantoms.canvas import ellipse_points, fill_polygons, smooth, to_float
+from lesionloc_train.phantoms.devices import Device, render_devices
+from lesionloc_train.phantoms.film import Film, apply_geometry, degrade, exposure_tone, sample_film
 from lesionloc_train.phantoms.findings import (
     Finding,
     FindingPlan,
@@ -24,6 +27,9 @@ from lesionloc_train.phantoms.findings import (
     plan_findings,
     render_findings,
 )
+from lesionloc_train.phantoms.lettering import Overlay
+from lesionloc_train.phantoms.options import PhantomOptions, StudyStreams
+from lesionloc_train.phantoms.overlays import draw_overlays, keepout_mask
 from lesionloc_train.phantoms.zones import LungField
 
 
@@ -58,22 +64,36 @@ def sample_exposure(rng: np.random.Generator) -> Exposure:
 
 @dataclass
 class RenderedStudy:
-    """A study's display image (float32, [0, 1], 1 = white) and its findings."""
+    """A study's display image (float32, [0, 1], 1 = white), its findings, and what else the
+    film carries (devices, markers, text, collimation)."""
 
     image: np.ndarray
     findings: list[Finding]
     anatomy: Anatomy
     lungs: dict[str, LungField]
     heart: np.ndarray  # bool mask of the cardiac silhouette
+    film: Film = field(default_factory=Film)
+    devices: list[Device] = field(default_factory=list)
+    overlays: list[Overlay] = field(default_factory=list)
 
 
 def render_study(rng: np.random.Generator, width: int, height: int, p_normal: float = 0.3,
-                 plans: list[FindingPlan] | None = None) -> RenderedStudy:
-    """Render one study; `plans` forces its findings (else they are drawn at random)."""
+                 plans: list[FindingPlan] | None = None, options: PhantomOptions | None = None,
+                 streams: StudyStreams | None = None) -> RenderedStudy:
+    """Render one study; `plans` forces its findings (else they are drawn at random).
+
+    `rng` draws the anatomy, findings and detector noise; devices, film and overlays draw from
+    `streams` (children of `rng` when not given), so switching them off in `options` leaves
+    the rest of the image as it was.
+    """
+    options = options or PhantomOptions()
+    streams = streams or StudyStreams.spawned(rng)
     drawn = plan_findings(rng, p_normal)
     plans = drawn if plans is None else plans
+    film = sample_film(streams.film, options)
     anat = sample_anatomy(rng, width, height,
                           cardiomegaly=any(p.finding == "cardiomegaly" for p in plans))
+    anat = apply_geometry(anat, film)
     layers = render_anatomy(anat, rng)
     _add_decoys(anat, layers, rng)
     findings, opacity = render_findings(plans, anat, layers, rng)
@@ -88,8 +108,16 @@ def render_study(rng: np.random.Generator, width: int, height: int, p_normal: fl
         draw_fissure(anat, layers, float(rng.uniform(0.03, 0.08)) if pulled else 0.0, rng,
                      opacity)
     attenuation = layers.soft - layers.lung_air + layers.vessels + layers.bone + opacity
-    image = _detector(attenuation, layers, sample_exposure(rng), rng)
-    return RenderedStudy(image, findings, anat, lungs, layers.heart_mask)
+    devices = render_devices(anat, film.portable, streams.devices) if options.devices else []
+    metal = sum((d.attenuation for d in devices), np.zeros_like(attenuation))
+    image = _detector(attenuation, metal, layers, sample_exposure(rng), film, rng)
+    image = degrade(image, film, streams.film)
+    keepout = keepout_mask([*layers.lung_masks.values(), layers.heart_mask],
+                           layers.frame.mm_to_px(4.0))
+    overlays = draw_overlays(image, keepout, film, options, layers.frame.spacing_mm,
+                             streams.overlays)
+    return RenderedStudy(np.clip(image, 0.0, 1.0), findings, anat, lungs, layers.heart_mask,
+                         film, devices, overlays)
 
 
 def cardiothoracic_ratio(heart: np.ndarray, lungs: dict[str, LungField]) -> float:
@@ -126,32 +154,44 @@ def _add_decoys(anat: Anatomy, layers: AnatomyLayers, rng: np.random.Generator) 
         layers.bone += float(rng.uniform(0.05, 0.12)) * smooth(to_float(canvas), frame.mm_to_px(0.6))
 
 
-def _detector(attenuation: np.ndarray, layers: AnatomyLayers, exp: Exposure,
-              rng: np.random.Generator) -> np.ndarray:
+def _tone(attenuation: np.ndarray, scale: np.float32, g: float) -> np.ndarray:
+    """Tone curve 1 - exp(-g d), normalized so d = 1 stays 1 (cv2 for speed on big images)."""
+    d = cv2.exp(np.clip(attenuation * scale, 0.0, 1.5) * np.float32(-g))
+    return (1.0 - d) * np.float32(1.0 / (1.0 - math.exp(-g)))
+
+
+def _detector(attenuation: np.ndarray, metal: np.ndarray, layers: AnatomyLayers, exp: Exposure,
+              film: Film, rng: np.random.Generator) -> np.ndarray:
+    """Attenuation to display values. The processing's statistics (reference density, mean
+    brightness, display window) are taken without the metal of devices, as a modality's
+    histogram analysis excludes it, so a device changes its own neighbourhood only."""
     frame = layers.frame
     body = attenuation[layers.body_mask]
     ref = float(np.percentile(body[:: max(1, body.size // 20000)], 99.7)) if body.size else 1.0
     scale = np.float32(1.0 / max(ref * exp.white, 1e-3))
-    g = exp.compression
-    # Tone curve 1 - exp(-g d), normalized so d = 1 stays 1 (cv2 for speed on big images).
-    d = cv2.exp(np.clip(attenuation * scale, 0.0, 1.5) * np.float32(-g))
-    d = (1.0 - d) * np.float32(1.0 / (1.0 - math.exp(-g)))
+    plain = _tone(attenuation, scale, exp.compression)
+    has_metal = bool(metal.any())
+    d = _tone(attenuation + metal, scale, exp.compression) if has_metal else plain
     # Dynamic range compression: the film's large-scale brightness is pulled toward its mean,
     # so mediastinum and abdomen are grey, not white, and local detail keeps its contrast.
-    low = smooth(d, 0.12 * frame.unit_px)
+    low = smooth(plain, 0.12 * frame.unit_px)
     step = max(1, int(np.sqrt(body.size // 20000 + 1)))
     inside = layers.body_mask[::step, ::step]
-    d = d - np.float32(exp.range_compression) * (low - np.float32(low[::step, ::step][inside].mean()))
+    shift = np.float32(exp.range_compression) * (low - np.float32(low[::step, ::step][inside].mean()))
+    d = d - shift
     d = d + np.float32(exp.equalize) * (d - smooth(d, 0.03 * frame.unit_px))
-    sample = d[::step, ::step][inside]
+    sample = (plain - shift)[::step, ::step][inside]
     lo, hi = (np.percentile(sample, [0.5, 99.8]) if sample.size else (0.0, 1.0))
+    noise_k, gamma_k, crush = exposure_tone(film)
     d = np.clip((d - np.float32(lo)) * np.float32(1.0 / max(hi - lo, 1e-3)), 1e-6, 1.0)
-    d = cv2.pow(d, exp.gamma)
+    if crush:  # over-exposure: the darkest lung clips to black
+        d = np.clip((d - np.float32(crush)) * np.float32(1.0 / (1.0 - crush)), 1e-6, 1.0)
+    d = cv2.pow(d, exp.gamma * gamma_k)
     d = exp.black_level + (exp.white_level - exp.black_level) * d
     d = smooth(d, frame.mm_to_px(exp.blur_mm))
     noise = rng.standard_normal(d.shape, dtype=np.float32)
     if min(d.shape) > 700:
         # Quantum noise is correlated over the detector's point spread, not per pixel.
         noise = cv2.GaussianBlur(noise, (0, 0), 0.6) * np.float32(1.6)
-    d = d + np.float32(exp.noise) * (0.4 + d) * noise
+    d = d + np.float32(exp.noise * noise_k) * (0.4 + d) * noise
     return np.clip(d, 0.0, 1.0).astype(np.float32)

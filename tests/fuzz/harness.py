@@ -135,10 +135,10 @@ def reuse_models() -> None:
         return
     load = Localizer.load
 
-    def cached(bundle=None, *, providers=("cpu",), threads=None):
-        key = (str(bundle), tuple(providers), threads)
+    def cached(bundle=None, **options):
+        key = (str(bundle), *sorted((k, repr(v)) for k, v in options.items()))
         if key not in _MODELS:
-            _MODELS[key] = load(bundle, providers=providers, threads=threads)
+            _MODELS[key] = load(bundle, **options)
         return _MODELS[key]
 
     cached.reused = True  # type: ignore[attr-defined]
