@@ -4,7 +4,9 @@ the attenuation layers, with its mask and ground-truth boxes."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -173,73 +175,93 @@ def _render_component(plan: FindingPlan, side: str, lung: LungField, anat: Anato
                       layers: AnatomyLayers, opacity: np.ndarray, occupied: np.ndarray,
                       rng: np.random.Generator) -> np.ndarray | None:
     """Draw one side of a finding; returns its boolean mask (full image) or None."""
-    frame = layers.frame
-    mm = frame.mm_to_px
-    kind = plan.finding
-    shape = opacity.shape
-    if kind == "effusion":
-        region = effusion_region(lung, plan.severity or "small", rng)
-        # Full density inside the fluid (reaching over the lung's blurred rim), a soft meniscus.
-        inside = _dilate(region, mm(2.0)).astype(np.float32)
-        profile = np.maximum(inside, smooth(inside, mm(float(rng.uniform(1.5, 4.0)))))
-        ys = np.arange(shape[0], dtype=np.float32)[:, None]
-        # Fluid layers: denser toward the bottom of the pleural space.
-        profile *= 0.85 + 0.15 * np.clip((ys - lung.top) / lung.height, 0, 1)
-        # Not clipped to the hard lung mask: the fluid also covers the lung's blurred rim.
-        _add(layers, opacity, profile, float(rng.uniform(0.85, 1.05)))
-        return region
-    if kind == "pneumothorax":
-        region, line = pneumothorax_region(anat, layers, side, plan.zone or "apical",
-                                           plan.severity or "small", rng)
-        soft = smooth(region.astype(np.float32), mm(0.6))
-        layers.vessels *= 1.0 - soft
-        layers.lung_air += soft * layers.lung_air * float(rng.uniform(0.15, 0.35))
-        opacity += float(rng.uniform(0.04, 0.09)) * smooth(line, mm(0.3))
-        return region
+    if plan.finding == "effusion":
+        return _render_effusion(plan, lung, layers, opacity, rng)
+    if plan.finding == "pneumothorax":
+        return _render_pneumothorax(plan, side, anat, layers, opacity, rng)
+    placed = _lesion_profile(plan, side, lung, anat, layers.frame.mm_to_px, opacity.shape,
+                             occupied, rng)
+    if placed is None:
+        return None
+    profile, (ys, xs), strength = placed
+    mm = layers.frame.mm_to_px
+    # The lesion stops at the pleura; its ground truth stays inside the lung mask, its density
+    # covers the lung's blurred rim too (else a dark seam would outline the lung there).
+    profile = profile * _dilate(lung.mask[ys, xs], mm(2.0))
+    mask = np.zeros(opacity.shape, dtype=bool)
+    mask[ys, xs] = (profile > 0.3) & lung.mask[ys, xs]
+    if not mask.any():
+        return None
+    full = np.zeros(opacity.shape, dtype=np.float32)
+    full[ys, xs] = profile
+    _add(layers, opacity, full, strength)
+    return mask
+
+
+def _render_effusion(plan: FindingPlan, lung: LungField, layers: AnatomyLayers,
+                     opacity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    mm = layers.frame.mm_to_px
+    region = effusion_region(lung, plan.severity or "small", rng)
+    # Full density inside the fluid (reaching over the lung's blurred rim), a soft meniscus.
+    inside = _dilate(region, mm(2.0)).astype(np.float32)
+    profile = np.maximum(inside, smooth(inside, mm(float(rng.uniform(1.5, 4.0)))))
+    ys = np.arange(opacity.shape[0], dtype=np.float32)[:, None]
+    # Fluid layers: denser toward the bottom of the pleural space.
+    profile *= 0.85 + 0.15 * np.clip((ys - lung.top) / lung.height, 0, 1)
+    # Not clipped to the hard lung mask: the fluid also covers the lung's blurred rim.
+    _add(layers, opacity, profile, float(rng.uniform(0.85, 1.05)))
+    return region
+
+
+def _render_pneumothorax(plan: FindingPlan, side: str, anat: Anatomy, layers: AnatomyLayers,
+                         opacity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    mm = layers.frame.mm_to_px
+    region, line = pneumothorax_region(anat, layers, side, plan.zone or "apical",
+                                       plan.severity or "small", rng)
+    soft = smooth(region.astype(np.float32), mm(0.6))
+    layers.vessels *= 1.0 - soft
+    layers.lung_air += soft * layers.lung_air * float(rng.uniform(0.15, 0.35))
+    opacity += float(rng.uniform(0.04, 0.09)) * smooth(line, mm(0.3))
+    return region
+
+
+def _lesion_profile(plan: FindingPlan, side: str, lung: LungField, anat: Anatomy,
+                    mm: Callable[[float], float], shape: tuple[int, ...], occupied: np.ndarray,
+                    rng: np.random.Generator) -> tuple[np.ndarray, Any, float] | None:
+    """A nodule's, mass's, consolidation's or atelectasis's density profile over its region
+    of interest, and its strength; None where no place in its zone is free."""
     zone = plan.zone or "middle"
+    kind = plan.finding
     if kind == "nodule":
         diameter = mm(float(rng.uniform(4.0, 10.0)))
         centre = _place(rng, lung, zone, diameter / 2 + mm(2), occupied)
         if centre is None:
             return None
         profile, roi = nodule_profile(centre, diameter / 2, shape)
-        strength = float(rng.uniform(0.35, 0.9))
-    elif kind == "mass":
+        return profile, roi, float(rng.uniform(0.35, 0.9))
+    if kind == "mass":
         diameter = mm(float(rng.uniform(30.0, 60.0)))
         centre = _place(rng, lung, zone, diameter * 0.45, occupied)
         if centre is None:
             return None
         profile, roi = mass_profile(centre, diameter / 2, shape, mm, rng)
-        strength = float(rng.uniform(0.55, 1.0))
-    elif kind == "consolidation":
+        return profile, roi, float(rng.uniform(0.55, 1.0))
+    if kind == "consolidation":
         diameter = lung.width * float(rng.uniform(0.15, 0.3)) * 1.3
         centre = _place(rng, lung, zone, diameter * 0.25, occupied)
         if centre is None:
             return None
         profile, roi = consolidation_profile(centre, diameter / 2, shape, mm,
                                              plan.variant == "bronchograms", rng)
-        strength = float(rng.uniform(0.35, 0.8))
-    else:  # atelectasis
-        length = lung.width * float(rng.uniform(0.35, 0.6))
-        centre = _place(rng, lung, zone, mm(6), occupied)
-        if centre is None:
-            return None
-        hilum = _hilum_px(anat, side)
-        profile, roi = atelectasis_profile(centre, hilum, length, shape, mm,
-                                           plan.variant or "band", rng)
-        strength = float(rng.uniform(0.4, 0.75))
-    ys, xs = roi
-    # The lesion stops at the pleura; its ground truth stays inside the lung mask, its density
-    # covers the lung's blurred rim too (else a dark seam would outline the lung there).
-    profile = profile * _dilate(lung.mask[ys, xs], mm(2.0))
-    mask = np.zeros(shape, dtype=bool)
-    mask[ys, xs] = (profile > 0.3) & lung.mask[ys, xs]
-    if not mask.any():
+        return profile, roi, float(rng.uniform(0.35, 0.8))
+    length = lung.width * float(rng.uniform(0.35, 0.6))  # atelectasis
+    centre = _place(rng, lung, zone, mm(6), occupied)
+    if centre is None:
         return None
-    full = np.zeros(shape, dtype=np.float32)
-    full[ys, xs] = profile
-    _add(layers, opacity, full, strength)
-    return mask
+    hilum = _hilum_px(anat, side)
+    profile, roi = atelectasis_profile(centre, hilum, length, shape, mm,
+                                       plan.variant or "band", rng)
+    return profile, roi, float(rng.uniform(0.4, 0.75))
 
 
 def _dilate(mask: np.ndarray, radius_px: float) -> np.ndarray:
