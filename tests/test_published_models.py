@@ -1,5 +1,6 @@
 """Published models converted at full size from random-init files in their published layouts,
-checked against the ORIGINAL code on the real radiographs of ../shared/data/real-dicom:
+checked against the ORIGINAL code on the public real radiographs (tests/conftest.py finds them:
+$LESIONLOC_TEST_DATA, then ../shared/data/real-dicom; skipped, saying why, without them):
 BioViL and BioViL-T against hi-ml-multimodal's own classes, AFLoc against its inference code
 re-implemented line by line (tests/afloc_reference.py). One conversion per architecture."""
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import require_real_file
 
 from lesionloc_runtime.bundle import ModelBundle
 from lesionloc_runtime.errors import BundleError, CheckpointError, ConfigError
@@ -21,12 +23,16 @@ from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
 
 pytestmark = pytest.mark.slow
-REAL_DICOM = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-dicom"
 # three different films (440 x 440, 1841 x 1955, 1024 x 1024); the other three files of the
 # folder are re-encodings of the first
 FILMS = ("CR-MONO1-10-chest.dcm", "RG1_J2KI.dcm", "SIIM_chest_jpeg_baseline.dcm")
 PROMPTS = ("Small left pleural effusion.", "right upper lobe opacity")
 BIN = Path(sys.executable).parent
+
+
+def real_films() -> dict[str, Path]:
+    """FILMS found where the public test files are, or skip (before any conversion runs)."""
+    return {film: require_real_file(film) for film in FILMS}
 _CONVERTED: dict[str, dict[str, Path]] = {}
 
 
@@ -85,6 +91,7 @@ def test_fp32_bundle_matches_hi_ml_on_real_radiographs(kind, converted):
     own similarity map (NaN outside the crop on both, same peak)."""
     from hi_ml_reference import HiMLReference
 
+    paths = real_films()
     bundles = converted(kind)
     reference = HiMLReference(bundles["snapshot"], kind)
     localizer = Localizer.load(bundles["none"], threads=2)
@@ -96,7 +103,7 @@ def test_fp32_bundle_matches_hi_ml_on_real_radiographs(kind, converted):
         assert cosines(ours_local[k], texts[prompt].numpy()).min() >= 0.9999
         assert cosines(ours_global[k], texts[prompt].numpy()).min() >= 0.9999
     for film in FILMS:
-        image = read_image(REAL_DICOM / film)
+        image = read_image(paths[film])
         glob, patches, size = reference.encode_image(image.pixels)
         encoded = localizer.encode_image(image)
         figures["image"] = min(figures["image"], cosines(encoded.global_embed, glob).min())
@@ -121,6 +128,7 @@ def test_fp32_bundle_matches_hi_ml_on_real_radiographs(kind, converted):
 def test_int8_bundle_embeddings_stay_within_0_99_of_hi_ml(kind, converted):
     from hi_ml_reference import HiMLReference
 
+    paths = real_films()
     bundles = converted(kind)
     reference = HiMLReference(bundles["snapshot"], kind)
     localizer = Localizer.load(bundles["int8"], threads=2)
@@ -129,7 +137,7 @@ def test_int8_bundle_embeddings_stay_within_0_99_of_hi_ml(kind, converted):
     assert cosines(ours, theirs).min() >= 0.99
     worst = {"text": cosines(ours, theirs).min(), "image": 1.0, "patch mean": 1.0}
     for film in FILMS:
-        image = read_image(REAL_DICOM / film)
+        image = read_image(paths[film])
         glob, patches, _ = reference.encode_image(image.pixels)
         encoded = localizer.encode_image(image)
         worst["image"] = min(worst["image"], cosines(encoded.global_embed, glob).min())
@@ -146,8 +154,9 @@ def test_lesionloc_run_int8_biovil_t_heatmaps_equal_fp32_on_every_real_dicom(con
     values within 0.01 (cosines; int8 embeddings are within 0.99), and the int8 peak a peak
     of the fp32 map within that. (Where it lies is not compared: a random-init map is nearly
     flat, so near-equal maxima can sit far apart.)"""
+    folder = real_films()[FILMS[0]].parent  # the public test files' folder, or skip
     bundles = converted("biovil-t")
-    films = sorted(REAL_DICOM.glob("*.dcm"))
+    films = sorted(folder.glob("*.dcm"))
     assert len(films) >= 6
     raw = {}
     for precision in ("none", "int8"):
@@ -231,6 +240,7 @@ def test_afloc_bundle_matches_its_inference_code_on_real_radiographs(converted):
     import_hi_ml()  # torchvision: AFLoc's backbone is torchvision's resnet50
     from torchvision.models import resnet50
 
+    films = real_films()
     paths = converted("afloc")
     checkpoint = torch.load(paths["snapshot"], weights_only=False)  # our own test file
     state = {k.split("afloc.")[-1]: v for k, v in checkpoint["state_dict"].items()}  # builder.py:22-27
@@ -267,7 +277,7 @@ def test_afloc_bundle_matches_its_inference_code_on_real_radiographs(converted):
         assert cosines(ours_text[k], want).min() >= 0.9999
         assert np.linalg.norm(ours_text[k]) == pytest.approx(np.linalg.norm(want), rel=1e-3)
     for film in FILMS:
-        image = read_image(REAL_DICOM / film)
+        image = read_image(films[film])
         gray = to_uint8(image.pixels, "uint8")  # the 8-bit film AFLoc would read
         imgs = ref.process_img(gray)
         prep = preprocess(image, localizer.bundle.preprocessing)
