@@ -108,7 +108,7 @@ for n, row in enumerate(rows, 1):
     shutil.copy(work / row["image"], out / f"example{n}.dcm")
     shutil.copy(work / row["report"], out / f"example{n}.txt")
     truth = [{"text": s["text"], "finding": s.get("finding"), "boxes": s["boxes"]}
-             for s in row["sentences"] if s["kind"] == "finding"]
+             for s in row["sentences"] if s["kind"] == "finding" and s["boxes"]]  # devices: none
     (out / f"example{n}.truth.json").write_text(json.dumps(truth, indent=2) + "\n")
 shutil.rmtree(work)
 print("examples:", sorted(p.name for p in out.iterdir()))

@@ -56,10 +56,13 @@ def test_layer_spans_the_image_and_peaks_at_the_heatmap_peak(example):
         assert levels.dtype == np.uint8 and levels.min() == 1 and levels.max() == 255
         values = sentence.heatmap.render(256, 256)
         assert (lo, hi) == (pytest.approx(values.min()), pytest.approx(values.max()))
-        row, col = np.unravel_index(int(np.argmax(levels)), levels.shape)
         scale = result.width / 256  # layer pixel (col, row) covers [col, col + 1) * scale
         x, y, _ = sentence.peak
-        assert abs((col + 0.5) * scale - x) <= 2 * scale and abs((row + 0.5) * scale - y) <= 2 * scale
+        # the peak's layer pixel is lit at the top of the scale (a flat top may tie elsewhere,
+        # so the layer's first argmax is only required nearby)
+        assert levels[int(y // scale), int(x // scale)] == 255
+        row, col = np.unravel_index(int(np.argmax(levels)), levels.shape)
+        assert abs((col + 0.5) * scale - x) <= 5 * scale and abs((row + 0.5) * scale - y) <= 5 * scale
 
 
 def test_layer_marks_nodes_without_a_value_as_level_zero(example):
@@ -142,7 +145,8 @@ def test_page_names_the_patient_only_with_include_identifiers(tmp_path, example)
                     OutputOptions(include_identifiers=include))
         html = (tmp_path / str(include) / result.study_id / "study.html").read_text()
         data = page_data(html)
-        assert ("Phantom^p000007" in html) is include and ("p000007" in html) is include
+        patient = str(radiograph.dicom.PatientID)  # the example's phantom id, e.g. p000008
+        assert (f"Phantom^{patient}" in html) is include and (patient in html) is include
         assert ("identifiers" in data) is include
         assert "example1.dcm" not in html and "example1.txt" not in html  # no source paths
     result.identifiers = {}
