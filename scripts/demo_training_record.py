@@ -37,6 +37,8 @@ def summarize(run: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "demo")
+    parser.add_argument("--note", default="", help="said after the summary (e.g. what the "
+                        "timings leave out)")
     parser.add_argument("--out", type=Path,
                         default=REPO / "benchmarks" / "results" / "demo-training.json")
     args = parser.parse_args()
@@ -61,7 +63,8 @@ def main() -> None:
                    "ABLATIONS=2 for the local-only one too)",
         "summary": "Each variant trains the `demo` preset (merged with the ablation preset) for the "
                    "same number of steps on the standard phantom train set, on CPU. Accuracy: "
-                   "see the localization section (the standard test set).",
+                   "see the localization section (the standard test set)."
+                   + (f" {args.note}" if args.note else ""),
         "variants": variants,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
