@@ -4,6 +4,7 @@ results; a description that does not match the graphs is refused with one line."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -100,9 +101,11 @@ def test_our_card_cannot_state_another_sources_preprocessing(tiny_bundle, tmp_pa
         ModelBundle.load(edited(tiny_bundle, tmp_path, lambda c: c.update(architecture="afloc")))
 
 
-def test_the_demo_card_is_version_2_and_its_graphs_are_unchanged():
-    card = json.loads((REPO / "lesionloc_runtime/demo/bundle/lesionloc.json").read_text())
+def test_the_demo_card_is_version_2_and_describes_its_own_files():
+    folder = REPO / "lesionloc_runtime/demo/bundle"
+    card = json.loads((folder / "lesionloc.json").read_text())
     assert card["format_version"] == 2 and card["architecture"] == "lesionloc"
-    # the ONNX files shipped before the card was rewritten
-    assert card["files"]["image_encoder.onnx"]["sha256"].startswith("81d9c41c2f65")
-    assert card["files"]["text_encoder.onnx"]["sha256"].startswith("f1d05783242357")
+    assert card["grid"]["stride"] == 8  # the demo preset's stage-2 grid
+    for name in ("image_encoder.onnx", "text_encoder.onnx", "tokenizer.json", "MODEL_CARD.md"):
+        digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        assert card["files"][name]["sha256"] == digest, name
