@@ -185,3 +185,12 @@ def functions(module: Module) -> Iterator[tuple[str, ast.FunctionDef | ast.Async
 def function_length(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     """Lines from `def` to the last line of the body (decorators not counted)."""
     return node.end_lineno - node.lineno + 1
+
+
+def write_tree(root: Path, files: dict[str, str]) -> Path:
+    """Write `files` (path relative to `root` -> text) under `root`: a made-up tree for the
+    tests that show a rule failing. Returns `root`."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from source_tree import PACKAGES, ROOT, Module, imports, modules, where
+from source_tree import PACKAGES, ROOT, Module, imports, modules, where, write_tree
 
 # package -> top-level modules it may not import anywhere, not even inside a function
 FORBIDDEN = {
@@ -166,10 +166,7 @@ BROKEN = {
 
 
 def _broken_tree(root: Path) -> Path:
-    for name, text in BROKEN.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    return root
+    return write_tree(root, BROKEN)
 
 
 def test_the_static_check_finds_every_forbidden_import(tmp_path):

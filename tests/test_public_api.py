@@ -25,6 +25,7 @@ from source_tree import (
     imports,
     modules,
     where,
+    write_tree,
 )
 
 import lesionloc_runtime
@@ -266,10 +267,7 @@ BROKEN = {
 
 
 def _broken_tree(root: Path) -> Path:
-    for name, text in BROKEN.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    return root
+    return write_tree(root, BROKEN)
 
 
 def test_a_module_without_all_fails(tmp_path):
