@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -40,12 +41,19 @@ def _reference():
     return total.item(), grads
 
 
+def _free_port() -> int:
+    """A port nothing listens on now: a fixed one fails when two test runs share the machine."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_ddp_two_processes_match_one_process_on_the_combined_batch(tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1")
     proc = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "--master_port", "29531",
+        [str(torchrun), "--nproc_per_node", "2", "--master_port", str(_free_port()),
          str(Path(__file__).resolve().parent / "ddp_worker.py"), str(tmp_path)],
         capture_output=True, text=True, env=env, timeout=300,
     )
