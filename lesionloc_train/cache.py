@@ -43,6 +43,15 @@ def _encode(task: tuple[int, str, dict[str, Any], str, str, int]) -> tuple[int, 
     return index, None
 
 
+def _built_with(recorded: Any) -> PreprocessConfig | None:
+    """The preprocessing a cache records, as a config: parameters added since it was built
+    take their defaults, which is what the code that built it did. None if unreadable."""
+    try:
+        return PreprocessConfig.from_dict(recorded) if isinstance(recorded, dict) else None
+    except (LesionlocError, TypeError, ValueError):
+        return None
+
+
 class ImageCache:
     """A built cache directory: `cache.json` (parameters, ids, errors) + `images.bin`."""
 
@@ -69,7 +78,7 @@ class ImageCache:
                             "again with `lesionloc-train cache`") from None
         if meta.get("version") != CACHE_VERSION:
             raise DataError(f"{root}: cache version {meta.get('version')} is not {CACHE_VERSION}")
-        if meta.get("preprocessing") != preprocessing.to_dict():
+        if _built_with(meta.get("preprocessing")) != preprocessing:
             raise DataError(
                 f"{root}: cache was built with preprocessing {meta.get('preprocessing')}, the "
                 f"model needs {preprocessing.to_dict()}; rebuild the cache"

@@ -141,6 +141,22 @@ def test_cache_holds_exactly_the_runtime_preprocessing(tmp_path, phantom_set):
         np.testing.assert_allclose(cache.get(record.study_id), want, atol=1 / 65535)
     with pytest.raises(DataError, match="rebuild the cache"):
         ImageCache.open(tmp_path / "cache", load_config("full").preprocess_config())
+    # A cache written before a preprocessing parameter existed records no value for it: it
+    # was built the way the parameter's default says, and opens; a value that differs does not.
+    meta_path = tmp_path / "cache" / "cache.json"
+    meta = json.loads(meta_path.read_text())
+    older = dict(meta["preprocessing"])
+    for added in ("method", "size_rounding", "resize"):
+        older.pop(added)
+    meta_path.write_text(json.dumps({**meta, "preprocessing": older}))
+    ImageCache.open(tmp_path / "cache", cfg.preprocess_config())
+    meta_path.write_text(json.dumps({**meta, "preprocessing": {**older, "size_rounding": "floor"}}))
+    with pytest.raises(DataError, match="rebuild the cache"):
+        ImageCache.open(tmp_path / "cache", cfg.preprocess_config())
+    meta_path.write_text(json.dumps({**meta, "preprocessing": "letterbox"}))
+    with pytest.raises(DataError, match="rebuild the cache"):
+        ImageCache.open(tmp_path / "cache", cfg.preprocess_config())
+    meta_path.write_text(json.dumps(meta))
     # training reads from it
     from lesionloc_train.train import pretrain
 
