@@ -124,11 +124,13 @@ def test_corpus_meets_the_goals_of_issue_18(part, capsys):
 
 # Parts that miss a goal, held at their current level: (kind accuracy, heatmaps for
 # non-findings). Held-out 2 keeps two labels the convention now reads otherwise ("Lines and
-# tubes as described." is other there; "Mediastinum not widened." normal); held-out 4 and 5
-# have administrative and normal wording no list has ("ILO classification form completed
-# separately.", "Level 1 trauma, motor vehicle collision.", "Both diaphragms are smooth.").
-LEVELS = {"held-out 2": (0.985, 1 / 62), "held-out 4": (0.96, 7 / 121),
-          "held-out 5": (0.96, 5 / 128)}
+# tubes as described." is other there; "Mediastinum not widened." normal); held-out 4 has
+# administrative wording no list has ("Primary diagnostic code: minor abnormality.", "/es/
+# ___, M.D.") and held-out 5 a limitation that names a finding ("Limited by patient
+# positioning and kyphosis.") and negations of things no film shows ("No contraindication to
+# surgery ...", "The patient could not stand ...").
+LEVELS = {"held-out 2": (0.985, 1 / 62), "held-out 4": (0.975, 4 / 121),
+          "held-out 5": (0.98, 1 / 128)}
 
 
 @pytest.mark.parametrize("part", sorted(LEVELS))

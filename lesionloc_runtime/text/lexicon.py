@@ -114,7 +114,7 @@ FINDING_TERM = re.compile(
     r"|air[- ]fluid|foreign\s+bod|bronchiecta|honeycomb|tubercul|tb\b|sarcoid|lymphangit|mets\b"
     r"|flatten|hazi|ptx\b|pna\b|atx\b|fx\b|chf\b|copd\b|ards\b|ild\b|cvc\b|ett\b|ngt\b|ogt\b"
     r"|[no]g\s+tube|iabp\b|ecmo\b|impella|cannula|tips?\b|tracheostom|sutures?\b|mesh\b|pads?\b"
-    r"|ecg\b|ekg\b|cath\b|shunt|stimulator|expander|implant"
+    r"|ecg\b|ekg\b|cath\b|shunt|stimulator|expander|implant|[lu]rti\b|unfold"
     # Words made with a suffix of disease or surgery: hamartoma, bronchitis, stenosis,
     # atrophy, thoracoplasty (not diagnosis, prognosis).
     r"|(?!(?:dia|prog)gnos)[a-z]+(?:omas?|omata|itis|osis|ectasis|megaly|ectomy|otomy|ostomy"
@@ -126,7 +126,7 @@ FINDING_TERM = re.compile(
 # Statements of normality. "clear" only as a predicate ("lungs are clear", "Lungs: clear").
 NORMAL_CUE = re.compile(
     r"\b(?:normal(?:ly)?|nml|nl|unremarkable|wnl|intact|preserved|sharp|midline|(?:is|are)\s+central"
-    r"|symmetric(?:al)?(?:ly)?|nad|within\s+(?:the\s+)?(?:limits|range)|(?:are|is|remain|remains|appear"
+    r"|symmetric(?:al)?(?:ly)?|(?:are|is)\s+(?:free|smooth|fine|healthy)(?!\s+of)|nad|within\s+(?:the\s+)?(?:limits|range)|(?:are|is|remain|remains|appear"
     r"|appears|otherwise|now|and|grossly|essentially|largely|relatively|be|lungs?|fields?|chest"
     r"|spaces?|angles?|recesses|bases|apices|zones)\s+clear"
     r"|clear\s+(?:lungs?|lung\s+fields|bilaterally|chest)|well[- ]?(?:expanded|aerated|inflated)"
@@ -373,6 +373,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                      "remaining again redemonstrated demonstrated otherwise overall essentially "
                      "grossly since from compared comparison",
         "normal": "normal normally nml nl unremarkable wnl nad intact preserved sharp midline central "
+                  "free smooth fine healthy "
                   "symmetric symmetrical within clear expanded aerated inflated defined "
                   "delineated demarcated than under below",
         "hedge": "possible possibly poss probable probably prob likely presumed presumably perhaps maybe "

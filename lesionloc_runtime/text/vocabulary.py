@@ -108,7 +108,13 @@ ADMIN = words(
     "fever fevers febrile sob dyspnea dyspnoea hemoptysis haemoptysis tenderness sweats wheeze "
     "wheezing chills hypoxia hypoxic desaturation tachypnea tachypnoea fall mvc mva assault "
     "smoker symptoms symptom complaint complains presents presenting presented crp wbc sats "
-    "number follow shortness breath accession mrn dob reported reporting"
+    "number follow shortness breath accession mrn dob reported reporting "
+    # the history of a request: how the patient was hurt, what is planned, how they are
+    "trauma collision accident rtc rta crash motorcycle pedestrian gunshot gsw "
+    "pre-op preop preoperative pre-operative pre-anaesthetic pre-anesthetic admission admitted "
+    "discharge clearance fitness visa immigration employment insurance palpitations syncope "
+    "malaise nausea vomiting sepsis septic fatigue discomfort uncooperative agitated distress "
+    "form completed"
 )
 # Words a header or a reference is made of: content-free like exam words ("Impression: ...",
 # "END OF REPORT").
