@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from lesionloc_runtime.text.triggers import TRIGGERS, triggered  # re-exported
 from lesionloc_runtime.text.vocabulary import (  # the word classes, re-exported
     ADMIN,
     ANATOMY,
@@ -19,7 +20,6 @@ from lesionloc_runtime.text.vocabulary import (  # the word classes, re-exported
     LOCATION,
     OPEN_END,
 )
-from lesionloc_runtime.text.triggers import TRIGGERS, triggered  # re-exported
 
 __all__ = [
     "ADMIN",
