@@ -77,7 +77,7 @@ def about_the_exam(seg: str, core: str, words: list[str]) -> bool:
     if lx.FINDING_TERM.search(core):
         return False
     return (
-        any(w in lx.ADMIN for w in words)
+        (any(w in lx.ADMIN for w in words) and not lx.DIAGNOSIS.search(seg))
         or all(w in lx.EXAM or w in lx.EXAM_LABELS for w in words)
         or lx.REFERENCE.search(seg) is not None
         or (_names_the_exam(seg)

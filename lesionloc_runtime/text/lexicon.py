@@ -34,6 +34,7 @@ __all__ = [
     "COMPARISON_LEAD",
     "CONNECTIVE",
     "DESCRIPTOR",
+    "DIAGNOSIS",
     "EXAM",
     "EXAM_LABELS",
     "EXAM_NAME",
@@ -105,7 +106,7 @@ FINDING_TERM = re.compile(
     r"|mastectomy|cabg|staple|coil|filter|icd\b|aicd|defibrillator|generator|electrode|air\s?space"
     r"|bronchiectasis|cavit|infect|aspiration|cyst|bulla|bleb|prominen|fullness|engorge"
     r"|volume\s+loss|low\s+lung\s+volume|pneumomediastinum|pneumoperitoneum|free\s+air"
-    r"|shadowing|(?<!cardiac\s)(?<!heart\s)(?<!mediastinal\s)(?<!thymic\s)shadows?\b|haz[ey]|reticul"
+    r"|shadowing|(?<!cardiac\s)(?<!heart\s)(?<!mediastinal\s)(?<!thymic\s)(?<!tissue\s)shadows?\b|haz[ey]|reticul"
     r"|interstitial|kerley|septal|cuffing|adenopathy|osteopen|kyphos"
     r"|scolios|spondyl|osteophyt|lymphadenopath|lucen|metasta|tumou?r|malignan|carcinoma|plaque|crowding"
     r"|redistribution|cephaliz|fluid|bronchogram|eventration|pectus|azygos|postoperative(?!ly)"
@@ -125,7 +126,7 @@ FINDING_TERM = re.compile(
 
 # Statements of normality. "clear" only as a predicate ("lungs are clear", "Lungs: clear").
 NORMAL_CUE = re.compile(
-    r"\b(?:normal(?:ly)?|nml|nl|unremarkable|wnl|intact|preserved|sharp|midline|(?:is|are)\s+central"
+    r"\b(?:normal(?:ly)?|nml|nl|unremarkable|wnl|intact|preserved|sharp|midline|central(?!\s+(?:venous|line))"
     r"|symmetric(?:al)?(?:ly)?|(?:are|is)\s+(?:free|smooth|fine|healthy)(?!\s+of)|nad|within\s+(?:the\s+)?(?:limits|range)|(?:are|is|remain|remains|appear"
     r"|appears|otherwise|now|and|grossly|essentially|largely|relatively|be|lungs?|fields?|chest"
     r"|spaces?|angles?|recesses|bases|apices|zones)\s+clear"
@@ -165,7 +166,7 @@ COMMUNICATION = re.compile(
     r"|at\s+the\s+time\s+of\s+(?:dictation|interpretation|this\s+report)"
     r"|preliminary\s+(?:report|read|reading|interpretation)|wet\s+read"
     r"|(?:was|were|been)\s+(?:provided|dictated|reviewed|signed|issued)\s+by|reviewed\s+with"
-    r"|agree[sd]?\s+with)\b"
+    r"|agree[sd]?\s+with|(?:outside|original|external)\s+(?:report|interpretation|read(?:ing)?))\b"
 )
 RECOMMENDATION = re.compile(
     r"\b(?:recommend\w*|recs?\b|advis\w*|follow[- ]?ups?|followup|f/u|further\s+(?:evaluation|assessment"
@@ -189,9 +190,17 @@ REQUEST = re.compile(
     r"\A\W*(?:(?:the\s+)?(?:patient|pt)\s+is\s+an?\s+)?(?:\d+\s*)?-?\s*(?:year|yr)s?[- ]old\b"
     r"|\A\W*\d+\s*y/?o\b"
     r"|\A\W*(?:evaluate|eval|assess|rule\s+out|r/o|query\s+for|reason\s+for|history\s+of"
-    r"|hx\s+of|clinical\s+(?:details|notes|information|history|indication|question|query)"
+    r"|hx\s+of|clinical\s+(?:details|notes|information|history|hx|indication|question|query)"
     r"|indications?|(?:gp\s+|ed\s+|clinical\s+)?(?:referral|requisition)|history|hx|reason"
     r"|question)\b(?!\s+answered)"
+    # A history label or a history line's lead: "Occupation: coal miner.", "DOL 3, on CPAP.",
+    # "POD 2, chest tubes out.", "Pre-op CXR prior to valve repair.", "Term infant, grunting."
+    r"|\A\W*(?:clinical|occupation(?:al\s+history)?|purpose|request|advice|background"
+    r"|presenting\s+complaint)\s*:|\A\W*(?:dol|pod|day)\s*#?\d+\b(?!\s*:)"
+    r"|\A\W*pre-?op(?:erative)?\s*(?:[,:]|(?:cxr|film|x-ray|radiograph|chest|assessment"
+    r"|evaluation|work-?up)\s+(?:prior|for|before|ahead))"
+    r"|\A\W*post-?op(?:erative)?\s+day\b|\A\W*(?:term|preterm|premature|ex-?\d+\s*(?:weeks?|wk))"
+    r"\s+(?:\w+\s+)?(?:infant|baby|neonate|newborn|boy|girl)\b"
     # The clinical question after the exam's name, British style: "CXR PA: ?infection".
     r"|\A\W*(?:cxr|chest|x-ray|xray|film|radiograph)\b[^:?]{0,20}:\s*\?"
 )
@@ -201,7 +210,12 @@ PURPOSE = re.compile(
     r"\b(?:requested|ordered|performed|obtained|done|taken)\s+(?:to|for)\s+(?:check|assess"
     r"|evaluate|confirm|exclude|rule\s+out|look|document|verify)\b"
     r"|(?:\A|,)\s*(?:rule\s+out|r/o|eval(?:uate)?\s+for|assess\s+for)\b|\b(?:hx|history)\s+of\b"
+    r"|\b\d{1,3}\s*(?:y/?o?\s*)?/\s*[mf]\b"  # age and sex: "72/F", "54 y/o / M"
 )
+# A diagnosis of what the image shows: administrative words in it ("Findings likely represent
+# transient tachypnoea of the newborn.") are part of the diagnosis, not a history line.
+DIAGNOSIS = re.compile(r"\b(?:represents?|representing|consistent\s+with|in\s+keeping\s+with"
+                       r"|compatible\s+with|suggestive\s+of|likely|probably)\b")
 # A pointer to another part of the report: "Impression: As above.", "See findings."
 REFERENCE = re.compile(
     r"\bas\s+(?:above|below|described|detailed|outlined)\b|\bsee\s+(?:the\s+)?(?:above|below"
@@ -234,7 +248,8 @@ LIMITATION = re.compile(
 )
 # What a technique may hide is not asserted: "small effusions may be missed on a supine film".
 HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s+)?(?:missed"
-                          r"|underestimated|occult|inapparent)\b")
+                          r"|underestimated|occult|inapparent)\b|\b(?:may|might|could|can|would)"
+                          r"\s+not\s+be\s+(?:appreciated|seen|detected|visible|apparent|evident)\b")
 # What a limitation names that is no finding: "obscured by overlying soft tissue".
 TECHNIQUE_OBSCURING = re.compile(r"\bobscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body"
                                  r"|arms?|motion|external|monitoring|breast)\b[^,;]*")

@@ -16,7 +16,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
         "communication": "discussed d communicated notified paged relayed conveyed informed "
                          "telephoned phoned emailed faxed read acknowledged called telephone "
                          "phone time preliminary wet provided dictated reviewed signed issued "
-                         "agree agrees agreed",
+                         "agree agrees agreed outside original external",
         "recommendation": "recommend recommended recommends recommending recommendation rec recs f "
                           "recommendations advise advised advises advising advisable advisory "
                           "advice follow followup followups further correlate correlated "
@@ -27,7 +27,8 @@ TRIGGERS: dict[str, frozenset[str]] = {
                       "underpenetrated overpenetrated lordotic rotated rotation motion habitus "
                       "positioning included imaged assessed evaluated partially excluded assess "
                       "assessment evaluate evaluation evaluating assessing field obscured "
-                      "missed underestimated occult inapparent",
+                      "missed underestimated occult inapparent appreciated seen detected visible apparent "
+                      "evident",
         "hedge_back": "excluded exclude ruled rule possible likely probable suspected questioned "
                       "favored favoured consideration possibility considered present",
         "negation": "no not without w negative free clear absence absent nil neither nor never "
@@ -49,7 +50,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                  "rule not",
         "borderline": "top high upper borderline",
         "request": "requested ordered performed obtained done taken rule r eval evaluate assess "
-                   "hx history",
+                   "hx history f m",
     }.items()
 }
 _TOKEN = re.compile(r"[a-z]+")

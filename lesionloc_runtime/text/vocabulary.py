@@ -33,8 +33,8 @@ FILLER = words(
     "evident shown shows show visible apparent observed detected which who than then just very "
     "evidence sign signs feature features any some overall redemonstrated re-demonstrated status "
     "post s/p since when both appears appear appearing seems interval previously currently "
-    "through demonstrate reveal reveals revealed display displays per i we you he she they my "
-    "our his her"
+    "through demonstrate reveal reveals revealed display displays per i we you he she they my see "
+    "sees saw our his her"
 )
 # Exam names, views, technique, comparison and time words: a clause made only of these (and
 # filler) has nothing on the image to localize.
@@ -114,7 +114,8 @@ ADMIN = words(
     "pre-op preop preoperative pre-operative pre-anaesthetic pre-anesthetic admission admitted "
     "discharge clearance fitness visa immigration employment insurance palpitations syncope "
     "malaise nausea vomiting sepsis septic fatigue discomfort uncooperative agitated distress "
-    "form completed"
+    "form completed weight kg surveillance annual certification disabling disability compensation "
+    "claim retroviral hiv serology sputum afb genexpert fev1 spirometry quantiferon"
 )
 # Words a header or a reference is made of: content-free like exam words ("Impression: ...",
 # "END OF REPORT").
