@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from lesionloc_runtime.text import lexicon as lx
+from lesionloc_runtime.text import veto
 from lesionloc_runtime.text.clauses import (
     CHANGE,
     about_the_exam,
@@ -21,7 +22,7 @@ from lesionloc_runtime.text.clauses import (
 )
 from lesionloc_runtime.text.records import SentenceKind
 
-__all__ = ["Assertion", "assess", "classify_sentence"]
+__all__ = ["Assertion", "RulesVerdict", "assess", "assess_by_rules", "classify_sentence"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class _Analysis:
         self.low, self.index = prepare(text)
         self.hints = lx.triggered(self.low)
         self.splits = 0
+        # Set when a rule read a finding where a cue word alone would say none ("not
+        # completely cleared", "top normal", "not seen on the prior"): the veto leaves it be.
+        self.deliberate = False
 
     def may(self, group: str) -> bool:
         """Whether a pattern group can match anywhere in the sentence."""
@@ -162,8 +166,10 @@ class _Analysis:
                 # The words of a partial change stand right before the cue: a bounded look
                 # back keeps a sentence of thousands of "nearly resolved" linear.
                 if lx.PARTIAL.search(seg, max(0, m.start() - 80), m.start()):
+                    self.deliberate = True
                     continue
             elif word == "not" and (lx.VISIBILITY.match(seg, m.end()) or contrast(seg, m)):
+                self.deliberate = True
                 continue
             return m
         return None
@@ -245,7 +251,9 @@ class _Analysis:
         words = content_words(core)
         if not words:
             return [_Part("other", False, a, b)] if stable else []
-        if self.normal_cue(core) and not (self.may("borderline") and lx.BORDERLINE.search(core)):
+        borderline = self.may("borderline") and lx.BORDERLINE.search(core) is not None
+        self.deliberate |= borderline
+        if self.normal_cue(core) and not borderline:
             if not lx.FINDING_TERM.search(blank(lx.NORMAL_ATTRIBUTE, core)):
                 return [_Part("normal", False, a, b)]
             return self.normal_and_finding(a, b)
@@ -316,14 +324,39 @@ def _combine(text: str, parts: list[_Part], index: list[int] | None) -> Assertio
     return Assertion("other")
 
 
+class RulesVerdict(NamedTuple):
+    """The rules' assertion of a sentence, its prepared text, and the kind it takes if the
+    second opinion overrules it (None: it may not, as it is no finding or one that a rule
+    read deliberately: partial change, borderline size, visibility elsewhere)."""
+
+    assertion: Assertion
+    low: str
+    overruled: SentenceKind | None
+
+
+def assess_by_rules(text: str) -> RulesVerdict:
+    """The rules' assertion of one sentence, without the second opinion."""
+    analysis = _Analysis(text)
+    parts = analysis.parts()
+    said = _combine(text, parts, analysis.index)
+    if said.kind != "finding" or analysis.deliberate:
+        return RulesVerdict(said, analysis.low, None)
+    kinds = [p.kind for p in parts if p.kind in ("negated", "normal")]
+    return RulesVerdict(said, analysis.low, kinds[0] if kinds else "other")
+
+
 @lru_cache(maxsize=16384)
 def _assess(text: str) -> Assertion:
-    analysis = _Analysis(text)
-    return _combine(text, analysis.parts(), analysis.index)
+    said, low, overruled = assess_by_rules(text)
+    model = veto.load_model() if overruled else None
+    if model is not None and model.overrules(low):
+        return Assertion(overruled)
+    return said
 
 
 def assess(text: str) -> Assertion:
-    """The assertion of one sentence (its folded text)."""
+    """The assertion of one sentence (its folded text): the rules', where a finding that the
+    second opinion (text/veto.py) finds improbable is overruled."""
     # Reports repeat the same sentences ("No pneumothorax."), so short ones are cached.
     return _assess(text) if len(text) <= 500 else _assess.__wrapped__(text)
 
