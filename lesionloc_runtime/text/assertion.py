@@ -241,6 +241,11 @@ class _Analysis:
         if last in lx.OPEN_END:
             comma = pre.rfind(",")
             return (self.clause(a, a + comma), a + comma + 1) if comma >= 0 else ([], a)
+        words = content_words(pre)
+        if not lx.FINDING_TERM.search(pre) and all(
+            w in lx.ANATOMY or w in lx.GENERIC or w in lx.EXAM for w in words
+        ):
+            return [], a  # "Lungs without consolidation": the place is what the negation is about
         return self.clause(a, c0), c0
 
     def leaf(self, a: int, b: int) -> list[_Part]:

@@ -22,9 +22,9 @@ __all__ = [
 
 # Change cues: what they negate is gone, so always a specific finding.
 CHANGE = frozenset("resolved removed cleared discontinued resolution removal clearing pulled "
-                   "withdrawn".split())
+                   "withdrawn absorbed re-expanded reexpanded".split())
 _HEAD = frozenset("process processes abnormality abnormalities disease diseases findings "
-                  "finding pathology change changes".split())
+                  "finding pathology change changes alteration alterations".split())
 
 
 def prepare(text: str) -> tuple[str, list[int] | None]:

@@ -126,11 +126,11 @@ FINDING_TERM = re.compile(
 
 # Statements of normality. "clear" only as a predicate ("lungs are clear", "Lungs: clear").
 NORMAL_CUE = re.compile(
-    r"\b(?:normal(?:ly)?|nml|nl|unremarkable|wnl|intact|preserved|sharp|midline|central(?!\s+(?:venous|line))"
+    r"\b(?:normal(?:ly)?|nml|nl|unremarkable|wnl|intact|preserved|sharp|midline|central(?!\s+(?:venous|line))|in\s+the\s+(?:midline|middle)|(?<!well\s)cent(?:red|ered)"
     r"|symmetric(?:al)?(?:ly)?|(?:are|is)\s+(?:free|smooth|fine|healthy)(?!\s+of)|nad|within\s+(?:the\s+)?(?:limits|range)|(?:are|is|remain|remains|appear"
     r"|appears|otherwise|now|and|grossly|essentially|largely|relatively|be|lungs?|fields?|chest"
     r"|spaces?|angles?|recesses|bases|apices|zones)\s+clear"
-    r"|clear\s+(?:lungs?|lung\s+fields|bilaterally|chest)|well[- ]?(?:expanded|aerated|inflated)"
+    r"|clear\s+(?:lungs?|lung\s+fields|bilaterally|chest)|well[- ]?(?:expanded|aerated|inflated|ventilated)"
     r"|(?:clearly|well|sharply)[- ](?:defined|delineated|demarcated)"
     r"|(?:less\s+than|under|below)\s*0?\.5\d?)\b"
 )
@@ -196,7 +196,8 @@ REQUEST = re.compile(
     # A history label or a history line's lead: "Occupation: coal miner.", "DOL 3, on CPAP.",
     # "POD 2, chest tubes out.", "Pre-op CXR prior to valve repair.", "Term infant, grunting."
     r"|\A\W*(?:clinical|occupation(?:al\s+history)?|purpose|request|advice|background"
-    r"|presenting\s+complaint)\s*:|\A\W*(?:dol|pod|day)\s*#?\d+\b(?!\s*:)"
+    r"|presenting\s+complaint|investigation|exam(?:ination)?|procedure)\s*:"
+    r"|\A\W*(?:k/c/o|kco|background\s+of|pmh)\b|\A\W*(?:dol|pod|day)\s*#?\d+\b(?!\s*:)"
     r"|\A\W*pre-?op(?:erative)?\s*(?:[,:]|(?:cxr|film|x-ray|radiograph|chest|assessment"
     r"|evaluation|work-?up)\s+(?:prior|for|before|ahead))"
     r"|\A\W*post-?op(?:erative)?\s+day\b|\A\W*(?:term|preterm|premature|ex-?\d+\s*(?:weeks?|wk))"
@@ -229,7 +230,7 @@ SEEN_ON = re.compile(
     r"|projections?)\b"
 )
 # A clause that starts as a comparison: "Compared with the previous film from ___ ...".
-COMPARING = re.compile(r"\A\W*(?:compared|comparison|in\s+comparison)\b")
+COMPARING = re.compile(r"\A\W*(?:compared|comparing|comparative|comparison|in\s+comparison)\b")
 # The exam's name: a phrase ending in an exam word with no verb or preposition in it ("Post
 # line insertion film.", "Restaging chest radiograph."); "Nodule on the lateral view" is none.
 EXAM_NAME = re.compile(
@@ -239,7 +240,7 @@ EXAM_NAME = re.compile(
 )
 LIMITATION = re.compile(
     r"\b(?:limit(?:ed|ing|ation|ations)|(?<!normal\s)limits(?!\s+of\s+normal)|suboptimal|degraded|underpenetrated"
-    r"|overpenetrated|lordotic|rotat(?:ed|ion)|motion|body\s+habitus|positioning"
+    r"|overpenetrated|lordotic|rotat(?:ed|ion)|motion|body\s+habitus|positioning|poorly\s+inspired"
     r"|not\s+(?:(?:fully|entirely|well)\s+)?(?:included|imaged|assessed|evaluated)"
     r"|partially\s+(?:imaged|excluded|included|visualized)|excluded\s+from"
     r"|(?:cannot|can\s?not|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:\w+ly\s+)?(?:assess|evaluat)\w*"
@@ -252,9 +253,10 @@ HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s
                           r"\s+not\s+be\s+(?:appreciated|seen|detected|visible|apparent|evident)\b")
 # What a limitation names that is no finding: "obscured by overlying soft tissue".
 TECHNIQUE_OBSCURING = re.compile(r"\bobscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body"
-                                 r"|arms?|motion|external|monitoring|breast)\b[^,;]*")
+                                 r"|arms?|motion|external|monitoring|breast)\b[^,;]*"
+                                 r"|\boverlying\s+(?:monitoring|ecg|ekg|external)\b[^,;]*")
 COMPARISON_LEAD = re.compile(
-    r"\A\W*(?:(?:as|when)\s+)?(?:compared|comparison|in\s+comparison|relative)\s+(?:to|with)"
+    r"\A\W*(?:(?:as|when)\s+)?(?:compared|comparing|comparison|in\s+comparison|relative)\s+(?:to|with)"
     r"\b[^,;]*,|\A\W*since\s+(?:the\s+)?(?:prior|previous|last|___)\b[^,;]*,"
 )
 NO_PRIOR = re.compile(
@@ -306,7 +308,7 @@ _NOT_NEG = (
 )
 NEGATION = re.compile(
     r"\b(?:no(?!\.?\s*[\d#])|without|w/o|negative\s+for|free\s+of|clear\s+of|absence\s+of|absent|nil|neither"
-    r"|nor|never|none|unlikely|not" + _NOT_NEG + r"|negative|resolution\s+of|resolved"
+    r"|nor|never|none|unlikely|not" + _NOT_NEG + r"|negative|resolution\s+of|resolved|absorbed|re-?expanded"
     r"|removal\s+of|removed|clearing\s+of|cleared|extubat\w*|discontinued|ruled\s+out|pulled(?!\s+back)"
     r"|(?:is|are|was|were|been)\s+excluded|neg"
     # "has been withdrawn." is gone; "withdrawn by 2 cm, now in the stomach" is repositioned.
@@ -315,7 +317,7 @@ NEGATION = re.compile(
 # Cues that negate their subject: "Pleural effusions are not seen", "The tube was removed".
 BACKWARD = frozenset(
     "not absent none unlikely negative neg resolved removed cleared discontinued extubated pulled "
-    "withdrawn".split()
+    "withdrawn absorbed re-expanded reexpanded".split()
 )
 # Partial change is persistence: "near complete resolution", "has not completely cleared".
 PARTIAL = re.compile(

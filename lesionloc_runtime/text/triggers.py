@@ -34,13 +34,13 @@ TRIGGERS: dict[str, frozenset[str]] = {
         "negation": "no not without w negative free clear absence absent nil neither nor never "
                     "none unlikely resolution resolved removal removed clearing cleared "
                     "extubated extubation extubate extubating discontinued ruled excluded pulled "
-                    "neg withdrawn",
+                    "neg withdrawn absorbed expanded reexpanded",
         "stability": "change changes changed stable stably unchanged unaltered similar similarly "
                      "persist persists persistent persisting persisted remain remains remained "
                      "remaining again redemonstrated demonstrated otherwise overall essentially "
                      "grossly since from compared comparison",
         "normal": "normal normally nml nl unremarkable wnl nad intact preserved sharp midline central "
-                  "free smooth fine healthy "
+                  "free smooth fine healthy middle centred centered ventilated "
                   "symmetric symmetrical within clear expanded aerated inflated defined "
                   "delineated demarcated than under below",
         "hedge": "possible possibly poss probable probably prob likely presumed presumably perhaps maybe "

@@ -58,7 +58,8 @@ GENERIC = words(
     "radiographically cardiopulmonary cardiac pulmonary intrathoracic thoracic chest osseous bony "
     "skeletal bone lung lungs process processes abnormality abnormalities abnormal disease "
     "diseases findings finding pathology change changes interval gross obvious major appreciable "
-    "substantial focal cardiothoracic intra-thoracic abnl abn dz cardiopulm"
+    "substantial focal cardiothoracic intra-thoracic abnl abn dz cardiopulm alteration alterations "
+    "pleuropulmonary"
 )
 # Anatomy and location: "Stable mediastinal contours." says nothing abnormal.
 ANATOMY = words(
@@ -69,7 +70,7 @@ ANATOMY = words(
     "angles aorta chest wall thorax abdomen appearance appearances fields field zones zone "
     "cardiomediastinum right left bilateral bilaterally both upper lower mid middle lobe lobes "
     "base bases basal basilar apex apices apical perihilar retrocardiac lingula lingular midlung "
-    "medial anterior posterior normal"
+    "medial anterior posterior normal parenchyma parenchymal space spaces"
 )
 
 # Words before a change cue that belong to it: "Complete interval resolution of ..."
@@ -115,7 +116,8 @@ ADMIN = words(
     "discharge clearance fitness visa immigration employment insurance palpitations syncope "
     "malaise nausea vomiting sepsis septic fatigue discomfort uncooperative agitated distress "
     "form completed weight kg surveillance annual certification disabling disability compensation "
-    "claim retroviral hiv serology sputum afb genexpert fev1 spirometry quantiferon"
+    "claim retroviral hiv serology sputum afb genexpert fev1 spirometry quantiferon asymptomatic "
+    "transfusion transfused reassess"
 )
 # Words a header or a reference is made of: content-free like exam words ("Impression: ...",
 # "END OF REPORT").
