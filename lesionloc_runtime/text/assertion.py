@@ -58,6 +58,13 @@ _VERB_WORD = re.compile(r"\b(?:" + "|".join(sorted(_VERB)) + r")\b")
 
 
 
+def _cue_word(cue: re.Match[str]) -> str:
+    """The word a negation cue is known by: its first, or "no-longer" ("The drain is no longer
+    in situ": gone, negating its subject like "removed")."""
+    words = cue.group().split()
+    return "no-longer" if words[:2] == ["no", "longer"] else words[0]
+
+
 class _Analysis:
     """The parts of one sentence: each clause, cut further at cue scopes, becomes parts of
     kind finding, negated, normal or other with their offsets."""
@@ -161,7 +168,7 @@ class _Analysis:
         persistence ("has not cleared"), not visibility elsewhere ("not seen on the prior")."""
         blanked = blank(lx.NO_CHANGE, seg) if "chang" in seg else seg
         for m in lx.NEGATION.finditer(blanked):
-            word = m.group().split()[0]
+            word = _cue_word(m)
             if word in CHANGE:
                 # The words of a partial change stand right before the cue: a bounded look
                 # back keeps a sentence of thousands of "nearly resolved" linear.
@@ -200,7 +207,7 @@ class _Analysis:
     def negated(self, a: int, b: int, cue: re.Match[str]) -> list[_Part]:
         low = self.low
         c0, c1 = a + cue.start(), a + cue.end()
-        word = cue.group().split()[0]
+        word = _cue_word(cue)
         scope = lx.SCOPE_END.search(low, c1, b)
         end = scope.start() if scope else b
         if word in lx.BACKWARD:
@@ -331,8 +338,9 @@ def _combine(text: str, parts: list[_Part], index: list[int] | None) -> Assertio
 
 class RulesVerdict(NamedTuple):
     """The rules' assertion of a sentence, its prepared text, and the kind it takes if the
-    second opinion overrules it (None: it may not, as it is no finding or one that a rule
-    read deliberately: partial change, borderline size, visibility elsewhere)."""
+    second opinion overrules it (None: it may not, as it is no finding, one that a rule read
+    deliberately (partial change, borderline size, visibility elsewhere), or a finding part
+    beside negated, normal or other parts)."""
 
     assertion: Assertion
     low: str
@@ -344,10 +352,12 @@ def assess_by_rules(text: str) -> RulesVerdict:
     analysis = _Analysis(text)
     parts = analysis.parts()
     said = _combine(text, parts, analysis.index)
-    if said.kind != "finding" or analysis.deliberate:
+    # A sentence the rules cut into a finding part and others ("The band has been removed;
+    # residual port tubing remains.") has its finding where the rules put it: the second
+    # opinion, which reads whole sentences, would weigh the other parts' words.
+    if said.kind != "finding" or analysis.deliberate or any(p.kind != "finding" for p in parts):
         return RulesVerdict(said, analysis.low, None)
-    kinds = [p.kind for p in parts if p.kind in ("negated", "normal")]
-    return RulesVerdict(said, analysis.low, kinds[0] if kinds else "other")
+    return RulesVerdict(said, analysis.low, "other")
 
 
 @lru_cache(maxsize=16384)

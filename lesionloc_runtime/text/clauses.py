@@ -22,7 +22,8 @@ __all__ = [
 
 # Change cues: what they negate is gone, so always a specific finding.
 CHANGE = frozenset("resolved removed cleared discontinued resolution removal clearing pulled "
-                   "withdrawn absorbed re-expanded reexpanded".split())
+                   "withdrawn absorbed re-expanded reexpanded disappeared disappearance "
+                   "no-longer".split())
 _HEAD = frozenset("process processes abnormality abnormalities disease diseases findings "
                   "finding pathology change changes alteration alterations".split())
 

@@ -115,10 +115,10 @@ FINDING_TERM = re.compile(
     r"|air[- ]fluid|foreign\s+bod|bronchiecta|honeycomb|tubercul|tb\b|sarcoid|lymphangit|mets\b"
     r"|flatten|hazi|ptx\b|pna\b|atx\b|fx\b|chf\b|copd\b|ards\b|ild\b|cvc\b|ett\b|ngt\b|ogt\b"
     r"|[no]g\s+tube|iabp\b|ecmo\b|impella|cannula|tips?\b|tracheostom|sutures?\b|mesh\b|pads?\b"
-    r"|ecg\b|ekg\b|cath\b|shunt|stimulator|expander|implant|[lu]rti\b|unfold"
+    r"|ecg\b|ekg\b|cath\b|shunt|stimulator|expander|implant|[lu]rti\b|unfold|band\b|chemoport|port-?a-?cath|mediport"
     # Words made with a suffix of disease or surgery: hamartoma, bronchitis, stenosis,
     # atrophy, thoracoplasty (not diagnosis, prognosis).
-    r"|(?!(?:dia|prog)gnos)[a-z]+(?:omas?|omata|itis|osis|ectasis|megaly|ectomy|otomy|ostomy"
+    r"|(?![a-z]*gnosis)[a-z]+(?:omas?|omata|itis|osis|ectasis|megaly|ectomy|otomy|ostomy"
     r"|plasty|cele|pathy|rrhage|trophy|plasia)\b"
     # A measurement describes something on the film: "ETT 4 cm above the carina".
     r"|\d+(?:\.\d+)?\s*(?:mm|cm)\b)",
@@ -127,7 +127,8 @@ FINDING_TERM = re.compile(
 # Statements of normality. "clear" only as a predicate ("lungs are clear", "Lungs: clear").
 NORMAL_CUE = re.compile(
     r"\b(?:normal(?:ly)?|nml|nl|unremarkable|wnl|intact|preserved|sharp|midline|central(?!\s+(?:venous|line))|in\s+the\s+(?:midline|middle)|(?<!well\s)cent(?:red|ered)"
-    r"|symmetric(?:al)?(?:ly)?|(?:are|is)\s+(?:free|smooth|fine|healthy)(?!\s+of)|nad|within\s+(?:the\s+)?(?:limits|range)|(?:are|is|remain|remains|appear"
+    r"|symmetric(?:al)?(?:ly)?|(?:are|is)\s+(?:free|smooth|fine|healthy|open)(?!\s+of)|natural\s+appearance|in\s+axis"
+    r"|average\s+(?:size|cardiac|heart)|nad|within\s+(?:the\s+)?(?:limits|range)|(?:are|is|remain|remains|appear"
     r"|appears|otherwise|now|and|grossly|essentially|largely|relatively|be|lungs?|fields?|chest"
     r"|spaces?|angles?|recesses|bases|apices|zones)\s+clear"
     r"|clear\s+(?:lungs?|lung\s+fields|bilaterally|chest)|well[- ]?(?:expanded|aerated|inflated|ventilated)"
@@ -197,7 +198,7 @@ REQUEST = re.compile(
     # "POD 2, chest tubes out.", "Pre-op CXR prior to valve repair.", "Term infant, grunting."
     r"|\A\W*(?:clinical|occupation(?:al\s+history)?|purpose|request|advice|background"
     r"|presenting\s+complaint|investigation|exam(?:ination)?|procedure)\s*:"
-    r"|\A\W*(?:k/c/o|kco|background\s+of|pmh)\b|\A\W*(?:dol|pod|day)\s*#?\d+\b(?!\s*:)"
+    r"|\A\W*(?:k/c/o|kco|known\s+case\s+of|background\s+of|pmh)\b|\A\W*(?:dol|pod|day)\s*#?\d+\b(?!\s*:)"
     r"|\A\W*pre-?op(?:erative)?\s*(?:[,:]|(?:cxr|film|x-ray|radiograph|chest|assessment"
     r"|evaluation|work-?up)\s+(?:prior|for|before|ahead))"
     r"|\A\W*post-?op(?:erative)?\s+day\b|\A\W*(?:term|preterm|premature|ex-?\d+\s*(?:weeks?|wk))"
@@ -241,6 +242,7 @@ EXAM_NAME = re.compile(
 LIMITATION = re.compile(
     r"\b(?:limit(?:ed|ing|ation|ations)|(?<!normal\s)limits(?!\s+of\s+normal)|suboptimal|degraded|underpenetrated"
     r"|overpenetrated|lordotic|rotat(?:ed|ion)|motion|body\s+habitus|positioning|poorly\s+inspired"
+    r"|(?:under|over)-?exposed"
     r"|not\s+(?:(?:fully|entirely|well)\s+)?(?:included|imaged|assessed|evaluated)"
     r"|partially\s+(?:imaged|excluded|included|visualized)|excluded\s+from"
     r"|(?:cannot|can\s?not|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:\w+ly\s+)?(?:assess|evaluat)\w*"
@@ -307,8 +309,9 @@ _NOT_NEG = (
     r"|rule|only|included|imaged|assessed|evaluated))"
 )
 NEGATION = re.compile(
-    r"\b(?:no(?!\.?\s*[\d#])|without|w/o|negative\s+for|free\s+of|clear\s+of|absence\s+of|absent|nil|neither"
+    r"\b(?:no\s+longer|no(?!\.?\s*[\d#])|without|w/o|negative\s+for|free\s+of|clear\s+of|absence\s+of|absent|nil|neither"
     r"|nor|never|none|unlikely|not" + _NOT_NEG + r"|negative|resolution\s+of|resolved|absorbed|re-?expanded"
+    r"|disappeared|disappearance\s+of"
     r"|removal\s+of|removed|clearing\s+of|cleared|extubat\w*|discontinued|ruled\s+out|pulled(?!\s+back)"
     r"|(?:is|are|was|were|been)\s+excluded|neg"
     # "has been withdrawn." is gone; "withdrawn by 2 cm, now in the stomach" is repositioned.
@@ -317,7 +320,7 @@ NEGATION = re.compile(
 # Cues that negate their subject: "Pleural effusions are not seen", "The tube was removed".
 BACKWARD = frozenset(
     "not absent none unlikely negative neg resolved removed cleared discontinued extubated pulled "
-    "withdrawn absorbed re-expanded reexpanded".split()
+    "withdrawn absorbed re-expanded reexpanded disappeared no-longer".split()
 )
 # Partial change is persistence: "near complete resolution", "has not completely cleared".
 PARTIAL = re.compile(

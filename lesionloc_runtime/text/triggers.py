@@ -28,19 +28,21 @@ TRIGGERS: dict[str, frozenset[str]] = {
                       "positioning included imaged assessed evaluated partially excluded assess "
                       "assessment evaluate evaluation evaluating assessing field obscured "
                       "missed underestimated occult inapparent appreciated seen detected visible apparent "
+                      "underexposed overexposed under over exposed "
                       "evident",
         "hedge_back": "excluded exclude ruled rule possible likely probable suspected questioned "
                       "favored favoured consideration possibility considered present",
         "negation": "no not without w negative free clear absence absent nil neither nor never "
                     "none unlikely resolution resolved removal removed clearing cleared "
                     "extubated extubation extubate extubating discontinued ruled excluded pulled "
-                    "neg withdrawn absorbed expanded reexpanded",
+                    "neg withdrawn absorbed expanded reexpanded disappeared disappearance longer",
         "stability": "change changes changed stable stably unchanged unaltered similar similarly "
                      "persist persists persistent persisting persisted remain remains remained "
                      "remaining again redemonstrated demonstrated otherwise overall essentially "
                      "grossly since from compared comparison",
         "normal": "normal normally nml nl unremarkable wnl nad intact preserved sharp midline central "
-                  "free smooth fine healthy middle centred centered ventilated "
+                  "free smooth fine healthy middle centred centered ventilated open natural axis "
+                  "average "
                   "symmetric symmetrical within clear expanded aerated inflated defined "
                   "delineated demarcated than under below",
         "hedge": "possible possibly poss probable probably prob likely presumed presumably perhaps maybe "

@@ -117,7 +117,7 @@ ADMIN = words(
     "malaise nausea vomiting sepsis septic fatigue discomfort uncooperative agitated distress "
     "form completed weight kg surveillance annual certification disabling disability compensation "
     "claim retroviral hiv serology sputum afb genexpert fev1 spirometry quantiferon asymptomatic "
-    "transfusion transfused reassess"
+    "transfusion transfused reassess obesity obese osa cpap bipap supervision"
 )
 # Words a header or a reference is made of: content-free like exam words ("Impression: ...",
 # "END OF REPORT").
