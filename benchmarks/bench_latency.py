@@ -319,26 +319,40 @@ def test_published_model_end_to_end_in_paired_rounds(benchmark, kind, reference_
 
 
 BATCH_ENGINES = ("ort-int8", "ort-int8-no-cache", "ort-int8-serial", "torch-fp32",
-                 "torch-fp32-no-cache")
+                 "torch-fp32-no-cache", "ort-int8-compressed-films", "torch-fp32-compressed-films")
 
 
-@pytest.fixture(scope="session")
-def realistic_batch(full, reference_study, tmp_path_factory):
-    """200 studies (8 in quick mode): the reference kind's phantom films in turn and
-    generated reports in which normal statements and negations repeat word for word."""
+def _compressed(film: Path) -> bool:
+    import pydicom
+
+    return pydicom.dcmread(film, stop_before_pixels=True).file_meta.TransferSyntaxUID.is_compressed
+
+
+def _batch_tasks(films: list[Path], count: int, out: Path) -> list:
     from benchmarks.report_samples import realistic_reports
     from lesionloc_runtime.batch import StudyTask
 
-    count = 200 if full else 8
-    image, _ = reference_study
-    films = sorted(image.parent.glob(f"*{image.suffix}"))
-    out = tmp_path_factory.mktemp("realistic-batch")
     tasks = []
     for i, text in enumerate(realistic_reports(count, seed=21)):
         report = out / f"study{i:03d}.txt"
         report.write_text(text, encoding="utf-8")
         tasks.append(StudyTask(f"study{i:03d}", films[i % len(films)], report))
     return tasks
+
+
+@pytest.fixture(scope="session")
+def realistic_batch(full, reference_study, tmp_path_factory):
+    """200 studies (8 in quick mode) of the reference kind: the phantom set's uncompressed
+    12-bit films in turn (8 of its 12), with generated reports in which normal statements and
+    negations repeat word for word; and the same reports on all 12 films, three of them
+    JPEG 2000 and one JPEG-LS (`compressed-films` engines)."""
+    image, _ = reference_study
+    films = sorted(image.parent.glob(f"*{image.suffix}"))
+    reference = [f for f in films if not _compressed(f)]
+    assert not _compressed(image) and len(reference) >= 4, "the reference kind is uncompressed"
+    count = 200 if full else 8
+    return {"reference": _batch_tasks(reference, count, tmp_path_factory.mktemp("reference-batch")),
+            "compressed": _batch_tasks(films, count, tmp_path_factory.mktemp("mixed-batch"))}
 
 
 @pytest.mark.parametrize("engine", BATCH_ENGINES)
@@ -351,6 +365,8 @@ def test_batch_of_realistic_studies(benchmark, engine, latency_model, realistic_
     from lesionloc_runtime.sentence_cache import SentenceCache
 
     checkpoint, bundles = latency_model
+    films = "compressed" if engine.endswith("compressed-films") else "reference"
+    tasks = realistic_batch[films]
     cache = 0 if engine.endswith("no-cache") else 4096
     if engine.startswith("torch"):
         localizer = torch_localizer(checkpoint, Localizer.load(bundles["int8"]).bundle.max_length)
@@ -361,21 +377,21 @@ def test_batch_of_realistic_studies(benchmark, engine, latency_model, realistic_
                            OutputOptions(index_link=True), sentence_cache=cache,
                            pipeline=not engine.endswith("serial"))
     # the first study of a process pays one-time costs (ORT's first runs, OpenCV's threads)
-    run_batch(realistic_batch[:1], RunSettings(**{**settings.__dict__, "out": tmp_path / "warm"}),
+    run_batch(tasks[:1], RunSettings(**{**settings.__dict__, "out": tmp_path / "warm"}),
               progress=False, localizer=localizer)
     localizer.sentence_cache.clear()
     seconds: list[float] = []
 
     def batch() -> None:
         start_cpu = time.process_time()
-        summary = run_batch(realistic_batch, settings, progress=False, localizer=localizer)
-        assert summary.done == len(realistic_batch), summary.failed
+        summary = run_batch(tasks, settings, progress=False, localizer=localizer)
+        assert summary.done == len(tasks), summary.failed
         seconds.extend([summary.seconds, time.process_time() - start_cpu])
 
     benchmark.pedantic(batch, rounds=1, iterations=1)
-    studies = len(realistic_batch)
+    studies = len(tasks)
     benchmark.extra_info.update({
-        "engine": engine, "studies": studies, "studies_per_s": studies / seconds[0],
+        "engine": engine, "films": films, "studies": studies, "studies_per_s": studies / seconds[0],
         "cpu_s_per_study": seconds[1] / studies, "threads": default_threads(),
         "sentence_cache_entries": cache, "pipeline": settings.pipeline,
         "sentence_cache_hits": localizer.sentence_cache.hits,
