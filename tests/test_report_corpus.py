@@ -16,9 +16,9 @@ hospice) was written blind by another author who read neither the rules nor the 
 committed before it was first run, and judged the third round's rules; the fourth round was
 tuned on it. Held-out 7, 8 and 9 were written blind the same way, each by another author, in
 other styles (translated reports, whole reports with headers among them); each judged the
-rules and the second opinion (text/veto.py) of the round before, and 7 and 8 were then tuned
-on. Held-out 9 judges the rules as they are. The figures at each part's first evaluation are
-in docs/reports.md."""
+rules and the second opinion (text/veto.py) of the round before, and 7, 8 and 9 were then
+tuned on. Held-out 10, written the same way, judges the rules as they are. The figures at
+each part's first evaluation are in docs/reports.md."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ PARTS = {"development": DATA / "report_corpus.jsonl",
          "held-out 6": DATA / "report_corpus_heldout6.jsonl",
          "held-out 7": DATA / "report_corpus_heldout7.jsonl",
          "held-out 8": DATA / "report_corpus_heldout8.jsonl",
-         "held-out 9": DATA / "report_corpus_heldout9.jsonl"}
+         "held-out 9": DATA / "report_corpus_heldout9.jsonl",
+         "held-out 10": DATA / "report_corpus_heldout10.jsonl"}
 GOALS = {"kind accuracy": (">=", 0.99), "missed findings": ("<=", 0.005),
          "heatmaps for non-findings": ("<=", 0.01)}
 
@@ -146,14 +147,13 @@ def test_corpus_meets_the_goals_of_issue_18(part, capsys):
 # three calls the convention does not settle ("re-expanded", a nipple shadow, "Class A").
 LEVELS = {"held-out 2": (0.985, 1 / 62), "held-out 4": (0.975, 4 / 121),
           "held-out 5": (0.98, 1 / 128), "held-out 6": (0.975, 4 / 306),
-          "held-out 7": (0.96, 5 / 317), "held-out 8": (0.955, 2 / 339),
-          "held-out 9": (0.97, 5 / 267)}
+          "held-out 7": (0.96, 6 / 317), "held-out 8": (0.955, 3 / 339),
+          "held-out 9": (0.985, 2 / 267), "held-out 10": (0.945, 4 / 248)}
 # Findings missed, held at their level where a part misses the goal: held-out 8 labels two
 # clinical questions as hedged findings ("R/O pneumonia, LLL.", "Consider pneumonia, right
-# base."), which the convention reads as a request and a recommendation; held-out 9, the
-# blind judge of the last rules, has "Image suggestive of bronchopneumonia." read as a line
-# about the image ("image" named, no finding word the lexicon knows).
-MISSED_LEVELS = {"held-out 8": 2 / 203, "held-out 9": 1 / 161}
+# base."), which the convention reads as a request and a recommendation, and held-out 10, the
+# blind judge of the last rules, one more ("Consider pulmonary TB.").
+MISSED_LEVELS = {"held-out 8": 2 / 203, "held-out 10": 1 / 154}
 
 
 @pytest.mark.parametrize("part", sorted(LEVELS))
@@ -172,14 +172,15 @@ def test_parts_below_a_goal_miss_no_finding_and_stay_at_their_level(part, capsys
 def test_grounded_spans_and_uncertainty_agree_with_the_labels(part):
     """Held-out 2's labels keep a recommendation or a normal clause in five spans, which the
     convention leaves out (73 of 78 agree); held-out 5 has two hedges no cue knows
-    ("Cannot totally rule out", "Considerations:"): 78 of 80 flags agree. Held-out 6, 7
-    and 9's labellers left heading labels ("IMPRESSION:", "Lungs:", "Devices:") and
+    ("Cannot totally rule out", "Considerations:"): 78 of 80 flags agree. Held-out 6,
+    7, 9 and 10's labellers left heading labels ("IMPRESSION:", "Lungs:", "Devices:") and
     trailing comparison or advice clauses out of spans, which the convention keeps (156 of
-    177, 195 of 211, 143 of 161 agree); held-out 8's marks "suggestive of" and "r/o" in
-    mid-sentence as hedges where a finding was named first (196 of 203 flags agree)."""
+    177, 195 of 211, 144 of 161, 120 of 154 agree); held-out 8's marks "suggestive of" and
+    "r/o" in mid-sentence as hedges where a finding was named first (196 of 203 flags agree)."""
     scores = score(load(part))
     spans, flags = (0.98, 0.98) if part == "development" else (0.93, 0.97)
-    spans = {"held-out 6": 0.88, "held-out 7": 0.92, "held-out 9": 0.88}.get(part, spans)
+    spans = {"held-out 6": 0.88, "held-out 7": 0.92, "held-out 9": 0.88,
+             "held-out 10": 0.77}.get(part, spans)
     flags = {"held-out 8": 0.96}.get(part, flags)
     assert scores.spans[0] / scores.spans[1] >= spans, scores.table(part)
     assert scores.uncertain[0] / scores.uncertain[1] >= flags, scores.table(part)

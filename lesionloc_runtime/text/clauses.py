@@ -22,7 +22,7 @@ __all__ = [
 
 # Change cues: what they negate is gone, so always a specific finding.
 CHANGE = frozenset("resolved removed cleared discontinued resolution removal clearing pulled "
-                   "withdrawn absorbed re-expanded reexpanded disappeared disappearance "
+                   "withdrawn absorbed re-expanded reexpanded disappeared disappearance regression "
                    "no-longer".split())
 _HEAD = frozenset("process processes abnormality abnormalities disease diseases findings "
                   "finding pathology change changes alteration alterations".split())

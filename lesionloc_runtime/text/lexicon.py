@@ -98,7 +98,7 @@ WORD = re.compile(r"\b[a-z][a-z'-]*")
 # ("The ET tube is in normal position."), and a hedge after one does not make it uncertain.
 FINDING_TERM = re.compile(
     r"\b(?:opacit|opacifi|consolidat|effusion|pneumothora|hydropneumothora|nodul|mass(?:es)?\b"
-    r"|atelecta|o?edema|congest|cardiomegal|enlarg|pneumoni|infiltrat|fractur|thicken|scar"
+    r"|atelecta|o?edema|congest|cardiomegal|enlarg|[a-z]*pneumoni|infiltrat|fractur|thicken|scar"
     r"|fibro|emphysem|hyperinfla|hyperexpan|hyperlucen|collaps|lesion|densit|calcif|granulom"
     r"|widen|elevat|blunt|herni|deformit|degenerat|tortu|aneurysm|ectasi|dilat|tubes?\b"
     r"|catheter|lines?\b|pacemaker|pacer|wires?\b|clips?\b|stent|ports?\b|picc|drains?\b|device"
@@ -132,7 +132,7 @@ NORMAL_CUE = re.compile(
     r"|appears|otherwise|now|and|grossly|essentially|largely|relatively|be|lungs?|fields?|chest"
     r"|spaces?|angles?|recesses|bases|apices|zones)\s+clear"
     r"|clear\s+(?:lungs?|lung\s+fields|bilaterally|chest)|well[- ]?(?:expanded|aerated|inflated|ventilated)"
-    r"|(?:clearly|well|sharply)[- ](?:defined|delineated|demarcated)"
+    r"|(?:clearly|well|sharply)[- ](?:defined|delineated|demarcated|outlined)"
     r"|(?:less\s+than|under|below)\s*0?\.5\d?)\b"
 )
 # What a normal statement is about is no finding: "The hila are normal in size and density."
@@ -198,7 +198,7 @@ REQUEST = re.compile(
     # "POD 2, chest tubes out.", "Pre-op CXR prior to valve repair.", "Term infant, grunting."
     r"|\A\W*(?:clinical|occupation(?:al\s+history)?|purpose|request|advice|background"
     r"|presenting\s+complaint|investigation|exam(?:ination)?|procedure)\s*:"
-    r"|\A\W*(?:k/c/o|kco|known\s+case\s+of|background\s+of|pmh)\b|\A\W*(?:dol|pod|day)\s*#?\d+\b(?!\s*:)"
+    r"|\A\W*(?:k/c/o|kco|known\s+case\s+of|background\s+of|pmh|refer(?:red)?\s+to)\b|\A\W*(?:dol|pod|day)\s*#?\d+\b(?!\s*:)"
     r"|\A\W*pre-?op(?:erative)?\s*(?:[,:]|(?:cxr|film|x-ray|radiograph|chest|assessment"
     r"|evaluation|work-?up)\s+(?:prior|for|before|ahead))"
     r"|\A\W*post-?op(?:erative)?\s+day\b|\A\W*(?:term|preterm|premature|ex-?\d+\s*(?:weeks?|wk))"
@@ -311,7 +311,7 @@ _NOT_NEG = (
 NEGATION = re.compile(
     r"\b(?:no\s+longer|no(?!\.?\s*[\d#])|without|w/o|negative\s+for|free\s+of|clear\s+of|absence\s+of|absent|nil|neither"
     r"|nor|never|none|unlikely|not" + _NOT_NEG + r"|negative|resolution\s+of|resolved|absorbed|re-?expanded"
-    r"|disappeared|disappearance\s+of"
+    r"|disappeared|disappearance\s+of|(?<=complete\s)regression\s+of"
     r"|removal\s+of|removed|clearing\s+of|cleared|extubat\w*|discontinued|ruled\s+out|pulled(?!\s+back)"
     r"|(?:is|are|was|were|been)\s+excluded|neg"
     # "has been withdrawn." is gone; "withdrawn by 2 cm, now in the stomach" is repositioned.

@@ -35,7 +35,8 @@ TRIGGERS: dict[str, frozenset[str]] = {
         "negation": "no not without w negative free clear absence absent nil neither nor never "
                     "none unlikely resolution resolved removal removed clearing cleared "
                     "extubated extubation extubate extubating discontinued ruled excluded pulled "
-                    "neg withdrawn absorbed expanded reexpanded disappeared disappearance longer",
+                    "neg withdrawn absorbed expanded reexpanded disappeared disappearance longer "
+                    "regression",
         "stability": "change changes changed stable stably unchanged unaltered similar similarly "
                      "persist persists persistent persisting persisted remain remains remained "
                      "remaining again redemonstrated demonstrated otherwise overall essentially "
@@ -44,7 +45,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                   "free smooth fine healthy middle centred centered ventilated open natural axis "
                   "average "
                   "symmetric symmetrical within clear expanded aerated inflated defined "
-                  "delineated demarcated than under below",
+                  "delineated demarcated outlined than under below",
         "hedge": "possible possibly poss probable probably prob likely presumed presumably perhaps maybe "
                  "questionable questionably question equivocal suspicious concerning worrisome "
                  "suggestive suggest suggests suggesting suspect suspected possibility versus vs "

@@ -70,7 +70,7 @@ ANATOMY = words(
     "angles aorta chest wall thorax abdomen appearance appearances fields field zones zone "
     "cardiomediastinum right left bilateral bilaterally both upper lower mid middle lobe lobes "
     "base bases basal basilar apex apices apical perihilar retrocardiac lingula lingular midlung "
-    "medial anterior posterior normal parenchyma parenchymal space spaces"
+    "medial anterior posterior normal parenchyma parenchymal space spaces pattern region regions"
 )
 
 # Words before a change cue that belong to it: "Complete interval resolution of ..."
@@ -117,7 +117,8 @@ ADMIN = words(
     "malaise nausea vomiting sepsis septic fatigue discomfort uncooperative agitated distress "
     "form completed weight kg surveillance annual certification disabling disability compensation "
     "claim retroviral hiv serology sputum afb genexpert fev1 spirometry quantiferon asymptomatic "
-    "transfusion transfused reassess obesity obese osa cpap bipap supervision"
+    "transfusion transfused reassess obesity obese osa cpap bipap supervision valid medico-legal "
+    "medicolegal legal purpose revised"
 )
 # Words a header or a reference is made of: content-free like exam words ("Impression: ...",
 # "END OF REPORT").
