@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from lesionloc_runtime.text.assertion import assess_by_rules
-from lesionloc_runtime.text.veto import WEIGHTS, features
+from lesionloc_runtime.text.veto import WEIGHTS, VetoModel, features
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 TRAIN = ["report_corpus", *(f"report_corpus_heldout{n}" for n in ("", 2, 3, 4, 5, 6, 7, 8, 9))]
@@ -34,8 +34,8 @@ STEPS = 400
 def load(part: str) -> list[dict]:
     rows = [json.loads(line) for line in (DATA / f"{part}.jsonl").read_text("utf-8").splitlines()]
     for row in rows:
-        said, row["low"], overruled = assess_by_rules(row["text"])
-        row["rules"], row["open"] = said.kind, overruled is not None
+        said, row["low"], row["open"] = assess_by_rules(row["text"])
+        row["rules"] = said.kind
     return rows
 
 
@@ -77,13 +77,8 @@ def fit(rows: list[dict]) -> tuple[dict[str, float], float]:
 
 
 def probabilities(model: tuple[dict[str, float], float], rows: list[dict]) -> np.ndarray:
-    weights, bias = model
-    out = []
-    for r in rows:
-        found = features(r["low"])
-        score = sum(weights.get(f, 0.0) for f in found) / np.sqrt(max(len(found), 1))
-        out.append(1 / (1 + np.exp(-(bias + score))))
-    return np.array(out)
+    veto = VetoModel(*model, threshold=0.0)  # the runtime's own scoring
+    return np.array([veto.probability(r["low"]) for r in rows])
 
 
 def effect(rows: list[dict], p: np.ndarray, threshold: float) -> dict[str, int]:

@@ -337,14 +337,14 @@ def _combine(text: str, parts: list[_Part], index: list[int] | None) -> Assertio
 
 
 class RulesVerdict(NamedTuple):
-    """The rules' assertion of a sentence, its prepared text, and the kind it takes if the
-    second opinion overrules it (None: it may not, as it is no finding, one that a rule read
+    """The rules' assertion of a sentence, its prepared text, and whether the second opinion
+    may overrule it (making it `other`): not when it is no finding, a finding a rule read
     deliberately (partial change, borderline size, visibility elsewhere), or a finding part
-    beside negated, normal or other parts)."""
+    beside negated, normal or other parts."""
 
     assertion: Assertion
     low: str
-    overruled: SentenceKind | None
+    open_to_veto: bool
 
 
 def assess_by_rules(text: str) -> RulesVerdict:
@@ -355,17 +355,16 @@ def assess_by_rules(text: str) -> RulesVerdict:
     # A sentence the rules cut into a finding part and others ("The band has been removed;
     # residual port tubing remains.") has its finding where the rules put it: the second
     # opinion, which reads whole sentences, would weigh the other parts' words.
-    if said.kind != "finding" or analysis.deliberate or any(p.kind != "finding" for p in parts):
-        return RulesVerdict(said, analysis.low, None)
-    return RulesVerdict(said, analysis.low, "other")
+    whole = said.kind == "finding" and all(p.kind == "finding" for p in parts)
+    return RulesVerdict(said, analysis.low, whole and not analysis.deliberate)
 
 
 @lru_cache(maxsize=16384)
 def _assess(text: str) -> Assertion:
-    said, low, overruled = assess_by_rules(text)
-    model = veto.load_model() if overruled else None
+    said, low, open_to_veto = assess_by_rules(text)
+    model = veto.load_model() if open_to_veto else None
     if model is not None and model.overrules(low):
-        return Assertion(overruled)
+        return Assertion("other")
     return said
 
 
