@@ -459,6 +459,10 @@ def test_phantom_ground_truth_texts_and_kinds_match(text, truth):
 KIND_CASES = {
     "finding": [
         "The heart is enlarged.",
+        "Free air under the right hemidiaphragm.",  # "free" is normal only of the pleural angles
+        "Endotracheal tube in place.",
+        "Heart size top end of normal.",
+        "Consider pulmonary TB.",  # a diagnosis offered: a hedged finding ("Consider CT." is other)
         "Stable small right effusion.",
         "No pneumothorax, but there is a small left pleural effusion.",
         "Pneumothorax cannot be excluded.",
@@ -498,7 +502,12 @@ KIND_CASES = {
         "Pneumonia has been ruled out.",
         "Pleural effusions are not seen.",
         "Pneumothorax is no longer visualized.",
-        "The heart is not enlarged.",
+        "No hilar enlargement.",  # a finding named and negated
+        "Consolidation at left lower lobe has disappear.",
+        "The infiltrate in the left lung has completely regressed.",
+        "Status after extubation.",
+        "Know pneumothorax.",  # speech recognition's "No"
+        "No mediastinal shift.",
         "No new consolidation.",
         "No acute fracture.",
         "NO PNEUMOTHORAX.",
@@ -522,6 +531,17 @@ KIND_CASES = {
         "The trachea is midline.",
         "Normal chest radiograph.",
         "The costophrenic angles are sharp.",
+        # an organ said not to deviate is about the organ (the blind parts' authors agree)
+        "The heart is not enlarged.",
+        "Mediastinum without widening.",
+        "Heart not enlarged, mediastinum central.",
+        # regional and translated phrasings
+        "Free costophrenic angles bilaterally.",
+        "Costophrenic and cardiophrenic sinuses free.",
+        "Lung fields are transparent.",
+        "Mediastinum of usual characteristics.",
+        "Heart and aorta without peculiarities.",
+        "Osseous skeleton without remarkable findings.",
     ],
 }
 KIND_PARAMS = [(text, kind) for kind, texts in KIND_CASES.items() for text in texts]

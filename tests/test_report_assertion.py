@@ -61,7 +61,7 @@ CASES = {
     "nothing_to_localize_is_other": [
         ("Chest.", "other", None), ("2 views.", "other", None),
         ("PA and lateral radiographs of the chest were obtained.", "other", None),
-        ("Recommend CT for further evaluation.", "other", None),
+        ("Recommend CT for further evaluation.", "other", None), ("Consider CT.", "other", None),
         ("Findings discussed with Dr. ___ at 10:30.", "other", None),
         ("No prior studies for comparison.", "other", None),
         ("No significant interval change.", "other", None),
@@ -158,6 +158,8 @@ def test_assertion(behaviour, text, kind, span):
     ("Right basilar opacity, possibly pneumonia.", False),  # the opacity itself is certain
     ("Opacity at the left base, e.g. atelectasis vs. pneumonia.", False),
     ("Small left effusion; pneumonia cannot be excluded.", False),
+    ("Consider pulmonary TB.", True),  # a diagnosis offered
+    ("Consider TB; sputum AFB advised.", True),  # the advice is other, the diagnosis hedged
 ])
 def test_uncertain_is_a_finding_whose_grounded_part_is_only_hedged(text, uncertain):
     said = assess(text)

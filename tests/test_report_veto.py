@@ -50,8 +50,8 @@ def test_it_only_ever_takes_findings_away():
 
 def test_it_overrules_unknown_normal_wording_and_leaves_deliberate_findings():
     # the rules ground a clause they cannot place; the second opinion knows this wording
-    assert assess_by_rules("Costophrenic recesses free.").assertion.kind == "finding"
-    assert assess("Costophrenic recesses free.").kind == "other"
+    assert assess_by_rules("Costophrenic recesses patent.").assertion.kind == "finding"
+    assert assess("Costophrenic recesses patent.").kind == "other"
     # findings a rule reads on purpose despite a normal or negation cue are not open to it
     for text in ("Heart size is top normal.", "The consolidation has not completely cleared.",
                  "A nodule not seen on the prior study."):
@@ -59,7 +59,7 @@ def test_it_overrules_unknown_normal_wording_and_leaves_deliberate_findings():
         assert verdict.assertion.kind == "finding" and not verdict.open_to_veto
         assert assess(text).kind == "finding"
     # queries never pass through it
-    assert query_sentences(["costophrenic recesses free"])[0].kind == "finding"
+    assert query_sentences(["costophrenic recesses patent"])[0].kind == "finding"
 
 
 def test_without_the_weights_the_rules_decide_alone(monkeypatch, tmp_path):
@@ -68,14 +68,14 @@ def test_without_the_weights_the_rules_decide_alone(monkeypatch, tmp_path):
     _assess.cache_clear()
     try:
         assert veto.load_model() is None
-        assert assess("Costophrenic recesses free.").kind == "finding"
-        kinds = [s.kind for s in parse_report("FINDINGS: Costophrenic recesses free.").sentences]
+        assert assess("Costophrenic recesses patent.").kind == "finding"
+        kinds = [s.kind for s in parse_report("FINDINGS: Costophrenic recesses patent.").sentences]
         assert kinds == ["finding"]
     finally:
         monkeypatch.undo()
         veto.load_model.cache_clear()
         _assess.cache_clear()
-    assert assess("Costophrenic recesses free.").kind == "other"
+    assert assess("Costophrenic recesses patent.").kind == "other"
 
 
 @pytest.mark.parametrize("text", ["", "???", "12 34"])

@@ -47,9 +47,10 @@ _PIECE = re.compile(r",|\bwith\b")
 _CONDITIONAL = re.compile(r"\W*(?:if|when|should|unless|once|in\s+case)\b")
 _FILLER_TAIL = re.compile(
     r"(?:\bthere\s+(?:is|are|was|were|has\s+been|have\s+been|remains?)|\b(?:again|also|now|still"
-    r"|otherwise|status\s+post|s/p|interval))\s*\Z"
+    r"|otherwise|status\s+(?:post|after)|s/p|interval))\s*\Z"
 )
 _AND = re.compile(r"\band\b")
+_OFFERED = re.compile(r"\W*(?:would\s+)?(?:suggest|consider)")
 _PLACEHOLDER_TAIL = re.compile(r"(?:\s*(?:" + lx.PLACEHOLDER.pattern + r"))+")
 _COORDINATORS = frozenset("and or with but nor".split())
 _VERB = frozenset("is are was were be been has have had remains remain appears appear seen "
@@ -147,7 +148,7 @@ class _Analysis:
             return seg.rfind(",", 0, hypothetical.start()) + 1
         hits = [m for m in (
             self.may("communication") and lx.COMMUNICATION.search(seg),
-            self.may("recommendation") and lx.RECOMMENDATION.search(seg),
+            self.may("recommendation") and self.recommendation(seg),
             self.may("request") and lx.PURPOSE.search(seg),
         ) if m]
         if hits:
@@ -163,10 +164,19 @@ class _Analysis:
                 return 0
         return None
 
+    @staticmethod
+    def recommendation(seg: str) -> re.Match[str] | None:
+        """The first recommendation cue that recommends: "Consider TB." offers a diagnosis (a
+        hedged finding), "Consider CT." an action."""
+        for m in lx.RECOMMENDATION.finditer(seg):
+            if not (_OFFERED.fullmatch(m.group()) and lx.FINDING_TERM.search(seg, m.end())):
+                return m
+        return None
+
     def negation(self, seg: str) -> re.Match[str] | None:
         """The first negation cue that negates: not a partial change ("nearly resolved"), not
         persistence ("has not cleared"), not visibility elsewhere ("not seen on the prior")."""
-        blanked = blank(lx.NO_CHANGE, seg) if "chang" in seg else seg
+        blanked = blank(lx.NO_CHANGE, seg) if self.may("stability") else seg
         for m in lx.NEGATION.finditer(blanked):
             word = _cue_word(m)
             if word in CHANGE:
@@ -217,7 +227,7 @@ class _Analysis:
             change = word in CHANGE or word.startswith("extubat")
             has_object = bool(content_words(low[c1:end]))
             before, start = self.forward_subject(a, c0, has_object, change)
-        kind = negated_kind(low[start:c0] + " " + low[c1:end], word)
+        kind = negated_kind(low[start:c0], low[c1:end], word)
         return [*before, _Part(kind, False, start, end), *self.clause(end, b)]
 
     def forward_subject(
@@ -339,8 +349,8 @@ def _combine(text: str, parts: list[_Part], index: list[int] | None) -> Assertio
 class RulesVerdict(NamedTuple):
     """The rules' assertion of a sentence, its prepared text, and whether the second opinion
     may overrule it (making it `other`): not when it is no finding, a finding a rule read
-    deliberately (partial change, borderline size, visibility elsewhere), or a finding part
-    beside negated, normal or other parts."""
+    deliberately (partial change, borderline size, visibility elsewhere), a finding part
+    beside negated, normal or other parts, or a sentence that starts with a device."""
 
     assertion: Assertion
     low: str
@@ -356,7 +366,10 @@ def assess_by_rules(text: str) -> RulesVerdict:
     # residual port tubing remains.") has its finding where the rules put it: the second
     # opinion, which reads whole sentences, would weigh the other parts' words.
     whole = said.kind == "finding" and all(p.kind == "finding" for p in parts)
-    return RulesVerdict(said, analysis.low, whole and not analysis.deliberate)
+    # A sentence that starts by naming a device states one: present is a finding whatever the
+    # words after it ("ECG electrodes are seen over the chest.", which it scored as other).
+    device = lx.DEVICE_LEAD.match(analysis.low) is not None
+    return RulesVerdict(said, analysis.low, whole and not analysis.deliberate and not device)
 
 
 @lru_cache(maxsize=16384)

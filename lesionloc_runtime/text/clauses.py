@@ -23,9 +23,14 @@ __all__ = [
 # Change cues: what they negate is gone, so always a specific finding.
 CHANGE = frozenset("resolved removed cleared discontinued resolution removal clearing pulled "
                    "withdrawn absorbed re-expanded reexpanded disappeared disappearance regression "
-                   "no-longer".split())
+                   "no-longer disappear disappears regressed".split())
 _HEAD = frozenset("process processes abnormality abnormalities disease diseases findings "
-                  "finding pathology change changes alteration alterations".split())
+                  "finding pathology change changes alteration alterations peculiarities peculiarity "
+                  "anomaly anomalies".split())
+# What an organ is said not to be, as a normal statement: "Heart not enlarged.", "Mediastinum
+# without widening.", "Mediastinum not shifted." (the subject is anatomy, not a finding).
+_DEVIATION = frozenset("enlarged enlarge enlargement widened widen widening shifted shift "
+                       "displaced displacement deviated deviation dilated dilatation".split())
 
 
 def prepare(text: str) -> tuple[str, list[int] | None]:
@@ -44,7 +49,10 @@ def prepare(text: str) -> tuple[str, list[int] | None]:
             chars.append(lower if len(lower) == 1 else c)  # a few lower-case to two ("İ")
             index.append(i)
         low = "".join(chars)
-    return spelling.correct(low, index, _known)
+    low, index = spelling.correct(low, index, _known)
+    if low.startswith("know ") and lx.FINDING_TERM.match(low, 5):
+        low = "no  " + low[4:]  # dictation: "Know pneumothorax." (same length: offsets hold)
+    return low, index
 
 
 def _known(word: str) -> bool:
@@ -103,12 +111,19 @@ def contrast(seg: str, cue: re.Match[str]) -> bool:
     return bool(after) and all(w in lx.ANATOMY for w in after)
 
 
-def negated_kind(words_text: str, cue: str) -> SentenceKind:
+def negated_kind(subject: str, negated: str, cue: str) -> SentenceKind:
     """"normal" when what is negated is no specific finding ("No acute cardiopulmonary
-    process", "Negative."), else "negated". Change cues always negate a finding."""
+    process", "Negative.") or the subject is an organ said not to deviate ("Heart not
+    enlarged.", but "No hilar enlargement." names a finding), else "negated"; `subject` is the
+    text before the cue, `negated` after it. Change cues always negate a finding."""
     if cue in CHANGE or cue.startswith("extubat"):
         return "negated"
-    words = content_words(words_text)
+    before, after = content_words(subject), content_words(negated)
+    deviation = content_words(negated.split(",")[0])  # "Heart not enlarged, mediastinum central."
+    if (deviation and all(w in _DEVIATION for w in deviation) and before and all(
+            w in lx.ANATOMY or w in lx.GENERIC or lx.NORMAL_CUE.fullmatch(w) for w in before)):
+        return "normal"
+    words = before + after
     nothing = lx.EXAM | lx.ADMIN | lx.EXAM_LABELS
     if (words or cue == "no") and cue not in ("negative", "neg") and all(
         w in nothing for w in words
@@ -116,9 +131,10 @@ def negated_kind(words_text: str, cue: str) -> SentenceKind:
         # Nothing negated at all ("GMC No. ___") or only exam words ("Lateral view not
         # obtained."): nothing about the image's content.
         return "other"
+    head = any(w in _HEAD for w in words)  # "findings" is also a header word: looked at first
     words = [w for w in words if w not in nothing]
     if all(w in lx.GENERIC for w in words) or (
-        all(w in lx.GENERIC or w in lx.ANATOMY for w in words) and any(w in _HEAD for w in words)
+        all(w in lx.GENERIC or w in lx.ANATOMY for w in words) and head
     ):
         return "normal"
     return "negated"

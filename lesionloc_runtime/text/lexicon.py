@@ -124,6 +124,13 @@ FINDING_TERM = re.compile(
     r"|\d+(?:\.\d+)?\s*(?:mm|cm)\b)",
 )
 
+# A device as what a sentence starts with ("ECG electrodes are seen over the chest."): a
+# finding the second opinion leaves alone, whatever wording follows.
+DEVICE_LEAD = re.compile(
+    r"\A\W*(?:[\w-]+\s+){0,2}?(?:electrodes?|leads?|wires?|pacemaker|pacer|defibrillator|icd|aicd"
+    r"|picc|catheters?|tubes?|lines?|clips?|stents?|drains?|ports?|ett|ngt|ogt|cvc)\b"
+)
+
 # Statements of normality. "clear" only as a predicate ("lungs are clear", "Lungs: clear").
 NORMAL_CUE = re.compile(
     r"\b(?:normal(?:ly)?|nml|nl|unremarkable|wnl|intact|preserved|sharp|midline|central(?!\s+(?:venous|line))|in\s+the\s+(?:midline|middle)|(?<!well\s)cent(?:red|ered)"
@@ -133,16 +140,32 @@ NORMAL_CUE = re.compile(
     r"|spaces?|angles?|recesses|bases|apices|zones)\s+clear"
     r"|clear\s+(?:lungs?|lung\s+fields|bilaterally|chest)|well[- ]?(?:expanded|aerated|inflated|ventilated)"
     r"|(?:clearly|well|sharply)[- ](?:defined|delineated|demarcated|outlined)"
-    r"|(?:less\s+than|under|below)\s*0?\.5\d?)\b"
+    r"|(?:less\s+than|under|below)\s*0?\.5\d?"
+    # Translated and regional phrasings: "Free costophrenic angles.", "Sinuses free.", "Lung
+    # fields are transparent.", "Roots are structural.", "Mediastinum of usual characteristics.",
+    # "Satisfactory chest x-ray appearances."
+    r"|free\s+(?:\w+\s+){0,2}?(?:costo|cardio)-?(?:phrenic|diaphragmatic)"
+    r"|(?:angles?|sinus(?:es)?|sulci|recess(?:es)?|cul-de-sacs?)\s+(?:(?:are|is|remain)\s+)?free"
+    r"|(?:are|is)\s+(?:\w+\s+)?(?:transparent|structural)|of\s+usual\s+\w+"
+    r"|usual\s+(?:characteristics|configuration|shape|appearance|size|position|form)"
+    r"|satisfactory\s+(?:[\w-]+\s+){0,3}?appearances?"
+    r"|(?:mediastin\w*|trachea|heart|diaphragm\w*|hemidiaphragm\w*|domes?|hila|hil(?:um|us))\b[^;.]{0,30}?"
+    r"\b(?:in\s+(?:place|(?:its\s+)?(?:usual|normal|typical)\s+(?:place|position|location))"
+    r"|(?:properly|normally|usually|typically)\s+(?:positioned|located|situated|placed)))\b"
 )
 # What a normal statement is about is no finding: "The hila are normal in size and density."
-NORMAL_ATTRIBUTE = re.compile(r"\bnormal\s+in\s+\w+(?:\s*(?:,|and|or)\s*\w+)*")
+NORMAL_ATTRIBUTE = re.compile(
+    r"\bnormal\s+in\s+\w+(?:\s*(?:,|and|or)\s*\w+)*|\bnormal\s+(?:size|shape|density|calibre"
+    r"|caliber|width|position|configuration|contour|transparency)(?:\s*(?:,|and|or)\s*\w+)*"
+    r"|\bfor\s+(?:the\s+)?(?:patient'?s\s+)?(?:age|post-?(?:operative|surgical)\s+(?:state|status))\b"
+)
 # "Lungs: clear", and "clear" left alone once "otherwise" or "essentially" is set aside.
 CLEAR_LABEL = re.compile(r":\s*clear\b|^\s*clear\b")
 
 # Sizes at the edge of normal are findings: "Heart size is top normal."
 BORDERLINE = re.compile(
-    r"\b(?:top|high|upper)[- ]normal\b|\bupper\s+(?:limits?|range|end)\s+of\s+normal\b"
+    r"\b(?:top|high|upper)[- ]normal\b"
+    r"|\b(?:upper|top|high)\s+(?:limits?|range|end)\s+of\s+(?:the\s+)?normal\b"
     r"|\bborderline\b"
 )
 
@@ -150,7 +173,7 @@ BORDERLINE = re.compile(
 NO_CHANGE = re.compile(
     r"\b(?:no|without)\s+(?:(?:significant|substantial|appreciable|definite|interval|relevant"
     r"|major|gross|radiographic|further|apparent|acute|new|other|obvious|cardiopulmonary"
-    r"|intrathoracic|pulmonary)\s+){0,3}changes?\b"
+    r"|intrathoracic|pulmonary)\s+){0,3}(?:changes?|dynamics|variations?)\b"
     r"|\bnot\s+(?:significantly\s+|substantially\s+)?changed\b"
 )
 STABILITY = re.compile(
@@ -191,14 +214,14 @@ REQUEST = re.compile(
     r"\A\W*(?:(?:the\s+)?(?:patient|pt)\s+is\s+an?\s+)?(?:\d+\s*)?-?\s*(?:year|yr)s?[- ]old\b"
     r"|\A\W*\d+\s*y/?o\b"
     r"|\A\W*(?:evaluate|eval|assess|rule\s+out|r/o|query\s+for|reason\s+for|history\s+of"
-    r"|hx\s+of|clinical\s+(?:details|notes|information|history|hx|indication|question|query)"
+    r"|hx\s+of|clinical\s+(?:details|notes|information|info|data|history|hx|indication|question|query)"
     r"|indications?|(?:gp\s+|ed\s+|clinical\s+)?(?:referral|requisition)|history|hx|reason"
     r"|question)\b(?!\s+answered)"
     # A history label or a history line's lead: "Occupation: coal miner.", "DOL 3, on CPAP.",
     # "POD 2, chest tubes out.", "Pre-op CXR prior to valve repair.", "Term infant, grunting."
     r"|\A\W*(?:clinical|occupation(?:al\s+history)?|purpose|request|advice|background"
     r"|presenting\s+complaint|investigation|exam(?:ination)?|procedure)\s*:"
-    r"|\A\W*(?:k/c/o|kco|known\s+case\s+of|background\s+of|pmh|refer(?:red)?\s+to)\b|\A\W*(?:dol|pod|day)\s*#?\d+\b(?!\s*:)"
+    r"|\A\W*(?:k/c/o|kco|known\s+case\s+of|background\s+of|pmh|refer(?:red)?\s+to|(?:medically\s+)?cleared\s+for)\b|\A\W*(?:dol|pod|day)\s*#?\d+\b(?!\s*:)"
     r"|\A\W*pre-?op(?:erative)?\s*(?:[,:]|(?:cxr|film|x-ray|radiograph|chest|assessment"
     r"|evaluation|work-?up)\s+(?:prior|for|before|ahead))"
     r"|\A\W*post-?op(?:erative)?\s+day\b|\A\W*(?:term|preterm|premature|ex-?\d+\s*(?:weeks?|wk))"
@@ -212,7 +235,8 @@ PURPOSE = re.compile(
     r"\b(?:requested|ordered|performed|obtained|done|taken)\s+(?:to|for)\s+(?:check|assess"
     r"|evaluate|confirm|exclude|rule\s+out|look|document|verify)\b"
     r"|(?:\A|,)\s*(?:rule\s+out|r/o|eval(?:uate)?\s+for|assess\s+for)\b|\b(?:hx|history)\s+of\b"
-    r"|\b\d{1,3}\s*(?:y/?o?\s*)?/\s*[mf]\b"  # age and sex: "72/F", "54 y/o / M"
+    r"|\b\d{1,3}\s*(?:y/?o?\s*)?/\s*[mf]\b"  # age and sex: "72/F", "54 y/o / M", "34 y/o M"
+    r"|\b\d{1,3}\s*(?:y/o|yo|yrs?)\s*,?\s*(?:[mf]|male|female|man|woman|boy|girl)\b"
 )
 # A diagnosis of what the image shows: administrative words in it ("Findings likely represent
 # transient tachypnoea of the newborn.") are part of the diagnosis, not a history line.
@@ -296,7 +320,8 @@ HEDGE = re.compile(
     r"|considerations)|raises?\s+(?:the\s+)?(?:possibility|concern)|raising\s+(?:the\s+)?"
     r"(?:possibility|concern)|(?:may|might|could|can)\s+(?:also\s+)?(?:represent|reflect|be"
     r"|indicate|relate|correspond|account|signify|suggest|mean)"
-    r"|(?:can\s?not|can't|could\s+not|not)\s+(?:entirely\s+|completely\s+)?(?:exclude|rule\s+out))\b"
+    r"|(?:can\s?not|can't|could\s+not|not)\s+(?:entirely\s+|completely\s+)?(?:exclude|rule\s+out)"
+    r"|consider)\b"
 )
 # A query mark before a word (British "?consolidation"), not after one.
 QUERY_MARK = re.compile(r"(?<![\w?])\?\s*(?=[a-z])")
@@ -311,8 +336,8 @@ _NOT_NEG = (
 NEGATION = re.compile(
     r"\b(?:no\s+longer|no(?!\.?\s*[\d#])|without|w/o|negative\s+for|free\s+of|clear\s+of|absence\s+of|absent|nil|neither"
     r"|nor|never|none|unlikely|not" + _NOT_NEG + r"|negative|resolution\s+of|resolved|absorbed|re-?expanded"
-    r"|disappeared|disappearance\s+of|(?<=complete\s)regression\s+of"
-    r"|removal\s+of|removed|clearing\s+of|cleared|extubat\w*|discontinued|ruled\s+out|pulled(?!\s+back)"
+    r"|disappear(?:ed|s)?|disappearance\s+of|(?<=complete\s)regression\s+of|(?<=completely\s)regressed"
+    r"|removal\s+of|removed|clearing\s+of|cleared(?!\s+for\b)|extubat\w*|discontinued|ruled\s+out|pulled(?!\s+back)"
     r"|(?:is|are|was|were|been)\s+excluded|neg"
     # "has been withdrawn." is gone; "withdrawn by 2 cm, now in the stomach" is repositioned.
     r"|withdrawn(?=\s*(?:$|[;,]|in\s+the\s+interval\b|since\b)))\b"
@@ -320,7 +345,8 @@ NEGATION = re.compile(
 # Cues that negate their subject: "Pleural effusions are not seen", "The tube was removed".
 BACKWARD = frozenset(
     "not absent none unlikely negative neg resolved removed cleared discontinued extubated pulled "
-    "withdrawn absorbed re-expanded reexpanded disappeared no-longer".split()
+    "withdrawn absorbed re-expanded reexpanded disappeared disappear disappears regressed "
+    "no-longer".split()
 )
 # Partial change is persistence: "near complete resolution", "has not completely cleared".
 PARTIAL = re.compile(

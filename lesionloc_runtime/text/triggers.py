@@ -36,24 +36,25 @@ TRIGGERS: dict[str, frozenset[str]] = {
                     "none unlikely resolution resolved removal removed clearing cleared "
                     "extubated extubation extubate extubating discontinued ruled excluded pulled "
                     "neg withdrawn absorbed expanded reexpanded disappeared disappearance longer "
-                    "regression",
+                    "regression disappear disappears regressed",
         "stability": "change changes changed stable stably unchanged unaltered similar similarly "
                      "persist persists persistent persisting persisted remain remains remained "
                      "remaining again redemonstrated demonstrated otherwise overall essentially "
-                     "grossly since from compared comparison",
+                     "grossly since from compared comparison dynamics variation variations",
         "normal": "normal normally nml nl unremarkable wnl nad intact preserved sharp midline central "
                   "free smooth fine healthy middle centred centered ventilated open natural axis "
                   "average "
                   "symmetric symmetrical within clear expanded aerated inflated defined "
-                  "delineated demarcated outlined than under below",
+                  "delineated demarcated outlined than under below place positioned located situated placed "
+                  "usual transparent structural satisfactory",
         "hedge": "possible possibly poss probable probably prob likely presumed presumably perhaps maybe "
                  "questionable questionably question equivocal suspicious concerning worrisome "
                  "suggestive suggest suggests suggesting suspect suspected possibility versus vs "
                  "query differential raise raises raising may might could can cannot exclude "
-                 "rule not",
+                 "rule not consider",
         "borderline": "top high upper borderline",
         "request": "requested ordered performed obtained done taken rule r eval evaluate assess "
-                   "hx history f m",
+                   "hx history f m y o yo yr yrs",
     }.items()
 }
 _TOKEN = re.compile(r"[a-z]+")

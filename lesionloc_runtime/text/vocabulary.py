@@ -59,7 +59,8 @@ GENERIC = words(
     "skeletal bone lung lungs process processes abnormality abnormalities abnormal disease "
     "diseases findings finding pathology change changes interval gross obvious major appreciable "
     "substantial focal cardiothoracic intra-thoracic abnl abn dz cardiopulm alteration alterations "
-    "pleuropulmonary"
+    "pleuropulmonary pathological pathologic sinister remarkable fresh peculiarities peculiarity "
+    "anomaly anomalies"
 )
 # Anatomy and location: "Stable mediastinal contours." says nothing abnormal.
 ANATOMY = words(
@@ -70,7 +71,8 @@ ANATOMY = words(
     "angles aorta chest wall thorax abdomen appearance appearances fields field zones zone "
     "cardiomediastinum right left bilateral bilaterally both upper lower mid middle lobe lobes "
     "base bases basal basilar apex apices apical perihilar retrocardiac lingula lingular midlung "
-    "medial anterior posterior normal parenchyma parenchymal space spaces pattern region regions"
+    "medial anterior posterior normal parenchyma parenchymal space spaces pattern region regions "
+    "cage skeleton aortic roots root shadow domes dome"
 )
 
 # Words before a change cue that belong to it: "Complete interval resolution of ..."
@@ -118,7 +120,7 @@ ADMIN = words(
     "form completed weight kg surveillance annual certification disabling disability compensation "
     "claim retroviral hiv serology sputum afb genexpert fev1 spirometry quantiferon asymptomatic "
     "transfusion transfused reassess obesity obese osa cpap bipap supervision valid medico-legal "
-    "medicolegal legal purpose revised"
+    "medicolegal legal purpose revised driver respiratory inmate intake checked proofread"
 )
 # Words a header or a reference is made of: content-free like exam words ("Impression: ...",
 # "END OF REPORT").
