@@ -463,6 +463,7 @@ KIND_CASES = {
         "Endotracheal tube in place.",
         "Heart size top end of normal.",
         "Consider pulmonary TB.",  # a diagnosis offered: a hedged finding ("Consider CT." is other)
+        "A calcified granuloma in the right lower zone is of no clinical significance.",
         "Stable small right effusion.",
         "No pneumothorax, but there is a small left pleural effusion.",
         "Pneumothorax cannot be excluded.",
@@ -506,6 +507,7 @@ KIND_CASES = {
         "Consolidation at left lower lobe has disappear.",
         "The infiltrate in the left lung has completely regressed.",
         "Status after extubation.",
+        "Right pleural effusion completely resorbed.",
         "Know pneumothorax.",  # speech recognition's "No"
         "No mediastinal shift.",
         "No new consolidation.",
@@ -542,6 +544,10 @@ KIND_CASES = {
         "Mediastinum of usual characteristics.",
         "Heart and aorta without peculiarities.",
         "Osseous skeleton without remarkable findings.",
+        "Trachea in median position.",
+        "Thymus prominent, normal for age.",
+        "Heart and aorta without features.",
+        "Conclusion: Chest X-ray without particularity.",
     ],
 }
 KIND_PARAMS = [(text, kind) for kind, texts in KIND_CASES.items() for text in texts]

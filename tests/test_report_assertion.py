@@ -62,6 +62,10 @@ CASES = {
         ("Chest.", "other", None), ("2 views.", "other", None),
         ("PA and lateral radiographs of the chest were obtained.", "other", None),
         ("Recommend CT for further evaluation.", "other", None), ("Consider CT.", "other", None),
+        # a history or advice label makes the whole line other, whatever its clauses name
+        ("Hx: 2 yo, choking episode while eating dried fish, ?FB.", "other", None),
+        ("Rec: CT not available locally; repeat film in 4 weeks if symptomatic.", "other", None),
+        ("Patient unable to stand; AP technique magnifies the heart.", "other", None),
         ("Findings discussed with Dr. ___ at 10:30.", "other", None),
         ("No prior studies for comparison.", "other", None),
         ("No significant interval change.", "other", None),

@@ -17,9 +17,10 @@ committed before it was first run, and judged the third round's rules; the fourt
 tuned on it. Held-out 7, 8 and 9 were written blind the same way, each by another author, in
 other styles (translated reports, whole reports with headers among them); each judged the
 rules and the second opinion (text/veto.py) of the round before, and 7, 8 and 9 were then
-tuned on. Held-out 10 and 11, written the same way, judged the seventh round (11 after 10
-was run) and the eighth was tuned on both; held-out 12, written the same way, judges the rules
-as they are. The figures at each part's first evaluation are in docs/reports.md."""
+tuned on. Held-out 10 and 11, written the same way, judged the seventh round (11 after 10 was
+run) and the eighth was tuned on both; held-out 12 judged the eighth and the ninth was tuned on
+it; held-out 13, written the same way, judges the rules as they are. The figures at each part's
+first evaluation are in docs/reports.md."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ PARTS = {"development": DATA / "report_corpus.jsonl",
          "held-out 9": DATA / "report_corpus_heldout9.jsonl",
          "held-out 10": DATA / "report_corpus_heldout10.jsonl",
          "held-out 11": DATA / "report_corpus_heldout11.jsonl",
-         "held-out 12": DATA / "report_corpus_heldout12.jsonl"}
+         "held-out 12": DATA / "report_corpus_heldout12.jsonl",
+         "held-out 13": DATA / "report_corpus_heldout13.jsonl"}
 GOALS = {"kind accuracy": (">=", 0.99), "missed findings": ("<=", 0.005),
          "heatmaps for non-findings": ("<=", 0.01)}
 
@@ -130,8 +132,8 @@ def meets(scores: Scores, goals: dict[str, tuple[str, float]]) -> list[str]:
     return missed
 
 
-@pytest.mark.parametrize("part", ["development", "held-out 1", "held-out 3", "held-out 10",
-                                  "held-out 11"])
+@pytest.mark.parametrize("part", ["development", "held-out 1", "held-out 3", "held-out 4",
+                                  "held-out 10", "held-out 11"])
 def test_corpus_meets_the_goals_of_issue_18(part, capsys):
     scores = score(load(part))
     with capsys.disabled():
@@ -141,23 +143,24 @@ def test_corpus_meets_the_goals_of_issue_18(part, capsys):
 
 # Parts that miss a goal, held at their current level: (kind accuracy, heatmaps for
 # non-findings). Held-out 2 keeps a label the convention reads otherwise ("Lines and tubes as
-# described." is other there; a sentence that starts with a device is a finding); held-out 4 has
-# administrative wording no list has ("Primary diagnostic code: minor abnormality.", "/es/
-# ___, M.D.") and held-out 5 a limitation that names a finding ("Limited by patient
+# described." is other there; a sentence that starts with a device is a finding); held-out 5
+# has a limitation that names a finding ("Limited by patient
 # positioning and kyphosis.") and negations of things no film shows ("No contraindication to
 # surgery ...", "The patient could not stand ..."). Held-out 6 (written blind by another
 # author) has report titles and plans that name a device or an operation ("PORTABLE CHEST,
 # POST CABG", "Mitral valve repair scheduled <DATE>."), a line quoting another report and
 # three calls the convention does not settle ("re-expanded", a nipple shadow, "Class A").
-LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 4": (0.975, 4 / 121),
+# Held-out 12 grounds nothing it should not but reads four normal statements as negations
+# ("Without evident pleuropulmonary lesions."); held-out 13 is the blind judge of the rules.
+LEVELS = {"held-out 2": (0.99, 1 / 62),
           "held-out 5": (0.98, 1 / 128), "held-out 6": (0.975, 4 / 306),
           "held-out 7": (0.96, 6 / 317), "held-out 8": (0.955, 3 / 339),
-          "held-out 9": (0.985, 2 / 267), "held-out 12": (0.95, 8 / 241)}
+          "held-out 9": (0.985, 2 / 267), "held-out 12": (0.985, 0.0),
+          "held-out 13": (0.96, 4 / 222)}
 # Findings missed, held at their level where a part misses the goal: held-out 8 labels a
-# clinical question as a hedged finding ("R/O pneumonia, LLL.", a request by the convention)
-# and has a device named in translated wording ("Lt. chemoport insertion state."); held-out
-# 12, the blind judge of the rules, misses one.
-MISSED_LEVELS = {"held-out 8": 2 / 203, "held-out 12": 1 / 151}
+# clinical question as a hedged finding ("R/O pneumonia, LLL.", a request by the
+# convention); held-out 13, the blind judge of the rules, misses five.
+MISSED_LEVELS = {"held-out 8": 1 / 203, "held-out 13": 5 / 152}
 
 
 @pytest.mark.parametrize("part", sorted(LEVELS))
@@ -186,7 +189,8 @@ def test_grounded_spans_and_uncertainty_agree_with_the_labels(part):
     scores = score(load(part))
     spans, flags = (0.98, 0.98) if part == "development" else (0.93, 0.97)
     spans = {"held-out 6": 0.88, "held-out 7": 0.92, "held-out 9": 0.88,
-             "held-out 10": 0.78, "held-out 11": 0.87, "held-out 12": 0.80}.get(part, spans)
-    flags = {"held-out 8": 0.96, "held-out 12": 0.96}.get(part, flags)
+             "held-out 10": 0.78, "held-out 11": 0.87, "held-out 12": 0.81,
+             "held-out 13": 0.80}.get(part, spans)
+    flags = {"held-out 8": 0.96, "held-out 12": 0.96, "held-out 13": 0.95}.get(part, flags)
     assert scores.spans[0] / scores.spans[1] >= spans, scores.table(part)
     assert scores.uncertain[0] / scores.uncertain[1] >= flags, scores.table(part)

@@ -51,6 +51,8 @@ _FILLER_TAIL = re.compile(
 )
 _AND = re.compile(r"\band\b")
 _OFFERED = re.compile(r"\W*(?:would\s+)?(?:suggest|consider)")
+_TO_ASSESS = re.compile(r"\bto\s+(?:assess|evaluate|exclude|rule\s+out|look|check)\b")
+_NO_SIGNIFICANCE = re.compile(r"\s+(?:\w+\s+)?(?:significance|consequence|concern)\b")
 _PLACEHOLDER_TAIL = re.compile(r"(?:\s*(?:" + lx.PLACEHOLDER.pattern + r"))+")
 _COORDINATORS = frozenset("and or with but nor".split())
 _VERB = frozenset("is are was were be been has have had remains remain appears appear seen "
@@ -87,6 +89,8 @@ class _Analysis:
         return group in self.hints
 
     def parts(self) -> list[_Part]:
+        if lx.OTHER_LABEL.match(self.low):
+            return [_Part("other", False, 0, len(self.low))]
         pos, out, joined = 0, [], False
         for m in lx.CLAUSE_BREAK.finditer(self.low):
             self.append(out, self.clause(pos, m.start()), joined)
@@ -169,7 +173,8 @@ class _Analysis:
         """The first recommendation cue that recommends: "Consider TB." offers a diagnosis (a
         hedged finding), "Consider CT." an action."""
         for m in lx.RECOMMENDATION.finditer(seg):
-            if not (_OFFERED.fullmatch(m.group()) and lx.FINDING_TERM.search(seg, m.end())):
+            if not (_OFFERED.fullmatch(m.group()) and lx.FINDING_TERM.search(seg, m.end())
+                    and not _TO_ASSESS.search(seg, m.end())):
                 return m
         return None
 
@@ -186,6 +191,10 @@ class _Analysis:
                     self.deliberate = True
                     continue
             elif word == "not" and (lx.VISIBILITY.match(seg, m.end()) or contrast(seg, m)):
+                self.deliberate = True
+                continue
+            elif word == "no" and _NO_SIGNIFICANCE.match(seg, m.end()):
+                # "A calcified granuloma of no clinical significance": what it qualifies stays
                 self.deliberate = True
                 continue
             return m

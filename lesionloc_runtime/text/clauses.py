@@ -23,10 +23,10 @@ __all__ = [
 # Change cues: what they negate is gone, so always a specific finding.
 CHANGE = frozenset("resolved removed cleared discontinued resolution removal clearing pulled "
                    "withdrawn absorbed re-expanded reexpanded disappeared disappearance regression "
-                   "no-longer disappear disappears regressed".split())
+                   "no-longer disappear disappears regressed resorbed reabsorbed".split())
 _HEAD = frozenset("process processes abnormality abnormalities disease diseases findings "
                   "finding pathology change changes alteration alterations peculiarities peculiarity "
-                  "anomaly anomalies".split())
+                  "anomaly anomalies particularity particularities".split())
 # What an organ is said not to be, as a normal statement: "Heart not enlarged.", "Mediastinum
 # without widening.", "Mediastinum not shifted." (the subject is anatomy, not a finding).
 _DEVIATION = frozenset("enlarged enlarge enlargement widened widen widening shifted shift "
@@ -120,9 +120,10 @@ def negated_kind(subject: str, negated: str, cue: str) -> SentenceKind:
         return "negated"
     before, after = content_words(subject), content_words(negated)
     deviation = content_words(negated.split(",")[0])  # "Heart not enlarged, mediastinum central."
-    if (deviation and all(w in _DEVIATION for w in deviation) and before and all(
-            w in lx.ANATOMY or w in lx.GENERIC or lx.NORMAL_CUE.fullmatch(w) for w in before)):
-        return "normal"
+    organ = bool(before) and all(
+        w in lx.ANATOMY or w in lx.GENERIC or lx.NORMAL_CUE.fullmatch(w) for w in before)
+    if organ and (not after or (deviation and all(w in _DEVIATION for w in deviation))):
+        return "normal"  # ... or nothing named: "Heart and aorta without features."
     words = before + after
     nothing = lx.EXAM | lx.ADMIN | lx.EXAM_LABELS
     if (words or cue == "no") and cue not in ("negative", "neg") and all(

@@ -148,6 +148,7 @@ NORMAL_CUE = re.compile(
     r"|(?:angles?|sinus(?:es)?|sulci|recess(?:es)?|cul-de-sacs?)\s+(?:(?:are|is|remain)\s+)?free"
     r"|(?:are|is)\s+(?:\w+\s+)?(?:transparent|structural)|of\s+usual\s+\w+"
     r"|usual\s+(?:characteristics|configuration|shape|appearance|size|position|form)"
+    r"|of\s+vascular\s+(?:aspect|appearance|structure)|in\s+(?:a\s+|the\s+)?median\s+(?:position|line)"
     r"|satisfactory\s+(?:[\w-]+\s+){0,3}?appearances?"
     r"|(?:mediastin\w*|trachea|heart|diaphragm\w*|hemidiaphragm\w*|domes?|hila|hil(?:um|us))\b[^;.]{0,30}?"
     r"\b(?:in\s+(?:place|(?:its\s+)?(?:usual|normal|typical)\s+(?:place|position|location))"
@@ -158,6 +159,8 @@ NORMAL_ATTRIBUTE = re.compile(
     r"\bnormal\s+in\s+\w+(?:\s*(?:,|and|or)\s*\w+)*|\bnormal\s+(?:size|shape|density|calibre"
     r"|caliber|width|position|configuration|contour|transparency)(?:\s*(?:,|and|or)\s*\w+)*"
     r"|\bfor\s+(?:the\s+)?(?:patient'?s\s+)?(?:age|post-?(?:operative|surgical)\s+(?:state|status))\b"
+    # "Thymus prominent, normal for age.": the size is called normal
+    r"|\b(?:prominent|large|enlarged)\b(?=[^.;]*\bnormal\s+for\s+(?:the\s+)?(?:patient'?s\s+)?age\b)"
 )
 # "Lungs: clear", and "clear" left alone once "otherwise" or "essentially" is set aside.
 CLEAR_LABEL = re.compile(r":\s*clear\b|^\s*clear\b")
@@ -200,7 +203,7 @@ RECOMMENDATION = re.compile(
     r"|(?:may|might|would|could)\s+be\s+(?:helpful|useful|of\s+value)"
     r"|if\s+clinically\s+(?:indicated|warranted)|as\s+clinically\s+indicated"
     r"|(?:suggest|consider)\s+(?:a\s+|an\s+)?(?:repeat|follow|further|dedicated|ct|cta|mri|pet"
-    r"|chest|cxr|radiograph|imaging|short|clinical|correlation|comparison|ultrasound|serial"
+    r"|chest|cxr|radiograph|imaging|short|clinical|correlation|comparison|ultrasound|us|serial"
     r"|obtaining|decubitus|lateral|pa|expiratory|inspiratory|advancing|withdrawing"
     r"|repositioning|retracting)"
     # An imperative at the start of a clause: "...; suggest advancing by 2 cm."
@@ -228,6 +231,13 @@ REQUEST = re.compile(
     r"\s+(?:\w+\s+)?(?:infant|baby|neonate|newborn|boy|girl)\b"
     # The clinical question after the exam's name, British style: "CXR PA: ?infection".
     r"|\A\W*(?:cxr|chest|x-ray|xray|film|radiograph)\b[^:?]{0,20}:\s*\?"
+)
+# A label that makes a whole sentence other, whatever its clauses say: "Hx: 2 yo, choking
+# episode while eating, ?FB.", "Rec: CT not available; repeat film in 4 weeks."
+OTHER_LABEL = re.compile(
+    r"\A\W*(?:hx|history|clinical\s+(?:history|details|data|information|info|indication|notes"
+    r"|question)|indications?|reason\s+for\s+(?:exam|examination|study|request|referral)|recs?"
+    r"|recommendations?|plan|advice)\s*:"
 )
 # Why the film was taken, anywhere in a clause: "CXR requested to check ETT position.",
 # "Chest pain, rule out pneumonia.", "Pt has hx of CHF."
@@ -266,9 +276,9 @@ EXAM_NAME = re.compile(
 LIMITATION = re.compile(
     r"\b(?:limit(?:ed|ing|ation|ations)|(?<!normal\s)limits(?!\s+of\s+normal)|suboptimal|degraded|underpenetrated"
     r"|overpenetrated|lordotic|rotat(?:ed|ion)|motion|body\s+habitus|positioning|poorly\s+inspired"
-    r"|(?:under|over)-?exposed"
+    r"|(?:under|over)-?exposed|magnif(?:y|ies|ied|ication)|blurr(?:ed|ing)"
     r"|not\s+(?:(?:fully|entirely|well)\s+)?(?:included|imaged|assessed|evaluated)"
-    r"|partially\s+(?:imaged|excluded|included|visualized)|excluded\s+from"
+    r"|partially\s+(?:imaged|excluded|included|visualized|obscured)|excluded\s+from"
     r"|(?:cannot|can\s?not|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:\w+ly\s+)?(?:assess|evaluat)\w*"
     r"|field\s+of\s+view|obscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body|arms?"
     r"|motion|external|monitoring|breast))\b"
@@ -280,7 +290,8 @@ HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s
 # What a limitation names that is no finding: "obscured by overlying soft tissue".
 TECHNIQUE_OBSCURING = re.compile(r"\bobscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body"
                                  r"|arms?|motion|external|monitoring|breast)\b[^,;]*"
-                                 r"|\boverlying\s+(?:monitoring|ecg|ekg|external)\b[^,;]*")
+                                 r"|\boverlying\s+(?:monitoring|ecg|ekg|external)\b[^,;]*"
+                                 r"|\b(?:partially|partly)\s+obscured\s*\Z")
 COMPARISON_LEAD = re.compile(
     r"\A\W*(?:(?:as|when)\s+)?(?:compared|comparing|comparison|in\s+comparison|relative)\s+(?:to|with)"
     r"\b[^,;]*,|\A\W*since\s+(?:the\s+)?(?:prior|previous|last|___)\b[^,;]*,"
@@ -335,7 +346,8 @@ _NOT_NEG = (
 )
 NEGATION = re.compile(
     r"\b(?:no\s+longer|no(?!\.?\s*[\d#])|without|w/o|negative\s+for|free\s+of|clear\s+of|absence\s+of|absent|nil|neither"
-    r"|nor|never|none|unlikely|not" + _NOT_NEG + r"|negative|resolution\s+of|resolved|absorbed|re-?expanded"
+    r"|nor|never|none|unlikely|not" + _NOT_NEG + r"|negative|resolution\s+of|resolved|(?:re)?absorbed"
+    r"|resorbed|re-?expanded"
     r"|disappear(?:ed|s)?|disappearance\s+of|(?<=complete\s)regression\s+of|(?<=completely\s)regressed"
     r"|removal\s+of|removed|clearing\s+of|cleared(?!\s+for\b)|extubat\w*|discontinued|ruled\s+out|pulled(?!\s+back)"
     r"|(?:is|are|was|were|been)\s+excluded|neg"
@@ -345,7 +357,8 @@ NEGATION = re.compile(
 # Cues that negate their subject: "Pleural effusions are not seen", "The tube was removed".
 BACKWARD = frozenset(
     "not absent none unlikely negative neg resolved removed cleared discontinued extubated pulled "
-    "withdrawn absorbed re-expanded reexpanded disappeared disappear disappears regressed "
+    "withdrawn absorbed reabsorbed resorbed re-expanded reexpanded disappeared disappear disappears "
+    "regressed "
     "no-longer".split()
 )
 # Partial change is persistence: "near complete resolution", "has not completely cleared".

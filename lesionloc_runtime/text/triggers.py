@@ -28,7 +28,8 @@ TRIGGERS: dict[str, frozenset[str]] = {
                       "positioning included imaged assessed evaluated partially excluded assess "
                       "assessment evaluate evaluation evaluating assessing field obscured "
                       "missed underestimated occult inapparent appreciated seen detected visible apparent "
-                      "underexposed overexposed under over exposed "
+                      "underexposed overexposed under over exposed magnify magnifies magnified "
+                      "magnification blurred blurring obscured "
                       "evident",
         "hedge_back": "excluded exclude ruled rule possible likely probable suspected questioned "
                       "favored favoured consideration possibility considered present",
@@ -36,7 +37,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                     "none unlikely resolution resolved removal removed clearing cleared "
                     "extubated extubation extubate extubating discontinued ruled excluded pulled "
                     "neg withdrawn absorbed expanded reexpanded disappeared disappearance longer "
-                    "regression disappear disappears regressed",
+                    "regression disappear disappears regressed reabsorbed resorbed",
         "stability": "change changes changed stable stably unchanged unaltered similar similarly "
                      "persist persists persistent persisting persisted remain remains remained "
                      "remaining again redemonstrated demonstrated otherwise overall essentially "
@@ -46,7 +47,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                   "average "
                   "symmetric symmetrical within clear expanded aerated inflated defined "
                   "delineated demarcated outlined than under below place positioned located situated placed "
-                  "usual transparent structural satisfactory",
+                  "usual transparent structural satisfactory vascular median",
         "hedge": "possible possibly poss probable probably prob likely presumed presumably perhaps maybe "
                  "questionable questionably question equivocal suspicious concerning worrisome "
                  "suggestive suggest suggests suggesting suspect suspected possibility versus vs "

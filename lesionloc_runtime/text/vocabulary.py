@@ -34,7 +34,7 @@ FILLER = words(
     "evidence sign signs feature features any some overall redemonstrated re-demonstrated status "
     "post s/p since when both appears appear appearing seems interval previously currently "
     "through demonstrate reveal reveals revealed display displays per i we you he she they my see "
-    "sees saw our his her"
+    "sees saw our his her period"
 )
 # Exam names, views, technique, comparison and time words: a clause made only of these (and
 # filler) has nothing on the image to localize.
@@ -60,7 +60,7 @@ GENERIC = words(
     "diseases findings finding pathology change changes interval gross obvious major appreciable "
     "substantial focal cardiothoracic intra-thoracic abnl abn dz cardiopulm alteration alterations "
     "pleuropulmonary pathological pathologic sinister remarkable fresh peculiarities peculiarity "
-    "anomaly anomalies"
+    "anomaly anomalies particularity particularities organs"
 )
 # Anatomy and location: "Stable mediastinal contours." says nothing abnormal.
 ANATOMY = words(
@@ -72,7 +72,7 @@ ANATOMY = words(
     "cardiomediastinum right left bilateral bilaterally both upper lower mid middle lobe lobes "
     "base bases basal basilar apex apices apical perihilar retrocardiac lingula lingular midlung "
     "medial anterior posterior normal parenchyma parenchymal space spaces pattern region regions "
-    "cage skeleton aortic roots root shadow domes dome"
+    "cage skeleton aortic roots root shadow domes dome hili thymus thymic"
 )
 
 # Words before a change cue that belong to it: "Complete interval resolution of ..."
@@ -120,7 +120,8 @@ ADMIN = words(
     "form completed weight kg surveillance annual certification disabling disability compensation "
     "claim retroviral hiv serology sputum afb genexpert fev1 spirometry quantiferon asymptomatic "
     "transfusion transfused reassess obesity obese osa cpap bipap supervision valid medico-legal "
-    "medicolegal legal purpose revised driver respiratory inmate intake checked proofread"
+    "medicolegal legal purpose revised driver respiratory inmate intake checked proofread "
+    "able hold breath"
 )
 # Words a header or a reference is made of: content-free like exam words ("Impression: ...",
 # "END OF REPORT").
