@@ -464,6 +464,9 @@ KIND_CASES = {
         "Heart size top end of normal.",
         "Consider pulmonary TB.",  # a diagnosis offered: a hedged finding ("Consider CT." is other)
         "A calcified granuloma in the right lower zone is of no clinical significance.",
+        "Trachea pulled to the left.",  # anatomy pulled; a tube "has been pulled" is gone
+        "Heart size upper normal, stable.",
+        "A 9 mm nodular opacity in the left mid zone, not seen on the 2019 study.",
         "Stable small right effusion.",
         "No pneumothorax, but there is a small left pleural effusion.",
         "Pneumothorax cannot be excluded.",
@@ -508,6 +511,7 @@ KIND_CASES = {
         "The infiltrate in the left lung has completely regressed.",
         "Status after extubation.",
         "Right pleural effusion completely resorbed.",
+        "ICC out, no re-accumulation of pneumothorax.",  # the drain taken out
         "Know pneumothorax.",  # speech recognition's "No"
         "No mediastinal shift.",
         "No new consolidation.",
@@ -545,6 +549,10 @@ KIND_CASES = {
         "Heart and aorta without peculiarities.",
         "Osseous skeleton without remarkable findings.",
         "Trachea in median position.",
+        "Impression colon no acute process.",  # dictated punctuation
+        "Pulmonary fields of regular transparency.",
+        "Pulmonary drawing not increased.",
+        "Conclusion: Lung finding without acute changes.",
         "Thymus prominent, normal for age.",
         "Heart and aorta without features.",
         "Conclusion: Chest X-ray without particularity.",

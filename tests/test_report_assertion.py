@@ -66,6 +66,13 @@ CASES = {
         ("Hx: 2 yo, choking episode while eating dried fish, ?FB.", "other", None),
         ("Rec: CT not available locally; repeat film in 4 weeks if symptomatic.", "other", None),
         ("Patient unable to stand; AP technique magnifies the heart.", "other", None),
+        ("Compare with film last month: lesion bigger.", "finding", "lesion bigger."),
+        ("Sputum samples for AFB and referral to the TB nurse are advised.", "other", None),
+        ("Scapulae overlie the lung fields.", "other", None),
+        ("Old films not available.", "other", None),
+        ("Lungs PA.", "other", None),
+        ("Interval resolution of the right lower lobe opacity with new patchy left lower lobe "
+         "opacity.", "finding", "new patchy left lower lobe opacity."),
         ("Findings discussed with Dr. ___ at 10:30.", "other", None),
         ("No prior studies for comparison.", "other", None),
         ("No significant interval change.", "other", None),

@@ -19,7 +19,8 @@ other styles (translated reports, whole reports with headers among them); each j
 rules and the second opinion (text/veto.py) of the round before, and 7, 8 and 9 were then
 tuned on. Held-out 10 and 11, written the same way, judged the seventh round (11 after 10 was
 run) and the eighth was tuned on both; held-out 12 judged the eighth and the ninth was tuned on
-it; held-out 13, written the same way, judges the rules as they are. The figures at each part's
+it, held-out 13 the ninth (the tenth was tuned on it) and held-out 14 the tenth (the eleventh
+was tuned on it). The figures at each part's
 first evaluation are in docs/reports.md."""
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ PARTS = {"development": DATA / "report_corpus.jsonl",
          "held-out 10": DATA / "report_corpus_heldout10.jsonl",
          "held-out 11": DATA / "report_corpus_heldout11.jsonl",
          "held-out 12": DATA / "report_corpus_heldout12.jsonl",
-         "held-out 13": DATA / "report_corpus_heldout13.jsonl"}
+         "held-out 13": DATA / "report_corpus_heldout13.jsonl",
+         "held-out 14": DATA / "report_corpus_heldout14.jsonl"}
 GOALS = {"kind accuracy": (">=", 0.99), "missed findings": ("<=", 0.005),
          "heatmaps for non-findings": ("<=", 0.01)}
 
@@ -133,7 +135,7 @@ def meets(scores: Scores, goals: dict[str, tuple[str, float]]) -> list[str]:
 
 
 @pytest.mark.parametrize("part", ["development", "held-out 1", "held-out 3", "held-out 4",
-                                  "held-out 10", "held-out 11"])
+                                  "held-out 10", "held-out 11", "held-out 13", "held-out 14"])
 def test_corpus_meets_the_goals_of_issue_18(part, capsys):
     scores = score(load(part))
     with capsys.disabled():
@@ -151,16 +153,15 @@ def test_corpus_meets_the_goals_of_issue_18(part, capsys):
 # POST CABG", "Mitral valve repair scheduled <DATE>."), a line quoting another report and
 # three calls the convention does not settle ("re-expanded", a nipple shadow, "Class A").
 # Held-out 12 grounds nothing it should not but reads four normal statements as negations
-# ("Without evident pleuropulmonary lesions."); held-out 13 is the blind judge of the rules.
+# ("Without evident pleuropulmonary lesions.").
 LEVELS = {"held-out 2": (0.99, 1 / 62),
           "held-out 5": (0.98, 1 / 128), "held-out 6": (0.975, 4 / 306),
           "held-out 7": (0.96, 6 / 317), "held-out 8": (0.955, 3 / 339),
-          "held-out 9": (0.985, 2 / 267), "held-out 12": (0.985, 0.0),
-          "held-out 13": (0.96, 4 / 222)}
+          "held-out 9": (0.985, 2 / 267), "held-out 12": (0.985, 0.0)}
 # Findings missed, held at their level where a part misses the goal: held-out 8 labels a
 # clinical question as a hedged finding ("R/O pneumonia, LLL.", a request by the
-# convention); held-out 13, the blind judge of the rules, misses five.
-MISSED_LEVELS = {"held-out 8": 1 / 203, "held-out 13": 5 / 152}
+# convention).
+MISSED_LEVELS = {"held-out 8": 1 / 203}
 
 
 @pytest.mark.parametrize("part", sorted(LEVELS))
@@ -178,19 +179,19 @@ def test_parts_below_a_goal_miss_no_finding_and_stay_at_their_level(part, capsys
 @pytest.mark.parametrize("part", list(PARTS))
 def test_grounded_spans_and_uncertainty_agree_with_the_labels(part):
     """Held-out 2's labels keep a recommendation or a normal clause in five spans, which the
-    convention leaves out (73 of 78 agree); held-out 5 has two hedges no cue knows
-    ("Cannot totally rule out", "Considerations:"): 78 of 80 flags agree. Held-out 6,
-    7, 9, 10, 11 and 12's labellers left heading labels ("IMPRESSION:", "Lungs:", "Devices:")
-    and trailing comparison or advice clauses out of spans, which the convention keeps (156 of
-    177, 195 of 211, 144 of 161, 121 of 154, 137 of 156, 122 of 151 agree); held-out 8's marks
-    "suggestive of" and "r/o" in mid-sentence as hedges where a finding was named first (196 of
-    203 flags agree), held-out 12 hedges no cue knows ("suspicion of", "in favor of", "is
-    suspected in": 145 of 151)."""
+    convention leaves out (73 of 78 agree); held-out 5 has two hedges no cue knows ("Cannot
+    totally rule out", "Considerations:"): 78 of 80 flags agree. Held-out 6, 7, 9, 10, 11, 12,
+    13 and 14's labellers left heading labels ("IMPRESSION:", "Lungs:", "Devices:") and
+    trailing comparison or advice clauses out of spans, which the convention keeps (156 of 177,
+    195 of 211, 144 of 161, 122 of 154, 137 of 156, 123 of 151, 128 of 152, 130 of 143 agree);
+    held-out 8's marks "suggestive of" and "r/o" in mid-sentence as hedges where a finding was
+    named first (196 of 203 flags agree), held-out 12 hedges no cue knows ("suspicion of", "in
+    favor of", "is suspected in": 145 of 151)."""
     scores = score(load(part))
     spans, flags = (0.98, 0.98) if part == "development" else (0.93, 0.97)
     spans = {"held-out 6": 0.88, "held-out 7": 0.92, "held-out 9": 0.88,
              "held-out 10": 0.78, "held-out 11": 0.87, "held-out 12": 0.81,
-             "held-out 13": 0.80}.get(part, spans)
-    flags = {"held-out 8": 0.96, "held-out 12": 0.96, "held-out 13": 0.95}.get(part, flags)
+             "held-out 13": 0.84, "held-out 14": 0.90}.get(part, spans)
+    flags = {"held-out 8": 0.96, "held-out 12": 0.96}.get(part, flags)
     assert scores.spans[0] / scores.spans[1] >= spans, scores.table(part)
     assert scores.uncertain[0] / scores.uncertain[1] >= flags, scores.table(part)

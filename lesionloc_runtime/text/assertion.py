@@ -51,6 +51,10 @@ _FILLER_TAIL = re.compile(
 )
 _AND = re.compile(r"\band\b")
 _OFFERED = re.compile(r"\W*(?:would\s+)?(?:suggest|consider)")
+# What advice names when it starts a clause: a test or an action, not a finding.
+_TESTS = frozenset("sputum samples sample referral biopsy bronchoscopy consultation review ct cta "
+                   "mri pet ultrasound us echocardiography echo spirometry".split())
+_NO_CHANGE_WORD = re.compile(r"chang|dynamics|variation")
 _TO_ASSESS = re.compile(r"\bto\s+(?:assess|evaluate|exclude|rule\s+out|look|check)\b")
 _NO_SIGNIFICANCE = re.compile(r"\s+(?:\w+\s+)?(?:significance|consequence|concern)\b")
 _PLACEHOLDER_TAIL = re.compile(r"(?:\s*(?:" + lx.PLACEHOLDER.pattern + r"))+")
@@ -160,6 +164,9 @@ class _Analysis:
                 return 0
             cue = min(m.start() for m in hits)
             start = seg.rfind(",", 0, cue) + 1
+            first = content_words(seg[start:cue])[:1]
+            if first and first[0] in _TESTS and any(m.re is lx.RECOMMENDATION for m in hits):
+                return start  # "Sputum samples for AFB ... are advised": the advice names a test
             if lx.FINDING_TERM.search(seg, start, cue):  # "8 mm nodule for which CT is advised"
                 return cue
             return start
@@ -181,7 +188,7 @@ class _Analysis:
     def negation(self, seg: str) -> re.Match[str] | None:
         """The first negation cue that negates: not a partial change ("nearly resolved"), not
         persistence ("has not cleared"), not visibility elsewhere ("not seen on the prior")."""
-        blanked = blank(lx.NO_CHANGE, seg) if self.may("stability") else seg
+        blanked = blank(lx.NO_CHANGE, seg) if _NO_CHANGE_WORD.search(seg) else seg
         for m in lx.NEGATION.finditer(blanked):
             word = _cue_word(m)
             if word in CHANGE:
@@ -269,7 +276,7 @@ class _Analysis:
             return (self.clause(a, a + comma), a + comma + 1) if comma >= 0 else ([], a)
         words = content_words(pre)
         if not lx.FINDING_TERM.search(pre) and all(
-            w in lx.ANATOMY or w in lx.GENERIC or w in lx.EXAM for w in words
+            w in lx.ANATOMY or w in lx.GENERIC or w in lx.EXAM or w in lx.EXAM_LABELS for w in words
         ):
             return [], a  # "Lungs without consolidation": the place is what the negation is about
         return self.clause(a, c0), c0
@@ -294,7 +301,9 @@ class _Analysis:
             return [] if seg.split()[0] in _VERB else [_Part("other", False, a, b)]
         if about_the_exam(seg, core, words):
             return [_Part("other", False, a, b)]
-        if stable and all(w in lx.ANATOMY or w in lx.GENERIC or w in lx.EXAM for w in words):
+        if stable and not borderline and all(
+                w in lx.ANATOMY or w in lx.GENERIC or w in lx.EXAM or w in lx.EXAM_LABELS
+                for w in words):
             return [_Part("normal", False, a, b)]
         return [_Part("finding", self.hedged(core), a, b)]
 

@@ -23,14 +23,18 @@ __all__ = [
 # Change cues: what they negate is gone, so always a specific finding.
 CHANGE = frozenset("resolved removed cleared discontinued resolution removal clearing pulled "
                    "withdrawn absorbed re-expanded reexpanded disappeared disappearance regression "
-                   "no-longer disappear disappears regressed resorbed reabsorbed".split())
+                   "no-longer disappear disappears regressed resorbed reabsorbed out".split())
 _HEAD = frozenset("process processes abnormality abnormalities disease diseases findings "
                   "finding pathology change changes alteration alterations peculiarities peculiarity "
                   "anomaly anomalies particularity particularities".split())
 # What an organ is said not to be, as a normal statement: "Heart not enlarged.", "Mediastinum
 # without widening.", "Mediastinum not shifted." (the subject is anatomy, not a finding).
 _DEVIATION = frozenset("enlarged enlarge enlargement widened widen widening shifted shift "
-                       "displaced displacement deviated deviation dilated dilatation".split())
+                       "displaced displacement deviated deviation dilated dilatation increased".split())
+
+
+_DICTATED_COLON = re.compile(r"\b(impression|findings|conclusion|comparison|history|indication"
+                             r"|technique|clinical\s+history)\s+colon\b")
 
 
 def prepare(text: str) -> tuple[str, list[int] | None]:
@@ -50,6 +54,9 @@ def prepare(text: str) -> tuple[str, list[int] | None]:
             index.append(i)
         low = "".join(chars)
     low, index = spelling.correct(low, index, _known)
+    if " colon" in low:  # dictated punctuation: "Impression colon no acute process."
+        low = _DICTATED_COLON.sub(
+            lambda m: m.group(1) + ":" + " " * (len(m.group()) - len(m.group(1)) - 1), low)
     if low.startswith("know ") and lx.FINDING_TERM.match(low, 5):
         low = "no  " + low[4:]  # dictation: "Know pneumothorax." (same length: offsets hold)
     return low, index

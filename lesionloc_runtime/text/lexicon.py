@@ -121,7 +121,7 @@ FINDING_TERM = re.compile(
     r"|(?![a-z]*gnosis)[a-z]+(?:omas?|omata|itis|osis|ectasis|megaly|ectomy|otomy|ostomy"
     r"|plasty|cele|pathy|rrhage|trophy|plasia)\b"
     # A measurement describes something on the film: "ETT 4 cm above the carina".
-    r"|\d+(?:\.\d+)?\s*(?:mm|cm)\b)",
+    r"|\d+(?:\.\d+)?\s*(?:mm|cm)\b|narrowing)",
 )
 
 # A device as what a sentence starts with ("ECG electrodes are seen over the chest."): a
@@ -149,6 +149,8 @@ NORMAL_CUE = re.compile(
     r"|(?:are|is)\s+(?:\w+\s+)?(?:transparent|structural)|of\s+usual\s+\w+"
     r"|usual\s+(?:characteristics|configuration|shape|appearance|size|position|form)"
     r"|of\s+vascular\s+(?:aspect|appearance|structure)|in\s+(?:a\s+|the\s+)?median\s+(?:position|line)"
+    r"|(?:normal|usual|preserved|adequate|regular)\s+transparency|:\s*cent(?:er|re)\b|integrity\s+of\b"
+    r"|structural(?=\s*(?:[,.;]|\Z))|clear\s+contours?|contours?\s+(?:are\s+)?clear"
     r"|satisfactory\s+(?:[\w-]+\s+){0,3}?appearances?"
     r"|(?:mediastin\w*|trachea|heart|diaphragm\w*|hemidiaphragm\w*|domes?|hila|hil(?:um|us))\b[^;.]{0,30}?"
     r"\b(?:in\s+(?:place|(?:its\s+)?(?:usual|normal|typical)\s+(?:place|position|location))"
@@ -181,7 +183,7 @@ NO_CHANGE = re.compile(
 )
 STABILITY = re.compile(
     NO_CHANGE.pattern + r"|\b(?:little|minimal|slight|minor)\s+(?:interval\s+)?change\b"
-    r"|\b(?:stable|stably|unchanged|unaltered|similar(?:ly)?|persist(?:s|ent|ing|ed)?|remain(?:s|ed|ing)?|again|redemonstrated"
+    r"|\b(?:stable|stably|stationary|unchanged|unaltered|similar(?:ly)?|persist(?:s|ent|ing|ed)?|remain(?:s|ed|ing)?|again|redemonstrated"
     r"|re-demonstrated|otherwise|overall|essentially|grossly|since|from|compared|comparison)\b"
 )
 # Cues that make a clause "other" (nothing on the image): communication, recommendation,
@@ -237,7 +239,8 @@ REQUEST = re.compile(
 OTHER_LABEL = re.compile(
     r"\A\W*(?:hx|history|clinical\s+(?:history|details|data|information|info|indication|notes"
     r"|question)|indications?|reason\s+for\s+(?:exam|examination|study|request|referral)|recs?"
-    r"|recommendations?|plan|advice)\s*:"
+    r"|recommendations?|plan|advice|(?:referral|referring|provisional|working|clinical)\s+diagnosis"
+    r"|diagnosis\s+(?:at|on)\s+referral)\s*:"
 )
 # Why the film was taken, anywhere in a clause: "CXR requested to check ETT position.",
 # "Chest pain, rule out pneumonia.", "Pt has hx of CHF."
@@ -271,12 +274,13 @@ COMPARING = re.compile(r"\A\W*(?:compared|comparing|comparative|comparison|in\s+
 EXAM_NAME = re.compile(
     r"\A(?![^,;]*\b(?:on|in|at|of|with|from|by|over|within|since|than|to|into|is|are|was|were"
     r"|has|have|shows?|seen|projects?|projecting|noted)\b)[^,;]*\b(?:film|radiograph|x-ray|xray"
-    r"|cxr|view|views|study|exam|examination|projection|series)\Z"
+    r"|cxr|view|views|study|exam|examination|projection|series|pa|ap)\Z"
 )
 LIMITATION = re.compile(
     r"\b(?:limit(?:ed|ing|ation|ations)|(?<!normal\s)limits(?!\s+of\s+normal)|suboptimal|degraded|underpenetrated"
     r"|overpenetrated|lordotic|rotat(?:ed|ion)|motion|body\s+habitus|positioning|poorly\s+inspired"
     r"|(?:under|over)-?exposed|magnif(?:y|ies|ied|ication)|blurr(?:ed|ing)"
+    r"|scapula(?:e|s|r)?\b[^,;]*\b(?:overl(?:ie|ies|ying|ap)|project)"
     r"|not\s+(?:(?:fully|entirely|well)\s+)?(?:included|imaged|assessed|evaluated)"
     r"|partially\s+(?:imaged|excluded|included|visualized|obscured)|excluded\s+from"
     r"|(?:cannot|can\s?not|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:\w+ly\s+)?(?:assess|evaluat)\w*"
@@ -293,8 +297,8 @@ TECHNIQUE_OBSCURING = re.compile(r"\bobscured\s+by\s+(?:the\s+)?(?:overlying|pat
                                  r"|\boverlying\s+(?:monitoring|ecg|ekg|external)\b[^,;]*"
                                  r"|\b(?:partially|partly)\s+obscured\s*\Z")
 COMPARISON_LEAD = re.compile(
-    r"\A\W*(?:(?:as|when)\s+)?(?:compared|comparing|comparison|in\s+comparison|relative)\s+(?:to|with)"
-    r"\b[^,;]*,|\A\W*since\s+(?:the\s+)?(?:prior|previous|last|___)\b[^,;]*,"
+    r"\A\W*(?:(?:as|when)\s+)?(?:compared?|comparing|comparison|in\s+comparison|relative)\s+(?:to|with)"
+    r"\b[^,;:]*[,:]|\A\W*since\s+(?:the\s+)?(?:prior|previous|last|___)\b[^,;]*,"
 )
 NO_PRIOR = re.compile(
     r"\bno\s+(?:prior|previous|old|outside|comparison)\s+(?:\w+\s+){0,2}?(?:stud|exam|film"
@@ -302,6 +306,7 @@ NO_PRIOR = re.compile(
     r"|\b(?:comparisons?|prior|previous|priors)\s*:?\s*(?:none|not\s+available|n/a|nil)\b"
     r"|\b(?:prior|previous|old|outside|comparison)\s+(?:\w+\s+){0,3}?(?:is|are|was|were)\s+not"
     r"\s+available|\bnot\s+available\s+for\s+comparison"
+    r"|\b(?:prior|previous|old|outside|comparative)\s+(?:[\w-]+\s+){0,4}?not\s+available\b"
 )
 
 # Clause boundaries: negation and hedging never cross them.
@@ -349,7 +354,11 @@ NEGATION = re.compile(
     r"|nor|never|none|unlikely|not" + _NOT_NEG + r"|negative|resolution\s+of|resolved|(?:re)?absorbed"
     r"|resorbed|re-?expanded"
     r"|disappear(?:ed|s)?|disappearance\s+of|(?<=complete\s)regression\s+of|(?<=completely\s)regressed"
-    r"|removal\s+of|removed|clearing\s+of|cleared(?!\s+for\b)|extubat\w*|discontinued|ruled\s+out|pulled(?!\s+back)"
+    r"|removal\s+of|removed|clearing\s+of|cleared(?!\s+for\b)|extubat\w*|discontinued|ruled\s+out"
+    # a device taken out: "ICC out, no re-accumulation of pneumothorax."
+    r"|(?:(?<=tube\s)|(?<=tubes\s)|(?<=drain\s)|(?<=drains\s)|(?<=icc\s)|(?<=ett\s)|(?<=ngt\s)"
+    r"|(?<=line\s)|(?<=catheter\s)|(?<=picc\s))out(?=\s*(?:[,;.]|\Z))"
+    r"|pulled(?!\s+(?:back|to|towards?|up|down|over|across)\b)"
     r"|(?:is|are|was|were|been)\s+excluded|neg"
     # "has been withdrawn." is gone; "withdrawn by 2 cm, now in the stomach" is repositioned.
     r"|withdrawn(?=\s*(?:$|[;,]|in\s+the\s+interval\b|since\b)))\b"
@@ -358,7 +367,7 @@ NEGATION = re.compile(
 BACKWARD = frozenset(
     "not absent none unlikely negative neg resolved removed cleared discontinued extubated pulled "
     "withdrawn absorbed reabsorbed resorbed re-expanded reexpanded disappeared disappear disappears "
-    "regressed "
+    "regressed out "
     "no-longer".split()
 )
 # Partial change is persistence: "near complete resolution", "has not completely cleared".
@@ -374,7 +383,8 @@ VISIBILITY = re.compile(
     r"|identified|evident|present|appreciated|demonstrated|visible|apparent|detected"
     r"|delineated|defined|assessed)\b(?:\s+as\b)?(?:\s+(?:on|in|at|with)\s+(?:the\s+|this\s+"
     r"|a\s+|an\s+|any\s+)?(?:prior|previous|earlier|preceding|old|older|outside|lateral"
-    r"|frontal|pa|ap|oblique|comparison|recent|initial|ct|remote|last|other)\b|\s+(?:on|in)\s+"
+    r"|frontal|pa|ap|oblique|comparison|recent|initial|ct|remote|last|other"
+    r"|(?:19|20)\d\d|\d{1,2}/\d{1,2}(?:/\d{2,4})?)\b|\s+(?:on|in)\s+"
     r"(?:the\s+)?(?:study|exam|examination|radiograph|film|ct|chest\s+\w+)\s+(?:of|from|dated)\b"
     r"|\s+(?:previously|before|earlier|then|at\s+that\s+time|in\s+retrospect))"
     r"|\s+(?:(?:as\s+)?well|previously|as\s+clearly)\s+(?:seen|visuali[sz]ed|identified"
@@ -385,7 +395,8 @@ VISIBILITY = re.compile(
 )
 # A negation's scope ends where a positive statement starts after a comma or "and".
 SCOPE_END = re.compile(
-    r"\b(?:and)\s+(?=(?:a|an|the|this|these|there|its|right|left|bilateral|bibasilar|mild"
+    r"\bwith\s+(?=(?:new|increased|increasing|worsening|worsened|developing|enlarging)\b)"
+    r"|\b(?:and)\s+(?=(?:a|an|the|this|these|there|its|right|left|bilateral|bibasilar|mild"
     r"|mildly|moderate|moderately|severe"
     r"|severely|small|tiny|trace|minimal|minor|stable|persistent|unchanged|increased|increasing"
     r"|decreased|decreasing|improved|improving|worsening|worsened|chronic|old|healed|\d)\b)"

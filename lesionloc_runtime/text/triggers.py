@@ -29,16 +29,16 @@ TRIGGERS: dict[str, frozenset[str]] = {
                       "assessment evaluate evaluation evaluating assessing field obscured "
                       "missed underestimated occult inapparent appreciated seen detected visible apparent "
                       "underexposed overexposed under over exposed magnify magnifies magnified "
-                      "magnification blurred blurring obscured "
+                      "magnification blurred blurring obscured scapulae scapula scapular scapulas "
                       "evident",
         "hedge_back": "excluded exclude ruled rule possible likely probable suspected questioned "
                       "favored favoured consideration possibility considered present",
         "negation": "no not without w negative free clear absence absent nil neither nor never "
                     "none unlikely resolution resolved removal removed clearing cleared "
                     "extubated extubation extubate extubating discontinued ruled excluded pulled "
-                    "neg withdrawn absorbed expanded reexpanded disappeared disappearance longer "
+                    "neg withdrawn absorbed expanded reexpanded disappeared disappearance longer out "
                     "regression disappear disappears regressed reabsorbed resorbed",
-        "stability": "change changes changed stable stably unchanged unaltered similar similarly "
+        "stability": "change changes changed stable stably stationary unchanged unaltered similar similarly "
                      "persist persists persistent persisting persisted remain remains remained "
                      "remaining again redemonstrated demonstrated otherwise overall essentially "
                      "grossly since from compared comparison dynamics variation variations",
@@ -47,7 +47,8 @@ TRIGGERS: dict[str, frozenset[str]] = {
                   "average "
                   "symmetric symmetrical within clear expanded aerated inflated defined "
                   "delineated demarcated outlined than under below place positioned located situated placed "
-                  "usual transparent structural satisfactory vascular median",
+                  "usual transparent structural satisfactory vascular median transparency center "
+                  "centre integrity contour contours",
         "hedge": "possible possibly poss probable probably prob likely presumed presumably perhaps maybe "
                  "questionable questionably question equivocal suspicious concerning worrisome "
                  "suggestive suggest suggests suggesting suspect suspected possibility versus vs "
@@ -55,7 +56,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                  "rule not consider",
         "borderline": "top high upper borderline",
         "request": "requested ordered performed obtained done taken rule r eval evaluate assess "
-                   "hx history f m y o yo yr yrs",
+                   "hx history f m yo yr yrs male female man woman boy girl",
     }.items()
 }
 _TOKEN = re.compile(r"[a-z]+")

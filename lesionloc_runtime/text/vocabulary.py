@@ -34,7 +34,7 @@ FILLER = words(
     "evidence sign signs feature features any some overall redemonstrated re-demonstrated status "
     "post s/p since when both appears appear appearing seems interval previously currently "
     "through demonstrate reveal reveals revealed display displays per i we you he she they my see "
-    "sees saw our his her period"
+    "sees saw our his her period allowing allowance"
 )
 # Exam names, views, technique, comparison and time words: a clause made only of these (and
 # filler) has nothing on the image to localize.
@@ -72,7 +72,7 @@ ANATOMY = words(
     "cardiomediastinum right left bilateral bilaterally both upper lower mid middle lobe lobes "
     "base bases basal basilar apex apices apical perihilar retrocardiac lingula lingular midlung "
     "medial anterior posterior normal parenchyma parenchymal space spaces pattern region regions "
-    "cage skeleton aortic roots root shadow domes dome hili thymus thymic"
+    "cage skeleton aortic roots root shadow domes dome hili thymus thymic frame drawing"
 )
 
 # Words before a change cue that belong to it: "Complete interval resolution of ..."
@@ -121,7 +121,8 @@ ADMIN = words(
     "claim retroviral hiv serology sputum afb genexpert fev1 spirometry quantiferon asymptomatic "
     "transfusion transfused reassess obesity obese osa cpap bipap supervision valid medico-legal "
     "medicolegal legal purpose revised driver respiratory inmate intake checked proofread "
-    "able hold breath"
+    "able hold breath screening therapy biologic starting good move moved moving ppd tst "
+    "mantoux igra ilo classification samples sample transferred transfer"
 )
 # Words a header or a reference is made of: content-free like exam words ("Impression: ...",
 # "END OF REPORT").
