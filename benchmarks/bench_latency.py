@@ -204,6 +204,57 @@ def test_text_encoder_by_sentence_count(benchmark, count, precision, latency_mod
                                  "runs": len(batch.by_length())})
 
 
+def test_encoders_in_turn_or_side_by_side(benchmark, latency_model, reference_study):
+    """The reference study's two encoders (int8) in turn on all cores, as the runtime runs them,
+    against side by side: the image encoder in a second thread and the text encoder in this
+    one, each session with half the cores. Side by side would pay where ONNX Runtime's threads
+    wait on each other (small text batches); measured, so that a change can be judged."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, bundles = latency_model
+    image, report = reference_study
+    threads = default_threads()
+    whole = Localizer.load(bundles["int8"], threads=threads, sentence_cache=0)
+    half = Localizer.load(bundles["int8"], threads=max(1, threads // 2), sentence_cache=0)
+    study = whole.prepare(read_image(image), report)
+    texts = [s.grounded_text for s in study.sentences]
+    pool = ThreadPoolExecutor(1)
+
+    def in_turn() -> None:
+        whole._encode_preprocessed(study.prep)
+        whole.encode_texts(texts)
+
+    def side_by_side() -> None:
+        pending = pool.submit(half._encode_preprocessed, study.prep)
+        half.encode_texts(texts)
+        pending.result()
+
+    def median_ms(run, rounds: int) -> float:
+        times = []
+        for _ in range(rounds + 1):  # the first round is a warm-up
+            start = time.perf_counter()
+            run()
+            times.append((time.perf_counter() - start) * 1e3)
+        return float(np.median(times[1:]))
+
+    rounds = 9 if benchmark.enabled else 1
+    pairs: list[tuple[float, float]] = []
+
+    def both() -> None:  # alternated, so that drift in the machine's speed hits both alike
+        pairs.append((median_ms(in_turn, 1), median_ms(side_by_side, 1)))
+
+    benchmark.pedantic(both, rounds=rounds, iterations=1, warmup_rounds=1 if benchmark.enabled else 0)
+    pool.shutdown()
+    pairs = pairs[-rounds:]
+    turn, side = (float(np.median([p[k] for p in pairs])) for k in (0, 1))
+    assert turn > 0 and side > 0
+    benchmark.extra_info.update({
+        "in_turn_ms": turn, "side_by_side_ms": side, "threads": threads,
+        "threads_each_side_by_side": max(1, threads // 2), "sentences": len(texts),
+        "cpu_kind": cpu_kind(), "load_average_1min": os.getloadavg()[0],
+    })
+
+
 COLD_START = """
 import json, sys, time
 start = time.perf_counter()
