@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from lesionloc_runtime.text import lexicon as lx
+from lesionloc_runtime.text import other_cues as oc
 from lesionloc_runtime.text import veto
 from lesionloc_runtime.text.clauses import (
     CHANGE,
@@ -44,25 +45,16 @@ class _Part(NamedTuple):
 
 _TRAILING = re.compile(r"[\s,;:.\-]+\Z")
 _PIECE = re.compile(r",|\bwith\b")
-_CONDITIONAL = re.compile(r"\W*(?:if|when|should|unless|once|in\s+case)\b")
 _FILLER_TAIL = re.compile(
     r"(?:\bthere\s+(?:is|are|was|were|has\s+been|have\s+been|remains?)|\b(?:again|also|now|still"
     r"|otherwise|status\s+(?:post|after)|s/p|interval))\s*\Z"
 )
 _AND = re.compile(r"\band\b")
-_OFFERED = re.compile(r"\W*(?:would\s+)?(?:suggest|consider)")
-# What advice names when it starts a clause: a test or an action, not a finding.
-_TESTS = frozenset("sputum samples sample referral biopsy bronchoscopy consultation review ct cta "
-                   "mri pet ultrasound us echocardiography echo spirometry".split())
-_NO_CHANGE_WORD = re.compile(r"chang|dynamics|variation")
-_TO_ASSESS = re.compile(r"\bto\s+(?:assess|evaluate|exclude|rule\s+out|look|check)\b")
-_NO_SIGNIFICANCE = re.compile(r"\s+(?:\w+\s+)?(?:significance|consequence|concern)\b")
 _PLACEHOLDER_TAIL = re.compile(r"(?:\s*(?:" + lx.PLACEHOLDER.pattern + r"))+")
 _COORDINATORS = frozenset("and or with but nor".split())
 _VERB = frozenset("is are was were be been has have had remains remain appears appear seen "
                   "visible visualized identified noted".split())
 _VERB_WORD = re.compile(r"\b(?:" + "|".join(sorted(_VERB)) + r")\b")
-
 
 
 def _cue_word(cue: re.Match[str]) -> str:
@@ -160,16 +152,14 @@ class _Analysis:
             self.may("request") and lx.PURPOSE.search(seg),
         ) if m]
         if hits:
-            if _CONDITIONAL.match(seg):  # "If symptoms persist, CT is advised."
+            if oc.CONDITIONAL.match(seg):  # "If symptoms persist, CT is advised."
                 return 0
             cue = min(m.start() for m in hits)
             start = seg.rfind(",", 0, cue) + 1
-            first = content_words(seg[start:cue])[:1]
-            if first and first[0] in _TESTS and any(m.re is lx.RECOMMENDATION for m in hits):
-                return start  # "Sputum samples for AFB ... are advised": the advice names a test
-            if lx.FINDING_TERM.search(seg, start, cue):  # "8 mm nodule for which CT is advised"
-                return cue
-            return start
+            first = content_words(seg[start:cue])[:1]  # "Sputum samples ... are advised": a test
+            tested = first and first[0] in oc.TESTS and any(m.re is lx.RECOMMENDATION for m in hits)
+            # "8 mm nodule for which CT is advised"
+            return cue if not tested and lx.FINDING_TERM.search(seg, start, cue) else start
         if self.may("limitation") and lx.LIMITATION.search(seg):
             if not lx.FINDING_TERM.search(blank(lx.TECHNIQUE_OBSCURING, seg)):
                 return 0
@@ -177,18 +167,17 @@ class _Analysis:
 
     @staticmethod
     def recommendation(seg: str) -> re.Match[str] | None:
-        """The first recommendation cue that recommends: "Consider TB." offers a diagnosis (a
-        hedged finding), "Consider CT." an action."""
+        """The first recommendation cue that recommends ("Consider TB." offers a diagnosis)."""
         for m in lx.RECOMMENDATION.finditer(seg):
-            if not (_OFFERED.fullmatch(m.group()) and lx.FINDING_TERM.search(seg, m.end())
-                    and not _TO_ASSESS.search(seg, m.end())):
+            if not (oc.OFFERED.fullmatch(m.group()) and lx.FINDING_TERM.search(seg, m.end())
+                    and not oc.TO_ASSESS.search(seg, m.end())):
                 return m
         return None
 
     def negation(self, seg: str) -> re.Match[str] | None:
         """The first negation cue that negates: not a partial change ("nearly resolved"), not
         persistence ("has not cleared"), not visibility elsewhere ("not seen on the prior")."""
-        blanked = blank(lx.NO_CHANGE, seg) if _NO_CHANGE_WORD.search(seg) else seg
+        blanked = blank(lx.NO_CHANGE, seg) if lx.NO_CHANGE_WORD.search(seg) else seg
         for m in lx.NEGATION.finditer(blanked):
             word = _cue_word(m)
             if word in CHANGE:
@@ -200,7 +189,7 @@ class _Analysis:
             elif word == "not" and (lx.VISIBILITY.match(seg, m.end()) or contrast(seg, m)):
                 self.deliberate = True
                 continue
-            elif word == "no" and _NO_SIGNIFICANCE.match(seg, m.end()):
+            elif word == "no" and lx.NO_SIGNIFICANCE.match(seg, m.end()):
                 # "A calcified granuloma of no clinical significance": what it qualifies stays
                 self.deliberate = True
                 continue
@@ -366,9 +355,9 @@ def _combine(text: str, parts: list[_Part], index: list[int] | None) -> Assertio
 
 class RulesVerdict(NamedTuple):
     """The rules' assertion of a sentence, its prepared text, and whether the second opinion
-    may overrule it (making it `other`): not when it is no finding, a finding a rule read
-    deliberately (partial change, borderline size, visibility elsewhere), a finding part
-    beside negated, normal or other parts, or a sentence that starts with a device."""
+    may overrule it (making it `other`): not a non-finding, a finding a rule read deliberately
+    (partial change, borderline size, visibility elsewhere), a finding part beside others, or
+    a sentence that starts with a device."""
 
     assertion: Assertion
     low: str
@@ -384,8 +373,7 @@ def assess_by_rules(text: str) -> RulesVerdict:
     # residual port tubing remains.") has its finding where the rules put it: the second
     # opinion, which reads whole sentences, would weigh the other parts' words.
     whole = said.kind == "finding" and all(p.kind == "finding" for p in parts)
-    # A sentence that starts by naming a device states one: present is a finding whatever the
-    # words after it ("ECG electrodes are seen over the chest.", which it scored as other).
+    # "ECG electrodes are seen over the chest.": a device present is a finding, whatever follows
     device = lx.DEVICE_LEAD.match(analysis.low) is not None
     return RulesVerdict(said, analysis.low, whole and not analysis.deliberate and not device)
 

@@ -5,6 +5,23 @@ from __future__ import annotations
 
 import re
 
+from lesionloc_runtime.text.other_cues import (  # the cues of "other", re-exported
+    COMMUNICATION,
+    COMPARING,
+    COMPARISON_LEAD,
+    DIAGNOSIS,
+    EXAM_NAME,
+    HYPOTHETICAL,
+    LIMITATION,
+    NO_PRIOR,
+    OTHER_LABEL,
+    PURPOSE,
+    RECOMMENDATION,
+    REFERENCE,
+    REQUEST,
+    SEEN_ON,
+    TECHNIQUE_OBSCURING,
+)
 from lesionloc_runtime.text.triggers import TRIGGERS, triggered  # re-exported
 from lesionloc_runtime.text.vocabulary import (  # the word classes, re-exported
     ADMIN,
@@ -34,6 +51,7 @@ __all__ = [
     "COMPARISON_LEAD",
     "CONNECTIVE",
     "DESCRIPTOR",
+    "DEVICE_LEAD",
     "DIAGNOSIS",
     "EXAM",
     "EXAM_LABELS",
@@ -53,8 +71,11 @@ __all__ = [
     "NORMAL_ATTRIBUTE",
     "NORMAL_CUE",
     "NO_CHANGE",
+    "NO_CHANGE_WORD",
+    "NO_SIGNIFICANCE",
     "NO_PRIOR",
     "OPEN_END",
+    "OTHER_LABEL",
     "PARTIAL",
     "PLACEHOLDER",
     "PURPOSE",
@@ -181,134 +202,15 @@ NO_CHANGE = re.compile(
     r"|intrathoracic|pulmonary)\s+){0,3}(?:changes?|dynamics|variations?)\b"
     r"|\bnot\s+(?:significantly\s+|substantially\s+)?changed\b"
 )
+# Where NO_CHANGE can match at all (it is blanked before negations are read).
+NO_CHANGE_WORD = re.compile(r"chang|dynamics|variation")
+# "of no clinical significance" qualifies what it follows: no negation of it.
+NO_SIGNIFICANCE = re.compile(r"\s+(?:\w+\s+)?(?:significance|consequence|concern)\b")
 STABILITY = re.compile(
     NO_CHANGE.pattern + r"|\b(?:little|minimal|slight|minor)\s+(?:interval\s+)?change\b"
     r"|\b(?:stable|stably|stationary|unchanged|unaltered|similar(?:ly)?|persist(?:s|ent|ing|ed)?|remain(?:s|ed|ing)?|again|redemonstrated"
     r"|re-demonstrated|otherwise|overall|essentially|grossly|since|from|compared|comparison)\b"
 )
-# Cues that make a clause "other" (nothing on the image): communication, recommendation,
-# request, history and technique. A finding named before one keeps its own part.
-COMMUNICATION = re.compile(
-    r"\b(?:discussed|d/w|communicated|notified|paged|relayed|conveyed|informed|telephoned|phoned"
-    r"|emailed|faxed|read[- ]back|acknowledged|were\s+called|was\s+called|called\s+to"
-    r"|called\s+in|by\s+telephone|by\s+phone|via\s+telephone|on\s+the\s+telephone"
-    r"|at\s+the\s+time\s+of\s+(?:dictation|interpretation|this\s+report)"
-    r"|preliminary\s+(?:report|read|reading|interpretation)|wet\s+read"
-    r"|(?:was|were|been)\s+(?:provided|dictated|reviewed|signed|issued)\s+by|reviewed\s+with"
-    r"|agree[sd]?\s+with|(?:outside|original|external)\s+(?:report|interpretation|read(?:ing)?))\b"
-)
-RECOMMENDATION = re.compile(
-    r"\b(?:recommend\w*|recs?\b|advis\w*|follow[- ]?ups?|followup|f/u|further\s+(?:evaluation|assessment"
-    r"|characteri[sz]ation|imaging|workup|work-up)|correlat(?:e|ed|ion)\s+(?:clinically|with"
-    r"|for|is|advised|recommended)|clinical(?:ly)?\s+correlat\w*|correlate\b|please|kindly"
-    r"|(?:could|can|may|might|should)\s+be\s+(?:obtained|performed|considered|helpful)"
-    r"|(?:may|might|would|could)\s+be\s+(?:helpful|useful|of\s+value)"
-    r"|if\s+clinically\s+(?:indicated|warranted)|as\s+clinically\s+indicated"
-    r"|(?:suggest|consider)\s+(?:a\s+|an\s+)?(?:repeat|follow|further|dedicated|ct|cta|mri|pet"
-    r"|chest|cxr|radiograph|imaging|short|clinical|correlation|comparison|ultrasound|us|serial"
-    r"|obtaining|decubitus|lateral|pa|expiratory|inspiratory|advancing|withdrawing"
-    r"|repositioning|retracting)"
-    # An imperative at the start of a clause: "...; suggest advancing by 2 cm."
-    r"|\A\W*(?:would\s+)?(?:suggest|consider)\b(?!\s+(?:that|the\s+(?:presence|possibility)))"
-    r"|repeat\s+(?:radiograph|film|cxr|imaging|study|chest|exam|examination|x-ray)\w*"
-    r"|(?:ct|cta|mri|pet|ultrasound|cxr|radiograph|imaging|follow-up|repeat)\s+(?:\w+\s+){0,3}?"
-    r"(?:is\s+|are\s+)?(?:suggested|arranged|booked|planned)"
-    r"|(?:examination|evaluation|assessment)\s+(?:is\s+)?suggested|for\s+(?:\w+\s+)?correlation)"
-)
-REQUEST = re.compile(
-    r"\A\W*(?:(?:the\s+)?(?:patient|pt)\s+is\s+an?\s+)?(?:\d+\s*)?-?\s*(?:year|yr)s?[- ]old\b"
-    r"|\A\W*\d+\s*y/?o\b"
-    r"|\A\W*(?:evaluate|eval|assess|rule\s+out|r/o|query\s+for|reason\s+for|history\s+of"
-    r"|hx\s+of|clinical\s+(?:details|notes|information|info|data|history|hx|indication|question|query)"
-    r"|indications?|(?:gp\s+|ed\s+|clinical\s+)?(?:referral|requisition)|history|hx|reason"
-    r"|question)\b(?!\s+answered)"
-    # A history label or a history line's lead: "Occupation: coal miner.", "DOL 3, on CPAP.",
-    # "POD 2, chest tubes out.", "Pre-op CXR prior to valve repair.", "Term infant, grunting."
-    r"|\A\W*(?:clinical|occupation(?:al\s+history)?|purpose|request|advice|background"
-    r"|presenting\s+complaint|investigation|exam(?:ination)?|procedure)\s*:"
-    r"|\A\W*(?:k/c/o|kco|known\s+case\s+of|background\s+of|pmh|refer(?:red)?\s+to|(?:medically\s+)?cleared\s+for)\b|\A\W*(?:dol|pod|day)\s*#?\d+\b(?!\s*:)"
-    r"|\A\W*pre-?op(?:erative)?\s*(?:[,:]|(?:cxr|film|x-ray|radiograph|chest|assessment"
-    r"|evaluation|work-?up)\s+(?:prior|for|before|ahead))"
-    r"|\A\W*post-?op(?:erative)?\s+day\b|\A\W*(?:term|preterm|premature|ex-?\d+\s*(?:weeks?|wk))"
-    r"\s+(?:\w+\s+)?(?:infant|baby|neonate|newborn|boy|girl)\b"
-    # The clinical question after the exam's name, British style: "CXR PA: ?infection".
-    r"|\A\W*(?:cxr|chest|x-ray|xray|film|radiograph)\b[^:?]{0,20}:\s*\?"
-)
-# A label that makes a whole sentence other, whatever its clauses say: "Hx: 2 yo, choking
-# episode while eating, ?FB.", "Rec: CT not available; repeat film in 4 weeks."
-OTHER_LABEL = re.compile(
-    r"\A\W*(?:hx|history|clinical\s+(?:history|details|data|information|info|indication|notes"
-    r"|question)|indications?|reason\s+for\s+(?:exam|examination|study|request|referral)|recs?"
-    r"|recommendations?|plan|advice|(?:referral|referring|provisional|working|clinical)\s+diagnosis"
-    r"|diagnosis\s+(?:at|on)\s+referral)\s*:"
-)
-# Why the film was taken, anywhere in a clause: "CXR requested to check ETT position.",
-# "Chest pain, rule out pneumonia.", "Pt has hx of CHF."
-PURPOSE = re.compile(
-    r"\b(?:requested|ordered|performed|obtained|done|taken)\s+(?:to|for)\s+(?:check|assess"
-    r"|evaluate|confirm|exclude|rule\s+out|look|document|verify)\b"
-    r"|(?:\A|,)\s*(?:rule\s+out|r/o|eval(?:uate)?\s+for|assess\s+for)\b|\b(?:hx|history)\s+of\b"
-    r"|\b\d{1,3}\s*(?:y/?o?\s*)?/\s*[mf]\b"  # age and sex: "72/F", "54 y/o / M", "34 y/o M"
-    r"|\b\d{1,3}\s*(?:y/o|yo|yrs?)\s*,?\s*(?:[mf]|male|female|man|woman|boy|girl)\b"
-)
-# A diagnosis of what the image shows: administrative words in it ("Findings likely represent
-# transient tachypnoea of the newborn.") are part of the diagnosis, not a history line.
-DIAGNOSIS = re.compile(r"\b(?:represents?|representing|consistent\s+with|in\s+keeping\s+with"
-                       r"|compatible\s+with|suggestive\s+of|likely|probably)\b")
-# A pointer to another part of the report: "Impression: As above.", "See findings."
-REFERENCE = re.compile(
-    r"\bas\s+(?:above|below|described|detailed|outlined)\b|\bsee\s+(?:the\s+)?(?:above|below"
-    r"|impression|findings|report|comment|addendum|previous|prior|separate)\b"
-)
-# Where an observation was made or compared ("on the lateral view", "since the prior film"):
-# the exam named in such a phrase is not what the clause is about.
-SEEN_ON = re.compile(
-    r"\b(?:on|in|at|over|since|from|than|to|with|versus|vs)\s+(?:[\w'/-]+\s+){0,3}?(?:radiographs?"
-    r"|x-rays?|xrays?|cxrs?|films?|views?|images?|exams?|examinations?|study|studies"
-    r"|projections?)\b"
-)
-# A clause that starts as a comparison: "Compared with the previous film from ___ ...".
-COMPARING = re.compile(r"\A\W*(?:compared|comparing|comparative|comparison|in\s+comparison)\b")
-# The exam's name: a phrase ending in an exam word with no verb or preposition in it ("Post
-# line insertion film.", "Restaging chest radiograph."); "Nodule on the lateral view" is none.
-EXAM_NAME = re.compile(
-    r"\A(?![^,;]*\b(?:on|in|at|of|with|from|by|over|within|since|than|to|into|is|are|was|were"
-    r"|has|have|shows?|seen|projects?|projecting|noted)\b)[^,;]*\b(?:film|radiograph|x-ray|xray"
-    r"|cxr|view|views|study|exam|examination|projection|series|pa|ap)\Z"
-)
-LIMITATION = re.compile(
-    r"\b(?:limit(?:ed|ing|ation|ations)|(?<!normal\s)limits(?!\s+of\s+normal)|suboptimal|degraded|underpenetrated"
-    r"|overpenetrated|lordotic|rotat(?:ed|ion)|motion|body\s+habitus|positioning|poorly\s+inspired"
-    r"|(?:under|over)-?exposed|magnif(?:y|ies|ied|ication)|blurr(?:ed|ing)"
-    r"|scapula(?:e|s|r)?\b[^,;]*\b(?:overl(?:ie|ies|ying|ap)|project)"
-    r"|not\s+(?:(?:fully|entirely|well)\s+)?(?:included|imaged|assessed|evaluated)"
-    r"|partially\s+(?:imaged|excluded|included|visualized|obscured)|excluded\s+from"
-    r"|(?:cannot|can\s?not|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:\w+ly\s+)?(?:assess|evaluat)\w*"
-    r"|field\s+of\s+view|obscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body|arms?"
-    r"|motion|external|monitoring|breast))\b"
-)
-# What a technique may hide is not asserted: "small effusions may be missed on a supine film".
-HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s+)?(?:missed"
-                          r"|underestimated|occult|inapparent)\b|\b(?:may|might|could|can|would)"
-                          r"\s+not\s+be\s+(?:appreciated|seen|detected|visible|apparent|evident)\b")
-# What a limitation names that is no finding: "obscured by overlying soft tissue".
-TECHNIQUE_OBSCURING = re.compile(r"\bobscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body"
-                                 r"|arms?|motion|external|monitoring|breast)\b[^,;]*"
-                                 r"|\boverlying\s+(?:monitoring|ecg|ekg|external)\b[^,;]*"
-                                 r"|\b(?:partially|partly)\s+obscured\s*\Z")
-COMPARISON_LEAD = re.compile(
-    r"\A\W*(?:(?:as|when)\s+)?(?:compared?|comparing|comparison|in\s+comparison|relative)\s+(?:to|with)"
-    r"\b[^,;:]*[,:]|\A\W*since\s+(?:the\s+)?(?:prior|previous|last|___)\b[^,;]*,"
-)
-NO_PRIOR = re.compile(
-    r"\bno\s+(?:prior|previous|old|outside|comparison)\s+(?:\w+\s+){0,2}?(?:stud|exam|film"
-    r"|radiograph|imag|chest|for\s+comparison|available|comparison)"
-    r"|\b(?:comparisons?|prior|previous|priors)\s*:?\s*(?:none|not\s+available|n/a|nil)\b"
-    r"|\b(?:prior|previous|old|outside|comparison)\s+(?:\w+\s+){0,3}?(?:is|are|was|were)\s+not"
-    r"\s+available|\bnot\s+available\s+for\s+comparison"
-    r"|\b(?:prior|previous|old|outside|comparative)\s+(?:[\w-]+\s+){0,4}?not\s+available\b"
-)
-
 # Clause boundaries: negation and hedging never cross them.
 CLAUSE_BREAK = re.compile(
     r"\b(?:but|however|although|though|whereas|while|except(?:\s+for)?|aside\s+from|apart\s+from"
