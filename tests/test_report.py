@@ -465,6 +465,10 @@ KIND_CASES = {
         "Consider pulmonary TB.",  # a diagnosis offered: a hedged finding ("Consider CT." is other)
         "A calcified granuloma in the right lower zone is of no clinical significance.",
         "Trachea pulled to the left.",  # anatomy pulled; a tube "has been pulled" is gone
+        "Consider PTB.",
+        "Findings in keeping with acute chest syndrome in this patient with sickle cell disease.",
+        "Question of small left apical pneumothorax remaining.",
+        "New patchy opacity in the right lower zone, not present on <DATE>.",
         "Heart size upper normal, stable.",
         "A 9 mm nodular opacity in the left mid zone, not seen on the 2019 study.",
         "Stable small right effusion.",
@@ -512,6 +516,7 @@ KIND_CASES = {
         "Status after extubation.",
         "Right pleural effusion completely resorbed.",
         "ICC out, no re-accumulation of pneumothorax.",  # the drain taken out
+        "Previous pneumonia at right lower lung, completely resolved.",
         "Know pneumothorax.",  # speech recognition's "No"
         "No mediastinal shift.",
         "No new consolidation.",
@@ -551,6 +556,8 @@ KIND_CASES = {
         "Trachea in median position.",
         "Impression colon no acute process.",  # dictated punctuation
         "Pulmonary fields of regular transparency.",
+        "Judgement: A (no abnormality).",
+        "Cor: CTR < 50%.",
         "Pulmonary drawing not increased.",
         "Conclusion: Lung finding without acute changes.",
         "Thymus prominent, normal for age.",

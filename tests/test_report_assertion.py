@@ -70,6 +70,12 @@ CASES = {
         ("Sputum samples for AFB and referral to the TB nurse are advised.", "other", None),
         ("Scapulae overlie the lung fields.", "other", None),
         ("Old films not available.", "other", None),
+        ("CXR for TB screening, camp no. XXXX.", "other", None),
+        ("Compare with old film of <DATE>.", "other", None),
+        ("May need further action.", "other", None),
+        ("Film taken in AP supine position, cardiac size may be overestimated.", "other", None),
+        ("Right chest tube removed with small residual pneumothorax.", "finding",
+         "small residual pneumothorax."),
         ("Lungs PA.", "other", None),
         ("Interval resolution of the right lower lobe opacity with new patchy left lower lobe "
          "opacity.", "finding", "new patchy left lower lobe opacity."),

@@ -201,7 +201,7 @@ class _Analysis:
         backwards over segments without content ("The effusion, previously seen, resolved")."""
         end, start = cue, a
         while (comma := self.low.rfind(",", a, end)) >= 0:
-            if content_words(self.low[comma + 1 : end]):
+            if [w for w in content_words(self.low[comma + 1 : end]) if w not in lx.CHANGE_MODIFIER]:
                 start = comma + 1
                 break
             end = comma

@@ -96,8 +96,8 @@ def about_the_exam(seg: str, core: str, words: list[str]) -> bool:
         (any(w in lx.ADMIN for w in words) and not lx.DIAGNOSIS.search(seg))
         or all(w in lx.EXAM or w in lx.EXAM_LABELS for w in words)
         or lx.REFERENCE.search(seg) is not None
-        or (_names_the_exam(seg)
-            and not any(w in lx.LOCATION or w in lx.DESCRIPTOR for w in words))
+        or (_names_the_exam(seg) and not lx.DIAGNOSIS.search(seg) and not any(
+            w in lx.LOCATION or w in lx.DESCRIPTOR for w in content_words(blank(lx.SEEN_ON, seg))))
     )
 
 

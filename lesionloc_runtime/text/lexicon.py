@@ -142,14 +142,16 @@ FINDING_TERM = re.compile(
     r"|(?![a-z]*gnosis)[a-z]+(?:omas?|omata|itis|osis|ectasis|megaly|ectomy|otomy|ostomy"
     r"|plasty|cele|pathy|rrhage|trophy|plasia)\b"
     # A measurement describes something on the film: "ETT 4 cm above the carina".
-    r"|\d+(?:\.\d+)?\s*(?:mm|cm)\b|narrowing)",
+    r"|\d+(?:\.\d+)?\s*(?:mm|cm)\b|narrowing|ptb\b|koch)",
 )
 
-# A device as what a sentence starts with ("ECG electrodes are seen over the chest."): a
-# finding the second opinion leaves alone, whatever wording follows.
+# A device or foreign body as what a sentence starts with ("ECG electrodes are seen over the
+# chest."): a finding the second opinion leaves alone, whatever wording follows.
 DEVICE_LEAD = re.compile(
     r"\A\W*(?:[\w-]+\s+){0,2}?(?:electrodes?|leads?|wires?|pacemaker|pacer|defibrillator|icd|aicd"
-    r"|picc|catheters?|tubes?|lines?|clips?|stents?|drains?|ports?|ett|ngt|ogt|cvc)\b"
+    r"|picc|catheters?|tubes?|lines?|clips?|stents?|drains?|ports?|ett|ngt|ogt|cvc"
+    # or a foreign body ("Swallowed coin on the frontal view.")
+    r"|coins?|batter(?:y|ies)|pins?|needles?|bullets?|pellets?|shrapnel|foreign\s+bod(?:y|ies))\b"
 )
 
 # Statements of normality. "clear" only as a predicate ("lungs are clear", "Lungs: clear").
@@ -171,6 +173,7 @@ NORMAL_CUE = re.compile(
     r"|usual\s+(?:characteristics|configuration|shape|appearance|size|position|form)"
     r"|of\s+vascular\s+(?:aspect|appearance|structure)|in\s+(?:a\s+|the\s+)?median\s+(?:position|line)"
     r"|(?:normal|usual|preserved|adequate|regular)\s+transparency|:\s*cent(?:er|re)\b|integrity\s+of\b"
+    r"|(?:are|is)\s+good\b|ctr\s*(?:<|less\s+than|under|below)\s*(?:50(?=\s*%)|0?\.5\b)"
     r"|structural(?=\s*(?:[,.;]|\Z))|clear\s+contours?|contours?\s+(?:are\s+)?clear"
     r"|satisfactory\s+(?:[\w-]+\s+){0,3}?appearances?"
     r"|(?:mediastin\w*|trachea|heart|diaphragm\w*|hemidiaphragm\w*|domes?|hila|hil(?:um|us))\b[^;.]{0,30}?"
@@ -291,13 +294,16 @@ VISIBILITY = re.compile(
     r"|\s+(?:previously|before|earlier|then|at\s+that\s+time|in\s+retrospect))"
     r"|\s+(?:(?:as\s+)?well|previously|as\s+clearly)\s+(?:seen|visuali[sz]ed|identified"
     r"|evident|present|appreciated|demonstrated|visible|delineated|defined)\b"
+    # "... not present on <DATE>.": a study named by a placeholder (taken out)
+    r"|\s+(?:seen|present|visible|identified)\s+(?:on|in|at)\s*(?=[.,;]|\Z)"
     # Reported elsewhere: "was not mentioned on the preliminary read".
     r"|\s+(?:(?:previously|initially|specifically)\s+)?(?:mentioned|described|reported"
     r"|commented\s+(?:up)?on)\b"
 )
 # A negation's scope ends where a positive statement starts after a comma or "and".
 SCOPE_END = re.compile(
-    r"\bwith\s+(?=(?:new|increased|increasing|worsening|worsened|developing|enlarging)\b)"
+    r"\bwith\s+(?=(?:new|increased|increasing|worsening|worsened|developing|enlarging|residual"
+    r"|small|tiny|trace|mild|moderate|large|persistent|drain|chest\s+drain|tube)\b)"
     r"|\b(?:and)\s+(?=(?:a|an|the|this|these|there|its|right|left|bilateral|bibasilar|mild"
     r"|mildly|moderate|moderately|severe"
     r"|severely|small|tiny|trace|minimal|minor|stable|persistent|unchanged|increased|increasing"

@@ -54,6 +54,7 @@ RECOMMENDATION = re.compile(
     # An imperative at the start of a clause: "...; suggest advancing by 2 cm."
     r"|\A\W*(?:would\s+)?(?:suggest|consider)\b(?!\s+(?:that|the\s+(?:presence|possibility)))"
     r"|repeat\s+(?:radiograph|film|cxr|imaging|study|chest|exam|examination|x-ray)\w*"
+    r"|further\s+action|intervention\s+(?:is\s+)?required"
     r"|(?:ct|cta|mri|pet|ultrasound|cxr|radiograph|imaging|follow-up|repeat)\s+(?:\w+\s+){0,3}?"
     r"(?:is\s+|are\s+)?(?:suggested|arranged|booked|planned)"
     r"|(?:examination|evaluation|assessment)\s+(?:is\s+)?suggested|for\s+(?:\w+\s+)?correlation)"
@@ -64,12 +65,12 @@ REQUEST = re.compile(
     r"|\A\W*(?:evaluate|eval|assess|rule\s+out|r/o|query\s+for|reason\s+for|history\s+of"
     r"|hx\s+of|clinical\s+(?:details|notes|information|info|data|history|hx|indication|question|query)"
     r"|indications?|(?:gp\s+|ed\s+|clinical\s+)?(?:referral|requisition)|history|hx|reason"
-    r"|question)\b(?!\s+answered)"
+    r"|question)\b(?!\s+(?:answered|of))"
     # A history label or a history line's lead: "Occupation: coal miner.", "DOL 3, on CPAP.",
     # "POD 2, chest tubes out.", "Pre-op CXR prior to valve repair.", "Term infant, grunting."
     r"|\A\W*(?:clinical|occupation(?:al\s+history)?|purpose|request|advice|background"
     r"|presenting\s+complaint|investigation|exam(?:ination)?|procedure)\s*:"
-    r"|\A\W*(?:k/c/o|kco|known\s+case\s+of|background\s+of|pmh|refer(?:red)?\s+to|(?:medically\s+)?cleared\s+for)\b|\A\W*(?:dol|pod|day)\s*#?\d+\b(?!\s*:)"
+    r"|\A\W*(?:(?:symptomatic\s+)?presumptive\b|k/c/o|kco|known\s+case\s+of|background\s+of|pmh|refer(?:red)?\s+to|(?:medically\s+)?cleared\s+for)\b|\A\W*(?:dol|pod|day)\s*#?\d+\b(?!\s*:)"
     r"|\A\W*pre-?op(?:erative)?\s*(?:[,:]|(?:cxr|film|x-ray|radiograph|chest|assessment"
     r"|evaluation|work-?up)\s+(?:prior|for|before|ahead))"
     r"|\A\W*post-?op(?:erative)?\s+day\b|\A\W*(?:term|preterm|premature|ex-?\d+\s*(?:weeks?|wk))"
@@ -91,6 +92,7 @@ PURPOSE = re.compile(
     r"\b(?:requested|ordered|performed|obtained|done|taken)\s+(?:to|for)\s+(?:check|assess"
     r"|evaluate|confirm|exclude|rule\s+out|look|document|verify)\b"
     r"|(?:\A|,)\s*(?:rule\s+out|r/o|eval(?:uate)?\s+for|assess\s+for)\b|\b(?:hx|history)\s+of\b"
+    r"|\bfor\s+(?:\w+\s+)?screening\b"
     r"|\b\d{1,3}\s*(?:y/?o?\s*)?/\s*[mf]\b"  # age and sex: "72/F", "54 y/o / M", "34 y/o M"
     r"|\b\d{1,3}\s*(?:y/o|yo|yrs?)\s*,?\s*(?:[mf]|male|female|man|woman|boy|girl)\b"
 )
@@ -111,7 +113,7 @@ SEEN_ON = re.compile(
     r"|projections?)\b"
 )
 # A clause that starts as a comparison: "Compared with the previous film from ___ ...".
-COMPARING = re.compile(r"\A\W*(?:compared|comparing|comparative|comparison|in\s+comparison)\b")
+COMPARING = re.compile(r"\A\W*(?:compared?|comparing|comparative|comparison|in\s+comparison)\b")
 # The exam's name: a phrase ending in an exam word with no verb or preposition in it ("Post
 # line insertion film.", "Restaging chest radiograph."); "Nodule on the lateral view" is none.
 EXAM_NAME = re.compile(
@@ -132,7 +134,7 @@ LIMITATION = re.compile(
 )
 # What a technique may hide is not asserted: "small effusions may be missed on a supine film".
 HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s+)?(?:missed"
-                          r"|underestimated|occult|inapparent)\b|\b(?:may|might|could|can|would)"
+                          r"|underestimated|overestimated|exaggerated|occult|inapparent)\b|\b(?:may|might|could|can|would)"
                           r"\s+not\s+be\s+(?:appreciated|seen|detected|visible|apparent|evident)\b")
 # What a limitation names that is no finding: "obscured by overlying soft tissue".
 TECHNIQUE_OBSCURING = re.compile(r"\bobscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body"

@@ -22,12 +22,13 @@ TRIGGERS: dict[str, frozenset[str]] = {
                           "advice follow followup followups further correlate correlated "
                           "correlation clinical clinically please kindly obtained performed "
                           "considered helpful useful value suggest consider repeat suggested "
-                          "arranged booked planned",
+                          "arranged booked planned action intervention",
         "limitation": "limited limiting limitation limitations limits suboptimal degraded "
                       "underpenetrated overpenetrated lordotic rotated rotation motion habitus "
                       "positioning included imaged assessed evaluated partially excluded assess "
                       "assessment evaluate evaluation evaluating assessing field obscured "
-                      "missed underestimated occult inapparent appreciated seen detected visible apparent "
+                      "missed underestimated overestimated exaggerated occult inapparent appreciated seen "
+                      "detected visible apparent "
                       "underexposed overexposed under over exposed magnify magnifies magnified "
                       "magnification blurred blurring obscured scapulae scapula scapular scapulas "
                       "evident",
@@ -48,7 +49,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                   "symmetric symmetrical within clear expanded aerated inflated defined "
                   "delineated demarcated outlined than under below place positioned located situated placed "
                   "usual transparent structural satisfactory vascular median transparency center "
-                  "centre integrity contour contours",
+                  "centre integrity contour contours good ctr",
         "hedge": "possible possibly poss probable probably prob likely presumed presumably perhaps maybe "
                  "questionable questionably question equivocal suspicious concerning worrisome "
                  "suggestive suggest suggests suggesting suspect suspected possibility versus vs "
@@ -56,7 +57,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                  "rule not consider",
         "borderline": "top high upper borderline",
         "request": "requested ordered performed obtained done taken rule r eval evaluate assess "
-                   "hx history f m yo yr yrs male female man woman boy girl",
+                   "hx history f m yo yr yrs male female man woman boy girl screening",
     }.items()
 }
 _TOKEN = re.compile(r"[a-z]+")

@@ -122,13 +122,14 @@ ADMIN = words(
     "transfusion transfused reassess obesity obese osa cpap bipap supervision valid medico-legal "
     "medicolegal legal purpose revised driver respiratory inmate intake checked proofread "
     "able hold breath screening therapy biologic starting good move moved moving ppd tst "
-    "mantoux igra ilo classification samples sample transferred transfer"
+    "mantoux igra ilo classification samples sample transferred transfer drowning near-drowning "
+    "found cad score purposes dragon"
 )
 # Words a header or a reference is made of: content-free like exam words ("Impression: ...",
 # "END OF REPORT").
 EXAM_LABELS = words(
     "impression impressions conclusion conclusions summary opinion comment comments result "
-    "results findings finding end correction"
+    "results findings finding end correction judgement judgment grade category"
 )
 # Words that name the examination itself. A clause with one of them and with no finding, no
 # place in the chest and no descriptive word talks about the exam ("Chest radiograph, AP
