@@ -460,6 +460,8 @@ KIND_CASES = {
     "finding": [
         "The heart is enlarged.",
         "Free air under the right hemidiaphragm.",  # "free" is normal only of the pleural angles
+        "Free air is seen under the diaphragm.",  # the second opinion had taken it (p = 0.10)
+        "Small pneumothorax is seen at the left apex on this film.",
         "Endotracheal tube in place.",
         "Heart size top end of normal.",
         "Consider pulmonary TB.",  # a diagnosis offered: a hedged finding ("Consider CT." is other)

@@ -357,7 +357,7 @@ class RulesVerdict(NamedTuple):
     """The rules' assertion of a sentence, its prepared text, and whether the second opinion
     may overrule it (making it `other`): not a non-finding, a finding a rule read deliberately
     (partial change, borderline size, visibility elsewhere), a finding part beside others, or
-    a sentence that starts with a device."""
+    a sentence that starts with a device, a foreign body or a specific finding."""
 
     assertion: Assertion
     low: str
@@ -373,9 +373,10 @@ def assess_by_rules(text: str) -> RulesVerdict:
     # residual port tubing remains.") has its finding where the rules put it: the second
     # opinion, which reads whole sentences, would weigh the other parts' words.
     whole = said.kind == "finding" and all(p.kind == "finding" for p in parts)
-    # "ECG electrodes are seen over the chest.": a device present is a finding, whatever follows
-    device = lx.DEVICE_LEAD.match(analysis.low) is not None
-    return RulesVerdict(said, analysis.low, whole and not analysis.deliberate and not device)
+    # "ECG electrodes are seen over the chest.", "Free air is seen under the diaphragm.": what
+    # a sentence starts by naming is a finding, whatever follows
+    named = lx.DEVICE_LEAD.match(analysis.low) or lx.FINDING_LEAD.match(analysis.low)
+    return RulesVerdict(said, analysis.low, whole and not analysis.deliberate and not named)
 
 
 @lru_cache(maxsize=16384)

@@ -58,6 +58,7 @@ __all__ = [
     "EXAM_NAME",
     "EXAM_SUBJECT",
     "FILLER",
+    "FINDING_LEAD",
     "FINDING_TERM",
     "GENERIC",
     "HEDGE",
@@ -152,6 +153,13 @@ DEVICE_LEAD = re.compile(
     r"|picc|catheters?|tubes?|lines?|clips?|stents?|drains?|ports?|ett|ngt|ogt|cvc"
     # or a foreign body ("Swallowed coin on the frontal view.")
     r"|coins?|batter(?:y|ies)|pins?|needles?|bullets?|pellets?|shrapnel|foreign\s+bod(?:y|ies))\b"
+)
+# The same for a sentence that starts with a specific finding ("Free air is seen under the
+# diaphragm.", which the second opinion scored as other): a word model must not take it away.
+FINDING_LEAD = re.compile(
+    r"\A\W*(?:[\w-]+\s+){0,2}?(?:free\s+(?:air|gas)|pneumo(?:thorax|peritoneum|mediastinum"
+    r"|pericardium)|mass(?:es)?|nodules?|consolidation|effusions?|fractures?|opacit(?:y|ies)"
+    r"|collapse|atelectasis|cardiomegaly|o?edema)\b"
 )
 
 # Statements of normality. "clear" only as a predicate ("lungs are clear", "Lungs: clear").

@@ -134,7 +134,8 @@ LIMITATION = re.compile(
 )
 # What a technique may hide is not asserted: "small effusions may be missed on a supine film".
 HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s+)?(?:missed"
-                          r"|underestimated|overestimated|exaggerated|occult|inapparent)\b|\b(?:may|might|could|can|would)"
+                          r"|underestimated|overestimated|exaggerated|occult|inapparent|expected)\b"
+                          r"|\b(?:may|might|could|can|would)"
                           r"\s+not\s+be\s+(?:appreciated|seen|detected|visible|apparent|evident)\b")
 # What a limitation names that is no finding: "obscured by overlying soft tissue".
 TECHNIQUE_OBSCURING = re.compile(r"\bobscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body"
