@@ -82,3 +82,34 @@ def test_without_the_weights_the_rules_decide_alone(monkeypatch, tmp_path):
 def test_features_of_texts_without_words(text):
     model = veto.load_model()
     assert 0.0 <= model.probability(text) <= 1.0
+
+
+CRITICAL = """There is free air under both hemidiaphragms.
+Free air is seen under the diaphragm.
+Free subdiaphragmatic gas.
+Large right tension pneumothorax with mediastinal shift.
+Pneumoperitoneum.
+Air under the diaphragm.
+Widened mediastinum, concerning for aortic injury.
+A 3 cm spiculated mass in the left upper lobe.
+Multiple pulmonary nodules, likely metastases.
+The endotracheal tube is in the right main bronchus.
+The NG tube tip is in the right lower lobe bronchus.
+Displaced fracture of the right 5th rib.
+Dense consolidation of the left lower lobe.
+Right upper lobe collapse.
+Lucency along the left heart border, in keeping with pneumomediastinum.
+Bilateral perihilar airspace opacities, in keeping with pulmonary oedema.
+Complete whiteout of the left hemithorax.
+Tracheal deviation to the right.
+Swallowed button battery projected over the upper oesophagus.
+Small pneumothorax is seen at the left apex on this film.""".splitlines()
+
+
+@pytest.mark.parametrize("text", CRITICAL)
+def test_a_sentence_naming_a_critical_finding_keeps_its_heatmap(text):
+    """Urgent findings in plain wording: none may be taken away. The second opinion, a word
+    model, scored "Free air is seen under the diaphragm." 0.10 (the regional normals it learnt
+    say "free" of the pleural angles); a sentence that starts with a specific finding is now
+    left to the rules."""
+    assert assess(text).kind == "finding", assess_by_rules(text)
