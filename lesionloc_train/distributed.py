@@ -51,8 +51,13 @@ def setup_distributed(device: str | None = None) -> DistInfo:
     return DistInfo(rank, world, local_rank, dev)
 
 
-def cleanup_distributed() -> None:
+def cleanup_distributed(meet: bool = False) -> None:
+    """Tear the process group down. `meet`: every rank got here normally, so they first wait
+    for each other (gloo can abort a rank that destroys its group while a peer still uses the
+    connection); after an error a rank leaves at once, since its peers may never arrive."""
     if dist.is_available() and dist.is_initialized():
+        if meet:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -87,9 +87,12 @@ def pretrain(
         loop = TrainingLoop(cfg, run_dir, model, records, tokenizer_path, info, progress)
         if resume_from is not None:
             loop.restore(resume_from)
-        return loop.run()
-    finally:
+        result = loop.run()
+    except BaseException:
         cleanup_distributed()
+        raise
+    cleanup_distributed(meet=True)
+    return result
 
 
 def seed_everything(seed: int, rank: int) -> None:
