@@ -81,6 +81,21 @@ def test_auroc_by_hand_with_ties():
     assert M.auroc(HEAT, np.zeros((4, 4), bool)) == 0.5
 
 
+def test_peak_distance_by_hand():
+    mask = np.zeros((100, 200), bool)
+    mask[40:60, 100:120] = True
+    heat = np.zeros((100, 200))
+    heat[50, 50] = 1.0  # 50 px left of the box, on the long side of 200
+    assert M.peak_distance(heat, mask) == pytest.approx(50 / 200)
+    heat[50, 50], heat[0, 0] = 0.0, 1.0  # diagonal: 40 rows above, 100 columns left
+    assert M.peak_distance(heat, mask) == pytest.approx(np.hypot(40, 100) / 200, rel=1e-6)
+    heat[0, 0], heat[45, 110] = 0.0, 1.0
+    assert M.peak_distance(heat, mask) == 0.0  # on the truth
+    heat[50, 50] = 1.0  # tied with the hit: averaged, as the pointing game averages ties
+    assert M.peak_distance(heat, mask) == pytest.approx(25 / 200)
+    assert np.isnan(M.peak_distance(heat, np.zeros_like(mask)))
+
+
 def test_score_heatmap_equals_the_single_metrics():
     rng = np.random.default_rng(0)
     for trial in range(12):
@@ -90,6 +105,7 @@ def test_score_heatmap_equals_the_single_metrics():
         mask = M.boxes_to_mask([[5, 6, 10, 8]], 30, 40)
         scores = M.score_heatmap(heat, mask, 0.4)
         assert scores.pointing_game == M.pointing_game(heat, mask)
+        assert scores.peak_distance == pytest.approx(M.peak_distance(heat, mask))
         assert scores.cnr == pytest.approx(M.contrast_to_noise_ratio(heat, mask))
         assert scores.miou == pytest.approx(M.mean_iou(heat, mask))
         assert scores.ious == pytest.approx([M.iou(heat, mask, t) for t in M.MIOU_THRESHOLDS])

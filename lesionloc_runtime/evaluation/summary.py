@@ -39,6 +39,7 @@ _CONVENTION_METRICS: tuple[str, ...] = (*(f"cnr[{c.name}]" for c in CONVENTIONS)
 # Columns in the order the localization papers print them; thresholded ones say their threshold.
 _COLUMNS: tuple[tuple[str, str], ...] = (
     ("pointing_game", "PG"),
+    ("peak_distance", "Peak dist"),
     ("recall", "Recall@t"),
     ("precision", "Prec@t"),
     ("iou", "IoU@t"),
