@@ -41,6 +41,16 @@ def summarize(run: EvaluationRun) -> dict:
             "sentences": len(run.samples), "images": run.n_images}
 
 
+def film_long_side_mm(test_set: Path) -> float | None:
+    """The median film's long side in mm (peak distances are fractions of it), or None when
+    the set records no pixel spacing."""
+    manifest = test_set if test_set.name == "manifest.jsonl" else test_set / "manifest.jsonl"
+    sides = [max(row["width"], row["height"]) * row["pixel_spacing_mm"]
+             for row in map(json.loads, manifest.read_text().splitlines())
+             if row.get("pixel_spacing_mm")]
+    return float(np.median(sides)) if sides else None
+
+
 def _run(test_set: Path, provider, limit: int | None = None) -> EvaluationRun:
     stream = open_dataset("phantoms", test_set.parent if test_set.name == "manifest.jsonl"
                           else test_set, split="test")
@@ -173,6 +183,7 @@ def test_model_accuracy(benchmark, variant, precision, accuracy_bundles, accurac
     assert summary["sentences"] > 0
     benchmark.extra_info.update({"kind": "model", "variant": variant, "precision": precision,
                                  **summary, **best_global_shift(recorder, run, test_set),
+                                 "film_long_side_mm": film_long_side_mm(test_set),
                                  "grid": recorder.localizer.bundle.preprocessing.image_size
                                  // recorder.localizer.bundle.grid_stride})
 
@@ -186,7 +197,8 @@ def test_baseline_accuracy(benchmark, name, accuracy_sets):
         prior = TextPrior.fit(rows, "train")
     run = benchmark.pedantic(_run, args=(test_set, BaselineHeatmaps(name, prior)), rounds=1,
                              iterations=1)
-    benchmark.extra_info.update({"kind": "baseline", "variant": name, **summarize(run)})
+    benchmark.extra_info.update({"kind": "baseline", "variant": name, **summarize(run),
+                                 "film_long_side_mm": film_long_side_mm(test_set)})
 
 
 def test_oracle_ceiling_at_model_grid(benchmark, accuracy_bundles, accuracy_sets):
@@ -198,7 +210,7 @@ def test_oracle_ceiling_at_model_grid(benchmark, accuracy_bundles, accuracy_sets
                              rounds=1, iterations=1)
     summary = summarize(run)
     benchmark.extra_info.update({"kind": "oracle", "variant": f"oracle@{size // stride}x{size // stride}",
-                                 **summary})
+                                 **summary, "film_long_side_mm": film_long_side_mm(test_set)})
     assert summary["overall"]["pointing_game"] > 0.5
 
 

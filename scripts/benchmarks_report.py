@@ -319,6 +319,7 @@ def section_accuracy(runs: dict[str, dict[str, Any]], lines: list[str], plots: P
             cells = [f3(x["by_finding"].get(f, {}).get("pointing_game")) for f in findings]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
+        lines += _peak_distance_table(rows, findings)
         lines += ["Best global shift of the heatmap peaks (in patches; near zero means no systematic "
                   "offset):", "", "| model | grid | best shift (x, y) | PG unshifted | PG at best shift |",
                   "| --- | --- | --- | ---: | ---: |"]
@@ -352,6 +353,28 @@ def section_accuracy(runs: dict[str, dict[str, Any]], lines: list[str], plots: P
             lines += ["![pointing game by finding type]"
                       "(benchmarks/results/plots/accuracy_by_finding.png)", ""]
     return goals
+
+
+def _peak_distance_table(rows: list, findings: list[str]) -> list[str]:
+    """Mean distance from each heatmap's peak to its lesion, in mm, by finding type: what the
+    pointing game's hit or miss hides (a peak one cell beside a nodule, or on the other lung).
+    Only the records that have it (runs before 2026-12-04 did not measure it)."""
+    have = [(label, x) for _, label, x in rows
+            if "peak_distance" in x["overall"] and x.get("film_long_side_mm")]
+    if not have:
+        return []
+    out = ["Mean distance from the heatmap's peak to the lesion, in mm (the metric is a fraction "
+           "of the film's long side, here times the test set's median long side; 0 when the peak "
+           "is on the lesion; lower is better):", "",
+           "| heatmap | all | " + " | ".join(findings) + " |",
+           "| --- | ---: |" + " ---: |" * len(findings)]
+    for label, x in have:
+        scale = x["film_long_side_mm"]
+        cells = [x["overall"]["peak_distance"]] + [
+            x["by_finding"].get(f, {}).get("peak_distance") for f in findings]
+        out.append(f"| {label} | " + " | ".join(
+            "–" if v is None else f"{v * scale:.1f}" for v in cells) + " |")
+    return out + [""]
 
 
 def section_robustness(runs: dict[str, dict[str, Any]], lines: list[str]) -> dict:

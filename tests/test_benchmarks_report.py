@@ -257,3 +257,23 @@ def test_an_ablation_scored_after_the_full_model_joins_its_run(tmp_path):
     _accuracy_run(results, "c.json", "2026-12-02T00:00:00", 0.45, variant="global_only")
     text = _report(results, tmp_path / "BENCHMARKS.md")
     assert "| Full beats global-only by >= 0.30 PG | 0.800 vs 0.450 | met |" in text
+
+
+def test_peak_distances_are_shown_in_mm_when_a_run_measured_them(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    _accuracy_run(results, "a.json", "2026-11-01T00:00:00", 0.5)
+    assert "peak to the lesion" not in _report(results, tmp_path / "A.md")  # older runs: no table
+    scores = {"pointing_game": 0.6, "peak_distance": 0.05, "cnr": 3.1, "miou": 0.3, "iou": 0.2,
+              "dice": 0.3, "auroc": 0.9}
+    model = _bench("test_model_accuracy", "int8-full", {
+        "kind": "model", "variant": "full", "precision": "int8", "overall": scores,
+        "by_finding": {"nodule": dict(scores, peak_distance=0.1)}, "sentences": 10, "images": 5,
+        "grid": 40, "best_shift_patches": [0.0, 0.0], "pointing_game_at_best_shift": 0.6,
+        "pointing_game_unshifted": 0.6, "film_long_side_mm": 358.4}, 1.0)
+    (results / "b.json").write_text(json.dumps({
+        "machine_info": {}, "commit_info": {"id": "e" * 10}, "datetime": "2026-12-04T00:00:00",
+        "benchmarks": [model]}))
+    text = _report(results, tmp_path / "B.md")
+    assert "| heatmap | all | nodule |" in text
+    assert "| demo, full loss, int8 | 17.9 | 35.8 |" in text  # 0.05 and 0.1 of 358.4 mm
