@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from lesionloc_runtime.bundle import ModelBundle
+from lesionloc_runtime.geometry import Geometry
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import DEMO_BUNDLE
-from lesionloc_runtime.preprocess import Letterbox, preprocess
+from lesionloc_runtime.preprocess import preprocess
 
 
 def box_contrast(tensor: np.ndarray, box: tuple[int, int, int, int]) -> float:
@@ -45,21 +46,20 @@ def box_contrast(tensor: np.ndarray, box: tuple[int, int, int, int]) -> float:
     return float((inside.mean() - patch[ring].mean()) / (patch[ring].std() + 1e-6))
 
 
-def input_box(box: list[float], letterbox: Letterbox) -> tuple[int, int, int, int]:
-    """An (x, y, w, h) box in original pixels as (x0, y0, x1, y1) in the letterboxed input."""
-    scale = letterbox.new_width / letterbox.orig_width
+def input_box(box: list[float], geometry: Geometry, size: int) -> tuple[int, int, int, int]:
+    """An (x, y, w, h) box in original pixels as (x0, y0, x1, y1) in the encoder's size x size
+    input, through the bundle's own geometry (letterbox or centre crop), clipped to it."""
     x, y, w, h = box
-    return (int(letterbox.pad_x + x * scale), int(letterbox.pad_y + y * scale),
-            int(np.ceil(letterbox.pad_x + (x + w) * scale)),
-            int(np.ceil(letterbox.pad_y + (y + h) * scale)))
+    (ax, ay), (bx, by) = geometry.to_model(x, y), geometry.to_model(x + w, y + h)
+    def clip(value: float) -> int:
+        return int(min(max(value, 0), size))
+    return clip(np.floor(ax)), clip(np.floor(ay)), clip(np.ceil(bx)), clip(np.ceil(by))
 
 
 def contrasts(manifest: Path, bundle: Path, findings: set[str] | None = None
               ) -> dict[str, list[tuple[float, int]]]:
     """finding type -> [(contrast, box width in input pixels)], each lesion box once."""
     config = ModelBundle.load(bundle).preprocessing
-    if config.method != "letterbox":
-        raise SystemExit(f"{bundle}: only letterbox preprocessing is supported here")
     found: dict[str, list[tuple[float, int]]] = {}
     for line in manifest.read_text().splitlines():
         row = json.loads(line)
@@ -70,9 +70,9 @@ def contrasts(manifest: Path, bundle: Path, findings: set[str] | None = None
             continue
         prepared = preprocess(read_image(manifest.parent / row["image"]), config)
         for finding, box in sorted(boxes):
-            x0, y0, x1, y1 = input_box(list(box), prepared.letterbox)
+            x0, y0, x1, y1 = input_box(list(box), prepared.letterbox, config.image_size)
             value = box_contrast(prepared.tensor[0], (x0, y0, x1, y1))
-            if np.isfinite(value):
+            if np.isfinite(value):  # a box a centre crop cuts away has nothing inside
                 found.setdefault(finding, []).append((value, x1 - x0))
     return found
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lesionloc_runtime.geometry import CentreCrop, Letterbox
 from lesionloc_runtime.localizer import DEMO_BUNDLE
-from lesionloc_runtime.preprocess import Letterbox
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "lesion_contrast_check.py"
 spec = importlib.util.spec_from_file_location("lesion_contrast_check", SCRIPT)
@@ -33,9 +33,12 @@ def test_a_bright_square_stands_out_and_flat_noise_does_not():
     assert check.box_contrast(picture, (0, 0, 4, 4)) > 2.0
 
 
-def test_boxes_map_into_the_letterboxed_input():
-    box = Letterbox.fit(400, 200, 100, 1)  # halved width-wise: 100 x 50 in the middle
-    assert check.input_box([40, 20, 80, 40], box) == (10, box.pad_y + 5, 30, box.pad_y + 15)
+def test_boxes_map_into_the_input_through_the_bundles_geometry():
+    box = Letterbox.fit(400, 200, 100, 1)  # quartered: 100 x 50 in the middle
+    assert check.input_box([40, 20, 80, 40], box, 100) == (10, box.pad_y + 5, 30, box.pad_y + 15)
+    crop = CentreCrop.fit(400, 200, 100, 100)  # shorter side to 100, then the middle 100 x 100
+    assert check.input_box([0, 0, 40, 40], crop, 100) == (0, 0, 0, 20)  # cut away on the left
+    assert check.input_box([180, 80, 40, 40], crop, 100) == (40, 40, 60, 60)
 
 
 def test_every_finding_type_of_a_phantom_set_is_measured(phantom_set):
