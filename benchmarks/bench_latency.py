@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.conftest import PUBLISHED, cpu_kind, published_latency_model
+from benchmarks.conftest import PUBLISHED, published_latency_model
+from benchmarks.cpu import cpu_kind
 from benchmarks.engines import one_study, outside, outside_ms, published_torch_localizer, torch_localizer
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.cpu import cpu_kind
+
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".benchmarks" / "cache"
 
@@ -98,28 +100,6 @@ def export_cached(checkpoint: Path, out: Path, precision: str, calibration: Path
                                                      overwrite=True))
         stamp.write_text(digest + "\n")
     return out
-
-
-# The instruction sets ONNX Runtime's int8 kernels depend on: without VNNI the u8 x s8 products
-# go through 16-bit sums, with AMX the matrix tiles take them. Figures from CPUs that differ
-# in these are never put in one table.
-INT8_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
-
-
-def cpu_kind() -> dict[str, object]:
-    """The CPU's model name and which of INT8_FLAGS it has (Linux /proc/cpuinfo)."""
-    model, flags = "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model == "unknown CPU":
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    return {"model": model, "int8_flags": [f for f in INT8_FLAGS if f in flags],
-            "logical_cpus": len(os.sched_getaffinity(0))}
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

@@ -74,6 +74,8 @@ class LossConfig:
     global_i2t: float = 1.0  # Lg(t|v): each image picks its report
     local_t2i: float = 1.0  # Ll(v|t)
     local_i2t: float = 1.0  # Ll(t|v)
+    # Ls(v|s): each finding sentence picks its own image (losses.LocalSentenceLoss); 0 = off
+    local_sentence: float = 0.0
     init_temperature: float = 0.07  # global InfoNCE temperature (learnable)
     learn_temperature: bool = True
     attention_temperature: float = 0.25  # tau_a: the setting that matters most
@@ -90,12 +92,18 @@ class LossConfig:
         temperatures = (self.init_temperature, self.attention_temperature, self.local_temperature)
         if not all(t > 0 and math.isfinite(t) for t in temperatures):  # NaN <= 0 is False
             raise ConfigError(f"temperatures must be positive numbers, got {temperatures}")
-        if all(w == 0 for w in (self.global_t2i, self.global_i2t, self.local_t2i, self.local_i2t)):
+        if all(w == 0 for w in (self.global_t2i, self.global_i2t, self.local_t2i, self.local_i2t,
+                                self.local_sentence)):
             raise ConfigError("every loss weight is zero: nothing to train")
+        if not (self.local_sentence >= 0 and math.isfinite(self.local_sentence)):
+            raise ConfigError(f"loss.local_sentence must be >= 0, got {self.local_sentence}")
+        if self.local_sentence > 0 and "finding" not in self.local_kinds:
+            raise ConfigError("loss.local_sentence contrasts finding sentences: "
+                              "loss.local_kinds must include 'finding'")
 
     @property
     def uses_local(self) -> bool:
-        return self.local_t2i > 0 or self.local_i2t > 0
+        return self.local_t2i > 0 or self.local_i2t > 0 or self.local_sentence > 0
 
     @property
     def uses_global(self) -> bool:
@@ -140,7 +148,7 @@ class TrainConfig:
     validate_every_epoch: bool = True
 
     def __post_init__(self) -> None:
-        no_local = self.loss.local_t2i == 0 and self.loss.local_i2t == 0
+        no_local = not self.loss.uses_local
         if self.model.heatmap_source == "auto":
             self.model.heatmap_source = "global" if no_local else "local"
         elif self.model.heatmap_source == "global" and not no_local:

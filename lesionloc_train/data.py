@@ -130,6 +130,10 @@ class Batch:
     sentence_valid: torch.Tensor  # (B, max_sentences) bool
     indices: list[int]
     skipped: list[str]
+    # (B, max_sentences): the finding sentences among the valid ones, and an id per distinct
+    # sentence text (-1 for empty slots) so equal sentences in two reports can be told
+    sentence_finding: torch.Tensor | None = None
+    sentence_group: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
         moved = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
@@ -158,6 +162,9 @@ class Collator:
         texts: list[str] = []
         slots: list[int] = []
         valid = torch.zeros((len(good), self.max_sentences), dtype=torch.bool)
+        finding = torch.zeros((len(good), self.max_sentences), dtype=torch.bool)
+        group = torch.full((len(good), self.max_sentences), -1, dtype=torch.long)
+        ids: dict[str, int] = {}
         for b, example in enumerate(good):
             sentences = example.report.sentences if example.report is not None else ()
             chosen = [s for s in sentences if s.kind in self.kinds]
@@ -165,6 +172,9 @@ class Collator:
                 texts.append(sentence.grounded_text)  # as the runtime encodes it
                 slots.append(b * self.max_sentences + j)
                 valid[b, j] = True
+                finding[b, j] = sentence.kind == "finding"
+                key = " ".join(sentence.grounded_text.lower().split())
+                group[b, j] = ids.setdefault(key, len(ids))
         bodies = [e.report.body for e in good if e.report is not None]
         if good:
             pixels = torch.from_numpy(np.stack([e.pixels for e in good]))
@@ -178,4 +188,4 @@ class Collator:
             sentence_ids = sentence_attention = torch.zeros((0, 1), dtype=torch.long)
         return Batch(pixels, report_ids, report_mask, sentence_ids, sentence_attention,
                      torch.tensor(slots, dtype=torch.long), valid,
-                     [e.index for e in good], skipped)
+                     [e.index for e in good], skipped, finding, group)

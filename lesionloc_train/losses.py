@@ -74,6 +74,12 @@ class LocalSentenceLoss(nn.Module):
     Z(i, b) = 1/gamma log sum_j exp(gamma r_ij^b) over report i's valid sentences;
     Ll(v|t) = CE over images of Z(i, .)/tau_l, Ll(t|v) = CE over reports of Z(., b)/tau_l.
     Computed within one process's batch. Reports without valid sentences are left out.
+
+    With a `focus` mask (the finding sentences) and a sentence weight, a third term gives each
+    finding sentence its own contrast: Ls(v|s) = CE over images of r_ij^. / tau_l, label i. The
+    soft maximum Z lets a report's best sentence carry it, so a small finding beside a larger one
+    gets little gradient; this term does not. Images whose report holds the same sentence (equal
+    `groups` ids) are left out of that sentence's negatives: they show the same finding.
     """
 
     def __init__(self, attention_temperature: float = 0.25, gamma: float = 5.0,
@@ -100,19 +106,49 @@ class LocalSentenceLoss(nn.Module):
         z = torch.logsumexp(masked, dim=1) / self.gamma
         return z / self.temperature
 
+    def sentence_term(self, r: torch.Tensor, focus: torch.Tensor,
+                      groups: torch.Tensor | None) -> torch.Tensor:
+        """Ls(v|s): each focus sentence (i, j) picks image i among the batch's images from
+        r_ij^b / tau_l; images b != i whose report holds sentence j's group are not negatives."""
+        rows, cols = torch.nonzero(focus, as_tuple=True)
+        if rows.numel() == 0:
+            return r.sum() * 0.0
+        logits = r[rows, cols] / self.temperature  # (N, B_images)
+        if groups is not None:
+            group = groups[rows, cols]  # (N,)
+            same = (groups.unsqueeze(0) == group.view(-1, 1, 1)).any(dim=-1)  # (N, B_reports)
+            same &= group.view(-1, 1) >= 0
+            same[torch.arange(rows.numel(), device=r.device), rows] = False  # keep the positive
+            logits = logits.masked_fill(same, float("-inf"))
+        return F.cross_entropy(logits, rows)
+
     def forward(
-        self, sentences: torch.Tensor, sentence_mask: torch.Tensor, patches: torch.Tensor
+        self, sentences: torch.Tensor, sentence_mask: torch.Tensor, patches: torch.Tensor,
+        focus: torch.Tensor | None = None, groups: torch.Tensor | None = None,
+        sentence_weight: float = 0.0,
     ) -> dict[str, torch.Tensor]:
         valid = sentence_mask.any(dim=1)
+        with_sentences = sentence_weight > 0 and focus is not None
         if int(valid.sum()) < 2:  # no negatives to contrast with
             zero = sentences.sum() * 0.0 + patches.sum() * 0.0
-            return {"local_t2i": zero, "local_i2t": zero}
-        logits = self.get_logits(sentences[valid], sentence_mask[valid], patches[valid])
+            terms = {"local_t2i": zero, "local_i2t": zero}
+            if with_sentences:
+                terms["local_sentence"] = zero
+            return terms
+        mask = sentence_mask[valid]
+        r = self.alignment(sentences[valid].float(), patches[valid].float())
+        masked = (self.gamma * r).masked_fill(~mask.unsqueeze(-1), float("-inf"))
+        logits = torch.logsumexp(masked, dim=1) / self.gamma / self.temperature
         labels = torch.arange(logits.shape[0], device=logits.device)
-        return {
+        terms = {
             "local_t2i": F.cross_entropy(logits, labels),  # each report picks its image
             "local_i2t": F.cross_entropy(logits.T, labels),  # each image picks its report
         }
+        if with_sentences:
+            assert focus is not None
+            kept_groups = groups[valid] if groups is not None else None
+            terms["local_sentence"] = self.sentence_term(r, focus[valid] & mask, kept_groups)
+        return terms
 
 
 class LesionLocLoss(nn.Module):
@@ -125,7 +161,8 @@ class LesionLocLoss(nn.Module):
         self.local_loss = LocalSentenceLoss(cfg.attention_temperature, cfg.aggregation_gamma,
                                             cfg.local_temperature)
         self.weights = {"global_t2i": cfg.global_t2i, "global_i2t": cfg.global_i2t,
-                        "local_t2i": cfg.local_t2i, "local_i2t": cfg.local_i2t}
+                        "local_t2i": cfg.local_t2i, "local_i2t": cfg.local_i2t,
+                        "local_sentence": cfg.local_sentence}
 
     def forward(
         self,
@@ -135,12 +172,17 @@ class LesionLocLoss(nn.Module):
         sentences: torch.Tensor,
         sentence_mask: torch.Tensor,
         logit_scale: torch.Tensor,
+        focus: torch.Tensor | None = None,
+        groups: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
+        """focus: (B, S) bool, the finding sentences that get their own contrast (with
+        loss.local_sentence > 0); groups: (B, S) long, equal ids for equal sentence texts."""
         terms: dict[str, torch.Tensor] = {}
         if self.cfg.uses_global:
             terms.update(self.global_loss(image_global, report_global, logit_scale))
         if self.cfg.uses_local:
-            terms.update(self.local_loss(sentences, sentence_mask, patches))
+            terms.update(self.local_loss(sentences, sentence_mask, patches, focus, groups,
+                                         self.cfg.local_sentence))
         total = sum(self.weights[k] * v for k, v in terms.items())
         terms["loss"] = total  # type: ignore[assignment]
         return terms

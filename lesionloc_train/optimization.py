@@ -33,7 +33,8 @@ def loss_from_outputs(loss_fn: LesionLocLoss, outputs: tuple[Any, ...], batch: B
     if report_global is None:
         report_global = image_global.new_zeros(image_global.shape)
     return loss_fn(image_global.float(), patches.float(), report_global.float(), sentences,
-                   batch.sentence_valid, logit_scale.exp())
+                   batch.sentence_valid, logit_scale.exp(), batch.sentence_finding,
+                   batch.sentence_group)
 
 
 def build_optimizer(model: LesionLocModel, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -480,17 +480,23 @@ def section_demo(results: Path, lines: list[str]) -> None:
     record = json.loads(path.read_text())
     lines += ["## Demo model training", "", record.get("summary", ""), "",
               f"Machine: {record['machine']}. Command: `{record['command']}`.", "",
-              "| variant | local grid | steps | epochs | training time (wall) | process CPU time "
-              "| pairs/s | last loss |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| variant | loss terms | local grid | steps | epochs | training time (wall) "
+              "| process CPU time | pairs/s | last loss |",
+              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, x in record["variants"].items():
         cfg = x.get("config", {})
+        weights = cfg.get("loss_weights", {})
+        terms = [label for label, keys in (("global", ("global_t2i", "global_i2t")),
+                                           ("local", ("local_t2i", "local_i2t")),
+                                           ("per sentence", ("local_sentence",)))
+                 if any(weights.get(k, 0) > 0 for k in keys)]
         size, stage = cfg.get("image_size", 320), cfg.get("local_stage") or 3
-        grid = "stride 32 (class activation)" if cfg.get("loss_weights", {}).get("local_t2i") == 0 \
+        grid = "stride 32 (class activation)" if weights.get("local_t2i") == 0 \
             else f"stride {4 * 2 ** (stage - 1)}{', fused' if cfg.get('local_fusion') else ''}"
         cpu = x.get("cpu_seconds")
         cpu_text = "–" if cpu is None or cpu != cpu else f"{cpu / 3600:.2f} h"
-        lines.append(f"| {name} | {size} px, {grid} | {x['steps']} | {x['epochs']} | "
+        lines.append(f"| {name} | {' + '.join(terms) or '?'} | {size} px, {grid} | {x['steps']} | "
+                     f"{x['epochs']} | "
                      f"{x['seconds'] / 60:.0f} min | {cpu_text} | {x['mean_pairs_per_s']:.1f} | "
                      f"{x['last_loss']:.3f} |")
     lines.append("")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.cpu import describe  # noqa: E402 (the repository root first)
 
 
 def summarize(run: Path) -> dict:
@@ -29,8 +30,9 @@ def summarize(run: Path) -> dict:
                      "batch_size": config["data"]["batch_size"], "lr": config["optim"]["lr"],
                      "attention_temperature": config["loss"]["attention_temperature"],
                      "local_kinds": config["loss"]["local_kinds"], "loss_weights": {
-                         k: config["loss"][k] for k in ("global_t2i", "global_i2t", "local_t2i",
-                                                        "local_i2t")}}
+                         k: config["loss"].get(k, 0.0) for k in (
+                             "global_t2i", "global_i2t", "local_t2i", "local_i2t",
+                             "local_sentence")}}
     return out
 
 
@@ -58,7 +60,7 @@ def main() -> None:
         variants[run.name] = summarize(run) | {"seconds": seconds.get(run.name, float("nan")),
                                                "cpu_seconds": cpu.get(run.name, float("nan"))}
     record = {
-        "machine": f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPUs",
+        "machine": describe(),
         "command": "scripts/make_demo_model.sh (ABLATIONS=1 for the global-only variant, "
                    "ABLATIONS=2 for the local-only one too)",
         "summary": "Each variant trains the `demo` preset (merged with the ablation preset) for the "

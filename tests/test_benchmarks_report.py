@@ -277,3 +277,31 @@ def test_peak_distances_are_shown_in_mm_when_a_run_measured_them(tmp_path):
     text = _report(results, tmp_path / "B.md")
     assert "| heatmap | all | nodule |" in text
     assert "| demo, full loss, int8 | 17.9 | 35.8 |" in text  # 0.05 and 0.1 of 358.4 mm
+
+
+def test_training_record_names_the_cpu_kind_and_every_loss_weight(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "full").mkdir(parents=True)
+    rows = [{"step": 10, "epoch": 0, "loss": 17.5, "pairs_per_s": 15.0},
+            {"step": 20, "epoch": 1, "loss": 16.0, "pairs_per_s": 16.0},
+            {"step": 30, "epoch": 1, "loss": 15.0, "pairs_per_s": 14.0}]
+    (runs / "full" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = {"name": "demo", "model": {"image": {"image_size": 320, "local_stage": 2}},
+              "data": {"batch_size": 32}, "optim": {"lr": 1e-3},
+              "loss": {"attention_temperature": 0.25, "local_kinds": ["finding"],
+                       "global_t2i": 1.0, "global_i2t": 1.0, "local_t2i": 1.0, "local_i2t": 1.0,
+                       "local_sentence": 0.5}}
+    (runs / "full" / "config.json").write_text(json.dumps(config))
+    (runs / "timings.txt").write_text("full: 100 s of training in this run, 190 s process CPU\n"
+                                      "full: 50 s of training in this run, 95 s process CPU\n")
+    out = tmp_path / "demo-training.json"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "demo_training_record.py"
+    subprocess.run([sys.executable, str(script), "--runs", str(runs), "--out", str(out)],
+                   check=True, capture_output=True)
+    record = json.loads(out.read_text())
+    assert "logical CPUs, int8 flags" in record["machine"]
+    full = record["variants"]["full"]
+    assert full["config"]["loss_weights"]["local_sentence"] == 0.5
+    assert (full["steps"], full["epochs"], full["last_loss"]) == (30, 2, 15.0)
+    assert full["mean_pairs_per_s"] == 15.0  # the first log row (warm-up) left out
+    assert (full["seconds"], full["cpu_seconds"]) == (150.0, 285.0)

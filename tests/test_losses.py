@@ -209,3 +209,73 @@ def test_global_heatmaps_are_each_locations_share_of_the_global_embedding():
     assert torch.equal(local, glob)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert not any("local_proj" in n for n in trainable) and any("global_proj" in n for n in trainable)
+
+
+def _sentence_by_hand(sentences, focus, groups, patches, tau, temp):
+    """Ls(v|s): mean over focus sentences of CE over images of r_ij^b / temp, label i, with the
+    images b != i whose report holds the same group id left out."""
+    n = len(sentences)
+    losses = []
+    for i in range(n):
+        for j in range(len(sentences[i])):
+            if not focus[i][j]:
+                continue
+            s = sentences[i][j]
+            logits = []
+            for b in range(n):
+                if b != i and any(g == groups[i][j] for g in groups[b]):
+                    continue
+                w = np.exp([float(s @ p) / tau for p in patches[b]])
+                c = sum(wk * p for wk, p in zip(w / w.sum(), patches[b], strict=True))
+                r = float(s @ c) / (np.linalg.norm(s) * np.linalg.norm(c))
+                logits.append((b, r / temp))
+            target = [b for b, _ in logits].index(i)
+            losses.append(_ce([v for _, v in logits], target))
+    return float(np.mean(losses))
+
+
+def test_sentence_term_matches_hand_computed_case_and_skips_equal_sentences():
+    rng = np.random.default_rng(3)
+    sentences = np.stack([np.stack([_unit(*rng.normal(size=3)) for _ in range(2)]) for _ in range(3)])
+    patches = np.stack([np.stack([_unit(*rng.normal(size=3)) for _ in range(4)]) for _ in range(3)])
+    mask = np.array([[True, True], [True, True], [True, False]])
+    focus = np.array([[True, False], [False, True], [True, False]])
+    groups = np.array([[0, 1], [2, 3], [0, -1]])  # report 2's sentence 0 equals report 0's
+    tau, temp = 0.25, 0.1
+    want = _sentence_by_hand(sentences, focus, groups, patches, tau, temp)
+    loss = LocalSentenceLoss(tau, 5.0, temp)
+    args = (torch.tensor(sentences, dtype=torch.float32), torch.tensor(mask),
+            torch.tensor(patches, dtype=torch.float32).view(3, 2, 2, 3))
+    got = loss(*args, torch.tensor(focus), torch.tensor(groups), sentence_weight=1.0)
+    assert got["local_sentence"].item() == pytest.approx(want, rel=1e-4)
+    # without groups the equal sentence's image is a negative again: a different value
+    plain = loss(*args, torch.tensor(focus), None, sentence_weight=1.0)["local_sentence"].item()
+    assert abs(plain - want) > 1e-3
+    # the report-level terms do not move, and weight 0 adds no term
+    base = loss(*args)
+    assert "local_sentence" not in base
+    assert got["local_t2i"].item() == pytest.approx(base["local_t2i"].item(), rel=1e-6)
+
+
+def test_sentence_weight_adds_its_term_to_the_objective():
+    rng = np.random.default_rng(4)
+    b, d = 3, 8
+
+    def unit(shape):
+        values = torch.tensor(rng.normal(size=shape), dtype=torch.float32)
+        return torch.nn.functional.normalize(values, dim=-1)
+
+    focus = torch.tensor([[True, False], [False, False], [True, True]])
+    groups = torch.arange(6).view(3, 2)
+    args = (unit((b, d)), unit((b, 2, 2, d)), unit((b, d)), unit((b, 2, d)),
+            torch.ones(b, 2, dtype=torch.bool), torch.tensor(10.0), focus, groups)
+    base = LesionLocLoss(LossConfig())(*args)
+    with_term = LesionLocLoss(LossConfig(local_sentence=0.5))(*args)
+    assert "local_sentence" not in base
+    assert with_term["local_sentence"].item() > 0
+    assert with_term["loss"].item() == pytest.approx(
+        base["loss"].item() + 0.5 * with_term["local_sentence"].item(), rel=1e-6)
+    with pytest.raises(Exception, match="local_kinds"):
+        LossConfig(local_sentence=1.0, local_kinds=("normal",))
+    with pytest.raises(Exception, match="local_sentence"):
+        LossConfig(local_sentence=-1.0)
