@@ -98,16 +98,21 @@ def test_local_loss_ignores_masked_sentences_and_empty_reports():
     assert sub["local_i2t"].item() == pytest.approx(full["local_i2t"].item(), rel=1e-6)
 
 
-def test_loss_weights_select_the_ablation_terms():
-    rng = np.random.default_rng(1)
-    b, d = 3, 8
+def _objective_args(seed: int, b: int = 3, d: int = 8) -> tuple:
+    """Random unit features for LesionLocLoss: image global, a 2x2 patch grid, report global,
+    two sentences per report (all valid) and a logit scale of 10."""
+    rng = np.random.default_rng(seed)
 
     def unit(shape):
         values = torch.tensor(rng.normal(size=shape), dtype=torch.float32)
         return torch.nn.functional.normalize(values, dim=-1)
 
-    args = (unit((b, d)), unit((b, 2, 2, d)), unit((b, d)), unit((b, 2, d)),
+    return (unit((b, d)), unit((b, 2, 2, d)), unit((b, d)), unit((b, 2, d)),
             torch.ones(b, 2, dtype=torch.bool), torch.tensor(10.0))
+
+
+def test_loss_weights_select_the_ablation_terms():
+    args = _objective_args(1)
     full = LesionLocLoss(LossConfig())(*args)
     glob = LesionLocLoss(LossConfig(local_t2i=0, local_i2t=0))(*args)
     local = LesionLocLoss(LossConfig(global_t2i=0, global_i2t=0))(*args)
@@ -258,17 +263,9 @@ def test_sentence_term_matches_hand_computed_case_and_skips_equal_sentences():
 
 
 def test_sentence_weight_adds_its_term_to_the_objective():
-    rng = np.random.default_rng(4)
-    b, d = 3, 8
-
-    def unit(shape):
-        values = torch.tensor(rng.normal(size=shape), dtype=torch.float32)
-        return torch.nn.functional.normalize(values, dim=-1)
-
     focus = torch.tensor([[True, False], [False, False], [True, True]])
     groups = torch.arange(6).view(3, 2)
-    args = (unit((b, d)), unit((b, 2, 2, d)), unit((b, d)), unit((b, 2, d)),
-            torch.ones(b, 2, dtype=torch.bool), torch.tensor(10.0), focus, groups)
+    args = (*_objective_args(4), focus, groups)
     base = LesionLocLoss(LossConfig())(*args)
     with_term = LesionLocLoss(LossConfig(local_sentence=0.5))(*args)
     assert "local_sentence" not in base
