@@ -97,11 +97,9 @@ class LocalSentenceLoss(nn.Module):
         context = torch.einsum("isbk,bkd->isbd", attention, flat)
         return F.cosine_similarity(sentences.unsqueeze(2), context, dim=-1, eps=1e-6)
 
-    def get_logits(
-        self, sentences: torch.Tensor, sentence_mask: torch.Tensor, patches: torch.Tensor
-    ) -> torch.Tensor:
-        """Z(i, b) / tau_l as a (B_reports, B_images) matrix (rows of empty reports are -inf)."""
-        r = self.alignment(sentences.float(), patches.float())
+    def report_logits(self, r: torch.Tensor, sentence_mask: torch.Tensor) -> torch.Tensor:
+        """Z(i, b) / tau_l as a (B_reports, B_images) matrix from the alignments r and the
+        reports' valid sentences (rows of empty reports are -inf)."""
         masked = (self.gamma * r).masked_fill(~sentence_mask.unsqueeze(-1), float("-inf"))
         z = torch.logsumexp(masked, dim=1) / self.gamma
         return z / self.temperature
@@ -137,8 +135,7 @@ class LocalSentenceLoss(nn.Module):
             return terms
         mask = sentence_mask[valid]
         r = self.alignment(sentences[valid].float(), patches[valid].float())
-        masked = (self.gamma * r).masked_fill(~mask.unsqueeze(-1), float("-inf"))
-        logits = torch.logsumexp(masked, dim=1) / self.gamma / self.temperature
+        logits = self.report_logits(r, mask)
         labels = torch.arange(logits.shape[0], device=logits.device)
         terms = {
             "local_t2i": F.cross_entropy(logits, labels),  # each report picks its image
