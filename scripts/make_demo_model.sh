@@ -6,10 +6,13 @@
 # killed run is continued by running it again. With ABLATIONS=1 it also trains the global-only
 # variant with the same budget, and with ABLATIONS=2 the local-only one too (for
 # benchmarks/bench_accuracy.py). Each training's wall time and process CPU time go to
-# $RUNS/timings.txt (BENCHMARKS.md, "Demo model training").
+# $RUNS/timings.txt (BENCHMARKS.md, "Demo model training"). ONLY=global_only (or local_only)
+# trains and exports that one variant and installs nothing, for scoring an ablation without
+# retraining the shipped model.
 #
 #   scripts/make_demo_model.sh
 #   ABLATIONS=1 scripts/make_demo_model.sh
+#   ONLY=global_only RUNS=runs/demo scripts/make_demo_model.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-data}
@@ -78,6 +81,16 @@ train() {  # $1 = variant name, rest = extra presets
     fi
   done
 }
+
+if [ -n "${ONLY:-}" ]; then
+  case $ONLY in
+    global_only|local_only) train "$ONLY" "$ONLY" ;;
+    *) echo "ONLY must be global_only or local_only, not '$ONLY'" >&2; exit 2 ;;
+  esac
+  log "done: $RUNS/bundles/$ONLY-int8 and $ONLY-none (nothing installed)"
+  cat "$RUNS/timings.txt"
+  exit 0
+fi
 
 train full
 if [ "${ABLATIONS:-0}" -ge 1 ]; then
