@@ -479,10 +479,11 @@ def section_demo(results: Path, lines: list[str]) -> None:
         return
     record = json.loads(path.read_text())
     lines += ["## Demo model training", "", record.get("summary", ""), "",
-              f"Machine: {record['machine']}. Command: `{record['command']}`.", "",
+              f"Command: `{record['command']}`. Each variant's machine is in the last column; "
+              "times from different machines are not comparable.", "",
               "| variant | loss terms | local grid | steps | epochs | training time (wall) "
-              "| process CPU time | pairs/s | last loss |",
-              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| process CPU time | pairs/s | last loss | machine |",
+              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for name, x in record["variants"].items():
         cfg = x.get("config", {})
         weights = cfg.get("loss_weights", {})
@@ -495,10 +496,12 @@ def section_demo(results: Path, lines: list[str]) -> None:
             else f"stride {4 * 2 ** (stage - 1)}{', fused' if cfg.get('local_fusion') else ''}"
         cpu = x.get("cpu_seconds")
         cpu_text = "–" if cpu is None or cpu != cpu else f"{cpu / 3600:.2f} h"
+        wall = x.get("seconds")
+        wall_text = "–" if wall is None or wall != wall else f"{wall / 60:.0f} min"
         lines.append(f"| {name} | {' + '.join(terms) or '?'} | {size} px, {grid} | {x['steps']} | "
                      f"{x['epochs']} | "
-                     f"{x['seconds'] / 60:.0f} min | {cpu_text} | {x['mean_pairs_per_s']:.1f} | "
-                     f"{x['last_loss']:.3f} |")
+                     f"{wall_text} | {cpu_text} | {x['mean_pairs_per_s']:.1f} | "
+                     f"{x['last_loss']:.3f} | {x.get('machine', record['machine'])} |")
     lines.append("")
 
 

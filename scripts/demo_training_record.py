@@ -1,5 +1,7 @@
 """Summarize the demo recipe's training runs (runs/demo/*/metrics.jsonl and timings.txt) into
 benchmarks/results/demo-training.json, which scripts/benchmarks_report.py puts in BENCHMARKS.md.
+Each variant records the machine it trained on; a variant that is not in --runs (an ablation
+trained later, in another folder or on another machine) keeps its earlier entry.
 
     python scripts/demo_training_record.py [--runs runs/demo]
 """
@@ -55,12 +57,19 @@ def main() -> None:
             if "process CPU" in rest:
                 used = float(rest.split(",")[1].split()[0])
                 cpu[name] = cpu.get(name, 0.0) + used
-    variants = {}
+    machine = describe()
+    earlier = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    variants = {name: {"machine": earlier.get("machine", "not recorded")} | entry
+                for name, entry in earlier.get("variants", {}).items()}
     for run in sorted(p for p in args.runs.iterdir() if (p / "metrics.jsonl").is_file()):
         variants[run.name] = summarize(run) | {"seconds": seconds.get(run.name, float("nan")),
-                                               "cpu_seconds": cpu.get(run.name, float("nan"))}
+                                               "cpu_seconds": cpu.get(run.name, float("nan")),
+                                               "machine": machine}
+    if not variants:
+        sys.exit(f"error: no training runs (*/metrics.jsonl) in {args.runs}")
+    variants = dict(sorted(variants.items(), key=lambda kv: (kv[0] != "full", kv[0])))
     record = {
-        "machine": describe(),
+        "machine": variants.get("full", next(iter(variants.values())))["machine"],
         "command": "scripts/make_demo_model.sh (ABLATIONS=1 for the global-only variant, "
                    "ABLATIONS=2 for the local-only one too)",
         "summary": "Each variant trains the `demo` preset (merged with the ablation preset) for the "

@@ -305,3 +305,39 @@ def test_training_record_names_the_cpu_kind_and_every_loss_weight(tmp_path):
     assert (full["steps"], full["epochs"], full["last_loss"]) == (30, 2, 15.0)
     assert full["mean_pairs_per_s"] == 15.0  # the first log row (warm-up) left out
     assert (full["seconds"], full["cpu_seconds"]) == (150.0, 285.0)
+
+
+def test_training_record_keeps_a_variant_trained_elsewhere(tmp_path):
+    """An ablation trained later on another machine joins the record; the shipped model's
+    entry, and the machine it trained on, stay."""
+    runs = tmp_path / "runs"
+    (runs / "global_only").mkdir(parents=True)
+    rows = [{"step": 10, "epoch": 0, "loss": 7.0, "pairs_per_s": 18.0},
+            {"step": 20, "epoch": 0, "loss": 6.0, "pairs_per_s": 20.0}]
+    (runs / "global_only" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = {"name": "demo+global_only", "model": {"image": {"image_size": 320}},
+              "data": {"batch_size": 32}, "optim": {"lr": 1e-3},
+              "loss": {"attention_temperature": 0.25, "local_kinds": ["finding"],
+                       "global_t2i": 1.0, "global_i2t": 1.0, "local_t2i": 0.0, "local_i2t": 0.0}}
+    (runs / "global_only" / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "demo-training.json"
+    full = {"steps": 1500, "epochs": 12, "seconds": 3000.0, "cpu_seconds": 6000.0,
+            "mean_pairs_per_s": 15.0, "last_loss": 6.3}
+    out.write_text(json.dumps({"machine": "Other CPU, 2 logical CPUs", "command": "x",
+                               "summary": "y", "variants": {"full": full}}))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "demo_training_record.py"
+    subprocess.run([sys.executable, str(script), "--runs", str(runs), "--out", str(out)],
+                   check=True, capture_output=True)
+    record = json.loads(out.read_text())
+    assert list(record["variants"]) == ["full", "global_only"]
+    assert record["variants"]["full"] == full | {"machine": "Other CPU, 2 logical CPUs"}
+    assert record["machine"] == "Other CPU, 2 logical CPUs"  # the shipped model's
+    assert "logical CPUs, int8 flags" in record["variants"]["global_only"]["machine"]
+    assert record["variants"]["global_only"]["steps"] == 20
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "demo-training.json").write_text(out.read_text())
+    text = _report(results, tmp_path / "BENCHMARKS.md")
+    assert "| full | ? | 320 px, stride 16 | 1500 | 12 | 50 min | 1.67 h | 15.0 | 6.300 | Other CPU" in text
+    # no timings.txt for the ablation: its times are unknown, not NaN
+    assert "| global_only | global | 320 px, stride 32 (class activation) | 20 | 1 | – | – |" in text
