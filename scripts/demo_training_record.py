@@ -71,7 +71,7 @@ def main() -> None:
     record = {
         "machine": variants.get("full", next(iter(variants.values())))["machine"],
         "command": "scripts/make_demo_model.sh (ABLATIONS=1 for the global-only variant, "
-                   "ABLATIONS=2 for the local-only one too)",
+                   "ABLATIONS=2 for the local-only one too, ONLY=global_only for that one alone)",
         "summary": "Each variant trains the `demo` preset (merged with the ablation preset) for the "
                    "same number of steps on the standard phantom train set, on CPU. Accuracy: "
                    "see the localization section (the standard test set)."
