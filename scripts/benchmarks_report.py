@@ -195,8 +195,9 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
         lines.append("")
     texts = [r for r in runs.values() if r["name"].startswith("test_text_encoder_by_sentence_count")]
     if texts:
-        lines += ["Text encoder alone, the sentences of one study (ms, median; runs: batches "
-                  "after grouping by length, one padded batch in runs that predate it):", "",
+        lines += ["Text encoder alone, distinct sentences (ms, median; runs: batches after "
+                  "grouping by length, one padded batch in runs that predate it; run "
+                  f"{texts[0]['run']}, machine {cpu_label(texts[0])}):", "",
                   "| sentences | tokens | runs | int8 | fp32 |",
                   "| ---: | ---: | ---: | ---: | ---: |"]
         by = {(r["extra_info"]["sentences"], r["extra_info"]["precision"]): r for r in texts}
