@@ -18,6 +18,7 @@ import numpy as np
 from lesionloc_runtime.heatmap import Heatmap
 from lesionloc_runtime.render import base_grey, display_size, encode_png, window_to_uint8
 from lesionloc_runtime.results import HeatmapLayer, ImageFile, StudyResult
+from lesionloc_runtime.viewer import jpeg
 
 __all__ = [
     "LAYER_SIZE",
@@ -64,15 +65,29 @@ def layer_levels(heatmap: Heatmap, width: int, height: int) -> tuple[np.ndarray,
     return levels.astype(np.uint8), lo, hi
 
 
-def _encode_jpeg(grey: np.ndarray, quality: int = _FULL_JPEG_QUALITY) -> bytes:
-    ok, data = cv2.imencode(".jpg", grey, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError(f"JPEG encoding failed for a {grey.shape} picture")
-    return data.tobytes()
+def _submit_full_film(film: np.ndarray, pool: ThreadPoolExecutor,
+                      write: Callable[[str, bytes], None]) -> list[Future[Any]]:
+    """The full-resolution JPEG, in two bands on two of the pool's threads when the film is
+    large (`jpeg.py`); the lower band's job joins the two and writes the file. It waits only on
+    the upper band's job, which the pool (first in, first out) started before it."""
+    split = jpeg.split_row(film.shape[0])
+    if split is None:
+        return [pool.submit(lambda: write(_FULL_IMAGE, jpeg.encode_grey(film, _FULL_JPEG_QUALITY)))]
+    upper = pool.submit(jpeg.encode_band, film[:split], _FULL_JPEG_QUALITY)
+
+    def lower_and_write() -> None:
+        lower = jpeg.encode_band(film[split:], _FULL_JPEG_QUALITY)
+        try:
+            data = jpeg.join_bands(upper.result(), lower, split, film.shape[0])
+        except ValueError:  # an OpenCV whose encoder codes the two bands differently
+            data = jpeg.encode_grey(film, _FULL_JPEG_QUALITY)
+        write(_FULL_IMAGE, data)
+
+    return [upper, pool.submit(lower_and_write)]
 
 
 def submit_page_files(result: StudyResult, pool: ThreadPoolExecutor,
-                      write: Callable[[str, bytes], None]) -> list[Future[None]]:
+                      write: Callable[[str, bytes], None]) -> list[Future[Any]]:
     """Start writing the radiograph (screen size, and full resolution when larger) and every
     grounded sentence's heatmap layer through `write(name, data)`; records them in `result`
     (radiograph_images, its files, each sentence's `layer` and files["layer"]). The full-resolution film
@@ -80,14 +95,14 @@ def submit_page_files(result: StudyResult, pool: ThreadPoolExecutor,
     width, height = result.width, result.height
     screen = ImageFile(_SCREEN_IMAGE, *display_size(width, height, SCREEN_SIZE))
     full = screen
-    jobs: list[Future[None]] = []
+    jobs: list[Future[Any]] = []
     if (screen.width, screen.height) == (width, height):
         jobs.append(pool.submit(lambda: write(_SCREEN_IMAGE, encode_png(base_grey(result, width)))))
     else:
         # windowed once at full resolution, then shrunk as 8-bit: a quarter of the float work
         film = window_to_uint8(result.display, result.display_window)
         full = ImageFile(_FULL_IMAGE, width, height)
-        jobs.append(pool.submit(lambda: write(_FULL_IMAGE, _encode_jpeg(film))))
+        jobs += _submit_full_film(film, pool, write)
         jobs.append(pool.submit(lambda: write(_SCREEN_IMAGE, encode_png(cv2.resize(
             film, (screen.width, screen.height), interpolation=cv2.INTER_AREA)))))
     result.radiograph_images = {"screen": screen, "full": full}
