@@ -134,16 +134,37 @@ class PreprocessedImage:
     window: tuple[float, float]
 
 
+# Pixels per block of `to_uint8`: a block's float64 copy (256 KB) stays in the L2 cache.
+_UINT8_BLOCK = 1 << 15
+
+
 def to_uint8(pixels: np.ndarray, intensity: str) -> np.ndarray:
-    """Display values in [0, 1] as the 8-bit image the source model was fed."""
-    if intensity == "minmax-uint8":  # hi-ml's remap_to_uint8, step by step in float64
-        array = pixels.astype(np.float64)
-        array -= array.min()
-        top = array.max()
-        if top > 0:
-            array /= top
-        return (array * 255).astype(np.uint8)
-    return np.clip(np.rint(pixels.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+    """Display values in [0, 1] as the 8-bit image the source model was fed: "minmax-uint8" is
+    hi-ml's remap_to_uint8 (in float64: subtract the minimum, divide by the new maximum, times
+    255, truncated), "uint8" rounds value x 255 in float64. Each operation is done element by
+    element on one block of pixels at a time, so the result is the same, bit for bit, as on the
+    whole image at once, in a third of the time on a 2048 px film: five passes over a 32 MB
+    float64 copy of it ran from memory, and a block's run from the cache."""
+    flat = np.ascontiguousarray(pixels).reshape(-1)
+    out = np.empty(flat.shape, np.uint8)
+    low = top = 0.0
+    if intensity == "minmax-uint8" and flat.size:
+        # the maximum of (x - min) is max - min: a rounding is monotone
+        low = float(flat.min())
+        top = float(np.float64(flat.max()) - low)
+    for start in range(0, flat.size, _UINT8_BLOCK):
+        block = flat[start:start + _UINT8_BLOCK].astype(np.float64)
+        if intensity == "minmax-uint8":
+            block -= low
+            if top > 0:
+                block /= top
+            block *= 255
+        else:
+            block *= 255.0
+            np.rint(block, out=block)
+            np.clip(block, 0, 255, out=block)
+        out[start:start + block.size] = block  # float64 -> uint8 truncates, as astype does
+    return out.reshape(pixels.shape)
 
 
 def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig) -> PreprocessedImage:

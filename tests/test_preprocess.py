@@ -15,6 +15,7 @@ from lesionloc_runtime.preprocess import (
     apply_window,
     intensity_window,
     preprocess,
+    to_uint8,
 )
 
 
@@ -206,3 +207,31 @@ def test_contrast_sample_does_not_hide_a_blank_image_or_refuse_a_faint_one():
         check_contrast(blank, "blank")
     blank[3, 5] = 0.75  # one bright pixel between the sampled ones: not blank after all
     check_contrast(blank, "faint")
+
+
+def _whole_image_uint8(pixels: np.ndarray, intensity: str) -> np.ndarray:
+    """The 8-bit conversions as the source models' code writes them, on the whole image."""
+    if intensity == "minmax-uint8":  # hi-ml's remap_to_uint8
+        array = pixels.astype(np.float64)
+        array -= array.min()
+        top = array.max()
+        if top > 0:
+            array /= top
+        return (array * 255).astype(np.uint8)
+    return np.clip(np.rint(pixels.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("intensity", ["minmax-uint8", "uint8"])
+def test_to_uint8_in_blocks_is_the_whole_image_conversion_bit_for_bit(intensity):
+    rng = np.random.default_rng(3)
+    films = [
+        (rng.integers(0, 4096, (1531, 1000)) / 4095).astype(np.float32),  # a 12-bit film
+        rng.normal(0.5, 0.6, (517, 301)).astype(np.float32),  # outside [0, 1]: clipped
+        rng.random((400, 300), dtype=np.float32)[::2, 1::3],  # a strided view
+        0.2 + 1e-3 * rng.random((70001, 1), dtype=np.float32),  # a narrow range, a long column
+        np.full((64, 48), 0.3, np.float32),  # flat: the maximum after the shift is 0
+    ]
+    for film in films:
+        got = to_uint8(film, intensity)
+        assert got.shape == film.shape and got.dtype == np.uint8
+        assert np.array_equal(got, _whole_image_uint8(film, intensity))
