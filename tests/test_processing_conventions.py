@@ -97,6 +97,28 @@ def test_bilinear_heatmap_is_pytorchs_upsampling_into_the_crop_and_nan_outside()
         assert x - 8 <= box.x and box.x + box.width <= x + side + 8
 
 
+@pytest.mark.parametrize("cells,size", [((14, 14), (256, 256)), ((15, 15), (1955, 1841)),
+                                        ((1, 9), (40, 300)), ((7, 1), (333, 5))])
+def test_bilinear_render_equals_the_two_tap_matrix_product(cells, size):
+    """Rendered two cells per output (no BLAS threads left spinning), the same float32 as
+    (rows x grid) x cols^T with the dense two-tap weight matrices."""
+    from lesionloc_runtime.heatmap import _bilinear, _bilinear_taps
+
+    def dense(taps: tuple[np.ndarray, np.ndarray], cells: int) -> np.ndarray:
+        low, frac = taps
+        weights = np.zeros((len(low), cells))
+        weights[np.arange(len(low)), low] = 1.0 - frac
+        if cells > 1:
+            weights[np.arange(len(low)), low + 1] += frac
+        return weights
+
+    grid = np.random.default_rng(4).standard_normal(cells)
+    rows = _bilinear_taps(size[0], cells[0], cells[0] / size[0], 0.5 * cells[0] / size[0] - 0.5)
+    cols = _bilinear_taps(size[1], cells[1], cells[1] / size[1], 0.5 * cells[1] / size[1] - 0.5)
+    want = (dense(rows, cells[0]) @ grid @ dense(cols, cells[1]).T).astype(np.float32)
+    assert np.array_equal(_bilinear(grid, rows, cols), want)
+
+
 def test_an_overlay_draws_no_heat_where_the_model_saw_nothing():
     from lesionloc_runtime.render import _blend_heatmap
 
