@@ -55,6 +55,8 @@ def test_bands_coded_differently_are_refused():
         jpeg.join_bands(upper, lower, 512, 1024)
     with pytest.raises(ValueError, match="multiple of 64"):
         jpeg.join_bands(upper, jpeg.encode_band(film[500:], 92), 500, 1024)
+    with pytest.raises(ValueError, match="below the film's 512"):
+        jpeg.join_bands(upper, lower, 512, 512)
     with pytest.raises(ValueError, match="truncated"):
         jpeg.join_bands(upper[:-2], jpeg.encode_band(film[512:], 92), 512, 1024)
     with pytest.raises(ValueError, match="not a JPEG"):

@@ -75,7 +75,8 @@ def join_bands(upper: bytes, lower: bytes, upper_rows: int, height: int) -> byte
     """The JPEG of the whole film from its two bands (`encode_band` of rows [0, upper_rows)
     and [upper_rows, height)). ValueError if the bands were not coded alike."""
     if upper_rows % _BAND_ROWS or not 0 < upper_rows < height:
-        raise ValueError(f"the upper band's {upper_rows} rows are not a multiple of {_BAND_ROWS}")
+        raise ValueError(f"the upper band's {upper_rows} rows must be a multiple of {_BAND_ROWS} "
+                         f"below the film's {height}")
     upper_height, upper_scan = _scan_start(upper)
     lower_height, lower_scan = _scan_start(lower)
     header = bytearray(upper[:upper_scan])
