@@ -102,17 +102,20 @@ class HeatmapConfig:
 def similarity_grid(sentence: np.ndarray, patches: np.ndarray) -> np.ndarray:
     """Dot product of one sentence embedding (D,) with each patch of an (h, w, D) grid ->
     (h, w) float32: their cosine when both are L2-normalized (the bundle's `similarity`
-    decides what the localizer normalizes)."""
-    return np.tensordot(patches, sentence, axes=([2], [0])).astype(np.float32)
+    decides what the localizer normalizes). numpy's einsum, not a matrix product: those go to
+    BLAS, and OpenBLAS runs one of a large grid (32 x 32 x 768) on several threads that then
+    spin for tens of milliseconds, on the cores the next encoder run needs."""
+    return np.einsum("hwd,d->hw", patches, sentence).astype(np.float32, copy=False)
 
 
 def local_alignment_score(sentence: np.ndarray, patches: np.ndarray, temperature: float) -> float:
-    """The local loss's sentence-image score r = cos(s, sum_k a_k P_k), a = softmax(s.P / tau)."""
+    """The local loss's sentence-image score r = cos(s, sum_k a_k P_k), a = softmax(s.P / tau).
+    einsum rather than BLAS, as in `similarity_grid`."""
     flat = patches.reshape(-1, patches.shape[-1])
-    logits = flat @ sentence / temperature
+    logits = np.einsum("nd,d->n", flat, sentence) / temperature
     weights = np.exp(logits - logits.max())
     weights /= weights.sum()
-    context = weights @ flat
+    context = np.einsum("n,nd->d", weights, flat)
     norm = float(np.linalg.norm(context))
     return float(context @ sentence / norm) if norm > 0 else 0.0
 

@@ -119,6 +119,25 @@ def test_bilinear_render_equals_the_two_tap_matrix_product(cells, size):
     assert np.array_equal(_bilinear(grid, rows, cols), want)
 
 
+def test_similarity_grid_and_local_score_are_their_matrix_formulas():
+    """Computed with einsum (no BLAS threads left spinning), the dot products of the matrix
+    formulas: s.P per patch, and r = cos(s, sum_k softmax(s.P / tau)_k P_k)."""
+    from lesionloc_runtime.heatmap import local_alignment_score, similarity_grid
+
+    rng = np.random.default_rng(5)
+    patches = rng.standard_normal((12, 9, 64)).astype(np.float32)
+    sentence = rng.standard_normal(64).astype(np.float32)
+    flat = patches.reshape(-1, 64).astype(np.float64)
+    grid = similarity_grid(sentence, patches)
+    assert grid.dtype == np.float32 and grid.shape == (12, 9)
+    assert np.allclose(grid, (flat @ sentence).reshape(12, 9), rtol=1e-5, atol=1e-5)
+    logits = flat @ sentence / 0.25
+    weights = np.exp(logits - logits.max())
+    context = (weights / weights.sum()) @ flat
+    want = context @ sentence / np.linalg.norm(context)
+    assert local_alignment_score(sentence, patches, 0.25) == pytest.approx(want, rel=1e-5)
+
+
 def test_an_overlay_draws_no_heat_where_the_model_saw_nothing():
     from lesionloc_runtime.render import _blend_heatmap
 
