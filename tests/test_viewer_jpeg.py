@@ -63,11 +63,11 @@ def test_bands_coded_differently_are_refused():
         jpeg.join_bands(b"GIF89a" + upper, lower, 512, 1024)
 
 
-def _written(film: np.ndarray) -> bytes:
+def _written(film: np.ndarray, threads: int = 2) -> bytes:
     from concurrent.futures import ThreadPoolExecutor, wait
 
     files: dict[str, bytes] = {}
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(threads) as pool:
         jobs = page._submit_full_film(film, pool, files.__setitem__)
         wait(jobs)
         for job in jobs:
@@ -88,3 +88,11 @@ def test_page_writes_the_film_in_bands_or_whole_with_the_same_pixels(monkeypatch
     monkeypatch.setattr(jpeg, "join_bands", refuse)
     whole = _written(film)
     assert b"\xff\xdd" not in whole[:1000] and np.array_equal(_decode(whole)[0], expected)
+
+
+def test_a_pool_of_one_thread_writes_the_banded_film_without_waiting_on_itself():
+    """The lower band's job waits on the upper band's: with one thread the upper one has run
+    first (first in, first out), so a one-core machine's pool does not deadlock."""
+    film = _film(1024, 700)
+    assert np.array_equal(_decode(_written(film, threads=1))[0],
+                          _decode(jpeg.encode_grey(film, 92))[0])
