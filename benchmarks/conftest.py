@@ -78,12 +78,15 @@ def quick_checkpoint(tmp_path_factory, quick_phantoms) -> Path:
 
 
 def exporter_digest() -> str:
-    """sha256 of the exporter's source: a cached bundle made by other export code is stale."""
+    """sha256 of the exporter's source, its subpackages included (the converters of the
+    published layouts live in lesionloc_export/sources/): a cached bundle made by other export
+    code is stale."""
     import hashlib
 
     digest = hashlib.sha256()
-    for path in sorted((REPO / "lesionloc_export").glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    root = REPO / "lesionloc_export"
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 

@@ -341,3 +341,20 @@ def test_training_record_keeps_a_variant_trained_elsewhere(tmp_path):
     assert "| full | ? | 320 px, stride 16 | 1500 | 12 | 50 min | 1.67 h | 15.0 | 6.300 | Other CPU" in text
     # no timings.txt for the ablation: its times are unknown, not NaN
     assert "| global_only | global | 320 px, stride 32 (class activation) | 20 | 1 | – | – |" in text
+
+
+def test_cached_benchmark_bundles_go_stale_when_a_converter_changes(tmp_path, monkeypatch):
+    """The latency benchmarks keep their full-size bundles between runs; a change anywhere in
+    the exporter, the published-layout converters in lesionloc_export/sources/ included, must
+    remake them, or a run measures the old export."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    import benchmarks.conftest as bench
+
+    converter = tmp_path / "lesionloc_export" / "sources" / "resnet.py"
+    converter.parent.mkdir(parents=True)
+    (tmp_path / "lesionloc_export" / "bundle_writer.py").write_text("a = 1\n")
+    converter.write_text("b = 1\n")
+    monkeypatch.setattr(bench, "REPO", tmp_path)
+    before = bench.exporter_digest()
+    converter.write_text("b = 2\n")
+    assert bench.exporter_digest() != before
