@@ -288,3 +288,24 @@ def test_runtime_sessions_spin_only_while_a_run_is_on(tiny_bundle):
         options = encoder.session.get_session_options()
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
         assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+
+
+def test_resnet_on_a_grey_image_is_the_same_as_on_it_repeated_on_three_channels():
+    """BioViL feeds its grey film on three channels: the export sums the first convolution's
+    three kernels and runs it once on the one channel."""
+    import torch
+
+    from lesionloc_export.sources.resnet import ResNet50
+
+    torch.manual_seed(0)
+    model = ResNet50(with_fc=False).eval()
+    for module in model.modules():  # statistics that are not the identity
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    grey = torch.rand(2, 1, 96, 80)
+    with torch.no_grad():
+        repeated = model.stages(grey.expand(-1, 3, -1, -1))
+        once = model.stages(grey, grey=True)
+    for a, b in zip(repeated, once, strict=True):
+        assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5)

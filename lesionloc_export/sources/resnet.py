@@ -5,6 +5,7 @@ the stride on the 3x3 convolution, every stage's output available."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 LAYERS = (3, 4, 6, 3)
@@ -55,8 +56,15 @@ class ResNet50(nn.Module):
             setattr(self, f"layer{index + 1}", nn.Sequential(*layer))
         self.fc = nn.Linear(2048, 1000) if with_fc else None
 
-    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+    def stages(self, x: torch.Tensor, grey: bool = False) -> list[torch.Tensor]:
+        """`grey`: x has one channel that the source model repeats on all three; the first
+        convolution then runs once with its three kernels summed, the same sum of products
+        in a third of the work (5 of an int8 BioViL encoder's 34 ms were this convolution)."""
+        if grey:
+            x = F.conv2d(x, self.conv1.weight.sum(dim=1, keepdim=True), stride=2, padding=3)
+        else:
+            x = self.conv1(x)
+        x = self.maxpool(self.relu(self.bn1(x)))
         out = []
         for name in ("layer1", "layer2", "layer3", "layer4"):
             x = getattr(self, name)(x)
