@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from lesionloc_runtime.errors import ImageReadError
 
-__all__ = ["EOI", "RasterHeader", "j2k_size", "jpeg_header", "raster_header"]
+__all__ = ["EOI", "RasterHeader", "j2k_size", "jpeg_header", "jpeg_segments", "raster_header"]
 
 EOI = b"\xff\xd9"  # JPEG EOI, JPEG-LS EOI and JPEG 2000 EOC share this marker
 
@@ -73,25 +74,36 @@ def _png_header(data: bytes, path: Path) -> RasterHeader:
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}
 
 
-def jpeg_header(data: bytes) -> RasterHeader:
-    """Walk the marker segments up to the first scan; a malformed one ends the walk and the
-    decoder judges the file."""
-    pos, size, orientation = 2, None, 1
+def jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, offset of its 0xFF, segment length) of each marker segment after SOI, up to
+    and including the first start of scan (0xDA); fill bytes are skipped, and a malformed
+    segment ends the walk."""
+    pos = 2
     while pos + 4 <= len(data) and data[pos] == 0xFF:
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
-        if marker == 0xDA:  # start of scan: the headers are over
-            break
         (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        yield marker, pos, length
+        if marker == 0xDA:  # start of scan: the headers are over
+            return
+        pos += 2 + length
+
+
+def jpeg_header(data: bytes) -> RasterHeader:
+    """The marker segments up to the first scan; a malformed one ends the walk and the decoder
+    judges the file."""
+    size, orientation = None, 1
+    for marker, pos, length in jpeg_segments(data):
+        if marker == 0xDA:
+            break
         body = data[pos + 4 : pos + 2 + length]
         if marker in _SOF and len(body) >= 5:
             height, width = struct.unpack(">HH", body[1:5])
             size = (height, width)
         elif marker == 0xE1 and body.startswith(b"Exif\x00\x00") and orientation == 1:
             orientation = _exif_orientation(body[6:])
-        pos += 2 + length
     return RasterHeader(size, orientation)
 
 

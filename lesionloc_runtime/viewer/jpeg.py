@@ -13,6 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from lesionloc_runtime.imageio.containers import jpeg_segments
+
 __all__ = ["encode_band", "encode_grey", "join_bands", "split_row"]
 
 _SOI, _EOI, _SOS, _SOF0 = 0xD8, 0xD9, 0xDA, 0xC0
@@ -55,19 +57,14 @@ def _scan_start(data: bytes) -> tuple[int, int]:
     """(offset of the SOF0 height field, offset where the entropy-coded data begin)."""
     if data[:2] != bytes((0xFF, _SOI)):
         raise ValueError("not a JPEG stream")
-    at, height_field = 2, -1
-    while at + 4 <= len(data):
-        if data[at] != 0xFF:
-            raise ValueError(f"JPEG marker expected at byte {at}")
-        marker = data[at + 1]
-        length = int.from_bytes(data[at + 2:at + 4], "big")
+    height_field = -1
+    for marker, at, length in jpeg_segments(data):
         if marker == _SOF0:
             height_field = at + 5
         if marker == _SOS:
             if height_field < 0:
                 raise ValueError("JPEG stream without a baseline frame header")
             return height_field, at + 2 + length
-        at += 2 + length
     raise ValueError("JPEG stream without a scan")
 
 
