@@ -197,7 +197,8 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
     if texts:
         lines += ["Text encoder alone, distinct sentences (ms, median; runs: batches after "
                   "grouping by length, one padded batch in runs that predate it; run "
-                  f"{texts[0]['run']}, machine {cpu_label(texts[0])}):", "",
+                  f"{', '.join(sorted({r['run'] for r in texts}))}, machine "
+                  f"{cpu_label(texts[0])}):", "",
                   "| sentences | tokens | runs | int8 | fp32 |",
                   "| ---: | ---: | ---: | ---: | ---: |"]
         by = {(r["extra_info"]["sentences"], r["extra_info"]["precision"]): r for r in texts}

@@ -76,7 +76,7 @@ class HiMLImageGraph(nn.Module):
                                         nn.Conv2d(JOINT_DIM, JOINT_DIM, 1))
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.resnet.stages(pixel_values, grey=True)[-1]  # the grey image on 3 channels
+        features = self.resnet.stages(pixel_values, grey=True)[-1]  # hi-ml repeats it on 3 channels
         if self.temporal:
             current = self.vit_proj(features)
             previous = self.missing_previous.expand(-1, -1, current.shape[2], current.shape[3])
