@@ -148,20 +148,24 @@ def test_write_time_of_the_reference_study_by_layout(benchmark, latency_model, r
     })
 
 
-def _image_graph(checkpoint: Path, size: int, precision: str, work: Path, calibration: list):
-    """The image encoder exported at another input size (fp32 or int8), as a session."""
+def _image_graph(checkpoint: Path, size: int, precision: str, work: Path, calibration: list,
+                 gemm_max_positions: int | None = None):
+    """The image encoder exported at another input size (fp32 or int8), as a session; int8
+    with the export's convolution forms, or `gemm_max_positions` (0: all symmetric)."""
     from lesionloc_export.graphs import export_image_encoder
-    from lesionloc_export.quantize import quantize_image_int8
+    from lesionloc_export.quantize import GEMM_MAX_POSITIONS, quantize_image_int8
     from lesionloc_train.checkpoint import load_checkpoint
 
-    target = work / f"image-{size}-{precision}.onnx"
+    forms = GEMM_MAX_POSITIONS if gemm_max_positions is None else gemm_max_positions
+    target = work / f"image-{size}-{precision}{'' if precision != 'int8' else f'-gemm{forms}'}.onnx"
     if not target.is_file():
         from lesionloc_train.torch_backend import ImageGraph
 
-        model = load_checkpoint(checkpoint).model
-        raw = export_image_encoder(ImageGraph(model), size, work / f"image-{size}-raw.onnx")
+        raw = work / f"image-{size}-raw.onnx"
+        if not raw.is_file():
+            export_image_encoder(ImageGraph(load_checkpoint(checkpoint).model), size, raw)
         if precision == "int8":
-            quantize_image_int8(raw, target, calibration)
+            quantize_image_int8(raw, target, calibration, gemm_max_positions=forms)
         else:
             shutil.copyfile(raw, target)
     # the runtime's own session (lesionloc_runtime.sessions): threads, optimizations
@@ -185,6 +189,46 @@ def test_image_encoder_by_input_size(benchmark, size, precision, latency_model, 
     feed = {"pixel_values": calibration[0][None]}
     benchmark.pedantic(session.run, args=(None, feed), rounds=5, iterations=1, warmup_rounds=1)
     benchmark.extra_info.update({"encoder": "image", "size": size, "precision": precision})
+
+
+def test_int8_image_encoder_conv_forms(benchmark, latency_model, tmp_path_factory):
+    """The int8 image encoder as exported (convolutions with small outputs in the matrix-
+    product form, lesionloc_export.quantize.GEMM_MAX_POSITIONS) against every convolution in
+    the symmetric form, in alternated rounds on the model's input size. The two must give the
+    same bytes; which is faster depends on the CPU's int8 kernels (AMX or not), so the figure
+    is kept per CPU kind."""
+    from lesionloc_export.quantize import GEMM_MAX_POSITIONS
+    from lesionloc_runtime.bundle import ModelBundle
+    from lesionloc_runtime.preprocess import preprocess
+
+    checkpoint, bundles = latency_model
+    config = ModelBundle.load(bundles["int8"]).preprocessing
+    size = config.image_size
+    work = tmp_path_factory.getbasetemp() / "image-graphs"
+    work.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    calibration = [preprocess(rng.random((600, 500)).astype(np.float32), config).tensor
+                   for _ in range(8)]
+    forms = {"exported": _image_graph(checkpoint, size, "int8", work, calibration),
+             "symmetric": _image_graph(checkpoint, size, "int8", work, calibration, 0)}
+    feed = {"pixel_values": calibration[0][None]}
+    outputs = {name: session.run(None, feed) for name, session in forms.items()}
+    for got, want in zip(outputs["exported"], outputs["symmetric"], strict=True):
+        np.testing.assert_array_equal(got, want)
+    times: dict[str, list[float]] = {name: [] for name in forms}
+
+    def both() -> None:  # alternated, so that drift in the machine's speed hits both alike
+        for name, session in forms.items():
+            start = time.perf_counter()
+            for _ in range(3):
+                session.run(None, feed)
+            times[name].append((time.perf_counter() - start) / 3 * 1e3)
+
+    rounds = 9 if benchmark.enabled else 1
+    benchmark.pedantic(both, rounds=rounds, iterations=1, warmup_rounds=1 if benchmark.enabled else 0)
+    medians = {f"{name}_ms": float(np.median(v[-rounds:])) for name, v in times.items()}
+    benchmark.extra_info.update({**medians, "size": size, "gemm_max_positions": GEMM_MAX_POSITIONS,
+                                 "cpu_kind": cpu_kind(), "load_average_1min": os.getloadavg()[0]})
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp32"])

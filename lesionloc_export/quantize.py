@@ -54,11 +54,95 @@ def fp32_nodes(model_path: Path) -> list[str]:
     return keep
 
 
+# Convolutions whose output has at most this many positions (ResNet-50's last two stages at a
+# 448-512 px input) are written with weight zero point 1 instead of 0, their int8 weights
+# raised by 1 to match: the same products, but ONNX Runtime then runs them as an integer
+# matrix product (im2col + its u8 x s8 GEMM, which uses AMX where the CPU has it) instead of
+# its symmetric direct-convolution kernel (AVX-512 VNNI at best). On the 2-core AMX Xeon the
+# last two stages ran 1.8x faster so; the first two, whose outputs are large, ran slower.
+# The outputs are the same bytes (the integer sums are exact either way, and both paths scale
+# and round them alike): `benchmarks/bench_latency.py -k conv_forms` measures both forms and
+# checks that, on whatever CPU it runs on.
+GEMM_MAX_POSITIONS = 1024
+
+
+def own_initializers(source: Path, target: Path) -> int:
+    """Give every node its own copy of a float initializer it shares with another node. The
+    ONNX export shares equal constants (all the zero biases of a freshly initialized model),
+    and the quantizers then quantize a shared bias for its quantized consumers and feed the
+    fp32 ones a dequantized copy: the first convolution then loses the fast fp32 kernel (ORT's
+    blocked layout needs constant weights and bias) and is fed a rounded bias. A trained model
+    rarely shares; a random-init benchmark model always does. Returns the copies made."""
+    import onnx
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    shared = {i.name: i for i in graph.initializer
+              if i.data_type == onnx.TensorProto.FLOAT and int(np.prod(i.dims)) > 1}
+    seen: set[str] = set()
+    copies = 0
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            if name not in shared:
+                continue
+            if name in seen:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(shared[name])
+                copy.name = f"{name}__{node.name or copies}_{k}"
+                graph.initializer.append(copy)
+                node.input[k] = copy.name
+                copies += 1
+            seen.add(name)
+    onnx.save(model, str(target))
+    return copies
+
+
+def late_convs_in_gemm_form(path: Path, max_positions: int = GEMM_MAX_POSITIONS) -> int:
+    """Rewrite, in place, the static int8 convolutions whose output has at most
+    `max_positions` positions with weight zero point 1 (see GEMM_MAX_POSITIONS). Only
+    int8 weights with every zero point 0 and room below 127 are rewritten. Returns how many."""
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inferred = shape_inference.infer_shapes(model).graph
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(inferred.value_info) + list(inferred.output)}
+    inits = {i.name: i for i in graph.initializer}
+    producer = {out: n for n in graph.node for out in n.output}
+    users: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    rewritten = 0
+    for node in graph.node:
+        dq = producer.get(node.input[1]) if node.op_type == "Conv" else None
+        if dq is None or dq.op_type != "DequantizeLinear" or len(dq.input) < 3:
+            continue
+        weight, zero = inits.get(dq.input[0]), inits.get(dq.input[2])
+        out = shapes.get(node.output[0], [])
+        if (weight is None or zero is None or weight.data_type != onnx.TensorProto.INT8
+                or users.get(dq.input[0]) != 1 or users.get(dq.input[2]) != 1
+                or len(out) != 4 or not all(out[2:]) or out[2] * out[3] > max_positions):
+            continue
+        w, z = numpy_helper.to_array(weight), numpy_helper.to_array(zero)
+        if z.any() or int(w.max()) >= 127:
+            continue
+        weight.CopyFrom(numpy_helper.from_array((w.astype(np.int16) + 1).astype(np.int8), weight.name))
+        zero.CopyFrom(numpy_helper.from_array(np.ones_like(z), zero.name))
+        rewritten += 1
+    onnx.save(model, str(path))
+    return rewritten
+
+
 def quantize_image_int8(source: Path, target: Path, calibration: Sequence[np.ndarray],
-                        scheme: str = INT8_IMAGE_SCHEMES[0]) -> None:
+                        scheme: str = INT8_IMAGE_SCHEMES[0],
+                        gemm_max_positions: int = GEMM_MAX_POSITIONS) -> None:
     """Static QDQ int8, per-channel symmetric weights, asymmetric uint8 activations, MinMax
     calibration (deterministic, and robust enough on a few dozen radiographs); the first
-    convolution and the projections stay fp32 (`fp32_nodes`)."""
+    convolution and the projections stay fp32 (`fp32_nodes`); the convolutions with small
+    outputs in the matrix-product form (`late_convs_in_gemm_form`; 0: none)."""
     if scheme not in INT8_IMAGE_SCHEMES:
         raise ValueError(f"unknown int8 scheme {scheme!r}")
     from onnxruntime.quantization import (
@@ -75,6 +159,7 @@ def quantize_image_int8(source: Path, target: Path, calibration: Sequence[np.nda
         warnings.simplefilter("ignore")
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        own_initializers(prepared, prepared)
         quantize_static(
             str(prepared), str(target), _ImageReader(calibration),
             quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=scheme == "u8s8-reduced",
@@ -84,6 +169,8 @@ def quantize_image_int8(source: Path, target: Path, calibration: Sequence[np.nda
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
                            "CalibTensorRangeSymmetric": False},
         )
+    if gemm_max_positions > 0:
+        late_convs_in_gemm_form(target, gemm_max_positions)
 
 
 def quantize_text_int8(source: Path, target: Path) -> None:
@@ -92,13 +179,15 @@ def quantize_text_int8(source: Path, target: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        owned = Path(tmp) / "owned.onnx"
+        own_initializers(source, owned)  # a shared LayerNorm bias would be dequantized per run
         # the fused graph holds contrib ops (Attention, SkipLayerNormalization) that ONNX shape
         # inference cannot type; their outputs are float
         # reduce_range (7-bit weights): u8 x s8 products saturate the 16-bit accumulators of
         # AVX2 CPUs without VNNI, which cost 0.02 of cosine on small encoders; 7 bits do not
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
+        quantize_dynamic(str(owned), str(target), weight_type=QuantType.QInt8, per_channel=True,
                          reduce_range=True, extra_options={"MatMulConstBOnly": True,
                                         "DefaultTensorType": onnx.TensorProto.FLOAT})
 

@@ -309,3 +309,94 @@ def test_resnet_on_a_grey_image_is_the_same_as_on_it_repeated_on_three_channels(
         once = model.stages(grey, grey=True)
     for a, b in zip(repeated, once, strict=True):
         assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def _small_resnet_stem(path: Path, size: int = 48) -> Path:
+    """A first convolution, ReLU, max-pool and two quantizable convolutions that share the
+    first one's (zero) bias, as the ONNX export of a freshly initialized model does."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def weight(name: str, *shape: int) -> onnx.TensorProto:
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.2).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Conv", ["pixel_values", "w0", "bias"], ["c0"], kernel_shape=[7, 7],
+                         strides=[2, 2], pads=[3, 3, 3, 3], name="stem"),
+        helper.make_node("Relu", ["c0"], ["r0"]),
+        helper.make_node("MaxPool", ["r0"], ["p0"], kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["p0", "w1", "bias"], ["c1"], kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1], name="wide"),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "bias"], ["c2"], kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 1, 1], name="small"),
+        helper.make_node("Relu", ["c2"], ["patch_embeds"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "stem", [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT,
+                                                      ["batch", 1, size, size])],
+        [helper.make_tensor_value_info("patch_embeds", TensorProto.FLOAT, None)],
+        [weight("w0", 16, 1, 7, 7), weight("w1", 16, 16, 3, 3), weight("w2", 16, 16, 3, 3),
+         numpy_helper.from_array(np.zeros(16, np.float32), "bias")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return path
+
+
+def test_int8_keeps_a_shared_bias_of_the_fp32_convolution_in_fp32(tmp_path):
+    """The quantizer quantized a bias shared by the fp32 first convolution and quantized ones,
+    and fed the first one a dequantized copy: ONNX Runtime's fast fp32 kernel needs a constant
+    bias, so the benchmark's random-init ResNet ran its first convolution 3 ms slower than a
+    trained one would. Each node now owns its initializers before quantization."""
+    import onnx
+
+    from lesionloc_export.quantize import own_initializers, quantize_image_int8
+
+    source = _small_resnet_stem(tmp_path / "raw.onnx")
+    assert own_initializers(source, tmp_path / "owned.onnx") == 2
+    owned = onnx.load(str(tmp_path / "owned.onnx"))
+    biases = [n.input[2] for n in owned.graph.node if n.op_type == "Conv"]
+    assert len(set(biases)) == 3
+    calibration = [np.random.default_rng(i).random((1, 48, 48), dtype=np.float32) for i in range(4)]
+    quantize_image_int8(source, tmp_path / "int8.onnx", calibration)
+    model = onnx.load(str(tmp_path / "int8.onnx"))
+    initializers = {i.name for i in model.graph.initializer}
+    stem = next(n for n in model.graph.node if n.name == "stem")
+    assert all(name in initializers for name in stem.input[1:]), list(stem.input)
+
+
+def test_int8_late_convolutions_in_gemm_form_give_the_same_bytes(tmp_path):
+    """Weight zero point 1 (weights raised by 1) sends ONNX Runtime's QLinearConv to its
+    integer matrix product instead of its symmetric convolution kernel: only the small-output
+    convolutions are rewritten, and the outputs are identical on this CPU, whichever path
+    its kernels take."""
+    import onnx
+    from onnx import numpy_helper
+
+    from lesionloc_export.quantize import quantize_image_int8
+    from lesionloc_runtime.sessions import open_session, session_options
+
+    source = _small_resnet_stem(tmp_path / "raw.onnx")
+    calibration = [np.random.default_rng(i).random((1, 48, 48), dtype=np.float32) for i in range(4)]
+    # 48 px: "wide" writes 12 x 12 = 144 positions, "small" 6 x 6 = 36
+    quantize_image_int8(source, tmp_path / "sym.onnx", calibration, gemm_max_positions=0)
+    quantize_image_int8(source, tmp_path / "gemm.onnx", calibration, gemm_max_positions=100)
+
+    def zero_points(path: Path) -> dict[str, int]:
+        model = onnx.load(str(path))
+        inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        producer = {out: n for n in model.graph.node for out in n.output}
+        return {n.name: int(inits[producer[n.input[1]].input[2]].max())
+                for n in model.graph.node if n.op_type == "Conv" and n.input[1] in producer}
+
+    assert zero_points(tmp_path / "sym.onnx") == {"wide": 0, "small": 0}
+    assert zero_points(tmp_path / "gemm.onnx") == {"wide": 0, "small": 1}
+    x = {"pixel_values": np.random.default_rng(9).random((3, 1, 48, 48), dtype=np.float32)}
+    sym, gemm = (open_session(tmp_path / f"{name}.onnx", session_options(1), ["CPUExecutionProvider"])
+                 for name in ("sym", "gemm"))
+    want, got = sym.run(None, x)[0], gemm.run(None, x)[0]
+    assert np.abs(want).max() > 0
+    np.testing.assert_array_equal(got, want)
