@@ -156,7 +156,7 @@ class _Analysis:
                 return 0
             cue = min(m.start() for m in hits)
             start = seg.rfind(",", 0, cue) + 1
-            first = content_words(seg[start:cue])[:1]  # "Sputum samples ... are advised": a test
+            first = [w for w in content_words(seg[start:cue]) if w not in oc.URGENCY][:1]  # a test
             tested = first and first[0] in oc.TESTS and any(m.re is lx.RECOMMENDATION for m in hits)
             # "8 mm nodule for which CT is advised"
             return cue if not tested and lx.FINDING_TERM.search(seg, start, cue) else start

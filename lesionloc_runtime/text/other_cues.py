@@ -27,6 +27,7 @@ __all__ = [
     "TECHNIQUE_OBSCURING",
     "TESTS",
     "TO_ASSESS",
+    "URGENCY",
 ]
 
 # Cues that make a clause "other" (nothing on the image): communication, recommendation,
@@ -162,5 +163,8 @@ NO_PRIOR = re.compile(
 CONDITIONAL = re.compile(r"\W*(?:if|when|should|unless|once|in\s+case)\b")
 OFFERED = re.compile(r"\W*(?:would\s+)?(?:suggest|consider)")
 TO_ASSESS = re.compile(r"\bto\s+(?:assess|evaluate|exclude|rule\s+out|look|check)\b")
+# Words that only say how or by whom a test is wanted: "Urgent surgical consultation advised."
+URGENCY = frozenset("urgent urgently early prompt immediate formal specialist surgical medical "
+                    "respiratory thoracic cardiothoracic chest".split())
 TESTS = frozenset("sputum samples sample referral biopsy bronchoscopy consultation review ct cta "
                   "mri pet ultrasound us echocardiography echo spirometry".split())

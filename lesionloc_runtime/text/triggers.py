@@ -39,7 +39,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                     "none unlikely resolution resolved removal removed clearing cleared "
                     "extubated extubation extubate extubating discontinued ruled excluded pulled "
                     "neg withdrawn absorbed expanded reexpanded disappeared disappearance longer out "
-                    "regression disappear disappears regressed reabsorbed resorbed",
+                    "regression disappear disappears regressed reabsorbed resorbed ablation",
         "stability": "change changes changed stable stably stationary unchanged unaltered similar similarly "
                      "persist persists persistent persisting persisted remain remains remained "
                      "remaining again redemonstrated demonstrated otherwise overall essentially "
@@ -50,7 +50,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                   "symmetric symmetrical within clear expanded aerated inflated defined "
                   "delineated demarcated outlined than under below place positioned located situated placed "
                   "usual transparent structural satisfactory vascular median transparency center "
-                  "centre integrity contour contours good ctr",
+                  "centre integrity contour contours good ctr cti cardiothoracic ok okay n look looks",
         "hedge": "possible possibly poss probable probably prob likely presumed presumably perhaps maybe "
                  "questionable questionably question equivocal suspicious concerning worrisome "
                  "suggestive suggest suggests suggesting suspect suspected possibility versus vs "

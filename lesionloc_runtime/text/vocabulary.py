@@ -65,6 +65,7 @@ GENERIC = words(
 # Anatomy and location: "Stable mediastinal contours." says nothing abnormal.
 ANATOMY = words(
     "heart cardiac cardio cardiomediastinal mediastinal mediastinum hilar hila hilum hilus "
+    "pleuroparenchymal framework "
     "contour contours silhouette silhouettes size configuration lungs lung pulmonary vasculature "
     "vascularity vessels vascular osseous bones bone bony structures soft tissue tissues trachea "
     "tracheal pleura pleural diaphragm diaphragms hemidiaphragm hemidiaphragms costophrenic angle "
