@@ -278,6 +278,7 @@ PATTERN_GROUPS = {
     "request": [lx.PURPOSE],
     "hedge_back": [lx.HEDGE_BACK], "negation": [lx.NEGATION], "stability": [lx.STABILITY],
     "normal": [lx.NORMAL_CUE, lx.CLEAR_LABEL], "hedge": [lx.HEDGE], "borderline": [lx.BORDERLINE],
+    "fitness": [lx.FITNESS],
 }
 
 

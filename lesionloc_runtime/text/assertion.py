@@ -150,6 +150,7 @@ class _Analysis:
             self.may("communication") and lx.COMMUNICATION.search(seg),
             self.may("recommendation") and self.recommendation(seg),
             self.may("request") and lx.PURPOSE.search(seg),
+            self.may("fitness") and lx.FITNESS.search(seg),  # "Normal study, fit for duty."
         ) if m]
         if hits:
             if oc.CONDITIONAL.match(seg):  # "If symptoms persist, CT is advised."
@@ -160,10 +161,8 @@ class _Analysis:
             tested = first and first[0] in oc.TESTS and any(m.re is lx.RECOMMENDATION for m in hits)
             # "8 mm nodule for which CT is advised"
             return cue if not tested and lx.FINDING_TERM.search(seg, start, cue) else start
-        if self.may("limitation") and lx.LIMITATION.search(seg):
-            if not lx.FINDING_TERM.search(blank(lx.TECHNIQUE_OBSCURING, seg)):
-                return 0
-        return None
+        limited = self.may("limitation") and lx.LIMITATION.search(seg)
+        return 0 if limited and not lx.FINDING_TERM.search(blank(lx.TECHNIQUE_OBSCURING, seg)) else None
 
     @staticmethod
     def recommendation(seg: str) -> re.Match[str] | None:

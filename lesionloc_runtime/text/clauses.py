@@ -21,14 +21,15 @@ __all__ = [
 ]
 
 # Change cues: what they negate is gone, so always a specific finding.
-CHANGE = frozenset("resolved removed cleared discontinued resolution removal clearing pulled "
+CHANGE = frozenset("resolved removed cleared discontinued decannulated resolution removal clearing pulled "
                    "withdrawn absorbed re-expanded reexpanded disappeared disappearance regression "
                    "no-longer disappear disappears regressed resorbed reabsorbed out".split())
-_HEAD = frozenset("process processes abnormality abnormalities disease diseases findings "
+_HEAD = frozenset("process processes abnormality abnormalities disease diseases findings remarks "
                   "finding pathology change changes alteration alterations peculiarities peculiarity "
                   "anomaly anomalies particularity particularities".split())
 # What an organ is said not to be, as a normal statement: "Heart not enlarged.", "Mediastinum
 # without widening.", "Mediastinum not shifted." (the subject is anatomy, not a finding).
+_STABLE = frozenset("stable unchanged unaltered similar".split())
 _DEVIATION = frozenset("enlarged enlarge enlargement widened widen widening shifted shift "
                        "displaced displacement deviated deviation dilated dilatation increased".split())
 
@@ -125,8 +126,12 @@ def negated_kind(subject: str, negated: str, cue: str) -> SentenceKind:
     text before the cue, `negated` after it. Change cues always negate a finding."""
     if cue in CHANGE or cue.startswith("extubat"):
         return "negated"
-    before, after = content_words(subject), content_words(negated)
-    deviation = content_words(negated.split(",")[0])  # "Heart not enlarged, mediastinum central."
+    # "Silhouette unchanged, not widened.": stability says nothing of what the organ is
+    before = [w for w in content_words(subject) if w not in _STABLE]
+    after = content_words(negated)
+    # "Heart not enlarged, mediastinum central.", "... not enlarged for age / on this AP view."
+    deviation = [w for w in content_words(lx.NORMAL_ATTRIBUTE.sub(" ", negated.split(",")[0]))
+                 if w not in lx.EXAM]
     organ = bool(before) and all(
         w in lx.ANATOMY or w in lx.GENERIC or lx.NORMAL_CUE.fullmatch(w) for w in before)
     if organ and (not after or (deviation and all(w in _DEVIATION for w in deviation))):

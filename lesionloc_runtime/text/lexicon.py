@@ -11,6 +11,7 @@ from lesionloc_runtime.text.other_cues import (  # the cues of "other", re-expor
     COMPARISON_LEAD,
     DIAGNOSIS,
     EXAM_NAME,
+    FITNESS,
     HYPOTHETICAL,
     LIMITATION,
     NO_PRIOR,
@@ -60,6 +61,7 @@ __all__ = [
     "FILLER",
     "FINDING_LEAD",
     "FINDING_TERM",
+    "FITNESS",
     "GENERIC",
     "HEDGE",
     "HEDGE_BACK",
@@ -164,12 +166,14 @@ FINDING_LEAD = re.compile(
 
 # Statements of normality. "clear" only as a predicate ("lungs are clear", "Lungs: clear").
 NORMAL_CUE = re.compile(
-    r"\b(?:normal(?:ly)?|nml|nl|unremarkable|wnl|intact|preserved|sharp|midline|central(?!\s+(?:venous|line))|in\s+the\s+(?:midline|middle)|(?<!well\s)cent(?:red|ered)"
+    r"\b(?:normal(?:ly)?|nml|nl|unremarkable|wnl|intact|preserved|sharp|midline|centrally|central(?!\s+(?:venous|line|hospital|clinic|imaging|radiology|health))|in\s+the\s+(?:midline|middle)|(?<!well\s)cent(?:red|ered)"
     r"|symmetric(?:al)?(?:ly)?|(?:are|is)\s+(?:free|smooth|fine|healthy|open)(?!\s+of)|natural\s+appearance|in\s+axis"
     r"|average\s+(?:size|cardiac|heart)|nad|within\s+(?:the\s+)?(?:limits|range)|(?:are|is|remain|remains|appear"
-    r"|appears|otherwise|now|and|grossly|essentially|largely|relatively|be|lungs?|fields?|chest"
+    r"|appears|otherwise|now|and|grossly|essentially|largely|relatively|be|lungs?|fields?|chest|parenchyma"
     r"|spaces?|angles?|recesses|bases|apices|zones)\s+clear"
-    r"|clear\s+(?:lungs?|lung\s+fields|bilaterally|chest)|well[- ]?(?:expanded|aerated|inflated|ventilated)"
+    r"|clear\s+(?:lungs?|lung\s+fields|bilaterally|chest)"
+    r"|(?:well|fully)[- ]?(?:expanded|aerated|inflated|ventilated)"
+    r"|(?:ventilated|aerated|expanded|inflated)\s+(?:equally|symmetrically|evenly)"
     r"|(?:clearly|well|sharply)[- ](?:defined|delineated|demarcated|outlined)"
     r"|(?:less\s+than|under|below)\s*0?\.5\d?"
     # Translated and regional phrasings: "Free costophrenic angles.", "Sinuses free.", "Lung
@@ -177,7 +181,7 @@ NORMAL_CUE = re.compile(
     # "Satisfactory chest x-ray appearances."
     r"|free\s+(?:\w+\s+){0,2}?(?:costo|cardio)-?(?:phrenic|diaphragmatic)"
     r"|(?:angles?|sinus(?:es)?|sulci|recess(?:es)?|cul-de-sacs?)\s+(?:(?:are|is|remain)\s+)?free"
-    r"|(?:are|is)\s+(?:\w+\s+)?(?:transparent|structural)|of\s+usual\s+\w+"
+    r"|(?:are|is|fields?|lungs?|parenchyma)\s+(?:\w+\s+)?(?:transparent|structural)|of\s+usual\s+\w+"
     r"|usual\s+(?:characteristics|configuration|shape|appearance|size|position|form)"
     r"|of\s+vascular\s+(?:aspect|appearance|structure)|in\s+(?:a\s+|the\s+)?median\s+(?:position|line)"
     r"|(?:normal|usual|preserved|adequate|regular)\s+transparency|:\s*cent(?:er|re)\b|integrity\s+of\b"
@@ -207,7 +211,7 @@ CLEAR_LABEL = re.compile(r":\s*clear\b|^\s*clear\b")
 # Sizes at the edge of normal are findings: "Heart size is top normal."
 BORDERLINE = re.compile(
     r"\b(?:top|high|upper)[- ]normal\b"
-    r"|\b(?:upper|top|high)\s+(?:limits?|range|end)\s+of\s+(?:the\s+)?normal\b"
+    r"|\b(?:upper|top|high)\s+(?:limits?|range|end|border)\s+of\s+(?:the\s+)?normal\b"
     r"|\bborderline\b"
 )
 
@@ -265,7 +269,7 @@ VERSUS = re.compile(r"\b(?:versus|vs\.?)(?=\s)")
 _NOT_NEG = (
     r"(?!\s+(?:(?:yet|completely|fully|entirely|totally|significantly|substantially|only"
     r"|definitely|confidently)\s+)*(?:resolved|cleared|removed|changed|excluded|ruled|exclude"
-    r"|rule|only|included|imaged|assessed|evaluated))"
+    r"|rule|only|included|imaged|assessed|evaluated|assessable|evaluable|follow|respect|conform|cross))"
 )
 NEGATION = re.compile(
     r"\b(?:no\s+longer|no(?!\.?\s*[\d#])|without|w/o|negative\s+for|free\s+of|clear\s+(?:of|from)|absence\s+of|absent|nil|neither"
@@ -275,7 +279,7 @@ NEGATION = re.compile(
     r"|(?:(?<=completely\s)|(?<=totally\s))regressed"
     # a device taken out, in translated French: "Ablation of the pleural drain."
     r"|ablation\s+of(?=\s+(?:the\s+)?(?:[\w-]+\s+){0,2}?(?:drains?|tubes?|catheters?|lines?|picc|ports?|icc)\b)"
-    r"|removal\s+of|removed|clearing\s+of|cleared(?!\s+for\b)|extubat\w*|discontinued|ruled\s+out"
+    r"|removal\s+of|removed|clearing\s+of|cleared(?!\s+for\b)|extubat\w*|decannulated|discontinued|ruled\s+out"
     # a device taken out: "ICC out, no re-accumulation of pneumothorax."
     r"|(?:(?<=tube\s)|(?<=tubes\s)|(?<=drain\s)|(?<=drains\s)|(?<=icc\s)|(?<=ett\s)|(?<=ngt\s)"
     r"|(?<=line\s)|(?<=catheter\s)|(?<=picc\s))out(?=\s*(?:[,;.]|\Z))"
@@ -286,9 +290,9 @@ NEGATION = re.compile(
 )
 # Cues that negate their subject: "Pleural effusions are not seen", "The tube was removed".
 BACKWARD = frozenset(
-    "not absent none unlikely negative neg resolved removed cleared discontinued extubated pulled "
-    "withdrawn absorbed reabsorbed resorbed re-expanded reexpanded disappeared disappear disappears "
-    "regressed out "
+    "not absent none unlikely negative neg resolved removed cleared discontinued extubated "
+    "pulled decannulated withdrawn absorbed reabsorbed resorbed re-expanded reexpanded disappeared "
+    "disappear disappears regressed out "
     "no-longer".split()
 )
 # Partial change is persistence: "near complete resolution", "has not completely cleared".

@@ -14,6 +14,7 @@ __all__ = [
     "CONDITIONAL",
     "DIAGNOSIS",
     "EXAM_NAME",
+    "FITNESS",
     "HYPOTHETICAL",
     "LIMITATION",
     "NO_PRIOR",
@@ -32,6 +33,13 @@ __all__ = [
 
 # Cues that make a clause "other" (nothing on the image): communication, recommendation,
 # request, history and technique. A finding named before one keeps its own part.
+
+# A fitness statement of a medical examination: "Fit from a radiological standpoint.", "No
+# contraindication to employment." (about the person, not the film).
+FITNESS = re.compile(
+    r"\b(?:un)?fit\s+(?:for|from|to)\b|\b(?:radiological(?:ly)?|radiographic(?:ally)?)\s+"
+    r"(?:standpoint|point\s+of\s+view)\b|\bcontra-?indications?\s+to\b"
+)
 COMMUNICATION = re.compile(
     r"\b(?:discussed|d/w|communicated|notified|paged|relayed|conveyed|informed|telephoned|phoned"
     r"|emailed|faxed|read[- ]back|acknowledged|were\s+called|was\s+called|called\s+to"

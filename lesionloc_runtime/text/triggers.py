@@ -39,7 +39,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                     "none unlikely resolution resolved removal removed clearing cleared "
                     "extubated extubation extubate extubating discontinued ruled excluded pulled "
                     "neg withdrawn absorbed expanded reexpanded disappeared disappearance longer out "
-                    "regression disappear disappears regressed reabsorbed resorbed ablation",
+                    "decannulated regression disappear disappears regressed reabsorbed resorbed ablation",
         "stability": "change changes changed stable stably stationary unchanged unaltered similar similarly "
                      "persist persists persistent persisting persisted remain remains remained "
                      "remaining again redemonstrated demonstrated otherwise overall essentially "
@@ -50,13 +50,15 @@ TRIGGERS: dict[str, frozenset[str]] = {
                   "symmetric symmetrical within clear expanded aerated inflated defined "
                   "delineated demarcated outlined than under below place positioned located situated placed "
                   "usual transparent structural satisfactory vascular median transparency center "
-                  "centre integrity contour contours good ctr cti cardiothoracic ok okay n look looks",
+                  "centre integrity contour contours good ctr cti cardiothoracic ok okay n look looks "
+                  "centrally equally evenly symmetrically fully",
         "hedge": "possible possibly poss probable probably prob likely presumed presumably perhaps maybe "
                  "questionable questionably question equivocal suspicious concerning worrisome "
                  "suggestive suggest suggests suggesting suspect suspected possibility versus vs "
                  "query differential raise raises raising may might could can cannot exclude "
                  "rule not consider",
         "borderline": "top high upper borderline",
+        "fitness": "fit unfit standpoint view contraindication contraindications contra",
         "request": "requested ordered performed obtained done taken rule r eval evaluate assess "
                    "hx history f m yo yr yrs male female man woman boy girl screening",
     }.items()

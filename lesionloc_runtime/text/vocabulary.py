@@ -60,7 +60,7 @@ GENERIC = words(
     "diseases findings finding pathology change changes interval gross obvious major appreciable "
     "substantial focal cardiothoracic intra-thoracic abnl abn dz cardiopulm alteration alterations "
     "pleuropulmonary pathological pathologic sinister remarkable fresh peculiarities peculiarity "
-    "anomaly anomalies particularity particularities organs"
+    "anomaly anomalies particularity particularities organs remarks remark"
 )
 # Anatomy and location: "Stable mediastinal contours." says nothing abnormal.
 ANATOMY = words(
