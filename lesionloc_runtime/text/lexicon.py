@@ -174,6 +174,8 @@ NORMAL_CUE = re.compile(
     r"|clear\s+(?:lungs?|lung\s+fields|bilaterally|chest)"
     r"|(?:well|fully)[- ]?(?:expanded|aerated|inflated|ventilated)"
     r"|(?:ventilated|aerated|expanded|inflated)\s+(?:equally|symmetrically|evenly)"
+    r"|(?:properly|adequately|normally)\s+(?:aerated|expanded|inflated|ventilated)|within\s+(?:the\s+)?norm\b"
+    r"|(?:adequate|normal|good|preserved)\s+(?:aeration|ventilation|expansion|inflation)"
     r"|(?:clearly|well|sharply)[- ](?:defined|delineated|demarcated|outlined)"
     r"|(?:less\s+than|under|below)\s*0?\.5\d?"
     # Translated and regional phrasings: "Free costophrenic angles.", "Sinuses free.", "Lung
@@ -218,7 +220,7 @@ BORDERLINE = re.compile(
 # Stability and persistence: neutral words that take the kind of what they qualify.
 NO_CHANGE = re.compile(
     r"\b(?:no|without)\s+(?:(?:significant|substantial|appreciable|definite|interval|relevant"
-    r"|major|gross|radiographic|further|apparent|acute|new|other|obvious|cardiopulmonary"
+    r"|major|gross|radiographic|further|apparent|acute|new|other|obvious|cardiopulmonary|evolutionary"
     r"|intrathoracic|pulmonary)\s+){0,3}(?:changes?|dynamics|variations?)\b"
     r"|\bnot\s+(?:significantly\s+|substantially\s+)?changed\b"
 )
@@ -284,13 +286,13 @@ NEGATION = re.compile(
     r"|(?:(?<=tube\s)|(?<=tubes\s)|(?<=drain\s)|(?<=drains\s)|(?<=icc\s)|(?<=ett\s)|(?<=ngt\s)"
     r"|(?<=line\s)|(?<=catheter\s)|(?<=picc\s))out(?=\s*(?:[,;.]|\Z))"
     r"|pulled(?!\s+(?:back|to|towards?|up|down|over|across)\b)"
-    r"|(?:is|are|was|were|been)\s+excluded|neg"
+    r"|(?:is|are|was|were|been)\s+excluded|neg|can\s?not\s+be\s+(?:seen|identified|detected|demonstrated)"
     # "has been withdrawn." is gone; "withdrawn by 2 cm, now in the stomach" is repositioned.
     r"|withdrawn(?=\s*(?:$|[;,]|in\s+the\s+interval\b|since\b)))\b"
 )
 # Cues that negate their subject: "Pleural effusions are not seen", "The tube was removed".
 BACKWARD = frozenset(
-    "not absent none unlikely negative neg resolved removed cleared discontinued extubated "
+    "not absent none unlikely negative neg resolved removed cleared discontinued extubated cannot can "
     "pulled decannulated withdrawn absorbed reabsorbed resorbed re-expanded reexpanded disappeared "
     "disappear disappears regressed out "
     "no-longer".split()

@@ -34,14 +34,16 @@ __all__ = [
 # Cues that make a clause "other" (nothing on the image): communication, recommendation,
 # request, history and technique. A finding named before one keeps its own part.
 
-# A fitness statement of a medical examination: "Fit from a radiological standpoint.", "No
+# A fitness statement of a medical examination, or a disclaimer: "Fit from a radiological standpoint.", "No
 # contraindication to employment." (about the person, not the film).
 FITNESS = re.compile(
     r"\b(?:un)?fit\s+(?:for|from|to)\b|\b(?:radiological(?:ly)?|radiographic(?:ally)?)\s+"
-    r"(?:standpoint|point\s+of\s+view)\b|\bcontra-?indications?\s+to\b"
+    r"(?:standpoint|point\s+of\s+view)\b|\bcontra-?indications?\s+(?:to|for)\b"
+    # or a disclaimer: "This report does not replace a clinical assessment."
+    r"|\b(?:does|do|can)\s?not\s+replace\b"
 )
 COMMUNICATION = re.compile(
-    r"\b(?:discussed|d/w|communicated|notified|paged|relayed|conveyed|informed|telephoned|phoned"
+    r"\b(?:discussed|d/w|communicated|notified|paged|relayed|conveyed|informed|telephoned|phoned|consulted"
     r"|emailed|faxed|read[- ]back|acknowledged|were\s+called|was\s+called|called\s+to"
     r"|called\s+in|by\s+telephone|by\s+phone|via\s+telephone|on\s+the\s+telephone"
     r"|at\s+the\s+time\s+of\s+(?:dictation|interpretation|this\s+report)"
@@ -93,7 +95,11 @@ OTHER_LABEL = re.compile(
     r"\A\W*(?:hx|history|clinical\s+(?:history|details|data|information|info|indication|notes"
     r"|question)|indications?|reason\s+for\s+(?:exam|examination|study|request|referral)|recs?"
     r"|recommendations?|plan|advice|(?:referral|referring|provisional|working|clinical)\s+diagnosis"
+    # identifier lines: "Name: ___   IP No: ___", "Applicant: <NAME>   Case no.: ___"
+    r"|(?:patient\s+)?name|applicant|case\s+no\.?|ip\s+no\.?|employee\s+no\.?|dob|mrn"
     r"|diagnosis\s+(?:at|on)\s+referral)\s*:"
+    # a label alone on its line: "CONCLUSIÓN:", "IMPRESSION (attending-approved):"
+    r"|\A[^:.;?!]{1,60}:\s*\Z"
 )
 # Why the film was taken, anywhere in a clause: "CXR requested to check ETT position.",
 # "Chest pain, rule out pneumonia.", "Pt has hx of CHF."

@@ -13,7 +13,7 @@ __all__ = ["TRIGGERS", "triggered"]
 TRIGGERS: dict[str, frozenset[str]] = {
     name: _words(words) for name, words in {
         "prior": "prior previous old outside comparison",
-        "communication": "discussed d communicated notified paged relayed conveyed informed "
+        "communication": "discussed d communicated notified paged relayed conveyed informed consulted "
                          "telephoned phoned emailed faxed read acknowledged called telephone "
                          "phone time preliminary wet provided dictated reviewed signed issued "
                          "agree agrees agreed outside original external",
@@ -39,7 +39,8 @@ TRIGGERS: dict[str, frozenset[str]] = {
                     "none unlikely resolution resolved removal removed clearing cleared "
                     "extubated extubation extubate extubating discontinued ruled excluded pulled "
                     "neg withdrawn absorbed expanded reexpanded disappeared disappearance longer out "
-                    "decannulated regression disappear disappears regressed reabsorbed resorbed ablation",
+                    "decannulated cannot can regression disappear disappears regressed reabsorbed "
+                    "resorbed ablation",
         "stability": "change changes changed stable stably stationary unchanged unaltered similar similarly "
                      "persist persists persistent persisting persisted remain remains remained "
                      "remaining again redemonstrated demonstrated otherwise overall essentially "
@@ -51,14 +52,15 @@ TRIGGERS: dict[str, frozenset[str]] = {
                   "delineated demarcated outlined than under below place positioned located situated placed "
                   "usual transparent structural satisfactory vascular median transparency center "
                   "centre integrity contour contours good ctr cti cardiothoracic ok okay n look looks "
-                  "centrally equally evenly symmetrically fully",
+                  "centrally equally evenly symmetrically fully properly adequately normally norm "
+                  "adequate aeration ventilation expansion inflation preserved",
         "hedge": "possible possibly poss probable probably prob likely presumed presumably perhaps maybe "
                  "questionable questionably question equivocal suspicious concerning worrisome "
                  "suggestive suggest suggests suggesting suspect suspected possibility versus vs "
                  "query differential raise raises raising may might could can cannot exclude "
                  "rule not consider",
         "borderline": "top high upper borderline",
-        "fitness": "fit unfit standpoint view contraindication contraindications contra",
+        "fitness": "fit unfit standpoint view contraindication contraindications contra replace",
         "request": "requested ordered performed obtained done taken rule r eval evaluate assess "
                    "hx history f m yo yr yrs male female man woman boy girl screening",
     }.items()
