@@ -128,7 +128,7 @@ FINDING_TERM = re.compile(
     r"|catheter|lines?\b|pacemaker|pacer|wires?\b|clips?\b|stent|ports?\b|picc|drains?\b|device"
     r"|leads?\b|valve|prosthe|hardware|sternotomy|thoracotomy|lobectomy|pneumonectomy"
     r"|mastectomy|cabg|staple|coil|filter|icd\b|aicd|defibrillator|generator|electrode|air\s?space"
-    r"|bronchiectasis|cavit|infect|aspiration|cyst|bulla|bleb|prominen|fullness|engorge"
+    r"|bronchiectasis|(?<!chest\s)(?<!thoracic\s)(?<!pleural\s)cavit|infect|aspiration|cyst|bulla|bleb|prominen|fullness|engorge"
     r"|volume\s+loss|low\s+lung\s+volume|pneumomediastinum|pneumoperitoneum|free\s+air"
     r"|shadowing|(?<!cardiac\s)(?<!heart\s)(?<!mediastinal\s)(?<!thymic\s)(?<!tissue\s)shadows?\b|haz[ey]|reticul"
     r"|interstitial|kerley|septal|cuffing|adenopathy|osteopen|kyphos"
@@ -193,7 +193,8 @@ NORMAL_CUE = re.compile(
     r"|approximately|about)\s*)*(?:0?\.(?:[2-4]\d?|50?)\b(?!\s*(?:-|to)\s*0?\.[5-9])|(?:[2-4]\d|50)\s*%)"
     # "Bones ok.", "Heart size N.", "Lungs look clear."
     r"|\bok(?:ay)?\b(?!\s+(?:to|for)\b)|(?<=size\s)n(?=\s*\.?\s*\Z)|looks?\s+clear"
-    r"|structural(?=\s*(?:[,.;]|\Z))|clear\s+contours?|contours?\s+(?:are\s+)?clear"
+    r"|structural(?=\s*(?:[,.;]|\Z))|contours?\s+(?:are\s+)?clear"
+    r"|(?:clear|even|smooth|regular)\s*,?\s+(?:(?:clear|even|smooth|regular)\s+)?contours?"
     r"|satisfactory\s+(?:[\w-]+\s+){0,3}?appearances?"
     r"|(?:mediastin\w*|trachea|heart|diaphragm\w*|hemidiaphragm\w*|domes?|hila|hil(?:um|us))\b[^;.]{0,30}?"
     r"\b(?:in\s+(?:place|(?:its\s+)?(?:usual|normal|typical)\s+(?:place|position|location))"
@@ -220,12 +221,12 @@ BORDERLINE = re.compile(
 # Stability and persistence: neutral words that take the kind of what they qualify.
 NO_CHANGE = re.compile(
     r"\b(?:no|without)\s+(?:(?:significant|substantial|appreciable|definite|interval|relevant"
-    r"|major|gross|radiographic|further|apparent|acute|new|other|obvious|cardiopulmonary|evolutionary"
-    r"|intrathoracic|pulmonary)\s+){0,3}(?:changes?|dynamics|variations?)\b"
+    r"|major|gross|radiographic|further|apparent|acute|new|other|obvious|cardiopulmonary|evolutionary|notable"
+    r"|intrathoracic|pulmonary)\s+){0,3}(?:changes?|dynamics|variations?|evolution)\b"
     r"|\bnot\s+(?:significantly\s+|substantially\s+)?changed\b"
 )
 # Where NO_CHANGE can match at all (it is blanked before negations are read).
-NO_CHANGE_WORD = re.compile(r"chang|dynamics|variation")
+NO_CHANGE_WORD = re.compile(r"chang|dynamics|variation|evolution")
 # "of no clinical significance" qualifies what it follows: no negation of it.
 NO_SIGNIFICANCE = re.compile(r"\s+(?:\w+\s+)?(?:significance|consequence|concern)\b")
 STABILITY = re.compile(
@@ -284,6 +285,7 @@ NEGATION = re.compile(
     r"|removal\s+of|removed|clearing\s+of|cleared(?!\s+for\b)|extubat\w*|decannulated|discontinued|ruled\s+out"
     # a device taken out: "ICC out, no re-accumulation of pneumothorax."
     r"|(?:(?<=tube\s)|(?<=tubes\s)|(?<=drain\s)|(?<=drains\s)|(?<=icc\s)|(?<=ett\s)|(?<=ngt\s)"
+    r"|(?<=tubes\sare\s)|(?<=tube\sis\s)|(?<=drains\sare\s)|(?<=drain\sis\s)"
     r"|(?<=line\s)|(?<=catheter\s)|(?<=picc\s))out(?=\s*(?:[,;.]|\Z))"
     r"|pulled(?!\s+(?:back|to|towards?|up|down|over|across)\b)"
     r"|(?:is|are|was|were|been)\s+excluded|neg|can\s?not\s+be\s+(?:seen|identified|detected|demonstrated)"
@@ -310,7 +312,7 @@ VISIBILITY = re.compile(
     r"|identified|evident|present|appreciated|demonstrated|visible|apparent|detected"
     r"|delineated|defined|assessed)\b(?:\s+as\b)?(?:\s+(?:on|in|at|with)\s+(?:the\s+|this\s+"
     r"|a\s+|an\s+|any\s+)?(?:prior|previous|earlier|preceding|old|older|outside|lateral"
-    r"|frontal|pa|ap|oblique|comparison|recent|initial|ct|remote|last|other"
+    r"|frontal|pa|ap|oblique|comparison|recent|initial|ct|remote|last|other|preliminary"
     r"|(?:19|20)\d\d|\d{1,2}/\d{1,2}(?:/\d{2,4})?)\b|\s+(?:on|in)\s+"
     r"(?:the\s+)?(?:study|exam|examination|radiograph|film|ct|chest\s+\w+)\s+(?:of|from|dated)\b"
     r"|\s+(?:previously|before|earlier|then|at\s+that\s+time|in\s+retrospect))"

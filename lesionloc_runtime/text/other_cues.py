@@ -38,16 +38,16 @@ __all__ = [
 # contraindication to employment." (about the person, not the film).
 FITNESS = re.compile(
     r"\b(?:un)?fit\s+(?:for|from|to)\b|\b(?:radiological(?:ly)?|radiographic(?:ally)?)\s+"
-    r"(?:standpoint|point\s+of\s+view)\b|\bcontra-?indications?\s+(?:to|for)\b"
+    r"(?:standpoint|point\s+of\s+view)\b|\bcontra-?indications?\s+(?:to|for|of)\b|\bdisqualif\w*"
     # or a disclaimer: "This report does not replace a clinical assessment."
-    r"|\b(?:does|do|can)\s?not\s+replace\b"
+    r"|\b(?:does|do|can)\s?not\s+replace\b|\bnot\s+(?:a\s+)?(?:diagnostic|final\s+report)\b"
 )
 COMMUNICATION = re.compile(
     r"\b(?:discussed|d/w|communicated|notified|paged|relayed|conveyed|informed|telephoned|phoned|consulted"
     r"|emailed|faxed|read[- ]back|acknowledged|were\s+called|was\s+called|called\s+to"
     r"|called\s+in|by\s+telephone|by\s+phone|via\s+telephone|on\s+the\s+telephone"
     r"|at\s+the\s+time\s+of\s+(?:dictation|interpretation|this\s+report)"
-    r"|preliminary\s+(?:report|read|reading|interpretation)|wet\s+read"
+    r"|preliminary\s+(?:\w+\s+)?(?:report|read|reading|interpretation)|wet\s+read"
     r"|(?:was|were|been)\s+(?:provided|dictated|reviewed|signed|issued)\s+by|reviewed\s+with"
     r"|agree[sd]?\s+with|(?:outside|original|external)\s+(?:report|interpretation|read(?:ing)?))\b"
 )

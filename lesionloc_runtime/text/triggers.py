@@ -41,7 +41,8 @@ TRIGGERS: dict[str, frozenset[str]] = {
                     "neg withdrawn absorbed expanded reexpanded disappeared disappearance longer out "
                     "decannulated cannot can regression disappear disappears regressed reabsorbed "
                     "resorbed ablation",
-        "stability": "change changes changed stable stably stationary unchanged unaltered similar similarly "
+        "stability": "evolution "
+                     "change changes changed stable stably stationary unchanged unaltered similar similarly "
                      "persist persists persistent persisting persisted remain remains remained "
                      "remaining again redemonstrated demonstrated otherwise overall essentially "
                      "grossly since from compared comparison dynamics variation variations",
@@ -60,7 +61,8 @@ TRIGGERS: dict[str, frozenset[str]] = {
                  "query differential raise raises raising may might could can cannot exclude "
                  "rule not consider",
         "borderline": "top high upper borderline",
-        "fitness": "fit unfit standpoint view contraindication contraindications contra replace",
+        "fitness": "fit unfit standpoint view contraindication contraindications contra replace "
+                   "disqualifying disqualify disqualified disqualification diagnostic final",
         "request": "requested ordered performed obtained done taken rule r eval evaluate assess "
                    "hx history f m yo yr yrs male female man woman boy girl screening",
     }.items()

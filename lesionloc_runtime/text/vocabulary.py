@@ -39,6 +39,7 @@ FILLER = words(
 # Exam names, views, technique, comparison and time words: a clause made only of these (and
 # filler) has nothing on the image to localize.
 EXAM = words(
+    "fluorography fluorogram "
     "v vw vws wk wks chest thorax appearance appearances radiograph radiographs radiography x-ray "
     "xray x ray rays cxr film films view views image images imaging exam exams examination "
     "examinations study studies pa ap lateral lat frontal portable upright semi-upright "
@@ -65,7 +66,7 @@ GENERIC = words(
 # Anatomy and location: "Stable mediastinal contours." says nothing abnormal.
 ANATOMY = words(
     "heart cardiac cardio cardiomediastinal mediastinal mediastinum hilar hila hilum hilus "
-    "pleuroparenchymal framework "
+    "pleuroparenchymal framework cavity "
     "contour contours silhouette silhouettes size configuration lungs lung pulmonary vasculature "
     "vascularity vessels vascular osseous bones bone bony structures soft tissue tissues trachea "
     "tracheal pleura pleural diaphragm diaphragms hemidiaphragm hemidiaphragms costophrenic angle "
