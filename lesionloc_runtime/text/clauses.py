@@ -27,9 +27,11 @@ CHANGE = frozenset("resolved removed cleared discontinued decannulated resolutio
 _HEAD = frozenset("process processes abnormality abnormalities disease diseases findings remarks "
                   "finding pathology change changes alteration alterations peculiarities peculiarity "
                   "anomaly anomalies particularity particularities".split())
+# Words of stability before a negation say nothing of what the organ is: "Silhouette
+# unchanged, not widened." is about the silhouette.
+_STABLE = frozenset("stable unchanged unaltered similar".split())
 # What an organ is said not to be, as a normal statement: "Heart not enlarged.", "Mediastinum
 # without widening.", "Mediastinum not shifted." (the subject is anatomy, not a finding).
-_STABLE = frozenset("stable unchanged unaltered similar".split())
 _DEVIATION = frozenset("enlarged enlarge enlargement widened widen widening shifted shift "
                        "displaced displacement deviated deviation dilated dilatation increased".split())
 
@@ -126,7 +128,6 @@ def negated_kind(subject: str, negated: str, cue: str) -> SentenceKind:
     text before the cue, `negated` after it. Change cues always negate a finding."""
     if cue in CHANGE or cue.startswith("extubat"):
         return "negated"
-    # "Silhouette unchanged, not widened.": stability says nothing of what the organ is
     before = [w for w in content_words(subject) if w not in _STABLE]
     after = content_words(negated)
     # "Heart not enlarged, mediastinum central.", "... not enlarged for age / on this AP view."
