@@ -59,7 +59,8 @@ def fp32_nodes(model_path: Path) -> list[str]:
 # raised by 1 to match: the same products, but ONNX Runtime then runs them as an integer
 # matrix product (im2col + its u8 x s8 GEMM, which uses AMX where the CPU has it) instead of
 # its symmetric direct-convolution kernel (AVX-512 VNNI at best). On the 2-core AMX Xeon the
-# last two stages ran 1.8x faster so; the first two, whose outputs are large, ran slower.
+# last two stages ran 1.6x faster so (ORT's profile: 16.2 -> 10.0 ms); the first two, whose
+# outputs are large, ran slower.
 # The outputs are the same bytes (the integer sums are exact either way, and both paths scale
 # and round them alike): `benchmarks/bench_latency.py -k conv_forms` measures both forms and
 # checks that, on whatever CPU it runs on.
