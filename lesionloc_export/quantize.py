@@ -78,17 +78,17 @@ def own_initializers(source: Path, target: Path) -> int:
 
     model = onnx.load(str(source))
     graph = model.graph
-    shared = {i.name: i for i in graph.initializer
+    floats = {i.name: i for i in graph.initializer
               if i.data_type == onnx.TensorProto.FLOAT and int(np.prod(i.dims)) > 1}
-    seen: set[str] = set()
+    seen: set[str] = set()  # used once already: a later use gets a copy
     copies = 0
     for node in graph.node:
         for k, name in enumerate(node.input):
-            if name not in shared:
+            if name not in floats:
                 continue
             if name in seen:
                 copy = onnx.TensorProto()
-                copy.CopyFrom(shared[name])
+                copy.CopyFrom(floats[name])
                 copy.name = f"{name}__{node.name or copies}_{k}"
                 graph.initializer.append(copy)
                 node.input[k] = copy.name
