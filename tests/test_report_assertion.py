@@ -231,6 +231,48 @@ def test_only_a_word_one_edit_from_a_cue_word_is_corrected(word, kept):
     assert (word in low.split()) is kept
 
 
+@pytest.mark.parametrize(("scanned", "meant"), [
+    ("The right lung is cl ear.", "The right lung is clear."),
+    ("Pneu monia can not be ex cluded.", "Pneumonia can not be excluded."),
+    ("No 1arge pleural effusion.", "No large pleural effusion."),
+])
+def test_a_word_split_or_misread_by_ocr_reads_as_the_word(scanned, meant):
+    said, want = assess(scanned), assess(meant)
+    assert (said.kind, said.uncertain) == (want.kind, want.uncertain)
+
+
+@pytest.mark.parametrize(("text", "kept"), [
+    ("can not", "can not"),  # two words of their own
+    ("with in", "with in"),
+    ("cl ear", "clear"), ("ex cluded", "excluded"), ("1arge", "large"),
+    ("1mth", "1mth"),  # "lmth" is no word the parser knows: left alone
+])
+def test_ocr_pieces_are_joined_only_into_a_cue_word(text, kept):
+    low, _ = prepare(f"The {text} here.")
+    assert low == f"the {kept} here."
+
+
+def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
+    text = "No effusion; pneu monia can not be ex cluded."
+    said = assess(text)
+    assert said.kind == "finding" and said.uncertain
+    assert text[said.span[0]:said.span[1]].rstrip(".") == "pneu monia can not be ex cluded"
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("Pleural effusion (Y/N): N", "negated"),
+    ("New consolidation (Y/N): Y", "finding"),
+    ("Nothing on this film suggests a tumour.", "negated"),
+    ("Nothing acute.", "normal"),
+    ("Chest drain has been taken out.", "negated"),
+    ("Questionable 5 mm nodule, not counted as a new lesion.", "finding"),
+    ("A repeat film showed that the oedema had cleared, leaving small effusions.", "finding"),
+    ("Repeat film in 6 weeks.", "other"),
+])
+def test_form_answers_and_report_phrasings_of_round_17(text, kind):
+    assert assess(text).kind == kind
+
+
 def test_a_corrected_word_keeps_the_grounded_span_in_the_original_text():
     text = "Small right plueral effusion, no pnuemothorax."
     assert grounded(text) == "Small right plueral effusion"

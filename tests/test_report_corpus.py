@@ -23,8 +23,9 @@ it, held-out 13 the ninth (the tenth was tuned on it) and held-out 14 the tenth 
 was tuned on it). Held-out 15 to 18, written the same way, judged the eleventh round; the
 twelfth was tuned on 16 and 17 and judged by 18, the thirteenth tuned on 15 and 18 and judged
 by 19, the fourteenth tuned on 19 and judged by 20, the fifteenth tuned on 20 and judged by 21,
-the sixteenth tuned on 21 and judged by 22 (each written the same way and committed before the
-round's rules were run on it).
+the sixteenth tuned on 21 and judged by 22, the seventeenth tuned on 22 and judged by 23 (each
+written the same way and committed before the round's rules were run on it; 23 in the styles
+of the issue's real sample: MIMIC-CXR, the Indiana collection, UK and Australian reports).
 The figures at each part's first evaluation are in docs/reports.md."""
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ PARTS = {"development": DATA / "report_corpus.jsonl",
          "held-out 19": DATA / "report_corpus_heldout19.jsonl",
          "held-out 20": DATA / "report_corpus_heldout20.jsonl",
          "held-out 21": DATA / "report_corpus_heldout21.jsonl",
-         "held-out 22": DATA / "report_corpus_heldout22.jsonl"}
+         "held-out 22": DATA / "report_corpus_heldout22.jsonl",
+         "held-out 23": DATA / "report_corpus_heldout23.jsonl"}
 GOALS = {"kind accuracy": (">=", 0.99), "missed findings": ("<=", 0.005),
          "heatmaps for non-findings": ("<=", 0.01)}
 
@@ -147,8 +149,8 @@ def meets(scores: Scores, goals: dict[str, tuple[str, float]]) -> list[str]:
 
 
 @pytest.mark.parametrize("part", ["development", "held-out 1", "held-out 3", "held-out 4",
-                                  "held-out 10", "held-out 11", "held-out 13", "held-out 14",
-                                  "held-out 16"])
+                                  "held-out 5", "held-out 9", "held-out 10", "held-out 11",
+                                  "held-out 13", "held-out 14", "held-out 16", "held-out 19"])
 def test_corpus_meets_the_goals_of_issue_18(part, capsys):
     scores = score(load(part))
     with capsys.disabled():
@@ -158,32 +160,31 @@ def test_corpus_meets_the_goals_of_issue_18(part, capsys):
 
 # Parts that miss a goal, held at their current level: (kind accuracy, heatmaps for
 # non-findings). Held-out 2 keeps a label the convention reads otherwise ("Lines and tubes as
-# described." is other there; a sentence that starts with a device is a finding); held-out 5
-# has a limitation that names a finding ("Limited by patient
-# positioning and kyphosis.") and negations of things no film shows ("No contraindication to
-# surgery ...", "The patient could not stand ..."). Held-out 6 (written blind by another
+# described." is other there; a sentence that starts with a device is a finding). Held-out 6 (written blind by another
 # author) has report titles and plans that name a device or an operation ("PORTABLE CHEST,
 # POST CABG", "Mitral valve repair scheduled <DATE>."), a line quoting another report and
 # three calls the convention does not settle ("re-expanded", a nipple shadow, "Class A").
 # Held-out 12 grounds nothing it should not but reads four normal statements as negations
-# ("Without evident pleuropulmonary lesions."); held-out 22 is the blind judge of the rules.
-LEVELS = {"held-out 2": (0.99, 1 / 62),
-          "held-out 5": (0.98, 1 / 128), "held-out 6": (0.975, 4 / 306),
+# ("Without evident pleuropulmonary lesions."); held-out 22 keeps forms no rule reads (ILO
+# profusion lines, a QA form's "original read:"); held-out 23 is the blind judge of the rules.
+LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
           "held-out 7": (0.96, 6 / 317), "held-out 8": (0.955, 3 / 339),
-          "held-out 9": (0.985, 2 / 267), "held-out 12": (0.985, 0.0),
+          "held-out 12": (0.985, 0.0),
           "held-out 15": (0.965, 6 / 216), "held-out 17": (0.98, 1 / 242),
-          "held-out 18": (0.98, 1 / 219), "held-out 19": (0.99, 1 / 200),
+          "held-out 18": (0.98, 1 / 219),
           "held-out 20": (0.98, 5 / 215), "held-out 21": (0.985, 3 / 191),
-          "held-out 22": (0.88, 23 / 220)}
+          "held-out 22": (0.955, 7 / 220), "held-out 23": (0.975, 2 / 160)}
 # Findings missed, held at their level where a part misses the goal: held-out 8 labels a
 # clinical question as a hedged finding ("R/O pneumonia, LLL.", a request by the
 # convention), and the second opinion takes a device in translated wording ("Lt. chemoport
 # insertion state."); held-out 15 an absence that is the finding ("Left breast shadow absent,
 # post mastectomy."), held-out 17 another "R/O" question labelled a hedged finding, and
-# held-out 18 two ("Consider PCP.", "?PCP": a name no list has); held-out 20 one; held-out 22,
-# the blind judge of the rules, four (ILO shorthand and AI flags no list knows).
+# held-out 18 two ("Consider PCP.", "?PCP": a name no list has); held-out 20 one; held-out 22
+# one (a QA form's "original read: Lines and tubes ..."); held-out 23, the blind judge of the
+# rules, three.
 MISSED_LEVELS = {"held-out 8": 2 / 203, "held-out 15": 1 / 134, "held-out 17": 1 / 155,
-                 "held-out 18": 2 / 143, "held-out 20": 1 / 155, "held-out 22": 4 / 151}
+                 "held-out 18": 2 / 143, "held-out 20": 1 / 155, "held-out 22": 1 / 151,
+                 "held-out 23": 3 / 133}
 
 
 @pytest.mark.parametrize("part", sorted(LEVELS))
@@ -216,9 +217,9 @@ def test_grounded_spans_and_uncertainty_agree_with_the_labels(part):
              "held-out 13": 0.84, "held-out 14": 0.90, "held-out 15": 0.93,
              "held-out 16": 0.81, "held-out 17": 0.77, "held-out 18": 0.85,
              "held-out 19": 0.87, "held-out 20": 0.89, "held-out 21": 0.78,
-             "held-out 22": 0.65}.get(part, spans)
+             "held-out 22": 0.65, "held-out 23": 0.90}.get(part, spans)
     flags = {"held-out 8": 0.96, "held-out 12": 0.96, "held-out 15": 0.97,
              "held-out 18": 0.95, "held-out 19": 0.95, "held-out 21": 0.96,
-             "held-out 22": 0.91}.get(part, flags)
+             "held-out 22": 0.93, "held-out 23": 0.95}.get(part, flags)
     assert scores.spans[0] / scores.spans[1] >= spans, scores.table(part)
     assert scores.uncertain[0] / scores.uncertain[1] >= flags, scores.table(part)

@@ -56,6 +56,8 @@ def prepare(text: str) -> tuple[str, list[int] | None]:
             chars.append(lower if len(lower) == 1 else c)  # a few lower-case to two ("İ")
             index.append(i)
         low = "".join(chars)
+    if "(y/n)" in low:  # a form's answer: "Pleural effusion (Y/N): N" (same length)
+        low = _YES_NO.sub(_yes_no, low)
     low, index = spelling.correct(low, index, _known)
     if " colon" in low:  # dictated punctuation: "Impression colon no acute process."
         low = _DICTATED_COLON.sub(
@@ -63,6 +65,15 @@ def prepare(text: str) -> tuple[str, list[int] | None]:
     if low.startswith("know ") and lx.FINDING_TERM.match(low, 5):
         low = "no  " + low[4:]  # dictation: "Know pneumothorax." (same length: offsets hold)
     return low, index
+
+
+_YES_NO = re.compile(r"\(y/n\)\s*:?\s*([yn])\b")
+
+
+def _yes_no(m: re.Match[str]) -> str:
+    """"(y/n): n" as an absence, "(y/n): y" as a presence, in as many characters."""
+    word = "absent" if m.group(1) == "n" else "present"
+    return " " * (len(m.group()) - len(word)) + word
 
 
 def _known(word: str) -> bool:

@@ -37,10 +37,13 @@ __all__ = [
 # A fitness statement of a medical examination, or a disclaimer: "Fit from a radiological standpoint.", "No
 # contraindication to employment." (about the person, not the film).
 FITNESS = re.compile(
-    r"\b(?:un)?fit\s+(?:for|from|to)\b|\b(?:radiological(?:ly)?|radiographic(?:ally)?)\s+"
+    r"\b(?:un)?fit\s+(?:for|from|to)\b|\bunfit\b|\b(?:radiological(?:ly)?|radiographic(?:ally)?)\s+"
     r"(?:standpoint|point\s+of\s+view)\b|\bcontra-?indications?\s+(?:to|for|of)\b|\bdisqualif\w*"
     # or a disclaimer: "This report does not replace a clinical assessment."
     r"|\b(?:does|do|can)\s?not\s+replace\b|\bnot\s+(?:a\s+)?(?:diagnostic|final\s+report)\b"
+    # "NOT FOR PRIMARY DIAGNOSIS", "does not change management", "not part of the medical record"
+    r"|\bnot\s+for\s+(?:primary\s+|clinical\s+)?diagnos\w*|\b(?:does|do|did|will|would)\s+not\s+(?:change|alter"
+    r"|affect)\s+(?:the\s+|patient\s+|clinical\s+)?management\b|\bnot\s+part\s+of\s+the\s+(?:medical\s+)?record\b"
 )
 COMMUNICATION = re.compile(
     r"\b(?:discussed|d/w|communicated|notified|paged|relayed|conveyed|informed|telephoned|phoned|consulted"
@@ -49,7 +52,8 @@ COMMUNICATION = re.compile(
     r"|at\s+the\s+time\s+of\s+(?:dictation|interpretation|this\s+report)"
     r"|preliminary\s+(?:\w+\s+)?(?:report|read|reading|interpretation)|wet\s+read"
     r"|(?:was|were|been)\s+(?:provided|dictated|reviewed|signed|issued)\s+by|reviewed\s+with"
-    r"|agree[sd]?\s+with|(?:outside|original|external)\s+(?:report|interpretation|read(?:ing)?))\b"
+    r"|agree[sd]?\s+with|concur(?:s|red)?\s+with|dict(?:ated)?\.?\s+by|page\s+\d+\s+of\s+\d+"
+    r"|(?:outside|original|external)\s+(?:report|interpretation|read(?:ing)?))\b"
 )
 RECOMMENDATION = re.compile(
     r"\b(?:recommend\w*|recs?\b|advis\w*|follow[- ]?ups?|followup|f/u|further\s+(?:evaluation|assessment"
@@ -64,7 +68,9 @@ RECOMMENDATION = re.compile(
     r"|repositioning|retracting)"
     # An imperative at the start of a clause: "...; suggest advancing by 2 cm."
     r"|\A\W*(?:would\s+)?(?:suggest|consider)\b(?!\s+(?:that|the\s+(?:presence|possibility)))"
+    # (not one that was taken: "A repeat film on day 4 showed ...")
     r"|repeat\s+(?:radiograph|film|cxr|imaging|study|chest|exam|examination|x-ray)\w*"
+    r"(?![^.;]*\b(?:showed|shows|demonstrated|revealed|confirmed)\b)"
     r"|further\s+action|intervention\s+(?:is\s+)?required"
     r"|(?:ct|cta|mri|pet|ultrasound|cxr|radiograph|imaging|follow-up|repeat)\s+(?:\w+\s+){0,3}?"
     r"(?:is\s+|are\s+)?(?:suggested|arranged|booked|planned)"
@@ -96,7 +102,7 @@ OTHER_LABEL = re.compile(
     r"|question)|indications?|reason\s+for\s+(?:exam|examination|study|request|referral)|recs?"
     r"|recommendations?|plan|advice|(?:referral|referring|provisional|working|clinical)\s+diagnosis"
     # identifier lines: "Name: ___   IP No: ___", "Applicant: <NAME>   Case no.: ___"
-    r"|(?:patient\s+)?name|applicant|case\s+no\.?|ip\s+no\.?|employee\s+no\.?|dob|mrn"
+    r"|(?:patient\s+)?name|applicant|case\s+no\.?|ip\s+no\.?|(?:employee|worker)\s+no\.?|dob|mrn|pt\.?\s+ref"
     r"|diagnosis\s+(?:at|on)\s+referral)\s*:"
     # a label alone on its line: "CONCLUSIÓN:", "IMPRESSION (attending-approved):"
     r"|\A[^:.;?!]{1,60}:\s*\Z"
@@ -108,7 +114,7 @@ PURPOSE = re.compile(
     r"|evaluate|confirm|exclude|rule\s+out|look|document|verify)\b"
     r"|(?:\A|,)\s*(?:rule\s+out|r/o|eval(?:uate)?\s+for|assess\s+for)\b|\b(?:hx|history)\s+of\b"
     r"|\bfor\s+(?:\w+\s+)?screening\b"
-    r"|\b\d{1,3}\s*(?:y/?o?\s*)?/\s*[mf]\b"  # age and sex: "72/F", "54 y/o / M", "34 y/o M"
+    r"|\b\d{1,3}\s*(?:(?:y/?o?|yrs?|years?)\s*)?/\s*[mf]\b"  # age and sex: "72/F", "54 y/o / M", "22 yrs / M"
     r"|\b\d{1,3}\s*(?:y/o|yo|yrs?)\s*,?\s*(?:[mf]|male|female|man|woman|boy|girl)\b"
 )
 # A diagnosis of what the image shows: administrative words in it ("Findings likely represent
@@ -128,7 +134,7 @@ SEEN_ON = re.compile(
     r"|projections?)\b"
 )
 # A clause that starts as a comparison: "Compared with the previous film from ___ ...".
-COMPARING = re.compile(r"\A\W*(?:compared?|comparing|comparative|comparison|in\s+comparison)\b")
+COMPARING = re.compile(r"\A\W*(?:compared?|comparing|comparative|comparison|in\s+comparison|cf)\b")
 # The exam's name: a phrase ending in an exam word with no verb or preposition in it ("Post
 # line insertion film.", "Restaging chest radiograph."); "Nodule on the lateral view" is none.
 EXAM_NAME = re.compile(
@@ -139,7 +145,7 @@ EXAM_NAME = re.compile(
 LIMITATION = re.compile(
     r"\b(?:limit(?:ed|ing|ation|ations)|(?<!normal\s)limits(?!\s+of\s+normal)|suboptimal|degraded|underpenetrated"
     r"|overpenetrated|lordotic|rotat(?:ed|ion)|motion|body\s+habitus|positioning|poorly\s+inspired"
-    r"|(?:under|over)-?exposed|magnif(?:y|ies|ied|ication)|blurr(?:ed|ing)"
+    r"|(?:under|over)-?expos(?:ed|ure)|(?:film|image)\s+quality|magnif(?:y|ies|ied|ication)|blurr(?:ed|ing)"
     r"|scapula(?:e|s|r)?\b[^,;]*\b(?:overl(?:ie|ies|ying|ap)|project)"
     r"|not\s+(?:(?:fully|entirely|well)\s+)?(?:included|imaged|assessed|evaluated)"
     r"|partially\s+(?:imaged|excluded|included|visualized|obscured)|excluded\s+from"

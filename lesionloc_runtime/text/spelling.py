@@ -1,5 +1,8 @@
 """Typing errors in the words that decide a sentence's kind ("The lungs are clera.", "Cannot
-exlcude a small effusion."): a word one edit away from a cue word is read as that word."""
+exlcude a small effusion."): a word one edit away from a cue word is read as that word. Text
+read from paper by OCR also splits words ("Pneu monia can not be ex cluded.") and reads an "l"
+as a "1" ("No 1arge effusion."): two pieces that make a cue word, and a word that is known
+once its "1" or "0" is a letter, are read as that word."""
 
 from __future__ import annotations
 
@@ -23,12 +26,17 @@ questionable represent evidence abnormality abnormalities acute process stable u
 visualized identified pneumothorax pneumonia effusion effusions consolidation atelectasis
 opacity opacities nodule nodules infiltrate infiltrates edema pleural interstitial granuloma
 calcified tortuous endotracheal bibasilar bilateral fracture fractures cardiomegaly emphysema
-osseous structures negative without resolved removed right left
+osseous structures negative without resolved removed right left large small
 """.split())
 
 # The longest cue word has 17 letters: a longer word is no typing error of one.
 _TOKEN = re.compile(r"\b[a-z]{5,18}\b")
 
+
+# Two pieces of one word, split by OCR: "cl ear", "pneu monia".
+_PIECES = re.compile(r"\b([a-z]{1,14}) ([a-z]{1,14})\b")
+# A letter read as a digit at a word's start: "1arge", "0paque".
+_DIGIT_LETTER = re.compile(r"\b[01][a-z]{3,}\b")
 
 _SUFFIX = re.compile(r"(?:ing|ed|es|s|d|ly)\Z")
 
@@ -83,20 +91,41 @@ def correction(token: str) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
+def _joins(low: str, known: Callable[[str], bool]) -> list[tuple[int, int, str]]:
+    """(start, end, word) for each pair of pieces that together make a cue word, unless both
+    are words of their own ("can not" stays two)."""
+    out = []
+    pos = 0
+    while m := _PIECES.search(low, pos):
+        a, b = m.groups()
+        if a + b in CUE_WORDS and not (known(a) and known(b)):
+            out.append((m.start(), m.end(), a + b))
+            pos = m.end()
+        else:
+            pos = m.start(2)
+    return out
+
+
 def correct(
     low: str, index: list[int] | None, known: Callable[[str], bool]
 ) -> tuple[str, list[int] | None]:
     """`low` with its misspelt cue words replaced, and the offset in the original text of each
     character (`index`; None: the same offsets). Words `known` are never changed."""
-    fixes = []
+    fixes = _joins(low, known)
+    for m in _DIGIT_LETTER.finditer(low):
+        word = {"1": "l", "0": "o"}[m.group()[0]] + m.group()[1:]
+        if word in CUE_WORDS or known(word):
+            fixes.append((m.start(), m.end(), word))
+    joined = {i for start, end, _ in fixes for i in range(start, end)}
     for m in _TOKEN.finditer(low):
         token = m.group()
-        if token not in CUE_WORDS and not known(token):
+        if token not in CUE_WORDS and not known(token) and m.start() not in joined:
             fixed = correction(token)
             if fixed is not None:
                 fixes.append((m.start(), m.end(), fixed))
     if not fixes:
         return low, index
+    fixes.sort()
     offsets = range(len(low)) if index is None else index
     pieces: list[str] = []
     shifted: list[int] = []

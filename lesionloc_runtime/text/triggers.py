@@ -16,7 +16,8 @@ TRIGGERS: dict[str, frozenset[str]] = {
         "communication": "discussed d communicated notified paged relayed conveyed informed consulted "
                          "telephoned phoned emailed faxed read acknowledged called telephone "
                          "phone time preliminary wet provided dictated reviewed signed issued "
-                         "agree agrees agreed outside original external",
+                         "agree agrees agreed outside original external concur concurs concurred "
+                         "dict page",
         "recommendation": "recommend recommended recommends recommending recommendation rec recs f "
                           "recommendations advise advised advises advising advisable advisory "
                           "advice follow followup followups further correlate correlated "
@@ -30,7 +31,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                       "missed underestimated overestimated exaggerated expected occult inapparent "
                       "appreciated seen "
                       "detected visible apparent "
-                      "underexposed overexposed under over exposed magnify magnifies magnified "
+                      "underexposed overexposed under over exposed exposure quality magnify magnifies magnified "
                       "magnification blurred blurring obscured scapulae scapula scapular scapulas "
                       "evident",
         "hedge_back": "excluded exclude ruled rule possible likely probable suspected questioned "
@@ -40,7 +41,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                     "extubated extubation extubate extubating discontinued ruled excluded pulled "
                     "neg withdrawn absorbed expanded reexpanded disappeared disappearance longer out "
                     "decannulated cannot can regression disappear disappears regressed reabsorbed "
-                    "resorbed ablation",
+                    "resorbed ablation nothing",
         "stability": "evolution "
                      "change changes changed stable stably stationary unchanged unaltered similar similarly "
                      "persist persists persistent persisting persisted remain remains remained "
@@ -53,7 +54,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                   "delineated demarcated outlined than under below place positioned located situated placed "
                   "usual transparent structural satisfactory vascular median transparency center "
                   "centre integrity contour contours good ctr cti cardiothoracic ok okay n look looks "
-                  "centrally equally evenly symmetrically fully properly adequately normally norm "
+                  "centrally equally evenly symmetrically fully properly adequately normally norm clr "
                   "adequate aeration ventilation expansion inflation preserved",
         "hedge": "possible possibly poss probable probably prob likely presumed presumably perhaps maybe "
                  "questionable questionably question equivocal suspicious concerning worrisome "
@@ -62,7 +63,8 @@ TRIGGERS: dict[str, frozenset[str]] = {
                  "rule not consider",
         "borderline": "top high upper borderline",
         "fitness": "fit unfit standpoint view contraindication contraindications contra replace "
-                   "disqualifying disqualify disqualified disqualification diagnostic final",
+                   "disqualifying disqualify disqualified disqualification diagnostic final "
+                   "diagnosis management record",
         "request": "requested ordered performed obtained done taken rule r eval evaluate assess "
                    "hx history f m yo yr yrs male female man woman boy girl screening",
     }.items()

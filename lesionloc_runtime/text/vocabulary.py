@@ -30,7 +30,7 @@ FILLER = words(
     "the a an is are was were be been being am there here of in on at to by for from as and or "
     "nor with within this that these those it its their has have had again also now still noted "
     "note seen identified demonstrated demonstrates present visualized visualised appreciated "
-    "evident shown shows show visible apparent observed detected which who than then just very "
+    "evident shown shows show showing visible apparent observed detected which who than then just very "
     "evidence sign signs feature features any some overall redemonstrated re-demonstrated status "
     "post s/p since when both appears appear appearing seems interval previously currently "
     "through demonstrate reveal reveals revealed display displays per i we you he she they my see "
@@ -86,7 +86,7 @@ CHANGE_MODIFIER = words(
 # Words that end a subject waiting for its predicate: "The heart is | not enlarged".
 OPEN_END = words(
     "is are was were be been being has have had remains remain appears appear seems of the a an "
-    "to in on at by for from demonstrates demonstrate shows show showed reveals reveal revealed "
+    "to in on at by for from demonstrates demonstrate shows show showed showing reveals reveal revealed "
     "there which that evidence signs"
 )
 
@@ -103,13 +103,13 @@ ADMIN = words(
     "phd hospital hospitals clinic ward department dept ed er service teleradiology practice "
     "centre center facility institution read reads reader reading prelim wet dictated "
     "dictating transcribed transcription transcriptionist signed signature verified authorised "
-    "authorized attestation attest attested agree agrees agreed concur concurs discrepancy "
+    "authorized attestation attest attested agree agrees agreed concur concurs discrepancy reviewer reviewers "
     "amended amendment addendum corrected issued faxed sent copy cc referral referrals referred "
     "requisition request requested requesting order ordered indication indications reason "
     "question questions answered history hx pmh clinical pacs ris voice recognition speech "
     "software errors error excuse disregard paragraph thank thanks please kindly code alert "
     "adequate satisfactory diagnostic technically remotely electronically "
-    "unable declined man woman male female boy girl gentleman lady y/o yo pain cough coughing "
+    "unable declined add man woman male female boy girl gentleman lady y/o yo pain cough coughing "
     "fever fevers febrile sob dyspnea dyspnoea hemoptysis haemoptysis tenderness sweats wheeze "
     "wheezing chills hypoxia hypoxic desaturation tachypnea tachypnoea fall mvc mva assault "
     "smoker symptoms symptom complaint complains presents presenting presented crp wbc sats "
