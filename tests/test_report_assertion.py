@@ -273,6 +273,28 @@ def test_form_answers_and_report_phrasings_of_round_17(text, kind):
     assert assess(text).kind == kind
 
 
+@pytest.mark.parametrize(("text", "kind"), [
+    ("Otherwise no acute cardiopulmonary disease.", "normal"),
+    ("No acute bony injury demonstrated.", "normal"),
+    ("No evidence of aortic injury.", "negated"),
+    ("Evaluation for pneumothorax is limited by supine technique.", "other"),
+    ("Interval extubation with slight improvement in bibasilar atelectasis.", "finding"),
+])
+def test_report_phrasings_of_round_18(text, kind):
+    assert assess(text).kind == kind
+
+
+@pytest.mark.parametrize(("text", "uncertain"), [
+    ("Small right pleural effusion or pleural thickening, unchanged.", True),
+    ("Left basilar atelectasis or scarring.", True),
+    ("Left basal opacity, atelectasis or pneumonia.", False),  # the opacity is named first
+    ("Cardiomegaly with effusion or edema.", False),
+])
+def test_a_finding_named_first_as_one_of_two_alternatives_is_uncertain(text, uncertain):
+    said = assess(text)
+    assert said.kind == "finding" and said.uncertain is uncertain
+
+
 def test_a_corrected_word_keeps_the_grounded_span_in_the_original_text():
     text = "Small right plueral effusion, no pnuemothorax."
     assert grounded(text) == "Small right plueral effusion"

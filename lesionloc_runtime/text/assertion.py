@@ -15,6 +15,7 @@ from lesionloc_runtime.text import veto
 from lesionloc_runtime.text.clauses import (
     CHANGE,
     about_the_exam,
+    alternatives_first,
     blank,
     content_words,
     contrast,
@@ -317,17 +318,17 @@ class _Analysis:
 
     def hedged(self, core: str) -> bool:
         """Whether a finding clause is only hedged: a hedge with no finding named before it
-        ("Possible effusion") or inside a "versus" alternative ("Atelectasis versus edema")."""
+        ("Possible effusion"), or alternatives ("Atelectasis versus edema", "A or B")."""
         hedge = lx.HEDGE.search(core) if self.may("hedge") else None
         query = lx.QUERY_MARK.search(core) if "?" in core else None
         if query and (hedge is None or query.start() < hedge.start()):
             hedge = query
         if hedge is None:
-            return False
+            return alternatives_first(core)
         cut = hedge.start()
         if lx.VERSUS.match(core, cut):
             cut = core.rfind(",", 0, cut) + 1
-        return lx.FINDING_TERM.search(core, 0, cut) is None
+        return lx.FINDING_TERM.search(core, 0, cut) is None or alternatives_first(core)
 
 
 def _combine(text: str, parts: list[_Part], index: list[int] | None) -> Assertion:

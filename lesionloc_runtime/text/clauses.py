@@ -13,6 +13,7 @@ from lesionloc_runtime.text.records import SentenceKind
 __all__ = [
     "CHANGE",
     "about_the_exam",
+    "alternatives_first",
     "blank",
     "content_words",
     "contrast",
@@ -28,13 +29,18 @@ _HEAD = frozenset("process processes abnormality abnormalities disease diseases 
                   "finding pathology change changes alteration alterations peculiarities peculiarity "
                   "anomaly anomalies particularity particularities".split())
 # Words of stability before a negation say nothing of what the organ is: "Silhouette
-# unchanged, not widened." is about the silhouette.
-_STABLE = frozenset("stable unchanged unaltered similar".split())
+# unchanged, not widened." is about the silhouette; nor does "otherwise" ("Otherwise no acute
+# cardiopulmonary disease.").
+_STABLE = frozenset("stable unchanged unaltered similar otherwise".split())
 # What an organ is said not to be, as a normal statement: "Heart not enlarged.", "Mediastinum
 # without widening.", "Mediastinum not shifted." (the subject is anatomy, not a finding).
 _DEVIATION = frozenset("enlarged enlarge enlargement widened widen widening shifted shift "
                        "displaced displacement deviated deviation dilated dilatation increased".split())
 
+
+# "A or B" as the first finding of a clause, up to a break in the phrase.
+_OR = re.compile(r"\s+or\s+")
+_OR_BREAK = re.compile(r"[,;:(]|\b(?:with|and|in|at|of)\b")
 
 _DICTATED_COLON = re.compile(r"\b(impression|findings|conclusion|comparison|history|indication"
                              r"|technique|clinical\s+history)\s+colon\b")
@@ -163,3 +169,20 @@ def negated_kind(subject: str, negated: str, cue: str) -> SentenceKind:
     ):
         return "normal"
     return "negated"
+
+
+def alternatives_first(core: str) -> bool:
+    """Whether the first finding a clause names is one of two alternatives: "Small right
+    pleural effusion or pleural thickening.", "Left basilar atelectasis or scarring." (a
+    differential, as with "versus"); "Left basal opacity, atelectasis or pneumonia." names the
+    opacity first."""
+    first = lx.FINDING_TERM.search(core) if " or " in core else None
+    if first is None:
+        return False
+    m = _OR.search(core, first.end())
+    if m is None or _OR_BREAK.search(core, first.end(), m.start()) or lx.FINDING_TERM.search(
+            core, first.end(), m.start()):
+        return False
+    stop = _OR_BREAK.search(core, m.end())
+    return lx.FINDING_TERM.search(core, m.end(), stop.start() if stop else len(core)) is not None
+

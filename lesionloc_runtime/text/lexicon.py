@@ -132,7 +132,7 @@ FINDING_TERM = re.compile(
     r"|volume\s+loss|low\s+lung\s+volume|pneumomediastinum|pneumoperitoneum|free\s+air"
     r"|shadowing|(?<!cardiac\s)(?<!heart\s)(?<!mediastinal\s)(?<!thymic\s)(?<!tissue\s)shadows?\b|haz[ey]|reticul"
     r"|interstitial|kerley|septal|cuffing|adenopathy|osteopen|kyphos"
-    r"|scolios|spondyl|osteophyt|lymphadenopath|lucen|metasta|tumou?r|malignan|carcinoma|plaque|crowding"
+    r"|scolios|spondyl|osteophyt|lymphadenopath|lucen|metasta|tumou?r|malignan|carcinoma|plaque|crowding|asbesto"
     r"|redistribution|cephaliz|fluid|bronchogram|eventration|pectus|azygos|postoperative(?!ly)"
     r"|post-?surgical|surgical|obscur|shift|deviat|abnormalit|changes\b|dissect|dextrocardi"
     r"|pneumopericard|pneumatocel|abscess|empyema|ha?emothora|chylothora|loculat|air[- ]?trapping"
@@ -327,7 +327,8 @@ VISIBILITY = re.compile(
 )
 # A negation's scope ends where a positive statement starts after a comma or "and".
 SCOPE_END = re.compile(
-    r"\bwith\s+(?=(?:new|increased|increasing|worsening|worsened|developing|enlarging|residual"
+    r"\bwith\s+(?=(?:new|increased|increasing|worsening|worsened|developing|enlarging|residual|slight"
+    r"|slightly|improved|improving|improvement|decreased|decreasing"
     r"|small|tiny|trace|mild|moderate|large|persistent|drain|chest\s+drain|tube)\b)"
     r"|\b(?:and)\s+(?=(?:a|an|the|this|these|there|its|right|left|bilateral|bibasilar|mild"
     r"|mildly|moderate|moderately|severe"

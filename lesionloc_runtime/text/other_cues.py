@@ -157,7 +157,10 @@ LIMITATION = re.compile(
 HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s+)?(?:missed"
                           r"|underestimated|overestimated|exaggerated|occult|inapparent|expected)\b"
                           r"|\b(?:may|might|could|can|would)"
-                          r"\s+not\s+be\s+(?:appreciated|seen|detected|visible|apparent|evident)\b")
+                          r"\s+not\s+be\s+(?:appreciated|seen|detected|visible|apparent|evident)\b"
+                          # "Evaluation for pneumothorax is limited by supine technique."
+                          r"|\b(?:evaluation|assessment|detection|sensitivity)\s+(?:for|of)\s+(?:[\w-]+\s+){0,4}?"
+                          r"(?:is|are|was|remains)\s+(?:\w+\s+)?limited\b")
 # What a limitation names that is no finding: "obscured by overlying soft tissue".
 TECHNIQUE_OBSCURING = re.compile(r"\bobscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body"
                                  r"|arms?|motion|external|monitoring|breast)\b[^,;]*"

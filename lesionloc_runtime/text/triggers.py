@@ -31,7 +31,8 @@ TRIGGERS: dict[str, frozenset[str]] = {
                       "missed underestimated overestimated exaggerated expected occult inapparent "
                       "appreciated seen "
                       "detected visible apparent "
-                      "underexposed overexposed under over exposed exposure quality magnify magnifies magnified "
+                      "underexposed overexposed under over exposed exposure quality "
+                      "magnify magnifies magnified "
                       "magnification blurred blurring obscured scapulae scapula scapular scapulas "
                       "evident",
         "hedge_back": "excluded exclude ruled rule possible likely probable suspected questioned "

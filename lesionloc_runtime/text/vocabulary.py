@@ -61,7 +61,7 @@ GENERIC = words(
     "diseases findings finding pathology change changes interval gross obvious major appreciable "
     "substantial focal cardiothoracic intra-thoracic abnl abn dz cardiopulm alteration alterations "
     "pleuropulmonary pathological pathologic sinister remarkable fresh peculiarities peculiarity "
-    "anomaly anomalies particularity particularities organs remarks remark"
+    "anomaly anomalies particularity particularities organs remarks remark injury injuries traumatic"
 )
 # Anatomy and location: "Stable mediastinal contours." says nothing abnormal.
 ANATOMY = words(
@@ -103,7 +103,8 @@ ADMIN = words(
     "phd hospital hospitals clinic ward department dept ed er service teleradiology practice "
     "centre center facility institution read reads reader reading prelim wet dictated "
     "dictating transcribed transcription transcriptionist signed signature verified authorised "
-    "authorized attestation attest attested agree agrees agreed concur concurs discrepancy reviewer reviewers "
+    "authorized attestation attest attested agree agrees agreed concur concurs discrepancy "
+    "reviewer reviewers "
     "amended amendment addendum corrected issued faxed sent copy cc referral referrals referred "
     "requisition request requested requesting order ordered indication indications reason "
     "question questions answered history hx pmh clinical pacs ris voice recognition speech "
