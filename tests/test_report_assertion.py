@@ -284,6 +284,23 @@ def test_report_phrasings_of_round_18(text, kind):
     assert assess(text).kind == kind
 
 
+@pytest.mark.parametrize(("text", "kind"), [
+    ("No acute displaced rib fracture, although radiographs are insensitive for such fractures.",
+     "negated"),
+    ("CT would be more sensitive for small metastases.", "other"),
+    ("Lung apices are partially cut off on this image.", "other"),
+    ("Bilateral decubitus views were obtained.", "other"),
+    ("Right lower lobe opacity on the left lateral decubitus view.", "finding"),
+    ("Consider bronchoscopy if clinical suspicion for foreign body remains.", "other"),
+    ("Heart failure: no radiographic signs.", "negated"),
+    ("Lungs: no acute abnormality.", "normal"),
+    ("Interval removal of the chest tube with a tiny residual apical pneumothorax.", "finding"),
+    ("NOTIFICATION: The malpositioned enteric tube was communicated to the ICU team.", "other"),
+])
+def test_report_phrasings_of_round_19(text, kind):
+    assert assess(text).kind == kind
+
+
 @pytest.mark.parametrize(("text", "uncertain"), [
     ("Small right pleural effusion or pleural thickening, unchanged.", True),
     ("Left basilar atelectasis or scarring.", True),

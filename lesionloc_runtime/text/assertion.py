@@ -230,7 +230,7 @@ class _Analysis:
             before = self.clause(a, start)
         else:
             change = word in CHANGE or word.startswith("extubat")
-            has_object = bool(content_words(low[c1:end]))
+            has_object = any(w not in lx.GENERIC for w in content_words(low[c1:end]))
             before, start = self.forward_subject(a, c0, has_object, change)
         kind = negated_kind(low[start:c0], low[c1:end], word)
         return [*before, _Part(kind, False, start, end), *self.clause(end, b)]

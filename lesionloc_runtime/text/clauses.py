@@ -117,7 +117,7 @@ def about_the_exam(seg: str, core: str, words: list[str]) -> bool:
         or all(w in lx.EXAM or w in lx.EXAM_LABELS for w in words)
         or lx.REFERENCE.search(seg) is not None
         or (_names_the_exam(seg) and not lx.DIAGNOSIS.search(seg) and not any(
-            w in lx.LOCATION or w in lx.DESCRIPTOR for w in content_words(blank(lx.SEEN_ON, seg))))
+            w in lx.LOCATION or w in lx.DESCRIPTOR for w in _place_words(seg)))
     )
 
 
@@ -127,6 +127,11 @@ def _names_the_exam(seg: str) -> bool:
     if lx.COMPARING.match(seg):
         return True
     return any(w in lx.EXAM_SUBJECT for w in content_words(blank(lx.SEEN_ON, seg)))
+
+
+def _place_words(seg: str) -> list[str]:
+    """The content words of a clause outside phrases saying where or on which view."""
+    return content_words(blank(lx.VIEW_SIDE, blank(lx.SEEN_ON, seg)))
 
 
 def contrast(seg: str, cue: re.Match[str]) -> bool:

@@ -22,6 +22,7 @@ from lesionloc_runtime.text.other_cues import (  # the cues of "other", re-expor
     REQUEST,
     SEEN_ON,
     TECHNIQUE_OBSCURING,
+    VIEW_SIDE,
 )
 from lesionloc_runtime.text.triggers import TRIGGERS, triggered  # re-exported
 from lesionloc_runtime.text.vocabulary import (  # the word classes, re-exported
@@ -92,6 +93,7 @@ __all__ = [
     "TECHNIQUE_OBSCURING",
     "TRIGGERS",
     "VERSUS",
+    "VIEW_SIDE",
     "VISIBILITY",
     "WORD",
     "triggered",
@@ -327,7 +329,7 @@ VISIBILITY = re.compile(
 )
 # A negation's scope ends where a positive statement starts after a comma or "and".
 SCOPE_END = re.compile(
-    r"\bwith\s+(?=(?:new|increased|increasing|worsening|worsened|developing|enlarging|residual|slight"
+    r"\bwith\s+(?=(?:an?\s+|the\s+)?(?:new|increased|increasing|worsening|worsened|developing|enlarging|residual|slight"
     r"|slightly|improved|improving|improvement|decreased|decreasing"
     r"|small|tiny|trace|mild|moderate|large|persistent|drain|chest\s+drain|tube)\b)"
     r"|\b(?:and)\s+(?=(?:a|an|the|this|these|there|its|right|left|bilateral|bibasilar|mild"

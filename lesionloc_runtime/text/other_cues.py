@@ -29,6 +29,7 @@ __all__ = [
     "TESTS",
     "TO_ASSESS",
     "URGENCY",
+    "VIEW_SIDE",
 ]
 
 # Cues that make a clause "other" (nothing on the image): communication, recommendation,
@@ -103,7 +104,7 @@ OTHER_LABEL = re.compile(
     r"|recommendations?|plan|advice|(?:referral|referring|provisional|working|clinical)\s+diagnosis"
     # identifier lines: "Name: ___   IP No: ___", "Applicant: <NAME>   Case no.: ___"
     r"|(?:patient\s+)?name|applicant|case\s+no\.?|ip\s+no\.?|(?:employee|worker)\s+no\.?|dob|mrn|pt\.?\s+ref"
-    r"|diagnosis\s+(?:at|on)\s+referral)\s*:"
+    r"|diagnosis\s+(?:at|on)\s+referral|notification)\s*:"
     # a label alone on its line: "CONCLUSIÓN:", "IMPRESSION (attending-approved):"
     r"|\A[^:.;?!]{1,60}:\s*\Z"
 )
@@ -133,6 +134,9 @@ SEEN_ON = re.compile(
     r"|x-rays?|xrays?|cxrs?|films?|views?|images?|exams?|examinations?|study|studies"
     r"|projections?)\b"
 )
+# The side of a view is no place on the image: "Bilateral decubitus views were obtained."
+VIEW_SIDE = re.compile(r"\b(?:right|left|bilateral|both)\s+(?=(?:lateral\s+|anterior\s+|posterior\s+)?"
+                       r"(?:decubitus|oblique)\b)")
 # A clause that starts as a comparison: "Compared with the previous film from ___ ...".
 COMPARING = re.compile(r"\A\W*(?:compared?|comparing|comparative|comparison|in\s+comparison|cf)\b")
 # The exam's name: a phrase ending in an exam word with no verb or preposition in it ("Post
@@ -148,7 +152,7 @@ LIMITATION = re.compile(
     r"|(?:under|over)-?expos(?:ed|ure)|(?:film|image)\s+quality|magnif(?:y|ies|ied|ication)|blurr(?:ed|ing)"
     r"|scapula(?:e|s|r)?\b[^,;]*\b(?:overl(?:ie|ies|ying|ap)|project)"
     r"|not\s+(?:(?:fully|entirely|well)\s+)?(?:included|imaged|assessed|evaluated)"
-    r"|partially\s+(?:imaged|excluded|included|visualized|obscured)|excluded\s+from"
+    r"|partially\s+(?:imaged|excluded|included|visualized|obscured)|excluded\s+from|cut\s+off"
     r"|(?:cannot|can\s?not|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:\w+ly\s+)?(?:assess|evaluat)\w*"
     r"|field\s+of\s+view|obscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body|arms?"
     r"|motion|external|monitoring|breast))\b"
@@ -158,6 +162,9 @@ HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s
                           r"|underestimated|overestimated|exaggerated|occult|inapparent|expected)\b"
                           r"|\b(?:may|might|could|can|would)"
                           r"\s+not\s+be\s+(?:appreciated|seen|detected|visible|apparent|evident)\b"
+                          # a test's sensitivity: "radiographs are insensitive for nondisplaced
+                          # fractures", "CT would be more sensitive for small metastases."
+                          r"|\b(?:insensitive|(?:more|less|not|very|highly|quite)\s+sensitive)\s+(?:for|to|in)\b"
                           # "Evaluation for pneumothorax is limited by supine technique."
                           r"|\b(?:evaluation|assessment|detection|sensitivity)\s+(?:for|of)\s+(?:[\w-]+\s+){0,4}?"
                           r"(?:is|are|was|remains)\s+(?:\w+\s+)?limited\b")
@@ -185,7 +192,8 @@ NO_PRIOR = re.compile(
 # ... are advised" (the clause starts with a test).
 CONDITIONAL = re.compile(r"\W*(?:if|when|should|unless|once|in\s+case)\b")
 OFFERED = re.compile(r"\W*(?:would\s+)?(?:suggest|consider)")
-TO_ASSESS = re.compile(r"\bto\s+(?:assess|evaluate|exclude|rule\s+out|look|check)\b")
+TO_ASSESS = re.compile(r"\bto\s+(?:assess|evaluate|exclude|rule\s+out|look|check)\b"
+                       r"|\bif\s+(?:there\s+is\s+)?(?:\w+\s+)?(?:suspicion|concern)\b")
 # Words that only say how or by whom a test is wanted: "Urgent surgical consultation advised."
 URGENCY = frozenset("urgent urgently early prompt immediate formal specialist surgical medical "
                     "respiratory thoracic cardiothoracic chest".split())

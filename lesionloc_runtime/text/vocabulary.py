@@ -34,7 +34,7 @@ FILLER = words(
     "evidence sign signs feature features any some overall redemonstrated re-demonstrated status "
     "post s/p since when both appears appear appearing seems interval previously currently "
     "through demonstrate reveal reveals revealed display displays per i we you he she they my see "
-    "sees saw our his her period allowing allowance"
+    "sees saw our his her period allowing allowance following"
 )
 # Exam names, views, technique, comparison and time words: a clause made only of these (and
 # filler) has nothing on the image to localize.
@@ -104,7 +104,7 @@ ADMIN = words(
     "centre center facility institution read reads reader reading prelim wet dictated "
     "dictating transcribed transcription transcriptionist signed signature verified authorised "
     "authorized attestation attest attested agree agrees agreed concur concurs discrepancy "
-    "reviewer reviewers "
+    "reviewer reviewers awaiting over-read overread surgery "
     "amended amendment addendum corrected issued faxed sent copy cc referral referrals referred "
     "requisition request requested requesting order ordered indication indications reason "
     "question questions answered history hx pmh clinical pacs ris voice recognition speech "
