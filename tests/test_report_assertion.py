@@ -301,6 +301,23 @@ def test_report_phrasings_of_round_19(text, kind):
     assert assess(text).kind == kind
 
 
+@pytest.mark.parametrize(("text", "kind"), [
+    ("This was not seen on the prior radiograph.", "finding"),  # "this": the sentence before's
+    ("It is not visualized on the lateral XXXX.", "finding"),
+    ("The right costophrenic angle is not well seen on the frontal view.", "other"),
+    ("The nodule is not seen on the lateral view.", "finding"),
+    ("Pulmonary vasculature is not engorged.", "normal"),
+    ("No vascular congestion.", "negated"),
+    ("No large pneumothorax, though a small one would be difficult to detect.", "negated"),
+    ("Superimposed pneumonia would be difficult to exclude.", "finding"),
+    ("Extubation with mildly increased bibasilar atelectasis.", "finding"),
+    ("Impression: No acute disease and no change.", "normal"),
+    ("No effusion and no change.", "negated"),
+])
+def test_report_phrasings_of_round_20(text, kind):
+    assert assess(text).kind == kind
+
+
 @pytest.mark.parametrize(("text", "uncertain"), [
     ("Small right pleural effusion or pleural thickening, unchanged.", True),
     ("Left basilar atelectasis or scarring.", True),

@@ -21,6 +21,7 @@ from lesionloc_runtime.text.clauses import (
     contrast,
     negated_kind,
     prepare,
+    seen_kind,
 )
 from lesionloc_runtime.text.records import SentenceKind
 
@@ -284,10 +285,9 @@ class _Analysis:
             if not lx.FINDING_TERM.search(blank(lx.NORMAL_ATTRIBUTE, core)):
                 return [_Part("normal", False, a, b)]
             return self.normal_and_finding(a, b)
-        if all(w in lx.EXAM or w == "not" for w in words):
-            # "is visible on the lateral view" continues the clause before it, and so does
-            # "which was not present on the prior" (a visibility clause, not a negation)
-            return [] if seg.split()[0] in _VERB else [_Part("other", False, a, b)]
+        kind = seen_kind(seg, words, self.deliberate)
+        if kind is not None:  # "is visible on the lateral view" continues the clause before it
+            return [] if kind == "other" and seg.split()[0] in _VERB else [_Part(kind, False, a, b)]
         if about_the_exam(seg, core, words):
             return [_Part("other", False, a, b)]
         if stable and not borderline and all(

@@ -19,6 +19,7 @@ __all__ = [
     "contrast",
     "negated_kind",
     "prepare",
+    "seen_kind",
 ]
 
 # Change cues: what they negate is gone, so always a specific finding.
@@ -35,7 +36,12 @@ _STABLE = frozenset("stable unchanged unaltered similar otherwise".split())
 # What an organ is said not to be, as a normal statement: "Heart not enlarged.", "Mediastinum
 # without widening.", "Mediastinum not shifted." (the subject is anatomy, not a finding).
 _DEVIATION = frozenset("enlarged enlarge enlargement widened widen widening shifted shift "
-                       "displaced displacement deviated deviation dilated dilatation increased".split())
+                       "displaced displacement deviated deviation dilated dilatation increased "
+                       "engorged congested".split())
+# A clause's subject that names its finding in the sentence before: "It is not seen on the
+# lateral view.", "This was not present on the prior study."
+_PRONOUN = frozenset("this it these they".split())
+_SEEN = frozenset("not well clearly definitely".split())
 
 
 # "A or B" as the first finding of a clause, up to a break in the phrase.
@@ -151,7 +157,8 @@ def negated_kind(subject: str, negated: str, cue: str) -> SentenceKind:
     if cue in CHANGE or cue.startswith("extubat"):
         return "negated"
     before = [w for w in content_words(subject) if w not in _STABLE]
-    after = content_words(negated)
+    # "No acute disease and no change.": the change statement is no object of the negation
+    after = content_words(blank(lx.NO_CHANGE, negated) if lx.NO_CHANGE_WORD.search(negated) else negated)
     # "Heart not enlarged, mediastinum central.", "... not enlarged for age / on this AP view."
     deviation = [w for w in content_words(lx.NORMAL_ATTRIBUTE.sub(" ", negated.split(",")[0]))
                  if w not in lx.EXAM]
@@ -191,3 +198,13 @@ def alternatives_first(core: str) -> bool:
     stop = _OR_BREAK.search(core, m.end())
     return lx.FINDING_TERM.search(core, m.end(), stop.start() if stop else len(core)) is not None
 
+
+def seen_kind(seg: str, words: list[str], visibility: bool) -> SentenceKind | None:
+    """The kind of a clause of exam words only ("which was not present on the prior"), or of
+    a place said not to be seen on a view ("The right costophrenic angle is not well seen on
+    the frontal view": a limit of the film, other); a pronoun said not to have been seen before
+    stands for a finding seen now. None for any other clause."""
+    if not (all(w in lx.EXAM or w == "not" for w in words) or (visibility and "not" in words and all(
+            w in lx.EXAM or w in lx.ANATOMY or w in _SEEN for w in words))):
+        return None
+    return "finding" if visibility and seg.split()[0] in _PRONOUN else "other"

@@ -330,7 +330,7 @@ VISIBILITY = re.compile(
 # A negation's scope ends where a positive statement starts after a comma or "and".
 SCOPE_END = re.compile(
     r"\bwith\s+(?=(?:an?\s+|the\s+)?(?:new|increased|increasing|worsening|worsened|developing|enlarging|residual|slight"
-    r"|slightly|improved|improving|improvement|decreased|decreasing"
+    r"|slightly|improved|improving|improvement|decreased|decreasing|mildly|moderately|markedly"
     r"|small|tiny|trace|mild|moderate|large|persistent|drain|chest\s+drain|tube)\b)"
     r"|\b(?:and)\s+(?=(?:a|an|the|this|these|there|its|right|left|bilateral|bibasilar|mild"
     r"|mildly|moderate|moderately|severe"

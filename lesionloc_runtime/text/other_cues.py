@@ -165,6 +165,9 @@ HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s
                           # a test's sensitivity: "radiographs are insensitive for nondisplaced
                           # fractures", "CT would be more sensitive for small metastases."
                           r"|\b(?:insensitive|(?:more|less|not|very|highly|quite)\s+sensitive)\s+(?:for|to|in)\b"
+                          # "... though a small anterior pneumothorax would be difficult to detect"
+                          r"|\b(?:would|may|might|could|can)\s+be\s+(?:difficult|hard)\s+to\s+(?:detect|see"
+                          r"|identify|appreciate)\b"
                           # "Evaluation for pneumothorax is limited by supine technique."
                           r"|\b(?:evaluation|assessment|detection|sensitivity)\s+(?:for|of)\s+(?:[\w-]+\s+){0,4}?"
                           r"(?:is|are|was|remains)\s+(?:\w+\s+)?limited\b")
