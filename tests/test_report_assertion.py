@@ -259,7 +259,10 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     assert text[said.span[0]:said.span[1]].rstrip(".") == "pneu monia can not be ex cluded"
 
 
+# Phrasings the seventeenth and later rounds of rules learnt from the blind parts (each part
+# in tests/data judges them as a whole; these pin the reading of each).
 @pytest.mark.parametrize(("text", "kind"), [
+    # round 17
     ("Pleural effusion (Y/N): N", "negated"),
     ("New consolidation (Y/N): Y", "finding"),
     ("Nothing on this film suggests a tumour.", "negated"),
@@ -268,23 +271,13 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("Questionable 5 mm nodule, not counted as a new lesion.", "finding"),
     ("A repeat film showed that the oedema had cleared, leaving small effusions.", "finding"),
     ("Repeat film in 6 weeks.", "other"),
-])
-def test_form_answers_and_report_phrasings_of_round_17(text, kind):
-    assert assess(text).kind == kind
-
-
-@pytest.mark.parametrize(("text", "kind"), [
+    # round 18
     ("Otherwise no acute cardiopulmonary disease.", "normal"),
     ("No acute bony injury demonstrated.", "normal"),
     ("No evidence of aortic injury.", "negated"),
     ("Evaluation for pneumothorax is limited by supine technique.", "other"),
     ("Interval extubation with slight improvement in bibasilar atelectasis.", "finding"),
-])
-def test_report_phrasings_of_round_18(text, kind):
-    assert assess(text).kind == kind
-
-
-@pytest.mark.parametrize(("text", "kind"), [
+    # round 19
     ("No acute displaced rib fracture, although radiographs are insensitive for such fractures.",
      "negated"),
     ("CT would be more sensitive for small metastases.", "other"),
@@ -296,12 +289,7 @@ def test_report_phrasings_of_round_18(text, kind):
     ("Lungs: no acute abnormality.", "normal"),
     ("Interval removal of the chest tube with a tiny residual apical pneumothorax.", "finding"),
     ("NOTIFICATION: The malpositioned enteric tube was communicated to the ICU team.", "other"),
-])
-def test_report_phrasings_of_round_19(text, kind):
-    assert assess(text).kind == kind
-
-
-@pytest.mark.parametrize(("text", "kind"), [
+    # round 20
     ("This was not seen on the prior radiograph.", "finding"),  # "this": the sentence before's
     ("It is not visualized on the lateral XXXX.", "finding"),
     ("The right costophrenic angle is not well seen on the frontal view.", "other"),
@@ -313,8 +301,15 @@ def test_report_phrasings_of_round_19(text, kind):
     ("Extubation with mildly increased bibasilar atelectasis.", "finding"),
     ("Impression: No acute disease and no change.", "normal"),
     ("No effusion and no change.", "negated"),
+    # round 21
+    ("The lungs are clear of focal infiltrates.", "normal"),  # as "clear without ..."
+    ("The lungs are free of consolidation.", "negated"),  # as blind authors label "free of"
+    ("Clear of consolidation.", "negated"),
+    ("No definite superimposed acute process.", "normal"),
+    ("No superimposed pneumonia.", "negated"),
+    ("Dictated using voice recognition software; minor errors may be present.", "other"),
 ])
-def test_report_phrasings_of_round_20(text, kind):
+def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind
 
 

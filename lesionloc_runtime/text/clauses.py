@@ -164,8 +164,10 @@ def negated_kind(subject: str, negated: str, cue: str) -> SentenceKind:
                  if w not in lx.EXAM]
     organ = bool(before) and all(
         w in lx.ANATOMY or w in lx.GENERIC or lx.NORMAL_CUE.fullmatch(w) for w in before)
-    if organ and (not after or (deviation and all(w in _DEVIATION for w in deviation))):
-        return "normal"  # ... or nothing named: "Heart and aorta without features."
+    if organ and (not after or cue == "clear" or (deviation and all(w in _DEVIATION for w in deviation))):
+        # ... or nothing named: "Heart and aorta without features."; or an organ "clear of"
+        # something: "The lungs are clear of focal infiltrates." (as "Lungs are clear without ...")
+        return "normal"
     words = before + after
     nothing = lx.EXAM | lx.ADMIN | lx.EXAM_LABELS
     if (words or cue == "no") and cue not in ("negative", "neg") and all(

@@ -45,6 +45,9 @@ FITNESS = re.compile(
     # "NOT FOR PRIMARY DIAGNOSIS", "does not change management", "not part of the medical record"
     r"|\bnot\s+for\s+(?:primary\s+|clinical\s+)?diagnos\w*|\b(?:does|do|did|will|would)\s+not\s+(?:change|alter"
     r"|affect)\s+(?:the\s+|patient\s+|clinical\s+)?management\b|\bnot\s+part\s+of\s+the\s+(?:medical\s+)?record\b"
+    # "dictated using voice recognition software; minor errors may be present"
+    r"|\b(?:voice|speech)[- ]recognition\b|\b(?:transcription|typographical|dictation)\s+errors?\b"
+    r"|\berrors\s+may\s+(?:be\s+present|occur|exist)\b"
 )
 COMMUNICATION = re.compile(
     r"\b(?:discussed|d/w|communicated|notified|paged|relayed|conveyed|informed|telephoned|phoned|consulted"

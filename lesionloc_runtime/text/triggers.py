@@ -65,7 +65,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
         "borderline": "top high upper borderline",
         "fitness": "fit unfit standpoint view contraindication contraindications contra replace "
                    "disqualifying disqualify disqualified disqualification diagnostic final "
-                   "diagnosis management record",
+                   "diagnosis management record recognition errors error",
         "request": "requested ordered performed obtained done taken rule r eval evaluate assess "
                    "hx history f m yo yr yrs male female man woman boy girl screening",
     }.items()

@@ -61,7 +61,8 @@ GENERIC = words(
     "diseases findings finding pathology change changes interval gross obvious major appreciable "
     "substantial focal cardiothoracic intra-thoracic abnl abn dz cardiopulm alteration alterations "
     "pleuropulmonary pathological pathologic sinister remarkable fresh peculiarities peculiarity "
-    "anomaly anomalies particularity particularities organs remarks remark injury injuries traumatic"
+    "anomaly anomalies particularity particularities organs remarks remark injury injuries traumatic "
+    "superimposed"
 )
 # Anatomy and location: "Stable mediastinal contours." says nothing abnormal.
 ANATOMY = words(
