@@ -308,6 +308,14 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("No definite superimposed acute process.", "normal"),
     ("No superimposed pneumonia.", "negated"),
     ("Dictated using voice recognition software; minor errors may be present.", "other"),
+    # round 22
+    ("Interval resolution of left pneumothorax with chest tube in place.", "finding"),
+    ("PA and lateral views of the chest and dedicated right rib series, 5 views total.", "other"),
+    ("No rib fracture, although nondisplaced fractures can be radiographically occult.",
+     "negated"),
+    ("A skin marker has been placed at the site of the reported wound.", "finding"),
+    ("Repeat PA with nipple markers is recommended.", "other"),
+    ("The thymus is prominent, a normal finding at this age.", "normal"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

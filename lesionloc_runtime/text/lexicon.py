@@ -129,7 +129,7 @@ FINDING_TERM = re.compile(
     r"|widen|elevat|blunt|herni|deformit|degenerat|tortu|aneurysm|ectasi|dilat|tubes?\b"
     r"|catheter|lines?\b|pacemaker|pacer|wires?\b|clips?\b|stent|ports?\b|picc|drains?\b|device"
     r"|leads?\b|valve|prosthe|hardware|sternotomy|thoracotomy|lobectomy|pneumonectomy"
-    r"|mastectomy|cabg|staple|coil|filter|icd\b|aicd|defibrillator|generator|electrode|air\s?space"
+    r"|mastectomy|cabg|staple|coil|filter|icd\b|aicd|defibrillator|generator|electrode|air\s?space|(?<!nipple\s)marker"
     r"|bronchiectasis|(?<!chest\s)(?<!thoracic\s)(?<!pleural\s)cavit|infect|aspiration|cyst|bulla|bleb|prominen|fullness|engorge"
     r"|volume\s+loss|low\s+lung\s+volume|pneumomediastinum|pneumoperitoneum|free\s+air"
     r"|shadowing|(?<!cardiac\s)(?<!heart\s)(?<!mediastinal\s)(?<!thymic\s)(?<!tissue\s)shadows?\b|haz[ey]|reticul"
@@ -154,7 +154,7 @@ FINDING_TERM = re.compile(
 # chest."): a finding the second opinion leaves alone, whatever wording follows.
 DEVICE_LEAD = re.compile(
     r"\A\W*(?:[\w-]+\s+){0,2}?(?:electrodes?|leads?|wires?|pacemaker|pacer|defibrillator|icd|aicd"
-    r"|picc|catheters?|tubes?|lines?|clips?|stents?|drains?|ports?|ett|ngt|ogt|cvc"
+    r"|picc|catheters?|tubes?|lines?|clips?|stents?|drains?|ports?|ett|ngt|ogt|cvc|(?:skin\s+)?markers?"
     # or a foreign body ("Swallowed coin on the frontal view.")
     r"|coins?|batter(?:y|ies)|pins?|needles?|bullets?|pellets?|shrapnel|foreign\s+bod(?:y|ies))\b"
 )
@@ -206,9 +206,10 @@ NORMAL_CUE = re.compile(
 NORMAL_ATTRIBUTE = re.compile(
     r"\bnormal\s+in\s+\w+(?:\s*(?:,|and|or)\s*\w+)*|\bnormal\s+(?:size|shape|density|calibre"
     r"|caliber|width|position|configuration|contour|transparency)(?:\s*(?:,|and|or)\s*\w+)*"
-    r"|\bfor\s+(?:the\s+)?(?:patient'?s\s+)?(?:age|post-?(?:operative|surgical)\s+(?:state|status))\b"
+    r"|\b(?:for|at)\s+(?:the\s+|this\s+)?(?:patient'?s\s+)?(?:age|post-?(?:operative|surgical)\s+(?:state|status))\b"
     # "Thymus prominent, normal for age.": the size is called normal
-    r"|\b(?:prominent|large|enlarged)\b(?=[^.;]*\bnormal\s+for\s+(?:the\s+)?(?:patient'?s\s+)?age\b)"
+    r"|\b(?:prominent|large|enlarged)\b(?=[^.;]*\bnormal\s+(?:finding\s+|appearance\s+)?(?:for|at)\s+"
+    r"(?:the\s+|this\s+)?(?:patient'?s\s+)?age\b)"
 )
 # "Lungs: clear", and "clear" left alone once "otherwise" or "essentially" is set aside.
 CLEAR_LABEL = re.compile(r":\s*clear\b|^\s*clear\b")
@@ -331,7 +332,8 @@ VISIBILITY = re.compile(
 SCOPE_END = re.compile(
     r"\bwith\s+(?=(?:an?\s+|the\s+)?(?:new|increased|increasing|worsening|worsened|developing|enlarging|residual|slight"
     r"|slightly|improved|improving|improvement|decreased|decreasing|mildly|moderately|markedly"
-    r"|small|tiny|trace|mild|moderate|large|persistent|drain|chest\s+drain|tube)\b)"
+    r"|small|tiny|trace|mild|moderate|large|persistent|drains?|chest\s+(?:drain|tube)|tubes?|catheter"
+    r"|pigtail)\b)"
     r"|\b(?:and)\s+(?=(?:a|an|the|this|these|there|its|right|left|bilateral|bibasilar|mild"
     r"|mildly|moderate|moderately|severe"
     r"|severely|small|tiny|trace|minimal|minor|stable|persistent|unchanged|increased|increasing"

@@ -139,7 +139,7 @@ SEEN_ON = re.compile(
 )
 # The side of a view is no place on the image: "Bilateral decubitus views were obtained."
 VIEW_SIDE = re.compile(r"\b(?:right|left|bilateral|both)\s+(?=(?:lateral\s+|anterior\s+|posterior\s+)?"
-                       r"(?:decubitus|oblique)\b)")
+                       r"(?:decubitus|oblique|rib\s+series)\b)")
 # A clause that starts as a comparison: "Compared with the previous film from ___ ...".
 COMPARING = re.compile(r"\A\W*(?:compared?|comparing|comparative|comparison|in\s+comparison|cf)\b")
 # The exam's name: a phrase ending in an exam word with no verb or preposition in it ("Post
@@ -161,7 +161,7 @@ LIMITATION = re.compile(
     r"|motion|external|monitoring|breast))\b"
 )
 # What a technique may hide is not asserted: "small effusions may be missed on a supine film".
-HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s+)?(?:missed"
+HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s+)?(?:\w+ly\s+)?(?:missed"
                           r"|underestimated|overestimated|exaggerated|occult|inapparent|expected)\b"
                           r"|\b(?:may|might|could|can|would)"
                           r"\s+not\s+be\s+(?:appreciated|seen|detected|visible|apparent|evident)\b"
