@@ -316,6 +316,12 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("A skin marker has been placed at the site of the reported wound.", "finding"),
     ("Repeat PA with nipple markers is recommended.", "other"),
     ("The thymus is prominent, a normal finding at this age.", "normal"),
+    # round 23
+    ("There is little overall change since the prior study.", "other"),
+    ("The right lung base has re-expanded with minimal residual atelectasis.", "finding"),
+    ("Absent left breast shadow consistent with mastectomy.", "finding"),  # the absence is it
+    ("Left breast shadow absent, post mastectomy.", "finding"),
+    ("Pleural effusion absent.", "negated"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

@@ -233,7 +233,7 @@ NO_CHANGE_WORD = re.compile(r"chang|dynamics|variation|evolution")
 # "of no clinical significance" qualifies what it follows: no negation of it.
 NO_SIGNIFICANCE = re.compile(r"\s+(?:\w+\s+)?(?:significance|consequence|concern)\b")
 STABILITY = re.compile(
-    NO_CHANGE.pattern + r"|\b(?:little|minimal|slight|minor)\s+(?:interval\s+)?change\b"
+    NO_CHANGE.pattern + r"|\b(?:little|minimal|slight|minor)\s+(?:(?:interval|overall)\s+)?change\b"
     r"|\b(?:stable|stably|stationary|unchanged|unaltered|similar(?:ly)?|persist(?:s|ent|ing|ed)?|remain(?:s|ed|ing)?|again|redemonstrated"
     r"|re-demonstrated|otherwise|overall|essentially|grossly|since|from|compared|comparison)\b"
 )
@@ -279,7 +279,9 @@ _NOT_NEG = (
 )
 NEGATION = re.compile(
     r"\bnothing(?:\s+(?:[\w-]+\s+){0,4}?(?:to\s+)?(?:suggest(?:s|ing|ive\s+of)?|indicat(?:es?|ing|ive\s+of)))?"
-    r"|\b(?:no\s+longer|no(?!\.?\s*[\d#])|without|w/o|negative\s+for|free\s+of|clear\s+(?:of|from)|absence\s+of|absent|nil|neither"
+    r"|\b(?:no\s+longer|no(?!\.?\s*[\d#])|without|w/o|negative\s+for|free\s+of|clear\s+(?:of|from)|absence\s+of|nil|neither"
+    # an absent breast shadow is a finding (a mastectomy): "Absent left breast shadow."
+    r"|(?<!breast\sshadow\s)absent(?!\s+(?:(?:left|right)\s+)?breast\b)"
     r"|nor|never|none|unlikely|not" + _NOT_NEG + r"|negative|resolution\s+of|resolved|(?:re)?absorbed"
     r"|resorbed|re-?expanded"
     r"|disappear(?:ed|s)?|disappearance\s+of|(?:(?<=complete\s)|(?<=total\s))regression\s+of"
@@ -331,7 +333,8 @@ VISIBILITY = re.compile(
 # A negation's scope ends where a positive statement starts after a comma or "and".
 SCOPE_END = re.compile(
     r"\bwith\s+(?=(?:an?\s+|the\s+)?(?:new|increased|increasing|worsening|worsened|developing|enlarging|residual|slight"
-    r"|slightly|improved|improving|improvement|decreased|decreasing|mildly|moderately|markedly"
+    r"|slightly|improved|improving|improvement|decreased|decreasing|mildly|moderately|markedly|minimal"
+    r"|minor|some"
     r"|small|tiny|trace|mild|moderate|large|persistent|drains?|chest\s+(?:drain|tube)|tubes?|catheter"
     r"|pigtail)\b)"
     r"|\b(?:and)\s+(?=(?:a|an|the|this|these|there|its|right|left|bilateral|bibasilar|mild"
