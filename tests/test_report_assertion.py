@@ -322,6 +322,8 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("Absent left breast shadow consistent with mastectomy.", "finding"),  # the absence is it
     ("Left breast shadow absent, post mastectomy.", "finding"),
     ("Pleural effusion absent.", "negated"),
+    # round 24: a sentence that starts by naming a widening is no second opinion's to take
+    ("Mediastinal widening is likely accentuated by rotation and supine technique.", "finding"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

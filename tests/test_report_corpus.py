@@ -26,7 +26,8 @@ by 19, the fourteenth tuned on 19 and judged by 20, the fifteenth tuned on 20 an
 the sixteenth tuned on 21 and judged by 22, the seventeenth tuned on 22 and judged by 23, the
 eighteenth tuned on 23 and judged by 24, the nineteenth tuned on 24 and judged by 25, the
 twentieth tuned on 25 and judged by 26, the twenty-first tuned on 26 and judged by 27, the
-twenty-second tuned on 27 and judged by 28, the twenty-third tuned on 28 and judged by 29 (each
+twenty-second tuned on 27 and judged by 28, the twenty-third tuned on 28 and judged by 29, the
+twenty-fourth tuned on 29 and judged by 30 (each
 written the same way and committed before the round's rules were run on it; 23 in the styles
 of the issue's real sample: MIMIC-CXR, the Indiana collection, UK and Australian reports; 24
 US private and teleradiology, academic, paediatric, Australian/New Zealand and Indian
@@ -34,7 +35,7 @@ reports; 25 whole reports in the Indiana and MIMIC-CXR styles; 26 MIMIC-CXR styl
 oncology, cardiology, pulmonary and transplant services, Indiana outpatient, UK and Irish; 27
 US emergency and trauma, Indiana outpatient, Canadian and Australian/New Zealand; 28 MIMIC-CXR
 style inpatient, Indiana outpatient, South African, Singapore and Hong Kong; 29 Indiana, MIMIC-CXR,
-UK and Australian).
+UK and Australian; 30 MIMIC-CXR ICU and emergency, Indiana, Australian/New Zealand).
 The figures at each part's first evaluation are in docs/reports.md."""
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ PARTS = {"development": DATA / "report_corpus.jsonl",
          "held-out 26": DATA / "report_corpus_heldout26.jsonl",
          "held-out 27": DATA / "report_corpus_heldout27.jsonl",
          "held-out 28": DATA / "report_corpus_heldout28.jsonl",
-         "held-out 29": DATA / "report_corpus_heldout29.jsonl"}
+         "held-out 29": DATA / "report_corpus_heldout29.jsonl",
+         "held-out 30": DATA / "report_corpus_heldout30.jsonl"}
 GOALS = {"kind accuracy": (">=", 0.99), "missed findings": ("<=", 0.005),
          "heatmaps for non-findings": ("<=", 0.01)}
 
@@ -166,7 +168,7 @@ def meets(scores: Scores, goals: dict[str, tuple[str, float]]) -> list[str]:
 @pytest.mark.parametrize("part", ["development", "held-out 1", "held-out 3", "held-out 4",
                                   "held-out 5", "held-out 9", "held-out 10", "held-out 11",
                                   "held-out 13", "held-out 14", "held-out 16", "held-out 19",
-                                  "held-out 23", "held-out 26", "held-out 27"])
+                                  "held-out 23", "held-out 26", "held-out 27", "held-out 29"])
 def test_corpus_meets_the_goals_of_issue_18(part, capsys):
     scores = score(load(part))
     with capsys.disabled():
@@ -183,7 +185,7 @@ def test_corpus_meets_the_goals_of_issue_18(part, capsys):
 # nipple shadow, "Class A").
 # Held-out 12 grounds nothing it should not but reads four normal statements as negations
 # ("Without evident pleuropulmonary lesions."); held-out 22 keeps forms no rule reads (ILO
-# profusion lines, a QA form's "original read:"); held-out 29 is the blind judge of the rules.
+# profusion lines, a QA form's "original read:"); held-out 30 is the blind judge of the rules.
 LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
           "held-out 7": (0.96, 6 / 317), "held-out 8": (0.955, 3 / 339),
           "held-out 12": (0.985, 0.0),
@@ -192,7 +194,7 @@ LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
           "held-out 20": (0.98, 5 / 215), "held-out 21": (0.985, 3 / 191),
           "held-out 22": (0.955, 7 / 220), "held-out 24": (0.99, 0.0),
           "held-out 25": (0.99, 0.0), "held-out 28": (0.99, 2 / 176),
-          "held-out 29": (0.985, 1 / 141)}
+          "held-out 30": (0.98, 4 / 145)}
 # Findings missed, held at their level where a part misses the goal: held-out 8 labels a
 # clinical question as a hedged finding ("R/O pneumonia, LLL.", a request by the
 # convention), and the second opinion takes a device in translated wording ("Lt. chemoport
@@ -202,11 +204,11 @@ LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
 # held-out 18 two ("Consider PCP.", "?PCP": a name no list has); held-out 20 one; held-out 22
 # one (a QA form's "original read: Lines and tubes ..."); held-out 24 a clinical question in
 # an impression ("Question tiny right apical pneumothorax."); held-out 25 a finding word the
-# de-identification replaced ("Stable XXXX of the left apex."); held-out 29, the blind judge of
+# de-identification replaced ("Stable XXXX of the left apex."); held-out 30, the blind judge of
 # the rules, one (taken by the second opinion).
 MISSED_LEVELS = {"held-out 8": 3 / 203, "held-out 17": 1 / 155,
                  "held-out 18": 2 / 143, "held-out 20": 1 / 155, "held-out 22": 1 / 151,
-                 "held-out 24": 1 / 160, "held-out 25": 1 / 154, "held-out 29": 1 / 131}
+                 "held-out 24": 1 / 160, "held-out 25": 1 / 154, "held-out 30": 1 / 151}
 
 
 @pytest.mark.parametrize("part", sorted(LEVELS))
@@ -241,7 +243,7 @@ def test_grounded_spans_and_uncertainty_agree_with_the_labels(part):
              "held-out 19": 0.87, "held-out 20": 0.89, "held-out 21": 0.78,
              "held-out 22": 0.65, "held-out 23": 0.92, "held-out 24": 0.93,
              "held-out 25": 0.88, "held-out 26": 0.88, "held-out 28": 0.86,
-             "held-out 29": 0.88}.get(part, spans)
+             "held-out 29": 0.88, "held-out 30": 0.90}.get(part, spans)
     flags = {"held-out 8": 0.96, "held-out 12": 0.96, "held-out 15": 0.97,
              "held-out 18": 0.95, "held-out 19": 0.95, "held-out 21": 0.96,
              "held-out 22": 0.93, "held-out 23": 0.98, "held-out 24": 0.98,

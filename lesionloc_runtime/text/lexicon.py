@@ -163,7 +163,7 @@ DEVICE_LEAD = re.compile(
 FINDING_LEAD = re.compile(
     r"\A\W*(?:[\w-]+\s+){0,2}?(?:free\s+(?:[\w-]+\s+){0,2}?(?:air|gas)|pneumo(?:thorax|peritoneum|mediastinum"
     r"|pericardium)|mass(?:es)?|nodules?|consolidation|effusions?|fractures?|opacit(?:y|ies)"
-    r"|collapse|atelectasis|cardiomegaly|o?edema)\b"
+    r"|collapse|atelectasis|cardiomegaly|o?edema|widening)\b"
 )
 
 # Statements of normality. "clear" only as a predicate ("lungs are clear", "Lungs: clear").
