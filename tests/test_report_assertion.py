@@ -329,6 +329,13 @@ def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind
 
 
+@pytest.mark.parametrize("text", ["Consolidation (Y/N)Y", "Consolidation (Y/N)N",
+                                  "Consolidation (Y/N): Y", "Effusion (y/n) : n"])
+def test_a_form_answer_keeps_the_prepared_text_as_long_as_the_sentence(text):
+    low, index = prepare(text)
+    assert len(low) == len(text) and index is None
+
+
 @pytest.mark.parametrize(("text", "uncertain"), [
     ("Small right pleural effusion or pleural thickening, unchanged.", True),
     ("Left basilar atelectasis or scarring.", True),

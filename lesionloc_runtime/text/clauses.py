@@ -83,9 +83,9 @@ _YES_NO = re.compile(r"\(y/n\)\s*:?\s*([yn])\b")
 
 
 def _yes_no(m: re.Match[str]) -> str:
-    """"(y/n): n" as an absence, "(y/n): y" as a presence, in as many characters."""
-    word = "absent" if m.group(1) == "n" else "present"
-    return " " * (len(m.group()) - len(word)) + word
+    """"(y/n): n" as an absence ("(y/n)n", the shortest, has as many characters as "absent"),
+    "(y/n): y" as nothing: what it answers stands as stated."""
+    return ("absent" if m.group(1) == "n" else "").rjust(len(m.group()))
 
 
 def _known(word: str) -> bool:
@@ -201,12 +201,13 @@ def alternatives_first(core: str) -> bool:
     return lx.FINDING_TERM.search(core, m.end(), stop.start() if stop else len(core)) is not None
 
 
-def seen_kind(seg: str, words: list[str], visibility: bool) -> SentenceKind | None:
-    """The kind of a clause of exam words only ("which was not present on the prior"), or of
-    a place said not to be seen on a view ("The right costophrenic angle is not well seen on
-    the frontal view": a limit of the film, other); a pronoun said not to have been seen before
+def seen_kind(seg: str, words: list[str], deliberate: bool) -> SentenceKind | None:
+    """The kind of a clause of exam words only ("which was not present on the prior"), or, when
+    a "not" in the sentence was read as no negation (`deliberate`: visibility elsewhere), of a
+    place said not to be seen on a view ("The right costophrenic angle is not well seen on the
+    frontal view": a limit of the film, other); a pronoun said not to have been seen before
     stands for a finding seen now. None for any other clause."""
-    if not (all(w in lx.EXAM or w == "not" for w in words) or (visibility and "not" in words and all(
+    if not (all(w in lx.EXAM or w == "not" for w in words) or (deliberate and "not" in words and all(
             w in lx.EXAM or w in lx.ANATOMY or w in _SEEN for w in words))):
         return None
-    return "finding" if visibility and seg.split()[0] in _PRONOUN else "other"
+    return "finding" if deliberate and seg.split()[0] in _PRONOUN else "other"

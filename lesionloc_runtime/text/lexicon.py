@@ -154,7 +154,7 @@ FINDING_TERM = re.compile(
 # chest."): a finding the second opinion leaves alone, whatever wording follows.
 DEVICE_LEAD = re.compile(
     r"\A\W*(?:[\w-]+\s+){0,2}?(?:electrodes?|leads?|wires?|pacemaker|pacer|defibrillator|icd|aicd"
-    r"|picc|catheters?|tubes?|lines?|clips?|stents?|drains?|ports?|ett|ngt|ogt|cvc|(?:skin\s+)?markers?"
+    r"|picc|catheters?|tubes?|lines?|clips?|stents?|drains?|ports?|ett|ngt|ogt|cvc|markers?"
     # or a foreign body ("Swallowed coin on the frontal view.")
     r"|coins?|batter(?:y|ies)|pins?|needles?|bullets?|pellets?|shrapnel|foreign\s+bod(?:y|ies))\b"
 )

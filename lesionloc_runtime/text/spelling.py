@@ -116,10 +116,10 @@ def correct(
         word = {"1": "l", "0": "o"}[m.group()[0]] + m.group()[1:]
         if word in CUE_WORDS or known(word):
             fixes.append((m.start(), m.end(), word))
-    joined = {i for start, end, _ in fixes for i in range(start, end)}
+    taken = {i for start, end, _ in fixes for i in range(start, end)}
     for m in _TOKEN.finditer(low):
         token = m.group()
-        if token not in CUE_WORDS and not known(token) and m.start() not in joined:
+        if token not in CUE_WORDS and not known(token) and m.start() not in taken:
             fixed = correction(token)
             if fixed is not None:
                 fixes.append((m.start(), m.end(), fixed))
