@@ -1,13 +1,26 @@
-"""OpenVINO's execution provider against ONNX Runtime's CPU provider on the same graphs of a
-bundle: each encoder's time (paired, in turn, one process) and how far its outputs move (the
-int8 parity thresholds of the export: cosine of the patch grid and of the sentence embeddings).
+"""OpenVINO against ONNX Runtime's CPU provider: each encoder's time (paired, in turn, one
+process) and how far its outputs move (the int8 parity thresholds of the export: cosine of the
+patch grid and of the sentence embeddings).
 
-`onnxruntime-openvino` installs the same `onnxruntime` module as `onnxruntime`, so it runs in a
-venv of its own, with numpy and nothing of lesionloc (the inputs are made here):
+Two ways to run OpenVINO:
+- `--runtime ep` (default): OpenVINO's execution provider for ONNX Runtime on the same graphs.
+  `onnxruntime-openvino` installs the same `onnxruntime` module as `onnxruntime`, so it runs in
+  a venv of its own, with numpy and nothing of lesionloc (the inputs are made here):
 
     python3 -m venv OV && OV/bin/pip install onnxruntime-openvino==1.24.1 numpy
     OV/bin/python benchmarks/openvino_check.py .benchmarks/cache/full-model/bundle-int8 \\
         --record benchmarks/results/openvino-int8.json
+
+- `--runtime openvino`: OpenVINO's own runtime (the `openvino` package) on the graphs of
+  `--openvino-bundle` (default: the same bundle) at `--precision` (bf16 is OpenVINO's default
+  on CPUs with AMX), against ONNX Runtime's CPU provider on BUNDLE's graphs: e.g. OpenVINO in
+  bf16 on the fp32 graphs against the int8 bundle. Its ONNX reader has no rule for ONNX
+  Runtime's fused text operators (QAttention), so a graph it cannot read is recorded as such:
+
+    python3 -m venv OV2 && OV2/bin/pip install openvino==2026.4.1 onnxruntime==1.32.0 numpy
+    OV2/bin/python benchmarks/openvino_check.py .benchmarks/cache/full-model/bundle-int8 \\
+        --runtime openvino --openvino-bundle .benchmarks/cache/full-model/bundle-none \\
+        --precision bf16 --record benchmarks/results/openvino-direct-bf16.json
 """
 
 from __future__ import annotations
@@ -22,9 +35,45 @@ from pathlib import Path
 import numpy as np
 
 ROUNDS = 7
+INT8_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 
 
-def sessions(graph: Path, threads: int) -> dict[str, object]:
+def cpu_flags() -> list[str]:
+    """Which of the instruction sets the int8 and bf16 kernels depend on this CPU has (the same
+    list as benchmarks/cpu.py, repeated here: this script runs without the repository's
+    packages)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            have = set(line.split(":", 1)[1].split())
+            return [f for f in INT8_FLAGS if f in have]
+    return []
+
+
+class OpenVinoSession:
+    """OpenVINO's own runtime behind the two calls of an ONNX Runtime session used here."""
+
+    def __init__(self, graph: Path, threads: int, precision: str) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        model = core.read_model(str(graph))
+        self.compiled = core.compile_model(model, "CPU", {
+            "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": precision})
+        self.request = self.compiled.create_infer_request()
+        self.precision = precision
+
+    def run(self, _names: object, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.request.infer(feed)
+        return [self.request.get_output_tensor(i).data.copy()
+                for i in range(len(self.compiled.outputs))]
+
+    def get_providers(self) -> list[str]:
+        return [f"openvino runtime ({self.precision})"]
+
+
+def sessions(graph: Path, threads: int, runtime: str = "ep", other: Path | None = None,
+             precision: str = "bf16") -> dict[str, object]:
     import onnxruntime as ort
 
     def options() -> object:
@@ -33,11 +82,17 @@ def sessions(graph: Path, threads: int) -> dict[str, object]:
         o.inter_op_num_threads = 1
         o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         o.log_severity_level = 3
+        # as the runtime's sessions: threads spin during a run and stop when it ends
+        o.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        o.add_session_config_entry("session.force_spinning_stop", "1")
         return o
 
+    cpu = ort.InferenceSession(str(graph), options(), providers=["CPUExecutionProvider"],
+                               disabled_optimizers=["QDQPropagationTransformer"])
+    if runtime == "openvino":
+        return {"cpu": cpu, "openvino": OpenVinoSession(other or graph, threads, precision)}
     return {
-        "cpu": ort.InferenceSession(str(graph), options(), providers=["CPUExecutionProvider"],
-                                    disabled_optimizers=["QDQPropagationTransformer"]),
+        "cpu": cpu,
         "openvino": ort.InferenceSession(str(graph), options(), providers=[
             ("OpenVINOExecutionProvider", {"device_type": "CPU", "num_of_threads": str(threads)}),
             "CPUExecutionProvider"]),
@@ -66,13 +121,27 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
 
 
-def measure(graph: Path, kind: str, size: int, threads: int) -> dict[str, object]:
+def measure(graph: Path, kind: str, size: int, threads: int, runtime: str = "ep",
+            other: Path | None = None, precision: str = "bf16",
+            order: str = "alternate") -> dict[str, object]:
     rng = np.random.default_rng(0)
-    opened = sessions(graph, threads)
+    try:
+        opened = sessions(graph, threads, runtime, other, precision)
+    except RuntimeError as error:  # OpenVINO's reader refuses the graph
+        said = [line for line in str(error).splitlines() if "conversion rule" in line]
+        return {"graph": graph.name,
+                "failed": (said or str(error).strip().splitlines())[-1].lstrip("- ")[:300]}
     feed = feeds(opened["cpu"], kind, size, rng)
     outs = {name: s.run(None, feed) for name, s in opened.items()}  # warm-up and parity
     times: dict[str, list[float]] = {name: [] for name in opened}
-    for _ in range(ROUNDS):
+    if order == "blocks":  # each engine's rounds together, after its own warm-up run
+        for name, session in opened.items():
+            session.run(None, feed)
+            for _ in range(ROUNDS):
+                start = time.perf_counter()
+                session.run(None, feed)
+                times[name].append((time.perf_counter() - start) * 1e3)
+    for _ in range(ROUNDS if order == "alternate" else 0):
         for name, session in opened.items():
             start = time.perf_counter()
             session.run(None, feed)
@@ -92,6 +161,14 @@ def main() -> None:
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--record", type=Path, default=None)
+    parser.add_argument("--runtime", choices=("ep", "openvino"), default="ep")
+    parser.add_argument("--openvino-bundle", type=Path, default=None,
+                        help="with --runtime openvino: the bundle whose graphs OpenVINO runs")
+    parser.add_argument("--precision", choices=("bf16", "f32"), default="bf16",
+                        help="with --runtime openvino: OpenVINO's inference precision")
+    parser.add_argument("--order", choices=("alternate", "blocks"), default="alternate",
+                        help="the engines run by turns, as the two encoders of a study do "
+                             "(default), or each engine's rounds together")
     args = parser.parse_args()
     import onnxruntime as ort
 
@@ -102,9 +179,19 @@ def main() -> None:
               "cpu_model": next((line.split(":", 1)[1].strip() for line in
                                  Path("/proc/cpuinfo").read_text().splitlines()
                                  if line.startswith("model name")), "?"),
+              "int8_flags": cpu_flags(), "runtime": args.runtime, "order": args.order,
               "threads": args.threads, "load_average_1min": os.getloadavg()[0], "encoders": {}}
+    if args.runtime == "openvino":
+        import openvino
+
+        other = json.loads(((args.openvino_bundle or args.bundle) / "lesionloc.json").read_text())
+        record.update(openvino=openvino.__version__, precision=args.precision,
+                      openvino_bundle=str(args.openvino_bundle or args.bundle),
+                      openvino_quantization=other.get("quantization"))
     for kind, name in (("image", "image_encoder.onnx"), ("text", "text_encoder.onnx")):
-        record["encoders"][kind] = measure(args.bundle / name, kind, size, args.threads)
+        other = (args.openvino_bundle or args.bundle) / name
+        record["encoders"][kind] = measure(args.bundle / name, kind, size, args.threads,
+                                           args.runtime, other, args.precision, args.order)
         print(kind, json.dumps(record["encoders"][kind]), flush=True)
     if args.record:
         args.record.parent.mkdir(parents=True, exist_ok=True)

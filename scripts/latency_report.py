@@ -130,24 +130,42 @@ def latency_goals(goals: dict[str, Any]) -> list[tuple[str, Any, bool | None]]:
 
 
 def openvino_section(results: Any, lines: list[str]) -> None:
-    """benchmarks/openvino_check.py's records: OpenVINO's provider against the CPU provider."""
+    """benchmarks/openvino_check.py's records: OpenVINO (its execution provider for ONNX
+    Runtime, or its own runtime) against ONNX Runtime's CPU provider."""
     import json
 
     records = [(p.name, json.loads(p.read_text())) for p in sorted(results.glob("openvino-*.json"))]
     if not records:
         return
-    lines += ["OpenVINO's execution provider (`onnxruntime-openvino`, in a venv of its own) against "
-              "ONNX Runtime's CPU provider on the same graphs, each encoder alone, in turn, "
-              "medians (`benchmarks/openvino_check.py BUNDLE`; adopted only at >= 1.5x on the "
-              "encoders with the int8 parity kept):", "",
-              "| run | CPU | bundle | encoder | CPU provider (ms) | OpenVINO (ms) | speed-up | "
-              "cosine OpenVINO vs CPU, worst | load (1 min) |",
-              "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += ["OpenVINO against ONNX Runtime's CPU provider, each encoder alone, medians "
+              "(`benchmarks/openvino_check.py BUNDLE`; its docstring gives the venvs). "
+              "\"provider\": OpenVINO's execution provider (`onnxruntime-openvino`) on the "
+              "bundle's graphs; \"runtime\": OpenVINO's own runtime on the graphs of the bundle "
+              "named after the slash, at the precision given, against the CPU provider on "
+              "the first bundle's. Order: the engines by turns, as a study's two encoders "
+              "run, or each engine's rounds together. Adopted only at >= 1.5x on the "
+              "encoders with the int8 parity kept (cosine >= 0.99 mean, 0.98 worst):", "",
+              "| run | CPU | OpenVINO | bundle | order | encoder | CPU provider (ms) | "
+              "OpenVINO (ms) | speed-up | cosine OpenVINO vs CPU, worst | load (1 min) |",
+              "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for name, r in records:
+        flags = r.get("int8_flags")
+        cpu = f"{r['cpu_model']} (int8 flags: {' '.join(flags) or 'none'})" if flags is not None \
+            else f"{r['cpu_model']} (int8 flags not recorded)"
+        if r.get("runtime") == "openvino":
+            how = f"runtime, {r['precision']}"
+            bundle = f"{r['quantization']} / {r['openvino_quantization']}"
+        else:
+            how, bundle = "provider", str(r["quantization"])
         for kind, e in r["encoders"].items():
+            if "failed" in e:
+                lines.append(f"| {name} | {cpu} | {how} | {bundle} | {r.get('order', 'alternate')} "
+                             f"| {kind} | – | – | – | not read: {e['failed'].lstrip('- ')} | "
+                             f"{r['load_average_1min']:.1f} |")
+                continue
             worst = min(v["min"] for v in e["cosine_openvino_vs_cpu"].values())
-            lines.append(f"| {name} | {r['cpu_model']} | {r['quantization']} | {kind} | "
-                         f"{e['cpu_ms']:.0f} | {e['openvino_ms']:.0f} | "
+            lines.append(f"| {name} | {cpu} | {how} | {bundle} | {r.get('order', 'alternate')} | "
+                         f"{kind} | {e['cpu_ms']:.0f} | {e['openvino_ms']:.0f} | "
                          f"{e['speedup_median']:.2f}x | {worst:.4f} | "
                          f"{r['load_average_1min']:.1f} |")
     lines.append("")
