@@ -358,3 +358,35 @@ def test_cached_benchmark_bundles_go_stale_when_a_converter_changes(tmp_path, mo
     before = bench.exporter_digest()
     converter.write_text("b = 2\n")
     assert bench.exporter_digest() != before
+
+
+def test_report_shows_each_openvino_route_with_the_cpu_kind(tmp_path):
+    """OpenVINO's provider, its own runtime at a precision on another bundle's graphs, and a
+    graph its reader refused: each a row naming the CPU and its int8 flags (or saying they
+    were not recorded)."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "run.json").write_text(json.dumps({
+        "machine_info": {"cpu": {"brand_raw": "Test CPU", "count": 2}}, "commit_info": {"id": "abc"},
+        "datetime": "2026-12-03T00:00:00", "benchmarks": [_bench(
+            "test_end_to_end_reference_study", "ort-int8",
+            {"engine": "ort-int8", "end_to_end_ms": 10, "outside_encoders_fraction": 0.2,
+             "timings_ms": {"read": 1, "preprocess": 1, "image_encoder": 1, "text_encoder": 1,
+                            "heatmaps": 1, "total": 4, "write": 1},
+             "image": "2048x2048", "sentences": 8, "findings": 5},
+            0.01)]}))
+    timed = {"cpu_ms": 40.0, "openvino_ms": 20.0, "speedup_median": 2.0,
+             "cosine_openvino_vs_cpu": {"a": {"mean": 0.999, "min": 0.995},
+                                        "b": {"mean": 0.99, "min": 0.985}}}
+    base = {"cpu_model": "Test Xeon", "quantization": "int8", "load_average_1min": 0.5}
+    (results / "openvino-old.json").write_text(json.dumps({**base, "encoders": {"image": timed}}))
+    (results / "openvino-new.json").write_text(json.dumps({
+        **base, "int8_flags": ["avx2", "amx_int8"], "runtime": "openvino", "precision": "bf16",
+        "openvino_quantization": "none", "order": "blocks",
+        "encoders": {"image": timed, "text": {"graph": "t.onnx", "failed": "No conversion rule"}}}))
+    text = _report(results, tmp_path / "BENCHMARKS.md")
+    assert ("| openvino-old.json | Test Xeon (int8 flags not recorded) | provider | int8 | alternate "
+            "| image | 40 | 20 | 2.00x | 0.9850 | 0.5 |") in text
+    assert ("| openvino-new.json | Test Xeon (int8 flags: avx2 amx_int8) | runtime, bf16 | int8 / none "
+            "| blocks | image | 40 | 20 | 2.00x | 0.9850 | 0.5 |") in text
+    assert "| blocks | text | – | – | – | not read: No conversion rule | 0.5 |" in text
