@@ -324,6 +324,17 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("Pleural effusion absent.", "negated"),
     # round 24: a sentence that starts by naming a widening is no second opinion's to take
     ("Mediastinal widening is likely accentuated by rotation and supine technique.", "finding"),
+    # round 25: the exam as the subject of "cannot exclude", a MIMIC exam title, a time phrase,
+    # low lung volumes named as a limitation (a finding the second opinion may not take)
+    ("CXR cannot exclude aortic dissection; CT aortogram recommended.", "other"),
+    ("Radiographs cannot rule out a small pneumothorax.", "other"),
+    ("A small pneumothorax cannot be excluded.", "finding"),
+    ("CHEST PORT. LINE PLACEMENT", "other"),
+    ("Right chest port in place.", "finding"),
+    ("Cardiomediastinal contours are stable in the early postoperative period.", "normal"),
+    ("Postoperative changes are stable.", "finding"),
+    ("Study is limited by patient rotation and low lung volumes.", "finding"),
+    ("Limited by patient rotation.", "other"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

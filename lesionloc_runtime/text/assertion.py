@@ -19,6 +19,7 @@ from lesionloc_runtime.text.clauses import (
     blank,
     content_words,
     contrast,
+    cue_word,
     negated_kind,
     prepare,
     seen_kind,
@@ -57,13 +58,6 @@ _COORDINATORS = frozenset("and or with but nor".split())
 _VERB = frozenset("is are was were be been has have had remains remain appears appear seen "
                   "visible visualized identified noted".split())
 _VERB_WORD = re.compile(r"\b(?:" + "|".join(sorted(_VERB)) + r")\b")
-
-
-def _cue_word(cue: re.Match[str]) -> str:
-    """The word a negation cue is known by: its first, or "no-longer" ("The drain is no longer
-    in situ": gone, negating its subject like "removed")."""
-    words = cue.group().split()
-    return "no-longer" if words[:2] == ["no", "longer"] else words[0]
 
 
 class _Analysis:
@@ -164,7 +158,9 @@ class _Analysis:
             # "8 mm nodule for which CT is advised"
             return cue if not tested and lx.FINDING_TERM.search(seg, start, cue) else start
         limited = self.may("limitation") and lx.LIMITATION.search(seg)
-        return 0 if limited and not lx.FINDING_TERM.search(blank(lx.TECHNIQUE_OBSCURING, seg)) else None
+        named = limited and lx.FINDING_TERM.search(blank(lx.TECHNIQUE_OBSCURING, seg))
+        self.deliberate |= bool(named and lx.LOW_VOLUMES.search(seg))  # a limit and a finding
+        return 0 if limited and not named else None
 
     @staticmethod
     def recommendation(seg: str) -> re.Match[str] | None:
@@ -180,7 +176,7 @@ class _Analysis:
         persistence ("has not cleared"), not visibility elsewhere ("not seen on the prior")."""
         blanked = blank(lx.NO_CHANGE, seg) if lx.NO_CHANGE_WORD.search(seg) else seg
         for m in lx.NEGATION.finditer(blanked):
-            word = _cue_word(m)
+            word = cue_word(m)
             if word in CHANGE:
                 # The words of a partial change stand right before the cue: a bounded look
                 # back keeps a sentence of thousands of "nearly resolved" linear.
@@ -223,7 +219,7 @@ class _Analysis:
     def negated(self, a: int, b: int, cue: re.Match[str]) -> list[_Part]:
         low = self.low
         c0, c1 = a + cue.start(), a + cue.end()
-        word = _cue_word(cue)
+        word = cue_word(cue)
         scope = lx.SCOPE_END.search(low, c1, b)
         end = scope.start() if scope else b
         if word in lx.BACKWARD:
@@ -292,7 +288,7 @@ class _Analysis:
             return [_Part("other", False, a, b)]
         if stable and not borderline and all(
                 w in lx.ANATOMY or w in lx.GENERIC or w in lx.EXAM or w in lx.EXAM_LABELS
-                for w in words):
+                for w in content_words(blank(lx.NORMAL_ATTRIBUTE, core))):
             return [_Part("normal", False, a, b)]
         return [_Part("finding", self.hedged(core), a, b)]
 

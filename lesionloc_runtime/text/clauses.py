@@ -17,6 +17,7 @@ __all__ = [
     "blank",
     "content_words",
     "contrast",
+    "cue_word",
     "negated_kind",
     "prepare",
     "seen_kind",
@@ -138,6 +139,13 @@ def _names_the_exam(seg: str) -> bool:
 def _place_words(seg: str) -> list[str]:
     """The content words of a clause outside phrases saying where or on which view."""
     return content_words(blank(lx.VIEW_SIDE, blank(lx.SEEN_ON, seg)))
+
+
+def cue_word(cue: re.Match[str]) -> str:
+    """The word a negation cue is known by: its first, or "no-longer" ("The drain is no longer
+    in situ": gone, negating its subject like "removed")."""
+    words = cue.group().split()
+    return "no-longer" if words[:2] == ["no", "longer"] else words[0]
 
 
 def contrast(seg: str, cue: re.Match[str]) -> bool:

@@ -70,6 +70,7 @@ __all__ = [
     "KNOWN",
     "LIMITATION",
     "LOCATION",
+    "LOW_VOLUMES",
     "MAYBE_PLACEHOLDER",
     "NEGATION",
     "NORMAL_ATTRIBUTE",
@@ -207,12 +208,17 @@ NORMAL_ATTRIBUTE = re.compile(
     r"\bnormal\s+in\s+\w+(?:\s*(?:,|and|or)\s*\w+)*|\bnormal\s+(?:size|shape|density|calibre"
     r"|caliber|width|position|configuration|contour|transparency)(?:\s*(?:,|and|or)\s*\w+)*"
     r"|\b(?:for|at)\s+(?:the\s+|this\s+)?(?:patient'?s\s+)?(?:age|post-?(?:operative|surgical)\s+(?:state|status))\b"
+    # a time: "Cardiomediastinal contours are stable in the early postoperative period."
+    r"|\bin\s+the\s+(?:early\s+|immediate\s+)?post-?(?:operative|surgical)\s+(?:period|setting)\b"
     # "Thymus prominent, normal for age.": the size is called normal
     r"|\b(?:prominent|large|enlarged)\b(?=[^.;]*\bnormal\s+(?:finding\s+|appearance\s+)?(?:for|at)\s+"
     r"(?:the\s+|this\s+)?(?:patient'?s\s+)?age\b)"
 )
 # "Lungs: clear", and "clear" left alone once "otherwise" or "essentially" is set aside.
 CLEAR_LABEL = re.compile(r":\s*clear\b|^\s*clear\b")
+
+# Low lung volumes limit a study and are a finding: "Study is limited by low lung volumes."
+LOW_VOLUMES = re.compile(r"\b(?:low|decreased|reduced|diminished)\s+lung\s+volumes?\b")
 
 # Sizes at the edge of normal are findings: "Heart size is top normal."
 BORDERLINE = re.compile(

@@ -148,6 +148,8 @@ EXAM_NAME = re.compile(
     r"\A(?![^,;]*\b(?:on|in|at|of|with|from|by|over|within|since|than|to|into|is|are|was|were"
     r"|has|have|shows?|seen|projects?|projecting|noted)\b)[^,;]*\b(?:film|radiograph|x-ray|xray"
     r"|cxr|view|views|study|exam|examination|projection|series|pa|ap)\Z"
+    # an exam title of the MIMIC kind, "port" for portable: "CHEST PORT. LINE PLACEMENT"
+    r"|\A\W*chest\s+port\b[\s.]*(?:(?:line|tube|line/tube)\s+(?:placement|plcmt)\W*)?\Z"
 )
 LIMITATION = re.compile(
     r"\b(?:limit(?:ed|ing|ation|ations)|(?<!normal\s)limits(?!\s+of\s+normal)|suboptimal|degraded|underpenetrated"
@@ -169,6 +171,10 @@ HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s
                           # fractures", "CT would be more sensitive for small metastases."
                           r"|\b(?:insensitive|(?:more|less|not|very|highly|quite)\s+sensitive)\s+(?:for|to|in)\b"
                           # "... though a small anterior pneumothorax would be difficult to detect"
+                          # the exam as the subject: "CXR cannot exclude aortic dissection"
+                          r"|\b(?:cxr|radiographs?|x-?rays?|plain\s+films?|(?:this|the)\s+(?:study|exam"
+                          r"|examination|film|radiograph))\s+(?:alone\s+)?(?:cannot|can\s?not|does\s+not"
+                          r"|will\s+not)\s+(?:\w+ly\s+)?(?:exclude|rule\s+out)\b"
                           r"|\b(?:would|may|might|could|can)\s+be\s+(?:difficult|hard)\s+to\s+(?:detect|see"
                           r"|identify|appreciate)\b"
                           # "Evaluation for pneumothorax is limited by supine technique."

@@ -34,7 +34,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                       "underexposed overexposed under over exposed exposure quality "
                       "magnify magnifies magnified "
                       "magnification blurred blurring obscured scapulae scapula scapular scapulas "
-                      "evident sensitive insensitive cut difficult hard",
+                      "evident sensitive insensitive cut difficult hard exclude out",
         "hedge_back": "excluded exclude ruled rule possible likely probable suspected questioned "
                       "favored favoured consideration possibility considered present",
         "negation": "no not without w negative free clear absence absent nil neither nor never "
