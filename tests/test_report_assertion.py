@@ -177,6 +177,11 @@ def test_assertion(behaviour, text, kind, span):
     ("Small left effusion; pneumonia cannot be excluded.", False),
     ("Consider pulmonary TB.", True),  # a diagnosis offered
     ("Consider TB; sputum AFB advised.", True),  # the advice is other, the diagnosis hedged
+    ("Appearances would be consistent with sarcoidosis.", True),
+    # named first, then what it may be: an obliterated angle, a cap, a measured ratio
+    ("Obliteration of left CP angle with meniscus sign, suggestive of pleural effusion.", False),
+    ("Apical pleural capping on the right, likely of no clinical significance.", False),
+    ("Cardiothoracic ratio is 0.58, suggestive of cardiomegaly.", False),
 ])
 def test_uncertain_is_a_finding_whose_grounded_part_is_only_hedged(text, uncertain):
     said = assess(text)
@@ -335,6 +340,17 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("Postoperative changes are stable.", "finding"),
     ("Study is limited by patient rotation and low lung volumes.", "finding"),
     ("Limited by patient rotation.", "other"),
+    # round 26: a guided procedure advised, a pre-op request line, what radiography shows
+    # poorly, a label naming no organ before a global normal, the referrer's question
+    ("Ultrasound-guided aspiration could be considered if clinically warranted.", "other"),
+    ("Pre-op CXR, 45M, laparoscopic cholecystectomy.", "other"),
+    ("Subtle rib fractures are not well evaluated on chest radiography.", "other"),
+    ("The nodule is not well seen on the lateral view.", "finding"),
+    ("NIGHTHAWK PRELIMINARY: No acute cardiopulmonary findings.", "normal"),
+    ("Pneumothorax: none.", "negated"),
+    ("Heart failure: no radiographic signs.", "negated"),
+    ("?Inhaled foreign body, coughing after eating peanuts.", "other"),
+    ("?Early left basal consolidation, clinical correlation required.", "finding"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

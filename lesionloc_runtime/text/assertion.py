@@ -16,6 +16,7 @@ from lesionloc_runtime.text.clauses import (
     CHANGE,
     about_the_exam,
     alternatives_first,
+    asked,
     blank,
     content_words,
     contrast,
@@ -137,7 +138,7 @@ class _Analysis:
 
     def other_start(self, seg: str) -> int | None:
         """Where the part with nothing to localize starts in a clause (0: all of it), or None."""
-        if (self.may("prior") and lx.NO_PRIOR.search(seg)) or lx.REQUEST.match(seg):
+        if (self.may("prior") and lx.NO_PRIOR.search(seg)) or lx.REQUEST.match(seg) or asked(seg):
             return 0
         if self.may("limitation") and (hypothetical := lx.HYPOTHETICAL.search(seg)):
             # "..., so small effusions may be missed": its subject is not asserted either.
@@ -154,7 +155,8 @@ class _Analysis:
             cue = min(m.start() for m in hits)
             start = seg.rfind(",", 0, cue) + 1
             first = [w for w in content_words(seg[start:cue]) if w not in oc.URGENCY][:1]  # a test
-            tested = first and first[0] in oc.TESTS and any(m.re is lx.RECOMMENDATION for m in hits)
+            tested = first and first[0].split("-")[0] in oc.TESTS and any(  # "CT-guided biopsy"
+                m.re is lx.RECOMMENDATION for m in hits)
             # "8 mm nodule for which CT is advised"
             return cue if not tested and lx.FINDING_TERM.search(seg, start, cue) else start
         limited = self.may("limitation") and lx.LIMITATION.search(seg)

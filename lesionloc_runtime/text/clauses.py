@@ -14,6 +14,7 @@ __all__ = [
     "CHANGE",
     "about_the_exam",
     "alternatives_first",
+    "asked",
     "blank",
     "content_words",
     "contrast",
@@ -167,6 +168,9 @@ def negated_kind(subject: str, negated: str, cue: str) -> SentenceKind:
     before = [w for w in content_words(subject) if w not in _STABLE]
     # "No acute disease and no change.": the change statement is no object of the negation
     after = content_words(blank(lx.NO_CHANGE, negated) if lx.NO_CHANGE_WORD.search(negated) else negated)
+    if after and subject.rstrip().endswith(":") and not lx.FINDING_TERM.search(subject) and not any(
+            w in lx.ANATOMY for w in before):
+        before = []  # a label naming no organ or finding: "NIGHTHAWK PRELIMINARY: No acute findings."
     # "Heart not enlarged, mediastinum central.", "... not enlarged for age / on this AP view."
     deviation = [w for w in content_words(lx.NORMAL_ATTRIBUTE.sub(" ", negated.split(",")[0]))
                  if w not in lx.EXAM]
@@ -191,6 +195,21 @@ def negated_kind(subject: str, negated: str, cue: str) -> SentenceKind:
     ):
         return "normal"
     return "negated"
+
+
+_ASKED = re.compile(r"\A\W*\?\s*[a-z]")
+_SYMPTOMS = frozenset("pain cough coughing fever fevers febrile sob dyspnea dyspnoea hemoptysis haemoptysis "
+                      "wheeze wheezing chills hypoxia hypoxic desaturation tachypnea tachypnoea fall "
+                      "malaise nausea vomiting sepsis septic fatigue palpitations syncope choking".split())
+
+
+def asked(seg: str) -> bool:
+    """Whether a clause is the referrer's question: a query mark first and the patient's
+    symptoms or history after a comma ("?Inhaled foreign body, coughing after eating peanuts.").
+    A query alone ("?Consolidation right base.") is the reader's hedged finding."""
+    if not _ASKED.match(seg):
+        return False
+    return any(w in _SYMPTOMS for piece in seg.split(",")[1:] for w in content_words(piece))
 
 
 def alternatives_first(core: str) -> bool:

@@ -143,6 +143,8 @@ FINDING_TERM = re.compile(
     r"|flatten|hazi|ptx\b|pna\b|atx\b|fx\b|chf\b|copd\b|ards\b|ild\b|cvc\b|ett\b|ngt\b|ogt\b"
     r"|[no]g\s+tube|iabp\b|ecmo\b|impella|cannula|tips?\b|tracheostom|sutures?\b|mesh\b|pads?\b"
     r"|ecg\b|ekg\b|cath\b|shunt|stimulator|expander|implant|[lu]rti\b|unfold|band\b|chemoport|port-?a-?cath|mediport"
+    r"|obliterat|meniscus|capping|apical\s+caps?\b"
+    r"|(?:ctr|cardio-?thoracic\s+ratio)\s+(?:is\s+|of\s+|=\s*|:\s*)?(?:about\s+|approximately\s+)?0?\.(?:5[1-9]|[6-9])"
     # Words made with a suffix of disease or surgery: hamartoma, bronchitis, stenosis,
     # atrophy, thoracoplasty (not diagnosis, prognosis).
     r"|(?![a-z]*gnosis)[a-z]+(?:omas?|omata|itis|osis|ectasis|megaly|ectomy|otomy|ostomy"
@@ -271,7 +273,7 @@ HEDGE = re.compile(
     r"(?:possibility|concern)|(?:may|might|could|can)\s+(?:also\s+)?(?:represent|reflect|be"
     r"|indicate|relate|correspond|account|signify|suggest|mean)"
     r"|(?:can\s?not|can't|could\s+not|not)\s+(?:entirely\s+|completely\s+)?(?:exclude|rule\s+out)"
-    r"|consider)\b"
+    r"|would\s+be\s+(?:consistent|compatible|in\s+keeping)\s+with|consider)\b"
 )
 # A query mark before a word (British "?consolidation"), not after one.
 QUERY_MARK = re.compile(r"(?<![\w?])\?\s*(?=[a-z])")

@@ -93,7 +93,7 @@ REQUEST = re.compile(
     r"|presenting\s+complaint|investigation|exam(?:ination)?|procedure)\s*:"
     r"|\A\W*(?:(?:symptomatic\s+)?presumptive\b|k/c/o|kco|known\s+case\s+of|background\s+of|pmh|refer(?:red)?\s+to|(?:medically\s+)?cleared\s+for)\b|\A\W*(?:dol|pod|day)\s*#?\d+\b(?!\s*:)"
     r"|\A\W*pre-?op(?:erative)?\s*(?:[,:]|(?:cxr|film|x-ray|radiograph|chest|assessment"
-    r"|evaluation|work-?up)\s+(?:prior|for|before|ahead))"
+    r"|evaluation|work-?up)\s*(?:,|\s(?:prior|for|before|ahead)))"
     r"|\A\W*post-?op(?:erative)?\s+day\b|\A\W*(?:term|preterm|premature|ex-?\d+\s*(?:weeks?|wk))"
     r"\s+(?:\w+\s+)?(?:infant|baby|neonate|newborn|boy|girl)\b"
     # The clinical question after the exam's name, British style: "CXR PA: ?infection".
@@ -171,6 +171,9 @@ HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s
                           # fractures", "CT would be more sensitive for small metastases."
                           r"|\b(?:insensitive|(?:more|less|not|very|highly|quite)\s+sensitive)\s+(?:for|to|in)\b"
                           # "... though a small anterior pneumothorax would be difficult to detect"
+                          # what the method shows poorly: "... are not well evaluated on chest radiography"
+                          r"|\bnot\s+well\s+(?:evaluated|assessed|seen|visuali[sz]ed|demonstrated)\s+(?:on|by)"
+                          r"\s+(?:chest\s+)?(?:radiography|radiographs|x-?rays?|plain\s+films?)\b"
                           # the exam as the subject: "CXR cannot exclude aortic dissection"
                           r"|\b(?:cxr|radiographs?|x-?rays?|plain\s+films?|(?:this|the)\s+(?:study|exam"
                           r"|examination|film|radiograph))\s+(?:alone\s+)?(?:cannot|can\s?not|does\s+not"
