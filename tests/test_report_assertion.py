@@ -182,6 +182,7 @@ def test_assertion(behaviour, text, kind, span):
     ("Obliteration of left CP angle with meniscus sign, suggestive of pleural effusion.", False),
     ("Apical pleural capping on the right, likely of no clinical significance.", False),
     ("Cardiothoracic ratio is 0.58, suggestive of cardiomegaly.", False),
+    ("Active tuberculosis should be considered.", True),  # a diagnosis offered, named first
 ])
 def test_uncertain_is_a_finding_whose_grounded_part_is_only_hedged(text, uncertain):
     said = assess(text)
@@ -351,6 +352,13 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("Heart failure: no radiographic signs.", "negated"),
     ("?Inhaled foreign body, coughing after eating peanuts.", "other"),
     ("?Early left basal consolidation, clinical correlation required.", "finding"),
+    # round 27: a valve replacement by its abbreviation, the size called normal for age
+    # across "but"
+    ("The patient is status post TAVR.", "finding"),
+    ("Status post AVR and MVR.", "finding"),
+    ("The thymus is prominent but normal in appearance for age.", "normal"),
+    ("The heart is enlarged but normal in shape.", "finding"),
+    ("CT should be considered.", "other"),  # advice: a test, no diagnosis before it
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

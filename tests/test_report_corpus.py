@@ -82,7 +82,8 @@ PARTS = {"development": DATA / "report_corpus.jsonl",
          "held-out 29": DATA / "report_corpus_heldout29.jsonl",
          "held-out 30": DATA / "report_corpus_heldout30.jsonl",
          "held-out 31": DATA / "report_corpus_heldout31.jsonl",
-         "held-out 32": DATA / "report_corpus_heldout32.jsonl"}
+         "held-out 32": DATA / "report_corpus_heldout32.jsonl",
+         "held-out 33": DATA / "report_corpus_heldout33.jsonl"}
 GOALS = {"kind accuracy": (">=", 0.99), "missed findings": ("<=", 0.005),
          "heatmaps for non-findings": ("<=", 0.01)}
 
@@ -171,7 +172,7 @@ def meets(scores: Scores, goals: dict[str, tuple[str, float]]) -> list[str]:
                                   "held-out 5", "held-out 9", "held-out 10", "held-out 11",
                                   "held-out 13", "held-out 14", "held-out 16", "held-out 19",
                                   "held-out 23", "held-out 26", "held-out 27", "held-out 29",
-                                  "held-out 30", "held-out 31"])
+                                  "held-out 30", "held-out 31", "held-out 32"])
 def test_corpus_meets_the_goals_of_issue_18(part, capsys):
     scores = score(load(part))
     with capsys.disabled():
@@ -188,7 +189,7 @@ def test_corpus_meets_the_goals_of_issue_18(part, capsys):
 # nipple shadow, "Class A").
 # Held-out 12 grounds nothing it should not but reads four normal statements as negations
 # ("Without evident pleuropulmonary lesions."); held-out 22 keeps forms no rule reads (ILO
-# profusion lines, a QA form's "original read:"); held-out 32 is the blind judge of the rules.
+# profusion lines, a QA form's "original read:"); held-out 33 is the blind judge of the rules.
 LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
           "held-out 7": (0.96, 6 / 317), "held-out 8": (0.955, 3 / 339),
           "held-out 12": (0.985, 0.0),
@@ -197,7 +198,7 @@ LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
           "held-out 20": (0.98, 5 / 215), "held-out 21": (0.985, 3 / 191),
           "held-out 22": (0.955, 7 / 220), "held-out 24": (0.99, 0.0),
           "held-out 25": (0.99, 0.0), "held-out 28": (0.99, 2 / 176),
-          "held-out 32": (0.99, 1 / 149)}
+          "held-out 33": (0.985, 2 / 150)}
 # Findings missed, held at their level where a part misses the goal: held-out 8 labels a
 # clinical question as a hedged finding ("R/O pneumonia, LLL.", a request by the
 # convention), and the second opinion takes a device in translated wording ("Lt. chemoport
@@ -208,11 +209,12 @@ LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
 # held-out 18 two ("Consider PCP.", "?PCP": a name no list has); held-out 20 one; held-out 22
 # one (a QA form's "original read: Lines and tubes ..."); held-out 24 a clinical question in
 # an impression ("Question tiny right apical pneumothorax."); held-out 25 a finding word the
-# de-identification replaced ("Stable XXXX of the left apex."); held-out 32, the blind judge of
-# the rules, a valve replacement by an abbreviation no list had ("status post TAVR").
+# de-identification replaced ("Stable XXXX of the left apex."); held-out 33, the blind judge of
+# the rules, two: a malpositioned tube said "NOT in a satisfactory position" and a finding "not
+# present on yesterday's film".
 MISSED_LEVELS = {"held-out 8": 3 / 203, "held-out 17": 1 / 155,
                  "held-out 18": 2 / 143, "held-out 20": 1 / 155, "held-out 22": 1 / 151,
-                 "held-out 24": 1 / 160, "held-out 25": 1 / 154, "held-out 32": 1 / 172}
+                 "held-out 24": 1 / 160, "held-out 25": 1 / 154, "held-out 33": 2 / 176}
 
 
 @pytest.mark.parametrize("part", sorted(LEVELS))
@@ -237,7 +239,8 @@ def test_grounded_spans_and_uncertainty_agree_with_the_labels(part):
     195 of 211, 144 of 161, 122 of 154, 137 of 156, 123 of 151, 128 of 152, 130 of 143 agree);
     held-out 8's marks "suggestive of" and "r/o" in mid-sentence as hedges where a finding was
     named first (196 of 203 flags agree), held-out 12 hedges no cue knows ("suspicion of", "in
-    favor of", "is suspected in": 145 of 151)."""
+    favor of", "is suspected in": 145 of 151). Held-out 33's labeller left the section header
+    out of 35 spans ("IMPRESSION:  Left lower lobe pneumonia."): 117 of 176 agree."""
     scores = score(load(part))
     spans, flags = (0.98, 0.98) if part == "development" else (0.93, 0.97)
     spans = {"held-out 6": 0.88, "held-out 7": 0.92, "held-out 9": 0.88,
@@ -248,7 +251,7 @@ def test_grounded_spans_and_uncertainty_agree_with_the_labels(part):
              "held-out 22": 0.65, "held-out 23": 0.92, "held-out 24": 0.93,
              "held-out 25": 0.88, "held-out 26": 0.88, "held-out 28": 0.86,
              "held-out 29": 0.88, "held-out 30": 0.90, "held-out 31": 0.92,
-             "held-out 32": 0.83}.get(part, spans)
+             "held-out 32": 0.84, "held-out 33": 0.66}.get(part, spans)
     flags = {"held-out 8": 0.96, "held-out 12": 0.96, "held-out 15": 0.97,
              "held-out 18": 0.95, "held-out 19": 0.95, "held-out 21": 0.96,
              "held-out 22": 0.93, "held-out 23": 0.98, "held-out 24": 0.98,

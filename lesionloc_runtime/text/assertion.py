@@ -169,7 +169,9 @@ class _Analysis:
         """The first recommendation cue that recommends ("Consider TB." offers a diagnosis)."""
         for m in lx.RECOMMENDATION.finditer(seg):
             if not (oc.OFFERED.fullmatch(m.group()) and lx.FINDING_TERM.search(seg, m.end())
-                    and not oc.TO_ASSESS.search(seg, m.end())):
+                    and not oc.TO_ASSESS.search(seg, m.end())) and not (  # "TB should be considered."
+                    oc.OFFERED_BEFORE.match(seg, m.start()) and lx.FINDING_TERM.search(seg, 0, m.start())
+                    and content_words(seg)[0] not in oc.TESTS):
                 return m
         return None
 

@@ -130,7 +130,7 @@ FINDING_TERM = re.compile(
     r"|widen|elevat|blunt|herni|deformit|degenerat|tortu|aneurysm|ectasi|dilat|tubes?\b"
     r"|catheter|lines?\b|pacemaker|pacer|wires?\b|clips?\b|stent|ports?\b|picc|drains?\b|device"
     r"|leads?\b|valve|prosthe|hardware|sternotomy|thoracotomy|lobectomy|pneumonectomy"
-    r"|mastectomy|cabg|staple|coil|filter|icd\b|aicd|defibrillator|generator|electrode|air\s?space|(?<!nipple\s)marker"
+    r"|mastectomy|cabg|tav[ri]\b|[am]vr\b|staple|coil|filter|icd\b|aicd|defibrillator|generator|electrode|air\s?space|(?<!nipple\s)marker"
     r"|bronchiectasis|(?<!chest\s)(?<!thoracic\s)(?<!pleural\s)cavit|infect|aspiration|cyst|bulla|bleb|prominen|fullness|engorge"
     r"|volume\s+loss|low\s+lung\s+volume|pneumomediastinum|pneumoperitoneum|free\s+air"
     r"|shadowing|(?<!cardiac\s)(?<!heart\s)(?<!mediastinal\s)(?<!thymic\s)(?<!tissue\s)shadows?\b|haz[ey]|reticul"
@@ -160,6 +160,9 @@ DEVICE_LEAD = re.compile(
     r"|picc|catheters?|tubes?|lines?|clips?|stents?|drains?|ports?|ett|ngt|ogt|cvc|markers?"
     # or a foreign body ("Swallowed coin on the frontal view.")
     r"|coins?|batter(?:y|ies)|pins?|needles?|bullets?|pellets?|shrapnel|foreign\s+bod(?:y|ies))\b"
+    # or the operation that left it ("The patient is status post TAVR.")
+    r"|\A\W*(?:the\s+)?(?:patient\s+(?:is\s+)?)?(?:status\s+post|s/p)\s+(?:[\w-]+\s+){0,2}?(?:tav[ri]|[am]vr"
+    r"|cabg|sternotomy|valve|pacemaker|lobectomy|pneumonectomy|mastectomy|thoracotomy)\b"
 )
 # The same for a sentence that starts with a specific finding ("Free air is seen under the
 # diaphragm.", which the second opinion scored as other): a word model must not take it away.
@@ -213,7 +216,7 @@ NORMAL_ATTRIBUTE = re.compile(
     # a time: "Cardiomediastinal contours are stable in the early postoperative period."
     r"|\bin\s+the\s+(?:early\s+|immediate\s+)?post-?(?:operative|surgical)\s+(?:period|setting)\b"
     # "Thymus prominent, normal for age.": the size is called normal
-    r"|\b(?:prominent|large|enlarged)\b(?=[^.;]*\bnormal\s+(?:finding\s+|appearance\s+)?(?:for|at)\s+"
+    r"|\b(?:prominent|large|enlarged)\b(?=[^.;]*\bnormal\s+(?:finding\s+|(?:in\s+)?appearance\s+)?(?:for|at)\s+"
     r"(?:the\s+|this\s+)?(?:patient'?s\s+)?age\b)"
 )
 # "Lungs: clear", and "clear" left alone once "otherwise" or "essentially" is set aside.
@@ -247,7 +250,9 @@ STABILITY = re.compile(
 )
 # Clause boundaries: negation and hedging never cross them.
 CLAUSE_BREAK = re.compile(
-    r"\b(?:but|however|although|though|whereas|while|except(?:\s+for)?|aside\s+from|apart\s+from"
+    # "prominent but normal (in appearance) for age" is one statement: the size is called normal
+    r"\b(?:but(?!\s+normal\s+(?:in\s+\w+\s+)?(?:for|at)\s+(?:the\s+|this\s+)?(?:patient'?s\s+)?age\b)"
+    r"|however|although|though|whereas|while|except(?:\s+for)?|aside\s+from|apart\s+from"
     r"|other\s+than|with\s+the\s+exception\s+of|besides|and\s+(?=there\b))\b"
     r"|;|,\s*(?=(?:which|otherwise|with|there)\b)"
 )
@@ -261,7 +266,7 @@ HEDGE_BACK = re.compile(
     r"|likely|probable|suspected|questioned|favou?red|a\s+consideration|a\s+possibility"
     r"|considered)\b(?=\s*(?:$|[.,;:)]|in\b|given\b|clinically\b|if\b|as\b|on\b))"
     r"|\b(?:may|might|could)\s+(?:also\s+)?be\s+present\b"
-    r"|\b(?:is|are)\s+(?:likely|probably|possibly)\s+present\b"
+    r"|\b(?:is|are)\s+(?:likely|probably|possibly)\s+present\b|\bshould\s+be\s+considered\W*\Z"
 )
 # Forward: what follows it is hedged ("Possible small effusion", "may represent edema").
 HEDGE = re.compile(

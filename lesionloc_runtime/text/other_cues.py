@@ -19,6 +19,7 @@ __all__ = [
     "LIMITATION",
     "NO_PRIOR",
     "OFFERED",
+    "OFFERED_BEFORE",
     "OTHER_LABEL",
     "PURPOSE",
     "RECOMMENDATION",
@@ -207,6 +208,7 @@ NO_PRIOR = re.compile(
 # ... are advised" (the clause starts with a test).
 CONDITIONAL = re.compile(r"\W*(?:if|when|should|unless|once|in\s+case)\b")
 OFFERED = re.compile(r"\W*(?:would\s+)?(?:suggest|consider)")
+OFFERED_BEFORE = re.compile(r"should\s+be\s+considered\W*\Z")  # the diagnosis before it
 TO_ASSESS = re.compile(r"\bto\s+(?:assess|evaluate|exclude|rule\s+out|look|check)\b"
                        r"|\bif\s+(?:there\s+is\s+)?(?:\w+\s+)?(?:suspicion|concern)\b")
 # Words that only say how or by whom a test is wanted: "Urgent surgical consultation advised."

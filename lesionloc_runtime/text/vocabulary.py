@@ -51,7 +51,7 @@ EXAM = words(
     "motion lordotic positioning underpenetrated overpenetrated penetrated limited suboptimal "
     "degraded quality routine interval preliminary final report reports version dictation "
     "included inspiratory same day days week weeks month months year years ago minutes earlier "
-    "expiratory radiologic radiological xr erect semi-erect standing done exposure"
+    "expiratory radiologic radiological xr erect semi-erect standing done exposure outside external"
 )
 # What a "no ... X" is about when X is no specific finding: a global normal statement.
 GENERIC = words(
