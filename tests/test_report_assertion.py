@@ -359,6 +359,11 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("The thymus is prominent but normal in appearance for age.", "normal"),
     ("The heart is enlarged but normal in shape.", "finding"),
     ("CT should be considered.", "other"),  # advice: a test, no diagnosis before it
+    # round 28: a device not in a satisfactory position is malpositioned; a finding "not
+    # present on yesterday's film" is new
+    ("NG tube NOT in a satisfactory position - do not feed.", "finding"),
+    ("Small left apical pneumothorax, not present on yesterday's film.", "finding"),
+    ("Pneumothorax not present.", "negated"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

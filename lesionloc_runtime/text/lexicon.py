@@ -288,6 +288,8 @@ VERSUS = re.compile(r"\b(?:versus|vs\.?)(?=\s)")
 _NOT_NEG = (
     r"(?!\s+(?:(?:yet|completely|fully|entirely|totally|significantly|substantially|only"
     r"|definitely|confidently)\s+)*(?:resolved|cleared|removed|changed|excluded|ruled|exclude"
+    # a device "not in a satisfactory position" is malpositioned, a finding; "do not feed" advice
+    r"|feed|use|in\s+(?:a\s+|an\s+|the\s+)?(?:satisfactory|appropriate|good|correct|adequate|acceptable|optimal)\s+position"
     r"|rule|only|included|imaged|assessed|evaluated|assessable|evaluable|follow|respect|conform|cross|counted))"
 )
 NEGATION = re.compile(
@@ -331,7 +333,7 @@ VISIBILITY = re.compile(
     r"|identified|evident|present|appreciated|demonstrated|visible|apparent|detected"
     r"|delineated|defined|assessed)\b(?:\s+as\b)?(?:\s+(?:on|in|at|with)\s+(?:the\s+|this\s+"
     r"|a\s+|an\s+|any\s+)?(?:prior|previous|earlier|preceding|old|older|outside|lateral"
-    r"|frontal|pa|ap|oblique|comparison|recent|initial|ct|remote|last|other|preliminary"
+    r"|frontal|pa|ap|oblique|comparison|recent|initial|ct|remote|last|other|preliminary|yesterday'?s?"
     r"|(?:19|20)\d\d|\d{1,2}/\d{1,2}(?:/\d{2,4})?)\b|\s+(?:on|in)\s+"
     r"(?:the\s+)?(?:study|exam|examination|radiograph|film|ct|chest\s+\w+)\s+(?:of|from|dated)\b"
     r"|\s+(?:previously|before|earlier|then|at\s+that\s+time|in\s+retrospect))"
