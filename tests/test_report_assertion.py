@@ -183,6 +183,8 @@ def test_assertion(behaviour, text, kind, span):
     ("Apical pleural capping on the right, likely of no clinical significance.", False),
     ("Cardiothoracic ratio is 0.58, suggestive of cardiomegaly.", False),
     ("Active tuberculosis should be considered.", True),  # a diagnosis offered, named first
+    ("Sarcoidosis is the main differential.", True),
+    ("Appearances would be in keeping with pulmonary fibrosis.", False),  # as its author reads it
 ])
 def test_uncertain_is_a_finding_whose_grounded_part_is_only_hedged(text, uncertain):
     said = assess(text)
@@ -364,6 +366,12 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("NG tube NOT in a satisfactory position - do not feed.", "finding"),
     ("Small left apical pneumothorax, not present on yesterday's film.", "finding"),
     ("Pneumothorax not present.", "negated"),
+    # round 29: what cannot be judged and why; a review by whom, advised
+    ("Heart size cannot be assessed due to obscured left heart border.", "other"),
+    ("Heart size is difficult to assess given the degree of opacification.", "other"),
+    ("Left lower lobe collapse; heart size cannot be assessed due to this.", "finding"),
+    ("Paediatric surgical review and bronchoscopy suggested.", "other"),
+    ("Surgical emphysema, surgical review suggested.", "finding"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

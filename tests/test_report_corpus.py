@@ -84,7 +84,8 @@ PARTS = {"development": DATA / "report_corpus.jsonl",
          "held-out 31": DATA / "report_corpus_heldout31.jsonl",
          "held-out 32": DATA / "report_corpus_heldout32.jsonl",
          "held-out 33": DATA / "report_corpus_heldout33.jsonl",
-         "held-out 34": DATA / "report_corpus_heldout34.jsonl"}
+         "held-out 34": DATA / "report_corpus_heldout34.jsonl",
+         "held-out 35": DATA / "report_corpus_heldout35.jsonl"}
 GOALS = {"kind accuracy": (">=", 0.99), "missed findings": ("<=", 0.005),
          "heatmaps for non-findings": ("<=", 0.01)}
 
@@ -173,7 +174,8 @@ def meets(scores: Scores, goals: dict[str, tuple[str, float]]) -> list[str]:
                                   "held-out 5", "held-out 9", "held-out 10", "held-out 11",
                                   "held-out 13", "held-out 14", "held-out 16", "held-out 19",
                                   "held-out 23", "held-out 26", "held-out 27", "held-out 29",
-                                  "held-out 30", "held-out 31", "held-out 32"])
+                                  "held-out 28", "held-out 30", "held-out 31", "held-out 32",
+                                  "held-out 33", "held-out 34"])
 def test_corpus_meets_the_goals_of_issue_18(part, capsys):
     scores = score(load(part))
     with capsys.disabled():
@@ -190,8 +192,7 @@ def test_corpus_meets_the_goals_of_issue_18(part, capsys):
 # nipple shadow, "Class A").
 # Held-out 12 grounds nothing it should not but reads four normal statements as negations
 # ("Without evident pleuropulmonary lesions."); held-out 22 keeps forms no rule reads (ILO
-# profusion lines, a QA form's "original read:"); held-out 33 grounds a limitation that names
-# an obscured heart border and "NGT safe to use."; held-out 34 is the blind judge of the rules.
+# profusion lines, a QA form's "original read:"); held-out 35 is the blind judge of the rules.
 LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
           "held-out 7": (0.96, 6 / 317), "held-out 8": (0.955, 3 / 339),
           "held-out 12": (0.985, 0.0),
@@ -199,8 +200,8 @@ LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
           "held-out 18": (0.98, 1 / 219),
           "held-out 20": (0.98, 5 / 215), "held-out 21": (0.985, 3 / 191),
           "held-out 22": (0.955, 7 / 220), "held-out 24": (0.99, 0.0),
-          "held-out 25": (0.99, 0.0), "held-out 28": (0.99, 2 / 176),
-          "held-out 33": (0.99, 2 / 150), "held-out 34": (0.99, 2 / 173)}
+          "held-out 25": (0.99, 0.0),
+          "held-out 35": (0.985, 1 / 144)}
 # Findings missed, held at their level where a part misses the goal: held-out 8 labels a
 # clinical question as a hedged finding ("R/O pneumonia, LLL.", a request by the
 # convention), and the second opinion takes a device in translated wording ("Lt. chemoport
@@ -211,10 +212,12 @@ LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
 # held-out 18 two ("Consider PCP.", "?PCP": a name no list has); held-out 20 one; held-out 22
 # one (a QA form's "original read: Lines and tubes ..."); held-out 24 a clinical question in
 # an impression ("Question tiny right apical pneumothorax."); held-out 25 a finding word the
-# de-identification replaced ("Stable XXXX of the left apex.").
+# de-identification replaced ("Stable XXXX of the left apex."); held-out 35, the blind judge of
+# the rules, a progression taken by the second opinion ("Appearances have progressed since the
+# radiograph of 2021.").
 MISSED_LEVELS = {"held-out 8": 3 / 203, "held-out 17": 1 / 155,
                  "held-out 18": 2 / 143, "held-out 20": 1 / 155, "held-out 22": 1 / 151,
-                 "held-out 24": 1 / 160, "held-out 25": 1 / 154}
+                 "held-out 24": 1 / 160, "held-out 25": 1 / 154, "held-out 35": 1 / 179}
 
 
 @pytest.mark.parametrize("part", sorted(LEVELS))
@@ -252,7 +255,7 @@ def test_grounded_spans_and_uncertainty_agree_with_the_labels(part):
              "held-out 25": 0.88, "held-out 26": 0.88, "held-out 28": 0.86,
              "held-out 29": 0.88, "held-out 30": 0.90, "held-out 31": 0.92,
              "held-out 32": 0.84, "held-out 33": 0.66,
-             "held-out 34": 0.82}.get(part, spans)
+             "held-out 34": 0.82, "held-out 35": 0.88}.get(part, spans)
     flags = {"held-out 8": 0.96, "held-out 12": 0.96, "held-out 15": 0.97,
              "held-out 18": 0.95, "held-out 19": 0.95, "held-out 21": 0.96,
              "held-out 22": 0.93, "held-out 23": 0.98, "held-out 24": 0.98,

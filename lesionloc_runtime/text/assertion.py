@@ -155,7 +155,7 @@ class _Analysis:
             cue = min(m.start() for m in hits)
             start = seg.rfind(",", 0, cue) + 1
             first = [w for w in content_words(seg[start:cue]) if w not in oc.URGENCY][:1]  # a test
-            tested = first and first[0].split("-")[0] in oc.TESTS and any(  # "CT-guided biopsy"
+            tested = (not first or first[0].split("-")[0] in oc.TESTS) and any(  # "CT-guided biopsy"
                 m.re is lx.RECOMMENDATION for m in hits)
             # "8 mm nodule for which CT is advised"
             return cue if not tested and lx.FINDING_TERM.search(seg, start, cue) else start

@@ -264,6 +264,7 @@ HEDGE_BACK = re.compile(
     r"(?:excluded|ruled\s+out)\b|\b(?:difficult|impossible)\s+to\s+(?:exclude|rule\s+out)\b"
     r"|\b(?:is|are|was|were)\s+(?:(?:also|still|less|more|most|felt\s+to\s+be)\s+)?(?:possible"
     r"|likely|probable|suspected|questioned|favou?red|a\s+consideration|a\s+possibility"
+    r"|(?:the\s+)?(?:main\s+|leading\s+|primary\s+)?differential(?:\s+diagnosis)?"
     r"|considered)\b(?=\s*(?:$|[.,;:)]|in\b|given\b|clinically\b|if\b|as\b|on\b))"
     r"|\b(?:may|might|could)\s+(?:also\s+)?be\s+present\b"
     r"|\b(?:is|are)\s+(?:likely|probably|possibly)\s+present\b|\bshould\s+be\s+considered\W*\Z"
@@ -278,7 +279,7 @@ HEDGE = re.compile(
     r"(?:possibility|concern)|(?:may|might|could|can)\s+(?:also\s+)?(?:represent|reflect|be"
     r"|indicate|relate|correspond|account|signify|suggest|mean)"
     r"|(?:can\s?not|can't|could\s+not|not)\s+(?:entirely\s+|completely\s+)?(?:exclude|rule\s+out)"
-    r"|would\s+be\s+(?:consistent|compatible|in\s+keeping)\s+with|consider)\b"
+    r"|would\s+be\s+(?:consistent|compatible)\s+with|consider)\b"
 )
 # A query mark before a word (British "?consolidation"), not after one.
 QUERY_MARK = re.compile(r"(?<![\w?])\?\s*(?=[a-z])")

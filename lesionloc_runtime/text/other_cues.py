@@ -77,7 +77,8 @@ RECOMMENDATION = re.compile(
     r"|repeat\s+(?:radiograph|film|cxr|imaging|study|chest|exam|examination|x-ray)\w*"
     r"(?![^.;]*\b(?:showed|shows|demonstrated|revealed|confirmed)\b)"
     r"|further\s+action|intervention\s+(?:is\s+)?required"
-    r"|(?:ct|cta|mri|pet|ultrasound|cxr|radiograph|imaging|follow-up|repeat)\s+(?:\w+\s+){0,3}?"
+    r"|(?:ct|cta|mri|pet|ultrasound|cxr|radiograph|imaging|follow-up|repeat|review|bronchoscopy"
+    r"|consultation|referral|biopsy)\s+(?:\w+\s+){0,3}?"
     r"(?:is\s+|are\s+)?(?:suggested|arranged|booked|planned)"
     r"|(?:examination|evaluation|assessment)\s+(?:is\s+)?suggested|for\s+(?:\w+\s+)?correlation)"
 )
@@ -175,6 +176,11 @@ HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s
                           # what the method shows poorly: "... are not well evaluated on chest radiography"
                           r"|\bnot\s+well\s+(?:evaluated|assessed|seen|visuali[sz]ed|demonstrated)\s+(?:on|by)"
                           r"\s+(?:chest\s+)?(?:radiography|radiographs|x-?rays?|plain\s+films?)\b"
+                          # what cannot be judged and why: "Heart size cannot be assessed due to
+                          # obscured left heart border." (the cause is described elsewhere)
+                          r"|\b(?:cannot|can\s?not|could\s+not|difficult\s+to|unable\s+to)\s+(?:be\s+)?"
+                          r"(?:\w+ly\s+)?(?:assess|evaluat)\w*\s+(?:due\s+to|given|because\s+of|owing\s+to"
+                          r"|secondary\s+to)\b"
                           # the exam as the subject: "CXR cannot exclude aortic dissection"
                           r"|\b(?:cxr|radiographs?|x-?rays?|plain\s+films?|(?:this|the)\s+(?:study|exam"
                           r"|examination|film|radiograph))\s+(?:alone\s+)?(?:cannot|can\s?not|does\s+not"
@@ -213,6 +219,7 @@ TO_ASSESS = re.compile(r"\bto\s+(?:assess|evaluate|exclude|rule\s+out|look|check
                        r"|\bif\s+(?:there\s+is\s+)?(?:\w+\s+)?(?:suspicion|concern)\b")
 # Words that only say how or by whom a test is wanted: "Urgent surgical consultation advised."
 URGENCY = frozenset("urgent urgently early prompt immediate formal specialist surgical medical "
+                    "paediatric pediatric "
                     "respiratory thoracic cardiothoracic chest".split())
 TESTS = frozenset("sputum samples sample referral biopsy bronchoscopy consultation review ct cta "
                   "mri pet ultrasound us echocardiography echo spirometry".split())

@@ -36,7 +36,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                       "magnification blurred blurring obscured scapulae scapula scapular scapulas "
                       "evident sensitive insensitive cut difficult hard exclude out",
         "hedge_back": "excluded exclude ruled rule possible likely probable suspected questioned "
-                      "favored favoured consideration possibility considered present",
+                      "favored favoured consideration possibility considered present differential",
         "negation": "no not without w negative free clear absence absent nil neither nor never "
                     "none unlikely resolution resolved removal removed clearing cleared "
                     "extubated extubation extubate extubating discontinued ruled excluded pulled "
