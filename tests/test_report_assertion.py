@@ -372,6 +372,13 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("Left lower lobe collapse; heart size cannot be assessed due to this.", "finding"),
     ("Paediatric surgical review and bronchoscopy suggested.", "other"),
     ("Surgical emphysema, surgical review suggested.", "finding"),
+    # round 30: the thymus "prominent but normal in appearance", global normals by other
+    # words, a change for the worse as a lead the second opinion may not take
+    ("The thymus is prominent but normal in appearance.", "normal"),
+    ("The heart is enlarged but normal in appearance.", "finding"),
+    ("CONCLUSION: No acute cardiorespiratory abnormality.", "normal"),
+    ("No radiographic source of sepsis demonstrated.", "normal"),
+    ("Appearances have progressed since the radiograph of 2021.", "finding"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

@@ -163,6 +163,9 @@ DEVICE_LEAD = re.compile(
     # or the operation that left it ("The patient is status post TAVR.")
     r"|\A\W*(?:the\s+)?(?:patient\s+(?:is\s+)?)?(?:status\s+post|s/p)\s+(?:[\w-]+\s+){0,2}?(?:tav[ri]|[am]vr"
     r"|cabg|sternotomy|valve|pacemaker|lobectomy|pneumonectomy|mastectomy|thoracotomy)\b"
+    # or a change for the worse ("Appearances have progressed since the radiograph of 2021.")
+    r"|\A\W*(?:the\s+)?(?:appearances?|changes?|findings?)\s+(?:have|has)\s+(?:progressed|worsened"
+    r"|deteriorated)\b"
 )
 # The same for a sentence that starts with a specific finding ("Free air is seen under the
 # diaphragm.", which the second opinion scored as other): a word model must not take it away.
@@ -215,6 +218,7 @@ NORMAL_ATTRIBUTE = re.compile(
     r"|\b(?:for|at)\s+(?:the\s+|this\s+)?(?:patient'?s\s+)?(?:age|post-?(?:operative|surgical)\s+(?:state|status))\b"
     # a time: "Cardiomediastinal contours are stable in the early postoperative period."
     r"|\bin\s+the\s+(?:early\s+|immediate\s+)?post-?(?:operative|surgical)\s+(?:period|setting)\b"
+    r"|\bprominent\b(?=\s+but\s+normal\s+in\s+appearance\b)"
     # "Thymus prominent, normal for age.": the size is called normal
     r"|\b(?:prominent|large|enlarged)\b(?=[^.;]*\bnormal\s+(?:finding\s+|(?:in\s+)?appearance\s+)?(?:for|at)\s+"
     r"(?:the\s+|this\s+)?(?:patient'?s\s+)?age\b)"
@@ -251,7 +255,8 @@ STABILITY = re.compile(
 # Clause boundaries: negation and hedging never cross them.
 CLAUSE_BREAK = re.compile(
     # "prominent but normal (in appearance) for age" is one statement: the size is called normal
-    r"\b(?:but(?!\s+normal\s+(?:in\s+\w+\s+)?(?:for|at)\s+(?:the\s+|this\s+)?(?:patient'?s\s+)?age\b)"
+    r"\b(?:but(?!\s+normal\s+(?:in\s+appearance\b|(?:in\s+\w+\s+)?(?:for|at)\s+(?:the\s+|this\s+)?"
+    r"(?:patient'?s\s+)?age\b))"
     r"|however|although|though|whereas|while|except(?:\s+for)?|aside\s+from|apart\s+from"
     r"|other\s+than|with\s+the\s+exception\s+of|besides|and\s+(?=there\b))\b"
     r"|;|,\s*(?=(?:which|otherwise|with|there)\b)"

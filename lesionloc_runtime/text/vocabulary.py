@@ -62,7 +62,7 @@ GENERIC = words(
     "substantial focal cardiothoracic intra-thoracic abnl abn dz cardiopulm alteration alterations "
     "pleuropulmonary pathological pathologic sinister remarkable fresh peculiarities peculiarity "
     "anomaly anomalies particularity particularities organs remarks remark injury injuries traumatic "
-    "superimposed"
+    "superimposed cardiorespiratory source"
 )
 # Anatomy and location: "Stable mediastinal contours." says nothing abnormal.
 ANATOMY = words(
