@@ -379,6 +379,17 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("CONCLUSION: No acute cardiorespiratory abnormality.", "normal"),
     ("No radiographic source of sepsis demonstrated.", "normal"),
     ("Appearances have progressed since the radiograph of 2021.", "finding"),
+    # round 31: intubation, lung volumes that have decreased, ILO grades of 1/0 and more, a
+    # film after a procedure named as its exam
+    ("The patient has been intubated.", "finding"),
+    ("Not intubated.", "negated"),
+    ("As compared to the previous radiograph, the lung volumes have decreased.", "finding"),
+    ("ILO classification: 1/1 q/q, upper and middle zones.", "finding"),
+    ("Classification: ILO 1/0 s/t.", "finding"),
+    ("ILO classification: film quality 1.", "other"),
+    ("CHEST, 1 VIEW: Post left thoracentesis.", "other"),
+    ("CXR: post CABG changes.", "finding"),
+    ("NG tube safe to use.", "finding"),  # the tube is there; blind authors disagree (3 to 1)
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

@@ -132,7 +132,10 @@ FINDING_TERM = re.compile(
     r"|leads?\b|valve|prosthe|hardware|sternotomy|thoracotomy|lobectomy|pneumonectomy"
     r"|mastectomy|cabg|tav[ri]\b|[am]vr\b|staple|coil|filter|icd\b|aicd|defibrillator|generator|electrode|air\s?space|(?<!nipple\s)marker"
     r"|bronchiectasis|(?<!chest\s)(?<!thoracic\s)(?<!pleural\s)cavit|infect|aspiration|cyst|bulla|bleb|prominen|fullness|engorge"
-    r"|volume\s+loss|low\s+lung\s+volume|pneumomediastinum|pneumoperitoneum|free\s+air"
+    r"|volume\s+loss|(?:low|decreased|reduced|diminished)\s+lung\s+volume|pneumomediastinum"
+    r"|lung\s+volumes?\s+(?:have\s+|has\s+)?(?:decreased|diminished)|pneumoperitoneum|free\s+air|intubat"
+    # an ILO profusion grade of 1/0 or more: small opacities are there
+    r"|\bilo\b[^.;]{0,30}?\b[123]\s*/\s*[0-3]\b"
     r"|shadowing|(?<!cardiac\s)(?<!heart\s)(?<!mediastinal\s)(?<!thymic\s)(?<!tissue\s)shadows?\b|haz[ey]|reticul"
     r"|interstitial|kerley|septal|cuffing|adenopathy|osteopen|kyphos"
     r"|scolios|spondyl|osteophyt|lymphadenopath|lucen|metasta|tumou?r|malignan|carcinoma|plaque|crowding|asbesto"
@@ -163,6 +166,7 @@ DEVICE_LEAD = re.compile(
     # or the operation that left it ("The patient is status post TAVR.")
     r"|\A\W*(?:the\s+)?(?:patient\s+(?:is\s+)?)?(?:status\s+post|s/p)\s+(?:[\w-]+\s+){0,2}?(?:tav[ri]|[am]vr"
     r"|cabg|sternotomy|valve|pacemaker|lobectomy|pneumonectomy|mastectomy|thoracotomy)\b"
+    r"|\A\W*(?:the\s+)?(?:patient\s+)?(?:is|has\s+been|was)\s+(?:now\s+)?(?:re-?)?intubated\b"
     # or a change for the worse ("Appearances have progressed since the radiograph of 2021.")
     r"|\A\W*(?:the\s+)?(?:appearances?|changes?|findings?)\s+(?:have|has)\s+(?:progressed|worsened"
     r"|deteriorated)\b"
@@ -173,6 +177,7 @@ FINDING_LEAD = re.compile(
     r"\A\W*(?:[\w-]+\s+){0,2}?(?:free\s+(?:[\w-]+\s+){0,2}?(?:air|gas)|pneumo(?:thorax|peritoneum|mediastinum"
     r"|pericardium)|mass(?:es)?|nodules?|consolidation|effusions?|fractures?|opacit(?:y|ies)"
     r"|collapse|atelectasis|cardiomegaly|o?edema|widening)\b"
+    r"|\A[^.;]{0,30}?\bilo\b[^.;]{0,30}?\b[123]\s*/\s*[0-3]\b"  # "Classification: ILO 1/0 s/t."
 )
 
 # Statements of normality. "clear" only as a predicate ("lungs are clear", "Lungs: clear").
@@ -227,7 +232,8 @@ NORMAL_ATTRIBUTE = re.compile(
 CLEAR_LABEL = re.compile(r":\s*clear\b|^\s*clear\b")
 
 # Low lung volumes limit a study and are a finding: "Study is limited by low lung volumes."
-LOW_VOLUMES = re.compile(r"\b(?:low|decreased|reduced|diminished)\s+lung\s+volumes?\b")
+LOW_VOLUMES = re.compile(r"\b(?:low|decreased|reduced|diminished)\s+lung\s+volumes?\b"
+                         r"|\blung\s+volumes?\s+(?:have\s+|has\s+)?(?:decreased|diminished)\b")
 
 # Sizes at the edge of normal are findings: "Heart size is top normal."
 BORDERLINE = re.compile(

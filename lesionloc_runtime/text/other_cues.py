@@ -98,6 +98,10 @@ REQUEST = re.compile(
     r"|evaluation|work-?up)\s*(?:,|\s(?:prior|for|before|ahead)))"
     r"|\A\W*post-?op(?:erative)?\s+day\b|\A\W*(?:term|preterm|premature|ex-?\d+\s*(?:weeks?|wk))"
     r"\s+(?:\w+\s+)?(?:infant|baby|neonate|newborn|boy|girl)\b"
+    # A film after a procedure, named as its exam: "CHEST, 1 VIEW: Post left thoracentesis."
+    r"|\A\W*(?:cxr|chest|x-ray|xray|film|radiograph)\b[^:]{0,20}:\s*(?:post|after|following|s/p)\s+"
+    r"(?:left\s+|right\s+)?(?:thoracentesis|thoracocentesis|pleural\s+tap|biopsy|aspiration|bronchoscopy"
+    r"|procedure)\W*\Z"
     # The clinical question after the exam's name, British style: "CXR PA: ?infection".
     r"|\A\W*(?:cxr|chest|x-ray|xray|film|radiograph)\b[^:?]{0,20}:\s*\?"
 )
