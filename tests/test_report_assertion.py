@@ -390,6 +390,16 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("CHEST, 1 VIEW: Post left thoracentesis.", "other"),
     ("CXR: post CABG changes.", "finding"),
     ("NG tube safe to use.", "finding"),  # the tube is there; blind authors disagree (3 to 1)
+    # round 32: partial change after the cue or after "with only", a finding new since the
+    # pre-procedure film, an umbilical catheter, an instruction
+    ("Right upper lobe collapse has resolved partially.", "finding"),
+    ("The right lung has re-expanded with only a small residual apical pneumothorax.", "finding"),
+    ("There is a sliver of left apical pneumothorax, not present on the pre-procedure film.",
+     "finding"),
+    ("The UVC has been pulled back and now lies at T10.", "finding"),
+    ("FINDINGS: As compared to the previous radiograph, the patient has been intubated.", "finding"),
+    ("Do not use; please reposition and repeat the film.", "other"),
+    ("The effusion has resolved.", "negated"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

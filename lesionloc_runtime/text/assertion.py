@@ -182,9 +182,9 @@ class _Analysis:
         for m in lx.NEGATION.finditer(blanked):
             word = cue_word(m)
             if word in CHANGE:
-                # The words of a partial change stand right before the cue: a bounded look
-                # back keeps a sentence of thousands of "nearly resolved" linear.
-                if lx.PARTIAL.search(seg, max(0, m.start() - 80), m.start()):
+                # Partial change: "nearly resolved" (a bounded look back), "resolved partially"
+                if lx.PARTIAL.search(seg, max(0, m.start() - 80), m.start()) or lx.PARTIAL_AFTER.match(
+                        seg, m.end()):
                     self.deliberate = True
                     continue
             elif word == "not" and (lx.VISIBILITY.match(seg, m.end()) or contrast(seg, m)):

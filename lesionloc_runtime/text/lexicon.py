@@ -82,6 +82,7 @@ __all__ = [
     "OPEN_END",
     "OTHER_LABEL",
     "PARTIAL",
+    "PARTIAL_AFTER",
     "PLACEHOLDER",
     "PURPOSE",
     "QUERY_MARK",
@@ -146,7 +147,7 @@ FINDING_TERM = re.compile(
     r"|flatten|hazi|ptx\b|pna\b|atx\b|fx\b|chf\b|copd\b|ards\b|ild\b|cvc\b|ett\b|ngt\b|ogt\b"
     r"|[no]g\s+tube|iabp\b|ecmo\b|impella|cannula|tips?\b|tracheostom|sutures?\b|mesh\b|pads?\b"
     r"|ecg\b|ekg\b|cath\b|shunt|stimulator|expander|implant|[lu]rti\b|unfold|band\b|chemoport|port-?a-?cath|mediport"
-    r"|obliterat|meniscus|capping|apical\s+caps?\b"
+    r"|obliterat|meniscus|capping|apical\s+caps?\b|uvc\b|uac\b"
     r"|(?:ctr|cardio-?thoracic\s+ratio)\s+(?:is\s+|of\s+|=\s*|:\s*)?(?:about\s+|approximately\s+)?0?\.(?:5[1-9]|[6-9])"
     # Words made with a suffix of disease or surgery: hamartoma, bronchitis, stenosis,
     # atrophy, thoracoplasty (not diagnosis, prognosis).
@@ -160,13 +161,13 @@ FINDING_TERM = re.compile(
 # chest."): a finding the second opinion leaves alone, whatever wording follows.
 DEVICE_LEAD = re.compile(
     r"\A\W*(?:[\w-]+\s+){0,2}?(?:electrodes?|leads?|wires?|pacemaker|pacer|defibrillator|icd|aicd"
-    r"|picc|catheters?|tubes?|lines?|clips?|stents?|drains?|ports?|ett|ngt|ogt|cvc|markers?"
+    r"|picc|catheters?|tubes?|lines?|clips?|stents?|drains?|ports?|ett|ngt|ogt|cvc|uvc|uac|markers?"
     # or a foreign body ("Swallowed coin on the frontal view.")
     r"|coins?|batter(?:y|ies)|pins?|needles?|bullets?|pellets?|shrapnel|foreign\s+bod(?:y|ies))\b"
     # or the operation that left it ("The patient is status post TAVR.")
     r"|\A\W*(?:the\s+)?(?:patient\s+(?:is\s+)?)?(?:status\s+post|s/p)\s+(?:[\w-]+\s+){0,2}?(?:tav[ri]|[am]vr"
     r"|cabg|sternotomy|valve|pacemaker|lobectomy|pneumonectomy|mastectomy|thoracotomy)\b"
-    r"|\A\W*(?:the\s+)?(?:patient\s+)?(?:is|has\s+been|was)\s+(?:now\s+)?(?:re-?)?intubated\b"
+    r"|\A[^;]*?\b(?:the\s+)?(?:patient\s+)?(?:is|has\s+been|was)\s+(?:now\s+)?(?:re-?)?intubated\b"
     # or a change for the worse ("Appearances have progressed since the radiograph of 2021.")
     r"|\A\W*(?:the\s+)?(?:appearances?|changes?|findings?)\s+(?:have|has)\s+(?:progressed|worsened"
     r"|deteriorated)\b"
@@ -338,6 +339,7 @@ PARTIAL = re.compile(
     r"|mostly|substantially|slowly|continued|ongoing|improving)\s+(?:(?:complete(?:ly)?|total(?:ly)?"
     r"|interval)\s+)?|\b(?:not|never)\s+(?:yet\s+)?(?:(?:completely|fully|entirely|totally)\s+)?)$"
 )
+PARTIAL_AFTER = re.compile(r"\s+(?:partially|partly|incompletely|in\s+part)\b")
 # "not seen on the prior study", "not well seen on the lateral view": visibility elsewhere,
 # not absence. Matched (anchored) right after "not".
 VISIBILITY = re.compile(
@@ -346,6 +348,7 @@ VISIBILITY = re.compile(
     r"|delineated|defined|assessed)\b(?:\s+as\b)?(?:\s+(?:on|in|at|with)\s+(?:the\s+|this\s+"
     r"|a\s+|an\s+|any\s+)?(?:prior|previous|earlier|preceding|old|older|outside|lateral"
     r"|frontal|pa|ap|oblique|comparison|recent|initial|ct|remote|last|other|preliminary|yesterday'?s?"
+    r"|pre-?(?:procedure|procedural|operative|op|insertion)"
     r"|(?:19|20)\d\d|\d{1,2}/\d{1,2}(?:/\d{2,4})?)\b|\s+(?:on|in)\s+"
     r"(?:the\s+)?(?:study|exam|examination|radiograph|film|ct|chest\s+\w+)\s+(?:of|from|dated)\b"
     r"|\s+(?:previously|before|earlier|then|at\s+that\s+time|in\s+retrospect))"
@@ -359,7 +362,7 @@ VISIBILITY = re.compile(
 )
 # A negation's scope ends where a positive statement starts after a comma or "and".
 SCOPE_END = re.compile(
-    r"\bwith\s+(?=(?:an?\s+|the\s+)?(?:new|increased|increasing|worsening|worsened|developing|enlarging|residual|slight"
+    r"\bwith\s+(?=(?:only\s+)?(?:an?\s+|the\s+)?(?:new|increased|increasing|worsening|worsened|developing|enlarging|residual|slight"
     r"|slightly|improved|improving|improvement|decreased|decreasing|mildly|moderately|markedly|minimal"
     r"|minor|some"
     r"|small|tiny|trace|mild|moderate|large|persistent|drains?|chest\s+(?:drain|tube)|tubes?|catheter"

@@ -98,6 +98,8 @@ REQUEST = re.compile(
     r"|evaluation|work-?up)\s*(?:,|\s(?:prior|for|before|ahead)))"
     r"|\A\W*post-?op(?:erative)?\s+day\b|\A\W*(?:term|preterm|premature|ex-?\d+\s*(?:weeks?|wk))"
     r"\s+(?:\w+\s+)?(?:infant|baby|neonate|newborn|boy|girl)\b"
+    # An instruction: "Do not use; please reposition and repeat the film."
+    r"|\A\W*(?:do\s+not|don't)\s+(?:use|feed)\b"
     # A film after a procedure, named as its exam: "CHEST, 1 VIEW: Post left thoracentesis."
     r"|\A\W*(?:cxr|chest|x-ray|xray|film|radiograph)\b[^:]{0,20}:\s*(?:post|after|following|s/p)\s+"
     r"(?:left\s+|right\s+)?(?:thoracentesis|thoracocentesis|pleural\s+tap|biopsy|aspiration|bronchoscopy"
