@@ -171,7 +171,7 @@ class _Analysis:
             if not (oc.OFFERED.fullmatch(m.group()) and lx.FINDING_TERM.search(seg, m.end())
                     and not oc.TO_ASSESS.search(seg, m.end())) and not (  # "TB should be considered."
                     oc.OFFERED_BEFORE.match(seg, m.start()) and lx.FINDING_TERM.search(seg, 0, m.start())
-                    and content_words(seg)[0] not in oc.TESTS):
+                    and not oc.TESTS.intersection(content_words(seg)[:1])):
                 return m
         return None
 

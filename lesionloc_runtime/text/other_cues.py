@@ -178,7 +178,6 @@ HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s
                           # a test's sensitivity: "radiographs are insensitive for nondisplaced
                           # fractures", "CT would be more sensitive for small metastases."
                           r"|\b(?:insensitive|(?:more|less|not|very|highly|quite)\s+sensitive)\s+(?:for|to|in)\b"
-                          # "... though a small anterior pneumothorax would be difficult to detect"
                           # what the method shows poorly: "... are not well evaluated on chest radiography"
                           r"|\bnot\s+well\s+(?:evaluated|assessed|seen|visuali[sz]ed|demonstrated)\s+(?:on|by)"
                           r"\s+(?:chest\s+)?(?:radiography|radiographs|x-?rays?|plain\s+films?)\b"
@@ -191,6 +190,7 @@ HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s
                           r"|\b(?:cxr|radiographs?|x-?rays?|plain\s+films?|(?:this|the)\s+(?:study|exam"
                           r"|examination|film|radiograph))\s+(?:alone\s+)?(?:cannot|can\s?not|does\s+not"
                           r"|will\s+not)\s+(?:\w+ly\s+)?(?:exclude|rule\s+out)\b"
+                          # "... though a small anterior pneumothorax would be difficult to detect"
                           r"|\b(?:would|may|might|could|can)\s+be\s+(?:difficult|hard)\s+to\s+(?:detect|see"
                           r"|identify|appreciate)\b"
                           # "Evaluation for pneumothorax is limited by supine technique."
