@@ -400,6 +400,18 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("FINDINGS: As compared to the previous radiograph, the patient has been intubated.", "finding"),
     ("Do not use; please reposition and repeat the film.", "other"),
     ("The effusion has resolved.", "negated"),
+    # round 33: a list of devices after a change word is all gone, what plain films show
+    # poorly or leave out, a label before an organ, a placeholder hiding "seen", a scan advised
+    ("FINDINGS: Interval removal of the mediastinal drains and left pleural tube.", "negated"),
+    ("No pneumothorax and the right chest tube.", "finding"),
+    ("The ETT has been removed and the NG tube is in the stomach.", "finding"),
+    ("The jejunostomy tube is not included on this radiograph.", "other"),
+    ("Rib fractures are often not visible on plain film; clinical correlation advised.", "other"),
+    ("Report: The heart is not enlarged.", "normal"),
+    ("There is a 1.5 cm nodule in the right lower lobe, not XXXX on prior exam.", "finding"),
+    ("No pneumothorax on the prior exam.", "negated"),
+    ("Comment: Appearances have not changed significantly.", "other"),
+    ("Bone scan suggested.", "other"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

@@ -224,7 +224,7 @@ class _Analysis:
         low = self.low
         c0, c1 = a + cue.start(), a + cue.end()
         word = cue_word(cue)
-        scope = lx.SCOPE_END.search(low, c1, b)
+        scope = (lx.SCOPE_END_CHANGE if word in CHANGE else lx.SCOPE_END).search(low, c1, b)
         end = scope.start() if scope else b
         if word in lx.BACKWARD:
             start = self.subject_start(a, c0)

@@ -168,9 +168,11 @@ def negated_kind(subject: str, negated: str, cue: str) -> SentenceKind:
     before = [w for w in content_words(subject) if w not in _STABLE]
     # "No acute disease and no change.": the change statement is no object of the negation
     after = content_words(blank(lx.NO_CHANGE, negated) if lx.NO_CHANGE_WORD.search(negated) else negated)
-    if after and subject.rstrip().endswith(":") and not lx.FINDING_TERM.search(subject) and not any(
-            w in lx.ANATOMY for w in before):
-        before = []  # a label naming no organ or finding: "NIGHTHAWK PRELIMINARY: No acute findings."
+    label, colon, rest = subject.rpartition(":")
+    if after and colon and not lx.FINDING_TERM.search(label) and not any(
+            w in lx.ANATOMY for w in content_words(label)):
+        # a label naming no organ or finding: "NIGHTHAWK PRELIMINARY: No acute findings."
+        before = [w for w in content_words(rest) if w not in _STABLE]
     # "Heart not enlarged, mediastinum central.", "... not enlarged for age / on this AP view."
     deviation = [w for w in content_words(lx.NORMAL_ATTRIBUTE.sub(" ", negated.split(",")[0]))
                  if w not in lx.EXAM]

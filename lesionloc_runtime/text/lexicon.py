@@ -90,6 +90,7 @@ __all__ = [
     "REFERENCE",
     "REQUEST",
     "SCOPE_END",
+    "SCOPE_END_CHANGE",
     "SEEN_ON",
     "STABILITY",
     "TECHNIQUE_OBSCURING",
@@ -248,7 +249,7 @@ NO_CHANGE = re.compile(
     r"\b(?:no|without)\s+(?:(?:significant|substantial|appreciable|definite|interval|relevant"
     r"|major|gross|radiographic|further|apparent|acute|new|other|obvious|cardiopulmonary|evolutionary|notable"
     r"|intrathoracic|pulmonary)\s+){0,3}(?:changes?|dynamics|variations?|evolution)\b"
-    r"|\bnot\s+(?:significantly\s+|substantially\s+)?changed\b"
+    r"|\bnot\s+(?:significantly\s+|substantially\s+)?changed(?:\s+(?:significantly|substantially))?\b"
 )
 # Where NO_CHANGE can match at all (it is blanked before negations are read).
 NO_CHANGE_WORD = re.compile(r"chang|dynamics|variation|evolution")
@@ -359,6 +360,8 @@ VISIBILITY = re.compile(
     # Reported elsewhere: "was not mentioned on the preliminary read".
     r"|\s+(?:(?:previously|initially|specifically)\s+)?(?:mentioned|described|reported"
     r"|commented\s+(?:up)?on)\b"
+    # the verb hidden by de-identification: "a 1.5 cm nodule ..., not XXXX on prior exam"
+    r"|\s+(?:on|in)\s+(?:the\s+)?(?:prior|previous|earlier)\s+(?:exam|study|film|radiograph)s?\b"
 )
 # A negation's scope ends where a positive statement starts after a comma or "and".
 SCOPE_END = re.compile(
@@ -377,6 +380,12 @@ SCOPE_END = re.compile(
     r"|small|tiny|trace|minimal|minor|stable|persistent|unchanged|increased|increasing|decreased"
     r"|decreasing|improved|improving|worsening|worsened|chronic|old|healed|which|who|\d)\b)"
 )
+# After a change word a list of devices that ends the sentence is all gone: "Interval removal
+# of the mediastinal drains and left pleural tube." ("and left ..." ends other scopes).
+_AND_LEAD = r"|\b(?:and)\s+(?="
+SCOPE_END_CHANGE = re.compile(SCOPE_END.pattern.replace(
+    _AND_LEAD, r"|\b(?:and)\s+(?!(?:the\s+|a\s+)?(?:left\s+|right\s+)?(?:[\w-]+\s+){0,2}?(?:tubes?"
+    r"|drains?|catheters?|lines?|wires?|sheaths?)\W*$)(?=", 1))
 # Leading and trailing words a grounded span does without.
 CONNECTIVE = re.compile(
     r"(?:[\s,;:.\-]|\b(?:and|or|but|however|although|though|whereas|while|with"

@@ -78,7 +78,7 @@ RECOMMENDATION = re.compile(
     r"(?![^.;]*\b(?:showed|shows|demonstrated|revealed|confirmed)\b)"
     r"|further\s+action|intervention\s+(?:is\s+)?required"
     r"|(?:ct|cta|mri|pet|ultrasound|cxr|radiograph|imaging|follow-up|repeat|review|bronchoscopy"
-    r"|consultation|referral|biopsy)\s+(?:\w+\s+){0,3}?"
+    r"|consultation|referral|biopsy|scan)\s+(?:\w+\s+){0,3}?"
     r"(?:is\s+|are\s+)?(?:suggested|arranged|booked|planned)"
     r"|(?:examination|evaluation|assessment)\s+(?:is\s+)?suggested|for\s+(?:\w+\s+)?correlation)"
 )
@@ -179,8 +179,13 @@ HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s
                           # fractures", "CT would be more sensitive for small metastases."
                           r"|\b(?:insensitive|(?:more|less|not|very|highly|quite)\s+sensitive)\s+(?:for|to|in)\b"
                           # what the method shows poorly: "... are not well evaluated on chest radiography"
-                          r"|\bnot\s+well\s+(?:evaluated|assessed|seen|visuali[sz]ed|demonstrated)\s+(?:on|by)"
-                          r"\s+(?:chest\s+)?(?:radiography|radiographs|x-?rays?|plain\s+films?)\b"
+                          r"|\bnot\s+(?:well\s+|always\s+|reliably\s+)?(?:evaluated|assessed|seen|visible"
+                          r"|visuali[sz]ed|demonstrated|detected)\s+(?:on|by)\s+(?:chest\s+)?(?:radiography"
+                          r"|radiographs|x-?rays?|plain\s+(?:films?|radiographs?))\b"
+                          # what this film leaves out: "The jejunostomy tube is not included on this
+                          # radiograph."
+                          r"|\bnot\s+(?:included|imaged|captured)\s+(?:on|in)\s+(?:this|the)\s+(?:radiograph"
+                          r"|film|study|image|exam)\b"
                           # what cannot be judged and why: "Heart size cannot be assessed due to
                           # obscured left heart border." (the cause is described elsewhere)
                           r"|\b(?:cannot|can\s?not|could\s+not|difficult\s+to|unable\s+to)\s+(?:be\s+)?"
