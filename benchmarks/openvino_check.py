@@ -29,24 +29,18 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+# Run as a script in a venv without lesionloc: the repository's benchmarks/cpu.py (standard
+# library only) names the CPU and its int8 flags, as for every other benchmark record.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.cpu import cpu_kind
+
 ROUNDS = 7
-INT8_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
-
-
-def cpu_flags() -> list[str]:
-    """Which of the instruction sets the int8 and bf16 kernels depend on this CPU has (the same
-    list as benchmarks/cpu.py, repeated here: this script runs without the repository's
-    packages)."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            have = set(line.split(":", 1)[1].split())
-            return [f for f in INT8_FLAGS if f in have]
-    return []
 
 
 class OpenVinoSession:
@@ -133,19 +127,21 @@ def measure(graph: Path, kind: str, size: int, threads: int, runtime: str = "ep"
                 "failed": (said or str(error).strip().splitlines())[-1].lstrip("- ")[:300]}
     feed = feeds(opened["cpu"], kind, size, rng)
     outs = {name: s.run(None, feed) for name, s in opened.items()}  # warm-up and parity
+
+    def timed(session: object) -> float:
+        start = time.perf_counter()
+        session.run(None, feed)
+        return (time.perf_counter() - start) * 1e3
+
     times: dict[str, list[float]] = {name: [] for name in opened}
     if order == "blocks":  # each engine's rounds together, after its own warm-up run
         for name, session in opened.items():
-            session.run(None, feed)
-            for _ in range(ROUNDS):
-                start = time.perf_counter()
-                session.run(None, feed)
-                times[name].append((time.perf_counter() - start) * 1e3)
-    for _ in range(ROUNDS if order == "alternate" else 0):
-        for name, session in opened.items():
-            start = time.perf_counter()
-            session.run(None, feed)
-            times[name].append((time.perf_counter() - start) * 1e3)
+            timed(session)
+            times[name] = [timed(session) for _ in range(ROUNDS)]
+    else:  # by turns, as a study's two encoders run
+        for _ in range(ROUNDS):
+            for name, session in opened.items():
+                times[name].append(timed(session))
     ratios = [c / o for c, o in zip(times["cpu"], times["openvino"], strict=True)]
     parity = {out.name: {"mean": float(cosine(a, b).mean()), "min": float(cosine(a, b).min())}
               for out, a, b in zip(opened["cpu"].get_outputs(), outs["cpu"], outs["openvino"],
@@ -173,21 +169,20 @@ def main() -> None:
     import onnxruntime as ort
 
     card = json.loads((args.bundle / "lesionloc.json").read_text())
+    kind = cpu_kind()
     size = card["preprocessing"]["image_size"]
     record = {"bundle": str(args.bundle), "quantization": card.get("quantization"),
               "onnxruntime": ort.__version__, "machine": platform.processor() or platform.machine(),
-              "cpu_model": next((line.split(":", 1)[1].strip() for line in
-                                 Path("/proc/cpuinfo").read_text().splitlines()
-                                 if line.startswith("model name")), "?"),
-              "int8_flags": cpu_flags(), "runtime": args.runtime, "order": args.order,
+              "cpu_model": kind["model"], "int8_flags": kind["int8_flags"],
+              "runtime": args.runtime, "order": args.order,
               "threads": args.threads, "load_average_1min": os.getloadavg()[0], "encoders": {}}
     if args.runtime == "openvino":
         import openvino
 
-        other = json.loads(((args.openvino_bundle or args.bundle) / "lesionloc.json").read_text())
+        other_card = json.loads(((args.openvino_bundle or args.bundle) / "lesionloc.json").read_text())
         record.update(openvino=openvino.__version__, precision=args.precision,
                       openvino_bundle=str(args.openvino_bundle or args.bundle),
-                      openvino_quantization=other.get("quantization"))
+                      openvino_quantization=other_card.get("quantization"))
     for kind, name in (("image", "image_encoder.onnx"), ("text", "text_encoder.onnx")):
         other = (args.openvino_bundle or args.bundle) / name
         record["encoders"][kind] = measure(args.bundle / name, kind, size, args.threads,
