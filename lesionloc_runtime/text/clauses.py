@@ -200,9 +200,6 @@ def negated_kind(subject: str, negated: str, cue: str) -> SentenceKind:
 
 
 _ASKED = re.compile(r"\A\W*\?\s*[a-z]")
-_SYMPTOMS = frozenset("pain cough coughing fever fevers febrile sob dyspnea dyspnoea hemoptysis haemoptysis "
-                      "wheeze wheezing chills hypoxia hypoxic desaturation tachypnea tachypnoea fall "
-                      "malaise nausea vomiting sepsis septic fatigue palpitations syncope choking".split())
 
 
 def asked(seg: str) -> bool:
@@ -211,7 +208,7 @@ def asked(seg: str) -> bool:
     A query alone ("?Consolidation right base.") is the reader's hedged finding."""
     if not _ASKED.match(seg):
         return False
-    return any(w in _SYMPTOMS for piece in seg.split(",")[1:] for w in content_words(piece))
+    return any(w in lx.SYMPTOMS for piece in seg.split(",")[1:] for w in content_words(piece))
 
 
 def alternatives_first(core: str) -> bool:

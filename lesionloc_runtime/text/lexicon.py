@@ -38,6 +38,7 @@ from lesionloc_runtime.text.vocabulary import (  # the word classes, re-exported
     KNOWN,
     LOCATION,
     OPEN_END,
+    SYMPTOMS,
 )
 
 __all__ = [
@@ -93,6 +94,7 @@ __all__ = [
     "SCOPE_END_CHANGE",
     "SEEN_ON",
     "STABILITY",
+    "SYMPTOMS",
     "TECHNIQUE_OBSCURING",
     "TRIGGERS",
     "VERSUS",
@@ -123,6 +125,11 @@ MAYBE_PLACEHOLDER = re.compile(r"__|XX|\[|<|\{\{|\*\*")
 WORD = re.compile(r"\b[a-z][a-z'-]*")
 
 
+# Low lung volumes limit a study and are a finding: "Study is limited by low lung volumes."
+LOW_VOLUMES = re.compile(r"\b(?:low|decreased|reduced|diminished)\s+lung\s+volumes?\b"
+                         r"|\blung\s+volumes?\s+(?:have\s+|has\s+)?(?:decreased|diminished)\b")
+# An ILO profusion grade of 1/0 or more: small opacities are there ("Classification: ILO 1/0").
+_ILO_GRADE = r"\bilo\b[^.;]{0,30}?\b[123]\s*/\s*[0-3]\b"
 # Finding, device and post-surgical words: a "normal" statement that names one is a finding
 # ("The ET tube is in normal position."), and a hedge after one does not make it uncertain.
 FINDING_TERM = re.compile(
@@ -134,10 +141,8 @@ FINDING_TERM = re.compile(
     r"|leads?\b|valve|prosthe|hardware|sternotomy|thoracotomy|lobectomy|pneumonectomy"
     r"|mastectomy|cabg|tav[ri]\b|[am]vr\b|staple|coil|filter|icd\b|aicd|defibrillator|generator|electrode|air\s?space|(?<!nipple\s)marker"
     r"|bronchiectasis|(?<!chest\s)(?<!thoracic\s)(?<!pleural\s)cavit|infect|aspiration|cyst|bulla|bleb|prominen|fullness|engorge"
-    r"|volume\s+loss|(?:low|decreased|reduced|diminished)\s+lung\s+volume|pneumomediastinum"
-    r"|lung\s+volumes?\s+(?:have\s+|has\s+)?(?:decreased|diminished)|pneumoperitoneum|free\s+air|intubat"
-    # an ILO profusion grade of 1/0 or more: small opacities are there
-    r"|\bilo\b[^.;]{0,30}?\b[123]\s*/\s*[0-3]\b"
+    r"|volume\s+loss|pneumomediastinum|pneumoperitoneum|free\s+air|intubat"
+    r"|" + LOW_VOLUMES.pattern + r"|" + _ILO_GRADE +
     r"|shadowing|(?<!cardiac\s)(?<!heart\s)(?<!mediastinal\s)(?<!thymic\s)(?<!tissue\s)shadows?\b|haz[ey]|reticul"
     r"|interstitial|kerley|septal|cuffing|adenopathy|osteopen|kyphos"
     r"|scolios|spondyl|osteophyt|lymphadenopath|lucen|metasta|tumou?r|malignan|carcinoma|plaque|crowding|asbesto"
@@ -179,7 +184,7 @@ FINDING_LEAD = re.compile(
     r"\A\W*(?:[\w-]+\s+){0,2}?(?:free\s+(?:[\w-]+\s+){0,2}?(?:air|gas)|pneumo(?:thorax|peritoneum|mediastinum"
     r"|pericardium)|mass(?:es)?|nodules?|consolidation|effusions?|fractures?|opacit(?:y|ies)"
     r"|collapse|atelectasis|cardiomegaly|o?edema|widening)\b"
-    r"|\A[^.;]{0,30}?\bilo\b[^.;]{0,30}?\b[123]\s*/\s*[0-3]\b"  # "Classification: ILO 1/0 s/t."
+    r"|\A[^.;]{0,30}?" + _ILO_GRADE
 )
 
 # Statements of normality. "clear" only as a predicate ("lungs are clear", "Lungs: clear").
@@ -232,10 +237,6 @@ NORMAL_ATTRIBUTE = re.compile(
 )
 # "Lungs: clear", and "clear" left alone once "otherwise" or "essentially" is set aside.
 CLEAR_LABEL = re.compile(r":\s*clear\b|^\s*clear\b")
-
-# Low lung volumes limit a study and are a finding: "Study is limited by low lung volumes."
-LOW_VOLUMES = re.compile(r"\b(?:low|decreased|reduced|diminished)\s+lung\s+volumes?\b"
-                         r"|\blung\s+volumes?\s+(?:have\s+|has\s+)?(?:decreased|diminished)\b")
 
 # Sizes at the edge of normal are findings: "Heart size is top normal."
 BORDERLINE = re.compile(

@@ -17,6 +17,7 @@ __all__ = [
     "KNOWN",
     "LOCATION",
     "OPEN_END",
+    "SYMPTOMS",
     "words",
 ]
 
@@ -96,7 +97,14 @@ OPEN_END = words(
 # these speaks about the examination, not the image ("Prelim read by the resident.",
 # "Thank you for the referral.", "Adequate inspiratory effort."). Exam words alone do not
 # decide that ("Dextrocardia on the frontal view." names an unlisted finding).
-ADMIN = words(
+# The patient's symptoms, as a request names them ("?Inhaled foreign body, coughing after
+# eating peanuts."): administrative words too.
+SYMPTOMS = words(
+    "pain cough coughing fever fevers febrile sob dyspnea dyspnoea hemoptysis haemoptysis wheeze "
+    "wheezing chills hypoxia hypoxic desaturation tachypnea tachypnoea fall malaise nausea vomiting "
+    "sepsis septic fatigue palpitations syncope choking"
+)
+ADMIN = SYMPTOMS | words(
     "dr mr mrs ms doctor doctors physician physicians clinician clinicians provider providers radiologist "
     "radiologists radiology resident residents registrar consultant consultants attending fellow "
     "staff team nurse technologist radiographer surgeon oncologist gp pcp referrer referring "
@@ -111,16 +119,15 @@ ADMIN = words(
     "question questions answered history hx pmh clinical pacs ris voice recognition speech "
     "software errors error excuse disregard paragraph thank thanks please kindly code alert "
     "adequate satisfactory diagnostic technically remotely electronically "
-    "unable declined add man woman male female boy girl gentleman lady y/o yo pain cough coughing "
-    "fever fevers febrile sob dyspnea dyspnoea hemoptysis haemoptysis tenderness sweats wheeze "
-    "wheezing chills hypoxia hypoxic desaturation tachypnea tachypnoea fall mvc mva assault "
+    "unable declined add man woman male female boy girl gentleman lady y/o yo tenderness sweats "
+    "mvc mva assault "
     "smoker symptoms symptom complaint complains presents presenting presented crp wbc sats "
     "number follow shortness breath accession mrn dob reported reporting "
     # the history of a request: how the patient was hurt, what is planned, how they are
     "trauma collision accident rtc rta crash motorcycle pedestrian gunshot gsw "
     "pre-op preop preoperative pre-operative pre-anaesthetic pre-anesthetic admission admitted "
-    "discharge clearance fitness visa immigration employment insurance palpitations syncope "
-    "malaise nausea vomiting sepsis septic fatigue discomfort uncooperative agitated distress "
+    "discharge clearance fitness visa immigration employment insurance "
+    "discomfort uncooperative agitated distress "
     "form completed weight kg surveillance annual certification disabling disability compensation "
     "claim retroviral hiv serology sputum afb genexpert fev1 spirometry quantiferon asymptomatic "
     "transfusion transfused reassess obesity obese osa cpap bipap supervision valid medico-legal "
