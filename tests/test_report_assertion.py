@@ -412,6 +412,11 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("No pneumothorax on the prior exam.", "negated"),
     ("Comment: Appearances have not changed significantly.", "other"),
     ("Bone scan suggested.", "other"),
+    # round 34: what a supine film may not show, nipple shadows as what a sentence names first
+    ("Small pleural effusions may not be visualized on a supine radiograph.", "other"),
+    ("A small pneumothorax may not be identified on a supine film.", "other"),
+    ("Nipple shadows are noted.", "finding"),
+    ("Nipple shadows are XXXX.", "finding"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

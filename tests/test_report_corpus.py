@@ -89,7 +89,8 @@ PARTS = {"development": DATA / "report_corpus.jsonl",
          "held-out 36": DATA / "report_corpus_heldout36.jsonl",
          "held-out 37": DATA / "report_corpus_heldout37.jsonl",
          "held-out 38": DATA / "report_corpus_heldout38.jsonl",
-         "held-out 39": DATA / "report_corpus_heldout39.jsonl"}
+         "held-out 39": DATA / "report_corpus_heldout39.jsonl",
+         "held-out 40": DATA / "report_corpus_heldout40.jsonl"}
 GOALS = {"kind accuracy": (">=", 0.99), "missed findings": ("<=", 0.005),
          "heatmaps for non-findings": ("<=", 0.01)}
 
@@ -180,7 +181,7 @@ def meets(scores: Scores, goals: dict[str, tuple[str, float]]) -> list[str]:
                                   "held-out 23", "held-out 26", "held-out 27", "held-out 29",
                                   "held-out 28", "held-out 30", "held-out 31", "held-out 32",
                                   "held-out 33", "held-out 34", "held-out 35", "held-out 37",
-                                  "held-out 38"])
+                                  "held-out 38", "held-out 39", "held-out 40"])
 def test_corpus_meets_the_goals_of_issue_18(part, capsys):
     scores = score(load(part))
     with capsys.disabled():
@@ -198,8 +199,7 @@ def test_corpus_meets_the_goals_of_issue_18(part, capsys):
 # Held-out 12 grounds nothing it should not but reads four normal statements as negations
 # ("Without evident pleuropulmonary lesions."); held-out 22 keeps forms no rule reads (ILO
 # profusion lines, a QA form's "original read:"); held-out 36 a normal statement its author
-# reads as a global one ("No active parenchymal lesion."); held-out 39 is the blind judge of
-# the rules.
+# reads as a global one ("No active parenchymal lesion.").
 # Each retraining of the second opinion moves a sentence or two of the tuned parts (held-out
 # 20's Spanish "Sin alteraciones pleuroparenquimatosas agudas." lost its veto in the thirtieth).
 LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
@@ -210,7 +210,7 @@ LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
           "held-out 20": (0.98, 6 / 215), "held-out 21": (0.985, 3 / 191),
           "held-out 22": (0.955, 7 / 220), "held-out 24": (0.99, 0.0),
           "held-out 25": (0.99, 0.0),
-          "held-out 36": (0.985, 1 / 162), "held-out 39": (0.985, 1 / 150)}
+          "held-out 36": (0.985, 1 / 162)}
 # Findings missed, held at their level where a part misses the goal: held-out 8 labels a
 # clinical question as a hedged finding ("R/O pneumonia, LLL.", a request by the
 # convention), and the second opinion takes a device in translated wording ("Lt. chemoport
@@ -221,12 +221,10 @@ LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
 # held-out 18 two ("Consider PCP.", "?PCP": a name no list has); held-out 20 one; held-out 22
 # one (a QA form's "original read: Lines and tubes ..."); held-out 24 a clinical question in
 # an impression ("Question tiny right apical pneumothorax."); held-out 25 a finding word the
-# de-identification replaced ("Stable XXXX of the left apex."); held-out 39, the blind judge of
-# the rules, one the second opinion took where the placeholder hides the verb ("Nipple
-# shadows are XXXX.").
+# de-identification replaced ("Stable XXXX of the left apex.").
 MISSED_LEVELS = {"held-out 8": 3 / 203, "held-out 17": 1 / 155,
                  "held-out 18": 2 / 143, "held-out 20": 1 / 155, "held-out 22": 1 / 151,
-                 "held-out 24": 1 / 160, "held-out 25": 1 / 154, "held-out 39": 1 / 186}
+                 "held-out 24": 1 / 160, "held-out 25": 1 / 154}
 
 
 @pytest.mark.parametrize("part", sorted(LEVELS))
@@ -267,7 +265,8 @@ def test_grounded_spans_and_uncertainty_agree_with_the_labels(part):
              "held-out 32": 0.84, "held-out 33": 0.66,
              "held-out 34": 0.82, "held-out 35": 0.88,
              "held-out 36": 0.78, "held-out 37": 0.81,
-             "held-out 38": 0.88, "held-out 39": 0.66}.get(part, spans)
+             "held-out 38": 0.88, "held-out 39": 0.66,
+             "held-out 40": 0.88}.get(part, spans)
     flags = {"held-out 8": 0.96, "held-out 12": 0.96, "held-out 15": 0.97,
              "held-out 18": 0.95, "held-out 19": 0.95, "held-out 21": 0.96,
              "held-out 22": 0.93, "held-out 23": 0.98, "held-out 24": 0.98,

@@ -183,7 +183,7 @@ DEVICE_LEAD = re.compile(
 FINDING_LEAD = re.compile(
     r"\A\W*(?:[\w-]+\s+){0,2}?(?:free\s+(?:[\w-]+\s+){0,2}?(?:air|gas)|pneumo(?:thorax|peritoneum|mediastinum"
     r"|pericardium)|mass(?:es)?|nodules?|consolidation|effusions?|fractures?|opacit(?:y|ies)"
-    r"|collapse|atelectasis|cardiomegaly|o?edema|widening)\b"
+    r"|collapse|atelectasis|cardiomegaly|o?edema|widening|nipple\s+shadows?)\b"
     r"|\A[^.;]{0,30}?" + _ILO_GRADE
 )
 

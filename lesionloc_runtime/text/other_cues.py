@@ -174,7 +174,8 @@ LIMITATION = re.compile(
 HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s+)?(?:\w+ly\s+)?(?:missed"
                           r"|underestimated|overestimated|exaggerated|occult|inapparent|expected)\b"
                           r"|\b(?:may|might|could|can|would)"
-                          r"\s+not\s+be\s+(?:appreciated|seen|detected|visible|apparent|evident)\b"
+                          r"\s+not\s+be\s+(?:appreciated|seen|detected|visible|apparent|evident|visuali[sz]ed|identified"
+                          r"|demonstrated)\b"
                           # a test's sensitivity: "radiographs are insensitive for nondisplaced
                           # fractures", "CT would be more sensitive for small metastases."
                           r"|\b(?:insensitive|(?:more|less|not|very|highly|quite)\s+sensitive)\s+(?:for|to|in)\b"

@@ -30,7 +30,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                       "assessment evaluate evaluation evaluating assessing field obscured "
                       "missed underestimated overestimated exaggerated expected occult inapparent "
                       "appreciated seen "
-                      "detected visible apparent "
+                      "detected visible apparent visualized visualised identified demonstrated "
                       "underexposed overexposed under over exposed exposure quality "
                       "magnify magnifies magnified "
                       "magnification blurred blurring obscured scapulae scapula scapular scapulas "
