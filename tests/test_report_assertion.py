@@ -417,6 +417,8 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("A small pneumothorax may not be identified on a supine film.", "other"),
     ("Nipple shadows are noted.", "finding"),
     ("Nipple shadows are XXXX.", "finding"),
+    # round 35: the patient's chin over the apices is a limitation
+    ("Patient's chin overlies the apices.", "other"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

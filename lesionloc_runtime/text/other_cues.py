@@ -163,7 +163,7 @@ LIMITATION = re.compile(
     r"\b(?:limit(?:ed|ing|ation|ations)|(?<!normal\s)limits(?!\s+of\s+normal)|suboptimal|degraded|underpenetrated"
     r"|overpenetrated|lordotic|rotat(?:ed|ion)|motion|body\s+habitus|positioning|poorly\s+inspired"
     r"|(?:under|over)-?expos(?:ed|ure)|(?:film|image)\s+quality|magnif(?:y|ies|ied|ication)|blurr(?:ed|ing)"
-    r"|scapula(?:e|s|r)?\b[^,;]*\b(?:overl(?:ie|ies|ying|ap)|project)"
+    r"|(?:scapula(?:e|s|r)?|chin|mandible|jaw)\b[^,;]*\b(?:overl(?:ie|ies|ying|ap)|project|obscur)"
     r"|not\s+(?:(?:fully|entirely|well)\s+)?(?:included|imaged|assessed|evaluated)"
     r"|partially\s+(?:imaged|excluded|included|visualized|obscured)|excluded\s+from|cut\s+off"
     r"|(?:cannot|can\s?not|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:\w+ly\s+)?(?:assess|evaluat)\w*"

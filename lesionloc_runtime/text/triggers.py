@@ -34,6 +34,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                       "underexposed overexposed under over exposed exposure quality "
                       "magnify magnifies magnified "
                       "magnification blurred blurring obscured scapulae scapula scapular scapulas "
+                      "chin mandible jaw "
                       "evident sensitive insensitive cut difficult hard exclude out",
         "hedge_back": "excluded exclude ruled rule possible likely probable suspected questioned "
                       "favored favoured consideration possibility considered present differential",
