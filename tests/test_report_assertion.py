@@ -419,6 +419,14 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("Nipple shadows are XXXX.", "finding"),
     # round 35: the patient's chin over the apices is a limitation
     ("Patient's chin overlies the apices.", "other"),
+    # round 36: a change only wanted leaves the device; what a finding is said not to be
+    ("Dobhoff tube tip projects over the right lower lobe bronchus and should be removed.",
+     "finding"),
+    ("The NG tube has been removed.", "negated"),
+    ("Bilateral apical pleural capping, not suggestive of TB.", "finding"),
+    ("Skin folds project over the left hemithorax, not to be confused with pneumothorax.",
+     "finding"),
+    ("Lungs clear, not suggestive of TB.", "normal"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

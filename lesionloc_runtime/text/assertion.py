@@ -18,6 +18,7 @@ from lesionloc_runtime.text.clauses import (
     alternatives_first,
     asked,
     blank,
+    change_kept,
     content_words,
     contrast,
     cue_word,
@@ -182,9 +183,8 @@ class _Analysis:
         for m in lx.NEGATION.finditer(blanked):
             word = cue_word(m)
             if word in CHANGE:
-                # Partial change: "nearly resolved" (a bounded look back), "resolved partially"
-                if lx.PARTIAL.search(seg, max(0, m.start() - 80), m.start()) or lx.PARTIAL_AFTER.match(
-                        seg, m.end()):
+                # Partial change ("nearly resolved", "resolved partially") or one only wanted
+                if change_kept(seg, m):
                     self.deliberate = True
                     continue
             elif word == "not" and (lx.VISIBILITY.match(seg, m.end()) or contrast(seg, m)):

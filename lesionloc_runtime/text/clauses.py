@@ -16,6 +16,7 @@ __all__ = [
     "alternatives_first",
     "asked",
     "blank",
+    "change_kept",
     "content_words",
     "contrast",
     "cue_word",
@@ -149,8 +150,28 @@ def cue_word(cue: re.Match[str]) -> str:
     return "no-longer" if words[:2] == ["no", "longer"] else words[0]
 
 
+# What a finding is said not to be, after a comma: "Apical pleural capping, not suggestive of
+# TB.", "Skin folds ..., not to be confused with pneumothorax." (the finding stays).
+_NOT_WHAT = re.compile(r"\s+(?:(?:\w+ly\s+)?(?:suggestive|typical|characteristic|diagnostic|indicative"
+                       r"|consistent|compatible)\s+(?:of|with)|in\s+keeping\s+with|to\s+be\s+(?:confused"
+                       r"|mistaken)\s+(?:with|for))\b")
+# A change only wanted: "Dobhoff tube tip projects over the bronchus and should be removed."
+_WANTED = re.compile(r"\b(?:should|must|will|would|can|could|may|might|to)\s+(?:now\s+)?be\s+\Z")
+
+
+def change_kept(seg: str, cue: re.Match[str]) -> bool:
+    """Whether a change cue leaves its finding there: a partial change ("nearly resolved", a
+    bounded look back; "resolved partially") or one only wanted ("should be removed")."""
+    a = cue.start()
+    return bool(lx.PARTIAL.search(seg, max(0, a - 80), a) or lx.PARTIAL_AFTER.match(seg, cue.end())
+                or _WANTED.search(seg, max(0, a - 30), a))
+
+
 def contrast(seg: str, cue: re.Match[str]) -> bool:
-    """", not the right" closing a clause: a place corrected, not a finding negated."""
+    """", not the right" closing a clause: a place corrected, not a finding negated; ", not
+    suggestive of TB": what the finding is not."""
+    if seg[: cue.start()].rstrip().endswith(",") and _NOT_WHAT.match(seg, cue.end()):
+        return True
     rest = seg[cue.end():]
     if len(rest) > 40 or not seg[max(0, cue.start() - 4) : cue.start()].rstrip().endswith(","):
         return False
