@@ -185,6 +185,8 @@ def test_assertion(behaviour, text, kind, span):
     ("Active tuberculosis should be considered.", True),  # a diagnosis offered, named first
     ("Sarcoidosis is the main differential.", True),
     ("Appearances would be in keeping with pulmonary fibrosis.", False),  # as its author reads it
+    ("Deep sulcus sign on the left, concerning for pneumothorax.", False),  # the sign is there
+    ("Lobulated right hilum, likely vascular.", False),
 ])
 def test_uncertain_is_a_finding_whose_grounded_part_is_only_hedged(text, uncertain):
     said = assess(text)
@@ -427,6 +429,11 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("Skin folds project over the left hemithorax, not to be confused with pneumothorax.",
      "finding"),
     ("Lungs clear, not suggestive of TB.", "normal"),
+    # round 37: the exam's purpose, "would help to" as advice, history with a symptom
+    ("CXR to confirm NG tube position prior to feeding.", "other"),
+    ("Appearances may represent pulmonary fibrosis; HRCT would help to characterise.", "finding"),
+    ("Known metastatic breast cancer, increasing breathlessness.", "other"),
+    ("Known left effusion.", "finding"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

@@ -220,12 +220,13 @@ def negated_kind(subject: str, negated: str, cue: str) -> SentenceKind:
     return "negated"
 
 
-_ASKED = re.compile(r"\A\W*\?\s*[a-z]")
+_ASKED = re.compile(r"\A\W*(?:\?\s*[a-z]|known\b)")
 
 
 def asked(seg: str) -> bool:
-    """Whether a clause is the referrer's question: a query mark first and the patient's
-    symptoms or history after a comma ("?Inhaled foreign body, coughing after eating peanuts.").
+    """Whether a clause is the referrer's question or history: a query mark or "known" first
+    and the patient's symptoms or history after a comma ("?Inhaled foreign body, coughing after
+    eating peanuts.", "Known metastatic breast cancer, increasing breathlessness.").
     A query alone ("?Consolidation right base.") is the reader's hedged finding."""
     if not _ASKED.match(seg):
         return False

@@ -65,7 +65,7 @@ RECOMMENDATION = re.compile(
     r"|characteri[sz]ation|imaging|workup|work-up)|correlat(?:e|ed|ion)\s+(?:clinically|with"
     r"|for|is|advised|recommended)|clinical(?:ly)?\s+correlat\w*|correlate\b|please|kindly"
     r"|(?:could|can|may|might|should)\s+be\s+(?:obtained|performed|considered|helpful)"
-    r"|(?:may|might|would|could)\s+be\s+(?:helpful|useful|of\s+value)"
+    r"|(?:may|might|would|could)\s+be\s+(?:helpful|useful|of\s+value)|(?:may|might|would|could|will)\s+help\s+to\b"
     r"|if\s+clinically\s+(?:indicated|warranted)|as\s+clinically\s+indicated"
     r"|(?:suggest|consider)\s+(?:a\s+|an\s+)?(?:repeat|follow|further|dedicated|ct|cta|mri|pet"
     r"|chest|cxr|radiograph|imaging|short|clinical|correlation|comparison|ultrasound|us|serial"
@@ -128,6 +128,9 @@ PURPOSE = re.compile(
     r"|\bfor\s+(?:\w+\s+)?screening\b"
     r"|\b\d{1,3}\s*(?:(?:y/?o?|yrs?|years?)\s*)?/\s*[mf]\b"  # age and sex: "72/F", "54 y/o / M", "22 yrs / M"
     r"|\b\d{1,3}\s*(?:y/o|yo|yrs?)\s*,?\s*(?:[mf]|male|female|man|woman|boy|girl)\b"
+    # the exam's purpose: "CXR to confirm NG tube position prior to feeding."
+    r"|\A\W*(?:[\w-]+\s+){0,2}?(?:cxr|x-?ray|radiograph|film)\s+(?:is\s+)?(?:requested\s+)?(?:to|for)\s+"
+    r"(?:check|assess|evaluate|confirm|exclude|rule\s+out|document|verify)\b"
 )
 # A diagnosis of what the image shows: administrative words in it ("Findings likely represent
 # transient tachypnoea of the newborn.") are part of the diagnosis, not a history line.

@@ -22,7 +22,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                           "recommendations advise advised advises advising advisable advisory "
                           "advice follow followup followups further correlate correlated "
                           "correlation clinical clinically please kindly obtained performed "
-                          "considered helpful useful value suggest consider repeat suggested "
+                          "considered helpful help useful value suggest consider repeat suggested "
                           "arranged booked planned action intervention",
         "limitation": "limited limiting limitation limitations limits suboptimal degraded "
                       "underpenetrated overpenetrated lordotic rotated rotation motion habitus "
@@ -68,7 +68,8 @@ TRIGGERS: dict[str, frozenset[str]] = {
                    "disqualifying disqualify disqualified disqualification diagnostic final "
                    "diagnosis management record recognition errors error",
         "request": "requested ordered performed obtained done taken rule r eval evaluate assess "
-                   "hx history f m yo yr yrs male female man woman boy girl screening",
+                   "hx history f m yo yr yrs male female man woman boy girl screening check confirm "
+                   "verify document",
     }.items()
 }
 _TOKEN = re.compile(r"[a-z]+")

@@ -102,7 +102,7 @@ OPEN_END = words(
 SYMPTOMS = words(
     "pain cough coughing fever fevers febrile sob dyspnea dyspnoea hemoptysis haemoptysis wheeze "
     "wheezing chills hypoxia hypoxic desaturation tachypnea tachypnoea fall malaise nausea vomiting "
-    "sepsis septic fatigue palpitations syncope choking"
+    "sepsis septic fatigue palpitations syncope choking breathless breathlessness"
 )
 ADMIN = SYMPTOMS | words(
     "dr mr mrs ms doctor doctors physician physicians clinician clinicians provider providers radiologist "
