@@ -187,6 +187,10 @@ def test_assertion(behaviour, text, kind, span):
     ("Appearances would be in keeping with pulmonary fibrosis.", False),  # as its author reads it
     ("Deep sulcus sign on the left, concerning for pneumothorax.", False),  # the sign is there
     ("Lobulated right hilum, likely vascular.", False),
+    ("Miliary TB must be considered.", True),
+    ("Cavity or cavities: present, left upper lobe, thick-walled.", False),  # one thing, two numbers
+    ("Early asbestosis cannot be excluded; HRCT would be more sensitive.", True),
+    ("Appearances suggest old healed primary complex.", True),
 ])
 def test_uncertain_is_a_finding_whose_grounded_part_is_only_hedged(text, uncertain):
     said = assess(text)
@@ -434,6 +438,31 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("Appearances may represent pulmonary fibrosis; HRCT would help to characterise.", "finding"),
     ("Known metastatic breast cancer, increasing breathlessness.", "other"),
     ("Known left effusion.", "finding"),
+    # round 38: screening forms and their fields, what a finding is not like, a malpositioned
+    # line, history words
+    ("1A. Any parenchymal abnormalities consistent with pneumoconiosis? NO.", "negated"),
+    ("2C. Large opacities: 0.", "negated"),
+    ("Discrete nodule(s) without calcification: absent.", "negated"),
+    ("Comparison: none.", "other"),
+    ("Not seen: pneumothorax.", "negated"),
+    ("Other findings not related to TB: mild thoracic scoliosis.", "finding"),
+    ("Evidence of previous TB: Yes.", "finding"),
+    ("Solitary 8 mm nodule in the left upper zone, not calcified; further evaluation advised.",
+     "finding"),
+    ("Heart, not enlarged.", "normal"),
+    ("PICC inserted via the right arm terminates in the right axillary vein, not centrally "
+     "positioned.", "finding"),
+    ("Completely negative.", "normal"),
+    ("Applicant is pregnant; CXR performed with abdominal shielding.", "other"),
+    ("Certificate: not issued pending sputum results.", "other"),
+    ("Worker is a 52-year-old coal miner with 25 years underground.", "other"),
+    ("Overexposed film; small opacities may be under-called.", "other"),
+    ("Activity cannot be determined radiographically; correlation with sputum results is advised.",
+     "other"),
+    ("Surveillance for inactive TB recommended.", "other"),
+    ("Urgent discussion with the paediatric infectious diseases team recommended.", "other"),
+    ("2. Surfactant deficiency.", "finding"),
+    ("Consider TB in view of the history.", "finding"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

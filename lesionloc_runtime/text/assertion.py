@@ -22,6 +22,7 @@ from lesionloc_runtime.text.clauses import (
     content_words,
     contrast,
     cue_word,
+    form_kind,
     negated_kind,
     prepare,
     seen_kind,
@@ -83,8 +84,8 @@ class _Analysis:
         return group in self.hints
 
     def parts(self) -> list[_Part]:
-        if lx.OTHER_LABEL.match(self.low):
-            return [_Part("other", False, 0, len(self.low))]
+        if (kind := form_kind(self.low)) is not None:  # "Hx: ...", "Large opacities: 0."
+            return [_Part(kind, False, 0, len(self.low))]
         pos, out, joined = 0, [], False
         for m in lx.CLAUSE_BREAK.finditer(self.low):
             self.append(out, self.clause(pos, m.start()), joined)
@@ -165,8 +166,7 @@ class _Analysis:
         self.deliberate |= bool(named and lx.LOW_VOLUMES.search(seg))  # a limit and a finding
         return 0 if limited and not named else None
 
-    @staticmethod
-    def recommendation(seg: str) -> re.Match[str] | None:
+    def recommendation(self, seg: str) -> re.Match[str] | None:
         """The first recommendation cue that recommends ("Consider TB." offers a diagnosis)."""
         for m in lx.RECOMMENDATION.finditer(seg):
             if not (oc.OFFERED.fullmatch(m.group()) and lx.FINDING_TERM.search(seg, m.end())

@@ -20,6 +20,7 @@ __all__ = [
     "content_words",
     "contrast",
     "cue_word",
+    "form_kind",
     "negated_kind",
     "prepare",
     "seen_kind",
@@ -35,7 +36,7 @@ _HEAD = frozenset("process processes abnormality abnormalities disease diseases 
 # Words of stability before a negation say nothing of what the organ is: "Silhouette
 # unchanged, not widened." is about the silhouette; nor does "otherwise" ("Otherwise no acute
 # cardiopulmonary disease.").
-_STABLE = frozenset("stable unchanged unaltered similar otherwise".split())
+_STABLE = frozenset("stable unchanged unaltered similar otherwise completely entirely totally".split())
 # What an organ is said not to be, as a normal statement: "Heart not enlarged.", "Mediastinum
 # without widening.", "Mediastinum not shifted." (the subject is anatomy, not a finding).
 _DEVIATION = frozenset("enlarged enlarge enlargement widened widen widening shifted shift "
@@ -154,7 +155,9 @@ def cue_word(cue: re.Match[str]) -> str:
 # TB.", "Skin folds ..., not to be confused with pneumothorax." (the finding stays).
 _NOT_WHAT = re.compile(r"\s+(?:(?:\w+ly\s+)?(?:suggestive|typical|characteristic|diagnostic|indicative"
                        r"|consistent|compatible)\s+(?:of|with)|in\s+keeping\s+with|to\s+be\s+(?:confused"
-                       r"|mistaken)\s+(?:with|for))\b")
+                       r"|mistaken)\s+(?:with|for))\b"
+                       # or what it is not like: "8 mm nodule, not calcified", "Fracture, not displaced."
+                       r"|\s+(?:\w+ly\s+)?(?:calcified|displaced|cavitat(?:ed|ing)|loculated|spiculated)\b")
 # A change only wanted: "Dobhoff tube tip projects over the bronchus and should be removed."
 _WANTED = re.compile(r"\b(?:should|must|will|would|can|could|may|might|to)\s+(?:now\s+)?be\s+\Z")
 
@@ -169,8 +172,12 @@ def change_kept(seg: str, cue: re.Match[str]) -> bool:
 
 def contrast(seg: str, cue: re.Match[str]) -> bool:
     """", not the right" closing a clause: a place corrected, not a finding negated; ", not
-    suggestive of TB": what the finding is not."""
+    suggestive of TB": what the finding is not; a negation inside a form's label ("Other
+    findings not related to TB: mild thoracic scoliosis.")."""
     if seg[: cue.start()].rstrip().endswith(",") and _NOT_WHAT.match(seg, cue.end()):
+        return True
+    colon = seg.find(":", cue.end())
+    if colon >= 0 and content_words(seg[: cue.start()]) and lx.FINDING_TERM.search(seg, colon):
         return True
     rest = seg[cue.end():]
     if len(rest) > 40 or not seg[max(0, cue.start() - 4) : cue.start()].rstrip().endswith(","):
@@ -246,7 +253,9 @@ def alternatives_first(core: str) -> bool:
             core, first.end(), m.start()):
         return False
     stop = _OR_BREAK.search(core, m.end())
-    return lx.FINDING_TERM.search(core, m.end(), stop.start() if stop else len(core)) is not None
+    second = lx.FINDING_TERM.search(core, m.end(), stop.start() if stop else len(core))
+    # one thing in its number: "Cavity or cavities: present" is no differential
+    return second is not None and second.group() != first.group()
 
 
 def seen_kind(seg: str, words: list[str], deliberate: bool) -> SentenceKind | None:
@@ -259,3 +268,18 @@ def seen_kind(seg: str, words: list[str], deliberate: bool) -> SentenceKind | No
             w in lx.EXAM or w in lx.ANATOMY or w in _SEEN for w in words))):
         return None
     return "finding" if deliberate and seg.split()[0] in _PRONOUN else "other"
+
+
+# A form's field answered no: "Large opacities: 0.", "Any parenchymal abnormalities consistent
+# with pneumoconiosis? NO.", "Discrete nodule(s) without calcification: absent."
+_FORM_NO = re.compile(r"\A\W*(?:\d+[a-z]?[.)]\s+)?(?P<label>[^:?;]{2,80}?)\s*[:?]\s*(?:no|none|nil|absent"
+                      r"|negative|0)\W*\Z")
+
+
+def form_kind(low: str) -> SentenceKind | None:
+    """The kind of a whole sentence that its form decides: a label that makes it other ("Hx:
+    ..."), or a field answered no, read as "no <label>" would be; None for any other."""
+    if lx.OTHER_LABEL.match(low):
+        return "other"
+    m = _FORM_NO.match(low)
+    return negated_kind(m.group("label"), "", "no") if m else None

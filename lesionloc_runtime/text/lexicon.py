@@ -154,6 +154,7 @@ FINDING_TERM = re.compile(
     r"|[no]g\s+tube|iabp\b|ecmo\b|impella|cannula|tips?\b|tracheostom|sutures?\b|mesh\b|pads?\b"
     r"|ecg\b|ekg\b|cath\b|shunt|stimulator|expander|implant|[lu]rti\b|unfold|band\b|chemoport|port-?a-?cath|mediport"
     r"|obliterat|meniscus|capping|apical\s+caps?\b|uvc\b|uac\b|lobulat|deep\s+sulcus|sulcus\s+sign"
+    r"|primary\s+complex|ghon\b|surfactant|hyaline\s+membrane|non-?accidental"
     r"|(?:ctr|cardio-?thoracic\s+ratio)\s+(?:is\s+|of\s+|=\s*|:\s*)?(?:about\s+|approximately\s+)?0?\.(?:5[1-9]|[6-9])"
     # Words made with a suffix of disease or surgery: hamartoma, bronchitis, stenosis,
     # atrophy, thoracoplasty (not diagnosis, prognosis).
@@ -181,9 +182,13 @@ DEVICE_LEAD = re.compile(
 # The same for a sentence that starts with a specific finding ("Free air is seen under the
 # diaphragm.", which the second opinion scored as other): a word model must not take it away.
 FINDING_LEAD = re.compile(
-    r"\A\W*(?:[\w-]+\s+){0,2}?(?:free\s+(?:[\w-]+\s+){0,2}?(?:air|gas)|pneumo(?:thorax|peritoneum|mediastinum"
+    r"\A\W*(?:\d+[a-z]?[.)]\s+)?(?:[\w-]+\s+){0,2}?(?:free\s+(?:[\w-]+\s+){0,2}?(?:air|gas)|pneumo(?:thorax|peritoneum|mediastinum"
     r"|pericardium)|mass(?:es)?|nodules?|consolidation|effusions?|fractures?|opacit(?:y|ies)"
-    r"|collapse|atelectasis|cardiomegaly|o?edema|widening|nipple\s+shadows?)\b"
+    r"|collapse|atelectasis|cardiomegaly|o?edema|widening|nipple\s+shadows?|surfactant\s+deficiency)\b"
+    # a diagnosis offered ("Consider TB in view of the history.") or a form's field answered
+    # yes ("Evidence of previous TB: Yes.")
+    r"|\A\W*(?:would\s+)?consider\s+(?:[\w-]+\s+){0,2}?(?:tb|tuberculosis|pcp|pneumonia|malignancy)\b"
+    r"|\A[^:;]{3,60}:\s*(?:yes|present)\b"
     r"|\A[^.;]{0,30}?" + _ILO_GRADE
 )
 
@@ -281,7 +286,7 @@ HEDGE_BACK = re.compile(
     r"|(?:the\s+)?(?:main\s+|leading\s+|primary\s+)?differential(?:\s+diagnosis)?"
     r"|considered)\b(?=\s*(?:$|[.,;:)]|in\b|given\b|clinically\b|if\b|as\b|on\b))"
     r"|\b(?:may|might|could)\s+(?:also\s+)?be\s+present\b"
-    r"|\b(?:is|are)\s+(?:likely|probably|possibly)\s+present\b|\bshould\s+be\s+considered\W*\Z"
+    r"|\b(?:is|are)\s+(?:likely|probably|possibly)\s+present\b|\b(?:should|must|needs?\s+to)\s+be\s+considered\W*\Z"
 )
 # Forward: what follows it is hedged ("Possible small effusion", "may represent edema").
 HEDGE = re.compile(
@@ -305,6 +310,7 @@ _NOT_NEG = (
     r"|definitely|confidently)\s+)*(?:resolved|cleared|removed|changed|excluded|ruled|exclude"
     # a device "not in a satisfactory position" is malpositioned, a finding; "do not feed" advice
     r"|feed|use|in\s+(?:a\s+|an\s+|the\s+)?(?:satisfactory|appropriate|good|correct|adequate|acceptable|optimal)\s+position"
+    r"|(?:centrally|optimally|correctly|satisfactorily|adequately|appropriately|well)\s+(?:positioned|placed|sited)"
     r"|rule|only|included|imaged|assessed|evaluated|assessable|evaluable|follow|respect|conform|cross|counted))"
 )
 NEGATION = re.compile(

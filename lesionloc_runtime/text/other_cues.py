@@ -83,7 +83,8 @@ RECOMMENDATION = re.compile(
     r"|(?:examination|evaluation|assessment)\s+(?:is\s+)?suggested|for\s+(?:\w+\s+)?correlation)"
 )
 REQUEST = re.compile(
-    r"\A\W*(?:(?:the\s+)?(?:patient|pt)\s+is\s+an?\s+)?(?:\d+\s*)?-?\s*(?:year|yr)s?[- ]old\b"
+    r"\A\W*(?:(?:the\s+)?(?:patient|pt|worker|applicant|employee|child|infant)\s+is\s+an?\s+)?"
+    r"(?:\d+\s*)?-?\s*(?:year|yr)s?[- ]old\b"
     r"|\A\W*\d+\s*y/?o\b"
     r"|\A\W*(?:evaluate|eval|assess|rule\s+out|r/o|query\s+for|reason\s+for|history\s+of"
     r"|hx\s+of|clinical\s+(?:details|notes|information|info|data|history|hx|indication|question|query)"
@@ -169,19 +170,20 @@ LIMITATION = re.compile(
     r"|(?:scapula(?:e|s|r)?|chin|mandible|jaw)\b[^,;]*\b(?:overl(?:ie|ies|ying|ap)|project|obscur)"
     r"|not\s+(?:(?:fully|entirely|well)\s+)?(?:included|imaged|assessed|evaluated)"
     r"|partially\s+(?:imaged|excluded|included|visualized|obscured)|excluded\s+from|cut\s+off"
-    r"|(?:cannot|can\s?not|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:\w+ly\s+)?(?:assess|evaluat)\w*"
+    r"|(?:cannot|can\s?not|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:\w+ly\s+)?(?:assess|evaluat|determin)\w*"
     r"|field\s+of\s+view|obscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body|arms?"
     r"|motion|external|monitoring|breast))\b"
 )
 # What a technique may hide is not asserted: "small effusions may be missed on a supine film".
 HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s+)?(?:\w+ly\s+)?(?:missed"
-                          r"|underestimated|overestimated|exaggerated|occult|inapparent|expected)\b"
+                          r"|underestimated|overestimated|exaggerated|occult|inapparent|expected"
+                          r"|under-?called|over-?called)\b"
                           r"|\b(?:may|might|could|can|would)"
                           r"\s+not\s+be\s+(?:appreciated|seen|detected|visible|apparent|evident|visuali[sz]ed|identified"
                           r"|demonstrated)\b"
                           # a test's sensitivity: "radiographs are insensitive for nondisplaced
                           # fractures", "CT would be more sensitive for small metastases."
-                          r"|\b(?:insensitive|(?:more|less|not|very|highly|quite)\s+sensitive)\s+(?:for|to|in)\b"
+                          r"|\b(?:insensitive|(?:more|less|not|very|highly|quite)\s+sensitive)(?:\s+(?:for|to|in)\b|\W*\Z)"
                           # what the method shows poorly: "... are not well evaluated on chest radiography"
                           r"|\bnot\s+(?:well\s+|always\s+|reliably\s+)?(?:evaluated|assessed|seen|visible"
                           r"|visuali[sz]ed|demonstrated|detected)\s+(?:on|by)\s+(?:chest\s+)?(?:radiography"
@@ -229,7 +231,7 @@ NO_PRIOR = re.compile(
 # ... are advised" (the clause starts with a test).
 CONDITIONAL = re.compile(r"\W*(?:if|when|should|unless|once|in\s+case)\b")
 OFFERED = re.compile(r"\W*(?:would\s+)?(?:suggest|consider)")
-OFFERED_BEFORE = re.compile(r"should\s+be\s+considered\W*\Z")  # the diagnosis before it
+OFFERED_BEFORE = re.compile(r"(?:should|must|needs?\s+to)\s+be\s+considered\W*\Z")  # the diagnosis before it
 TO_ASSESS = re.compile(r"\bto\s+(?:assess|evaluate|exclude|rule\s+out|look|check)\b"
                        r"|\bif\s+(?:there\s+is\s+)?(?:\w+\s+)?(?:suspicion|concern)\b")
 # Words that only say how or by whom a test is wanted: "Urgent surgical consultation advised."
@@ -237,4 +239,5 @@ URGENCY = frozenset("urgent urgently early prompt immediate formal specialist su
                     "paediatric pediatric "
                     "respiratory thoracic cardiothoracic chest".split())
 TESTS = frozenset("sputum samples sample referral biopsy bronchoscopy consultation review ct cta "
-                  "mri pet ultrasound us echocardiography echo spirometry".split())
+                  "mri pet ultrasound us echocardiography echo spirometry discussion surveillance "
+                  "monitoring".split())

@@ -34,7 +34,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                       "underexposed overexposed under over exposed exposure quality "
                       "magnify magnifies magnified "
                       "magnification blurred blurring obscured scapulae scapula scapular scapulas "
-                      "chin mandible jaw "
+                      "chin mandible jaw determined determine called undercalled overcalled "
                       "evident sensitive insensitive cut difficult hard exclude out",
         "hedge_back": "excluded exclude ruled rule possible likely probable suspected questioned "
                       "favored favoured consideration possibility considered present differential",
