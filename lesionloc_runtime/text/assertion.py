@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
+from lesionloc_runtime.text import leads, veto
 from lesionloc_runtime.text import lexicon as lx
 from lesionloc_runtime.text import other_cues as oc
-from lesionloc_runtime.text import veto
 from lesionloc_runtime.text.clauses import (
     CHANGE,
     about_the_exam,
@@ -375,7 +375,7 @@ def assess_by_rules(text: str) -> RulesVerdict:
     whole = said.kind == "finding" and all(p.kind == "finding" for p in parts)
     # "ECG electrodes are seen over the chest.", "Free air is seen under the diaphragm.": what
     # a sentence starts by naming is a finding, whatever follows
-    named = lx.DEVICE_LEAD.match(analysis.low) or lx.FINDING_LEAD.match(analysis.low)
+    named = leads.named(analysis.low)
     return RulesVerdict(said, analysis.low, whole and not analysis.deliberate and not named)
 
 

@@ -54,14 +54,12 @@ __all__ = [
     "COMPARISON_LEAD",
     "CONNECTIVE",
     "DESCRIPTOR",
-    "DEVICE_LEAD",
     "DIAGNOSIS",
     "EXAM",
     "EXAM_LABELS",
     "EXAM_NAME",
     "EXAM_SUBJECT",
     "FILLER",
-    "FINDING_LEAD",
     "FINDING_TERM",
     "FITNESS",
     "GENERIC",
@@ -71,6 +69,7 @@ __all__ = [
     "KNOWN",
     "LIMITATION",
     "LOCATION",
+    "ILO_GRADE",
     "LOW_VOLUMES",
     "MAYBE_PLACEHOLDER",
     "NEGATION",
@@ -129,7 +128,7 @@ WORD = re.compile(r"\b[a-z][a-z'-]*")
 LOW_VOLUMES = re.compile(r"\b(?:low|decreased|reduced|diminished)\s+lung\s+volumes?\b"
                          r"|\blung\s+volumes?\s+(?:have\s+|has\s+)?(?:decreased|diminished)\b")
 # An ILO profusion grade of 1/0 or more: small opacities are there ("Classification: ILO 1/0").
-_ILO_GRADE = r"\bilo\b[^.;]{0,30}?\b[123]\s*/\s*[0-3]\b"
+ILO_GRADE = r"\bilo\b[^.;]{0,30}?\b[123]\s*/\s*[0-3]\b"
 # Finding, device and post-surgical words: a "normal" statement that names one is a finding
 # ("The ET tube is in normal position."), and a hedge after one does not make it uncertain.
 FINDING_TERM = re.compile(
@@ -142,7 +141,7 @@ FINDING_TERM = re.compile(
     r"|mastectomy|cabg|tav[ri]\b|[am]vr\b|staple|coil|filter|icd\b|aicd|defibrillator|generator|electrode|air\s?space|(?<!nipple\s)marker"
     r"|bronchiectasis|(?<!chest\s)(?<!thoracic\s)(?<!pleural\s)cavit|infect|aspiration|cyst|bulla|bleb|prominen|fullness|engorge"
     r"|volume\s+loss|pneumomediastinum|pneumoperitoneum|free\s+air|intubat"
-    r"|" + LOW_VOLUMES.pattern + r"|" + _ILO_GRADE +
+    r"|" + LOW_VOLUMES.pattern + r"|" + ILO_GRADE +
     r"|shadowing|(?<!cardiac\s)(?<!heart\s)(?<!mediastinal\s)(?<!thymic\s)(?<!tissue\s)shadows?\b|haz[ey]|reticul"
     r"|interstitial|kerley|septal|cuffing|adenopathy|osteopen|kyphos"
     r"|scolios|spondyl|osteophyt|lymphadenopath|lucen|metasta|tumou?r|malignan|carcinoma|plaque|crowding|asbesto"
@@ -162,34 +161,6 @@ FINDING_TERM = re.compile(
     r"|plasty|cele|pathy|rrhage|trophy|plasia)\b"
     # A measurement describes something on the film: "ETT 4 cm above the carina".
     r"|\d+(?:\.\d+)?\s*(?:mm|cm)\b|narrowing|ptb\b|koch)",
-)
-
-# A device or foreign body as what a sentence starts with ("ECG electrodes are seen over the
-# chest."): a finding the second opinion leaves alone, whatever wording follows.
-DEVICE_LEAD = re.compile(
-    r"\A\W*(?:[\w-]+\s+){0,2}?(?:electrodes?|leads?|wires?|pacemaker|pacer|defibrillator|icd|aicd"
-    r"|picc|catheters?|tubes?|lines?|clips?|stents?|drains?|ports?|ett|ngt|ogt|cvc|uvc|uac|markers?"
-    # or a foreign body ("Swallowed coin on the frontal view.")
-    r"|coins?|batter(?:y|ies)|pins?|needles?|bullets?|pellets?|shrapnel|foreign\s+bod(?:y|ies))\b"
-    # or the operation that left it ("The patient is status post TAVR.")
-    r"|\A\W*(?:the\s+)?(?:patient\s+(?:is\s+)?)?(?:status\s+post|s/p)\s+(?:[\w-]+\s+){0,2}?(?:tav[ri]|[am]vr"
-    r"|cabg|sternotomy|valve|pacemaker|lobectomy|pneumonectomy|mastectomy|thoracotomy)\b"
-    r"|\A[^;]*?\b(?:the\s+)?(?:patient\s+)?(?:is|has\s+been|was)\s+(?:now\s+)?(?:re-?)?intubated\b"
-    # or a change for the worse ("Appearances have progressed since the radiograph of 2021.")
-    r"|\A\W*(?:the\s+)?(?:appearances?|changes?|findings?)\s+(?:have|has)\s+(?:progressed|worsened"
-    r"|deteriorated)\b"
-)
-# The same for a sentence that starts with a specific finding ("Free air is seen under the
-# diaphragm.", which the second opinion scored as other): a word model must not take it away.
-FINDING_LEAD = re.compile(
-    r"\A\W*(?:\d+[a-z]?[.)]\s+)?(?:[\w-]+\s+){0,2}?(?:free\s+(?:[\w-]+\s+){0,2}?(?:air|gas)|pneumo(?:thorax|peritoneum|mediastinum"
-    r"|pericardium)|mass(?:es)?|nodules?|consolidation|effusions?|fractures?|opacit(?:y|ies)"
-    r"|collapse|atelectasis|cardiomegaly|o?edema|widening|nipple\s+shadows?|surfactant\s+deficiency)\b"
-    # a diagnosis offered ("Consider TB in view of the history.") or a form's field answered
-    # yes ("Evidence of previous TB: Yes.")
-    r"|\A\W*(?:would\s+)?consider\s+(?:[\w-]+\s+){0,2}?(?:tb|tuberculosis|pcp|pneumonia|malignancy)\b"
-    r"|\A[^:;]{3,60}:\s*(?:yes|present)\b"
-    r"|\A[^.;]{0,30}?" + _ILO_GRADE
 )
 
 # Statements of normality. "clear" only as a predicate ("lungs are clear", "Lungs: clear").
