@@ -191,6 +191,9 @@ def test_assertion(behaviour, text, kind, span):
     ("Cavity or cavities: present, left upper lobe, thick-walled.", False),  # one thing, two numbers
     ("Early asbestosis cannot be excluded; HRCT would be more sensitive.", True),
     ("Appearances suggest old healed primary complex.", True),
+    ("Continuous diaphragm sign suggests pneumomediastinum.", False),  # a named sign
+    ("Comparison with yesterday's film shows increased bilateral perihilar airspace shadowing, "
+     "suggesting pulmonary oedema.", False),
 ])
 def test_uncertain_is_a_finding_whose_grounded_part_is_only_hedged(text, uncertain):
     said = assess(text)
@@ -463,6 +466,10 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("Urgent discussion with the paediatric infectious diseases team recommended.", "other"),
     ("2. Surfactant deficiency.", "finding"),
     ("Consider TB in view of the history.", "finding"),
+    # round 39: a comparison's lead ends at its verb, a limitation granted before a statement
+    ("Within these limitations, the lungs are clear.", "normal"),
+    ("Comparison with the prior shows no change.", "other"),
+    ("Sm L PTX.", "finding"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind
@@ -572,3 +579,8 @@ def test_a_long_subject_before_a_backward_cue_parses_in_linear_time():
     t0 = time.process_time()
     assert parse_report(text).sentences[0].kind == "negated"
     assert time.process_time() - t0 < 2.0
+
+
+def test_a_comparison_lead_ends_at_the_verb_that_states_the_change():
+    text = "Comparison with yesterday's film shows increased bilateral airspace shadowing."
+    assert grounded(text) == "increased bilateral airspace shadowing."

@@ -30,7 +30,7 @@ DEVICE_LEAD = re.compile(
 # The same for a sentence that starts with a specific finding ("Free air is seen under the
 # diaphragm.", which the second opinion scored as other): a word model must not take it away.
 FINDING_LEAD = re.compile(
-    r"\A\W*(?:\d+[a-z]?[.)]\s+)?(?:[\w-]+\s+){0,2}?(?:free\s+(?:[\w-]+\s+){0,2}?(?:air|gas)|pneumo(?:thorax|peritoneum|mediastinum"
+    r"\A\W*(?:\d+[a-z]?[.)]\s+)?(?:[\w-]+\s+){0,2}?(?:free\s+(?:[\w-]+\s+){0,2}?(?:air|gas)|ptx|pneumo(?:thorax|peritoneum|mediastinum"
     r"|pericardium)|mass(?:es)?|nodules?|consolidation|effusions?|fractures?|opacit(?:y|ies)"
     r"|collapse|atelectasis|cardiomegaly|o?edema|widening|nipple\s+shadows?|surfactant\s+deficiency)\b"
     # a diagnosis offered ("Consider TB in view of the history.") or a form's field answered

@@ -152,7 +152,10 @@ FINDING_TERM = re.compile(
     r"|flatten|hazi|ptx\b|pna\b|atx\b|fx\b|chf\b|copd\b|ards\b|ild\b|cvc\b|ett\b|ngt\b|ogt\b"
     r"|[no]g\s+tube|iabp\b|ecmo\b|impella|cannula|tips?\b|tracheostom|sutures?\b|mesh\b|pads?\b"
     r"|ecg\b|ekg\b|cath\b|shunt|stimulator|expander|implant|[lu]rti\b|unfold|band\b|chemoport|port-?a-?cath|mediport"
-    r"|obliterat|meniscus|capping|apical\s+caps?\b|uvc\b|uac\b|lobulat|deep\s+sulcus|sulcus\s+sign"
+    r"|obliterat|meniscus|capping|apical\s+caps?\b|uvc\b|uac\b|lobulat|deep\s+sulcus"
+    # a named radiographic sign: "Continuous diaphragm sign suggests pneumomediastinum."
+    r"|(?:sulcus|diaphragm|silhouette|sail|spinnaker|crescent|golden\s+s|double\s+density|tram[- ]?track"
+    r"|cervicothoracic|hilum\s+overlay|fallen\s+lung)\s+sign"
     r"|primary\s+complex|ghon\b|surfactant|hyaline\s+membrane|non-?accidental"
     r"|(?:ctr|cardio-?thoracic\s+ratio)\s+(?:is\s+|of\s+|=\s*|:\s*)?(?:about\s+|approximately\s+)?0?\.(?:5[1-9]|[6-9])"
     # Words made with a suffix of disease or surgery: hamartoma, bronchitis, stenosis,

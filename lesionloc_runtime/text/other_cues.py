@@ -213,8 +213,13 @@ TECHNIQUE_OBSCURING = re.compile(r"\bobscured\s+by\s+(?:the\s+)?(?:overlying|pat
                                  r"|\boverlying\s+(?:monitoring|ecg|ekg|external)\b[^,;]*"
                                  r"|\b(?:partially|partly)\s+obscured\s*\Z")
 COMPARISON_LEAD = re.compile(
+    # up to its comma, or to the verb that states what changed ("Comparison with yesterday's
+    # film shows increased ... shadowing")
     r"\A\W*(?:(?:as|when)\s+)?(?:compared?|comparing|comparison|in\s+comparison|relative)\s+(?:to|with)"
-    r"\b[^,;:]*[,:]|\A\W*since\s+(?:the\s+)?(?:prior|previous|last|___)\b[^,;]*,"
+    r"\b(?:[^,;:]*?\b(?:shows?|demonstrates?|reveals?)\b|[^,;:]*[,:])"
+    # a limitation granted before a statement: "Within these limitations, the lungs are clear."
+    r"|\A\W*(?:within|given|despite|allowing\s+for)\s+(?:the(?:se|ir)?\s+|this\s+)?(?:\w+\s+)?"
+    r"(?:limitations?|limits|constraints)\s*,|\A\W*since\s+(?:the\s+)?(?:prior|previous|last|___)\b[^,;]*,"
 )
 NO_PRIOR = re.compile(
     r"\bno\s+(?:prior|previous|old|outside|comparison)\s+(?:\w+\s+){0,2}?(?:stud|exam|film"
