@@ -194,6 +194,9 @@ def test_assertion(behaviour, text, kind, span):
     ("Continuous diaphragm sign suggests pneumomediastinum.", False),  # a named sign
     ("Comparison with yesterday's film shows increased bilateral perihilar airspace shadowing, "
      "suggesting pulmonary oedema.", False),
+    ("Impression: Changes suggestive of left lower lobe bronchiectasis.", True),  # no thing named
+    ("Conclusion: Appearances favour transient tachypnoea of the newborn.", True),
+    ("Aspect in favour of viral pneumonia.", True),
 ])
 def test_uncertain_is_a_finding_whose_grounded_part_is_only_hedged(text, uncertain):
     said = assess(text)
@@ -470,6 +473,11 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("Within these limitations, the lungs are clear.", "normal"),
     ("Comparison with the prior shows no change.", "other"),
     ("Sm L PTX.", "finding"),
+    # round 40: technique and clinical-details labels, transient tachypnoea of the newborn
+    ("TECHNIQUE: PA chest and oblique views of the left ribs with BB marker at site of pain.",
+     "other"),
+    ("CD: Known COPD, increasing SOB. ?infection.", "other"),
+    ("Degenerative changes of the spine.", "finding"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

@@ -146,7 +146,7 @@ FINDING_TERM = re.compile(
     r"|interstitial|kerley|septal|cuffing|adenopathy|osteopen|kyphos"
     r"|scolios|spondyl|osteophyt|lymphadenopath|lucen|metasta|tumou?r|malignan|carcinoma|plaque|crowding|asbesto"
     r"|redistribution|cephaliz|fluid|bronchogram|eventration|pectus|azygos|postoperative(?!ly)"
-    r"|post-?surgical|surgical|obscur|shift|deviat|abnormalit|changes\b|dissect|dextrocardi"
+    r"|post-?surgical|surgical|obscur|shift|deviat|abnormalit|(?<=[a-z][\s-])changes\b|dissect|dextrocardi"
     r"|pneumopericard|pneumatocel|abscess|empyema|ha?emothora|chylothora|loculat|air[- ]?trapping"
     r"|air[- ]fluid|foreign\s+bod|bronchiecta|honeycomb|tubercul|tb\b|sarcoid|lymphangit|mets\b"
     r"|flatten|hazi|ptx\b|pna\b|atx\b|fx\b|chf\b|copd\b|ards\b|ild\b|cvc\b|ett\b|ngt\b|ogt\b"
@@ -157,6 +157,7 @@ FINDING_TERM = re.compile(
     r"|(?:sulcus|diaphragm|silhouette|sail|spinnaker|crescent|golden\s+s|double\s+density|tram[- ]?track"
     r"|cervicothoracic|hilum\s+overlay|fallen\s+lung)\s+sign"
     r"|primary\s+complex|ghon\b|surfactant|hyaline\s+membrane|non-?accidental"
+    r"|transient\s+tachypno?ea|ttn\b"
     r"|(?:ctr|cardio-?thoracic\s+ratio)\s+(?:is\s+|of\s+|=\s*|:\s*)?(?:about\s+|approximately\s+)?0?\.(?:5[1-9]|[6-9])"
     # Words made with a suffix of disease or surgery: hamartoma, bronchitis, stenosis,
     # atrophy, thoracoplasty (not diagnosis, prognosis).
@@ -266,7 +267,7 @@ HEDGE_BACK = re.compile(
 HEDGE = re.compile(
     r"\b(?:possible|possibly|poss|probable|probably|prob|likely|presumed|presumably|perhaps|maybe"
     r"|questionabl[ey]|question\s+of|equivocal|suspicious\s+(?:for|of)"
-    r"|concerning\s+for|worrisome\s+for|suggestive\s+of|suggest(?:s|ing)?|suspect(?:ed)?"
+    r"|concerning\s+for|worrisome\s+for|suggestive\s+of|suggest(?:s|ing)?|suspect(?:ed)?|favou?r(?:s|ing)?"
     r"|possibility\s+of|versus|vs\.?|query|differential\s+(?:diagnosis\s+)?(?:includes|include"
     r"|considerations)|raises?\s+(?:the\s+)?(?:possibility|concern)|raising\s+(?:the\s+)?"
     r"(?:possibility|concern)|(?:may|might|could|can)\s+(?:also\s+)?(?:represent|reflect|be"

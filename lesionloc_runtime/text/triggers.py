@@ -62,7 +62,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                  "questionable questionably question equivocal suspicious concerning worrisome "
                  "suggestive suggest suggests suggesting suspect suspected possibility versus vs "
                  "query differential raise raises raising may might could can cannot exclude "
-                 "rule not consider would",
+                 "rule not consider would favour favor favours favors favouring favoring",
         "borderline": "top high upper borderline",
         "fitness": "fit unfit standpoint view contraindication contraindications contra replace "
                    "disqualifying disqualify disqualified disqualification diagnostic final "
