@@ -197,6 +197,9 @@ def test_assertion(behaviour, text, kind, span):
     ("Impression: Changes suggestive of left lower lobe bronchiectasis.", True),  # no thing named
     ("Conclusion: Appearances favour transient tachypnoea of the newborn.", True),
     ("Aspect in favour of viral pneumonia.", True),
+    ("Question right middle lobe infiltrate.", True),
+    ("Suspected right upper lobe consolidation, although a prominent thymic shadow is a "
+     "differential.", True),
 ])
 def test_uncertain_is_a_finding_whose_grounded_part_is_only_hedged(text, uncertain):
     said = assess(text)
@@ -478,6 +481,11 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
      "other"),
     ("CD: Known COPD, increasing SOB. ?infection.", "other"),
     ("Degenerative changes of the spine.", "finding"),
+    # round 41: advice after a label and a condition, a test suggested, "Question X" as a hedge
+    ("Conclusion: If there is clinical concern for aortic dissection, urgent CT aortogram is "
+     "advised.", "other"),
+    ("Suggest sputum for AFB and discussion with Infectious Diseases.", "other"),
+    ("Question: pneumonia?", "other"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

@@ -258,7 +258,7 @@ HEDGE_BACK = re.compile(
     r"(?:excluded|ruled\s+out)\b|\b(?:difficult|impossible)\s+to\s+(?:exclude|rule\s+out)\b"
     r"|\b(?:is|are|was|were)\s+(?:(?:also|still|less|more|most|felt\s+to\s+be)\s+)?(?:possible"
     r"|likely|probable|suspected|questioned|favou?red|a\s+consideration|a\s+possibility"
-    r"|(?:the\s+)?(?:main\s+|leading\s+|primary\s+)?differential(?:\s+diagnosis)?"
+    r"|(?:the\s+|an?\s+)?(?:main\s+|leading\s+|primary\s+)?differential(?:\s+diagnosis)?"
     r"|considered)\b(?=\s*(?:$|[.,;:)]|in\b|given\b|clinically\b|if\b|as\b|on\b))"
     r"|\b(?:may|might|could)\s+(?:also\s+)?be\s+present\b"
     r"|\b(?:is|are)\s+(?:likely|probably|possibly)\s+present\b|\b(?:should|must|needs?\s+to)\s+be\s+considered\W*\Z"
@@ -266,7 +266,7 @@ HEDGE_BACK = re.compile(
 # Forward: what follows it is hedged ("Possible small effusion", "may represent edema").
 HEDGE = re.compile(
     r"\b(?:possible|possibly|poss|probable|probably|prob|likely|presumed|presumably|perhaps|maybe"
-    r"|questionabl[ey]|question\s+of|equivocal|suspicious\s+(?:for|of)"
+    r"|questionabl[ey]|question\s+of|(?:(?<=\A)|(?<=:\s))question\s+(?!answered\b)|equivocal|suspicious\s+(?:for|of)"
     r"|concerning\s+for|worrisome\s+for|suggestive\s+of|suggest(?:s|ing)?|suspect(?:ed)?|favou?r(?:s|ing)?"
     r"|possibility\s+of|versus|vs\.?|query|differential\s+(?:diagnosis\s+)?(?:includes|include"
     r"|considerations)|raises?\s+(?:the\s+)?(?:possibility|concern)|raising\s+(?:the\s+)?"

@@ -89,7 +89,10 @@ REQUEST = re.compile(
     r"|\A\W*(?:evaluate|eval|assess|rule\s+out|r/o|query\s+for|reason\s+for|history\s+of"
     r"|hx\s+of|clinical\s+(?:details|notes|information|info|data|history|hx|indication|question|query)"
     r"|indications?|(?:gp\s+|ed\s+|clinical\s+)?(?:referral|requisition)|history|hx|reason"
-    r"|question)\b(?!\s+(?:answered|of))"
+    r")\b(?!\s+(?:answered|of))"
+    # the request's question as a label; "Question right middle lobe infiltrate." in an
+    # impression is the reader's hedge (lexicon.HEDGE)
+    r"|\A\W*question\s*[:?-]"
     # A history label or a history line's lead: "Occupation: coal miner.", "DOL 3, on CPAP.",
     # "POD 2, chest tubes out.", "Pre-op CXR prior to valve repair.", "Term infant, grunting."
     r"|\A\W*(?:clinical|occupation(?:al\s+history)?|purpose|request|advice|background"
@@ -236,11 +239,14 @@ NO_PRIOR = re.compile(
 # condition first), "Consider TB." (a diagnosis offered: a hedged finding) against "Consider
 # CT." or "Consider US chest to assess for loculation." (advice), and "Sputum samples for AFB
 # ... are advised" (the clause starts with a test).
-CONDITIONAL = re.compile(r"\W*(?:if|when|should|unless|once|in\s+case)\b")
+CONDITIONAL = re.compile(r"\W*(?:[a-z]+\s*:\s*)?(?:if|when|should|unless|once|in\s+case)\b")  # after a label
 OFFERED = re.compile(r"\W*(?:would\s+)?(?:suggest|consider)")
 OFFERED_BEFORE = re.compile(r"(?:should|must|needs?\s+to)\s+be\s+considered\W*\Z")  # the diagnosis before it
 TO_ASSESS = re.compile(r"\bto\s+(?:assess|evaluate|exclude|rule\s+out|look|check)\b"
-                       r"|\bif\s+(?:there\s+is\s+)?(?:\w+\s+)?(?:suspicion|concern)\b")
+                       r"|\bif\s+(?:there\s+is\s+)?(?:\w+\s+)?(?:suspicion|concern)\b"
+                       # a test suggested, not a diagnosis: "Suggest sputum for AFB and discussion ..."
+                       r"|(?:(?<=suggest\s)|(?<=consider\s))(?:sputum|samples?|bronchoscopy|biopsy|referral"
+                       r"|discussion|review|ct|hrct|cta)\b")
 # Words that only say how or by whom a test is wanted: "Urgent surgical consultation advised."
 URGENCY = frozenset("urgent urgently early prompt immediate formal specialist surgical medical "
                     "paediatric pediatric "
