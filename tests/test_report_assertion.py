@@ -200,6 +200,9 @@ def test_assertion(behaviour, text, kind, span):
     ("Question right middle lobe infiltrate.", True),
     ("Suspected right upper lobe consolidation, although a prominent thymic shadow is a "
      "differential.", True),
+    ("IMPRESSION: Features s/o COPD with emphysematous changes.", True),
+    ("Cardiothoracic ratio is increased, s/o cardiomegaly.", False),
+    ("Pneumatocoeles in the right upper lobe, ? staphylococcal pneumonia.", False),
 ])
 def test_uncertain_is_a_finding_whose_grounded_part_is_only_hedged(text, uncertain):
     said = assess(text)
@@ -486,6 +489,18 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
      "advised.", "other"),
     ("Suggest sputum for AFB and discussion with Infectious Diseases.", "other"),
     ("Question: pneumonia?", "other"),
+    # round 42: a read's label is a lead, history and occupation lines, persistence, a tube out
+    # of the field, an absent breast shadow, "s/o" hedges
+    ("RESIDENT PRELIMINARY REPORT: No acute cardiopulmonary abnormality.", "normal"),
+    ("Resident preliminary interpretation: Mild pulmonary vascular congestion.", "finding"),
+    ("Preliminary report issued by teleradiology, Dr. XXXX, at 02:31 CST.", "other"),
+    ("22M with sickle cell disease, chest pain and fever, evaluate for acute chest syndrome.",
+     "other"),
+    ("Ex-asbestos miner from the Northern Cape.", "other"),
+    ("Not well inspired - 7 posterior ribs.", "other"),
+    ("Empyema not resolving - suggest CT chest.", "finding"),
+    ("Left breast shadow is absent, in keeping with mastectomy.", "finding"),
+    ("Nasogastric tube tip is not visualised within the imaged field.", "finding"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

@@ -97,7 +97,8 @@ PARTS = {"development": DATA / "report_corpus.jsonl",
          "held-out 44": DATA / "report_corpus_heldout44.jsonl",
          "held-out 45": DATA / "report_corpus_heldout45.jsonl",
          "held-out 46": DATA / "report_corpus_heldout46.jsonl",
-         "held-out 47": DATA / "report_corpus_heldout47.jsonl"}
+         "held-out 47": DATA / "report_corpus_heldout47.jsonl",
+         "held-out 48": DATA / "report_corpus_heldout48.jsonl"}
 GOALS = {"kind accuracy": (">=", 0.99), "missed findings": ("<=", 0.005),
          "heatmaps for non-findings": ("<=", 0.01)}
 
@@ -210,8 +211,9 @@ def test_corpus_meets_the_goals_of_issue_18(part, capsys):
 # reads as a global one ("No active parenchymal lesion."); held-out 43 calls of its
 # screening forms ("The thymus is prominent, which is normal for age.", "Other abnormality:
 # nil." as negated); held-out 44 a device its author calls advice ("Swan-Ganz catheter may be
-# removed or readvanced as clinically indicated.") and an artefact; held-out 47 is the blind
-# judge of the rules.
+# removed or readvanced as clinically indicated.") and an artefact; held-out 47 history lines of
+# TB clinics ("Sputum positive PTB on CAT I, ...") and an attending's corrections of a
+# preliminary read; held-out 48 is the blind judge of the rules.
 # Each retraining of the second opinion moves a sentence or two of the tuned parts (held-out
 # 20's Spanish "Sin alteraciones pleuroparenquimatosas agudas." lost its veto in the thirtieth).
 LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
@@ -223,7 +225,8 @@ LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
           "held-out 22": (0.955, 7 / 220),
           "held-out 25": (0.99, 0.0),
           "held-out 36": (0.985, 1 / 162), "held-out 42": (0.99, 0.0), "held-out 43": (0.975, 3 / 184),
-          "held-out 44": (0.99, 2 / 148), "held-out 47": (0.935, 11 / 175)}
+          "held-out 44": (0.99, 2 / 148), "held-out 47": (0.965, 7 / 175),
+          "held-out 48": (0.97, 6 / 185)}
 # Findings missed, held at their level where a part misses the goal: held-out 8 labels a
 # clinical question as a hedged finding ("R/O pneumonia, LLL.", a request by the
 # convention), and the second opinion takes a device in translated wording ("Lt. chemoport
@@ -236,12 +239,14 @@ LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
 # de-identification replaced ("Stable XXXX of the left apex."); held-out 42 one the
 # second opinion took ("Addendum: Comparison with the outside CT of ___ confirms these nodules
 # are longstanding."); held-out 43 two the second opinion takes ("Lungs better aerated than
-# previous."); held-out 47, the blind judge of the rules, seven (findings after a resident's
-# preliminary-read label, "Empyema not resolving").
+# previous."); held-out 47 two (an attending's "On my review, there is no ... consolidation; the apparent
+# opacity ... reflects overlapping soft tissue" and the like); held-out 48, the blind judge of
+# the rules, two.
 MISSED_LEVELS = {"held-out 8": 3 / 203, "held-out 17": 1 / 155,
                  "held-out 18": 2 / 143, "held-out 20": 1 / 155, "held-out 22": 1 / 151,
                  "held-out 25": 1 / 154, "held-out 42": 1 / 165,
-                 "held-out 43": 2 / 197, "held-out 47": 7 / 195}
+                 "held-out 43": 2 / 197, "held-out 47": 2 / 195,
+                 "held-out 48": 2 / 226}
 
 
 @pytest.mark.parametrize("part", sorted(LEVELS))
@@ -286,7 +291,8 @@ def test_grounded_spans_and_uncertainty_agree_with_the_labels(part):
              "held-out 40": 0.88, "held-out 41": 0.83,
              "held-out 42": 0.90, "held-out 43": 0.74,
              "held-out 44": 0.69, "held-out 45": 0.51,
-             "held-out 46": 0.78, "held-out 47": 0.85}.get(part, spans)
+             "held-out 46": 0.78, "held-out 47": 0.85,
+             "held-out 48": 0.55}.get(part, spans)
     flags = {"held-out 8": 0.96, "held-out 12": 0.96, "held-out 15": 0.97,
              "held-out 18": 0.95, "held-out 19": 0.95, "held-out 21": 0.96,
              "held-out 22": 0.93, "held-out 23": 0.98, "held-out 24": 0.98,

@@ -156,9 +156,10 @@ FINDING_TERM = re.compile(
     # a named radiographic sign: "Continuous diaphragm sign suggests pneumomediastinum."
     r"|(?:sulcus|diaphragm|silhouette|sail|spinnaker|crescent|golden\s+s|double\s+density|tram[- ]?track"
     r"|cervicothoracic|hilum\s+overlay|fallen\s+lung)\s+sign"
-    r"|primary\s+complex|ghon\b|surfactant|hyaline\s+membrane|non-?accidental"
+    r"|primary\s+complex|ghon\b|surfactant|hyaline\s+membrane|non-?accidental|pneumatoc"
     r"|transient\s+tachypno?ea|ttn\b"
     r"|(?:ctr|cardio-?thoracic\s+ratio)\s+(?:is\s+|of\s+|=\s*|:\s*)?(?:about\s+|approximately\s+)?0?\.(?:5[1-9]|[6-9])"
+    r"|(?:ctr|cardio-?thoracic\s+ratio)\s+(?:is\s+)?(?:increased|raised|high)"
     # Words made with a suffix of disease or surgery: hamartoma, bronchitis, stenosis,
     # atrophy, thoracoplasty (not diagnosis, prognosis).
     r"|(?![a-z]*gnosis)[a-z]+(?:omas?|omata|itis|osis|ectasis|megaly|ectomy|otomy|ostomy"
@@ -266,7 +267,7 @@ HEDGE_BACK = re.compile(
 # Forward: what follows it is hedged ("Possible small effusion", "may represent edema").
 HEDGE = re.compile(
     r"\b(?:possible|possibly|poss|probable|probably|prob|likely|presumed|presumably|perhaps|maybe"
-    r"|questionabl[ey]|question\s+of|(?:(?<=\A)|(?<=:\s))question\s+(?!answered\b)|equivocal|suspicious\s+(?:for|of)"
+    r"|(?<![\w/])s/o(?![\w/])|questionabl[ey]|question\s+of|(?:(?<=\A)|(?<=:\s))question\s+(?!answered\b)|equivocal|suspicious\s+(?:for|of)"
     r"|concerning\s+for|worrisome\s+for|suggestive\s+of|suggest(?:s|ing)?|suspect(?:ed)?|favou?r(?:s|ing)?"
     r"|possibility\s+of|versus|vs\.?|query|differential\s+(?:diagnosis\s+)?(?:includes|include"
     r"|considerations)|raises?\s+(?:the\s+)?(?:possibility|concern)|raising\s+(?:the\s+)?"
@@ -286,13 +287,15 @@ _NOT_NEG = (
     # a device "not in a satisfactory position" is malpositioned, a finding; "do not feed" advice
     r"|feed|use|in\s+(?:a\s+|an\s+|the\s+)?(?:satisfactory|appropriate|good|correct|adequate|acceptable|optimal)\s+position"
     r"|(?:centrally|optimally|correctly|satisfactorily|adequately|appropriately|well)\s+(?:positioned|placed|sited)"
-    r"|rule|only|included|imaged|assessed|evaluated|assessable|evaluable|follow|respect|conform|cross|counted))"
+    r"|rule|only|included|imaged|assessed|evaluated|assessable|evaluable|follow|respect|conform|cross|counted"
+    # persistence: "Empyema not resolving - suggest CT chest."
+    r"|resolving|improving|settling))"
 )
 NEGATION = re.compile(
     r"\bnothing(?:\s+(?:[\w-]+\s+){0,4}?(?:to\s+)?(?:suggest(?:s|ing|ive\s+of)?|indicat(?:es?|ing|ive\s+of)))?"
     r"|\b(?:no\s+longer|no(?!\.?\s*[\d#])|without|w/o|negative\s+for|free\s+of|clear\s+(?:of|from)|absence\s+of|nil|neither"
     # an absent breast shadow is a finding (a mastectomy): "Absent left breast shadow."
-    r"|(?<!breast\sshadow\s)absent(?!\s+(?:(?:left|right)\s+)?breast\b)"
+    r"|(?<!breast\sshadow\s)(?<!breast\sshadow\sis\s)absent(?!\s+(?:(?:left|right)\s+)?breast\b)"
     r"|nor|never|none|unlikely|not" + _NOT_NEG + r"|negative|resolution\s+of|resolved|(?:re)?absorbed"
     r"|resorbed|re-?expanded"
     r"|disappear(?:ed|s)?|disappearance\s+of|(?:(?<=complete\s)|(?<=total\s))regression\s+of"
@@ -337,6 +340,8 @@ VISIBILITY = re.compile(
     r"|\s+(?:previously|before|earlier|then|at\s+that\s+time|in\s+retrospect))"
     r"|\s+(?:(?:as\s+)?well|previously|as\s+clearly)\s+(?:seen|visuali[sz]ed|identified"
     r"|evident|present|appreciated|demonstrated|visible|delineated|defined)\b"
+    # out of the film: "Nasogastric tube tip is not visualised within the imaged field."
+    r"|\s+(?:seen|visuali[sz]ed|visible|included)\s+(?:with)?in\s+(?:the\s+)?(?:imaged|visible|included)\s+field"
     # "... not present on <DATE>.": a study named by a placeholder (taken out)
     r"|\s+(?:seen|present|visible|identified)\s+(?:on|in|at)\s*(?=[.,;]|\Z)"
     # Reported elsewhere: "was not mentioned on the preliminary read".

@@ -84,9 +84,13 @@ RECOMMENDATION = re.compile(
 )
 REQUEST = re.compile(
     r"\A\W*(?:(?:the\s+)?(?:patient|pt|worker|applicant|employee|child|infant)\s+is\s+an?\s+)?"
-    r"(?:\d+\s*)?-?\s*(?:year|yr)s?[- ]old\b"
+    r"(?:\d+\s*)?-?\s*(?:year|yr|month|week|day)s?[- ]old\b"
+    # age and sex first ("22M with sickle cell disease, ..."), an occupation ("Ex-asbestos miner
+    # from the Northern Cape.")
+    r"|\A\W*\d{1,3}\s?[mf]\b|\A\W*(?:ex-?|former\s+|retired\s+)(?:[\w-]+\s+){0,2}?(?:miner|worker|smoker"
+    r"|welder|sandblaster|labou?rer|builder|driller)\b"
     r"|\A\W*\d+\s*y/?o\b"
-    r"|\A\W*(?:evaluate|eval|assess|rule\s+out|r/o|query\s+for|reason\s+for|history\s+of"
+    r"|\A\W*(?:evaluate|eval|assess|rule\s+out|r/o|query\s+for|reason\s+for|history\s+of|h/o"
     r"|hx\s+of|clinical\s+(?:details|notes|information|info|data|history|hx|indication|question|query)"
     r"|indications?|(?:gp\s+|ed\s+|clinical\s+)?(?:referral|requisition)|history|hx|reason"
     r")\b(?!\s+(?:answered|of))"
@@ -171,6 +175,7 @@ EXAM_NAME = re.compile(
 LIMITATION = re.compile(
     r"\b(?:limit(?:ed|ing|ation|ations)|(?<!normal\s)limits(?!\s+of\s+normal)|suboptimal|degraded|underpenetrated"
     r"|overpenetrated|lordotic|rotat(?:ed|ion)|motion|body\s+habitus|positioning|poorly\s+inspired"
+    r"|not\s+(?:well|adequately|fully)\s+inspired"
     r"|(?:under|over)-?expos(?:ed|ure)|(?:film|image)\s+quality|magnif(?:y|ies|ied|ication)|blurr(?:ed|ing)"
     r"|(?:scapula(?:e|s|r)?|chin|mandible|jaw)\b[^,;]*\b(?:overl(?:ie|ies|ying|ap)|project|obscur)"
     r"|not\s+(?:(?:fully|entirely|well)\s+)?(?:included|imaged|assessed|evaluated)"
@@ -222,6 +227,9 @@ COMPARISON_LEAD = re.compile(
     # film shows increased ... shadowing")
     r"\A\W*(?:(?:as|when)\s+)?(?:compared?|comparing|comparison|in\s+comparison|relative)\s+(?:to|with)"
     r"\b(?:[^,;:]*?\b(?:shows?|demonstrates?|reveals?)\b|[^,;:]*[,:])"
+    # a read's label: "Resident preliminary interpretation: Mild pulmonary vascular congestion."
+    r"|\A\W*(?:(?:resident|attending|radiology)(?:'s)?\s+)?(?:preliminary|prelim|wet|final)\s+(?:report|read"
+    r"|reading|interpretation|impression)[^:;]{0,40}(?<!\d):"
     # a limitation granted before a statement: "Within these limitations, the lungs are clear."
     r"|\A\W*(?:within|given|despite|allowing\s+for)\s+(?:the(?:se|ir)?\s+|this\s+)?(?:\w+\s+)?"
     r"(?:limitations?|limits|constraints)\s*,|\A\W*since\s+(?:the\s+)?(?:prior|previous|last|___)\b[^,;]*,"

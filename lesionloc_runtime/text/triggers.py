@@ -34,7 +34,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                       "underexposed overexposed under over exposed exposure quality "
                       "magnify magnifies magnified "
                       "magnification blurred blurring obscured scapulae scapula scapular scapulas "
-                      "chin mandible jaw determined determine called undercalled overcalled "
+                      "chin mandible jaw determined determine called undercalled overcalled inspired "
                       "evident sensitive insensitive cut difficult hard exclude out",
         "hedge_back": "excluded exclude ruled rule possible likely probable suspected questioned "
                       "favored favoured consideration possibility considered present differential",
@@ -62,7 +62,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                  "questionable questionably question equivocal suspicious concerning worrisome "
                  "suggestive suggest suggests suggesting suspect suspected possibility versus vs "
                  "query differential raise raises raising may might could can cannot exclude "
-                 "rule not consider would favour favor favours favors favouring favoring",
+                 "rule not consider would favour favor favours favors favouring favoring o",
         "borderline": "top high upper borderline",
         "fitness": "fit unfit standpoint view contraindication contraindications contra replace "
                    "disqualifying disqualify disqualified disqualification diagnostic final "
