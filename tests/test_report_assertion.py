@@ -203,6 +203,7 @@ def test_assertion(behaviour, text, kind, span):
     ("IMPRESSION: Features s/o COPD with emphysematous changes.", True),
     ("Cardiothoracic ratio is increased, s/o cardiomegaly.", False),
     ("Pneumatocoeles in the right upper lobe, ? staphylococcal pneumonia.", False),
+    ("Coin now below the diaphragm, likely in the stomach.", False),
 ])
 def test_uncertain_is_a_finding_whose_grounded_part_is_only_hedged(text, uncertain):
     said = assess(text)
@@ -501,6 +502,9 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("Empyema not resolving - suggest CT chest.", "finding"),
     ("Left breast shadow is absent, in keeping with mastectomy.", "finding"),
     ("Nasogastric tube tip is not visualised within the imaged field.", "finding"),
+    # round 43: a comparison label, a tube "NOT to be used", a foreign body named
+    ("COMPARISON: CT abdomen ___.", "other"),
+    ("Fine bore NGT tip in the right main bronchus - NOT to be used.", "finding"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

@@ -157,6 +157,7 @@ FINDING_TERM = re.compile(
     r"|(?:sulcus|diaphragm|silhouette|sail|spinnaker|crescent|golden\s+s|double\s+density|tram[- ]?track"
     r"|cervicothoracic|hilum\s+overlay|fallen\s+lung)\s+sign"
     r"|primary\s+complex|ghon\b|surfactant|hyaline\s+membrane|non-?accidental|pneumatoc"
+    r"|coins?\b|batter(?:y|ies)\b|bullets?\b|pellets?\b|shrapnel"
     r"|transient\s+tachypno?ea|ttn\b"
     r"|(?:ctr|cardio-?thoracic\s+ratio)\s+(?:is\s+|of\s+|=\s*|:\s*)?(?:about\s+|approximately\s+)?0?\.(?:5[1-9]|[6-9])"
     r"|(?:ctr|cardio-?thoracic\s+ratio)\s+(?:is\s+)?(?:increased|raised|high)"
@@ -285,7 +286,7 @@ _NOT_NEG = (
     r"(?!\s+(?:(?:yet|completely|fully|entirely|totally|significantly|substantially|only"
     r"|definitely|confidently)\s+)*(?:resolved|cleared|removed|changed|excluded|ruled|exclude"
     # a device "not in a satisfactory position" is malpositioned, a finding; "do not feed" advice
-    r"|feed|use|in\s+(?:a\s+|an\s+|the\s+)?(?:satisfactory|appropriate|good|correct|adequate|acceptable|optimal)\s+position"
+    r"|feed|use|to\s+be\s+used|in\s+(?:a\s+|an\s+|the\s+)?(?:satisfactory|appropriate|good|correct|adequate|acceptable|optimal)\s+position"
     r"|(?:centrally|optimally|correctly|satisfactorily|adequately|appropriately|well)\s+(?:positioned|placed|sited)"
     r"|rule|only|included|imaged|assessed|evaluated|assessable|evaluable|follow|respect|conform|cross|counted"
     # persistence: "Empyema not resolving - suggest CT chest."

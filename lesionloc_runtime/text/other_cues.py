@@ -122,7 +122,7 @@ OTHER_LABEL = re.compile(
     r"|question)|indications?|reason\s+for\s+(?:exam|examination|study|request|referral)|recs?"
     r"|recommendations?|plan|advice|(?:referral|referring|provisional|working|clinical)\s+diagnosis"
     # the exam's technique and the UK's "CD:" (clinical details)
-    r"|techniques?|cd|c/d"
+    r"|techniques?|cd|c/d|comparisons?"
     # identifier lines: "Name: ___   IP No: ___", "Applicant: <NAME>   Case no.: ___"
     r"|(?:patient\s+)?name|applicant|case\s+no\.?|ip\s+no\.?|(?:employee|worker)\s+no\.?|dob|mrn|pt\.?\s+ref"
     r"|diagnosis\s+(?:at|on)\s+referral|notification)\s*:"
