@@ -505,6 +505,15 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     # round 43: a comparison label, a tube "NOT to be used", a foreign body named
     ("COMPARISON: CT abdomen ___.", "other"),
     ("Fine bore NGT tip in the right main bronchus - NOT to be used.", "finding"),
+    # round 44: a list of devices removed, what overlying tissue hides beside a hedged finding,
+    # a joint replacement partially imaged, a tube that could be advanced, a dashboard
+    ("FINDINGS:  Interval removal of the mediastinal and left pleural drains and the Swan-Ganz "
+     "catheter.", "negated"),
+    ("Left lung base is partially obscured by overlying soft tissue and a left effusion is not "
+     "excluded.", "finding"),
+    ("Bilateral shoulder arthroplasties are partially imaged.", "finding"),
+    ("It could be advanced approximately 5 cm for placement in the SVC.", "other"),
+    ("Findings posted to the critical findings dashboard.", "other"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

@@ -99,7 +99,8 @@ PARTS = {"development": DATA / "report_corpus.jsonl",
          "held-out 46": DATA / "report_corpus_heldout46.jsonl",
          "held-out 47": DATA / "report_corpus_heldout47.jsonl",
          "held-out 48": DATA / "report_corpus_heldout48.jsonl",
-         "held-out 49": DATA / "report_corpus_heldout49.jsonl"}
+         "held-out 49": DATA / "report_corpus_heldout49.jsonl",
+         "held-out 50": DATA / "report_corpus_heldout50.jsonl"}
 GOALS = {"kind accuracy": (">=", 0.99), "missed findings": ("<=", 0.005),
          "heatmaps for non-findings": ("<=", 0.01)}
 
@@ -191,7 +192,8 @@ def meets(scores: Scores, goals: dict[str, tuple[str, float]]) -> list[str]:
                                   "held-out 28", "held-out 30", "held-out 31", "held-out 32",
                                   "held-out 33", "held-out 34", "held-out 35", "held-out 37",
                                   "held-out 38", "held-out 39", "held-out 40",
-                                  "held-out 41", "held-out 45", "held-out 24", "held-out 46"])
+                                  "held-out 41", "held-out 45", "held-out 24", "held-out 46",
+                                  "held-out 49"])
 def test_corpus_meets_the_goals_of_issue_18(part, capsys):
     scores = score(load(part))
     with capsys.disabled():
@@ -216,7 +218,7 @@ def test_corpus_meets_the_goals_of_issue_18(part, capsys):
 # TB clinics ("Sputum positive PTB on CAT I, ...") and an attending's corrections of a
 # preliminary read; held-out 48 calls its author makes
 # ("Lungs: No focal consolidation or edema." as normal, a device named in an exam title);
-# held-out 49 is the blind judge of the rules.
+# held-out 50 is the blind judge of the rules.
 # Each retraining of the second opinion moves a sentence or two of the tuned parts (held-out
 # 20's Spanish "Sin alteraciones pleuroparenquimatosas agudas." lost its veto in the thirtieth).
 LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
@@ -229,7 +231,7 @@ LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
           "held-out 25": (0.99, 0.0),
           "held-out 36": (0.985, 1 / 162), "held-out 42": (0.99, 0.0), "held-out 43": (0.975, 3 / 184),
           "held-out 44": (0.99, 2 / 148), "held-out 47": (0.965, 7 / 175),
-          "held-out 48": (0.975, 6 / 185), "held-out 49": (0.985, 3 / 163)}
+          "held-out 48": (0.975, 6 / 185), "held-out 50": (0.96, 13 / 183)}
 # Findings missed, held at their level where a part misses the goal: held-out 8 labels a
 # clinical question as a hedged finding ("R/O pneumonia, LLL.", a request by the
 # convention), and the second opinion takes a device in translated wording ("Lt. chemoport
@@ -243,14 +245,13 @@ LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
 # second opinion took ("Addendum: Comparison with the outside CT of ___ confirms these nodules
 # are longstanding."); held-out 43 two the second opinion takes ("Lungs better aerated than
 # previous."); held-out 47 two (an attending's "On my review, there is no ... consolidation; the apparent
-# opacity ... reflects overlapping soft tissue" and the like); held-out 48 one; held-out 49, the blind
-# judge of the rules, two (a list of devices removed that runs past the first, a joint
-# replacement "partially imaged").
+# opacity ... reflects overlapping soft tissue" and the like); held-out 48 one; held-out 50, the blind
+# judge of the rules, one.
 MISSED_LEVELS = {"held-out 8": 3 / 203, "held-out 17": 1 / 155,
                  "held-out 18": 2 / 143, "held-out 20": 1 / 155, "held-out 22": 1 / 151,
                  "held-out 25": 1 / 154, "held-out 42": 1 / 165,
                  "held-out 43": 2 / 197, "held-out 47": 1 / 195,
-                 "held-out 48": 1 / 226, "held-out 49": 2 / 186}
+                 "held-out 48": 1 / 226, "held-out 50": 1 / 168}
 
 
 @pytest.mark.parametrize("part", sorted(LEVELS))
@@ -296,7 +297,8 @@ def test_grounded_spans_and_uncertainty_agree_with_the_labels(part):
              "held-out 42": 0.90, "held-out 43": 0.74,
              "held-out 44": 0.69, "held-out 45": 0.51,
              "held-out 46": 0.78, "held-out 47": 0.85,
-             "held-out 48": 0.55, "held-out 49": 0.52}.get(part, spans)
+             "held-out 48": 0.55, "held-out 49": 0.52,
+             "held-out 50": 0.92}.get(part, spans)
     flags = {"held-out 8": 0.96, "held-out 12": 0.96, "held-out 15": 0.97,
              "held-out 18": 0.95, "held-out 19": 0.95, "held-out 21": 0.96,
              "held-out 22": 0.93, "held-out 23": 0.98, "held-out 24": 0.98,

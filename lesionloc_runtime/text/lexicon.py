@@ -163,8 +163,8 @@ FINDING_TERM = re.compile(
     r"|(?:ctr|cardio-?thoracic\s+ratio)\s+(?:is\s+)?(?:increased|raised|high)"
     # Words made with a suffix of disease or surgery: hamartoma, bronchitis, stenosis,
     # atrophy, thoracoplasty (not diagnosis, prognosis).
-    r"|(?![a-z]*gnosis)[a-z]+(?:omas?|omata|itis|osis|ectasis|megaly|ectomy|otomy|ostomy"
-    r"|plasty|cele|pathy|rrhage|trophy|plasia)\b"
+    r"|(?![a-z]*gnosis)[a-z]+(?:omas?|omata|itis|osis|ectasis|megaly|ectom(?:y|ies)|otom(?:y|ies)"
+    r"|ostom(?:y|ies)|plast(?:y|ies)|cele|pathy|rrhage|trophy|plasia)\b"
     # A measurement describes something on the film: "ETT 4 cm above the carina".
     r"|\d+(?:\.\d+)?\s*(?:mm|cm)\b|narrowing|ptb\b|koch)",
 )
@@ -371,9 +371,11 @@ SCOPE_END = re.compile(
 # After a change word a list of devices that ends the sentence is all gone: "Interval removal
 # of the mediastinal drains and left pleural tube." ("and left ..." ends other scopes).
 _AND_LEAD = r"|\b(?:and)\s+(?="
+_DEVICE_ITEM = (r"(?:the\s+|a\s+)?(?:left\s+|right\s+)?(?:[\w-]+\s+){0,2}?(?:tubes?|drains?|catheters?|lines?"
+                r"|wires?|sheaths?)")
 SCOPE_END_CHANGE = re.compile(SCOPE_END.pattern.replace(
-    _AND_LEAD, r"|\b(?:and)\s+(?!(?:the\s+|a\s+)?(?:left\s+|right\s+)?(?:[\w-]+\s+){0,2}?(?:tubes?"
-    r"|drains?|catheters?|lines?|wires?|sheaths?)\W*$)(?=", 1))
+    _AND_LEAD, r"|\b(?:and)\s+(?!(?:" + _DEVICE_ITEM + r"(?:\s*,\s*|\s+and\s+))*" + _DEVICE_ITEM
+    + r"\W*$)(?=", 1))
 # Leading and trailing words a grounded span does without.
 CONNECTIVE = re.compile(
     r"(?:[\s,;:.\-]|\b(?:and|or|but|however|although|though|whereas|while|with"

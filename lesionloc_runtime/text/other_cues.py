@@ -58,13 +58,14 @@ COMMUNICATION = re.compile(
     r"|preliminary\s+(?:\w+\s+)?(?:report|read|reading|interpretation)|wet\s+read"
     r"|(?:was|were|been)\s+(?:provided|dictated|reviewed|signed|issued)\s+by|reviewed\s+with"
     r"|agree[sd]?\s+with|concur(?:s|red)?\s+with|dict(?:ated)?\.?\s+by|page\s+\d+\s+of\s+\d+"
-    r"|(?:outside|original|external)\s+(?:report|interpretation|read(?:ing)?))\b"
+    r"|(?:outside|original|external)\s+(?:report|interpretation|read(?:ing)?)|posted\s+to|dashboard)\b"
 )
 RECOMMENDATION = re.compile(
     r"\b(?:recommend\w*|recs?\b|advis\w*|follow[- ]?ups?|followup|f/u|further\s+(?:evaluation|assessment"
     r"|characteri[sz]ation|imaging|workup|work-up)|correlat(?:e|ed|ion)\s+(?:clinically|with"
     r"|for|is|advised|recommended)|clinical(?:ly)?\s+correlat\w*|correlate\b|please|kindly"
     r"|(?:could|can|may|might|should)\s+be\s+(?:obtained|performed|considered|helpful)"
+    r"|(?:could|can|may|might|should)\s+be\s+(?:advanced|withdrawn|retracted|pulled\s+back|repositioned)"
     r"|(?:may|might|would|could)\s+be\s+(?:helpful|useful|of\s+value)|(?:may|might|would|could|will)\s+help\s+to\b"
     r"|if\s+clinically\s+(?:indicated|warranted)|as\s+clinically\s+indicated"
     r"|(?:suggest|consider)\s+(?:a\s+|an\s+)?(?:repeat|follow|further|dedicated|ct|cta|mri|pet"
@@ -218,8 +219,9 @@ HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s
                           r"|\b(?:evaluation|assessment|detection|sensitivity)\s+(?:for|of)\s+(?:[\w-]+\s+){0,4}?"
                           r"(?:is|are|was|remains)\s+(?:\w+\s+)?limited\b")
 # What a limitation names that is no finding: "obscured by overlying soft tissue".
+# (up to a clause of its own: "... by overlying soft tissue and a left effusion is not excluded")
 TECHNIQUE_OBSCURING = re.compile(r"\bobscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body"
-                                 r"|arms?|motion|external|monitoring|breast)\b[^,;]*"
+                                 r"|arms?|motion|external|monitoring|breast)\b(?:(?!\s+and\s+(?:an?|the)\s)[^,;])*"
                                  r"|\boverlying\s+(?:monitoring|ecg|ekg|external)\b[^,;]*"
                                  r"|\b(?:partially|partly)\s+obscured\s*\Z")
 COMPARISON_LEAD = re.compile(

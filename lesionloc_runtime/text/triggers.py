@@ -17,13 +17,14 @@ TRIGGERS: dict[str, frozenset[str]] = {
                          "telephoned phoned emailed faxed read acknowledged called telephone "
                          "phone time preliminary wet provided dictated reviewed signed issued "
                          "agree agrees agreed outside original external concur concurs concurred "
-                         "dict page",
+                         "dict page posted dashboard",
         "recommendation": "recommend recommended recommends recommending recommendation rec recs f "
                           "recommendations advise advised advises advising advisable advisory "
                           "advice follow followup followups further correlate correlated "
                           "correlation clinical clinically please kindly obtained performed "
                           "considered helpful help useful value suggest consider repeat suggested "
-                          "arranged booked planned action intervention",
+                          "arranged booked planned action intervention advanced withdrawn retracted "
+                          "repositioned",
         "limitation": "limited limiting limitation limitations limits suboptimal degraded "
                       "underpenetrated overpenetrated lordotic rotated rotation motion habitus "
                       "positioning included imaged assessed evaluated partially excluded assess "
