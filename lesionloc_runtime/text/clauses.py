@@ -34,8 +34,8 @@ _HEAD = frozenset("process processes abnormality abnormalities disease diseases 
                   "finding pathology change changes alteration alterations peculiarities peculiarity "
                   "anomaly anomalies particularity particularities".split())
 # Words of stability before a negation say nothing of what the organ is: "Silhouette
-# unchanged, not widened." is about the silhouette; nor does "otherwise" ("Otherwise no acute
-# cardiopulmonary disease.").
+# unchanged, not widened." is about the silhouette; nor do "otherwise" ("Otherwise no acute
+# cardiopulmonary disease.") and "completely" ("Completely negative.").
 _STABLE = frozenset("stable unchanged unaltered similar otherwise completely entirely totally".split())
 # What an organ is said not to be, as a normal statement: "Heart not enlarged.", "Mediastinum
 # without widening.", "Mediastinum not shifted." (the subject is anatomy, not a finding).
