@@ -102,7 +102,7 @@ OPEN_END = words(
 SYMPTOMS = words(
     "pain cough coughing fever fevers febrile sob dyspnea dyspnoea hemoptysis haemoptysis wheeze "
     "wheezing chills hypoxia hypoxic desaturation tachypnea tachypnoea fall malaise nausea vomiting "
-    "sepsis septic fatigue palpitations syncope choking breathless breathlessness pregnant pregnancy"
+    "sepsis septic fatigue palpitations syncope choking breathless breathlessness"
 )
 ADMIN = SYMPTOMS | words(
     "dr mr mrs ms doctor doctors physician physicians clinician clinicians provider providers radiologist "
@@ -121,7 +121,7 @@ ADMIN = SYMPTOMS | words(
     "adequate satisfactory diagnostic technically remotely electronically "
     "unable declined add man woman male female boy girl gentleman lady y/o yo tenderness sweats "
     "mvc mva assault applicant applicants certificate pending results sputum shielding medical "
-    "pre-placement preplacement pre-employment "
+    "pre-placement preplacement pre-employment pregnant pregnancy "
     "smoker symptoms symptom complaint complains presents presenting presented crp wbc sats "
     "number follow shortness breath accession mrn dob reported reporting "
     # the history of a request: how the patient was hurt, what is planned, how they are
