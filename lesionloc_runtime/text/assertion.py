@@ -25,6 +25,7 @@ from lesionloc_runtime.text.clauses import (
     form_kind,
     negated_kind,
     prepare,
+    recommendation,
     seen_kind,
 )
 from lesionloc_runtime.text.records import SentenceKind
@@ -147,7 +148,7 @@ class _Analysis:
             return seg.rfind(",", 0, hypothetical.start()) + 1
         hits = [m for m in (
             self.may("communication") and lx.COMMUNICATION.search(seg),
-            self.may("recommendation") and self.recommendation(seg),
+            self.may("recommendation") and recommendation(seg),
             self.may("request") and lx.PURPOSE.search(seg),
             self.may("fitness") and lx.FITNESS.search(seg),  # "Normal study, fit for duty."
         ) if m]
@@ -165,16 +166,6 @@ class _Analysis:
         named = limited and lx.FINDING_TERM.search(blank(lx.TECHNIQUE_OBSCURING, seg))
         self.deliberate |= bool(named and lx.LOW_VOLUMES.search(seg))  # a limit and a finding
         return 0 if limited and not named else None
-
-    def recommendation(self, seg: str) -> re.Match[str] | None:
-        """The first recommendation cue that recommends ("Consider TB." offers a diagnosis)."""
-        for m in lx.RECOMMENDATION.finditer(seg):
-            if not (oc.OFFERED.fullmatch(m.group()) and lx.FINDING_TERM.search(seg, m.end())
-                    and not oc.TO_ASSESS.search(seg, m.end())) and not (  # "TB should be considered."
-                    oc.OFFERED_BEFORE.match(seg, m.start()) and lx.FINDING_TERM.search(seg, 0, m.start())
-                    and not oc.TESTS.intersection(content_words(seg)[:1])):
-                return m
-        return None
 
     def negation(self, seg: str) -> re.Match[str] | None:
         """The first negation cue that negates: not a partial change ("nearly resolved"), not

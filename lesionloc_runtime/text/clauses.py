@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from lesionloc_runtime.text import lexicon as lx
+from lesionloc_runtime.text import other_cues as oc
 from lesionloc_runtime.text import spelling
 from lesionloc_runtime.text.records import SentenceKind
 
@@ -23,6 +24,7 @@ __all__ = [
     "form_kind",
     "negated_kind",
     "prepare",
+    "recommendation",
     "seen_kind",
 ]
 
@@ -283,3 +285,15 @@ def form_kind(low: str) -> SentenceKind | None:
         return "other"
     m = _FORM_NO.match(low)
     return negated_kind(m.group("label"), "", "no") if m else None
+
+
+def recommendation(seg: str) -> re.Match[str] | None:
+    """The first recommendation cue of a clause that recommends ("Consider TB." offers a
+    diagnosis, "TB should be considered." too)."""
+    for m in lx.RECOMMENDATION.finditer(seg):
+        if not (oc.OFFERED.fullmatch(m.group()) and lx.FINDING_TERM.search(seg, m.end())
+                and not oc.TO_ASSESS.search(seg, m.end())) and not (
+                oc.OFFERED_BEFORE.match(seg, m.start()) and lx.FINDING_TERM.search(seg, 0, m.start())
+                and not oc.TESTS.intersection(content_words(seg)[:1])):
+            return m
+    return None
