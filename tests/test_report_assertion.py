@@ -514,6 +514,16 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("Bilateral shoulder arthroplasties are partially imaged.", "finding"),
     ("It could be advanced approximately 5 cm for placement in the SVC.", "other"),
     ("Findings posted to the critical findings dashboard.", "other"),
+    # round 45: a British request naming a procedure or a device's check (an operation's name
+    # alone stays what it left), what a supine film cannot show, a limited exam's normal
+    # statement, a comparison of the film's appearance only
+    ("Post pleural aspiration.", "other"), ("ICU - post extubation.", "other"),
+    ("NGT check - second attempt.", "other"), ("PICC insertion check.", "other"),
+    ("Post left mastectomy.", "finding"),
+    ("Small effusions cannot be assessed on a supine film.", "other"),
+    ("IMPRESSION: Limited exam without acute findings.", "normal"),
+    ("No significant interval change in the appearance of the left lung.", "other"),
+    ("No change in the appearance of the right lung nodule.", "finding"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind
@@ -540,6 +550,23 @@ def test_a_finding_named_first_as_one_of_two_alternatives_is_uncertain(text, unc
 def test_a_corrected_word_keeps_the_grounded_span_in_the_original_text():
     text = "Small right plueral effusion, no pnuemothorax."
     assert grounded(text) == "Small right plueral effusion"
+
+
+@pytest.mark.parametrize(("text", "span"), [
+    ("IMPRESSION: 1. Low lung volumes.", "Low lung volumes."),
+    ("Impression - cardiomegaly.", "cardiomegaly."),
+    ("IMPRESSION:  XXXX XXXX opacity right base.", "XXXX XXXX opacity right base."),
+    ("2.  New 9 mm left mid lung nodule, recommend CT.", "New 9 mm left mid lung nodule"),
+    ("2.5 cm nodule in the right upper lobe.", "2.5 cm nodule in the right upper lobe."),
+    # an organ label says where: it stays
+    ("LUNGS: Patchy opacity in the right lower lobe.", "LUNGS: Patchy opacity in the right lower lobe."),
+    ("Left subclavian line tip is now in the right atrium and could be withdrawn by 3 cm.",
+     "Left subclavian line tip is now in the right atrium"),
+    ("Persistent but improved right upper lobe consolidation.",
+     "Persistent but improved right upper lobe consolidation."),
+])
+def test_a_span_leaves_out_the_section_name_list_number_and_joining_word(text, span):
+    assert grounded(text) == span
 
 
 def test_grounded_spans_are_offsets_into_the_sentence_text():

@@ -41,6 +41,7 @@ The figures at each part's first evaluation are in docs/reports.md."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,8 @@ PARTS = {"development": DATA / "report_corpus.jsonl",
          "held-out 47": DATA / "report_corpus_heldout47.jsonl",
          "held-out 48": DATA / "report_corpus_heldout48.jsonl",
          "held-out 49": DATA / "report_corpus_heldout49.jsonl",
-         "held-out 50": DATA / "report_corpus_heldout50.jsonl"}
+         "held-out 50": DATA / "report_corpus_heldout50.jsonl",
+         "held-out 51": DATA / "report_corpus_heldout51.jsonl"}
 GOALS = {"kind accuracy": (">=", 0.99), "missed findings": ("<=", 0.005),
          "heatmaps for non-findings": ("<=", 0.01)}
 
@@ -109,9 +111,18 @@ def load(part: str) -> list[dict]:
     return [json.loads(line) for line in PARTS[part].read_text(encoding="utf-8").splitlines()]
 
 
+# A label before a span: a section's name, a list's number, a structured report's organ label
+# ("LUNGS:", "Heart/mediastinum:", "Read:"). Some labellers kept them in spans, the convention
+# leaves them out, the parser leaves out the first two: either way the same words are grounded.
+_LEAD = re.compile(r"\s*(?:[a-z]+(?:\s*/\s*|\s+)){0,2}[a-z]+\s*(?::|\s-\s)\s*(?:\d{1,2}\s*[.)]\s+)?"
+                   r"|\s*\d{1,2}\s*[.)]\s+", re.I)
+
+
 def _core(text: str) -> str:
-    """A span compared without the punctuation and case at its ends."""
-    return text.strip(" ,;:.").lower()
+    """A span compared without a section's name or list number before it, and without the
+    punctuation and case at its ends."""
+    lead = _LEAD.match(text)
+    return text[lead.end() if lead else 0 :].strip(" ,;:.").lower()
 
 
 @dataclass
@@ -231,7 +242,8 @@ LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
           "held-out 25": (0.99, 0.0),
           "held-out 36": (0.985, 1 / 162), "held-out 42": (0.99, 0.0), "held-out 43": (0.975, 3 / 184),
           "held-out 44": (0.99, 2 / 148), "held-out 47": (0.965, 7 / 175),
-          "held-out 48": (0.975, 6 / 185), "held-out 50": (0.96, 13 / 183)}
+          "held-out 48": (0.975, 6 / 185), "held-out 50": (0.98, 5 / 183),
+          "held-out 51": (0.985, 3 / 117)}
 # Findings missed, held at their level where a part misses the goal: held-out 8 labels a
 # clinical question as a hedged finding ("R/O pneumonia, LLL.", a request by the
 # convention), and the second opinion takes a device in translated wording ("Lt. chemoport
@@ -268,37 +280,21 @@ def test_parts_below_a_goal_miss_no_finding_and_stay_at_their_level(part, capsys
 
 @pytest.mark.parametrize("part", list(PARTS))
 def test_grounded_spans_and_uncertainty_agree_with_the_labels(part):
-    """Held-out 2's labels keep a recommendation or a normal clause in five spans, which the
-    convention leaves out (73 of 78 agree); held-out 5 has two hedges no cue knows ("Cannot
-    totally rule out", "Considerations:"): 78 of 80 flags agree. Held-out 6, 7, 9, 10, 11, 12,
-    13 and 14's labellers left heading labels ("IMPRESSION:", "Lungs:", "Devices:") and
-    trailing comparison or advice clauses out of spans, which the convention keeps (156 of 177,
-    195 of 211, 144 of 161, 122 of 154, 137 of 156, 123 of 151, 128 of 152, 130 of 143 agree);
-    held-out 8's marks "suggestive of" and "r/o" in mid-sentence as hedges where a finding was
-    named first (196 of 203 flags agree), held-out 12 hedges no cue knows ("suspicion of", "in
-    favor of", "is suspected in": 145 of 151). Held-out 33's labeller left the section header
-    out of 35 spans ("IMPRESSION:  Left lower lobe pneumonia."): 117 of 176 agree; held-out
-    39's the same (124 of 186)."""
+    """Spans are compared without a label before them (`_LEAD`). Held-out 2's labels keep a
+    recommendation or a normal clause in five spans, which the convention leaves out (73 of 78
+    agree); held-out 5 has two hedges no cue knows ("Cannot totally rule out",
+    "Considerations:"): 78 of 80 flags agree. Held-out 16 and 43's labellers left trailing
+    advice, diagnosis or position clauses out of spans ("Small ill-defined opacity in the left
+    upper lobe; active TB cannot be excluded."), which the convention keeps, and 43's leads of
+    screening forms ("Abnormal, consistent with TB: ..."), as did 22's; held-out 39's left out
+    the diagnosis offered after a finding ("Right lower lobe opacity, likely pneumonia ...": 140
+    of 186 agree). Held-out 8's marks "suggestive of" and "r/o" in mid-sentence as hedges where
+    a finding was named first (196 of 203 flags agree), held-out 12 hedges no cue knows
+    ("suspicion of", "in favor of", "is suspected in": 145 of 151)."""
     scores = score(load(part))
     spans, flags = (0.98, 0.98) if part == "development" else (0.93, 0.97)
-    spans = {"held-out 6": 0.88, "held-out 7": 0.92, "held-out 9": 0.88,
-             "held-out 10": 0.78, "held-out 11": 0.87, "held-out 12": 0.81,
-             "held-out 13": 0.84, "held-out 14": 0.90, "held-out 15": 0.93,
-             "held-out 16": 0.81, "held-out 17": 0.77, "held-out 18": 0.85,
-             "held-out 19": 0.87, "held-out 20": 0.89, "held-out 21": 0.78,
-             "held-out 22": 0.65, "held-out 23": 0.92, "held-out 24": 0.93,
-             "held-out 25": 0.88, "held-out 26": 0.88, "held-out 28": 0.86,
-             "held-out 29": 0.88, "held-out 30": 0.90, "held-out 31": 0.92,
-             "held-out 32": 0.84, "held-out 33": 0.66,
-             "held-out 34": 0.82, "held-out 35": 0.88,
-             "held-out 36": 0.78, "held-out 37": 0.81,
-             "held-out 38": 0.88, "held-out 39": 0.66,
-             "held-out 40": 0.88, "held-out 41": 0.83,
-             "held-out 42": 0.90, "held-out 43": 0.74,
-             "held-out 44": 0.69, "held-out 45": 0.51,
-             "held-out 46": 0.78, "held-out 47": 0.85,
-             "held-out 48": 0.55, "held-out 49": 0.52,
-             "held-out 50": 0.92}.get(part, spans)
+    spans = {"held-out 16": 0.91, "held-out 22": 0.82, "held-out 39": 0.75,
+             "held-out 43": 0.88}.get(part, spans)
     flags = {"held-out 8": 0.96, "held-out 12": 0.96, "held-out 15": 0.97,
              "held-out 18": 0.95, "held-out 19": 0.95, "held-out 21": 0.96,
              "held-out 22": 0.93, "held-out 23": 0.98, "held-out 24": 0.98,

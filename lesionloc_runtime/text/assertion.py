@@ -24,6 +24,7 @@ from lesionloc_runtime.text.clauses import (
     cue_word,
     form_kind,
     negated_kind,
+    only_stability,
     prepare,
     recommendation,
     seen_kind,
@@ -50,7 +51,9 @@ class _Part(NamedTuple):
     end: int
 
 
-_TRAILING = re.compile(r"[\s,;:.\-]+\Z")
+# what a part cannot end with: punctuation, or a word that joins it to the next part ("... in
+# the right atrium and | could be withdrawn")
+_TRAILING = re.compile(r"(?:[\s,;:.\-]|\b(?:and|or|but|which|would|could|should)\b)+\Z")
 _PIECE = re.compile(r",|\bwith\b")
 _FILLER_TAIL = re.compile(
     r"(?:\bthere\s+(?:is|are|was|were|has\s+been|have\s+been|remains?)|\b(?:again|also|now|still"
@@ -76,6 +79,7 @@ class _Analysis:
         self.low, self.index = prepare(text)
         self.hints = lx.triggered(self.low)
         self.splits = 0
+        self.start = 0  # after a section's name ("IMPRESSION: ")
         # Set when a rule read a finding where a cue word alone would say none ("not
         # completely cleared", "top normal", "not seen on the prior"): the veto leaves it be.
         self.deliberate = False
@@ -87,8 +91,10 @@ class _Analysis:
     def parts(self) -> list[_Part]:
         if (kind := form_kind(self.low)) is not None:  # "Hx: ...", "Large opacities: 0."
             return [_Part(kind, False, 0, len(self.low))]
-        pos, out, joined = 0, [], False
-        for m in lx.CLAUSE_BREAK.finditer(self.low):
+        header = leads.SECTION_LEAD.match(self.low)
+        pos = self.start = header.end() if header and header.group().strip() else 0
+        out, joined = [], False
+        for m in lx.CLAUSE_BREAK.finditer(self.low, pos):
             self.append(out, self.clause(pos, m.start()), joined)
             pos, joined = m.end(), m.group() in ("but", "though", "although")
         self.append(out, self.clause(pos, len(self.low)), joined)
@@ -101,11 +107,12 @@ class _Analysis:
         if (joined and len(parts) == 1 and parts[0].kind == "other" and out
                 and out[-1].kind == "finding"):
             text = self.low[parts[0].start : parts[0].end]
-            stable = (self.may("stability") and lx.STABILITY.search(text)
-                      and not content_words(blank(lx.STABILITY, text)))
-            if stable or (text.split()[0] in _VERB and self.other_start(text) is None):
+            if only_stability(text) or (text.split()[0] in _VERB and self.other_start(text) is None):
                 out[-1] = out[-1]._replace(end=parts[0].end)
                 return
+        if joined and parts and parts[0].kind == "finding" and out and out[-1].kind == "other" \
+                and only_stability(self.low[out[-1].start : out[-1].end]):  # "Persistent but improved ..."
+            parts[0] = parts[0]._replace(start=out.pop().start)
         out.extend(parts)
 
     def trim(self, a: int, b: int) -> tuple[int, int]:
@@ -322,12 +329,14 @@ class _Analysis:
         return lx.FINDING_TERM.search(core, 0, cut) is None or alternatives_first(core)
 
 
-def _combine(text: str, parts: list[_Part], index: list[int] | None) -> Assertion:
+def _combine(text: str, parts: list[_Part], index: list[int] | None, begin: int = 0) -> Assertion:
     findings = [p for p in parts if p.kind == "finding"]
     if findings:
         uncertain = all(p.uncertain for p in findings)
-        if len(findings) == len(parts):
-            return Assertion("finding", uncertain, (0, len(text)))
+        if len(findings) == len(parts):  # the whole sentence but its section's name
+            if index and begin:  # up to the blanks after it ("IMPRESSION: XXXX opacity.")
+                begin = len(text) - len(text[index[begin - 1] + 1 :].lstrip())
+            return Assertion("finding", uncertain, (begin, len(text)))
         start, end = findings[0].start, findings[-1].end
         if index is not None:  # back to offsets into the text with its placeholders
             start, end = index[start], index[end - 1] + 1
@@ -359,7 +368,7 @@ def assess_by_rules(text: str) -> RulesVerdict:
     """The rules' assertion of one sentence, without the second opinion."""
     analysis = _Analysis(text)
     parts = analysis.parts()
-    said = _combine(text, parts, analysis.index)
+    said = _combine(text, parts, analysis.index, analysis.start)
     # A sentence the rules cut into a finding part and others ("The band has been removed;
     # residual port tubing remains.") has its finding where the rules put it: the second
     # opinion, which reads whole sentences, would weigh the other parts' words.

@@ -23,6 +23,7 @@ __all__ = [
     "cue_word",
     "form_kind",
     "negated_kind",
+    "only_stability",
     "prepare",
     "recommendation",
     "seen_kind",
@@ -109,6 +110,11 @@ def content_words(s: str) -> list[str]:
         if w and w not in lx.FILLER:
             out.append(w)
     return out
+
+
+def only_stability(text: str) -> bool:
+    """Whether a part only says that something stays as it was ("but stable")."""
+    return bool(lx.STABILITY.search(text) and not content_words(blank(lx.STABILITY, text)))
 
 
 def blank(pattern: re.Pattern[str], s: str) -> str:

@@ -10,8 +10,12 @@ import re
 
 from lesionloc_runtime.text import lexicon as lx
 
-__all__ = ["DEVICE_LEAD", "FINDING_LEAD", "named"]
+__all__ = ["DEVICE_LEAD", "FINDING_LEAD", "SECTION_LEAD", "named"]
 
+# A report section's name before its first sentence and a list's number ("IMPRESSION: 1. ..."):
+# no part of what the sentence says, nor of a finding's span.
+SECTION_LEAD = re.compile(r"\s*(?:(?:impressions?|findings?|conclusions?|summary|opinion|comments?"
+                          r"|report|interpretation)\s*(?::|\s-\s)\s*)?(?:\d{1,2}\s*[.)]\s+)?")
 # A device or foreign body as what a sentence starts with ("ECG electrodes are seen over the
 # chest."): a finding the second opinion leaves alone, whatever wording follows.
 DEVICE_LEAD = re.compile(

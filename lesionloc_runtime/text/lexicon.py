@@ -232,6 +232,10 @@ NO_CHANGE = re.compile(
     r"\b(?:no|without)\s+(?:(?:significant|substantial|appreciable|definite|interval|relevant"
     r"|major|gross|radiographic|further|apparent|acute|new|other|obvious|cardiopulmonary|evolutionary|notable"
     r"|intrathoracic|pulmonary)\s+){0,3}(?:changes?|dynamics|variations?|evolution)\b"
+    # what only the film's appearance is compared in: "No interval change in the appearance of
+    # the left lung." (comparison only; "... of the right lung nodule" keeps the nodule)
+    r"(?:\s+in\s+(?:the\s+)?appearances?\s+of\s+(?:the\s+)?(?:(?:left|right|both|bilateral)\s+)?"
+    r"(?:lungs?|chest|thorax|heart|mediastinum)\b)?"
     r"|\bnot\s+(?:significantly\s+|substantially\s+)?changed(?:\s+(?:significantly|substantially))?\b"
 )
 # Where NO_CHANGE can match at all (it is blanked before negations are read).

@@ -113,6 +113,12 @@ REQUEST = re.compile(
     r"|\A\W*(?:cxr|chest|x-ray|xray|film|radiograph)\b[^:]{0,20}:\s*(?:post|after|following|s/p)\s+"
     r"(?:left\s+|right\s+)?(?:thoracentesis|thoracocentesis|pleural\s+tap|biopsy|aspiration|bronchoscopy"
     r"|procedure)\W*\Z"
+    # A film after a procedure, or a device's check, as the whole request: "Post pleural
+    # aspiration.", "ICU - post extubation.", "NGT position check." ("Post left mastectomy."
+    # names what the surgery left: a finding)
+    r"|\A\W*(?:[a-z]+\s*-\s*)?post[- ](?:[\w-]+\s+){0,3}?(?:insertion|aspiration|extubation|intubation"
+    r"|drainage|thoracentesis|thoracocentesis|tap|biopsy|removal|placement|cannulation|bronchoscopy)\W*\Z"
+    r"|\A\W*[\w/-]+\s+(?:(?:position|insertion|placement|tip)\s+)?check\b(?:\s*-[^.;:]*)?\W*\Z"
     # The clinical question after the exam's name, British style: "CXR PA: ?infection".
     r"|\A\W*(?:cxr|chest|x-ray|xray|film|radiograph)\b[^:?]{0,20}:\s*\?"
 )
@@ -205,6 +211,9 @@ HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s
                           r"|film|study|image|exam)\b"
                           # what cannot be judged and why: "Heart size cannot be assessed due to
                           # obscured left heart border." (the cause is described elsewhere)
+                          # or on what kind of film: "Small effusions cannot be assessed on a supine film."
+                          r"|\b(?:cannot|can\s?not|could\s+not)\s+be\s+(?:\w+ly\s+)?(?:assessed|evaluated)\s+on"
+                          r"\s+(?:a|an|this|the)\b"
                           r"|\b(?:cannot|can\s?not|could\s+not|difficult\s+to|unable\s+to)\s+(?:be\s+)?"
                           r"(?:\w+ly\s+)?(?:assess|evaluat)\w*\s+(?:due\s+to|given|because\s+of|owing\s+to"
                           r"|secondary\s+to)\b"
@@ -233,6 +242,10 @@ COMPARISON_LEAD = re.compile(
     r"|\A\W*(?:(?:resident|attending|radiology)(?:'s)?\s+)?(?:preliminary|prelim|wet|final)\s+(?:report|read"
     r"|reading|interpretation|impression)[^:;]{0,40}(?<!\d):"
     # a limitation granted before a statement: "Within these limitations, the lungs are clear."
+    # a limited exam before what it still shows: "Limited exam without acute findings."
+    r"|\A\W*(?:(?:technically|somewhat|slightly|mildly|very)\s+)?(?:limited|suboptimal)\s+(?:portable\s+"
+    r"|supine\s+|ap\s+|bedside\s+)?(?:exam(?:ination)?|study|film|radiograph|evaluation)\s*,?\s*"
+    r"(?=(?:without|with\s+no|but\s+no|no|showing\s+no)\b)"
     r"|\A\W*(?:within|given|despite|allowing\s+for)\s+(?:the(?:se|ir)?\s+|this\s+)?(?:\w+\s+)?"
     r"(?:limitations?|limits|constraints)\s*,|\A\W*since\s+(?:the\s+)?(?:prior|previous|last|___)\b[^,;]*,"
 )
