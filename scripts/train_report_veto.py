@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from scipy import sparse
 
 from lesionloc_runtime.text.assertion import assess_by_rules
 from lesionloc_runtime.text.veto import WEIGHTS, VetoModel, features
@@ -54,7 +58,7 @@ def fit(rows: list[dict]) -> tuple[dict[str, float], float]:
         for f in found:
             counts[f] = counts.get(f, 0) + 1
     vocab = {f: i for i, f in enumerate(sorted(f for f, c in counts.items() if c >= 2))}
-    # sparse rows: for entry k, its row, column and value (1 / sqrt(features of the row))
+    # one sparse row per sentence, each feature valued 1 / sqrt(features of the row)
     row_of, cols, vals = [], [], []
     for i, found in enumerate(feats):
         for f in found:
@@ -62,17 +66,17 @@ def fit(rows: list[dict]) -> tuple[dict[str, float], float]:
                 row_of.append(i)
                 cols.append(vocab[f])
                 vals.append(1.0 / np.sqrt(len(found)))
-    row_of, cols, vals = np.array(row_of), np.array(cols), np.array(vals)
+    x = sparse.csr_matrix((vals, (row_of, cols)), shape=(len(rows), len(vocab)))
+    xt = x.T.tocsr()
     y = np.array([r["kind"] == "finding" for r in rows], dtype=np.float64)
     weight = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
     w, b = np.zeros(len(vocab)), 0.0
     m, v = np.zeros_like(w), np.zeros_like(w)
     mb = vb = 0.0
     for step in range(1, STEPS + 1):  # Adam on the weighted log loss
-        score = np.bincount(row_of, weights=w[cols] * vals, minlength=len(rows))
-        p = 1 / (1 + np.exp(-(score + b)))
+        p = 1 / (1 + np.exp(-(x @ w + b)))
         g = weight * (p - y) / len(y)
-        gw = np.bincount(cols, weights=vals * g[row_of], minlength=len(w)) + L2 * w
+        gw = xt @ g + L2 * w
         gb = float(g.sum())
         m, v = 0.9 * m + 0.1 * gw, 0.999 * v + 0.001 * gw * gw
         mb, vb = 0.9 * mb + 0.1 * gb, 0.999 * vb + 0.001 * gb * gb
@@ -101,12 +105,20 @@ def effect(rows: list[dict], p: np.ndarray, threshold: float) -> dict[str, int]:
             "heatmaps": int((~finding & grounded).sum())}
 
 
+_PARTS: dict[str, list[dict]] = {}  # the parts, for the validation's worker processes
+
+
+def held_out_scores(name: str) -> np.ndarray:
+    """The probabilities of a part's sentences from a fit on every other part."""
+    model = fit([r for other, rows in _PARTS.items() if other != name for r in rows])
+    return probabilities(model, _PARTS[name])
+
+
 def choose_threshold(parts: dict[str, list[dict]]) -> tuple[float, dict[str, dict]]:
     held = [name for name in parts if name != "report_corpus"]
-    scores = {}
-    for name in held:
-        model = fit([r for other, rows in parts.items() if other != name for r in rows])
-        scores[name] = probabilities(model, parts[name])
+    _PARTS.update(parts)  # the fits are independent: one process per core (same results)
+    with ProcessPoolExecutor(os.cpu_count() or 1, mp_context=multiprocessing.get_context("fork")) as pool:
+        scores = dict(zip(held, pool.map(held_out_scores, held), strict=True))
     table = {}
     for t in THRESHOLDS:
         pooled = [effect(parts[name], scores[name], t) for name in held]
