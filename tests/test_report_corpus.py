@@ -103,7 +103,8 @@ PARTS = {"development": DATA / "report_corpus.jsonl",
          "held-out 49": DATA / "report_corpus_heldout49.jsonl",
          "held-out 50": DATA / "report_corpus_heldout50.jsonl",
          "held-out 51": DATA / "report_corpus_heldout51.jsonl",
-         "held-out 52": DATA / "report_corpus_heldout52.jsonl"}
+         "held-out 52": DATA / "report_corpus_heldout52.jsonl",
+         "held-out 53": DATA / "report_corpus_heldout53.jsonl"}
 GOALS = {"kind accuracy": (">=", 0.99), "missed findings": ("<=", 0.005),
          "heatmaps for non-findings": ("<=", 0.01)}
 
@@ -205,7 +206,7 @@ def meets(scores: Scores, goals: dict[str, tuple[str, float]]) -> list[str]:
                                   "held-out 33", "held-out 34", "held-out 35", "held-out 37",
                                   "held-out 38", "held-out 39", "held-out 40",
                                   "held-out 41", "held-out 45", "held-out 24", "held-out 46",
-                                  "held-out 49"])
+                                  "held-out 49", "held-out 52", "held-out 53"])
 def test_corpus_meets_the_goals_of_issue_18(part, capsys):
     scores = score(load(part))
     with capsys.disabled():
@@ -231,8 +232,8 @@ def test_corpus_meets_the_goals_of_issue_18(part, capsys):
 # preliminary read; held-out 48 calls its author makes
 # ("Lungs: No focal consolidation or edema." as normal, a device named in an exam title);
 # held-out 50 British request lines naming a procedure or a device's check ("NGT position
-# check."); held-out 51 history lines ("Hypertension.", "Pneumonia?"); held-out 52 is the blind
-# judge of the rules.
+# check."); held-out 51 history lines ("Hypertension.", "Pneumonia?"). Held-out 53, the blind
+# judge of the rules, meets every goal.
 # Each retraining of the second opinion moves a sentence or two of the tuned parts (held-out
 # 20's Spanish "Sin alteraciones pleuroparenquimatosas agudas." lost its veto in the thirtieth).
 LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
@@ -246,7 +247,7 @@ LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
           "held-out 36": (0.985, 1 / 162), "held-out 42": (0.99, 0.0), "held-out 43": (0.975, 3 / 184),
           "held-out 44": (0.99, 2 / 148), "held-out 47": (0.965, 7 / 175),
           "held-out 48": (0.975, 6 / 185), "held-out 50": (0.98, 5 / 183),
-          "held-out 51": (0.985, 3 / 117), "held-out 52": (0.98, 3 / 149)}
+          "held-out 51": (0.985, 3 / 117)}
 # Findings missed, held at their level where a part misses the goal: held-out 8 labels a
 # clinical question as a hedged finding ("R/O pneumonia, LLL.", a request by the
 # convention), and the second opinion takes a device in translated wording ("Lt. chemoport
@@ -260,13 +261,12 @@ LEVELS = {"held-out 2": (0.99, 1 / 62), "held-out 6": (0.975, 4 / 306),
 # second opinion took ("Addendum: Comparison with the outside CT of ___ confirms these nodules
 # are longstanding."); held-out 43 two the second opinion takes ("Lungs better aerated than
 # previous."); held-out 47 two (an attending's "On my review, there is no ... consolidation; the apparent
-# opacity ... reflects overlapping soft tissue" and the like); held-out 48 one; held-out 50 one;
-# held-out 52, the blind judge of the rules, one (a change from a preliminary read).
+# opacity ... reflects overlapping soft tissue" and the like); held-out 48 one; held-out 50 one.
 MISSED_LEVELS = {"held-out 8": 3 / 203, "held-out 17": 1 / 155,
                  "held-out 18": 2 / 143, "held-out 20": 1 / 155, "held-out 22": 1 / 151,
                  "held-out 25": 1 / 154, "held-out 42": 1 / 165,
                  "held-out 43": 2 / 197, "held-out 47": 1 / 195,
-                 "held-out 48": 1 / 226, "held-out 50": 1 / 168, "held-out 52": 1 / 180}
+                 "held-out 48": 1 / 226, "held-out 50": 1 / 168}
 
 
 @pytest.mark.parametrize("part", sorted(LEVELS))
@@ -292,13 +292,14 @@ def test_grounded_spans_and_uncertainty_agree_with_the_labels(part):
     screening forms ("Abnormal, consistent with TB: ..."), as did 22's; held-out 39's left out
     the diagnosis offered after a finding ("Right lower lobe opacity, likely pneumonia ...": 140
     of 186 agree), held-out 52's visibility clauses ("Small left pleural effusion, not well seen
-    on the lateral view.") and leading "there is" (165 of 180). Held-out 8's marks "suggestive of" and "r/o" in mid-sentence as hedges where
-    a finding was named first (196 of 203 flags agree), held-out 12 hedges no cue knows
-    ("suspicion of", "in favor of", "is suspected in": 145 of 151)."""
+    on the lateral view.") and leading "there is" (166 of 180), which the convention keeps.
+    Held-out 8's marks "suggestive of" and "r/o" in mid-sentence as hedges where a finding was
+    named first (196 of 203 flags agree), held-out 12 hedges no cue knows ("suspicion of", "in
+    favor of", "is suspected in": 145 of 151)."""
     scores = score(load(part))
     spans, flags = (0.98, 0.98) if part == "development" else (0.93, 0.97)
     spans = {"held-out 16": 0.91, "held-out 22": 0.82, "held-out 39": 0.75,
-             "held-out 43": 0.88, "held-out 52": 0.91}.get(part, spans)
+             "held-out 43": 0.88, "held-out 52": 0.92}.get(part, spans)
     flags = {"held-out 8": 0.96, "held-out 12": 0.96, "held-out 15": 0.97,
              "held-out 18": 0.95, "held-out 19": 0.95, "held-out 21": 0.96,
              "held-out 22": 0.93, "held-out 23": 0.98, "held-out 24": 0.98,

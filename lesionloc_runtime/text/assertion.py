@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
+from lesionloc_runtime.text import edges as ed
 from lesionloc_runtime.text import leads, veto
 from lesionloc_runtime.text import lexicon as lx
 from lesionloc_runtime.text import other_cues as oc
@@ -51,22 +52,6 @@ class _Part(NamedTuple):
     end: int
 
 
-# what a part cannot end with: punctuation, or a word that joins it to the next part ("... in
-# the right atrium and | could be withdrawn")
-_TRAILING = re.compile(r"(?:[\s,;:.\-]|\b(?:and|or|but|which|would|could|should)\b)+\Z")
-_PIECE = re.compile(r",|\bwith\b")
-_FILLER_TAIL = re.compile(
-    r"(?:\bthere\s+(?:is|are|was|were|has\s+been|have\s+been|remains?)|\b(?:again|also|now|still"
-    r"|otherwise|status\s+(?:post|after)|s/p|interval))\s*\Z"
-)
-_AND = re.compile(r"\band\b")
-_PLACEHOLDER_TAIL = re.compile(r"(?:\s*(?:" + lx.PLACEHOLDER.pattern + r"))+")
-_COORDINATORS = frozenset("and or with but nor".split())
-_VERB = frozenset("is are was were be been has have had remains remain appears appear seen "
-                  "visible visualized identified noted".split())
-_VERB_WORD = re.compile(r"\b(?:" + "|".join(sorted(_VERB)) + r")\b")
-
-
 class _Analysis:
     """The parts of one sentence: each clause, cut further at cue scopes, becomes parts of
     kind finding, negated, normal or other with their offsets."""
@@ -107,7 +92,7 @@ class _Analysis:
         if (joined and len(parts) == 1 and parts[0].kind == "other" and out
                 and out[-1].kind == "finding"):
             text = self.low[parts[0].start : parts[0].end]
-            if only_stability(text) or (text.split()[0] in _VERB and self.other_start(text) is None):
+            if only_stability(text) or (text.split()[0] in ed.VERB and self.other_start(text) is None):
                 out[-1] = out[-1]._replace(end=parts[0].end)
                 return
         if joined and parts and parts[0].kind == "finding" and out and out[-1].kind == "other" \
@@ -119,7 +104,7 @@ class _Analysis:
         m = lx.CONNECTIVE.match(self.low, a, b)
         if m:
             a = m.end()
-        m = _TRAILING.search(self.low, a, b)
+        m = ed.TRAILING.search(self.low, a, b)
         return a, (m.start() if m else b)
 
     def clause(self, a: int, b: int) -> list[_Part]:
@@ -164,8 +149,10 @@ class _Analysis:
                 return 0
             cue = min(m.start() for m in hits)
             start = seg.rfind(",", 0, cue) + 1
-            first = [w for w in content_words(seg[start:cue]) if w not in oc.URGENCY][:1]  # a test
-            tested = (not first or first[0].split("-")[0] in oc.TESTS) and any(  # "CT-guided biopsy"
+            words = [w for w in content_words(seg[start:cue]) if w not in oc.URGENCY]
+            # a test first ("CT-guided biopsy"), or a procedure named alone ("Chest tube placement")
+            placed = 0 < len(words) <= 4 and words[-1] in oc.PROCEDURES
+            tested = (not words or placed or words[0].split("-")[0] in oc.TESTS) and any(
                 m.re is lx.RECOMMENDATION for m in hits)
             # "8 mm nodule for which CT is advised"
             return cue if not tested and lx.FINDING_TERM.search(seg, start, cue) else start
@@ -207,11 +194,11 @@ class _Analysis:
         # "Trachea is midline and the mediastinum is not widened": what comes before an "and"
         # with a verb of its own is a statement of its own, not part of the subject. The
         # subject starts after the last such "and" that has words of its own after it.
-        verb = _VERB_WORD.search(self.low, start, cue)
+        verb = ed.VERB_WORD.search(self.low, start, cue)
         if verb is None:
             return start
         end, words = cue, False
-        for m in reversed(list(_AND.finditer(self.low, verb.end(), cue))):
+        for m in reversed(list(ed.AND.finditer(self.low, verb.end(), cue))):
             words = words or bool(content_words(self.low[m.end() : end]))
             if words:
                 return m.end()
@@ -242,7 +229,7 @@ class _Analysis:
         shows no effusion"). Modifiers of a change cue belong to it ("Complete resolution")."""
         pre = self.low[a:c0]
         while True:
-            tail = _FILLER_TAIL.search(pre)
+            tail = ed.FILLER_TAIL.search(pre)
             words = pre.split()
             if tail and tail.start() < len(pre):
                 pre = pre[: tail.start()]
@@ -256,7 +243,7 @@ class _Analysis:
         if stripped.endswith(":"):  # a label: the negated thing itself unless an object follows
             return ([], a + len(pre)) if has_object else ([], a)
         last = stripped.split()[-1].strip(".")
-        if stripped.endswith((",", "&")) or last in _COORDINATORS:
+        if stripped.endswith((",", "&")) or last in ed.COORDINATORS:
             cut = len(stripped) - (1 if stripped.endswith((",", "&")) else len(last))
             return self.clause(a, a + cut), c0
         if last in lx.OPEN_END:
@@ -285,7 +272,7 @@ class _Analysis:
             return self.normal_and_finding(a, b)
         kind = seen_kind(seg, words, self.deliberate)
         if kind is not None:  # "is visible on the lateral view" continues the clause before it
-            return [] if kind == "other" and seg.split()[0] in _VERB else [_Part(kind, False, a, b)]
+            return [] if kind == "other" and seg.split()[0] in ed.VERB else [_Part(kind, False, a, b)]
         if about_the_exam(seg, core, words):
             return [_Part("other", False, a, b)]
         if stable and not borderline and all(
@@ -302,7 +289,7 @@ class _Analysis:
         """A clause with a normal cue that names a finding: "Mild cardiomegaly, lungs clear."
         has a normal piece; "The ET tube is in normal position." is one finding."""
         low = self.low
-        cuts = [a, *(m.start() for m in _PIECE.finditer(low, a, b) if m.start() > a), b]
+        cuts = [a, *(m.start() for m in ed.PIECE.finditer(low, a, b) if m.start() > a), b]
         pieces = [(s, e) for s, e in zip(cuts, cuts[1:], strict=False) if e > s]
         normal = [self.normal_cue(low[s:e]) and lx.FINDING_TERM.search(low, s, e) is None
                   for s, e in pieces]
@@ -329,7 +316,7 @@ class _Analysis:
         return lx.FINDING_TERM.search(core, 0, cut) is None or alternatives_first(core)
 
 
-def _combine(text: str, parts: list[_Part], index: list[int] | None, begin: int = 0) -> Assertion:
+def _combine(text: str, parts: list[_Part], index: list[int] | None, begin: int) -> Assertion:
     findings = [p for p in parts if p.kind == "finding"]
     if findings:
         uncertain = all(p.uncertain for p in findings)
@@ -340,7 +327,7 @@ def _combine(text: str, parts: list[_Part], index: list[int] | None, begin: int 
         start, end = findings[0].start, findings[-1].end
         if index is not None:  # back to offsets into the text with its placeholders
             start, end = index[start], index[end - 1] + 1
-            tail = _PLACEHOLDER_TAIL.match(text, end)
+            tail = ed.PLACEHOLDER_TAIL.match(text, end)
             end = tail.end() if tail else end  # "new since ___" ends with its blank
         if not text[end:].strip(" \t.!?)]\"'"):
             end = len(text)

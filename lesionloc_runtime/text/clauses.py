@@ -55,6 +55,9 @@ _SEEN = frozenset("not well clearly definitely".split())
 _OR = re.compile(r"\s+or\s+")
 _OR_BREAK = re.compile(r"[,;:(]|\b(?:with|and|in|at|of)\b")
 
+# what may stand between a dictated "Know" (no) and its finding: "Know focal consolidation."
+_MODIFIERS = re.compile(r"(?:(?:focal|small|large|acute|new|definite|significant|obvious|gross|residual"
+                        r"|left|right|bilateral|sizable|moderate)\s+){0,2}")
 _DICTATED_COLON = re.compile(r"\b(impression|findings|conclusion|comparison|history|indication"
                              r"|technique|clinical\s+history)\s+colon\b")
 
@@ -81,7 +84,7 @@ def prepare(text: str) -> tuple[str, list[int] | None]:
     if " colon" in low:  # dictated punctuation: "Impression colon no acute process."
         low = _DICTATED_COLON.sub(
             lambda m: m.group(1) + ":" + " " * (len(m.group()) - len(m.group(1)) - 1), low)
-    if low.startswith("know ") and lx.FINDING_TERM.match(low, 5):
+    if low.startswith("know ") and lx.FINDING_TERM.match(low, 5 + len(_MODIFIERS.match(low, 5).group())):
         low = "no  " + low[4:]  # dictation: "Know pneumothorax." (same length: offsets hold)
     return low, index
 

@@ -21,6 +21,7 @@ __all__ = [
     "OFFERED",
     "OFFERED_BEFORE",
     "OTHER_LABEL",
+    "PROCEDURES",
     "PURPOSE",
     "RECOMMENDATION",
     "REFERENCE",
@@ -58,7 +59,8 @@ COMMUNICATION = re.compile(
     r"|preliminary\s+(?:\w+\s+)?(?:report|read|reading|interpretation)|wet\s+read"
     r"|(?:was|were|been)\s+(?:provided|dictated|reviewed|signed|issued)\s+by|reviewed\s+with"
     r"|agree[sd]?\s+with|concur(?:s|red)?\s+with|dict(?:ated)?\.?\s+by|page\s+\d+\s+of\s+\d+"
-    r"|(?:outside|original|external)\s+(?:report|interpretation|read(?:ing)?)|posted\s+to|dashboard)\b"
+    r"|(?:outside|original|external)\s+(?:report|interpretation|read(?:ing)?)|posted\s+to|dashboard"
+    r"|no\s+(?:\w+\s+)?discrepanc(?:y|ies))\b"
 )
 RECOMMENDATION = re.compile(
     r"\b(?:recommend\w*|recs?\b|advis\w*|follow[- ]?ups?|followup|f/u|further\s+(?:evaluation|assessment"
@@ -186,6 +188,7 @@ LIMITATION = re.compile(
     r"|(?:under|over)-?expos(?:ed|ure)|(?:film|image)\s+quality|magnif(?:y|ies|ied|ication)|blurr(?:ed|ing)"
     r"|(?:scapula(?:e|s|r)?|chin|mandible|jaw)\b[^,;]*\b(?:overl(?:ie|ies|ying|ap)|project|obscur)"
     r"|not\s+(?:(?:fully|entirely|well)\s+)?(?:included|imaged|assessed|evaluated)"
+    r"|(?:clipped|cut)\s+off\s+(?:the|this)\s+(?:film|image|radiograph)"
     r"|partially\s+(?:imaged|excluded|included|visualized|obscured)|excluded\s+from|cut\s+off"
     r"|(?:cannot|can\s?not|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:\w+ly\s+)?(?:assess|evaluat|determin)\w*"
     r"|field\s+of\s+view|obscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body|arms?"
@@ -239,7 +242,8 @@ COMPARISON_LEAD = re.compile(
     r"\A\W*(?:(?:as|when)\s+)?(?:compared?|comparing|comparison|in\s+comparison|relative)\s+(?:to|with)"
     r"\b(?:[^,;:]*?\b(?:shows?|demonstrates?|reveals?)\b|[^,;:]*[,:])"
     # a read's label: "Resident preliminary interpretation: Mild pulmonary vascular congestion."
-    r"|\A\W*(?:(?:resident|attending|radiology)(?:'s)?\s+)?(?:preliminary|prelim|wet|final)\s+(?:report|read"
+    r"|\A\W*(?:(?:changes?|discrepanc(?:y|ies)|differences?)\s+(?:from|to|with)\s+(?:the\s+)?)?"
+    r"(?:(?:resident|attending|radiology)(?:'s)?\s+)?(?:preliminary|prelim|wet|final)\s+(?:report|read"
     r"|reading|interpretation|impression)[^:;]{0,40}(?<!\d):"
     # a limitation granted before a statement: "Within these limitations, the lungs are clear."
     # a limited exam before what it still shows: "Limited exam without acute findings."
@@ -274,6 +278,7 @@ TO_ASSESS = re.compile(r"\bto\s+(?:assess|evaluate|exclude|rule\s+out|look|check
 URGENCY = frozenset("urgent urgently early prompt immediate formal specialist surgical medical "
                     "paediatric pediatric "
                     "respiratory thoracic cardiothoracic chest".split())
+PROCEDURES = frozenset("placement insertion drainage repositioning aspiration thoracentesis".split())
 TESTS = frozenset("sputum samples sample referral biopsy bronchoscopy consultation review ct cta "
                   "mri pet ultrasound us echocardiography echo spirometry discussion surveillance "
                   "monitoring".split())

@@ -17,7 +17,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                          "telephoned phoned emailed faxed read acknowledged called telephone "
                          "phone time preliminary wet provided dictated reviewed signed issued "
                          "agree agrees agreed outside original external concur concurs concurred "
-                         "dict page posted dashboard",
+                         "dict page posted dashboard discrepancy discrepancies",
         "recommendation": "recommend recommended recommends recommending recommendation rec recs f "
                           "recommendations advise advised advises advising advisable advisory "
                           "advice follow followup followups further correlate correlated "
@@ -36,7 +36,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                       "magnify magnifies magnified "
                       "magnification blurred blurring obscured scapulae scapula scapular scapulas "
                       "chin mandible jaw determined determine called undercalled overcalled inspired "
-                      "evident sensitive insensitive cut difficult hard exclude out",
+                      "evident sensitive insensitive cut difficult hard exclude out clipped",
         "hedge_back": "excluded exclude ruled rule possible likely probable suspected questioned "
                       "favored favoured consideration possibility considered present differential",
         "negation": "no not without w negative free clear absence absent nil neither nor never "
