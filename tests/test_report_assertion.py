@@ -524,6 +524,27 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("IMPRESSION: Limited exam without acute findings.", "normal"),
     ("No significant interval change in the appearance of the left lung.", "other"),
     ("No change in the appearance of the right lung nodule.", "finding"),
+    # round 46: a dictated "Know" before a modifier, a film's edge clipped, a procedure
+    # recommended alone (after a finding it keeps the finding), no discrepancy with a
+    # preliminary read, a change from one, a mediastinum allowed for its technique
+    ("Know focal consolidation.", "negated"),
+    ("The right costophrenic angle is clipped off the film.", "other"),
+    ("2. Left chest tube placement is recommended.", "other"),
+    ("Pneumothorax right side with collapsed lung, ICD insertion advised.", "finding"),
+    ("This is a final report; the preliminary report was reviewed and there are no "
+     "discrepancies.", "other"),
+    ("Change from preliminary report: small right apical pneumothorax is present.", "finding"),
+    ("The mediastinum is not widened given AP technique.", "normal"),
+    # round 48: a VA diagnostic code, a guideline's advice (about a nodule "of this size"), a
+    # tumour board, and advice whose object is a finding on the film
+    ("Primary Diagnostic Code: NORMAL", "other"),
+    ("Per Fleischner Society guidelines, follow-up CT in 6 to 12 months is recommended.", "other"),
+    ("For a solid nodule of this size in a high-risk patient, Fleischner guidelines recommend CT "
+     "at 3 months.", "other"),
+    ("Case will be reviewed at thoracic tumor board.", "other"),
+    ("8 mm nodule, recommend CT per Fleischner guidelines.", "finding"),
+    ("Recommend CT chest for further evaluation of the left hilar fullness.", "finding"),
+    ("Recommend PA and lateral radiographs for better evaluation of the lung bases.", "other"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind
@@ -564,6 +585,7 @@ def test_a_corrected_word_keeps_the_grounded_span_in_the_original_text():
      "Left subclavian line tip is now in the right atrium"),
     ("Persistent but improved right upper lobe consolidation.",
      "Persistent but improved right upper lobe consolidation."),
+    ("Recommend CT chest for further evaluation of the left hilar fullness.", "left hilar fullness."),
 ])
 def test_a_span_leaves_out_the_section_name_list_number_and_joining_word(text, span):
     assert grounded(text) == span

@@ -120,8 +120,10 @@ class _Analysis:
         if lead:
             return [_Part("other", False, a, a + lead.end()), *self.clause(a + lead.end(), b)]
         other = self.other_start(seg)
-        if other is not None:
-            return [*self.clause(a, a + other), _Part("other", False, a + other, b)]
+        if other is not None:  # what advice is about may be a finding: "... evaluation of the nodule"
+            about = oc.ADVISED_ABOUT.search(seg, other)
+            cut = a + about.end() if about and lx.FINDING_TERM.search(seg, about.end()) else b
+            return [*self.clause(a, a + other), _Part("other", False, a + other, cut), *self.leaf(cut, b)]
         hedge = self.may("hedge_back") and lx.HEDGE_BACK.search(seg)
         if hedge:
             start = self.subject_start(a, a + hedge.start())

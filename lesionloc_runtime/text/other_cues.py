@@ -20,6 +20,7 @@ __all__ = [
     "NO_PRIOR",
     "OFFERED",
     "OFFERED_BEFORE",
+    "ADVISED_ABOUT",
     "OTHER_LABEL",
     "PROCEDURES",
     "PURPOSE",
@@ -60,7 +61,8 @@ COMMUNICATION = re.compile(
     r"|(?:was|were|been)\s+(?:provided|dictated|reviewed|signed|issued)\s+by|reviewed\s+with"
     r"|agree[sd]?\s+with|concur(?:s|red)?\s+with|dict(?:ated)?\.?\s+by|page\s+\d+\s+of\s+\d+"
     r"|(?:outside|original|external)\s+(?:report|interpretation|read(?:ing)?)|posted\s+to|dashboard"
-    r"|no\s+(?:\w+\s+)?discrepanc(?:y|ies))\b"
+    r"|no\s+(?:\w+\s+)?discrepanc(?:y|ies)|tumou?r\s+board|multi-?disciplinary\s+(?:team|meeting|conference)"
+    r"|mdt)\b"
 )
 RECOMMENDATION = re.compile(
     r"\b(?:recommend\w*|recs?\b|advis\w*|follow[- ]?ups?|followup|f/u|further\s+(?:evaluation|assessment"
@@ -134,7 +136,7 @@ OTHER_LABEL = re.compile(
     r"|techniques?|cd|c/d|comparisons?"
     # identifier lines: "Name: ___   IP No: ___", "Applicant: <NAME>   Case no.: ___"
     r"|(?:patient\s+)?name|applicant|case\s+no\.?|ip\s+no\.?|(?:employee|worker)\s+no\.?|dob|mrn|pt\.?\s+ref"
-    r"|diagnosis\s+(?:at|on)\s+referral|notification)\s*:"
+    r"|diagnosis\s+(?:at|on)\s+referral|notification|(?:primary\s+|secondary\s+)?diagnostic\s+code)\s*:"
     # a label alone on its line: "CONCLUSIÓN:", "IMPRESSION (attending-approved):"
     r"|\A[^:.;?!]{1,60}:\s*\Z"
 )
@@ -266,7 +268,10 @@ NO_PRIOR = re.compile(
 # condition first), "Consider TB." (a diagnosis offered: a hedged finding) against "Consider
 # CT." or "Consider US chest to assess for loculation." (advice), and "Sputum samples for AFB
 # ... are advised" (the clause starts with a test).
-CONDITIONAL = re.compile(r"\W*(?:[a-z]+\s*:\s*)?(?:if|when|should|unless|once|in\s+case)\b")  # after a label
+CONDITIONAL = re.compile(r"\W*(?:[a-z]+\s*:\s*)?(?:if|when|should|unless|once|in\s+case"  # after a label
+                         # a guideline's advice: "Per Fleischner Society guidelines, follow-up CT
+                         # ...", "For a solid nodule of this size ..., Fleischner guidelines ..."
+                         r"|(?:per|according\s+to)\b(?=[^,;]*\bguidelines?\b)|for\s+an?\s+[^,;]*\bof\s+this\s+size\b)\b")
 OFFERED = re.compile(r"\W*(?:would\s+)?(?:suggest|consider)")
 OFFERED_BEFORE = re.compile(r"(?:should|must|needs?\s+to)\s+be\s+considered\W*\Z")  # the diagnosis before it
 TO_ASSESS = re.compile(r"\bto\s+(?:assess|evaluate|exclude|rule\s+out|look|check)\b"
@@ -278,6 +283,10 @@ TO_ASSESS = re.compile(r"\bto\s+(?:assess|evaluate|exclude|rule\s+out|look|check
 URGENCY = frozenset("urgent urgently early prompt immediate formal specialist surgical medical "
                     "paediatric pediatric "
                     "respiratory thoracic cardiothoracic chest".split())
+# What advice is about, named as present: "Recommend CT for further evaluation of the left
+# hilar fullness." (the fullness is on the film)
+ADVISED_ABOUT = re.compile(r"\b(?:recommend\w*|advis\w*|suggest\w*)\b[^,;]*?\bfor\s+(?:further\s+|better\s+)?"
+                           r"(?:evaluation|assessment|characteri[sz]ation|work-?up)\s+of\s+(?:the|this|these)\s+")
 PROCEDURES = frozenset("placement insertion drainage repositioning aspiration thoracentesis".split())
 TESTS = frozenset("sputum samples sample referral biopsy bronchoscopy consultation review ct cta "
                   "mri pet ultrasound us echocardiography echo spirometry discussion surveillance "

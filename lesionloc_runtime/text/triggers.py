@@ -17,7 +17,8 @@ TRIGGERS: dict[str, frozenset[str]] = {
                          "telephoned phoned emailed faxed read acknowledged called telephone "
                          "phone time preliminary wet provided dictated reviewed signed issued "
                          "agree agrees agreed outside original external concur concurs concurred "
-                         "dict page posted dashboard discrepancy discrepancies",
+                         "dict page posted dashboard discrepancy discrepancies tumor tumour board "
+                         "multidisciplinary multi mdt",
         "recommendation": "recommend recommended recommends recommending recommendation rec recs f "
                           "recommendations advise advised advises advising advisable advisory "
                           "advice follow followup followups further correlate correlated "
