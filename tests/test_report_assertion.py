@@ -204,6 +204,7 @@ def test_assertion(behaviour, text, kind, span):
     ("Cardiothoracic ratio is increased, s/o cardiomegaly.", False),
     ("Pneumatocoeles in the right upper lobe, ? staphylococcal pneumonia.", False),
     ("Coin now below the diaphragm, likely in the stomach.", False),
+    ("May have small left effusion.", True),
 ])
 def test_uncertain_is_a_finding_whose_grounded_part_is_only_hedged(text, uncertain):
     said = assess(text)
@@ -545,6 +546,10 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("8 mm nodule, recommend CT per Fleischner guidelines.", "finding"),
     ("Recommend CT chest for further evaluation of the left hilar fullness.", "finding"),
     ("Recommend PA and lateral radiographs for better evaluation of the lung bases.", "other"),
+    # round 49: a section's name answered "negative" (a statement, not a form's field), a
+    # screening request
+    ("Impression: Negative.", "normal"), ("Pneumothorax: no.", "negated"),
+    ("Tuberculosis screening.", "other"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

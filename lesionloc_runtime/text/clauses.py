@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import re
 
+from lesionloc_runtime.text import leads, spelling
 from lesionloc_runtime.text import lexicon as lx
 from lesionloc_runtime.text import other_cues as oc
-from lesionloc_runtime.text import spelling
 from lesionloc_runtime.text.records import SentenceKind
 
 __all__ = [
@@ -293,7 +293,9 @@ def form_kind(low: str) -> SentenceKind | None:
     if lx.OTHER_LABEL.match(low):
         return "other"
     m = _FORM_NO.match(low)
-    return negated_kind(m.group("label"), "", "no") if m else None
+    if m is None or leads.SECTION_LEAD.fullmatch(m.group("label") + ": "):  # "Impression: negative."
+        return None
+    return negated_kind(m.group("label"), "", "no")
 
 
 def recommendation(seg: str) -> re.Match[str] | None:

@@ -281,6 +281,8 @@ HEDGE = re.compile(
     r"|considerations)|raises?\s+(?:the\s+)?(?:possibility|concern)|raising\s+(?:the\s+)?"
     r"(?:possibility|concern)|(?:may|might|could|can)\s+(?:also\s+)?(?:represent|reflect|be"
     r"|indicate|relate|correspond|account|signify|suggest|mean)"
+    # "May have small left effusion.", "PCP could have this appearance."
+    r"|(?<=\A)(?:may|might)\s+have|(?:may|might|could)\s+have\s+(?:this|that|a\s+similar)\s+appearance"
     r"|(?:can\s?not|can't|could\s+not|not)\s+(?:entirely\s+|completely\s+)?(?:exclude|rule\s+out)"
     r"|would\s+be\s+(?:consistent|compatible)\s+with|consider)\b"
 )

@@ -146,7 +146,7 @@ PURPOSE = re.compile(
     r"\b(?:requested|ordered|performed|obtained|done|taken)\s+(?:to|for)\s+(?:check|assess"
     r"|evaluate|confirm|exclude|rule\s+out|look|document|verify)\b"
     r"|(?:\A|,)\s*(?:rule\s+out|r/o|eval(?:uate)?\s+for|assess\s+for)\b|\b(?:hx|history)\s+of\b"
-    r"|\bfor\s+(?:\w+\s+)?screening\b"
+    r"|\bfor\s+(?:\w+\s+)?screening\b|\A\W*(?:[\w-]+\s+){0,3}?screening\W*\Z"  # "Tuberculosis screening."
     r"|\b\d{1,3}\s*(?:(?:y/?o?|yrs?|years?)\s*)?/\s*[mf]\b"  # age and sex: "72/F", "54 y/o / M", "22 yrs / M"
     r"|\b\d{1,3}\s*(?:y/o|yo|yrs?)\s*,?\s*(?:[mf]|male|female|man|woman|boy|girl)\b"
     # the exam's purpose: "CXR to confirm NG tube position prior to feeding."
