@@ -550,6 +550,14 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     # screening request
     ("Impression: Negative.", "normal"), ("Pneumothorax: no.", "negated"),
     ("Tuberculosis screening.", "other"),
+    # round 50: what a limitation keeps from being judged names no finding, a limited view's
+    # normal statement is normal, a cervical collar is a device
+    ("The left costophrenic angle is excluded from the field of view, limiting assessment for "
+     "effusion.", "other"),
+    ("The partially imaged upper abdomen is unremarkable.", "normal"),
+    ("Lung apices are partially imaged.", "other"),
+    ("Cervical collar is partially imaged.", "finding"),
+    ("Diffuse osteopaenia limits assessment for acute rib fracture.", "finding"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

@@ -159,9 +159,10 @@ class _Analysis:
             # "8 mm nodule for which CT is advised"
             return cue if not tested and lx.FINDING_TERM.search(seg, start, cue) else start
         limited = self.may("limitation") and lx.LIMITATION.search(seg)
-        named = limited and lx.FINDING_TERM.search(blank(lx.TECHNIQUE_OBSCURING, seg))
+        named = limited and lx.FINDING_TERM.search(blank(oc.LIMITED_FOR, blank(lx.TECHNIQUE_OBSCURING, seg)))
         self.deliberate |= bool(named and lx.LOW_VOLUMES.search(seg))  # a limit and a finding
-        return 0 if limited and not named else None
+        # ("The partially imaged upper abdomen is unremarkable." is a normal statement)
+        return 0 if limited and not named and not self.normal_cue(seg) else None
 
     def negation(self, seg: str) -> re.Match[str] | None:
         """The first negation cue that negates: not a partial change ("nearly resolved"), not

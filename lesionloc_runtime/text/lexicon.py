@@ -139,11 +139,12 @@ FINDING_TERM = re.compile(
     r"|catheter|lines?\b|pacemaker|pacer|wires?\b|clips?\b|stent|ports?\b|picc|drains?\b|device"
     r"|leads?\b|valve|prosthe|hardware|sternotomy|thoracotomy|lobectomy|pneumonectomy"
     r"|mastectomy|cabg|tav[ri]\b|[am]vr\b|staple|coil|filter|icd\b|aicd|defibrillator|generator|electrode|air\s?space|(?<!nipple\s)marker"
+    r"|(?<=cervical\s)collar"
     r"|bronchiectasis|(?<!chest\s)(?<!thoracic\s)(?<!pleural\s)cavit|infect|aspiration|cyst|bulla|bleb|prominen|fullness|engorge"
     r"|volume\s+loss|pneumomediastinum|pneumoperitoneum|free\s+air|intubat"
     r"|" + LOW_VOLUMES.pattern + r"|" + ILO_GRADE +
     r"|shadowing|(?<!cardiac\s)(?<!heart\s)(?<!mediastinal\s)(?<!thymic\s)(?<!tissue\s)shadows?\b|haz[ey]|reticul"
-    r"|interstitial|kerley|septal|cuffing|adenopathy|osteopen|kyphos"
+    r"|interstitial|kerley|septal|cuffing|adenopathy|osteopa?en|kyphos"
     r"|scolios|spondyl|osteophyt|lymphadenopath|lucen|metasta|tumou?r|malignan|carcinoma|plaque|crowding|asbesto"
     r"|redistribution|cephaliz|fluid|bronchogram|eventration|pectus|azygos|postoperative(?!ly)"
     r"|post-?surgical|surgical|obscur|shift|deviat|abnormalit|(?<=[a-z][\s-])changes\b|dissect|dextrocardi"

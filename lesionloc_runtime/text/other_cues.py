@@ -17,6 +17,7 @@ __all__ = [
     "FITNESS",
     "HYPOTHETICAL",
     "LIMITATION",
+    "LIMITED_FOR",
     "NO_PRIOR",
     "OFFERED",
     "OFFERED_BEFORE",
@@ -232,6 +233,9 @@ HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s
                           # "Evaluation for pneumothorax is limited by supine technique."
                           r"|\b(?:evaluation|assessment|detection|sensitivity)\s+(?:for|of)\s+(?:[\w-]+\s+){0,4}?"
                           r"(?:is|are|was|remains)\s+(?:\w+\s+)?limited\b")
+# What a limitation keeps from being judged: "..., limiting assessment for effusion."
+LIMITED_FOR = re.compile(r"\blimit(?:s|ing|ed)?\s+(?:the\s+)?(?:assessment|evaluation|detection)"
+                         r"\s+(?:for|of)\b[^,;]*")
 # What a limitation names that is no finding: "obscured by overlying soft tissue".
 # (up to a clause of its own: "... by overlying soft tissue and a left effusion is not excluded")
 TECHNIQUE_OBSCURING = re.compile(r"\bobscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body"
