@@ -558,6 +558,8 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("Lung apices are partially imaged.", "other"),
     ("Cervical collar is partially imaged.", "finding"),
     ("Diffuse osteopaenia limits assessment for acute rib fracture.", "finding"),
+    # round 51: a modal verb is no word of what is negated
+    ("A lateral view could not be obtained.", "other"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

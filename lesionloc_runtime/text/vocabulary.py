@@ -35,7 +35,7 @@ FILLER = words(
     "evidence sign signs feature features any some overall redemonstrated re-demonstrated status "
     "post s/p since when both appears appear appearing seems interval previously currently "
     "through demonstrate reveal reveals revealed display displays per i we you he she they my see "
-    "sees saw our his her period allowing allowance following"
+    "sees saw our his her period allowing allowance following could would"
 )
 # Exam names, views, technique, comparison and time words: a clause made only of these (and
 # filler) has nothing on the image to localize.
