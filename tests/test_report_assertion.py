@@ -560,6 +560,10 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("Diffuse osteopaenia limits assessment for acute rib fracture.", "finding"),
     # round 51: a modal verb is no word of what is negated
     ("A lateral view could not be obtained.", "other"),
+    # round 52: what a past disease left, after a comma, is out of a negation's scope
+    ("IMPRESSION: No acute cardiopulmonary abnormality, sequelae of prior granulomatous disease.",
+     "finding"),
+    ("No pneumothorax, effusion, or consolidation.", "negated"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

@@ -376,7 +376,10 @@ SCOPE_END = re.compile(
     r"|,\s*(?=leaving\b)"
     r"|,\s*(?=(?:a|an|the|this|these|there|its|mild|mildly|moderate|moderately|severe|severely"
     r"|small|tiny|trace|minimal|minor|stable|persistent|unchanged|increased|increasing|decreased"
-    r"|decreasing|improved|improving|worsening|worsened|chronic|old|healed|which|who|\d)\b)"
+    r"|decreasing|improved|improving|worsening|worsened|chronic|old|healed|which|who|\d"
+    # what a past disease or operation left: "No acute abnormality, sequelae of prior granulomatous
+    # disease."
+    r"|sequelae|stigmata|calcified|degenerative|postoperative|post-?surgical)\b)"
 )
 # After a change word a list of devices that ends the sentence is all gone: "Interval removal
 # of the mediastinal drains and left pleural tube." ("and left ..." ends other scopes).
