@@ -564,6 +564,13 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("IMPRESSION: No acute cardiopulmonary abnormality, sequelae of prior granulomatous disease.",
      "finding"),
     ("No pneumothorax, effusion, or consolidation.", "negated"),
+    # round 53: an effusion that "has been drained" is gone, "most recently" is a comparison's
+    # time, a board partially obscuring the chest is technique
+    ("The right pleural effusion has been drained, and no residual fluid is seen.", "negated"),
+    ("Right haemothorax has largely drained.", "finding"),
+    ("Compared to prior chest radiographs since ___, most recently ___.", "other"),
+    ("Trauma board is partially obscuring the lower chest.", "other"),
+    ("The left effusion is partially obscuring the heart border.", "finding"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

@@ -32,7 +32,7 @@ __all__ = [
 # Change cues: what they negate is gone, so always a specific finding.
 CHANGE = frozenset("resolved removed cleared discontinued decannulated resolution removal clearing pulled "
                    "withdrawn absorbed re-expanded reexpanded disappeared disappearance regression "
-                   "no-longer disappear disappears regressed resorbed reabsorbed out".split())
+                   "no-longer disappear disappears regressed resorbed reabsorbed out drained".split())
 _HEAD = frozenset("process processes abnormality abnormalities disease diseases findings remarks "
                   "finding pathology change changes alteration alterations peculiarities peculiarity "
                   "anomaly anomalies particularity particularities".split())

@@ -308,7 +308,7 @@ NEGATION = re.compile(
     # an absent breast shadow is a finding (a mastectomy): "Absent left breast shadow."
     r"|(?<!breast\sshadow\s)(?<!breast\sshadow\sis\s)absent(?!\s+(?:(?:left|right)\s+)?breast\b)"
     r"|nor|never|none|unlikely|not" + _NOT_NEG + r"|negative|resolution\s+of|resolved|(?:re)?absorbed"
-    r"|resorbed|re-?expanded"
+    r"|resorbed|re-?expanded|(?<=been\s)drained"
     r"|disappear(?:ed|s)?|disappearance\s+of|(?:(?<=complete\s)|(?<=total\s))regression\s+of"
     r"|(?:(?<=completely\s)|(?<=totally\s))regressed"
     # a device taken out, in translated French: "Ablation of the pleural drain."
@@ -327,7 +327,7 @@ NEGATION = re.compile(
 BACKWARD = frozenset(
     "not absent none unlikely negative neg resolved removed cleared discontinued extubated cannot can "
     "pulled decannulated withdrawn absorbed reabsorbed resorbed re-expanded reexpanded disappeared "
-    "disappear disappears regressed out "
+    "disappear disappears regressed out drained "
     "no-longer".split()
 )
 # Partial change is persistence: "near complete resolution", "has not completely cleared".

@@ -192,7 +192,7 @@ LIMITATION = re.compile(
     r"|(?:scapula(?:e|s|r)?|chin|mandible|jaw)\b[^,;]*\b(?:overl(?:ie|ies|ying|ap)|project|obscur)"
     r"|not\s+(?:(?:fully|entirely|well)\s+)?(?:included|imaged|assessed|evaluated)"
     r"|(?:clipped|cut)\s+off\s+(?:the|this)\s+(?:film|image|radiograph)"
-    r"|partially\s+(?:imaged|excluded|included|visualized|obscured)|excluded\s+from|cut\s+off"
+    r"|partially\s+(?:imaged|excluded|included|visualized|obscured|obscuring)|excluded\s+from|cut\s+off"
     r"|(?:cannot|can\s?not|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:\w+ly\s+)?(?:assess|evaluat|determin)\w*"
     r"|field\s+of\s+view|obscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body|arms?"
     r"|motion|external|monitoring|breast))\b"
@@ -241,7 +241,9 @@ LIMITED_FOR = re.compile(r"\blimit(?:s|ing|ed)?\s+(?:the\s+)?(?:assessment|evalu
 TECHNIQUE_OBSCURING = re.compile(r"\bobscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body"
                                  r"|arms?|motion|external|monitoring|breast)\b(?:(?!\s+and\s+(?:an?|the)\s)[^,;])*"
                                  r"|\boverlying\s+(?:monitoring|ecg|ekg|external)\b[^,;]*"
-                                 r"|\b(?:partially|partly)\s+obscured\s*\Z")
+                                 r"|\b(?:partially|partly)\s+obscured\s*\Z"
+                                 # "Trauma board is partially obscuring the lower chest."
+                                 r"|\b(?:partially|partly)\s+obscuring\b[^,;]*")
 COMPARISON_LEAD = re.compile(
     # up to its comma, or to the verb that states what changed ("Comparison with yesterday's
     # film shows increased ... shadowing")

@@ -44,7 +44,7 @@ TRIGGERS: dict[str, frozenset[str]] = {
                     "none unlikely resolution resolved removal removed clearing cleared "
                     "extubated extubation extubate extubating discontinued ruled excluded pulled "
                     "neg withdrawn absorbed expanded reexpanded disappeared disappearance longer out "
-                    "decannulated cannot can regression disappear disappears regressed reabsorbed "
+                    "decannulated cannot can regression disappear disappears regressed reabsorbed drained "
                     "resorbed ablation nothing",
         "stability": "evolution "
                      "change changes changed stable stably stationary unchanged unaltered similar similarly "

@@ -46,7 +46,7 @@ EXAM = words(
     "examinations study studies pa ap lateral lat frontal portable upright semi-upright "
     "semiupright semi erect supine decubitus oblique single one two three four mobile bedside "
     "projection projections obtained performed provided submitted taken acquired available "
-    "comparison comparisons compared compare prior previous earlier recent most dated date none "
+    "comparison comparisons compared compare prior previous earlier recent recently most dated date none "
     "made today today's yesterday morning evening night hours hour hrs am pm a.m p.m time ct cta "
     "mri pet ultrasound correlation reviewed review patient position technique rotated rotation "
     "motion lordotic positioning underpenetrated overpenetrated penetrated limited suboptimal "
