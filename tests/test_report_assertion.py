@@ -205,6 +205,7 @@ def test_assertion(behaviour, text, kind, span):
     ("Pneumatocoeles in the right upper lobe, ? staphylococcal pneumonia.", False),
     ("Coin now below the diaphragm, likely in the stomach.", False),
     ("May have small left effusion.", True),
+    ("Rib notching along the inferior margins of the posterior ribs, ?coarctation.", False),
 ])
 def test_uncertain_is_a_finding_whose_grounded_part_is_only_hedged(text, uncertain):
     said = assess(text)
@@ -571,6 +572,10 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("Compared to prior chest radiographs since ___, most recently ___.", "other"),
     ("Trauma board is partially obscuring the lower chest.", "other"),
     ("The left effusion is partially obscuring the heart border.", "finding"),
+    # round 54: a device with the finding beside it gone, an intubation that remains, a
+    # comment's query
+    ("Right intercostal drain in situ with the pneumothorax now resolved.", "finding"),
+    ("Patient remains intubated.", "finding"), ("Comment: ?Aspiration.", "finding"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind
@@ -612,6 +617,8 @@ def test_a_corrected_word_keeps_the_grounded_span_in_the_original_text():
     ("Persistent but improved right upper lobe consolidation.",
      "Persistent but improved right upper lobe consolidation."),
     ("Recommend CT chest for further evaluation of the left hilar fullness.", "left hilar fullness."),
+    ("Right intercostal drain in situ with the pneumothorax now resolved.",
+     "Right intercostal drain in situ"),
 ])
 def test_a_span_leaves_out_the_section_name_list_number_and_joining_word(text, span):
     assert grounded(text) == span

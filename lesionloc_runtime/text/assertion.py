@@ -216,6 +216,8 @@ class _Analysis:
         end = scope.start() if scope else b
         if word in lx.BACKWARD:
             start = self.subject_start(a, c0)
+            if word in CHANGE and (absolute := list(ed.WITH_THE.finditer(low, start, c0))):
+                start = absolute[-1].end()  # "Drain in situ with the pneumothorax now resolved."
             before = self.clause(a, start)
         else:
             change = word in CHANGE or word.startswith("extubat")

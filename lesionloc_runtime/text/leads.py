@@ -26,7 +26,7 @@ DEVICE_LEAD = re.compile(
     # or the operation that left it ("The patient is status post TAVR.")
     r"|\A\W*(?:the\s+)?(?:patient\s+(?:is\s+)?)?(?:status\s+post|s/p)\s+(?:[\w-]+\s+){0,2}?(?:tav[ri]|[am]vr"
     r"|cabg|sternotomy|valve|pacemaker|lobectomy|pneumonectomy|mastectomy|thoracotomy)\b"
-    r"|\A[^;]*?\b(?:the\s+)?(?:patient\s+)?(?:is|has\s+been|was)\s+(?:now\s+)?(?:re-?)?intubated\b"
+    r"|\A[^;]*?\b(?:the\s+)?(?:patient\s+)?(?:is|has\s+been|was|remains)\s+(?:now\s+)?(?:re-?)?intubated\b"
     # or a change for the worse ("Appearances have progressed since the radiograph of 2021.")
     r"|\A\W*(?:the\s+)?(?:appearances?|changes?|findings?)\s+(?:have|has)\s+(?:progressed|worsened"
     r"|deteriorated)\b"
@@ -41,6 +41,8 @@ FINDING_LEAD = re.compile(
     # yes ("Evidence of previous TB: Yes.")
     r"|\A\W*(?:would\s+)?consider\s+(?:[\w-]+\s+){0,2}?(?:tb|tuberculosis|pcp|pneumonia|malignancy)\b"
     r"|\A[^:;]{3,60}:\s*(?:yes|present)\b"
+    # a reader's query of a diagnosis after a comment's label: "Comment: ?Aspiration."
+    r"|\A\W*(?:comments?|conclusions?|impressions?|opinion)\s*:\s*\?\s*[a-z]"
     r"|\A[^.;]{0,30}?" + lx.ILO_GRADE
 )
 

@@ -139,7 +139,7 @@ FINDING_TERM = re.compile(
     r"|catheter|lines?\b|pacemaker|pacer|wires?\b|clips?\b|stent|ports?\b|picc|drains?\b|device"
     r"|leads?\b|valve|prosthe|hardware|sternotomy|thoracotomy|lobectomy|pneumonectomy"
     r"|mastectomy|cabg|tav[ri]\b|[am]vr\b|staple|coil|filter|icd\b|aicd|defibrillator|generator|electrode|air\s?space|(?<!nipple\s)marker"
-    r"|(?<=cervical\s)collar"
+    r"|(?<=cervical\s)collar|ground[- ]?glass|notching|generous"
     r"|bronchiectasis|(?<!chest\s)(?<!thoracic\s)(?<!pleural\s)cavit|infect|aspiration|cyst|bulla|bleb|prominen|fullness|engorge"
     r"|volume\s+loss|pneumomediastinum|pneumoperitoneum|free\s+air|intubat"
     r"|" + LOW_VOLUMES.pattern + r"|" + ILO_GRADE +
