@@ -576,6 +576,11 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     # comment's query
     ("Right intercostal drain in situ with the pneumothorax now resolved.", "finding"),
     ("Patient remains intubated.", "finding"), ("Comment: ?Aspiration.", "finding"),
+    # round 55: what a supine film makes hard to exclude, a label answered by a pointer, an
+    # edge off the film
+    ("Small effusions are difficult to exclude on a supine radiograph.", "other"),
+    ("Lines/tubes: see above.", "other"), ("Impression: As above.", "other"),
+    ("The right costophrenic sulcus is partially off the film.", "other"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

@@ -138,8 +138,9 @@ OTHER_LABEL = re.compile(
     # identifier lines: "Name: ___   IP No: ___", "Applicant: <NAME>   Case no.: ___"
     r"|(?:patient\s+)?name|applicant|case\s+no\.?|ip\s+no\.?|(?:employee|worker)\s+no\.?|dob|mrn|pt\.?\s+ref"
     r"|diagnosis\s+(?:at|on)\s+referral|notification|(?:primary\s+|secondary\s+)?diagnostic\s+code)\s*:"
-    # a label alone on its line: "CONCLUSIÓN:", "IMPRESSION (attending-approved):"
-    r"|\A[^:.;?!]{1,60}:\s*\Z"
+    # a label alone on its line: "CONCLUSIÓN:", "IMPRESSION (attending-approved):", or answered
+    # by a pointer elsewhere: "Lines/tubes: see above."
+    r"|\A[^:.;?!]{1,60}:\s*(?:(?:see|as)\s+(?:above|below|findings|impression)\W*)?\Z"
 )
 # Why the film was taken, anywhere in a clause: "CXR requested to check ETT position.",
 # "Chest pain, rule out pneumonia.", "Pt has hx of CHF."
@@ -191,7 +192,7 @@ LIMITATION = re.compile(
     r"|(?:under|over)-?expos(?:ed|ure)|(?:film|image)\s+quality|magnif(?:y|ies|ied|ication)|blurr(?:ed|ing)"
     r"|(?:scapula(?:e|s|r)?|chin|mandible|jaw)\b[^,;]*\b(?:overl(?:ie|ies|ying|ap)|project|obscur)"
     r"|not\s+(?:(?:fully|entirely|well)\s+)?(?:included|imaged|assessed|evaluated)"
-    r"|(?:clipped|cut)\s+off\s+(?:the|this)\s+(?:film|image|radiograph)"
+    r"|(?:clipped\s+|cut\s+|partially\s+|partly\s+)off\s+(?:the|this)\s+(?:film|image|radiograph)"
     r"|partially\s+(?:imaged|excluded|included|visualized|obscured|obscuring)|excluded\s+from|cut\s+off"
     r"|(?:cannot|can\s?not|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:\w+ly\s+)?(?:assess|evaluat|determin)\w*"
     r"|field\s+of\s+view|obscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body|arms?"
@@ -218,8 +219,8 @@ HYPOTHETICAL = re.compile(r"\b(?:may|might|could|can|would)\s+(?:not\s+)?(?:be\s
                           # what cannot be judged and why: "Heart size cannot be assessed due to
                           # obscured left heart border." (the cause is described elsewhere)
                           # or on what kind of film: "Small effusions cannot be assessed on a supine film."
-                          r"|\b(?:cannot|can\s?not|could\s+not)\s+be\s+(?:\w+ly\s+)?(?:assessed|evaluated)\s+on"
-                          r"\s+(?:a|an|this|the)\b"
+                          r"|\b(?:(?:cannot|can\s?not|could\s+not)\s+be\s+(?:\w+ly\s+)?(?:assessed|evaluated)"
+                          r"|(?:are|is)\s+(?:difficult|hard)\s+to\s+(?:exclude|assess|evaluate))\s+on\s+(?:a|an|this|the)\b"
                           r"|\b(?:cannot|can\s?not|could\s+not|difficult\s+to|unable\s+to)\s+(?:be\s+)?"
                           r"(?:\w+ly\s+)?(?:assess|evaluat)\w*\s+(?:due\s+to|given|because\s+of|owing\s+to"
                           r"|secondary\s+to)\b"
