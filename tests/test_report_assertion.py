@@ -581,6 +581,9 @@ def test_an_ocr_joined_word_keeps_the_grounded_span_in_the_original_text():
     ("Small effusions are difficult to exclude on a supine radiograph.", "other"),
     ("Lines/tubes: see above.", "other"), ("Impression: As above.", "other"),
     ("The right costophrenic sulcus is partially off the film.", "other"),
+    # round 56: a device after "with" is out of the scope of the change before it
+    ("Right pneumothorax has resolved with the intercostal drain in situ.", "finding"),
+    ("Interval removal of the left chest tube with no residual pneumothorax.", "negated"),
 ])
 def test_report_phrasings_of_later_rounds(text, kind):
     assert assess(text).kind == kind

@@ -368,6 +368,8 @@ SCOPE_END = re.compile(
     r"|minor|some"
     r"|small|tiny|trace|mild|moderate|large|persistent|drains?|chest\s+(?:drain|tube)|tubes?|catheter"
     r"|pigtail)\b)"
+    # a device beside what a change took away: "... has resolved with the intercostal drain in situ."
+    r"|\bwith\s+(?=(?:an?\s+|the\s+|its\s+)?(?:[\w-]+\s+){1,2}?(?:drains?|tubes?|catheters?|picc)\b)"
     r"|\b(?:and)\s+(?=(?:a|an|the|this|these|there|its|right|left|bilateral|bibasilar|mild"
     r"|mildly|moderate|moderately|severe"
     r"|severely|small|tiny|trace|minimal|minor|stable|persistent|unchanged|increased|increasing"
