@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 
 from lesionloc_runtime.text import lexicon as lx
+from lesionloc_runtime.text.sections import NARRATIVE_HEADER_NAMES
 
 __all__ = ["DEVICE_LEAD", "FINDING_LEAD", "SECTION_LEAD", "named"]
 
 # A report section's name before its first sentence and a list's number ("IMPRESSION: 1. ..."):
 # no part of what the sentence says, nor of a finding's span.
-SECTION_LEAD = re.compile(r"\s*(?:(?:impressions?|findings?|conclusions?|summary|opinion|comments?"
-                          r"|report|interpretation)\s*(?::|\s-\s)\s*)?(?:\d{1,2}\s*[.)]\s+)?")
+_SECTION_NAME = r"(?:" + NARRATIVE_HEADER_NAMES + r"|summary|comments?|interpretation)"
+SECTION_LEAD = re.compile(r"\s*(?:" + _SECTION_NAME + r"\s*(?::|\s-\s)\s*)?(?:\d{1,2}\s*[.)]\s+)?")
 # A device or foreign body as what a sentence starts with ("ECG electrodes are seen over the
 # chest."): a finding the second opinion leaves alone, whatever wording follows.
 DEVICE_LEAD = re.compile(
@@ -42,7 +43,7 @@ FINDING_LEAD = re.compile(
     r"|\A\W*(?:would\s+)?consider\s+(?:[\w-]+\s+){0,2}?(?:tb|tuberculosis|pcp|pneumonia|malignancy)\b"
     r"|\A[^:;]{3,60}:\s*(?:yes|present)\b"
     # a reader's query of a diagnosis after a comment's label: "Comment: ?Aspiration."
-    r"|\A\W*(?:comments?|conclusions?|impressions?|opinion)\s*:\s*\?\s*[a-z]"
+    r"|\A\W*" + _SECTION_NAME + r"\s*:\s*\?\s*[a-z]"
     r"|\A[^.;]{0,30}?" + lx.ILO_GRADE
 )
 

@@ -192,7 +192,7 @@ LIMITATION = re.compile(
     r"|(?:under|over)-?expos(?:ed|ure)|(?:film|image)\s+quality|magnif(?:y|ies|ied|ication)|blurr(?:ed|ing)"
     r"|(?:scapula(?:e|s|r)?|chin|mandible|jaw)\b[^,;]*\b(?:overl(?:ie|ies|ying|ap)|project|obscur)"
     r"|not\s+(?:(?:fully|entirely|well)\s+)?(?:included|imaged|assessed|evaluated)"
-    r"|(?:clipped\s+|cut\s+|partially\s+|partly\s+)off\s+(?:the|this)\s+(?:film|image|radiograph)"
+    r"|(?:clipped|partially|partly)\s+off\s+(?:the|this)\s+(?:film|image|radiograph)"
     r"|partially\s+(?:imaged|excluded|included|visualized|obscured|obscuring)|excluded\s+from|cut\s+off"
     r"|(?:cannot|can\s?not|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:\w+ly\s+)?(?:assess|evaluat|determin)\w*"
     r"|field\s+of\s+view|obscured\s+by\s+(?:the\s+)?(?:overlying|patient|soft|body|arms?"

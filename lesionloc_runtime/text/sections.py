@@ -8,7 +8,8 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Section", "find_sections", "identifier_spans", "label_list", "without_identifiers"]
+__all__ = ["NARRATIVE_HEADER_NAMES", "Section", "find_sections", "identifier_spans", "label_list",
+           "without_identifiers"]
 
 # Header name (lower case, single spaces) -> what its text becomes. "report" marks titles
 # whose text is used only when the report has neither FINDINGS nor IMPRESSION; None drops it.
@@ -71,6 +72,10 @@ def _names_pattern(names: Sequence[str]) -> str:
     """An alternation of `_name_pattern`s, longest first."""
     return "|".join(_name_pattern(n) for n in sorted(names, key=len, reverse=True))
 
+
+# The names of the sections whose text is read (FINDINGS, IMPRESSION, a report's title), as an
+# alternation for patterns elsewhere: a sentence may still start with one ("IMPRESSION: ...").
+NARRATIVE_HEADER_NAMES = _names_pattern([name for name, role in _HEADERS.items() if role is not None])
 
 _IDENTIFIER_LINE = re.compile(
     r"(?:\A|(?<=[\r\n]))[ \t]*(?:(?:" + _names_pattern(_ID_LABELS_ANY) + r")(?![A-Za-z])"
