@@ -75,6 +75,11 @@ def _resolve_providers(requested: Sequence[str]) -> list[str]:
 # than the fp32 pool in its blocked (NCHWc) layout.
 # The output is the same either way (a quantizer is monotone: Q(max x) = max Q(x)).
 _DISABLED_OPTIMIZERS = ("QDQPropagationTransformer",)
+# On the CPU, also the fusion of a residual Add and its LayerNormalization into one
+# SkipLayerNormalization: ONNX Runtime's CPU kernel for it is slower than the two it replaces
+# (the exporter leaves them apart in CPU bundles for the same reason; an older bundle whose
+# file holds the fused op keeps it). GPU sessions keep the fusion, fast there.
+_DISABLED_ON_CPU = ("SkipLayerNormFusion",)
 
 
 def session_options(threads: int | None = None) -> Any:
@@ -100,10 +105,14 @@ def session_options(threads: int | None = None) -> Any:
 
 
 def open_session(path: Path, options: Any, providers: Sequence[str]) -> Any:
-    """An InferenceSession with `options` and the runtime's _DISABLED_OPTIMIZERS."""
+    """An InferenceSession with `options` and the runtime's _DISABLED_OPTIMIZERS (and, when
+    it runs on the CPU alone, _DISABLED_ON_CPU)."""
     ort = _import_onnxruntime()
+    disabled = list(_DISABLED_OPTIMIZERS)
+    if all(p == "CPUExecutionProvider" for p in providers):
+        disabled += _DISABLED_ON_CPU
     return ort.InferenceSession(str(path), options, providers=list(providers),
-                                disabled_optimizers=list(_DISABLED_OPTIMIZERS))
+                                disabled_optimizers=disabled)
 
 
 class OnnxEncoder:
