@@ -62,12 +62,18 @@ BATCH_LABELS = {
                                  "4 of them compressed",
     "torch-fp32-compressed-films": "PyTorch eager fp32, sentence cache, pipelined; all 12 films, "
                                    "4 of them compressed",
+    "ort-int8-2-workers": "ONNX Runtime int8, sentence cache, 2 worker processes of 1 thread "
+                          "(`--workers 2`), their start included",
+    "torch-fp32-2-workers": "PyTorch eager fp32, sentence cache, 2 worker processes of 1 thread, "
+                            "their start included",
 }
 
 
 def batch_section(runs: dict[str, dict[str, Any]], lines: list[str]) -> dict[str, float]:
     """Studies per second on realistic reports, each engine against PyTorch with and without
-    the cache; the goal compares like with like (both with the cache)."""
+    the cache. The goal compares like with like on the reference films, both with the cache:
+    the fastest way ONNX Runtime runs the batch (one process or two workers) against the
+    fastest way PyTorch does, and only when every row comes from one kind of CPU."""
     by = {r["extra_info"]["engine"]: r for r in runs.values()
           if r["name"].startswith("test_batch_of_realistic_studies")}
     if not by:
@@ -80,12 +86,14 @@ def batch_section(runs: dict[str, dict[str, Any]], lines: list[str]) -> dict[str
              if "films" in x0 else  # runs before the films were recorded cycled all twelve
              "studies cycling the twelve 2048 px DICOM films of the reference phantom set (eight "
              "uncompressed, three JPEG 2000, one JPEG-LS)")
+    kinds = {cpu_label(r) for r in by.values()}
+    runs_used = ", ".join(sorted({r["run"] for r in by.values()}))
     lines += [f"Batch throughput: {x0['studies']} {films} with generated reports in which normal "
               "statements and negations repeat word for word (benchmarks/report_samples.py), "
-              "one process on "
-              f"{x0['threads']} threads, sessions loaded beforehand (machine: {cpu_label(first)}, "
-              f"run {first['run']}; `-k realistic` of the latency command). Every engine runs "
-              "the same pipeline; the PyTorch one has its encoders in PyTorch:", "",
+              f"one process on {x0['threads']} threads with its sessions loaded beforehand unless "
+              f"the row says two workers (machine: {' / '.join(sorted(kinds))}; runs {runs_used}; "
+              "`-k realistic` of the latency command). Every engine runs the same pipeline; the "
+              "PyTorch one has its encoders in PyTorch:", "",
               "| engine | studies/s | CPU s per study | sentence cache hits / misses | vs PyTorch "
               "with cache | vs PyTorch without |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
     rate = {e: r["extra_info"]["studies_per_s"] for e, r in by.items()}
@@ -98,14 +106,24 @@ def batch_section(runs: dict[str, dict[str, Any]], lines: list[str]) -> dict[str
             continue
         x = by[engine]["extra_info"]
         mixed = engine.endswith("compressed-films")
-        with_cache = versus(engine, "torch-fp32-compressed-films" if mixed else "torch-fp32")
-        without = "–" if mixed else versus(engine, "torch-fp32-no-cache")
-        lines.append(f"| {BATCH_LABELS[engine]} | {x['studies_per_s']:.2f} | "
-                     f"{x['cpu_s_per_study']:.3f} | {x['sentence_cache_hits']} / "
-                     f"{x['sentence_cache_misses']} | {with_cache} | {without} |")
+        workers = engine.endswith("2-workers")  # compared with PyTorch in as many workers
+        with_cache = versus(engine, "torch-fp32-compressed-films" if mixed else
+                            "torch-fp32-2-workers" if workers else "torch-fp32")
+        without = "–" if mixed or workers else versus(engine, "torch-fp32-no-cache")
+        cpu = "–" if x["cpu_s_per_study"] is None else f"{x['cpu_s_per_study']:.3f}"
+        hits = ("–" if x["sentence_cache_hits"] is None else
+                f"{x['sentence_cache_hits']} / {x['sentence_cache_misses']}")
+        lines.append(f"| {BATCH_LABELS[engine]} | {x['studies_per_s']:.2f} | {cpu} | {hits} | "
+                     f"{with_cache} | {without} |")
     lines.append("")
-    if "ort-int8" in rate and "torch-fp32" in rate:
-        return {"batch_speedup": rate["ort-int8"] / rate["torch-fp32"]}
+    ours = [rate[e] for e in ("ort-int8", "ort-int8-serial", "ort-int8-2-workers") if e in rate]
+    theirs = [rate[e] for e in ("torch-fp32", "torch-fp32-2-workers") if e in rate]
+    if len(kinds) > 1:
+        lines += ["These rows come from more than one kind of CPU: no ratio between them is a "
+                  "figure of this project.", ""]
+        return {}
+    if ours and theirs:
+        return {"batch_speedup": max(ours) / max(theirs)}
     return {}
 
 
@@ -122,8 +140,8 @@ def latency_goals(goals: dict[str, Any]) -> list[tuple[str, Any, bool | None]]:
         ("Time outside the encoders <= 20% of the study", *check("outside", lambda v: v <= 0.20)),
         ("Time outside the encoders <= 15 ms (AVX-512 CPU)",
          *check("outside_ms_avx512", lambda v: v <= 15)),
-        ("Batch throughput on realistic reports >= 5x PyTorch", *check("batch_speedup",
-                                                                       lambda v: v >= 5)),
+        ("Batch throughput on realistic reports >= 5x PyTorch (the fastest way each runs it)",
+         *check("batch_speedup", lambda v: v >= 5)),
         ("Cold start (bundle load to first result) < 1.5 s", *check("cold_start", lambda v: v < 1.5)),
         ("Peak memory < 600 MB", *check("peak_mb", lambda v: v < 600)),
     ]
