@@ -82,7 +82,8 @@ def prepare(localizer: Localizer, task: StudyTask, settings: RunSettings) -> InF
             raise ReportError(f"{task.image.name}: no report found (expected {expected.absolute()})")
         from lesionloc_runtime import imageio
 
-        return localizer.prepare(imageio.read_image(task.image), task.report, settings.queries)
+        return localizer.prepare(imageio.read_image(task.image, threads=localizer.threads),
+                                 task.report, settings.queries)
 
     return guarded(InFlight(task, time.perf_counter()), settings, step)
 

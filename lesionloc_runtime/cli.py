@@ -161,7 +161,7 @@ def _single(image: Path, report: Path | None, settings: RunSettings, study_id: s
     study_id = study_id or derived_study_id(image.stem)
     localizer = Localizer.load(settings.model, providers=settings.providers,
                                threads=settings.threads, sentence_cache=settings.sentence_cache)
-    radiograph = read_image(image)
+    radiograph = read_image(image, threads=localizer.threads)
     result = localizer.localize(radiograph, report, queries=settings.queries,
                                 ground=settings.ground, study_id=study_id,
                                 report_score=settings.report_score)

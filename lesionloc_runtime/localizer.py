@@ -99,8 +99,11 @@ class Localizer:
         text_encoder: Encoder,
         tokenizer: SentenceTokenizer,
         sentence_cache: int = DEFAULT_ENTRIES,
+        threads: int | None = None,
     ) -> None:
         self.bundle = bundle
+        # this process's share of the cores: the sessions' threads, and a JPEG 2000 film's
+        self.threads = threads or default_threads()
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
@@ -135,7 +138,7 @@ class Localizer:
                              bundle.preprocessing.image_size, str(image_encoder.path))
             check_patch_grid(image_encoder.output_shapes["patch_embeds"], bundle.grid,
                              str(image_encoder.path))
-            return cls(bundle, image_encoder, text.result(), tokenizer, sentence_cache)
+            return cls(bundle, image_encoder, text.result(), tokenizer, sentence_cache, threads)
 
     # -- encoders -------------------------------------------------------------------------
     def encode_image(self, image: Radiograph) -> EncodedImage:
@@ -225,7 +228,8 @@ class Localizer:
         into the sentences to ground. Needs no encoder, so a batch prepares the next study
         while the encoders run the current one."""
         t0 = time.perf_counter()
-        radiograph = image if isinstance(image, Radiograph) else read_image(image)
+        radiograph = image if isinstance(image, Radiograph) else read_image(image,
+                                                                            threads=self.threads)
         for note in radiograph.notes:  # the CLI's logging prints these as "warning: ..."
             _log.warning("%s: %s", os.path.basename(radiograph.source), note)
         report_source = None

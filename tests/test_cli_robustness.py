@@ -265,10 +265,10 @@ def test_batch_study_whose_decoder_panics_fails_alone(tmp_path, tiny_bundle, pha
     doomed = sorted(source.glob("*.dcm"))[1].stem
     real = imageio.read_image
 
-    def read(path):
+    def read(path, **options):
         if Path(path).stem == doomed:
             raise PanicException("index out of bounds: the len is 32 but the index is 32")
-        return real(path)
+        return real(path, **options)
 
     monkeypatch.setattr(imageio, "read_image", read)
     code, stdout, stderr = run(source, "--model", tiny_bundle, "--out", tmp_path / "out", "-q")

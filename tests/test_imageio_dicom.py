@@ -413,6 +413,88 @@ def test_signed_lossless_syntaxes_decode_identically(tmp_path, syntax):
     np.testing.assert_array_equal(read_image(save(ds, tmp_path / "c.dcm")).pixels, reference)
 
 
+def textured(bits: int, side: int = 320, signed: bool = False) -> np.ndarray:
+    """Noise over a gradient, large enough for many JPEG 2000 code-blocks (64 x 64): what a
+    decoder's threads share out."""
+    rng = np.random.default_rng(bits)
+    y, x = np.mgrid[0:side, 0:side]
+    image = (1 << (bits - 2)) + (x + y) * ((1 << (bits - 2)) // (2 * side)) + \
+        rng.integers(0, 1 << (bits - 3), (side, side))
+    if signed:
+        return (image - (1 << (bits - 1))).astype(np.int16)
+    return image.astype(np.uint8 if bits <= 8 else np.uint16)
+
+
+FAST_DECODED = [  # (syntax, bits, signed, encoder options): imageio/decoders.py picks these
+    (uid.JPEG2000Lossless, 8, False, {}),
+    (uid.JPEG2000Lossless, 12, False, {}),
+    (uid.JPEG2000Lossless, 16, False, {}),
+    (uid.JPEG2000Lossless, 12, True, {}),
+    (uid.JPEG2000, 12, False, {"j2k_cr": [20]}),
+    (uid.JPEGLSLossless, 12, False, {}),
+    (uid.JPEGLSNearLossless, 12, False, {"jls_error": 2}),
+]
+
+
+@pytest.mark.parametrize(("syntax", "bits", "signed", "options"), FAST_DECODED,
+                         ids=lambda v: getattr(v, "name", str(v)))
+def test_the_faster_decoders_give_the_pixels_of_pydicoms_own_order(tmp_path, monkeypatch, syntax,
+                                                                   bits, signed, options):
+    """JPEG 2000 through imagecodecs on two threads and JPEG-LS through CharLS: the same
+    pixels, bit for bit, as the decoder pydicom tries first."""
+    from lesionloc_runtime.imageio import decoders, dicom
+
+    if not get_encoder(syntax).is_available:
+        pytest.skip(f"no encoder installed for {syntax.name}")
+    ds = dataset(textured(bits, signed=signed), bits=bits, signed=signed)
+    ds.compress(syntax, **options)
+    path = save(ds, tmp_path / "film.dcm")
+    chosen: list[dict] = []
+
+    def recorded(*args):
+        chosen.append(decoders.decode_options(*args))
+        return chosen[-1]
+
+    monkeypatch.setattr(dicom, "decode_options", recorded)
+    fast = read_image(path, threads=2)
+    expected = ("pyjpegls" if syntax in (uid.JPEGLSLossless, uid.JPEGLSNearLossless) else
+                decoders.JPEG2000_PLUGIN)
+    if expected == decoders.JPEG2000_PLUGIN and not decoders.is_available(syntax):
+        pytest.skip("imagecodecs is not installed")
+    assert chosen == [{"decoding_plugin": expected, **({"decode_threads": 2} if expected ==
+                                                        decoders.JPEG2000_PLUGIN else {})}]
+    monkeypatch.setattr(dicom, "decode_options", lambda *args: {})
+    np.testing.assert_array_equal(fast.pixels, read_image(path).pixels)
+
+
+class _Decoder:
+    """What decode_options uses of a pydicom decoder."""
+
+    def __init__(self, *available: str) -> None:
+        self.available_plugins = available
+        self.added: list[str] = []
+
+    def add_plugin(self, label: str, import_path: tuple[str, str]) -> None:
+        if label in self.added:
+            raise ValueError("added before")
+        self.added.append(label)
+
+
+def test_decoder_choice_falls_back_to_pydicoms_order_when_the_faster_one_is_missing():
+    from lesionloc_runtime.imageio.decoders import JPEG2000_PLUGIN, decode_options
+
+    without = _Decoder("pylibjpeg", "pillow")  # imagecodecs missing: the plugin is unavailable
+    assert decode_options(without, uid.JPEG2000Lossless, 4) == {}
+    assert decode_options(without, uid.JPEG2000Lossless, 4) == {}  # added once, asked twice
+    assert without.added == [JPEG2000_PLUGIN]
+    assert decode_options(_Decoder("pylibjpeg", JPEG2000_PLUGIN), uid.JPEG2000, 0) == {
+        "decoding_plugin": JPEG2000_PLUGIN, "decode_threads": 1}
+    assert decode_options(_Decoder("pylibjpeg"), uid.JPEGLSLossless, 2) == {}
+    assert decode_options(_Decoder("pylibjpeg", "pyjpegls"), uid.JPEGLSLossless, 2) == {
+        "decoding_plugin": "pyjpegls"}
+    assert decode_options(_Decoder("pylibjpeg", "pillow"), uid.JPEGBaseline8Bit, 2) == {}
+
+
 @pytest.mark.parametrize(("syntax", "predictor"), [
     (uid.JPEGLosslessSV1, 1), (uid.JPEGLossless, 1), (uid.JPEGLossless, 4),
     (uid.JPEGLossless, 6), (uid.JPEGLossless, 7),

@@ -30,8 +30,9 @@ __all__ = [
 ]
 
 
-def read_image(path: str | os.PathLike[str]) -> Radiograph:
-    """Read a chest radiograph from a DICOM, PNG, JPEG or TIFF file.
+def read_image(path: str | os.PathLike[str], *, threads: int = 1) -> Radiograph:
+    """Read a chest radiograph from a DICOM, PNG, JPEG or TIFF file. `threads`: how many
+    threads a JPEG 2000 DICOM may be decoded on (the runtime gives its share of the cores).
 
     Raises ImageReadError with a one-line reason for anything that is not a readable,
     single-frame greyscale radiograph (multi-frame, colour, no pixel data, SR, text...).
@@ -52,6 +53,6 @@ def read_image(path: str | os.PathLike[str]) -> Radiograph:
         raise ImageReadError(f"{path}: the file is empty")
     kind = sniff(head, path)
     with quiet_libraries():
-        image = read_dicom(path) if kind == "dicom" else read_raster(path, kind)
+        image = read_dicom(path, threads) if kind == "dicom" else read_raster(path, kind)
     check_contrast(image.pixels, str(path))
     return image

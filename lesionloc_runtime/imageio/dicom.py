@@ -12,6 +12,7 @@ import numpy as np
 from lesionloc_runtime.errors import ImageReadError, is_panic
 from lesionloc_runtime.imageio.capture import short, stderr_captured
 from lesionloc_runtime.imageio.containers import EOI, j2k_size, jpeg_header
+from lesionloc_runtime.imageio.decoders import decode_options
 from lesionloc_runtime.imageio.display import DisplayMapping
 from lesionloc_runtime.imageio.header import (
     UID_NAME_TEXT,
@@ -40,14 +41,19 @@ def import_dicom_stack() -> None:
     the cost is the decoder plugins). `Localizer.load` calls it while ONNX Runtime builds its
     sessions, which release the GIL, so a cold start pays it in parallel."""
     import pydicom.pixels  # noqa: F401
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEG2000
+
+    decode_options(get_decoder(JPEG2000), JPEG2000, 1)  # adds the JPEG 2000 plugin, imports imagecodecs
 
 
-def read_dicom(path: Path) -> Radiograph:
-    """A DICOM radiograph as `read_image` returns it, its header without the pixel data."""
+def read_dicom(path: Path, threads: int = 1) -> Radiograph:
+    """A DICOM radiograph as `read_image` returns it, its header without the pixel data.
+    `threads`: how many threads a JPEG 2000 codestream may be decoded on."""
     notes: list[str] = []
     ds = _parse_dicom(path)
     _check_radiograph_object(ds, path, notes)
-    raw = _decode_pixels(ds, path, notes)
+    raw = _decode_pixels(ds, path, notes, threads)
     mapping = DisplayMapping.from_header(ds, raw.dtype, path, notes)
     pixels = mapping.apply(raw)
     if mapping.window is not None or mapping.voi_lut is not None:
@@ -189,14 +195,14 @@ def _decoder(syntax: Any, name: str, path: Path) -> Any:
     return decoder
 
 
-def _decode_pixels(ds: Any, path: Path, notes: list[str]) -> np.ndarray:
+def _decode_pixels(ds: Any, path: Path, notes: list[str], threads: int = 1) -> np.ndarray:
     """The stored values as an integer (rows, columns) array, a read-only view if uncompressed."""
     syntax = _transfer_syntax(ds, path)
     name = shown_value(getattr(syntax, "name", syntax), UID_NAME_TEXT)
     decoder = _decoder(syntax, name, path)
     if syntax.is_encapsulated:
         _check_codestream_end(ds, syntax, path)
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = decode_options(decoder, syntax, threads)  # decoders.py
     else:
         _check_native_length(ds, path)
         # A view on the file's bytes: the display table masks unused bits, so no copy is needed.
