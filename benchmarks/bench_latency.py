@@ -423,6 +423,54 @@ def test_published_model_end_to_end_in_paired_rounds(benchmark, kind, reference_
     })
 
 
+
+COMPRESSED = {"jpeg2000": ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"),
+              "jpeg-ls": ("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81")}
+
+
+@pytest.mark.parametrize("syntax", list(COMPRESSED))
+def test_compressed_film_study_by_decoder(benchmark, syntax, latency_model, reference_study,
+                                          tmp_path, monkeypatch):
+    """A study on the phantom set's compressed film of that syntax (2048 px with --full),
+    read, localized with int8 and written as `lesionloc-run` does it, with the decoder
+    imageio/decoders.py picks (JPEG 2000 on the engine's threads, JPEG-LS through CharLS) and
+    with pydicom's own order, in alternating rounds: what the decoder choice saves a study."""
+    import pydicom
+
+    from lesionloc_runtime.imageio import decoders, dicom
+
+    _, bundles = latency_model
+    image, report = reference_study
+    film = next((f for f in sorted(image.parent.glob(f"*{image.suffix}"))
+                 if pydicom.dcmread(f, stop_before_pixels=True).file_meta.TransferSyntaxUID
+                 in COMPRESSED[syntax]), None)
+    if film is None:
+        pytest.skip(f"the phantom set has no {syntax} film")
+    localizer = Localizer.load(bundles["int8"])
+    ways = {"chosen": decoders.decode_options, "pydicom": lambda *args: {}}
+    times: dict[str, list[dict[str, float]]] = {way: [] for way in ways}
+    rounds = 7 if benchmark.enabled else 1
+
+    def one_round() -> None:
+        k = len(times["chosen"])
+        for way in (ways if k % 2 else reversed(ways)):
+            monkeypatch.setattr(dicom, "decode_options", ways[way])
+            times[way].append(one_study(localizer, film, report, tmp_path / f"{way}-{k}"))
+
+    benchmark.pedantic(one_round, rounds=rounds, iterations=1,
+                       warmup_rounds=1 if benchmark.enabled else 0)
+
+    def median(way: str, key: str) -> float:
+        return float(np.median([t[key] for t in times[way][-rounds:]]))
+
+    benchmark.extra_info.update({
+        "syntax": syntax, "film": film.name, "rounds": rounds, "threads": localizer.threads,
+        **{f"{way}_{key}_ms_median": median(way, key) for way in ways
+           for key in ("end_to_end", "read_dicom")},
+        "cpu_kind": cpu_kind(), "load_average_1min": os.getloadavg()[0],
+    })
+
+
 BATCH_ENGINES = ("ort-int8", "ort-int8-no-cache", "ort-int8-serial", "torch-fp32",
                  "torch-fp32-no-cache", "ort-int8-compressed-films", "torch-fp32-compressed-films",
                  "ort-int8-2-workers", "torch-fp32-2-workers")

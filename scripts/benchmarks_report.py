@@ -19,6 +19,7 @@ from typing import Any
 from latency_report import (
     batch_section,
     cpu_label,
+    decoder_section,
     is_avx512,
     latency_goals,
     openvino_section,
@@ -126,6 +127,7 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
         more: list[str] = []
         published_section(runs, more)
         goals.update(batch_section(runs, more))
+        decoder_section(runs, more)
         lines += ["## Latency", "", *more] if more else []
         return goals
     any_record = next(iter(e2e.values()))
@@ -180,6 +182,7 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
         lines += e2e_history(results)
     published_section(runs, lines)
     goals.update(batch_section(runs, lines))
+    decoder_section(runs, lines)
     if results is not None:
         openvino_section(results, lines)
     lines += write_layouts(runs)

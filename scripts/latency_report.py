@@ -127,6 +127,31 @@ def batch_section(runs: dict[str, dict[str, Any]], lines: list[str]) -> dict[str
     return {}
 
 
+def decoder_section(runs: dict[str, dict[str, Any]], lines: list[str]) -> None:
+    """A study on a compressed film with the decoder the reader picks and with pydicom's own."""
+    found = sorted((r for r in runs.values()
+                    if r["name"].startswith("test_compressed_film_study_by_decoder")),
+                   key=lambda r: r["extra_info"]["syntax"])
+    if not found:
+        return
+    lines += ["A study on a compressed film of the phantom set (read, localized with int8, "
+              "written) with the decoder the reader picks (`imageio/decoders.py`: JPEG 2000 on "
+              "the engine's threads, JPEG-LS through CharLS) and with pydicom's own order, "
+              "alternated rounds, medians (`-k by_decoder` of the latency command; machine: "
+              f"{' / '.join(sorted({cpu_label(r) for r in found}))}; runs "
+              f"{', '.join(sorted({r['run'] for r in found}))}):", "",
+              "| film | study, chosen decoder (ms) | study, pydicom's order (ms) | reading, chosen "
+              "| reading, pydicom's | speed-up of the study |",
+              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in found:
+        x = r["extra_info"]
+        chosen, theirs = x["chosen_end_to_end_ms_median"], x["pydicom_end_to_end_ms_median"]
+        lines.append(f"| {x['syntax']} ({x['film']}, {x['threads']} threads) | {chosen:.1f} | "
+                     f"{theirs:.1f} | {x['chosen_read_dicom_ms_median']:.1f} | "
+                     f"{x['pydicom_read_dicom_ms_median']:.1f} | {theirs / chosen:.2f}x |")
+    lines.append("")
+
+
 def latency_goals(goals: dict[str, Any]) -> list[tuple[str, Any, bool | None]]:
     """The latency issue's rows of the goals table."""
 

@@ -221,6 +221,22 @@ def test_report_shows_imported_models_and_batch_throughput_against_pytorch(tmp_p
     assert "5.600" not in text and "| 5.6x |" in text  # rows still compare within the table
 
 
+def test_report_shows_a_compressed_study_by_decoder(tmp_path):
+    kind = {"model": "Xeon", "int8_flags": ["avx2"]}
+    benches = [_bench("test_compressed_film_study_by_decoder", "jpeg2000", {
+        "syntax": "jpeg2000", "film": "p000006.dcm", "rounds": 7, "threads": 2,
+        "chosen_end_to_end_ms_median": 200.0, "pydicom_end_to_end_ms_median": 300.0,
+        "chosen_read_dicom_ms_median": 120.0, "pydicom_read_dicom_ms_median": 220.0,
+        "cpu_kind": kind}, 0.5)]
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "run.json").write_text(json.dumps({
+        "machine_info": {"cpu_kind": kind}, "commit_info": {"id": "abc"},
+        "datetime": "2026-12-05T00:00:00", "benchmarks": benches}))
+    text = _report(results, tmp_path / "BENCHMARKS.md")
+    assert "| jpeg2000 (p000006.dcm, 2 threads) | 200.0 | 300.0 | 120.0 | 220.0 | 1.50x |" in text
+
+
 def _accuracy_run(results: Path, name: str, when: str, pg: float, robustness: bool = False,
                   variant: str = "full") -> None:
     scores = {"pointing_game": pg, "cnr": 3.1, "miou": 0.3, "iou": 0.2, "dice": 0.3, "auroc": 0.9}
