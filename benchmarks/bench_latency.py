@@ -473,7 +473,7 @@ def test_compressed_film_study_by_decoder(benchmark, syntax, latency_model, refe
 
 BATCH_ENGINES = ("ort-int8", "ort-int8-no-cache", "ort-int8-serial", "torch-fp32",
                  "torch-fp32-no-cache", "ort-int8-compressed-films", "torch-fp32-compressed-films",
-                 "ort-int8-2-workers", "torch-fp32-2-workers")
+                 "ort-int8-2-workers", "ort-int8-2-workers-own-caches", "torch-fp32-2-workers")
 
 
 def _compressed(film: Path) -> bool:
@@ -510,7 +510,8 @@ def realistic_batch(full, reference_study, tmp_path_factory):
 
 
 @pytest.mark.parametrize("engine", BATCH_ENGINES)
-def test_batch_of_realistic_studies(benchmark, engine, latency_model, realistic_batch, tmp_path):
+def test_batch_of_realistic_studies(benchmark, engine, latency_model, realistic_batch, tmp_path,
+                                    monkeypatch):
     """Studies per second of one batch in one process on all cores, the encoders loaded
     beforehand: `lesionloc-run DIR` after its start. Every engine runs the same pipeline
     (prepare / localize / write, the reading of the next study and the writing of the last
@@ -522,7 +523,11 @@ def test_batch_of_realistic_studies(benchmark, engine, latency_model, realistic_
     films = "compressed" if engine.endswith("compressed-films") else "reference"
     tasks = realistic_batch[films]
     cache = 0 if engine.endswith("no-cache") else 4096
-    if engine.endswith("2-workers"):
+    if "2-workers" in engine:
+        if engine.endswith("own-caches"):  # each worker its own cache, as before the store
+            from lesionloc_runtime import batch as runtime_batch
+
+            monkeypatch.setattr(runtime_batch, "start_shared_store", lambda *args: (None, None))
         return _batch_in_two_workers(benchmark, engine, checkpoint, bundles, tasks, tmp_path)
     if engine.startswith("torch"):
         localizer = torch_localizer(checkpoint, ModelBundle.load(bundles["int8"]).max_length)
@@ -556,7 +561,7 @@ def test_batch_of_realistic_studies(benchmark, engine, latency_model, realistic_
     })
 
 
-def _torch_worker(settings, checkpoint: Path, max_length: int) -> None:
+def _torch_worker(settings, checkpoint: Path, max_length: int, shared=None) -> None:
     """A batch worker process (`lesionloc-run DIR --workers N`) with PyTorch encoders."""
     # A spawned process starts with its parent's sys.path. After the hi-ml parity tests that
     # holds .venv/hi-ml, whose torchvision loads only beside the operator schemas those tests
@@ -570,7 +575,8 @@ def _torch_worker(settings, checkpoint: Path, max_length: int) -> None:
 
     runtime_batch._WORKER["localizer"] = torch_localizer(checkpoint, max_length)
     torch.set_num_threads(settings.threads)  # torch_localizer sets all cores
-    runtime_batch._WORKER["localizer"].sentence_cache = SentenceCache(settings.sentence_cache)
+    runtime_batch._WORKER["localizer"].sentence_cache = SentenceCache(settings.sentence_cache,
+                                                                      shared=shared)
     runtime_batch._WORKER["settings"] = settings
 
 
@@ -584,22 +590,30 @@ def _batch_in_two_workers(benchmark, engine, checkpoint, bundles, tasks, tmp_pat
 
     from lesionloc_runtime import batch as runtime_batch
     from lesionloc_runtime.batch import RunSettings, run_batch
+    from lesionloc_runtime.sentence_cache import start_shared_store
 
     settings = RunSettings(str(bundles["int8"]), ("cpu",), 1, (), "findings", tmp_path / "out",
                            OutputOptions(index_link=True), sentence_cache=4096, pipeline=False)
     max_length = ModelBundle.load(bundles["int8"]).max_length  # the card: no sessions to open
     seconds: list[float] = []
+    sentences: list[int] = [0, 0]  # (found in a cache, encoded)
 
     def run() -> None:
         start = time.perf_counter()
         if engine.startswith("ort"):
             summary = run_batch(tasks, settings, workers=2, progress=False)
             assert summary.done == len(tasks), summary.failed
-        else:
-            with ProcessPoolExecutor(2, mp_context=get_context("spawn"), initializer=_torch_worker,
-                                     initargs=(settings, checkpoint, max_length)) as pool:
+            sentences[:] = [summary.sentences_from_cache, summary.sentences_encoded]
+        else:  # the workers share one sentence store, as run_batch's do
+            context = get_context("spawn")
+            manager, shared = start_shared_store(settings.sentence_cache, context)
+            with manager, ProcessPoolExecutor(2, mp_context=context, initializer=_torch_worker,
+                                              initargs=(settings, checkpoint, max_length,
+                                                        shared)) as pool:
                 outcomes = list(pool.map(runtime_batch._process_study, tasks, chunksize=1))
             assert all(o["ok"] for o in outcomes), [o for o in outcomes if not o["ok"]][:1]
+            sentences[:] = [sum(o["sentences"][1] for o in outcomes),
+                            sum(o["sentences"][0] for o in outcomes)]
         seconds.append(time.perf_counter() - start)
 
     benchmark.pedantic(run, rounds=1, iterations=1)
@@ -607,7 +621,8 @@ def _batch_in_two_workers(benchmark, engine, checkpoint, bundles, tasks, tmp_pat
         "engine": engine, "films": "reference", "studies": len(tasks),
         "studies_per_s": len(tasks) / seconds[0], "workers": 2, "threads": 1,
         "cpu_s_per_study": None, "sentence_cache_entries": 4096, "pipeline": False,
-        "sentence_cache_hits": None, "sentence_cache_misses": None,
+        "sentence_cache_hits": sentences[0], "sentence_cache_misses": sentences[1],
+        "shared_sentence_store": not engine.endswith("own-caches"),
         "includes": "the workers' start (spawn, imports, loading the model)",
         "cpu_kind": cpu_kind(), "load_average_1min": os.getloadavg()[0],
     })

@@ -29,7 +29,7 @@ from lesionloc_runtime.errors import (
 from lesionloc_runtime.fileio import atomic_write_json, is_file
 from lesionloc_runtime.imageio import IMAGE_SUFFIXES
 from lesionloc_runtime.outputs import OutputOptions, derived_study_id, study_id_problem
-from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES
+from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES, SharedStore, start_shared_store
 from lesionloc_runtime.viewer.index import INDEX_HTML, BatchIndex
 
 if TYPE_CHECKING:
@@ -81,6 +81,10 @@ class BatchSummary:
     failed: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     stopped: str | None = None  # why the batch stopped early (the output cannot be written)
+    # the report sentences and queries the studies done sent through the text encoder, and
+    # those they found in a sentence cache (their process's or, with workers, the batch's)
+    sentences_encoded: int = 0
+    sentences_from_cache: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"studies_per_second": self.done / self.seconds if self.seconds else 0}
@@ -196,7 +200,7 @@ def _is_path(value: object) -> bool:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(settings: RunSettings) -> None:
+def _init_worker(settings: RunSettings, shared: SharedStore | None = None) -> None:
     import logging
 
     from lesionloc_runtime.localizer import Localizer
@@ -207,6 +211,7 @@ def _init_worker(settings: RunSettings) -> None:
     _WORKER["localizer"] = Localizer.load(settings.model, providers=settings.providers,
                                           threads=settings.threads,
                                           sentence_cache=settings.sentence_cache)
+    _WORKER["localizer"].sentence_cache.shared = shared if settings.sentence_cache else None
     _WORKER["settings"] = settings
 
 
@@ -244,6 +249,9 @@ def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 
                 break
             if outcome["ok"]:
                 summary.done += 1
+                encoded, cached = outcome.get("sentences", (0, 0))
+                summary.sentences_encoded += encoded
+                summary.sentences_from_cache += cached
                 if outcome.get("row"):
                     index.add(outcome["row"])
             else:
@@ -283,12 +291,17 @@ def _dispatch(todo: Sequence[StudyTask], settings: RunSettings, workers: int,
     per_worker = RunSettings(**{**settings.__dict__,
                                 "threads": settings.threads or max(1, (os.cpu_count() or 1) // workers)})
     # spawn, not fork: ONNX Runtime's thread pools do not survive a fork
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                               initargs=(per_worker,))
+    context = get_context("spawn")
+    manager, shared = (start_shared_store(settings.sentence_cache, context)
+                       if settings.sentence_cache else (None, None))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(per_worker, shared))
     try:
         yield from pool.map(_process_study, todo, chunksize=1)
     finally:  # a stopped batch must not go on to run every study still queued
         pool.shutdown(cancel_futures=True)
+        if manager is not None:
+            manager.shutdown()
 
 
 def format_summary(summary: BatchSummary) -> str:

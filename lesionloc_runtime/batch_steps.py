@@ -45,6 +45,7 @@ class InFlight:
     start: float
     value: Any = None
     failed: Outcome | None = None
+    sentences: tuple[int, int] = (0, 0)  # the texts it encoded, and those the cache had
 
 
 def guarded(flight: InFlight, settings: RunSettings, step: Callable[[], Any]) -> InFlight:
@@ -92,8 +93,11 @@ def localize(localizer: Localizer, flight: InFlight, settings: RunSettings) -> I
     study: PreparedStudy | None = flight.value
 
     def step() -> tuple[StudyResult, Any]:
+        cache = localizer.sentence_cache
+        hits, misses = cache.hits, cache.misses
         result = localizer.localize(study, ground=settings.ground, study_id=flight.task.study_id,
                                     report_score=settings.report_score)
+        flight.sentences = (cache.misses - misses, cache.hits - hits)
         return result, study.radiograph  # type: ignore[union-attr]
 
     return guarded(flight, settings, step)
@@ -113,7 +117,7 @@ def write(flight: InFlight, settings: RunSettings) -> Outcome:
     if flight.failed is not None:
         return flight.failed
     return {"study_id": flight.task.study_id, "ok": True, "row": flight.value,
-            "seconds": time.perf_counter() - flight.start}
+            "seconds": time.perf_counter() - flight.start, "sentences": flight.sentences}
 
 
 def one_study(localizer: Localizer, task: StudyTask, settings: RunSettings) -> Outcome:

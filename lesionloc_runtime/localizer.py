@@ -166,19 +166,17 @@ class Localizer:
             dim = self.bundle.embed_dim
             return np.zeros((0, dim), np.float32), np.zeros((0, dim), np.float32)
         prepared = [prepare_text(t, self.bundle.text.preparation) for t in texts]
-        found: list[CachedText | None] = []
-        missing: dict[tuple[tuple[int, ...], ...], list[int]] = {}
-        for row, key in enumerate(self.tokenizer.windows(prepared)):
-            hit = None if key in missing else self.sentence_cache.get(key)
-            found.append(hit)
-            if hit is None:
-                missing.setdefault(key, []).append(row)
+        keys = self.tokenizer.windows(prepared)
+        distinct = list(dict.fromkeys(keys))  # a text repeated in `texts` is looked up once
+        cached = dict(zip(distinct, self.sentence_cache.get_many(distinct), strict=True))
+        missing = [key for key in distinct if cached[key] is None]
         if missing:
-            fresh_local, fresh_glob = self._run_text_encoder(list(missing))
-            for k, (key, rows) in enumerate(missing.items()):
-                self.sentence_cache.put(key, fresh_local[k], fresh_glob[k])
-                for row in rows:
-                    found[row] = CachedText(fresh_local[k], fresh_glob[k])
+            fresh_local, fresh_glob = self._run_text_encoder(missing)
+            self.sentence_cache.put_many([(key, fresh_local[k], fresh_glob[k])
+                                          for k, key in enumerate(missing)])
+            for k, key in enumerate(missing):
+                cached[key] = CachedText(fresh_local[k], fresh_glob[k])
+        found = [cached[key] for key in keys]
         return (np.stack([item.local for item in found]),  # type: ignore[union-attr]
                 np.stack([item.glob for item in found]))  # type: ignore[union-attr]
 

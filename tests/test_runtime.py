@@ -298,6 +298,17 @@ def test_two_workers_give_the_same_results_as_one(tmp_path, tiny_bundle, phantom
     assert docs[0].keys() == docs[1].keys()
     for key in docs[0]:
         assert docs[0][key] == pytest.approx(docs[1][key], abs=2e-4)
+    # with the cache the two workers share what they encode: each text is encoded or found
+    plain = json.loads((tmp_path / "w2" / "batch_summary.json").read_text())
+    assert plain["sentences_encoded"] > 0 and plain["sentences_from_cache"] == 0
+    out = tmp_path / "cached"
+    proc = subprocess.run([str(BIN / "lesionloc-run"), str(source), "--model", str(tiny_bundle),
+                           "--out", str(out), "--workers", "2", "-q"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    cached = json.loads((out / "batch_summary.json").read_text())
+    assert cached["sentences_from_cache"] > 0
+    assert (cached["sentences_encoded"] + cached["sentences_from_cache"]
+            == plain["sentences_encoded"])
 
 
 def test_bad_shard_spec_is_a_one_line_error(tmp_path, tiny_bundle, phantom_set):

@@ -1,13 +1,16 @@
 """The sentence-embedding cache: repeated sentences skip the text encoder, the cache stays
-within its bound, and what it returns is what the encoder gave."""
+within its bound, what it returns is what the encoder gave, and a batch's worker processes
+share what they encode through one store."""
 
 from __future__ import annotations
+
+from multiprocessing import get_context
 
 import numpy as np
 import pytest
 
 from lesionloc_runtime.localizer import Localizer
-from lesionloc_runtime.sentence_cache import SentenceCache
+from lesionloc_runtime.sentence_cache import SentenceCache, SharedSentences, start_shared_store
 
 
 def _counting(localizer: Localizer) -> list[int]:
@@ -85,3 +88,62 @@ def test_run_refuses_a_negative_cache_size(tmp_path, phantom_study):
                            "--report", str(report), "--sentence-cache", "-1",
                            "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error: --sentence-cache -1")
+
+
+def test_localizers_sharing_a_store_encode_a_sentence_once(tiny_bundle_factory):
+    bundle = tiny_bundle_factory("none")
+    store = SharedSentences()
+    first, second = Localizer.load(bundle), Localizer.load(bundle)
+    first.sentence_cache.shared = second.sentence_cache.shared = store
+    texts = ["Small right pleural effusion.", "No pneumothorax."]
+    runs = _counting(second)
+    local, glob = first.encode_texts(texts)
+    theirs = second.encode_texts([*texts, "The heart is enlarged."])
+    assert runs == [1] and store.size() == 3  # only the sentence the first had not met ran
+    np.testing.assert_array_equal(theirs[0][:2], local)
+    np.testing.assert_array_equal(theirs[1][:2], glob)
+    cache = second.sentence_cache
+    assert (cache.hits, cache.misses, cache.shared_hits) == (2, 1, 2)
+    store.get_many = None  # what came from the store is kept in the process: not asked again
+    second.encode_texts(texts)
+    assert cache.hits == 4 and runs == [1]
+
+
+def test_the_first_embedding_of_a_sentence_stays_in_the_store():
+    store = SharedSentences(2)
+    store.put_many([(("a",), np.ones(2), np.ones(2))])
+    store.put_many([(("a",), np.zeros(2), np.zeros(2)), (("b",), np.ones(2), np.ones(2)),
+                    (("c",), np.ones(2), np.ones(2))])
+    found = store.get_many([("a",), ("b",), ("c",)])
+    assert found[0] is None and found[1] is not None and store.size() == 2  # bounded, LRU
+
+
+def _put_from_another_process(store) -> None:
+    row = np.full(4, 7, np.float32)
+    SentenceCache(8, shared=store).put(("No pneumothorax.",), row, row)
+
+
+def test_the_store_serves_worker_processes():
+    context = get_context("spawn")  # as the batch's workers are started
+    manager, store = start_shared_store(8, context)
+    try:
+        child = context.Process(target=_put_from_another_process, args=(store,))
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        found = SentenceCache(8, shared=store).get(("No pneumothorax.",))
+        assert found is not None and found.local.tolist() == [7.0] * 4
+    finally:
+        manager.shutdown()
+
+
+def test_a_worker_goes_on_with_its_own_cache_when_the_store_is_gone(caplog):
+    manager, store = start_shared_store(8, get_context("spawn"))
+    cache = SentenceCache(8, shared=store)
+    row = np.ones(4, np.float32)
+    cache.put(("a",), row, row)
+    manager.shutdown()
+    assert cache.get(("b",)) is None and cache.shared is None
+    assert "stopped answering" in caplog.text
+    cache.put(("b",), row, row)  # no store to tell: kept here
+    assert cache.get(("a",)) is not None and cache.get(("b",)) is not None
