@@ -150,15 +150,17 @@ def test_write_time_of_the_reference_study_by_layout(benchmark, latency_model, r
 
 
 def _image_graph(checkpoint: Path, size: int, precision: str, work: Path, calibration: list,
-                 gemm_max_positions: int | None = None):
+                 gemm_max_positions: int | None = None, integer_projections: bool = True):
     """The image encoder exported at another input size (fp32 or int8), as a session; int8
-    with the export's convolution forms, or `gemm_max_positions` (0: all symmetric)."""
+    with the export's convolution forms, or `gemm_max_positions` (0: all symmetric), and its
+    projection as an integer product unless `integer_projections` is False."""
     from lesionloc_export.graphs import export_image_encoder
     from lesionloc_export.quantize import GEMM_MAX_POSITIONS, quantize_image_int8
     from lesionloc_train.checkpoint import load_checkpoint
 
     forms = GEMM_MAX_POSITIONS if gemm_max_positions is None else gemm_max_positions
-    target = work / f"image-{size}-{precision}{'' if precision != 'int8' else f'-gemm{forms}'}.onnx"
+    form = f"-gemm{forms}{'' if integer_projections else '-float-proj'}"
+    target = work / f"image-{size}-{precision}{'' if precision != 'int8' else form}.onnx"
     if not target.is_file():
         from lesionloc_train.torch_backend import ImageGraph
 
@@ -166,7 +168,8 @@ def _image_graph(checkpoint: Path, size: int, precision: str, work: Path, calibr
         if not raw.is_file():
             export_image_encoder(ImageGraph(load_checkpoint(checkpoint).model), size, raw)
         if precision == "int8":
-            quantize_image_int8(raw, target, calibration, gemm_max_positions=forms)
+            quantize_image_int8(raw, target, calibration, gemm_max_positions=forms,
+                                integer_projections=integer_projections)
         else:
             shutil.copyfile(raw, target)
     # the runtime's own session (lesionloc_runtime.sessions): threads, optimizations
@@ -230,6 +233,45 @@ def test_int8_image_encoder_conv_forms(benchmark, latency_model, tmp_path_factor
     medians = {f"{name}_ms": float(np.median(v[-rounds:])) for name, v in times.items()}
     benchmark.extra_info.update({**medians, "size": size, "gemm_max_positions": GEMM_MAX_POSITIONS,
                                  "cpu_kind": cpu_kind(), "load_average_1min": os.getloadavg()[0]})
+
+
+def test_int8_image_encoder_projection_forms(benchmark, latency_model, tmp_path_factory):
+    """The int8 image encoder as exported (its local projection an integer product with a
+    float output, `projections_as_integer_products`) against the projection as a float
+    convolution, in alternated rounds; and how far the patch embeddings moved (cosine)."""
+    from lesionloc_runtime.bundle import ModelBundle
+    from lesionloc_runtime.preprocess import preprocess
+
+    checkpoint, bundles = latency_model
+    config = ModelBundle.load(bundles["int8"]).preprocessing
+    work = tmp_path_factory.getbasetemp() / "image-graphs"
+    work.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    calibration = [preprocess(rng.random((600, 500)).astype(np.float32), config).tensor
+                   for _ in range(8)]
+    args = (checkpoint, config.image_size, "int8", work, calibration)
+    forms = {"exported": _image_graph(*args), "float_projection": _image_graph(
+        *args, integer_projections=False)}
+    feed = {"pixel_values": calibration[0][None]}
+    patches = {name: session.run(["patch_embeds"], feed)[0] for name, session in forms.items()}
+    a, b = (patches[name].reshape(-1, patches[name].shape[-1]) for name in forms)
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    times: dict[str, list[float]] = {name: [] for name in forms}
+
+    def both() -> None:
+        for name, session in forms.items():
+            start = time.perf_counter()
+            for _ in range(3):
+                session.run(None, feed)
+            times[name].append((time.perf_counter() - start) / 3 * 1e3)
+
+    rounds = 9 if benchmark.enabled else 1
+    benchmark.pedantic(both, rounds=rounds, iterations=1, warmup_rounds=1 if benchmark.enabled else 0)
+    assert cosine.min() > 0.999, cosine.min()
+    benchmark.extra_info.update({
+        **{f"{name}_ms": float(np.median(v[-rounds:])) for name, v in times.items()},
+        "patch_cosine_min": float(cosine.min()), "patch_cosine_mean": float(cosine.mean()),
+        "size": config.image_size, "cpu_kind": cpu_kind(), "load_average_1min": os.getloadavg()[0]})
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp32"])

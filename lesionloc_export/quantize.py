@@ -9,6 +9,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -137,13 +138,108 @@ def late_convs_in_gemm_form(path: Path, max_positions: int = GEMM_MAX_POSITIONS)
     return rewritten
 
 
+def projections_as_integer_products(path: Path, weight_bits: int = 7) -> int:
+    """Rewrite, in place, each 1 x 1 projection convolution kept in fp32 (`fp32_nodes`) whose
+    input is a dequantized uint8 tensor (the stage before it already rounded its input to 8
+    bits) as an integer matrix product with a float output: the uint8 tensor in channels-last
+    order times the weights quantized per output channel to `weight_bits` bits (7 where u8 x s8
+    products could saturate AVX2's 16-bit accumulators), scaled back to float, plus the bias.
+    Only the weights' rounding is added; the output keeps full precision. ONNX Runtime runs the
+    product with its u8 x s8 GEMM (AMX where the CPU has it) instead of a float convolution:
+    on the AMX Xeon a 1024 -> 512 projection over 28 x 28 patches took 0.6 ms against 3.5.
+    Returns how many were rewritten."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producer = {out: n for n in graph.node for out in n.output}
+    keep = set(_projection_names(graph))
+    qmax = (1 << (weight_bits - 1)) - 1
+    rewritten = 0
+    for node in list(graph.node):
+        dq = producer.get(node.input[0]) if node.name in keep else None
+        weight = inits.get(node.input[1]) if dq is not None else None
+        if (weight is None or dq.op_type != "DequantizeLinear" or len(dq.input) < 3
+                or not _is_pointwise(node) or len(weight.dims) != 4 or weight.dims[2:] != [1, 1]):
+            continue
+        scale, zero = inits.get(dq.input[1]), inits.get(dq.input[2])
+        if (scale is None or zero is None or list(scale.dims) or list(zero.dims)
+                or zero.data_type != onnx.TensorProto.UINT8):
+            continue
+        w = numpy_helper.to_array(weight).reshape(weight.dims[0], -1).astype(np.float64)
+        step = np.abs(w).max(axis=1) / qmax
+        step[step == 0] = 1.0
+        ints = np.clip(np.rint(w / step[:, None]), -qmax, qmax).astype(np.int8)
+        out_scale = (float(numpy_helper.to_array(scale)) * step).astype(np.float32)
+        name = node.name or node.output[0]
+        extra = [numpy_helper.from_array(np.ascontiguousarray(ints.T), f"{name}/int8_weight"),
+                 numpy_helper.from_array(np.zeros(len(step), np.int8), f"{name}/weight_zero"),
+                 numpy_helper.from_array(out_scale, f"{name}/scale")]
+        t = f"{name}/"
+        nodes = [helper.make_node("Transpose", [dq.input[0]], [t + "nhwc"], perm=[0, 2, 3, 1]),
+                 helper.make_node("MatMulInteger", [t + "nhwc", extra[0].name, dq.input[2],
+                                                    extra[1].name], [t + "int32"]),
+                 helper.make_node("Cast", [t + "int32"], [t + "sum"], to=onnx.TensorProto.FLOAT),
+                 helper.make_node("Mul", [t + "sum", extra[2].name], [t + "scaled"])]
+        last = t + "scaled"
+        if len(node.input) > 2 and node.input[2]:
+            nodes.append(helper.make_node("Add", [last, node.input[2]], [t + "biased"]))
+            last = t + "biased"
+        nodes.append(helper.make_node("Transpose", [last], [node.output[0]], perm=[0, 3, 1, 2]))
+        at = list(graph.node).index(node)
+        graph.node.remove(node)
+        for k, new in enumerate(nodes):
+            new.name = f"{t}{new.op_type}_{k}"
+            graph.node.insert(at + k, new)
+        graph.initializer.extend(extra)
+        rewritten += 1
+    if rewritten:
+        _drop_unused(graph)
+        onnx.save(model, str(path))
+    return rewritten
+
+
+def _projection_names(graph: Any) -> list[str]:
+    return [n.name for n in graph.node if n.op_type == "Conv" and "_proj/" in n.name]
+
+
+def _is_pointwise(node: Any) -> bool:
+    """A Conv with no padding, stride, dilation or groups (its 1 x 1 kernel is checked apart)."""
+    attrs = {a.name: list(a.ints) if a.ints else a.i for a in node.attribute}
+    # auto_pad pads nothing around a 1 x 1 kernel at stride 1
+    return (all(v == 1 for v in attrs.get("strides", [1])) and not any(attrs.get("pads", []))
+            and all(v == 1 for v in attrs.get("dilations", [1])) and attrs.get("group", 1) == 1)
+
+
+def _drop_unused(graph: Any) -> None:
+    """Remove the nodes and initializers nothing reads any more (a dequantization only the
+    rewritten convolution read, the float weights)."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        used = {name for n in graph.node for name in n.input} | outputs
+        dead = [n for n in graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            graph.node.remove(n)
+    used = {name for n in graph.node for name in n.input}
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
+
+
 def quantize_image_int8(source: Path, target: Path, calibration: Sequence[np.ndarray],
                         scheme: str = INT8_IMAGE_SCHEMES[0],
-                        gemm_max_positions: int = GEMM_MAX_POSITIONS) -> None:
+                        gemm_max_positions: int = GEMM_MAX_POSITIONS,
+                        integer_projections: bool = True) -> None:
     """Static QDQ int8, per-channel symmetric weights, asymmetric uint8 activations, MinMax
     calibration (deterministic, and robust enough on a few dozen radiographs); the first
     convolution and the projections stay fp32 (`fp32_nodes`); the convolutions with small
-    outputs in the matrix-product form (`late_convs_in_gemm_form`; 0: none)."""
+    outputs in the matrix-product form (`late_convs_in_gemm_form`; 0: none); with
+    `integer_projections` and 7-bit weights (the u8s8-reduced scheme), the pointwise
+    projections of 8-bit inputs as integer products with float outputs
+    (`projections_as_integer_products`)."""
     if scheme not in INT8_IMAGE_SCHEMES:
         raise ValueError(f"unknown int8 scheme {scheme!r}")
     from onnxruntime.quantization import (
@@ -172,6 +268,8 @@ def quantize_image_int8(source: Path, target: Path, calibration: Sequence[np.nda
         )
     if gemm_max_positions > 0:
         late_convs_in_gemm_form(target, gemm_max_positions)
+    if integer_projections and scheme == "u8s8-reduced":  # u8u8 is the precision fallback
+        projections_as_integer_products(target, weight_bits=7)
 
 
 def quantize_text_int8(source: Path, target: Path) -> None:

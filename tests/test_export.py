@@ -311,9 +311,11 @@ def test_resnet_on_a_grey_image_is_the_same_as_on_it_repeated_on_three_channels(
         assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def _small_resnet_stem(path: Path, size: int = 48) -> Path:
+def _small_resnet_stem(path: Path, size: int = 48, projection: bool = False) -> Path:
     """A first convolution, ReLU, max-pool and two quantizable convolutions that share the
-    first one's (zero) bias, as the ONNX export of a freshly initialized model does."""
+    first one's (zero) bias, as the ONNX export of a freshly initialized model does; with
+    `projection`, a 1 x 1 projection to 8 channels (with a bias) after them, as our encoder's
+    local projection."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -333,14 +335,18 @@ def _small_resnet_stem(path: Path, size: int = 48) -> Path:
         helper.make_node("Relu", ["c1"], ["r1"]),
         helper.make_node("Conv", ["r1", "w2", "bias"], ["c2"], kernel_shape=[3, 3], strides=[2, 2],
                          pads=[1, 1, 1, 1], name="small"),
-        helper.make_node("Relu", ["c2"], ["patch_embeds"]),
+        helper.make_node("Relu", ["c2"], ["r2" if projection else "patch_embeds"]),
     ]
+    inits = [weight("w0", 16, 1, 7, 7), weight("w1", 16, 16, 3, 3), weight("w2", 16, 16, 3, 3),
+             numpy_helper.from_array(np.zeros(16, np.float32), "bias")]
+    if projection:
+        nodes.append(helper.make_node("Conv", ["r2", "w3", "b3"], ["patch_embeds"],
+                                      kernel_shape=[1, 1], name="/encoder/local_proj/Conv"))
+        inits += [weight("w3", 8, 16, 1, 1), weight("b3", 8)]
     graph = helper.make_graph(
         nodes, "stem", [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT,
                                                       ["batch", 1, size, size])],
-        [helper.make_tensor_value_info("patch_embeds", TensorProto.FLOAT, None)],
-        [weight("w0", 16, 1, 7, 7), weight("w1", 16, 16, 3, 3), weight("w2", 16, 16, 3, 3),
-         numpy_helper.from_array(np.zeros(16, np.float32), "bias")])
+        [helper.make_tensor_value_info("patch_embeds", TensorProto.FLOAT, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, str(path))
     return path
@@ -400,6 +406,43 @@ def test_int8_late_convolutions_in_gemm_form_give_the_same_bytes(tmp_path):
     want, got = sym.run(None, x)[0], gemm.run(None, x)[0]
     assert np.abs(want).max() > 0
     np.testing.assert_array_equal(got, want)
+
+
+def test_int8_projection_of_8_bit_inputs_becomes_an_integer_product(tmp_path):
+    """The fp32 1 x 1 projection after a quantized stage runs as uint8 x int8 (7-bit weights)
+    with a float output: only the weights' rounding is added, the first convolution (whose
+    input is the float image) and the u8u8 fallback scheme keep their float convolution."""
+    import onnx
+
+    from lesionloc_export.quantize import quantize_image_int8
+    from lesionloc_runtime.sessions import open_session, session_options
+
+    source = _small_resnet_stem(tmp_path / "raw.onnx", projection=True)
+    calibration = [np.random.default_rng(i).random((1, 48, 48), dtype=np.float32) for i in range(4)]
+    quantize_image_int8(source, tmp_path / "float.onnx", calibration, integer_projections=False)
+    quantize_image_int8(source, tmp_path / "int.onnx", calibration)
+    quantize_image_int8(source, tmp_path / "u8u8.onnx", calibration, scheme="u8u8")
+
+    def ops(name: str) -> dict[str, str]:
+        return {n.name: n.op_type for n in onnx.load(str(tmp_path / name)).graph.node}
+
+    assert ops("float.onnx")["/encoder/local_proj/Conv"] == "Conv"
+    assert ops("u8u8.onnx")["/encoder/local_proj/Conv"] == "Conv"
+    rewritten = ops("int.onnx")
+    assert "/encoder/local_proj/Conv" not in rewritten and rewritten["stem"] == "Conv"
+    assert list(rewritten.values()).count("MatMulInteger") == 1
+    model = onnx.load(str(tmp_path / "int.onnx"))
+    weights = {i.name: i for i in model.graph.initializer}
+    assert "w3" not in weights  # the float weights are gone with the convolution
+    ints = onnx.numpy_helper.to_array(weights["/encoder/local_proj/Conv/int8_weight"])
+    assert ints.shape == (16, 8) and np.abs(ints).max() == 63  # 7 bits, per output channel
+    x = {"pixel_values": np.random.default_rng(9).random((3, 1, 48, 48), dtype=np.float32)}
+    want, got = (open_session(tmp_path / name, session_options(1), ["CPUExecutionProvider"])
+                 .run(None, x)[0] for name in ("float.onnx", "int.onnx"))
+    assert got.shape == want.shape == (3, 8, 6, 6)
+    a, b = want.transpose(0, 2, 3, 1).reshape(-1, 8), got.transpose(0, 2, 3, 1).reshape(-1, 8)
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.999 and not np.array_equal(a, b)
 
 
 def _residual_layer_norm(path: Path, width: int = 64) -> Path:
