@@ -150,23 +150,27 @@ def test_write_time_of_the_reference_study_by_layout(benchmark, latency_model, r
 
 
 def _image_graph(checkpoint: Path, size: int, precision: str, work: Path, calibration: list,
-                 gemm_max_positions: int | None = None, integer_projections: bool = True):
+                 gemm_max_positions: int | None = None, integer_projections: bool = True,
+                 fold_normalization: bool = True):
     """The image encoder exported at another input size (fp32 or int8), as a session; int8
     with the export's convolution forms, or `gemm_max_positions` (0: all symmetric), and its
-    projection as an integer product unless `integer_projections` is False."""
+    projection as an integer product unless `integer_projections` is False; its input
+    normalization folded into the first convolution unless `fold_normalization` is False."""
     from lesionloc_export.graphs import export_image_encoder
     from lesionloc_export.quantize import GEMM_MAX_POSITIONS, quantize_image_int8
     from lesionloc_train.checkpoint import load_checkpoint
 
     forms = GEMM_MAX_POSITIONS if gemm_max_positions is None else gemm_max_positions
     form = f"-gemm{forms}{'' if integer_projections else '-float-proj'}"
-    target = work / f"image-{size}-{precision}{'' if precision != 'int8' else form}.onnx"
+    unfolded = "" if fold_normalization else "-unfolded"
+    target = work / f"image-{size}{unfolded}-{precision}{'' if precision != 'int8' else form}.onnx"
     if not target.is_file():
         from lesionloc_train.torch_backend import ImageGraph
 
-        raw = work / f"image-{size}-raw.onnx"
+        raw = work / f"image-{size}{unfolded}-raw.onnx"
         if not raw.is_file():
-            export_image_encoder(ImageGraph(load_checkpoint(checkpoint).model), size, raw)
+            export_image_encoder(ImageGraph(load_checkpoint(checkpoint).model), size, raw,
+                                 fold_normalization)
         if precision == "int8":
             quantize_image_int8(raw, target, calibration, gemm_max_positions=forms,
                                 integer_projections=integer_projections)
@@ -272,6 +276,48 @@ def test_int8_image_encoder_projection_forms(benchmark, latency_model, tmp_path_
         **{f"{name}_ms": float(np.median(v[-rounds:])) for name, v in times.items()},
         "patch_cosine_min": float(cosine.min()), "patch_cosine_mean": float(cosine.mean()),
         "size": config.image_size, "cpu_kind": cpu_kind(), "load_average_1min": os.getloadavg()[0]})
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+def test_image_encoder_normalization_forms(benchmark, precision, latency_model, tmp_path_factory):
+    """The image encoder as exported (its per-channel input normalization folded into a two-
+    channel first convolution, `fold_channel_normalization`) against the graph as PyTorch
+    exports it, in alternated rounds; and how far the outputs moved."""
+    from lesionloc_runtime.bundle import ModelBundle
+    from lesionloc_runtime.preprocess import preprocess
+
+    checkpoint, bundles = latency_model
+    config = ModelBundle.load(bundles["int8"]).preprocessing
+    work = tmp_path_factory.getbasetemp() / "image-graphs"
+    work.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    calibration = [preprocess(rng.random((600, 500)).astype(np.float32), config).tensor
+                   for _ in range(8)]
+    args = (checkpoint, config.image_size, precision, work, calibration)
+    forms = {"exported": _image_graph(*args), "unfolded": _image_graph(
+        *args, fold_normalization=False)}
+    feed = {"pixel_values": calibration[0][None]}
+    outputs = {name: session.run(["patch_embeds"], feed)[0] for name, session in forms.items()}
+    a, b = (outputs[name].reshape(-1, outputs[name].shape[-1]) for name in forms)
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    times: dict[str, list[float]] = {name: [] for name in forms}
+
+    def both() -> None:
+        for name, session in forms.items():
+            start = time.perf_counter()
+            for _ in range(3):
+                session.run(None, feed)
+            times[name].append((time.perf_counter() - start) / 3 * 1e3)
+
+    rounds = 9 if benchmark.enabled else 1
+    benchmark.pedantic(both, rounds=rounds, iterations=1, warmup_rounds=1 if benchmark.enabled else 0)
+    # fp32: the same sums regrouped; int8: a rounding that moved sends an 8-bit level over
+    assert cosine.min() > (0.99999 if precision == "fp32" else 0.995), cosine.min()
+    benchmark.extra_info.update({
+        **{f"{name}_ms": float(np.median(v[-rounds:])) for name, v in times.items()},
+        "patch_cosine_min": float(cosine.min()), "patch_cosine_mean": float(cosine.mean()),
+        "precision": precision, "size": config.image_size, "cpu_kind": cpu_kind(),
+        "load_average_1min": os.getloadavg()[0]})
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp32"])

@@ -38,13 +38,100 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, kind:
                           opset_version=OPSET, do_constant_folding=True, dynamo=False)
 
 
-def export_image_encoder(graph: nn.Module, image_size: int, path: Path) -> Path:
-    """`graph`: pixel_values (B, 1, S, S) -> image_embeds (B, D), patch_embeds (B, h, w, D)."""
+def export_image_encoder(graph: nn.Module, image_size: int, path: Path,
+                         fold_normalization: bool = True) -> Path:
+    """`graph`: pixel_values (B, 1, S, S) -> image_embeds (B, D), patch_embeds (B, h, w, D);
+    its per-channel input normalization folded into the first convolution
+    (`fold_channel_normalization`) unless `fold_normalization` is False."""
     graph = graph.eval()
     example = torch.rand(1, 1, image_size, image_size)
     with torch.no_grad():
         _export(graph, (example,), path, "image")
+    if fold_normalization:
+        fold_channel_normalization(path)
     return path
+
+
+def fold_channel_normalization(path: Path) -> bool:
+    """Rewrite, in place, a grey input repeated on C channels, normalized per channel and fed
+    to a convolution (`(x - mean_c) / std_c`, then Conv with C input channels: our encoder's
+    ImageNet normalization) as one convolution over two channels: the grey image, with the
+    kernels divided by std_c and summed, and an image of ones, with the kernels times
+    -mean_c / std_c summed. Inside the image that is the same sum regrouped; in the border
+    the convolution's zero padding contributes nothing either way, since the padded pixels
+    are zero in every channel of both inputs. The same outputs within float rounding, for two
+    thirds of the first convolution's work and no per-channel pass over the image. False (and
+    nothing written) when the graph does not start so."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    (pixels,) = names(IMAGE_INPUTS)
+    inits = {i.name: i for i in graph.initializer}
+    for node in graph.node:  # the exporter writes small constants as Constant nodes
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            inits.setdefault(node.output[0], node.attribute[0].t)
+    users: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+
+    def only_user(name: str, op: str) -> Any:
+        found = users.get(name, [])
+        return found[0] if len(found) == 1 and found[0].op_type == op else None
+
+    expand = only_user(pixels, "Expand")
+    sub = expand and only_user(expand.output[0], "Sub")
+    div = sub and only_user(sub.output[0], "Div")
+    conv = div and only_user(div.output[0], "Conv")
+    if conv is None or any(a.name == "group" and a.i != 1 for a in conv.attribute):
+        return False
+    constants = [inits.get(sub.input[1]), inits.get(div.input[1]), inits.get(conv.input[1])]
+    if any(c is None for c in constants) or sub.input[0] != expand.output[0]:
+        return False
+    prefix = "/fold_channel_normalization/"
+    mean, std, weight = (numpy_helper.to_array(c).astype(np.float64) for c in constants)
+    channels = weight.shape[1] if weight.ndim == 4 else 0
+    if channels < 2 or mean.shape != (1, channels, 1, 1) or std.shape != mean.shape:
+        return False
+    grey = (weight / std).sum(axis=1, keepdims=True)
+    ones = -(weight * (mean / std)).sum(axis=1, keepdims=True)
+    kernel = np.concatenate([grey, ones], axis=1).astype(np.float32)
+    kernel_name = prefix + "kernel"
+    graph.initializer.append(numpy_helper.from_array(kernel, kernel_name))
+    new = [helper.make_node("Shape", [pixels], [prefix + "shape"], name=prefix + "Shape"),
+           helper.make_node("ConstantOfShape", [prefix + "shape"], [prefix + "ones"],
+                            name=prefix + "Ones", value=numpy_helper.from_array(
+                                np.ones(1, np.float32))),
+           helper.make_node("Concat", [pixels, prefix + "ones"], [prefix + "input"],
+                            name=prefix + "Concat", axis=1)]
+    at = list(graph.node).index(expand)
+    for node in (expand, sub, div):
+        graph.node.remove(node)
+    for k, node in enumerate(new):
+        graph.node.insert(at + k, node)
+    conv.input[0], conv.input[1] = prefix + "input", kernel_name
+    drop_unused(graph)
+    onnx.save(model, str(path))
+    return True
+
+
+def drop_unused(graph: Any) -> None:
+    """Remove the nodes and initializers nothing reads any more after a rewrite (what fed
+    only the nodes it replaced: constants, a dequantization, float weights)."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        used = {name for n in graph.node for name in n.input} | outputs
+        dead = [n for n in graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            graph.node.remove(n)
+    used = {name for n in graph.node for name in n.input}
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
 
 
 def export_text_encoder(graph: nn.Module, backbone: nn.Module, path: Path) -> Path:

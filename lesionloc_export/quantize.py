@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lesionloc_export.graphs import drop_unused
 from lesionloc_runtime.contract import IMAGE_INPUTS, names
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ def projections_as_integer_products(path: Path, weight_bits: int = 7) -> int:
         graph.initializer.extend(extra)
         rewritten += 1
     if rewritten:
-        _drop_unused(graph)
+        drop_unused(graph)
         onnx.save(model, str(path))
     return rewritten
 
@@ -211,22 +212,6 @@ def _is_pointwise(node: Any) -> bool:
     # auto_pad pads nothing around a 1 x 1 kernel at stride 1
     return (all(v == 1 for v in attrs.get("strides", [1])) and not any(attrs.get("pads", []))
             and all(v == 1 for v in attrs.get("dilations", [1])) and attrs.get("group", 1) == 1)
-
-
-def _drop_unused(graph: Any) -> None:
-    """Remove the nodes and initializers nothing reads any more (a dequantization only the
-    rewritten convolution read, the float weights)."""
-    outputs = {o.name for o in graph.output}
-    while True:
-        used = {name for n in graph.node for name in n.input} | outputs
-        dead = [n for n in graph.node if not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            graph.node.remove(n)
-    used = {name for n in graph.node for name in n.input}
-    for init in [i for i in graph.initializer if i.name not in used]:
-        graph.initializer.remove(init)
 
 
 def quantize_image_int8(source: Path, target: Path, calibration: Sequence[np.ndarray],

@@ -445,6 +445,83 @@ def test_int8_projection_of_8_bit_inputs_becomes_an_integer_product(tmp_path):
     assert cosine.min() > 0.999 and not np.array_equal(a, b)
 
 
+def _normalized_stem(path: Path, constants_as_nodes: bool) -> Path:
+    """A grey image repeated on three channels, normalized per channel and convolved (7 x 7,
+    stride 2, zero padding 3), as our encoder's export starts."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
+    std = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
+    values = {"mean": mean, "std": std, "shape": np.array([1, 3, 1, 1], np.int64)}
+    if constants_as_nodes:
+        nodes = [helper.make_node("Constant", [], [k], value=numpy_helper.from_array(v, k))
+                 for k, v in values.items()]
+        inits = []
+    else:
+        nodes, inits = [], [numpy_helper.from_array(v, k) for k, v in values.items()]
+    nodes += [helper.make_node("Expand", ["pixel_values", "shape"], ["rgb"]),
+              helper.make_node("Sub", ["rgb", "mean"], ["centred"]),
+              helper.make_node("Div", ["centred", "std"], ["normal"]),
+              helper.make_node("Conv", ["normal", "w", "b"], ["out"], kernel_shape=[7, 7],
+                               strides=[2, 2], pads=[3, 3, 3, 3], name="stem")]
+    inits += [numpy_helper.from_array(rng.normal(0, 0.1, (8, 3, 7, 7)).astype(np.float32), "w"),
+              numpy_helper.from_array(rng.normal(0, 0.1, 8).astype(np.float32), "b")]
+    graph = helper.make_graph(
+        nodes, "stem", [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT,
+                                                      ["batch", 1, "h", "w"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("constants_as_nodes", [False, True])
+def test_channel_normalization_folds_into_a_two_channel_first_convolution(tmp_path,
+                                                                          constants_as_nodes):
+    """(x - mean_c) / std_c on a grey image repeated on three channels, then a convolution,
+    becomes one convolution over the image and an image of ones: the same outputs, the
+    zero-padded border included, without the per-channel passes."""
+    import onnx
+    import onnxruntime as ort
+
+    from lesionloc_export.graphs import fold_channel_normalization
+
+    source = _normalized_stem(tmp_path / "stem.onnx", constants_as_nodes)
+    folded = tmp_path / "folded.onnx"
+    shutil.copyfile(source, folded)
+    assert fold_channel_normalization(folded)
+    model = onnx.load(str(folded))
+    ops = [n.op_type for n in model.graph.node]
+    assert "Sub" not in ops and "Div" not in ops and "Expand" not in ops
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    kernel = next(i for i in model.graph.initializer if i.name == conv.input[1])
+    assert list(kernel.dims) == [8, 2, 7, 7] and {i.name for i in model.graph.initializer} == {
+        kernel.name, "b"}
+    x = {"pixel_values": np.random.default_rng(2).random((2, 1, 37, 50), dtype=np.float32)}
+    want, got = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, x)[0]
+                 for p in (source, folded))
+    assert got.shape == want.shape == (2, 8, 19, 25)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert np.abs(want[:, :, 0] - want[:, :, 5]).max() > 0.01  # the border is not the interior
+
+
+def test_channel_normalization_is_left_alone_when_the_graph_starts_otherwise(tmp_path):
+    import onnx
+
+    from lesionloc_export.graphs import fold_channel_normalization
+
+    source = _normalized_stem(tmp_path / "stem.onnx", constants_as_nodes=False)
+    model = onnx.load(str(source))
+    div = next(n for n in model.graph.node if n.op_type == "Div")
+    model.graph.node.append(onnx.helper.make_node("Relu", [div.output[0]], ["also"]))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("also", 1, None))
+    onnx.save(model, str(source))  # the normalized image has a second reader: keep it
+    before = source.read_bytes()
+    assert not fold_channel_normalization(source) and source.read_bytes() == before
+    assert not fold_channel_normalization(_small_resnet_stem(tmp_path / "grey.onnx"))
+
+
 def _residual_layer_norm(path: Path, width: int = 64) -> Path:
     """x + skip, then LayerNormalization: the pattern ORT fuses into SkipLayerNormalization."""
     import onnx
