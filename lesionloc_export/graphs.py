@@ -68,11 +68,45 @@ def fold_channel_normalization(path: Path) -> bool:
 
     model = onnx.load(str(path))
     graph = model.graph
+    found = _normalized_first_conv(graph)
+    if found is None:
+        return False
+    (expand, sub, div, conv), (mean, std, weight) = found
     (pixels,) = names(IMAGE_INPUTS)
-    inits = {i.name: i for i in graph.initializer}
+    prefix = "/fold_channel_normalization/"
+    grey = (weight / std).sum(axis=1, keepdims=True)
+    ones = -(weight * (mean / std)).sum(axis=1, keepdims=True)
+    kernel = np.concatenate([grey, ones], axis=1).astype(np.float32)
+    graph.initializer.append(numpy_helper.from_array(kernel, prefix + "kernel"))
+    new = [helper.make_node("Shape", [pixels], [prefix + "shape"], name=prefix + "Shape"),
+           helper.make_node("ConstantOfShape", [prefix + "shape"], [prefix + "ones"],
+                            name=prefix + "Ones", value=numpy_helper.from_array(
+                                np.ones(1, np.float32))),
+           helper.make_node("Concat", [pixels, prefix + "ones"], [prefix + "input"],
+                            name=prefix + "Concat", axis=1)]
+    at = list(graph.node).index(expand)
+    for node in (expand, sub, div):
+        graph.node.remove(node)
+    for k, node in enumerate(new):
+        graph.node.insert(at + k, node)
+    conv.input[0], conv.input[1] = prefix + "input", prefix + "kernel"
+    drop_unused(graph)
+    onnx.save(model, str(path))
+    return True
+
+
+def _normalized_first_conv(graph: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+    """(Expand, Sub, Div, Conv) reading the image one after the other, each the only reader of
+    the one before, and (mean, std, kernel) as float64 arrays; None when the graph does not
+    start so (constants that are not constants, a grouped convolution, shapes that differ)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    (pixels,) = names(IMAGE_INPUTS)
+    consts = {i.name: i for i in graph.initializer}
     for node in graph.node:  # the exporter writes small constants as Constant nodes
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            inits.setdefault(node.output[0], node.attribute[0].t)
+            consts.setdefault(node.output[0], node.attribute[0].t)
     users: dict[str, list[Any]] = {}
     for node in graph.node:
         for name in node.input:
@@ -87,35 +121,15 @@ def fold_channel_normalization(path: Path) -> bool:
     div = sub and only_user(sub.output[0], "Div")
     conv = div and only_user(div.output[0], "Conv")
     if conv is None or any(a.name == "group" and a.i != 1 for a in conv.attribute):
-        return False
-    constants = [inits.get(sub.input[1]), inits.get(div.input[1]), inits.get(conv.input[1])]
+        return None
+    constants = [consts.get(sub.input[1]), consts.get(div.input[1]), consts.get(conv.input[1])]
     if any(c is None for c in constants) or sub.input[0] != expand.output[0]:
-        return False
-    prefix = "/fold_channel_normalization/"
+        return None
     mean, std, weight = (numpy_helper.to_array(c).astype(np.float64) for c in constants)
     channels = weight.shape[1] if weight.ndim == 4 else 0
     if channels < 2 or mean.shape != (1, channels, 1, 1) or std.shape != mean.shape:
-        return False
-    grey = (weight / std).sum(axis=1, keepdims=True)
-    ones = -(weight * (mean / std)).sum(axis=1, keepdims=True)
-    kernel = np.concatenate([grey, ones], axis=1).astype(np.float32)
-    kernel_name = prefix + "kernel"
-    graph.initializer.append(numpy_helper.from_array(kernel, kernel_name))
-    new = [helper.make_node("Shape", [pixels], [prefix + "shape"], name=prefix + "Shape"),
-           helper.make_node("ConstantOfShape", [prefix + "shape"], [prefix + "ones"],
-                            name=prefix + "Ones", value=numpy_helper.from_array(
-                                np.ones(1, np.float32))),
-           helper.make_node("Concat", [pixels, prefix + "ones"], [prefix + "input"],
-                            name=prefix + "Concat", axis=1)]
-    at = list(graph.node).index(expand)
-    for node in (expand, sub, div):
-        graph.node.remove(node)
-    for k, node in enumerate(new):
-        graph.node.insert(at + k, node)
-    conv.input[0], conv.input[1] = prefix + "input", kernel_name
-    drop_unused(graph)
-    onnx.save(model, str(path))
-    return True
+        return None
+    return (expand, sub, div, conv), (mean, std, weight)
 
 
 def drop_unused(graph: Any) -> None:
