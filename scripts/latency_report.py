@@ -64,8 +64,6 @@ BATCH_LABELS = {
                                    "4 of them compressed",
     "ort-int8-2-workers": "ONNX Runtime int8, sentence cache, 2 worker processes of 1 thread "
                           "(`--workers 2`), their start included",
-    "ort-int8-2-workers-own-caches": "ONNX Runtime int8, 2 worker processes of 1 thread, each "
-                                     "with its own sentence cache and no shared store",
     "torch-fp32-2-workers": "PyTorch eager fp32, sentence cache, 2 worker processes of 1 thread, "
                             "their start included",
 }
@@ -108,7 +106,7 @@ def batch_section(runs: dict[str, dict[str, Any]], lines: list[str]) -> dict[str
             continue
         x = by[engine]["extra_info"]
         mixed = engine.endswith("compressed-films")
-        workers = "2-workers" in engine  # compared with PyTorch in as many workers
+        workers = engine.endswith("2-workers")  # compared with PyTorch in as many workers
         with_cache = versus(engine, "torch-fp32-compressed-films" if mixed else
                             "torch-fp32-2-workers" if workers else "torch-fp32")
         without = "–" if mixed or workers else versus(engine, "torch-fp32-no-cache")
