@@ -555,6 +555,25 @@ def test_a_perfect_heatmap_scores_pointing_game_one_and_high_cnr(
         assert sample.conventions["hi-ml"].cnr > 1.0
 
 
+def test_images_are_read_on_the_provider_threads(tmp_path: Path, monkeypatch) -> None:
+    """A Localizer's `threads` reach the reader (JPEG 2000 decodes on them); a provider
+    without any reads on one thread."""
+    from lesionloc_runtime.evaluation import runner
+
+    seen: list[int] = []
+    real = runner.read_image
+    monkeypatch.setattr(runner, "read_image",
+                        lambda path, threads=1: seen.append(threads) or real(path, threads=threads))
+    truth = MAKERS["rsna-pneumonia"](tmp_path)
+    threaded = UniformProvider()
+    threaded.threads = 3  # type: ignore[attr-defined]
+    evaluate(open_dataset("rsna-pneumonia", tmp_path), threaded, progress=False)
+    images = len({image for image, _ in truth})
+    assert seen == [3] * images
+    evaluate(open_dataset("rsna-pneumonia", tmp_path), UniformProvider(), progress=False)
+    assert seen == [3] * images + [1] * images
+
+
 @pytest.mark.parametrize("name", list(MAKERS))
 def test_a_uniform_heatmap_scores_chance(tmp_path: Path, name: str) -> None:
     truth = truth_masks(MAKERS[name](tmp_path))

@@ -161,7 +161,8 @@ def _read(item: AnnotatedImage, where: str, provider: HeatmapProvider, run: Eval
     image cannot be read or the heatmaps have the wrong shape."""
     log = run.log
     try:
-        image = read_image(item.path)
+        # a Localizer decodes a JPEG 2000 film on its share of the cores, as lesionloc-run does
+        image = read_image(item.path, threads=getattr(provider, "threads", 1))
     except ImageReadError as exc:
         log.unreadable_images += 1
         log.warn("unreadable", where, str(exc).removeprefix(f"{item.path}: "))
