@@ -650,19 +650,19 @@ def test_two_workers_with_the_shared_store_or_their_own_caches(benchmark, latenc
     """`--workers 2` on the realistic batch with the batch's shared sentence store and with a
     cache per worker (as before the store), in alternated rounds: a single run of each cannot
     resolve a few percent on a shared machine whose speed drifts by more."""
-    from lesionloc_runtime import batch as runtime_batch
+    from lesionloc_runtime import sentence_cache
     from lesionloc_runtime.batch import RunSettings, run_batch
 
     _, bundles = latency_model
     tasks = realistic_batch["reference"]
-    starts = {"shared": runtime_batch.start_shared_store, "own": lambda *args: (None, None)}
+    starts = {"shared": sentence_cache.start_shared_store, "own": lambda *args: (None, None)}
     rates: dict[str, list[float]] = {way: [] for way in starts}
     encoded: dict[str, int] = {}
 
     def both() -> None:
         k = len(rates["shared"])
         for way in (starts if k % 2 else reversed(starts)):
-            monkeypatch.setattr(runtime_batch, "start_shared_store", starts[way])
+            monkeypatch.setattr(sentence_cache, "start_shared_store", starts[way])
             settings = RunSettings(str(bundles["int8"]), ("cpu",), 1, (), "findings",
                                    tmp_path / f"{way}-{k}", OutputOptions(index_link=True),
                                    sentence_cache=4096, pipeline=False)

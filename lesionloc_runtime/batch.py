@@ -19,7 +19,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lesionloc_runtime import batch_steps
+from lesionloc_runtime import batch_steps, sentence_cache
 from lesionloc_runtime.batch_manifest import iter_manifest_rows
 from lesionloc_runtime.errors import (
     ConfigError,
@@ -29,7 +29,7 @@ from lesionloc_runtime.errors import (
 from lesionloc_runtime.fileio import atomic_write_json, is_file
 from lesionloc_runtime.imageio import IMAGE_SUFFIXES
 from lesionloc_runtime.outputs import OutputOptions, derived_study_id, study_id_problem
-from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES, SharedStore, start_shared_store
+from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES, SharedStore
 from lesionloc_runtime.viewer.index import INDEX_HTML, BatchIndex
 
 if TYPE_CHECKING:
@@ -292,7 +292,7 @@ def _dispatch(todo: Sequence[StudyTask], settings: RunSettings, workers: int,
                                 "threads": settings.threads or max(1, (os.cpu_count() or 1) // workers)})
     # spawn, not fork: ONNX Runtime's thread pools do not survive a fork
     context = get_context("spawn")
-    manager, shared = (start_shared_store(settings.sentence_cache, context)
+    manager, shared = (sentence_cache.start_shared_store(settings.sentence_cache, context)
                        if settings.sentence_cache else (None, None))
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                initargs=(per_worker, shared))
