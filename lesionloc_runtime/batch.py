@@ -29,6 +29,7 @@ from lesionloc_runtime.errors import (
 from lesionloc_runtime.fileio import atomic_write_json, is_file
 from lesionloc_runtime.imageio import IMAGE_SUFFIXES
 from lesionloc_runtime.outputs import OutputOptions, derived_study_id, study_id_problem
+from lesionloc_runtime.processes import die_with_parent
 from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES, SharedStore
 from lesionloc_runtime.viewer.index import INDEX_HTML, BatchIndex
 
@@ -200,10 +201,14 @@ def _is_path(value: object) -> bool:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(settings: RunSettings, shared: SharedStore | None = None) -> None:
+def _init_worker(settings: RunSettings, shared: SharedStore | None = None,
+                 parent: int | None = None) -> None:
     import logging
 
     from lesionloc_runtime.localizer import Localizer
+
+    if parent is not None:  # a worker process: it ends with the batch's process
+        die_with_parent(parent)
 
     # a spawned worker starts without the CLI's logging: reader notes print as they do there
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
@@ -295,7 +300,7 @@ def _dispatch(todo: Sequence[StudyTask], settings: RunSettings, workers: int,
     manager, shared = (sentence_cache.start_shared_store(settings.sentence_cache, context)
                        if settings.sentence_cache else (None, None))
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                               initargs=(per_worker, shared))
+                               initargs=(per_worker, shared, os.getpid()))
     try:
         yield from pool.map(_process_study, todo, chunksize=1)
     finally:  # a stopped batch must not go on to run every study still queued

@@ -6,6 +6,7 @@ encoder once per process; and a store shared by a batch's worker processes, so t
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
@@ -14,6 +15,8 @@ from multiprocessing.managers import BaseManager, RemoteError
 from typing import Any, Protocol
 
 import numpy as np
+
+from lesionloc_runtime.processes import die_with_parent
 
 __all__ = [
     "CachedText",
@@ -187,5 +190,5 @@ def start_shared_store(entries: int, context: Any) -> tuple[BaseManager, SharedS
     the store's proxy, which pickles into worker processes of that context. The caller shuts
     the manager down after the batch."""
     manager = _StoreManager(ctx=context)
-    manager.start()
+    manager.start(die_with_parent, (os.getpid(),))  # it ends with the batch's process
     return manager, manager.SharedSentences(entries)  # type: ignore[attr-defined]

@@ -266,6 +266,53 @@ def test_killed_batch_loses_nothing_and_redoes_only_unfinished(tmp_path, tiny_bu
         assert (out / study / "study.json").stat().st_mtime_ns == mtime  # not redone
 
 
+def _descendants(pid: int) -> set[int]:
+    """The processes `pid` started (and theirs), from /proc."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
+            try:
+                children = {int(c) for c in (task / "children").read_text().split()}
+            except OSError:  # the task ended meanwhile
+                continue
+            todo += children - found
+            found |= children
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:  # a zombie waits only for its reaper: it holds no memory and runs nothing
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal")
+def test_a_killed_batch_leaves_no_worker_or_store_process(tmp_path, tiny_bundle, phantom_set):
+    """kill -9 of lesionloc-run --workers 2 (here after its first study) must not leave the
+    workers, each holding a model, or the shared sentence store waiting for work forever."""
+    import time
+
+    source = _batch_dir(tmp_path, phantom_set)
+    env = dict(os.environ, LESIONLOC_FAULT_KILL_AFTER_STUDIES="1")
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:  # a file: a pipe would stay open while an orphan holds it
+        proc = subprocess.Popen([str(BIN / "lesionloc-run"), str(source), "--model",
+                                 str(tiny_bundle), "--out", str(tmp_path / "out"),
+                                 "--workers", "2", "-q"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        started: set[int] = set()
+        while proc.poll() is None:  # every process the batch starts, until it is killed
+            started |= _descendants(proc.pid)
+    assert proc.returncode == -9, log.read_text()
+    assert len(started) >= 3, started  # two workers and the store (and the resource tracker)
+    deadline = time.monotonic() + 30
+    while any(_running(pid) for pid in started) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the kernel signals them at once; they may take a moment to go
+    assert not [pid for pid in started if _running(pid)]
+
+
 def test_shards_split_a_batch_without_overlap(tmp_path, tiny_bundle, phantom_set):
     source = _batch_dir(tmp_path, phantom_set, n=4)
     (source / "broken.dcm").unlink()
