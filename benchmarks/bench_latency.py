@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -206,83 +207,21 @@ def test_int8_image_encoder_conv_forms(benchmark, latency_model, tmp_path_factor
     same bytes; which is faster depends on the CPU's int8 kernels (AMX or not), so the figure
     is kept per CPU kind."""
     from lesionloc_export.quantize import GEMM_MAX_POSITIONS
-    from lesionloc_runtime.bundle import ModelBundle
-    from lesionloc_runtime.preprocess import preprocess
 
-    checkpoint, bundles = latency_model
-    config = ModelBundle.load(bundles["int8"]).preprocessing
-    size = config.image_size
-    work = tmp_path_factory.getbasetemp() / "image-graphs"
-    work.mkdir(exist_ok=True)
-    rng = np.random.default_rng(0)
-    calibration = [preprocess(rng.random((600, 500)).astype(np.float32), config).tensor
-                   for _ in range(8)]
-    forms = {"exported": _image_graph(checkpoint, size, "int8", work, calibration),
-             "symmetric": _image_graph(checkpoint, size, "int8", work, calibration, 0)}
-    feed = {"pixel_values": calibration[0][None]}
-    outputs = {name: session.run(None, feed) for name, session in forms.items()}
+    medians, outputs, size = _image_forms_in_rounds(benchmark, latency_model, tmp_path_factory,
+                                                    "int8", "symmetric", gemm_max_positions=0)
     for got, want in zip(outputs["exported"], outputs["symmetric"], strict=True):
         np.testing.assert_array_equal(got, want)
-    times: dict[str, list[float]] = {name: [] for name in forms}
-
-    def both() -> None:  # alternated, so that drift in the machine's speed hits both alike
-        for name, session in forms.items():
-            start = time.perf_counter()
-            for _ in range(3):
-                session.run(None, feed)
-            times[name].append((time.perf_counter() - start) / 3 * 1e3)
-
-    rounds = 9 if benchmark.enabled else 1
-    benchmark.pedantic(both, rounds=rounds, iterations=1, warmup_rounds=1 if benchmark.enabled else 0)
-    medians = {f"{name}_ms": float(np.median(v[-rounds:])) for name, v in times.items()}
     benchmark.extra_info.update({**medians, "size": size, "gemm_max_positions": GEMM_MAX_POSITIONS,
                                  "cpu_kind": cpu_kind(), "load_average_1min": os.getloadavg()[0]})
 
 
-def test_int8_image_encoder_projection_forms(benchmark, latency_model, tmp_path_factory):
-    """The int8 image encoder as exported (its local projection an integer product with a
-    float output, `projections_as_integer_products`) against the projection as a float
-    convolution, in alternated rounds; and how far the patch embeddings moved (cosine)."""
-    from lesionloc_runtime.bundle import ModelBundle
-    from lesionloc_runtime.preprocess import preprocess
-
-    checkpoint, bundles = latency_model
-    config = ModelBundle.load(bundles["int8"]).preprocessing
-    work = tmp_path_factory.getbasetemp() / "image-graphs"
-    work.mkdir(exist_ok=True)
-    rng = np.random.default_rng(0)
-    calibration = [preprocess(rng.random((600, 500)).astype(np.float32), config).tensor
-                   for _ in range(8)]
-    args = (checkpoint, config.image_size, "int8", work, calibration)
-    forms = {"exported": _image_graph(*args), "float_projection": _image_graph(
-        *args, integer_projections=False)}
-    feed = {"pixel_values": calibration[0][None]}
-    patches = {name: session.run(["patch_embeds"], feed)[0] for name, session in forms.items()}
-    a, b = (patches[name].reshape(-1, patches[name].shape[-1]) for name in forms)
-    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    times: dict[str, list[float]] = {name: [] for name in forms}
-
-    def both() -> None:
-        for name, session in forms.items():
-            start = time.perf_counter()
-            for _ in range(3):
-                session.run(None, feed)
-            times[name].append((time.perf_counter() - start) / 3 * 1e3)
-
-    rounds = 9 if benchmark.enabled else 1
-    benchmark.pedantic(both, rounds=rounds, iterations=1, warmup_rounds=1 if benchmark.enabled else 0)
-    assert cosine.min() > 0.999, cosine.min()
-    benchmark.extra_info.update({
-        **{f"{name}_ms": float(np.median(v[-rounds:])) for name, v in times.items()},
-        "patch_cosine_min": float(cosine.min()), "patch_cosine_mean": float(cosine.mean()),
-        "size": config.image_size, "cpu_kind": cpu_kind(), "load_average_1min": os.getloadavg()[0]})
-
-
-@pytest.mark.parametrize("precision", ["int8", "fp32"])
-def test_image_encoder_normalization_forms(benchmark, precision, latency_model, tmp_path_factory):
-    """The image encoder as exported (its per-channel input normalization folded into a two-
-    channel first convolution, `fold_channel_normalization`) against the graph as PyTorch
-    exports it, in alternated rounds; and how far the outputs moved."""
+def _image_forms_in_rounds(benchmark, latency_model, tmp_path_factory, precision: str,
+                           other: str, **without: Any) -> tuple[dict[str, float], dict, int]:
+    """The image encoder as exported and as `other`: the same export without one of its
+    rewrites (`without`, an `_image_graph` keyword), timed in alternated rounds so that drift
+    in the machine's speed hits both alike. Returns the median ms of each, each form's outputs
+    on one image, and the input size."""
     from lesionloc_runtime.bundle import ModelBundle
     from lesionloc_runtime.preprocess import preprocess
 
@@ -294,12 +233,9 @@ def test_image_encoder_normalization_forms(benchmark, precision, latency_model, 
     calibration = [preprocess(rng.random((600, 500)).astype(np.float32), config).tensor
                    for _ in range(8)]
     args = (checkpoint, config.image_size, precision, work, calibration)
-    forms = {"exported": _image_graph(*args), "unfolded": _image_graph(
-        *args, fold_normalization=False)}
+    forms = {"exported": _image_graph(*args), other: _image_graph(*args, **without)}
     feed = {"pixel_values": calibration[0][None]}
-    outputs = {name: session.run(["patch_embeds"], feed)[0] for name, session in forms.items()}
-    a, b = (outputs[name].reshape(-1, outputs[name].shape[-1]) for name in forms)
-    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    outputs = {name: session.run(None, feed) for name, session in forms.items()}
     times: dict[str, list[float]] = {name: [] for name in forms}
 
     def both() -> None:
@@ -311,13 +247,46 @@ def test_image_encoder_normalization_forms(benchmark, precision, latency_model, 
 
     rounds = 9 if benchmark.enabled else 1
     benchmark.pedantic(both, rounds=rounds, iterations=1, warmup_rounds=1 if benchmark.enabled else 0)
+    medians = {f"{name}_ms": float(np.median(v[-rounds:])) for name, v in times.items()}
+    return medians, outputs, config.image_size
+
+
+def _patch_cosines(outputs: dict, names: tuple[str, str]) -> np.ndarray:
+    """Cosine of each patch embedding (the image graph's second output) between two forms."""
+    a, b = (outputs[name][1].reshape(-1, outputs[name][1].shape[-1]) for name in names)
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_int8_image_encoder_projection_forms(benchmark, latency_model, tmp_path_factory):
+    """The int8 image encoder as exported (its local projection an integer product with a
+    float output, `projections_as_integer_products`) against the projection as a float
+    convolution, in alternated rounds; and how far the patch embeddings moved (cosine)."""
+    medians, outputs, size = _image_forms_in_rounds(benchmark, latency_model, tmp_path_factory,
+                                                    "int8", "float_projection",
+                                                    integer_projections=False)
+    cosine = _patch_cosines(outputs, ("exported", "float_projection"))
+    assert cosine.min() > 0.999, cosine.min()
+    benchmark.extra_info.update({
+        **medians, "patch_cosine_min": float(cosine.min()),
+        "patch_cosine_mean": float(cosine.mean()), "size": size, "cpu_kind": cpu_kind(),
+        "load_average_1min": os.getloadavg()[0]})
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+def test_image_encoder_normalization_forms(benchmark, precision, latency_model, tmp_path_factory):
+    """The image encoder as exported (its per-channel input normalization folded into a two-
+    channel first convolution, `fold_channel_normalization`) against the graph as PyTorch
+    exports it, in alternated rounds; and how far the outputs moved."""
+    medians, outputs, size = _image_forms_in_rounds(benchmark, latency_model, tmp_path_factory,
+                                                    precision, "unfolded",
+                                                    fold_normalization=False)
+    cosine = _patch_cosines(outputs, ("exported", "unfolded"))
     # fp32: the same sums regrouped; int8: a rounding that moved sends an 8-bit level over
     assert cosine.min() > (0.99999 if precision == "fp32" else 0.995), cosine.min()
     benchmark.extra_info.update({
-        **{f"{name}_ms": float(np.median(v[-rounds:])) for name, v in times.items()},
-        "patch_cosine_min": float(cosine.min()), "patch_cosine_mean": float(cosine.mean()),
-        "precision": precision, "size": config.image_size, "cpu_kind": cpu_kind(),
-        "load_average_1min": os.getloadavg()[0]})
+        **medians, "patch_cosine_min": float(cosine.min()),
+        "patch_cosine_mean": float(cosine.mean()), "precision": precision, "size": size,
+        "cpu_kind": cpu_kind(), "load_average_1min": os.getloadavg()[0]})
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp32"])
