@@ -51,9 +51,17 @@ def fp32_nodes(model_path: Path) -> list[str]:
     graph = onnx.load(str(model_path), load_external_data=False).graph
     convs = [n for n in graph.node if n.op_type == "Conv"]
     keep = [convs[0].name] if convs else []
-    keep += [n.name for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul")
-             and ("_proj/" in n.name or n.name.startswith("/resample/"))]
+    keep += [n.name for n in graph.node if _is_projection(n) or (
+        n.op_type in _LINEAR_OPS and n.name.startswith("/resample/"))]
     return keep
+
+
+_LINEAR_OPS = ("Conv", "Gemm", "MatMul")
+
+
+def _is_projection(node: Any) -> bool:
+    """A projection to the embedding space: the exports name their modules `*_proj`."""
+    return node.op_type in _LINEAR_OPS and "_proj/" in node.name
 
 
 # Convolutions whose output has at most this many positions (ResNet-50's last two stages at a
@@ -156,10 +164,10 @@ def projections_as_integer_products(path: Path, weight_bits: int = 7) -> int:
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     producer = {out: n for n in graph.node for out in n.output}
-    keep = set(_projection_names(graph))
     rewritten = 0
     for node in list(graph.node):
-        dq = producer.get(node.input[0]) if node.name in keep else None
+        projection = node.op_type == "Conv" and _is_projection(node)
+        dq = producer.get(node.input[0]) if projection else None
         weight = inits.get(node.input[1]) if dq is not None else None
         if (weight is None or dq.op_type != "DequantizeLinear" or len(dq.input) < 3
                 or not _is_pointwise(node) or len(weight.dims) != 4 or weight.dims[2:] != [1, 1]):
@@ -211,10 +219,6 @@ def _integer_product(conv: Any, dq: Any, weight: np.ndarray, input_scale: float,
     for k, node in enumerate(nodes):
         node.name = f"{t}{node.op_type}_{k}"
     return nodes, extra
-
-
-def _projection_names(graph: Any) -> list[str]:
-    return [n.name for n in graph.node if n.op_type == "Conv" and "_proj/" in n.name]
 
 
 def _is_pointwise(node: Any) -> bool:

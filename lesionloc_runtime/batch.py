@@ -216,7 +216,7 @@ def _init_worker(settings: RunSettings, shared: SharedStore | None = None,
     _WORKER["localizer"] = Localizer.load(settings.model, providers=settings.providers,
                                           threads=settings.threads,
                                           sentence_cache=settings.sentence_cache)
-    _WORKER["localizer"].sentence_cache.shared = shared if settings.sentence_cache else None
+    _WORKER["localizer"].sentence_cache.shared = shared  # None: this worker's cache alone
     _WORKER["settings"] = settings
 
 
