@@ -567,7 +567,8 @@ def realistic_batch(full, reference_study, tmp_path_factory):
 
 
 @pytest.mark.parametrize("engine", BATCH_ENGINES)
-def test_batch_of_realistic_studies(benchmark, engine, latency_model, realistic_batch, tmp_path):
+def test_batch_of_realistic_studies(benchmark, engine, latency_model, realistic_batch, tmp_path,
+                                    monkeypatch):
     """Studies per second of one batch in one process on all cores, the encoders loaded
     beforehand: `lesionloc-run DIR` after its start. Every engine runs the same pipeline
     (prepare / localize / write, the reading of the next study and the writing of the last
@@ -580,7 +581,8 @@ def test_batch_of_realistic_studies(benchmark, engine, latency_model, realistic_
     tasks = realistic_batch[films]
     cache = 0 if engine.endswith("no-cache") else 4096
     if engine.endswith("2-workers"):
-        return _batch_in_two_workers(benchmark, engine, checkpoint, bundles, tasks, tmp_path)
+        return _batch_in_two_workers(benchmark, engine, checkpoint, bundles, tasks, tmp_path,
+                                     monkeypatch)
     if engine.startswith("torch"):
         localizer = torch_localizer(checkpoint, ModelBundle.load(bundles["int8"]).max_length)
         localizer.sentence_cache = SentenceCache(cache)
@@ -654,8 +656,10 @@ def test_two_workers_with_the_shared_store_or_their_own_caches(benchmark, latenc
     })
 
 
-def _torch_worker(settings, checkpoint: Path, max_length: int, shared=None) -> None:
-    """A batch worker process (`lesionloc-run DIR --workers N`) with PyTorch encoders."""
+def _torch_worker(settings, shared=None, parent=None, *, checkpoint: Path,
+                  max_length: int) -> None:
+    """run_batch's worker initializer (`lesionloc-run DIR --workers N`) with PyTorch encoders:
+    the same process, store and parent's death as `_init_worker`, another localizer."""
     # A spawned process starts with its parent's sys.path. After the hi-ml parity tests that
     # holds .venv/hi-ml, whose torchvision loads only beside the operator schemas those tests
     # declare (tests/hi_ml_reference.py), and transformers imports torchvision wherever it
@@ -664,8 +668,11 @@ def _torch_worker(settings, checkpoint: Path, max_length: int, shared=None) -> N
     import torch
 
     from lesionloc_runtime import batch as runtime_batch
+    from lesionloc_runtime.processes import die_with_parent
     from lesionloc_runtime.sentence_cache import SentenceCache
 
+    if parent is not None:
+        die_with_parent(parent)
     runtime_batch._WORKER["localizer"] = torch_localizer(checkpoint, max_length)
     torch.set_num_threads(settings.threads)  # torch_localizer sets all cores
     runtime_batch._WORKER["localizer"].sentence_cache = SentenceCache(settings.sentence_cache,
@@ -673,41 +680,32 @@ def _torch_worker(settings, checkpoint: Path, max_length: int, shared=None) -> N
     runtime_batch._WORKER["settings"] = settings
 
 
-def _batch_in_two_workers(benchmark, engine, checkpoint, bundles, tasks, tmp_path) -> None:
+def _batch_in_two_workers(benchmark, engine, checkpoint, bundles, tasks, tmp_path,
+                          monkeypatch) -> None:
     """The batch in two worker processes of one thread each, as `--workers 2` runs it, timed
     from the start of the workers (each loads its own sessions or modules) to the last
-    study: what a user waits for. The ONNX engine is run_batch itself; the PyTorch one runs
-    the same worker function in processes whose localizer has PyTorch encoders."""
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
+    study: what a user waits for. Both engines are run_batch itself; the PyTorch one's workers
+    start with `_torch_worker`, whose localizer has PyTorch encoders."""
+    import functools
 
     from lesionloc_runtime import batch as runtime_batch
     from lesionloc_runtime.batch import RunSettings, run_batch
-    from lesionloc_runtime.sentence_cache import start_shared_store
 
     settings = RunSettings(str(bundles["int8"]), ("cpu",), 1, (), "findings", tmp_path / "out",
                            OutputOptions(index_link=True), sentence_cache=4096, pipeline=False)
-    max_length = ModelBundle.load(bundles["int8"]).max_length  # the card: no sessions to open
+    if engine.startswith("torch"):
+        max_length = ModelBundle.load(bundles["int8"]).max_length  # the card: no sessions
+        monkeypatch.setattr(runtime_batch, "_init_worker", functools.partial(
+            _torch_worker, checkpoint=checkpoint, max_length=max_length))
     seconds: list[float] = []
     sentences: list[int] = [0, 0]  # (found in a cache, encoded)
 
     def run() -> None:
         start = time.perf_counter()
-        if engine.startswith("ort"):
-            summary = run_batch(tasks, settings, workers=2, progress=False)
-            assert summary.done == len(tasks), summary.failed
-            sentences[:] = [summary.sentences_from_cache, summary.sentences_encoded]
-        else:  # the workers share one sentence store, as run_batch's do
-            context = get_context("spawn")
-            manager, shared = start_shared_store(settings.sentence_cache, context)
-            with manager, ProcessPoolExecutor(2, mp_context=context, initializer=_torch_worker,
-                                              initargs=(settings, checkpoint, max_length,
-                                                        shared)) as pool:
-                outcomes = list(pool.map(runtime_batch._process_study, tasks, chunksize=1))
-            assert all(o["ok"] for o in outcomes), [o for o in outcomes if not o["ok"]][:1]
-            sentences[:] = [sum(o["sentences"][1] for o in outcomes),
-                            sum(o["sentences"][0] for o in outcomes)]
+        summary = run_batch(tasks, settings, workers=2, progress=False)
         seconds.append(time.perf_counter() - start)
+        assert summary.done == len(tasks), summary.failed
+        sentences[:] = [summary.sentences_from_cache, summary.sentences_encoded]
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update({
