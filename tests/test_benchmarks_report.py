@@ -23,6 +23,13 @@ def _bench(name, params, extra, median):
             "stats": {"median": median, "mean": median, "min": median, "rounds": 1}}
 
 
+def _write_run(path: Path, kind: dict, commit: str, when: str, benches: list) -> None:
+    """One pytest-benchmark JSON file of runs on a CPU of `kind`."""
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"machine_info": {"cpu_kind": kind}, "commit_info": {"id": commit},
+                                "datetime": when, "benchmarks": benches}))
+
+
 def test_report_computes_goals_from_the_json(tmp_path):
     scores = {"pointing_game": 0.7, "cnr": 1.6, "miou": 0.3, "iou": 0.2, "dice": 0.3, "auroc": 0.9,
               "precision": 0.2, "recall": 0.5}
@@ -186,17 +193,15 @@ def test_report_shows_imported_models_and_batch_throughput_against_pytorch(tmp_p
             "engine": engine, "studies": 200, "studies_per_s": rate, "cpu_s_per_study": 0.3,
             "threads": 2, "sentence_cache_hits": 700, "sentence_cache_misses": 800,
             "cpu_kind": kind}, 10.0))
-    # two workers: no CPU time or cache counts of their own; the goal takes each side's fastest
+    # two workers: no CPU time of their own (nor cache counts in runs before the shared store);
+    # the goal takes each side's fastest
     for engine, rate in (("ort-int8-2-workers", 7.0), ("torch-fp32-2-workers", 1.25)):
         benches.append(_bench("test_batch_of_realistic_studies", engine, {
             "engine": engine, "studies": 200, "studies_per_s": rate, "cpu_s_per_study": None,
             "threads": 1, "workers": 2, "sentence_cache_hits": None,
             "sentence_cache_misses": None, "cpu_kind": kind}, 10.0))
     results = tmp_path / "results"
-    results.mkdir()
-    (results / "run.json").write_text(json.dumps({
-        "machine_info": {"cpu_kind": kind}, "commit_info": {"id": "abc"},
-        "datetime": "2026-12-03T00:00:00", "benchmarks": benches}))
+    _write_run(results / "run.json", kind, "abc", "2026-12-03T00:00:00", benches)
     text = _report(results, tmp_path / "BENCHMARKS.md")
     assert "| biovil-t | 448 px, grid 14x14 | ort-int8 | 20 | 10 | 5 | 5 | 25% | 4.5x |" in text
     assert "| PyTorch eager fp32, sentence cache, pipelined | 1.00 |" in text
@@ -211,11 +216,9 @@ def test_report_shows_imported_models_and_batch_throughput_against_pytorch(tmp_p
 
     # a later run of one row on another kind of CPU: the table says so, the goal gets no ratio
     amd = {"model": "EPYC", "int8_flags": ["avx2"]}
-    (results / "run2.json").write_text(json.dumps({
-        "machine_info": {"cpu_kind": amd}, "commit_info": {"id": "def"},
-        "datetime": "2026-12-04T00:00:00", "benchmarks": [_bench(
-            "test_batch_of_realistic_studies", "torch-fp32-2-workers",
-            {**benches[-1]["extra_info"], "cpu_kind": amd}, 10.0)]}))
+    _write_run(results / "run2.json", amd, "def", "2026-12-04T00:00:00", [_bench(
+        "test_batch_of_realistic_studies", "torch-fp32-2-workers",
+        {**benches[-1]["extra_info"], "cpu_kind": amd}, 10.0)])
     text = _report(results, tmp_path / "BENCHMARKS.md")
     assert "These rows come from more than one kind of CPU" in text
     assert "5.600" not in text and "| 5.6x |" in text  # rows still compare within the table
@@ -229,10 +232,7 @@ def test_report_shows_a_compressed_study_by_decoder(tmp_path):
         "chosen_read_dicom_ms_median": 120.0, "pydicom_read_dicom_ms_median": 220.0,
         "cpu_kind": kind}, 0.5)]
     results = tmp_path / "results"
-    results.mkdir()
-    (results / "run.json").write_text(json.dumps({
-        "machine_info": {"cpu_kind": kind}, "commit_info": {"id": "abc"},
-        "datetime": "2026-12-05T00:00:00", "benchmarks": benches}))
+    _write_run(results / "run.json", kind, "abc", "2026-12-05T00:00:00", benches)
     text = _report(results, tmp_path / "BENCHMARKS.md")
     assert "| jpeg2000 (p000006.dcm, 2 threads) | 200.0 | 300.0 | 120.0 | 220.0 | 1.50x |" in text
 
