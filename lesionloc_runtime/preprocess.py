@@ -23,6 +23,7 @@ __all__ = [
     "PreprocessedImage",
     "apply_window",
     "intensity_window",
+    "percentiles",
     "preprocess",
     "to_uint8",
 ]
@@ -112,10 +113,63 @@ def intensity_window(pixels: np.ndarray, config: PreprocessConfig) -> tuple[floa
         return 0.0, 1.0
     if config.intensity == "minmax-uint8":
         return float(pixels.min()), float(pixels.max())
-    lo, hi = np.percentile(pixels, [config.low_percentile, config.high_percentile])
+    lo, hi = percentiles(pixels, (config.low_percentile, config.high_percentile))
     if hi - lo < 1e-6:  # a flat image: keep it flat instead of amplifying noise
         return float(lo), float(lo) + 1.0
     return float(lo), float(hi)
+
+
+# Bins of `percentiles`' first pass: about 50 values each in a 448 px image.
+_PERCENTILE_BINS = 4096
+
+
+def percentiles(values: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+    """np.percentile(values, qs) (its default "linear" method), the same floats, in a quarter
+    of the time on a 448 px image: numpy partitions the whole array around each of the order
+    statistics it needs (2.2 ms there); here one pass counts the values into bins between the
+    minimum and the maximum (a monotone map, so a bin's values all lie between its
+    neighbours'), and only the few bins that hold a needed rank are partitioned. Anything
+    non-finite goes to numpy itself."""
+    flat = np.ascontiguousarray(values).reshape(-1)
+    q = np.asarray(qs, np.float64) / 100
+    if flat.size == 0 or flat.dtype.kind != "f":
+        return np.percentile(flat, qs)
+    low, high = flat.min(), flat.max()
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        span = high - low
+        scale = flat.dtype.type(_PERCENTILE_BINS) / span
+    if not (np.isfinite(span) and span > 0 and np.isfinite(scale)):
+        return np.percentile(flat, qs)  # NaN, infinity, one value, a range the bins cannot split
+    n = flat.size
+    virtual = (n - 1) * q  # numpy's virtual index and neighbours for the linear method
+    below = np.floor(virtual).astype(np.intp)
+    above = below + 1
+    below[virtual >= n - 1] = above[virtual >= n - 1] = n - 1
+    stats = _order_statistics(flat, low, scale, np.unique(np.concatenate((below, above))))
+    a = np.array([stats[rank] for rank in below.tolist()], flat.dtype)
+    b = np.array([stats[rank] for rank in above.tolist()], flat.dtype)
+    gamma = virtual - below
+    diff = b - a  # numpy's _lerp, which computes from the nearer end
+    return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
+
+
+def _order_statistics(flat: np.ndarray, low: Any, scale: Any, ranks: np.ndarray) -> dict[int, Any]:
+    """{rank: the rank-th smallest value} of a finite array, its minimum `low` and `scale` the
+    bins' count over its range (finite, and low is not the maximum)."""
+    scaled = np.subtract(flat, low)
+    scaled *= scale
+    np.minimum(scaled, _PERCENTILE_BINS - 1, out=scaled)
+    bins = scaled.astype(np.intp)  # truncation after monotone arithmetic: monotone in the value
+    ends = np.cumsum(np.bincount(bins, minlength=_PERCENTILE_BINS))
+    by_bin: dict[int, list[int]] = {}
+    for rank in ranks.tolist():
+        by_bin.setdefault(int(np.searchsorted(ends, rank, side="right")), []).append(rank)
+    out: dict[int, Any] = {}
+    for which, wanted in by_bin.items():
+        start = int(ends[which - 1]) if which else 0
+        inside = np.partition(flat[bins == which], [rank - start for rank in wanted])
+        out.update({rank: inside[rank - start] for rank in wanted})
+    return out
 
 
 def apply_window(pixels: np.ndarray, window: tuple[float, float]) -> np.ndarray:

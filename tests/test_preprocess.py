@@ -14,6 +14,7 @@ from lesionloc_runtime.preprocess import (
     PreprocessConfig,
     apply_window,
     intensity_window,
+    percentiles,
     preprocess,
     to_uint8,
 )
@@ -146,6 +147,41 @@ def test_percentile_window_stretches_the_resized_image():
     lo, hi = np.percentile(resized, [0.5, 99.5])
     assert out.window == pytest.approx((lo, hi))
     np.testing.assert_allclose(out.tensor[0], np.clip((resized - lo) / (hi - lo), 0, 1), atol=1e-6)
+
+
+def _percentile_cases():
+    rng = np.random.default_rng(3)
+    for case in range(240):
+        n = int(rng.integers(1, 4000)) if case % 4 else int(rng.integers(1, 250_000))
+        kind = case % 5
+        if kind == 0:
+            values = rng.random(n, dtype=np.float32)
+        elif kind == 1:  # many ties, ranks falling inside runs of equal values
+            values = rng.integers(0, 5, n).astype(np.float32)
+        elif kind == 2:  # heavy tails: most values in a few bins
+            values = (rng.standard_normal(n) ** 3).astype(np.float32)
+        elif kind == 3:
+            values = rng.random(n)  # float64
+        else:  # a flat background with a few values on it
+            values = np.full(n, 0.25, np.float32)
+            values[: n // 10] = rng.random(n // 10, dtype=np.float32)
+        qs = (0.5, 99.5) if case % 2 else (float(rng.uniform(0, 5)), float(rng.uniform(95, 100)))
+        yield values, (0.0, 100.0) if case % 7 == 0 else qs
+    for values in ([0.0, 1e-42, 2e-42], [-3e38, 3e38, 1.0], [0.3] * 9, [2.0], [np.nan, 1, 2],
+                   [np.inf, 1, 2], [-np.inf, 0, 1]):
+        yield np.array(values, np.float32), (0.5, 99.5)
+
+
+def test_percentiles_are_numpys_to_the_last_bit():
+    """The window's fast percentiles give np.percentile's floats exactly (the same windows as
+    before, so bundles calibrated with numpy's see the same inputs), ties, tails, either float
+    width, the extreme ranks and the cases it leaves to numpy (non-finite, one value, a range
+    its bins cannot divide) included."""
+    with np.errstate(all="ignore"):
+        for values, qs in _percentile_cases():
+            expected, got = np.percentile(values, qs), percentiles(values, qs)
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected, err_msg=f"{values.size} values, {qs}")
 
 
 def test_intensity_none_keeps_display_values():
