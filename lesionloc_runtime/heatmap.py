@@ -26,6 +26,7 @@ __all__ = [
     "Heatmap",
     "HeatmapConfig",
     "local_alignment_score",
+    "local_alignment_scores",
     "similarity_grid",
     "smooth_grid",
 ]
@@ -100,24 +101,34 @@ class HeatmapConfig:
 
 
 def similarity_grid(sentence: np.ndarray, patches: np.ndarray) -> np.ndarray:
-    """Dot product of one sentence embedding (D,) with each patch of an (h, w, D) grid ->
-    (h, w) float32: their cosine when both are L2-normalized (the bundle's `similarity`
-    decides what the localizer normalizes). numpy's einsum, not a matrix product: those go to
-    BLAS, and OpenBLAS runs one of a large grid (32 x 32 x 768) on several threads that then
-    spin for tens of milliseconds, on the cores the next encoder run needs."""
-    return np.einsum("hwd,d->hw", patches, sentence).astype(np.float32, copy=False)
+    """Dot product of a sentence embedding (D,) with each patch of an (h, w, D) grid -> (h, w)
+    float32, or of k sentences (k, D) -> (k, h, w): their cosine when both are L2-normalized
+    (the bundle's `similarity` decides what the localizer normalizes). numpy's einsum, not a
+    matrix product: those go to BLAS, and OpenBLAS runs one of a large grid (32 x 32 x 768) on
+    several threads that then spin for tens of milliseconds, on the cores the next encoder run
+    needs."""
+    return np.einsum("hwd,...d->...hw", patches, sentence).astype(np.float32, copy=False)
+
+
+def local_alignment_scores(sentences: np.ndarray, patches: np.ndarray, temperature: float,
+                           grids: np.ndarray | None = None) -> np.ndarray:
+    """The local loss's sentence-image score r = cos(s, sum_k a_k P_k), a = softmax(s.P / tau),
+    of each of k sentences (k, D) -> (k,). `grids`: their `similarity_grid`s when already
+    computed (the logits are those dot products). einsum rather than BLAS, as there."""
+    flat = patches.reshape(-1, patches.shape[-1])
+    dots = similarity_grid(sentences, patches) if grids is None else grids
+    logits = dots.reshape(len(sentences), len(flat)) / temperature
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    context = np.einsum("kn,nd->kd", weights, flat)
+    norms = np.linalg.norm(context, axis=1)
+    along = np.einsum("kd,kd->k", context, sentences)
+    return np.where(norms > 0, along / np.where(norms > 0, norms, 1), 0.0)
 
 
 def local_alignment_score(sentence: np.ndarray, patches: np.ndarray, temperature: float) -> float:
-    """The local loss's sentence-image score r = cos(s, sum_k a_k P_k), a = softmax(s.P / tau).
-    einsum rather than BLAS, as in `similarity_grid`."""
-    flat = patches.reshape(-1, patches.shape[-1])
-    logits = np.einsum("nd,d->n", flat, sentence) / temperature
-    weights = np.exp(logits - logits.max())
-    weights /= weights.sum()
-    context = np.einsum("n,nd->d", weights, flat)
-    norm = float(np.linalg.norm(context))
-    return float(context @ sentence / norm) if norm > 0 else 0.0
+    """`local_alignment_scores` of one sentence (D,)."""
+    return float(local_alignment_scores(sentence[None], patches, temperature)[0])
 
 
 def smooth_grid(grid: np.ndarray, sigma: float, border: str = "replicate") -> np.ndarray:
@@ -301,15 +312,19 @@ class Heatmap:
         wk_h = max(1, round(box.orig_height * scale))
         work = self.render(wk_w, wk_h)
         seen = np.isfinite(work)  # NaN where the model saw nothing: never part of a box
-        if not seen.any():
+        if seen.all():  # a letterbox's render: no copy of the values seen
+            lo, hi = float(work.min()), float(work.max())
+        elif seen.any():
+            lo, hi = float(work[seen].min()), float(work[seen].max())
+        else:
             return []
-        lo, hi = float(work[seen].min()), float(work[seen].max())
         if hi - lo <= 1e-9:
             return []
         with np.errstate(invalid="ignore"):
             mask = ((work - lo) >= config.box_threshold * (hi - lo)).astype(np.uint8)
         # OpenCV's statistics give each component's extent and area in the labelling pass;
-        # the score (its highest value) is then read inside its extent only
+        # the score (its highest value) is then read inside its extent only, by OpenCV too
+        # (a mask and a masked maximum: half the time of numpy's boolean indexing)
         count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         fx, fy = box.orig_width / wk_w, box.orig_height / wk_h
         min_area = config.min_box_fraction * wk_w * wk_h
@@ -318,8 +333,8 @@ class Heatmap:
             x, y, w, h, area = (int(v) for v in stats[label])
             if area < min_area:  # most components of a noisy heatmap are specks
                 continue
-            inside = labels[y:y + h, x:x + w] == label
-            score = float(work[y:y + h, x:x + w][inside].max())
+            inside = cv2.compare(labels[y:y + h, x:x + w], label, cv2.CMP_EQ)
+            score = float(cv2.minMaxLoc(work[y:y + h, x:x + w], inside)[1])
             found.append(Box(x * fx, y * fy, w * fx, h * fy, score))
         found.sort(key=lambda b: b.score, reverse=True)
         return found[: config.max_boxes]

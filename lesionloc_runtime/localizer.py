@@ -18,7 +18,12 @@ import numpy as np
 from lesionloc_runtime.bundle import CARD_NAME, ModelBundle, check_image_size, check_patch_grid
 from lesionloc_runtime.errors import BundleError, ReportError
 from lesionloc_runtime.geometry import Geometry
-from lesionloc_runtime.heatmap import Heatmap, local_alignment_score, similarity_grid, smooth_grid
+from lesionloc_runtime.heatmap import (
+    Heatmap,
+    local_alignment_scores,
+    similarity_grid,
+    smooth_grid,
+)
 from lesionloc_runtime.imageio import Radiograph, import_dicom_stack, read_image
 from lesionloc_runtime.preprocess import PreprocessedImage, preprocess
 from lesionloc_runtime.results import SentenceResult, StudyResult
@@ -196,8 +201,10 @@ class Localizer:
 
     # -- grounding ------------------------------------------------------------------------
     def heatmap(self, encoded: EncodedImage, sentence_embed: np.ndarray) -> Heatmap:
+        return self._heatmap_of(similarity_grid(sentence_embed, encoded.patches), encoded)
+
+    def _heatmap_of(self, grid: np.ndarray, encoded: EncodedImage) -> Heatmap:
         config = self.bundle.heatmap
-        grid = similarity_grid(sentence_embed, encoded.patches)
         grid = smooth_grid(grid, config.smoothing_sigma, config.smoothing_border)
         return Heatmap(grid, encoded.letterbox, float(self.bundle.grid.stride),
                        self.bundle.grid.origin, config.upsampling)
@@ -205,9 +212,16 @@ class Localizer:
     def score(self, encoded: EncodedImage, local: np.ndarray, glob: np.ndarray) -> float:
         """The sentence's score as the bundle says: our local loss's attention score, or the
         cosine of the global embeddings (the imported models' own image-text similarity)."""
+        return float(self._scores(encoded, local[None], glob[None])[0])
+
+    def _scores(self, encoded: EncodedImage, local: np.ndarray, glob: np.ndarray,
+                grids: np.ndarray | None = None) -> np.ndarray:
+        """`score` of each of k sentences, (k, D) embeddings -> (k,); `grids`: their
+        similarity grids when computed already (the local score's logits)."""
         if self.bundle.heatmap.score == "global-cosine":
-            return float(glob @ encoded.global_embed)
-        return local_alignment_score(local, encoded.patches, self.bundle.heatmap.attention_temperature)
+            return np.einsum("kd,d->k", glob, encoded.global_embed)
+        return local_alignment_scores(local, encoded.patches,
+                                      self.bundle.heatmap.attention_temperature, grids)
 
     def heatmaps(self, image: Radiograph, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), H, W) float32 heatmaps on the image's original pixel grid (evaluation)."""
@@ -290,14 +304,17 @@ class Localizer:
 
     def _ground_sentences(self, sentences: Sequence[Sentence], encoded: EncodedImage,
                           local: np.ndarray, glob: np.ndarray, ground: str) -> list[SentenceResult]:
-        """Every sentence scored; heatmap, peak and boxes for those to ground."""
+        """Every sentence scored; heatmap, peak and boxes for those to ground. One product of
+        the patches with every sentence gives both the scores' logits and the heatmaps' grids."""
+        grids = similarity_grid(local, encoded.patches)
+        scores = self._scores(encoded, local, glob, grids)
         results: list[SentenceResult] = []
-        for index, (sentence, embed) in enumerate(zip(sentences, local, strict=True)):
+        for index, sentence in enumerate(sentences):
             result = SentenceResult(index, sentence.text, sentence.section, sentence.kind,
-                                    self.score(encoded, embed, glob[index]),
-                                    uncertain=sentence.uncertain, grounded_span=sentence.span)
+                                    float(scores[index]), uncertain=sentence.uncertain,
+                                    grounded_span=sentence.span)
             if ground == "all" or sentence.kind == "finding":
-                heat = self.heatmap(encoded, embed)
+                heat = self._heatmap_of(grids[index], encoded)
                 result.heatmap = heat
                 result.peak = heat.peak()
                 result.boxes = heat.boxes(self.bundle.heatmap)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -97,6 +98,32 @@ def test_bilinear_heatmap_is_pytorchs_upsampling_into_the_crop_and_nan_outside()
         assert x - 8 <= box.x and box.x + box.width <= x + side + 8
 
 
+@pytest.mark.parametrize("upsampling", ["bilinear", "cubic"])
+def test_each_box_scores_the_highest_value_of_its_component(upsampling):
+    """A box's score is the maximum of the working render over its connected component (read
+    with OpenCV's masked maximum inside the component's extent), NaN where the model saw
+    nothing never counting: against labels and maxima computed here with numpy."""
+    geometry = (CentreCrop.fit(1841, 1955, 512, 448) if upsampling == "bilinear"
+                else Letterbox.fit(1841, 1955, 448))
+    grid = np.random.default_rng(8).random((14, 14)).astype(np.float32) * 0.3
+    # a ring around a hotter centre: the ring's extent holds a higher value than the ring
+    rows, cols = np.indices(grid.shape)
+    grid[np.maximum(abs(rows - 7), abs(cols - 7)) == 5] = 0.8
+    grid[np.maximum(abs(rows - 7), abs(cols - 7)) < 3] = 0.0
+    grid[7, 7] = 1.0
+    heat = Heatmap(grid, geometry, 32.0, 16.0, upsampling)
+    boxes = heat.boxes(HeatmapConfig(box_threshold=0.4, min_box_fraction=0.0, max_boxes=1000))
+    work = heat.render(round(1841 * 256 / 1955), 256)
+    lo, hi = np.nanmin(work), np.nanmax(work)
+    with np.errstate(invalid="ignore"):
+        mask = ((work - lo) >= 0.4 * (hi - lo)).astype(np.uint8)
+    count, labels = cv2.connectedComponents(mask, connectivity=8)
+    want = sorted((float(work[labels == k].max()) for k in range(1, count)), reverse=True)
+    assert len(boxes) == count - 1 >= 2
+    assert [box.score for box in boxes] == want
+    assert np.isnan(work).any() == (upsampling == "bilinear")
+
+
 @pytest.mark.parametrize("cells,size", [((14, 14), (256, 256)), ((15, 15), (1955, 1841)),
                                         ((1, 9), (40, 300)), ((7, 1), (333, 5))])
 def test_bilinear_render_equals_the_two_tap_matrix_product(cells, size):
@@ -136,6 +163,31 @@ def test_similarity_grid_and_local_score_are_their_matrix_formulas():
     context = (weights / weights.sum()) @ flat
     want = context @ sentence / np.linalg.norm(context)
     assert local_alignment_score(sentence, patches, 0.25) == pytest.approx(want, rel=1e-5)
+
+
+def test_every_sentence_of_a_study_in_one_product_is_each_alone():
+    """The localizer computes one product of the patches with all of a study's sentences: each
+    sentence's grid and score are what it gets alone (float rounding apart), a sentence whose
+    attention context vanishes scores 0, and a study of no sentence has none."""
+    from lesionloc_runtime.heatmap import (
+        local_alignment_score,
+        local_alignment_scores,
+        similarity_grid,
+    )
+
+    rng = np.random.default_rng(6)
+    patches = rng.standard_normal((7, 5, 32)).astype(np.float32)
+    sentences = rng.standard_normal((6, 32)).astype(np.float32)
+    grids = similarity_grid(sentences, patches)
+    assert grids.shape == (6, 7, 5) and grids.dtype == np.float32
+    for k, sentence in enumerate(sentences):
+        np.testing.assert_allclose(grids[k], similarity_grid(sentence, patches), rtol=1e-6, atol=1e-6)
+    scores = local_alignment_scores(sentences, patches, 0.25, grids)
+    np.testing.assert_allclose(scores, local_alignment_scores(sentences, patches, 0.25), rtol=1e-6)
+    alone = [local_alignment_score(sentence, patches, 0.25) for sentence in sentences]
+    np.testing.assert_allclose(scores, alone, rtol=1e-5, atol=1e-6)
+    assert local_alignment_scores(sentences, np.zeros_like(patches), 0.25).tolist() == [0.0] * 6
+    assert local_alignment_scores(sentences[:0], patches, 0.25).shape == (0,)
 
 
 def test_an_overlay_draws_no_heat_where_the_model_saw_nothing():
