@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
@@ -14,6 +17,10 @@ from lesionloc_runtime.outputs import write_study
 from lesionloc_runtime.sessions import default_threads
 
 ENCODERS = ("image_encoder", "text_encoder")
+# The steps of `Localizer.localize` whose CPU time `one_study` records: a step's name in the
+# study's timings and the localizer's method that runs it.
+_STEPS = {"preprocess": "_preprocess", "image_encoder": "_encode_preprocessed",
+          "text_encoder": "encode_texts", "heatmaps": "_ground_sentences"}
 
 
 def torch_localizer(checkpoint: Path, max_length: int) -> Localizer:
@@ -57,20 +64,48 @@ def one_study(localizer: Localizer, image: Path, report: Path, out: Path) -> dic
     rerun case, which removes the old study.json and stale files, and ext4 flushes a file
     renamed over another: 4-6 ms slower in a separate script). The sentence cache is emptied
     first: the study's sentences are new to the engine, as a single study's are. Returns the
-    phase timings (ms) and the CPU time of every thread of the process (`cpu`)."""
+    phase timings (ms), the CPU time of every thread of the process in the study (`cpu`) and
+    in each phase (`cpu_<phase>`: the phase's CPU over its wall time is how many cores it kept
+    busy)."""
     localizer.sentence_cache.clear()
+    cpu: dict[str, float] = {}
     start, start_cpu = time.perf_counter(), time.process_time()
     # decoding the DICOM is part of the study's time, on the engine's threads as the CLI's
     radiograph = read_image(image, threads=localizer.threads)
-    decoded = time.perf_counter()
-    result = localizer.localize(radiograph, report)
-    start_write = time.perf_counter()
+    decoded, decoded_cpu = time.perf_counter(), time.process_time()
+    with _steps_timed(localizer, cpu):
+        result = localizer.localize(radiograph, report)
+    start_write, start_write_cpu = time.perf_counter(), time.process_time()
     write_study(result, radiograph, out)
+    end_cpu = time.process_time()
     timings = {**result.timings_ms, "read_dicom": (decoded - start) * 1e3,
                "write": (time.perf_counter() - start_write) * 1e3}
     timings["end_to_end"] = timings["read_dicom"] + timings["total"] + timings["write"]
-    timings["cpu"] = (time.process_time() - start_cpu) * 1e3
-    return timings
+    timings["cpu"] = (end_cpu - start_cpu) * 1e3
+    cpu.update(read_dicom=(decoded_cpu - start_cpu) * 1e3, write=(end_cpu - start_write_cpu) * 1e3)
+    return timings | {f"cpu_{step}": ms for step, ms in cpu.items()}
+
+
+@contextmanager
+def _steps_timed(localizer: Localizer, cpu: dict[str, float]) -> Iterator[None]:
+    """While it lasts, each step of `localizer.localize` adds its CPU time (ms, every thread)
+    to `cpu[step]`: the localizer's methods are wrapped on this instance only."""
+    def timed(step: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            begin = time.process_time()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                cpu[step] = cpu.get(step, 0.0) + (time.process_time() - begin) * 1e3
+        return run
+
+    for step, name in _STEPS.items():
+        setattr(localizer, name, timed(step, getattr(localizer, name)))
+    try:
+        yield
+    finally:
+        for name in _STEPS.values():
+            delattr(localizer, name)
 
 
 def outside(timings: dict[str, float]) -> float:

@@ -147,7 +147,10 @@ class Localizer:
 
     # -- encoders -------------------------------------------------------------------------
     def encode_image(self, image: Radiograph) -> EncodedImage:
-        return self._encode_preprocessed(preprocess(image, self.bundle.preprocessing))
+        return self._encode_preprocessed(self._preprocess(image))
+
+    def _preprocess(self, image: Radiograph) -> PreprocessedImage:
+        return preprocess(image, self.bundle.preprocessing)
 
     def _encode_preprocessed(self, prep: PreprocessedImage) -> EncodedImage:
         out = self.image_encoder.run({"pixel_values": prep.tensor[None]})
@@ -253,7 +256,7 @@ class Localizer:
         if not sentences:
             raise ReportError("nothing to ground: give a report with sentences or a --query")
         t1 = time.perf_counter()
-        prep = preprocess(radiograph, self.bundle.preprocessing)
+        prep = self._preprocess(radiograph)
         t2 = time.perf_counter()
         return PreparedStudy(radiograph, report, report_source, sentences, prep,
                              {"read": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3})

@@ -18,6 +18,7 @@ from typing import Any
 
 from latency_report import (
     batch_section,
+    cores_busy,
     cpu_label,
     decoder_section,
     is_avx512,
@@ -156,6 +157,7 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
         lines.append(f"| {engine} | {ms(median)} | {t['image_encoder']:.0f} | {t['text_encoder']:.0f} | "
                      f"{read:.0f} | {t['preprocess']:.0f} | {t['heatmaps']:.0f} | {t['write']:.0f} | "
                      f"{r['extra_info']['outside_encoders_fraction']:.0%} | {speed} |")
+    lines += cores_busy(e2e)
     if torch_time and "ort-int8" in e2e:
         goals["speedup"] = torch_time / e2e["ort-int8"]["stats"]["median"]
         goals["outside"] = e2e["ort-int8"]["extra_info"]["outside_encoders_fraction"]

@@ -1,6 +1,6 @@
 """The parts of BENCHMARKS.md that the latency issue added (scripts/benchmarks_report.py calls
-them): which CPU kind each figure comes from, the imported architectures end to end, and batch
-throughput on realistic reports."""
+them): which CPU kind each figure comes from, how many cores each phase of the reference study
+kept busy, the imported architectures end to end, and batch throughput on realistic reports."""
 
 from __future__ import annotations
 
@@ -212,3 +212,26 @@ def openvino_section(results: Any, lines: list[str]) -> None:
                          f"{e['speedup_median']:.2f}x | {worst:.4f} | "
                          f"{r['load_average_1min']:.1f} |")
     lines.append("")
+
+
+_PHASES = (("read_dicom", "reading"), ("preprocess", "preprocessing"),
+           ("image_encoder", "image encoder"), ("text_encoder", "text encoder"),
+           ("heatmaps", "heatmaps"), ("write", "writing"))
+
+
+def cores_busy(e2e: dict[str, dict[str, Any]]) -> list[str]:
+    """How many of the cores each phase of the reference study kept busy (CPU time of all the
+    process's threads over wall time, medians), for the runs that recorded it."""
+    rows = []
+    for engine in ("ort-int8", "ort-fp32", "torch-fp32"):
+        t = e2e.get(engine, {}).get("extra_info", {}).get("timings_ms", {})
+        if "cpu_read_dicom" not in t:
+            continue
+        phases = ", ".join(f"{label} {t['cpu_' + key] / t[key]:.2f}" for key, label in _PHASES
+                           if t.get(key))
+        rows.append(f"{engine}: {phases}; the study {t['cpu'] / t['end_to_end']:.2f}")
+    if not rows:
+        return []
+    return ["", "Cores kept busy by each phase (CPU time of every thread of the process over "
+            "the phase's wall time, medians; a phase below the core count leaves cores idle, "
+            "above 1 on one thread's work means threads spinning): " + "; ".join(rows) + "."]

@@ -128,6 +128,31 @@ def test_report_lists_every_kept_end_to_end_run(tmp_path):
             "20% | – | – |") in text
 
 
+def test_report_says_how_many_cores_each_phase_kept_busy(tmp_path):
+    """A run that recorded each phase's CPU time shows it over the phase's wall time; a run
+    that did not shows no such line."""
+    results = tmp_path / "results"
+    results.mkdir()
+    timings = {"read": 0.5, "preprocess": 4, "image_encoder": 30, "text_encoder": 20,
+               "heatmaps": 5, "total": 60, "read_dicom": 8, "write": 16, "end_to_end": 84,
+               "cpu": 147, "cpu_read_dicom": 8, "cpu_preprocess": 6, "cpu_image_encoder": 59,
+               "cpu_text_encoder": 38, "cpu_heatmaps": 5, "cpu_write": 24}
+    benches = [_bench("test_end_to_end_reference_study", "ort-int8",
+                      {"engine": "ort-int8", "end_to_end_ms": 84, "outside_encoders_fraction": 0.4,
+                       "timings_ms": timings, "image": "2048x2048", "sentences": 8,
+                       "findings": 5}, 0.084)]
+    _write_run(results / "run.json", {"model": "CPU", "int8_flags": []}, "abcdefg", "2026-12-05",
+               benches)
+    text = _report(results, tmp_path / "BENCHMARKS.md")
+    assert ("ort-int8: reading 1.00, preprocessing 1.50, image encoder 1.97, text encoder 1.90, "
+            "heatmaps 1.00, writing 1.50; the study 1.75.") in text
+    for key in [k for k in timings if k.startswith("cpu_")]:
+        del timings[key]
+    _write_run(results / "run.json", {"model": "CPU", "int8_flags": []}, "abcdefg", "2026-12-05",
+               benches)
+    assert "Cores kept busy" not in _report(results, tmp_path / "BENCHMARKS.md")
+
+
 def test_paired_rounds_give_the_speed_up_goal(tmp_path):
     """Engines measured one after the other can land in different phases of a shared
     machine's speed; when the run has paired rounds, the goal is their median ratio."""
