@@ -124,12 +124,12 @@ _PERCENTILE_BINS = 4096
 
 
 def percentiles(values: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
-    """np.percentile(values, qs) (its default "linear" method), the same floats, in a quarter
-    of the time on a 448 px image: numpy partitions the whole array around each of the order
-    statistics it needs (2.2 ms there); here one pass counts the values into bins between the
-    minimum and the maximum (a monotone map, so a bin's values all lie between its
-    neighbours'), and only the few bins that hold a needed rank are partitioned. Anything
-    non-finite goes to numpy itself."""
+    """np.percentile(values, qs) (its default "linear" method), the same floats, faster:
+    numpy partitions the whole array around each order statistic it needs; here one pass
+    counts the values into bins between the minimum and the maximum (a monotone map, so a
+    bin's values all lie between its neighbours'), and only the few bins that hold a needed
+    rank are partitioned (the reference film's 448 px image: 0.73 ms against 1.07; uniform
+    noise: 0.8 against 2.8). Anything non-finite goes to numpy itself."""
     flat = np.ascontiguousarray(values).reshape(-1)
     q = np.asarray(qs, np.float64) / 100
     if flat.size == 0 or flat.dtype.kind != "f":
