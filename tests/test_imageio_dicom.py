@@ -913,3 +913,36 @@ def test_reader_notes_reach_the_study_result(tiny_bundle, tmp_path):
     result = Localizer.load(tiny_bundle, threads=1).localize(path, queries=["right effusion"])
     assert any("window ignored" in note for note in result.notes)
     assert result.to_dict()["input"]["notes"] == result.notes
+
+
+@pytest.mark.parametrize("shape", [(2051, 1031), (2048, 1536)])
+def test_a_large_films_display_gather_on_several_threads_is_the_same_bit_for_bit(
+        tmp_path, monkeypatch, shape):
+    """The gather through the display table is shared between threads for a large film: each
+    thread's rows are the ones one thread would give, whatever the size (an odd one leaves a
+    last part shorter than the others)."""
+    from lesionloc_runtime.imageio import display
+
+    rng = np.random.default_rng(3)
+    stored = rng.integers(0, 1 << 12, shape).astype(np.uint16)
+    path = save(dataset(stored, WindowCenter=1800, WindowWidth=2600,
+                        RescaleSlope=0.9, RescaleIntercept=-40), tmp_path / "large.dcm")
+    shares: list[int] = []
+    real = display._gather_into
+
+    def counted(table, flat, target):
+        shares.append(flat.size)
+        real(table, flat, target)
+
+    monkeypatch.setattr(display, "_gather_into", counted)
+    one = read_image(path, threads=1).pixels
+    assert shares == [stored.size]
+    for threads in (2, 3):
+        shares.clear()
+        many = read_image(path, threads=threads).pixels
+        np.testing.assert_array_equal(many, one)
+        assert sum(shares) == stored.size and len(shares) == min(threads, stored.size >> 20)
+    # and what one thread gives is the window of PS3.3 C.11.2.1.2 on every pixel
+    values = stored * 0.9 - 40
+    expected = np.clip((values - (1800 - 0.5)) / (2600 - 1) + 0.5, 0, 1).astype(np.float32)
+    np.testing.assert_allclose(one, expected, atol=1e-6)

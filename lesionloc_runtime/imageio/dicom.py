@@ -49,17 +49,18 @@ def import_dicom_stack() -> None:
 
 def read_dicom(path: Path, threads: int = 1) -> Radiograph:
     """A DICOM radiograph as `read_image` returns it, its header without the pixel data.
-    `threads`: how many threads a JPEG 2000 codestream may be decoded on."""
+    `threads`: how many threads a JPEG 2000 codestream may be decoded on, and the display
+    mapping's gather share."""
     notes: list[str] = []
     ds = _parse_dicom(path)
     _check_radiograph_object(ds, path, notes)
     raw = _decode_pixels(ds, path, notes, threads)
     mapping = DisplayMapping.from_header(ds, raw.dtype, path, notes)
-    pixels = mapping.apply(raw)
+    pixels = mapping.apply(raw, threads)
     if mapping.window is not None or mapping.voi_lut is not None:
         lo, hi = grey_range(pixels)
         if hi - lo < MIN_CONTRAST:  # False for NaN: read_image refuses non-finite values
-            pixels = mapping.over_own_range(raw, notes).apply(raw)
+            pixels = mapping.over_own_range(raw, notes).apply(raw, threads)
     notes.extend(lateral_view_notes(ds))
     for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
         if keyword in ds:

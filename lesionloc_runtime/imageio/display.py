@@ -3,6 +3,8 @@ LUT or window, inversion; computed once per possible bit pattern and applied as 
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -163,14 +165,15 @@ class DisplayMapping:
         out = np.clip(out, 0.0, 1.0)
         return 1.0 - out if self.invert else out
 
-    def apply(self, raw: np.ndarray) -> np.ndarray:
-        """Decoded integer array -> float32 display image, in one pass over the pixels."""
+    def apply(self, raw: np.ndarray, threads: int = 1) -> np.ndarray:
+        """Decoded integer array -> float32 display image, in one pass over the pixels (the
+        gather of a large image split between up to `threads` threads)."""
         patterns = _bit_patterns(raw)
         if patterns.dtype.itemsize <= 2:
             # Every possible bit pattern through the whole chain once (<= 65536 entries, in
             # float64), then one gather: masking, sign, LUTs and window cost no per-pixel work.
             table = self.display(self.stored_values(np.arange(1 << (8 * patterns.dtype.itemsize))))
-            return _gather(table.astype(np.float32), patterns)
+            return _gather(table.astype(np.float32), patterns, threads)
         return self.display(self.stored_values(patterns)).astype(np.float32)
 
     def over_own_range(self, raw: np.ndarray, notes: list[str]) -> DisplayMapping:
@@ -200,21 +203,54 @@ class DisplayMapping:
 
 # Pixels per block of `_gather`: their indices (8 bytes each) stay in the L2 cache.
 _GATHER_BLOCK = 1 << 16
+# Below this many pixels a second thread costs more than it saves.
+_GATHER_SPLIT_PIXELS = 1 << 20
+_HELPERS: tuple[int, ThreadPoolExecutor] | None = None
 
 
-def _gather(table: np.ndarray, patterns: np.ndarray) -> np.ndarray:
+def _helpers() -> ThreadPoolExecutor:
+    """Threads that take a share of a large gather; kept between reads (per process: a forked
+    child makes its own, threads do not survive a fork)."""
+    global _HELPERS
+    if _HELPERS is None or _HELPERS[0] != os.getpid():
+        _HELPERS = (os.getpid(), ThreadPoolExecutor(max_workers=3,
+                                                    thread_name_prefix="lesionloc-gather"))
+    return _HELPERS[1]
+
+
+def _gather(table: np.ndarray, patterns: np.ndarray, threads: int = 1) -> np.ndarray:
     """table[patterns] for an unsigned integer image. numpy indexes with intp: given 16-bit
     indices it first widens the whole image into a new array as large as four copies of the
-    picture; widened block by block into one small buffer, the gather takes half the time."""
+    picture; widened block by block into one small buffer, the gather takes half the time.
+    numpy's take releases the interpreter lock, so a large image's rows are shared between
+    up to `threads` threads (a 2048 px film: 1.8 ms on two against 2.9 on one)."""
     out = np.empty(patterns.shape, table.dtype)
     flat, target = patterns.reshape(-1), out.reshape(-1)
+    parts = max(1, min(threads, 4, flat.size // _GATHER_SPLIT_PIXELS))
+    if parts == 1:
+        _gather_into(table, flat, target)
+        return out
+    # whole blocks to each part but the last
+    bounds = [min(flat.size, -(-flat.size * k // parts) // _GATHER_BLOCK * _GATHER_BLOCK)
+              for k in range(parts + 1)]
+    bounds[-1] = flat.size
+    jobs = [_helpers().submit(_gather_into, table, flat[a:b], target[a:b])
+            for a, b in zip(bounds[1:-1], bounds[2:], strict=True)]
+    try:
+        _gather_into(table, flat[: bounds[1]], target[: bounds[1]])
+    finally:
+        for job in jobs:
+            job.result()
+    return out
+
+
+def _gather_into(table: np.ndarray, flat: np.ndarray, target: np.ndarray) -> None:
     index = np.empty(min(_GATHER_BLOCK, flat.size), np.intp)
     for start in range(0, flat.size, _GATHER_BLOCK):
         stop = min(start + _GATHER_BLOCK, flat.size)
         block = index[: stop - start]
         block[...] = flat[start:stop]
         np.take(table, block, out=target[start:stop], mode="clip")  # in range: a bit pattern
-    return out
 
 
 def _bit_patterns(raw: np.ndarray) -> np.ndarray:
