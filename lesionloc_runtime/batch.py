@@ -40,6 +40,7 @@ __all__ = [
     "BatchSummary",
     "RunSettings",
     "StudyTask",
+    "chunk_bounds",
     "discover",
     "format_failures",
     "format_summary",
@@ -220,9 +221,29 @@ def _init_worker(settings: RunSettings, shared: SharedStore | None = None,
     _WORKER["settings"] = settings
 
 
-def _process_study(task: StudyTask) -> dict[str, Any]:
-    """Localize and write one study in this worker process; errors come back as data."""
-    return batch_steps.one_study(_WORKER["localizer"], task, _WORKER["settings"])
+def _process_studies(tasks: Sequence[StudyTask]) -> list[dict[str, Any]]:
+    """Localize and write a chunk of studies in this worker process, their sentences encoded
+    together; errors come back as data. A fatal one (the output cannot be written) ends the
+    chunk."""
+    outcomes = []
+    for outcome in batch_steps.in_turn(_WORKER["localizer"], tasks, _WORKER["settings"]):
+        outcomes.append(outcome)
+        if outcome.get("fatal"):
+            break
+    return outcomes
+
+
+def chunk_bounds(count: int, workers: int, most: int | None = None) -> list[tuple[int, int]]:
+    """[start, end) of each chunk a worker takes at a time: `most` studies (one window of
+    sentences encoded together), smaller towards the end, so that no worker is left with a
+    long chunk while the others have nothing to do."""
+    most = most or batch_steps.AHEAD_STUDIES
+    bounds, start = [], 0
+    while start < count:
+        size = max(1, min(most, (count - start) // (2 * workers)))
+        bounds.append((start, start + size))
+        start += size
+    return bounds
 
 
 def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 1,
@@ -290,8 +311,7 @@ def _dispatch(todo: Sequence[StudyTask], settings: RunSettings, workers: int,
         if settings.pipeline:
             yield from batch_steps.pipelined(localizer, todo, settings)
         else:
-            for task in todo:
-                yield batch_steps.one_study(localizer, task, settings)
+            yield from batch_steps.in_turn(localizer, todo, settings)
         return
     per_worker = RunSettings(**{**settings.__dict__,
                                 "threads": settings.threads or max(1, (os.cpu_count() or 1) // workers)})
@@ -302,7 +322,9 @@ def _dispatch(todo: Sequence[StudyTask], settings: RunSettings, workers: int,
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                initargs=(per_worker, shared, os.getpid()))
     try:
-        yield from pool.map(_process_study, todo, chunksize=1)
+        chunks = [todo[start:end] for start, end in chunk_bounds(len(todo), workers)]
+        for outcomes in pool.map(_process_studies, chunks):
+            yield from outcomes
     finally:  # a stopped batch must not go on to run every study still queued
         pool.shutdown(cancel_futures=True)
         if manager is not None:

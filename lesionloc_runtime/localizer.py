@@ -30,7 +30,7 @@ from lesionloc_runtime.results import SentenceResult, StudyResult
 from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES, CachedText, SentenceCache
 from lesionloc_runtime.sessions import OnnxEncoder, default_threads
 from lesionloc_runtime.text import Report, Sentence, query_sentences, read_report
-from lesionloc_runtime.tokens import SentenceTokenizer, pool_windows, prepare_text
+from lesionloc_runtime.tokens import SentenceTokenizer, TextKey, pool_windows, prepare_text
 
 __all__ = [
     "DEMO_BUNDLE",
@@ -40,6 +40,7 @@ __all__ = [
     "Localizer",
     "PreparedStudy",
     "demo_bundle_path",
+    "study_sentences",
 ]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -47,6 +48,12 @@ DEMO_BUNDLE = _PACKAGE_DIR / "demo" / "bundle"
 DEMO_EXAMPLES = _PACKAGE_DIR / "demo" / "examples"
 _GROUND_CHOICES = ("findings", "all")
 _log = logging.getLogger(__name__)
+
+
+def study_sentences(report: Report | None, queries: Sequence[str] = ()) -> list[Sentence]:
+    """What a study grounds: its report's sentences, then the free-text queries."""
+    sentences: list[Sentence] = list(report.sentences) if report is not None else []
+    return sentences + (list(query_sentences(queries)) if queries else [])
 
 
 def demo_bundle_path() -> Path:
@@ -173,20 +180,53 @@ class Localizer:
         if not texts:
             dim = self.bundle.embed_dim
             return np.zeros((0, dim), np.float32), np.zeros((0, dim), np.float32)
-        prepared = [prepare_text(t, self.bundle.text.preparation) for t in texts]
-        keys = self.tokenizer.windows(prepared)
-        distinct = list(dict.fromkeys(keys))  # a text repeated in `texts` is looked up once
-        cached = dict(zip(distinct, self.sentence_cache.get_many(distinct), strict=True))
-        missing = [key for key in distinct if cached[key] is None]
+        keys = self._text_keys(texts)
+        # a text repeated in `texts` is looked up once
+        cached, _ = self._cached_or_encoded(list(dict.fromkeys(keys)))
+        found = [cached[key] for key in keys]
+        return np.stack([item.local for item in found]), np.stack([item.glob for item in found])
+
+    def encode_ahead(self, studies: Sequence[Sequence[str]]) -> list[int]:
+        """Encode the texts of several studies (a batch's next ones) that the sentence cache
+        lacks, all in one call, and keep them there: each study then finds its sentences
+        cached, and the text encoder, whose cost per sentence falls as it is given more at
+        once, runs on many. Returns how many distinct texts of each study this encoded for it
+        (a text of several studies counts for the first). Nothing is done without a cache,
+        nor when the texts would fill more than half of it (the first ones could be dropped
+        before their study came)."""
+        if not self.sentence_cache.entries:
+            return [0] * len(studies)
+        keys = [self._text_keys(texts) for texts in studies]
+        distinct = list(dict.fromkeys(key for own in keys for key in own))
+        if len(distinct) > self.sentence_cache.entries // 2:
+            return [0] * len(studies)
+        fresh = set(self._cached_or_encoded(distinct)[1])
+        counts = []
+        for own in keys:
+            mine = fresh.intersection(own)
+            fresh -= mine
+            counts.append(len(mine))
+        return counts
+
+    def _text_keys(self, texts: Sequence[str]) -> list[TextKey]:
+        """Each text's cache key: its token windows after the source model's preparation."""
+        return self.tokenizer.windows([prepare_text(t, self.bundle.text.preparation)
+                                       for t in texts])
+
+    def _cached_or_encoded(self, distinct: list[TextKey]
+                           ) -> tuple[dict[TextKey, CachedText], list[TextKey]]:
+        """Each key's embeddings, from the cache or encoded now (in one run, and kept);
+        and the keys encoded now."""
+        found = self.sentence_cache.get_many(distinct)
+        cached = {key: item for key, item in zip(distinct, found, strict=True) if item is not None}
+        missing = [key for key in distinct if key not in cached]
         if missing:
             fresh_local, fresh_glob = self._run_text_encoder(missing)
             self.sentence_cache.put_many([(key, fresh_local[k], fresh_glob[k])
                                           for k, key in enumerate(missing)])
             for k, key in enumerate(missing):
                 cached[key] = CachedText(fresh_local[k], fresh_glob[k])
-        found = [cached[key] for key in keys]
-        return (np.stack([item.local for item in found]),  # type: ignore[union-attr]
-                np.stack([item.glob for item in found]))  # type: ignore[union-attr]
+        return cached, missing
 
     def _run_text_encoder(self, windows: Sequence[Sequence[Sequence[int]]]
                           ) -> tuple[np.ndarray, np.ndarray]:
@@ -251,8 +291,7 @@ class Localizer:
         if report is not None and not isinstance(report, Report):
             report_source = os.path.basename(os.fspath(report))
             report = read_report(report)
-        sentences: list[Sentence] = list(report.sentences) if report is not None else []
-        sentences += list(query_sentences(queries)) if queries else []
+        sentences = study_sentences(report, queries)
         if not sentences:
             raise ReportError("nothing to ground: give a report with sentences or a --query")
         t1 = time.perf_counter()

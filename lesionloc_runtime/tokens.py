@@ -15,7 +15,11 @@ import numpy as np
 
 from lesionloc_runtime.errors import BundleError
 
-__all__ = ["SentenceTokenizer", "TokenBatch", "length_groups", "pool_windows", "prepare_text"]
+__all__ = ["SentenceTokenizer", "TextKey", "TokenBatch", "length_groups", "pool_windows",
+           "prepare_text"]
+
+# A text's token ids, one tuple per window: what keys the sentence cache.
+TextKey = tuple[tuple[int, ...], ...]
 
 # What one more encoder run costs, in padded tokens: every run streams the weights once more,
 # which on the full-size int8 text encoder cost about as much as a dozen padded tokens, so
@@ -102,7 +106,7 @@ class SentenceTokenizer:
         pad = self.tokenizer.token_to_id("[PAD]")
         self.pad_id = 0 if pad is None else int(pad)
 
-    def windows(self, texts: Sequence[str]) -> list[tuple[tuple[int, ...], ...]]:
+    def windows(self, texts: Sequence[str]) -> list[TextKey]:
         """Each text's token ids, one tuple per window (a text longer than the window has
         several): hashable, so they key the sentence cache."""
         return [tuple(tuple(part.ids) for part in (encoding, *encoding.overflowing))

@@ -577,3 +577,60 @@ def test_pipelined_batch_writes_what_one_study_at_a_time_writes(tmp_path, tiny_b
         assert [s["score"] for s in doc["sentences"]] == [s["score"] for s in theirs["sentences"]]
         assert [s.get("peak") for s in doc["sentences"]] == [s.get("peak") for s in theirs["sentences"]]
         assert doc["files"] == theirs["files"]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 8])
+def test_workers_take_chunks_in_order_that_shrink_towards_the_end(workers):
+    from lesionloc_runtime.batch import chunk_bounds
+
+    for count in (0, 1, 7, 16, 63, 64, 200, 1001):
+        bounds = chunk_bounds(count, workers, most=16)
+        assert [start for start, _ in bounds] == [0, *(end for _, end in bounds[:-1])][:len(bounds)]
+        assert (bounds[-1][1] if bounds else 0) == count
+        sizes = [end - start for start, end in bounds]
+        assert all(1 <= size <= 16 for size in sizes)
+        assert sizes == sorted(sizes, reverse=True)  # never a long chunk after short ones
+        # when the last chunks start, the others are short enough to finish about together
+        assert all(size <= max(1, (count - start) // (2 * workers))
+                   for (start, _), size in zip(bounds, sizes, strict=True))
+
+
+@pytest.mark.parametrize("pipeline", [True, False])
+def test_a_batch_encodes_the_next_studies_sentences_together(tmp_path, tiny_bundle_factory,
+                                                             phantom_set, monkeypatch, pipeline):
+    """With the sentence cache, the sentences of every few studies go through the text
+    encoder in one call, and each study's own finds them: fewer calls, the same scores (fp32),
+    and the summary still counts each sentence once, as encoded or found in the cache."""
+    from lesionloc_runtime import batch_steps
+    from lesionloc_runtime.batch import RunSettings, discover, run_batch
+    from lesionloc_runtime.localizer import Localizer
+    from lesionloc_runtime.outputs import OutputOptions
+
+    bundle = tiny_bundle_factory("none")
+    source = _batch_dir(tmp_path, phantom_set, n=6)
+    tasks = discover(source, None)
+    monkeypatch.setattr(batch_steps, "AHEAD_STUDIES", 4)
+    results, calls, summaries = {}, {}, {}
+    for cache in (4096, 0):
+        localizer = Localizer.load(bundle, sentence_cache=cache)
+        real = localizer._run_text_encoder
+        calls[cache] = []
+        localizer._run_text_encoder = lambda windows, real=real, seen=calls[cache]: (
+            seen.append(len(windows)) or real(windows))
+        out = tmp_path / f"cache-{cache}"
+        settings = RunSettings(str(bundle), ("cpu",), None, (), "findings", out, OutputOptions(),
+                               sentence_cache=cache, pipeline=pipeline)
+        summaries[cache] = run_batch(tasks, settings, progress=False, localizer=localizer)
+        assert summaries[cache].done == 6
+        results[cache] = {p.parent.name: [s["score"] for s in json.loads(p.read_text())["sentences"]]
+                          for p in out.glob("*/study.json")}
+    assert len(calls[4096]) == 2  # studies 1-4 and 5-7 (the broken one among them)
+    assert len(calls[0]) == 6
+    assert results[4096].keys() == results[0].keys()
+    for key, scores in results[4096].items():
+        assert scores == pytest.approx(results[0][key], abs=2e-5)
+    assert sum(calls[4096]) < sum(calls[0])
+    # the broken study's sentence was encoded ahead, but only studies done are counted
+    ours, plain = summaries[4096], summaries[0]
+    assert ours.sentences_encoded == sum(calls[4096]) - 1
+    assert ours.sentences_encoded + ours.sentences_from_cache == plain.sentences_encoded

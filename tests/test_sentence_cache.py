@@ -147,3 +147,37 @@ def test_a_worker_goes_on_with_its_own_cache_when_the_store_is_gone(caplog):
     assert "stopped answering" in caplog.text
     cache.put(("b",), row, row)  # no store to tell: kept here
     assert cache.get(("a",)) is not None and cache.get(("b",)) is not None
+
+
+def test_the_next_studies_sentences_are_encoded_together_each_counted_for_its_first_study(
+        tiny_bundle_factory):
+    """`encode_ahead` encodes what the cache lacks of several studies in one call; each study
+    then finds all of its sentences cached, with the embeddings a lone call gives (fp32), and
+    a text of several studies counts as encoded for the first of them only."""
+    bundle = tiny_bundle_factory("none")
+    localizer = Localizer.load(bundle)
+    known = "No pneumothorax."
+    localizer.encode_texts([known])
+    runs = _counting(localizer)
+    studies = [[known, "Small right pleural effusion."],
+               ["Small right pleural effusion.", "The heart is enlarged.", "The heart is enlarged."],
+               [],
+               ["Right basal atelectasis.", known]]
+    assert localizer.encode_ahead(studies) == [1, 1, 0, 1]
+    assert sum(runs) == 3  # the three new texts, once each, in one call
+    alone = Localizer.load(bundle, sentence_cache=0)
+    for texts in studies[:2] + studies[3:]:
+        ours, theirs = localizer.encode_texts(texts), alone.encode_texts(texts)
+        np.testing.assert_allclose(ours[0], theirs[0], atol=2e-5)
+        np.testing.assert_allclose(ours[1], theirs[1], atol=2e-5)
+    assert sum(runs) == 3  # every study found its sentences
+
+
+def test_nothing_is_encoded_ahead_without_a_cache_or_beyond_half_of_it(tiny_bundle_factory):
+    texts = [["Small right pleural effusion.", "No pneumothorax."], ["The heart is enlarged."]]
+    for entries in (0, 5):  # no cache; three texts would fill more than half of five entries
+        localizer = Localizer.load(tiny_bundle_factory("none"), sentence_cache=entries)
+        runs = _counting(localizer)
+        assert localizer.encode_ahead(texts) == [0, 0] and runs == []
+    localizer = Localizer.load(tiny_bundle_factory("none"), sentence_cache=6)
+    assert localizer.encode_ahead(texts) == [2, 1]
