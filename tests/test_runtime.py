@@ -634,3 +634,33 @@ def test_a_batch_encodes_the_next_studies_sentences_together(tmp_path, tiny_bund
     ours, plain = summaries[4096], summaries[0]
     assert ours.sentences_encoded == sum(calls[4096]) - 1
     assert ours.sentences_encoded + ours.sentences_from_cache == plain.sentences_encoded
+
+
+def test_a_batch_goes_on_when_the_sentences_cannot_be_encoded_ahead(tmp_path, tiny_bundle,
+                                                                    phantom_set, caplog,
+                                                                    monkeypatch):
+    """Encoding the next studies' sentences together is an optimization: if it fails, every
+    study encodes its own, the batch finishes, and one warning says so (not one a window)."""
+    from lesionloc_runtime import batch_steps
+    from lesionloc_runtime.batch import RunSettings, discover, run_batch
+    from lesionloc_runtime.localizer import Localizer
+    from lesionloc_runtime.outputs import OutputOptions
+
+    source = _batch_dir(tmp_path, phantom_set, n=3)
+    monkeypatch.setattr(batch_steps, "AHEAD_STUDIES", 2)  # two windows of the 4 studies
+    localizer = Localizer.load(tiny_bundle)
+    calls = []
+
+    def failing(studies):
+        calls.append(len(studies))
+        raise MemoryError("no room for the run")
+
+    localizer.encode_ahead = failing
+    settings = RunSettings(str(tiny_bundle), ("cpu",), None, (), "findings", tmp_path / "out",
+                           OutputOptions(), pipeline=False)
+    with caplog.at_level("WARNING"):
+        summary = run_batch(discover(source, None), settings, progress=False, localizer=localizer)
+    assert summary.done == 3 and summary.sentences_encoded > 0 and calls == [2, 2]
+    warned = [r.getMessage() for r in caplog.records if "encoded together" in r.getMessage()]
+    assert warned == ["the next studies' sentences could not be encoded together (no room for "
+                      "the run): each study encodes its own"]
