@@ -230,10 +230,8 @@ def _gather(table: np.ndarray, patterns: np.ndarray, threads: int = 1) -> np.nda
     if parts == 1:
         _gather_into(table, flat, target)
         return out
-    # whole blocks to each part but the last
-    bounds = [min(flat.size, -(-flat.size * k // parts) // _GATHER_BLOCK * _GATHER_BLOCK)
-              for k in range(parts + 1)]
-    bounds[-1] = flat.size
+    step = -(-flat.size // parts) // _GATHER_BLOCK * _GATHER_BLOCK  # whole blocks to each part
+    bounds = [k * step for k in range(parts)] + [flat.size]  # the last takes the rest
     jobs = [_helpers().submit(_gather_into, table, flat[a:b], target[a:b])
             for a, b in zip(bounds[1:-1], bounds[2:], strict=True)]
     try:
