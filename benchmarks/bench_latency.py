@@ -667,7 +667,9 @@ def _torch_worker(settings, shared=None, parent=None, *, checkpoint: Path,
     # holds .venv/hi-ml, whose torchvision loads only beside the operator schemas those tests
     # declare (tests/hi_ml_reference.py), and transformers imports torchvision wherever it
     # finds it: this worker needs neither.
-    sys.path[:] = [p for p in sys.path if Path(p) != Path(sys.prefix) / "hi-ml"]
+    # (The batch's own process, one of the workers, runs this too: its sys.path is left alone.)
+    if parent is not None:
+        sys.path[:] = [p for p in sys.path if Path(p) != Path(sys.prefix) / "hi-ml"]
     import torch
 
     from lesionloc_runtime import batch as runtime_batch
@@ -683,20 +685,21 @@ def _torch_worker(settings, shared=None, parent=None, *, checkpoint: Path,
     runtime_batch._WORKER["settings"] = settings
 
 
-def _children_cpu() -> float:
-    """CPU seconds (user and system) of this process's ended and waited-for children."""
+def _batch_cpu() -> float:
+    """CPU seconds (user and system) of this process (one of a batch's workers) and of its
+    ended and waited-for children (the others and the sentence store)."""
     import resource
 
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return sum(usage.ru_utime + usage.ru_stime for usage in (
+        resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def _batch_in_two_workers(benchmark, engine, checkpoint, bundles, tasks, tmp_path,
                           monkeypatch) -> None:
-    """The batch in two worker processes of one thread each, as `--workers 2` runs it, timed
-    from the start of the workers (each loads its own sessions or modules) to the last
-    study: what a user waits for. Both engines are run_batch itself; the PyTorch one's workers
-    start with `_torch_worker`, whose localizer has PyTorch encoders."""
+    """The batch in two workers of one thread each, as `--workers 2` runs it (this process
+    and one spawned), timed from the start of the workers (each loads its own sessions or
+    modules) to the last study: what a user waits for. Both engines are run_batch itself; the
+    PyTorch one's workers start with `_torch_worker`, whose localizer has PyTorch encoders."""
     import functools
 
     from lesionloc_runtime import batch as runtime_batch
@@ -712,10 +715,16 @@ def _batch_in_two_workers(benchmark, engine, checkpoint, bundles, tasks, tmp_pat
     sentences: list[int] = [0, 0]  # (found in a cache, encoded)
 
     def run() -> None:
-        start, start_cpu = time.perf_counter(), _children_cpu()
-        summary = run_batch(tasks, settings, workers=2, progress=False)
-        # the worker and store processes have ended and been waited for
-        seconds.extend([time.perf_counter() - start, _children_cpu() - start_cpu])
+        import torch
+
+        threads = torch.get_num_threads()  # this process's worker sets one: later suites need all
+        start, start_cpu = time.perf_counter(), _batch_cpu()
+        try:
+            summary = run_batch(tasks, settings, workers=2, progress=False)
+        finally:
+            torch.set_num_threads(threads)
+        # the spawned worker and the store have ended and been waited for
+        seconds.extend([time.perf_counter() - start, _batch_cpu() - start_cpu])
         assert summary.done == len(tasks), summary.failed
         sentences[:] = [summary.sentences_from_cache, summary.sentences_encoded]
 
@@ -728,6 +737,7 @@ def _batch_in_two_workers(benchmark, engine, checkpoint, bundles, tasks, tmp_pat
         "sentence_cache_hits": sentences[0], "sentence_cache_misses": sentences[1],
         "shared_sentence_store": True,
         "includes": "the workers' start (spawn, imports, loading the model); CPU: the "
-                    "worker and store processes', start included",
+                    "batch's process (one of the workers), the spawned worker's and the "
+                    "store's, start included",
         "cpu_kind": cpu_kind(), "load_average_1min": os.getloadavg()[0],
     })

@@ -1,18 +1,20 @@
 """Batch mode: many studies from a directory or a manifest, with progress, per-study errors
 reported and skipped, resume (finished studies are skipped), `--shard i/n` for clusters,
-`--workers N` processes (each with its own sessions, created once) and OUT/index.html kept up
-to date as studies finish."""
+`--workers N` (this process and N - 1 spawned ones, each with its own sessions, created
+once) and OUT/index.html kept up to date as studies finish."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import os
+import queue
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -300,8 +302,9 @@ def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 
 
 def _dispatch(todo: Sequence[StudyTask], settings: RunSettings, workers: int,
               localizer: Localizer | None = None) -> Iterator[dict[str, Any]]:
-    """Results in input order; one process with its own sessions per worker. One worker
-    runs in this process, its reading and writing overlapped with the encoders."""
+    """Results in input order; one set of sessions per worker. One worker runs in this
+    process, its reading and writing overlapped with the encoders; with more, this process
+    is one of them and the others are spawned."""
     if not todo:
         return
     if workers <= 1:
@@ -319,16 +322,68 @@ def _dispatch(todo: Sequence[StudyTask], settings: RunSettings, workers: int,
     context = get_context("spawn")
     manager, shared = (sentence_cache.start_shared_store(settings.sentence_cache, context)
                        if settings.sentence_cache else (None, None))
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                               initargs=(per_worker, shared, os.getpid()))
     try:
         chunks = [todo[start:end] for start, end in chunk_bounds(len(todo), workers)]
-        for outcomes in pool.map(_process_studies, chunks):
-            yield from outcomes
-    finally:  # a stopped batch must not go on to run every study still queued
-        pool.shutdown(cancel_futures=True)
+        yield from _here_and_in_workers(chunks, per_worker, workers, shared, context)
+    finally:
         if manager is not None:
             manager.shutdown()
+
+
+def _here_and_in_workers(chunks: Sequence[Sequence[StudyTask]], settings: RunSettings,
+                         workers: int, shared: SharedStore | None, context: Any
+                         ) -> Iterator[dict[str, Any]]:
+    """The chunks' outcomes in input order, each chunk taken by whichever process is free:
+    `workers - 1` spawned processes and this one, whose thread loads its sessions while they
+    start (no process start of its own to wait for, one model's memory less)."""
+    lock = threading.Lock()
+    taken = 0
+    stopping = threading.Event()
+    finished: queue.SimpleQueue[tuple[int | None, Any]] = queue.SimpleQueue()
+
+    def take() -> int | None:
+        nonlocal taken
+        with lock:
+            if stopping.is_set() or taken == len(chunks):
+                return None
+            taken += 1
+            return taken - 1
+
+    def here() -> None:  # this process's share, on a thread of its own
+        try:
+            _init_worker(settings, shared)
+            while (k := take()) is not None:
+                finished.put((k, _process_studies(chunks[k])))
+        except BaseException as exc:  # handed to the batch's thread, which raises it
+            finished.put((None, exc))
+
+    def submit() -> None:  # from this thread only: a worker dies with the thread that started it
+        if (k := take()) is not None:
+            pool.submit(_process_studies, chunks[k]).add_done_callback(
+                lambda future, k=k: finished.put((k, future)))
+
+    pool = ProcessPoolExecutor(workers - 1, mp_context=context, initializer=_init_worker,
+                               initargs=(settings, shared, os.getpid()))
+    thread = threading.Thread(target=here, name="lesionloc-batch-here", daemon=True)
+    try:
+        for _ in range(workers - 1):  # the first chunks: this thread's share begins after them
+            submit()
+        thread.start()
+        ready: dict[int, list[dict[str, Any]]] = {}
+        for k in range(len(chunks)):
+            while k not in ready:
+                index, value = finished.get()
+                if index is None:
+                    raise value
+                if isinstance(value, Future):
+                    value = value.result()  # a worker that died: BrokenProcessPool
+                    submit()
+                ready[index] = value
+            yield from ready.pop(k)
+    finally:  # a stopped batch must not go on to run every study still queued
+        stopping.set()
+        pool.shutdown(cancel_futures=True)
+        thread.join()
 
 
 def format_summary(summary: BatchSummary) -> str:

@@ -306,7 +306,7 @@ def test_a_killed_batch_leaves_no_worker_or_store_process(tmp_path, tiny_bundle,
         while proc.poll() is None:  # every process the batch starts, until it is killed
             started |= _descendants(proc.pid)
     assert proc.returncode == -9, log.read_text()
-    assert len(started) >= 3, started  # two workers and the store (and the resource tracker)
+    assert len(started) >= 3, started  # a worker, the store and the resource tracker
     deadline = time.monotonic() + 30
     while any(_running(pid) for pid in started) and time.monotonic() < deadline:
         time.sleep(0.05)  # the kernel signals them at once; they may take a moment to go
@@ -593,6 +593,67 @@ def test_workers_take_chunks_in_order_that_shrink_towards_the_end(workers):
         # when the last chunks start, the others are short enough to finish about together
         assert all(size <= max(1, (count - start) // (2 * workers))
                    for (start, _), size in zip(bounds, sizes, strict=True))
+
+
+def _fake_chunks(monkeypatch, names: list[list[str]], ground: str = "findings"):
+    """`batch._here_and_in_workers` over chunks of StudyTasks named `names`, with
+    `tests/batch_fakes.py` as the worker's initializer and chunk."""
+    from multiprocessing import get_context
+
+    import batch_fakes
+
+    from lesionloc_runtime import batch
+    from lesionloc_runtime.outputs import OutputOptions
+
+    monkeypatch.setattr(batch, "_init_worker", batch_fakes.init)
+    monkeypatch.setattr(batch, "_process_studies", batch_fakes.chunk)
+    settings = batch.RunSettings(None, ("cpu",), 1, (), ground, Path("out"), OutputOptions())
+    chunks = [[batch.StudyTask(name, Path(f"{name}.dcm"), None) for name in chunk]
+              for chunk in names]
+    return batch._here_and_in_workers(chunks, settings, 2, None, get_context("spawn"))
+
+
+def _batch_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name == "lesionloc-batch-here"]
+
+
+def test_two_workers_are_this_process_and_one_spawned_taking_chunks_in_turn(monkeypatch):
+    """With --workers 2 the batch's own process is one of the workers: one process is
+    spawned, the first chunk goes to it, this process takes the next while it starts, and
+    the outcomes come back in input order whichever process finished first."""
+    names = [[f"s{k}{i}" for i in range(2)] for k in range(5)]
+    outcomes = list(_fake_chunks(monkeypatch, names))
+    assert [o["study_id"] for o in outcomes] == [name for chunk in names for name in chunk]
+    spawned = {o["pid"] for o in outcomes if o["spawned"]}
+    here = {o["pid"] for o in outcomes if not o["spawned"]}
+    assert here == {os.getpid()} and len(spawned) == 1 and spawned != here
+    assert outcomes[0]["spawned"] and outcomes[1]["spawned"]  # the first chunk
+    assert not _batch_threads()
+
+
+def test_a_failure_in_a_spawned_worker_or_in_this_process_ends_the_batch(monkeypatch):
+    with pytest.raises(RuntimeError, match="a worker failed on fail-in-worker"):
+        list(_fake_chunks(monkeypatch, [["fail-in-worker"], ["b"], ["c"]]))
+    assert not _batch_threads()
+    with pytest.raises(RuntimeError, match="this process could not load the model"):
+        list(_fake_chunks(monkeypatch, [["a"], ["b"], ["c"]], ground="fail-here"))
+    assert not _batch_threads()
+    import multiprocessing
+
+    assert not multiprocessing.active_children()
+
+
+def test_a_batch_stopped_early_leaves_no_thread_or_worker_behind(monkeypatch):
+    """A consumer that stops (a fatal write error) ends the dispatch: the chunks in progress
+    finish, the spawned worker ends and this process's thread too."""
+    import multiprocessing
+
+    outcomes = _fake_chunks(monkeypatch, [[f"s{k}"] for k in range(40)])
+    assert next(outcomes)["study_id"] == "s0"
+    outcomes.close()
+    assert not _batch_threads() and not multiprocessing.active_children()
 
 
 @pytest.mark.parametrize("pipeline", [True, False])

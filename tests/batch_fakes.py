@@ -1,0 +1,22 @@
+"""Stand-ins for a batch worker's initializer and chunk, importable by a spawned worker
+process (which cannot see a test's monkeypatching): each outcome says which process made it."""
+
+from __future__ import annotations
+
+import os
+
+_STATE: dict[str, object] = {}
+
+
+def init(settings, shared=None, parent=None) -> None:
+    """`batch._init_worker`'s signature: `parent` is given in a spawned worker only."""
+    _STATE["spawned"] = parent is not None
+    if settings.ground == "fail-here" and parent is None:
+        raise RuntimeError("this process could not load the model")
+
+
+def chunk(tasks) -> list[dict]:
+    if _STATE.get("spawned") and tasks[0].study_id.startswith("fail-in-worker"):
+        raise RuntimeError(f"a worker failed on {tasks[0].study_id}")
+    return [{"study_id": task.study_id, "ok": True, "pid": os.getpid(),
+             "spawned": _STATE["spawned"]} for task in tasks]
