@@ -413,12 +413,26 @@ def test_cold_start_and_peak_memory(benchmark, precision, latency_model, referen
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_batch_throughput(benchmark, workers, latency_model, reference_study, tmp_path, full):
+    _batch_throughput(benchmark, workers, 8 if full else 4, latency_model, reference_study,
+                      tmp_path)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batch_throughput_of_64_studies(benchmark, workers, latency_model, reference_study,
+                                        tmp_path, full):
+    """Where one process and two workers are about even on two cores (--full only)."""
+    if not full:
+        pytest.skip("64 studies a round: --full only")
+    _batch_throughput(benchmark, workers, 64, latency_model, reference_study, tmp_path)
+
+
+def _batch_throughput(benchmark, workers, count, latency_model, reference_study,
+                      tmp_path) -> None:
     from lesionloc_runtime.batch import RunSettings, StudyTask, run_batch
     from lesionloc_runtime.outputs import OutputOptions
 
     _, bundles = latency_model
     image, report = reference_study
-    count = 8 if full else 4
     tasks = [StudyTask(f"study{i:02d}", image, report) for i in range(count)]
     rounds = iter(range(100))
     rates: list[float] = []

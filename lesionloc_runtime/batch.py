@@ -335,19 +335,14 @@ def _here_and_in_workers(chunks: Sequence[Sequence[StudyTask]], settings: RunSet
                          ) -> Iterator[dict[str, Any]]:
     """The chunks' outcomes in input order, each chunk taken by whichever process is free:
     `workers - 1` spawned processes and this one, whose thread loads its sessions while they
-    start (no process start of its own to wait for, one model's memory less)."""
-    lock = threading.Lock()
-    taken = 0
-    stopping = threading.Event()
+    start (no process start of its own to wait for)."""
+    lock, stopping, order = threading.Lock(), threading.Event(), itertools.count()
     finished: queue.SimpleQueue[tuple[int | None, Any]] = queue.SimpleQueue()
 
-    def take() -> int | None:
-        nonlocal taken
+    def take() -> int | None:  # the next chunk, unless the batch is done or stopping
         with lock:
-            if stopping.is_set() or taken == len(chunks):
-                return None
-            taken += 1
-            return taken - 1
+            k = len(chunks) if stopping.is_set() else next(order)
+        return k if k < len(chunks) else None
 
     def here() -> None:  # this process's share, on a thread of its own
         try:

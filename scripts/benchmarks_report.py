@@ -233,7 +233,7 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
     if batch:
         lines += ["Batch mode, int8, the reference study repeated (including each worker's start):", "",
                   "| workers | studies | studies/s |", "| ---: | ---: | ---: |"]
-        for r in sorted(batch, key=lambda r: r["extra_info"]["workers"]):
+        for r in sorted(batch, key=lambda r: (r["extra_info"]["studies"], r["extra_info"]["workers"])):
             x = r["extra_info"]
             lines.append(f"| {x['workers']} | {x['studies']} | {x['studies_per_s']:.2f} |")
         lines.append("")

@@ -62,9 +62,9 @@ BATCH_LABELS = {
                                  "4 of them compressed",
     "torch-fp32-compressed-films": "PyTorch eager fp32, sentence cache, pipelined; all 12 films, "
                                    "4 of them compressed",
-    "ort-int8-2-workers": "ONNX Runtime int8, sentence cache, 2 worker processes of 1 thread "
+    "ort-int8-2-workers": "ONNX Runtime int8, sentence cache, 2 workers of 1 thread "
                           "(`--workers 2`), their start included",
-    "torch-fp32-2-workers": "PyTorch eager fp32, sentence cache, 2 worker processes of 1 thread, "
+    "torch-fp32-2-workers": "PyTorch eager fp32, sentence cache, 2 workers of 1 thread, "
                             "their start included",
 }
 

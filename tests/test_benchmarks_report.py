@@ -232,7 +232,7 @@ def test_report_shows_imported_models_and_batch_throughput_against_pytorch(tmp_p
     assert "| PyTorch eager fp32, sentence cache, pipelined | 1.00 |" in text
     assert ("| ONNX Runtime int8, sentence cache, pipelined | 6.00 | 0.300 | 700 / 800 | 6.0x | "
             "7.5x |") in text
-    assert ("| ONNX Runtime int8, sentence cache, 2 worker processes of 1 thread (`--workers 2`), "
+    assert ("| ONNX Runtime int8, sentence cache, 2 workers of 1 thread (`--workers 2`), "
             "their start included | 7.00 | – | – | 5.6x | – |") in text
     assert ("| Batch throughput on realistic reports >= 5x PyTorch (the fastest way each runs "
             "it) | 5.600 | met |") in text
