@@ -307,14 +307,14 @@ def _dispatch(todo: Sequence[StudyTask], settings: RunSettings, workers: int,
     is one of them and the others are spawned."""
     if not todo:
         return
+    chunks = [todo[start:end] for start, end in chunk_bounds(len(todo), workers)]
+    workers = min(workers, len(chunks))  # a worker with nothing to do would only start
     if workers <= 1:
         if localizer is None:
             _init_worker(settings)
             localizer = _WORKER["localizer"]
-        if settings.pipeline:
-            yield from batch_steps.pipelined(localizer, todo, settings)
-        else:
-            yield from batch_steps.in_turn(localizer, todo, settings)
+        steps = batch_steps.pipelined if settings.pipeline else batch_steps.in_turn
+        yield from steps(localizer, todo, settings)
         return
     per_worker = RunSettings(**{**settings.__dict__,
                                 "threads": settings.threads or max(1, (os.cpu_count() or 1) // workers)})
@@ -323,7 +323,6 @@ def _dispatch(todo: Sequence[StudyTask], settings: RunSettings, workers: int,
     manager, shared = (sentence_cache.start_shared_store(settings.sentence_cache, context)
                        if settings.sentence_cache else (None, None))
     try:
-        chunks = [todo[start:end] for start, end in chunk_bounds(len(todo), workers)]
         yield from _here_and_in_workers(chunks, per_worker, workers, shared, context)
     finally:
         if manager is not None:
@@ -346,9 +345,11 @@ def _here_and_in_workers(chunks: Sequence[Sequence[StudyTask]], settings: RunSet
 
     def here() -> None:  # this process's share, on a thread of its own
         try:
-            _init_worker(settings, shared)
-            while (k := take()) is not None:
+            if (k := take()) is not None:  # else the spawned workers took every chunk
+                _init_worker(settings, shared)
+            while k is not None:
                 finished.put((k, _process_studies(chunks[k])))
+                k = take()
         except BaseException as exc:  # handed to the batch's thread, which raises it
             finished.put((None, exc))
 

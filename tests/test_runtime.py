@@ -645,6 +645,29 @@ def test_a_failure_in_a_spawned_worker_or_in_this_process_ends_the_batch(monkeyp
     assert not multiprocessing.active_children()
 
 
+def test_workers_beyond_the_chunks_of_a_small_batch_are_not_started(tmp_path, tiny_bundle,
+                                                                    phantom_set, monkeypatch):
+    """--workers 4 on a study or two: a spawned worker would only start (about a second of
+    CPU) and this process would load a model for nothing."""
+    from lesionloc_runtime import batch
+    from lesionloc_runtime.outputs import OutputOptions
+
+    source = _batch_dir(tmp_path, phantom_set, n=1)
+    (source / "broken.dcm").unlink()
+    pools = []
+
+    def no_pool(*args, **kwargs):
+        pools.append(args)
+        raise AssertionError("a worker process was started")
+
+    monkeypatch.setattr(batch, "ProcessPoolExecutor", no_pool)
+    settings = batch.RunSettings(str(tiny_bundle), ("cpu",), None, (), "findings",
+                                 tmp_path / "out", OutputOptions())
+    summary = batch.run_batch(batch.discover(source, None), settings, workers=4, progress=False)
+    assert summary.done == 1 and not pools
+    assert batch.chunk_bounds(3, 4) == [(0, 1), (1, 2), (2, 3)]  # three chunks: three workers
+
+
 def test_a_batch_stopped_early_leaves_no_thread_or_worker_behind(monkeypatch):
     """A consumer that stops (a fatal write error) ends the dispatch: the chunks in progress
     finish, the spawned worker ends and this process's thread too."""
