@@ -81,6 +81,22 @@ def test_auroc_by_hand_with_ties():
     assert M.auroc(HEAT, np.zeros((4, 4), bool)) == 0.5
 
 
+def test_auroc_is_the_share_of_inside_outside_pairs_ordered_right():
+    """Against the definition itself, every pair counted (ties one half), on small random maps
+    with many tied values."""
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        shape = tuple(rng.integers(1, 12, 2))
+        heat = np.round(rng.standard_normal(shape) * rng.choice([1, 3, 20])) / 3
+        mask = rng.random(shape) < rng.random()
+        inside, outside = heat[mask][:, None], heat[~mask][None, :]
+        if not inside.size or not outside.size:
+            assert M.auroc(heat, mask) == 0.5
+            continue
+        pairs = (inside > outside).sum() + 0.5 * (inside == outside).sum()
+        assert M.auroc(heat, mask) == pytest.approx(pairs / (inside.size * outside.size), abs=1e-15)
+
+
 def test_peak_distance_by_hand():
     mask = np.zeros((100, 200), bool)
     mask[40:60, 100:120] = True
