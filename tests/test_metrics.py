@@ -97,6 +97,21 @@ def test_auroc_is_the_share_of_inside_outside_pairs_ordered_right():
         assert M.auroc(heat, mask) == pytest.approx(pairs / (inside.size * outside.size), abs=1e-15)
 
 
+def test_peak_distance_pair_by_pair_is_the_distance_transforms(monkeypatch):
+    """The two ways `_peak_distance` measures (pairs for a few peaks, OpenCV's exact distance
+    transform for many) agree, ties at the maximum averaged alike."""
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        shape = tuple(rng.integers(2, 40, 2))
+        heat = np.round(rng.standard_normal(shape) * rng.choice([0.3, 4]))
+        mask = rng.random(shape) < rng.choice([0.02, 0.3])
+        direct = M.peak_distance(heat, mask)
+        monkeypatch.setattr(M, "_PAIRS_MEASURED", 0)
+        transform = M.peak_distance(heat, mask)
+        monkeypatch.undo()
+        assert direct == pytest.approx(transform, rel=1e-6, nan_ok=True)
+
+
 def test_peak_distance_by_hand():
     mask = np.zeros((100, 200), bool)
     mask[40:60, 100:120] = True
