@@ -961,3 +961,55 @@ def test_a_phantom_study_listed_twice_is_scored_once(tmp_path) -> None:
     data, ids = _everything("phantoms", tmp_path)
     assert ids.count("p000001") == 1
     assert "study_id 'p000001' is also on line 1; skipped" in str(data.log.issues[-1])
+
+
+# -- loading ahead -------------------------------------------------------------------------
+
+
+def test_the_next_images_heatmaps_are_made_while_this_one_is_scored(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """The encoders of the next image run while this one's metrics do: scoring the first
+    image's samples waits until the second image's heatmaps have been asked for (it would
+    wait in vain if they were asked for only after it)."""
+    import threading
+
+    from lesionloc_runtime.evaluation import runner
+
+    truth = make_ms_cxr(tmp_path)
+
+    class Recording(OracleProvider):
+        def __init__(self, truth: dict) -> None:
+            super().__init__(truth)
+            self.second = threading.Event()
+
+        def heatmaps(self, image: Radiograph, texts: Sequence[str]) -> np.ndarray:
+            if image_key(image) == MSCXR_B:
+                self.second.set()
+            return super().heatmaps(image, texts)
+
+    provider = Recording(truth)
+    waited = []
+    real = runner._score_sample
+
+    def score(grounding, mask, maps, threshold):
+        if grounding.prompt != "small right apical pneumothorax":  # image A's samples
+            waited.append(provider.second.wait(timeout=10))
+        return real(grounding, mask, maps, threshold)
+
+    monkeypatch.setattr(runner, "_score_sample", score)
+    run = evaluate(open_dataset("ms-cxr", tmp_path), provider, progress=False)
+    assert waited == [True, True]
+    assert [c[0] for c in provider.calls] == [MSCXR_A, MSCXR_B]
+    assert len(run.samples) == 3 and all(s.scores.pointing_game == 1.0 for s in run.samples)
+
+
+def test_what_goes_wrong_is_logged_in_the_images_order_while_loading_ahead(
+        tmp_path: Path) -> None:
+    """The second image fails to read while the first is being scored; the first image's
+    warning still comes first, as when images were read one after the other."""
+    truth = make_ms_cxr(tmp_path, image_scale=0.5)
+    (tmp_path / mscxr_path(MSCXR_B, "10000764", "57375967")).write_bytes(b"not a jpeg")
+    run = evaluate(open_dataset("ms-cxr", tmp_path), OracleProvider(truth), progress=False)
+    kinds = [(i.kind, "p10000032" in i.source) for i in run.log.issues  # image A's folder
+             if i.kind in ("rescaled", "unreadable")]
+    assert kinds[:2] == [("rescaled", True), ("unreadable", False)], run.log.issues

@@ -1,13 +1,16 @@
 """The evaluation loop: stream a benchmark's annotated images, read each image once, get the
 heatmaps of all its prompts in one call, and score each against its ground truth with
 `lesionloc_runtime.metrics.score_heatmap` and under every CNR/mIoU convention
-(evaluation/conventions.py). Problems with one image are logged, never fatal."""
+(evaluation/conventions.py). The next image is read and its heatmaps made on a second thread
+while this one is scored. Problems with one image are logged, in the images' order, never
+fatal."""
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Protocol
@@ -109,12 +112,42 @@ def evaluate(
     total = data.total if limit is None or data.total is None else min(data.total, limit)
     start = time.perf_counter()
     stream = islice(data.images, limit) if limit else data.images
-    bar = tqdm(stream, total=total, desc=data.name, unit="image", file=sys.stderr,
-               disable=not progress, dynamic_ncols=True)
-    for item in bar:
-        _score_image(item, data, provider, run)
+    with tqdm(total=total, desc=data.name, unit="image", file=sys.stderr,
+              disable=not progress, dynamic_ncols=True) as bar, \
+            ThreadPoolExecutor(1, thread_name_prefix="lesionloc-eval-read") as reader:
+        for item, loaded in _loaded_ahead(stream, provider, reader):
+            _score_image(item, data, run, loaded)
+            bar.update()
     run.seconds = time.perf_counter() - start
     return run
+
+
+def _loaded_ahead(items: Iterator[AnnotatedImage], provider: HeatmapProvider,
+                  reader: ThreadPoolExecutor) -> Iterator[tuple[AnnotatedImage, Future[_Loaded]]]:
+    """Each item with its image and heatmaps being loaded on `reader`: the next item's start
+    before this one is scored, so that the encoders run while the metrics do."""
+    ahead = None
+    for item in items:
+        loading = (item, reader.submit(_load, item, provider))
+        if ahead is not None:
+            yield ahead
+        ahead = loading
+    if ahead is not None:
+        yield ahead
+
+
+# An image, or why it could not be read; and the heatmaps of its distinct prompts, in order.
+_Loaded = tuple[Radiograph | ImageReadError, np.ndarray | None, list[str]]
+
+
+def _load(item: AnnotatedImage, provider: HeatmapProvider) -> _Loaded:
+    texts = list(dict.fromkeys(g.prompt for g in item.groundings))
+    try:
+        # a Localizer decodes a JPEG 2000 film on its share of the cores, as lesionloc-run does
+        image = read_image(item.path, threads=getattr(provider, "threads", 1))
+    except ImageReadError as exc:
+        return exc, None, texts
+    return image, np.asarray(provider.heatmaps(image, texts), dtype=np.float32), texts
 
 
 class _Skip(Exception):
@@ -155,21 +188,18 @@ class _PromptMaps:
         return self._afloc[prompt]
 
 
-def _read(item: AnnotatedImage, where: str, provider: HeatmapProvider, run: EvaluationRun
+def _read(item: AnnotatedImage, where: str, loaded: Future[_Loaded], run: EvaluationRun
           ) -> _PromptMaps | None:
-    """The image's heatmaps for all its prompts in one provider call; None (logged) when the
-    image cannot be read or the heatmaps have the wrong shape."""
+    """The image's heatmaps for all its prompts (one provider call, made on the reading
+    thread); None (logged) when the image cannot be read or the heatmaps have the wrong
+    shape. Logged here, in the images' order."""
     log = run.log
-    try:
-        # a Localizer decodes a JPEG 2000 film on its share of the cores, as lesionloc-run does
-        image = read_image(item.path, threads=getattr(provider, "threads", 1))
-    except ImageReadError as exc:
+    image, maps, texts = loaded.result()  # the provider's own failure is raised here
+    if isinstance(image, ImageReadError):
         log.unreadable_images += 1
-        log.warn("unreadable", where, str(exc).removeprefix(f"{item.path}: "))
+        log.warn("unreadable", where, str(image).removeprefix(f"{item.path}: "))
         return None
     run.n_images_read += 1
-    texts = list(dict.fromkeys(g.prompt for g in item.groundings))
-    maps = np.asarray(provider.heatmaps(image, texts), dtype=np.float32)
     expected = (len(texts), image.height, image.width)
     if maps.shape != expected:
         log.skipped_samples += len(item.groundings)
@@ -178,11 +208,10 @@ def _read(item: AnnotatedImage, where: str, provider: HeatmapProvider, run: Eval
     return _PromptMaps(maps, texts, scoring_shape(image.height, image.width, run.score_size))
 
 
-def _score_image(
-    item: AnnotatedImage, data: DatasetStream, provider: HeatmapProvider, run: EvaluationRun
-) -> None:
+def _score_image(item: AnnotatedImage, data: DatasetStream, run: EvaluationRun,
+                 loaded: Future[_Loaded]) -> None:
     log, where = run.log, relative(item.path, data.root)
-    maps = _read(item, where, provider, run)
+    maps = _read(item, where, loaded, run)
     if maps is None:
         return
     annotated_size: tuple[int, int] | None = None
