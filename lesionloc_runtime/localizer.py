@@ -252,15 +252,12 @@ class Localizer:
         return Heatmap(grid, encoded.letterbox, float(self.bundle.grid.stride),
                        self.bundle.grid.origin, config.upsampling)
 
-    def score(self, encoded: EncodedImage, local: np.ndarray, glob: np.ndarray) -> float:
-        """The sentence's score as the bundle says: our local loss's attention score, or the
-        cosine of the global embeddings (the imported models' own image-text similarity)."""
-        return float(self._scores(encoded, local[None], glob[None])[0])
-
     def _scores(self, encoded: EncodedImage, local: np.ndarray, glob: np.ndarray,
                 grids: np.ndarray | None = None) -> np.ndarray:
-        """`score` of each of k sentences, (k, D) embeddings -> (k,); `grids`: their
-        similarity grids when computed already (the local score's logits)."""
+        """Each of k sentences' score as the bundle says, (k, D) embeddings -> (k,): our local
+        loss's attention score, or the cosine of the global embeddings (the imported models'
+        own image-text similarity). `grids`: their similarity grids when computed already
+        (the local score's logits)."""
         if self.bundle.heatmap.score == "global-cosine":
             return np.einsum("kd,d->k", glob, encoded.global_embed)
         return local_alignment_scores(local, encoded.patches,
