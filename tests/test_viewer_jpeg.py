@@ -96,3 +96,18 @@ def test_a_pool_of_one_thread_writes_the_banded_film_without_waiting_on_itself()
     film = _film(1024, 700)
     assert np.array_equal(_decode(_written(film, threads=1))[0],
                           _decode(jpeg.encode_grey(film, 92))[0])
+
+
+def test_both_bands_have_started_when_the_film_jobs_are_handed_back():
+    """The caller goes on in Python (the heatmap layers) holding the interpreter lock; a band
+    not yet started would wait for the lock instead of encoding beside it."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    film = _film(2048, 2048)
+    files: dict[str, bytes] = {}
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(5):
+            jobs = page._submit_full_film(film, pool, files.__setitem__)
+            started = [job.running() or job.done() for job in jobs]
+            wait(jobs)
+            assert started == [True, True]
