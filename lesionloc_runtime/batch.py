@@ -6,7 +6,6 @@ once) and OUT/index.html kept up to date as studies finish."""
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import queue
 import signal
@@ -23,14 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from lesionloc_runtime import batch_steps, sentence_cache
 from lesionloc_runtime.batch_manifest import iter_manifest_rows
-from lesionloc_runtime.errors import (
-    ConfigError,
-    DataError,
-    OutputError,
-)
+from lesionloc_runtime.errors import ConfigError, DataError, OutputError
 from lesionloc_runtime.fileio import atomic_write_json, is_file
 from lesionloc_runtime.imageio import IMAGE_SUFFIXES
-from lesionloc_runtime.outputs import OutputOptions, derived_study_id, study_id_problem
+from lesionloc_runtime.outputs import OutputOptions, derived_study_id, is_done, study_id_problem
 from lesionloc_runtime.processes import die_with_parent
 from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES, SharedStore
 from lesionloc_runtime.viewer.index import INDEX_HTML, BatchIndex
@@ -272,8 +267,7 @@ def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 
             if kill_after and count > kill_after:  # fault injection for the resume tests
                 os.kill(os.getpid(), signal.SIGKILL)
             if outcome.get("fatal"):
-                summary.stopped = (f"{outcome['error']}; stopped the batch, "
-                                   f"{len(todo) - count + 1} of {len(todo)} studies not done")
+                summary.stopped = outcome["error"]
                 break
             if outcome["ok"]:
                 summary.done += 1
@@ -287,6 +281,11 @@ def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 
                 bar.write(f"error: {outcome['study_id']}: {outcome['error']}", file=sys.stderr)
             bar.update()
     bar.close()
+    if summary.stopped is not None:  # the dispatch closed: no study is being written now
+        # other workers finish studies after the stopping one in input order: OUT says which
+        summary.done += sum(is_done(settings.out, task.study_id) for task in todo[count:])
+        summary.stopped += (f"; stopped the batch, {len(todo) - summary.done - len(summary.failed)}"
+                            f" of {len(todo)} studies not done")
     summary.seconds = time.perf_counter() - start
     target = settings.out / summary_name
     try:
@@ -394,7 +393,3 @@ def format_failures(summary: BatchSummary) -> str:
     if len(summary.failed) > 20:
         lines.append(f"  ... and {len(summary.failed) - 20} more (see the summary JSON)")
     return "\n".join(lines)
-
-
-def _dumps(summary: BatchSummary) -> str:
-    return json.dumps(summary.to_dict(), indent=2)

@@ -679,6 +679,37 @@ def test_a_batch_stopped_early_leaves_no_thread_or_worker_behind(monkeypatch):
     assert not _batch_threads() and not multiprocessing.active_children()
 
 
+def test_a_stopped_batch_counts_the_studies_other_workers_finished(tmp_path, tiny_bundle,
+                                                                 phantom_set, monkeypatch):
+    """Outcomes come back in input order, so a batch stopped by the first study's full disk
+    never reads those of studies another worker had finished meanwhile: OUT says they are
+    done (and the index lists them), and so must the summary."""
+    from lesionloc_runtime import batch
+    from lesionloc_runtime.outputs import OutputOptions, is_done
+
+    source = _batch_dir(tmp_path, phantom_set, n=3)
+    (source / "broken.dcm").unlink()
+    tasks = batch.discover(source, None)
+    settings = batch.RunSettings(str(tiny_bundle), ("cpu",), None, (), "findings",
+                                 tmp_path / "elsewhere", OutputOptions())
+    assert batch.run_batch(tasks[2:], settings, progress=False).done == 1
+    out = tmp_path / "out"
+
+    def dispatch(todo, settings, workers, localizer=None):
+        shutil.copytree(tmp_path / "elsewhere" / todo[2].study_id, out / todo[2].study_id)
+        yield {"study_id": todo[0].study_id, "ok": False, "fatal": True,
+               "error": "cannot write: No space left on device"}
+        raise AssertionError("the batch reads no outcome after the stopping one")
+
+    monkeypatch.setattr(batch, "_dispatch", dispatch)
+    summary = batch.run_batch(tasks, batch.RunSettings(**{**settings.__dict__, "out": out}),
+                              workers=2, progress=False)
+    assert is_done(out, tasks[2].study_id) and summary.done == 1 and not summary.failed
+    assert summary.stopped == ("cannot write: No space left on device; stopped the batch, "
+                               "2 of 3 studies not done")
+    assert tasks[2].study_id in (out / "index.html").read_text()
+
+
 @pytest.mark.parametrize("pipeline", [True, False])
 def test_a_batch_encodes_the_next_studies_sentences_together(tmp_path, tiny_bundle_factory,
                                                              phantom_set, monkeypatch, pipeline):
