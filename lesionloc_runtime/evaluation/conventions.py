@@ -308,28 +308,80 @@ def _himl_box_cnr(inside: np.ndarray, outside: np.ndarray) -> float:
 
 def himl_scores(heatmap: np.ndarray, truth: SampleTruth) -> ConventionScores:
     """The `hi-ml` CNR and IoUs of a heatmap on the sample's image (NaN: unseen). Each box
-    is set to NaN after it is scored, in a copy made once: a later box's inside leaves out
-    the earlier boxes, and its outside leaves out them and itself."""
+    is scored as if set to NaN after it: a later box's inside leaves out the earlier boxes,
+    and its outside leaves out them and itself. A box's outside (nearly the whole map) is not
+    copied: its count, sum and squares are every seen pixel's less the boxes' so far, which
+    lie in the regions' frame, as do the IoUs' overlaps. A 2048 px map: 19 ms against 43 with
+    the outside copied and whole masks compared (1 box), 23 against 85 (3 boxes); the same
+    IoUs, CNRs within 1e-13 on 400 random maps (docs/evaluation.md)."""
     heat = np.asarray(heatmap, np.float32)
     if heat.shape != (truth.height, truth.width):
         raise ValueError(f"heatmap {heat.shape} and image {(truth.height, truth.width)} differ")
     regions = himl_regions(truth)
     if not regions:
         return ConventionScores(math.nan, tuple(math.nan for _ in HIML_THRESHOLDS))
-    left = np.isfinite(heat)  # seen, and in no box scored so far
+    union = np.logical_or.reduce(regions)
+    rows, cols = (np.flatnonzero(union.any(axis=k)) for k in (1, 0))  # the regions' frame
+    frame = tuple(slice(a[0], a[-1] + 1) if a.size else slice(0, 0) for a in (rows, cols))
+    finite = np.isfinite(heat)
+    seen = heat.reshape(-1) if finite.all() else heat[finite]
+    # sums about a value near the mean (of a sample: any such value keeps them exact enough)
+    pivot = float(seen[:: max(1, seen.size // 4096)].mean(dtype=np.float64)) if seen.size else 0.0
+    total = _centred_sums(seen, pivot)  # of every seen pixel: (count, sum, sum of squares)
+    removed = np.zeros(3)
+    left, inner = finite[frame].copy(), heat[frame]  # seen, and in no box scored so far
     cnrs = []
     for region in regions:
-        inside = heat[region & left]
-        left &= ~region
-        cnrs.append(_himl_box_cnr(inside, heat[left]))
+        inside = inner[region[frame] & left]
+        left &= ~region[frame]
+        removed += (box := _centred_sums(inside, pivot))
+        if inside.size == 0 or total[0] == removed[0]:
+            cnrs.append(0.0)  # nanmean of no value is NaN, and nan_to_num makes the CNR 0
+        elif inside.min() == inside.max():  # the rare case the exact values decide
+            cnrs.append(_himl_box_cnr(inside, _outside(heat, finite, frame, left)))
+        else:
+            (mean_in, var_in), (mean_out, var_out) = _moments(box), _moments(total - removed)
+            cnrs.append(abs(mean_in - mean_out) / math.sqrt(var_in + var_out))
     cnr = math.nan if math.inf in cnrs else float(np.mean(cnrs))
-    union = np.logical_or.reduce(regions)
+    truth_in_frame, n_truth = union[frame], int(np.count_nonzero(union))
     ious = []
-    for t in HIML_THRESHOLDS:
-        pred = heat > np.float32(t)  # False where NaN: unseen truth is missed
-        n_union = int(np.count_nonzero(pred | union))
-        ious.append(int(np.count_nonzero(pred & union)) / n_union if n_union else math.nan)
+    for t in HIML_THRESHOLDS:  # False where NaN: unseen truth is missed
+        n_pred = int(np.count_nonzero(heat > np.float32(t)))
+        overlap = int(np.count_nonzero((inner > np.float32(t)) & truth_in_frame))
+        n_union = n_pred + n_truth - overlap
+        ious.append(overlap / n_union if n_union else math.nan)
     return ConventionScores(cnr, tuple(ious))
+
+
+_SUM_BLOCK = 1 << 15  # values per block of `_centred_sums`: its float64 copy stays in L2
+
+
+def _centred_sums(values: np.ndarray, pivot: float) -> np.ndarray:
+    """[count, sum of (x - pivot), sum of (x - pivot)^2] of float32 values, in float64 (numpy's
+    pairwise sums; not BLAS, whose threads spin on the core the evaluation's loading needs)."""
+    sums = np.array([values.size, 0.0, 0.0])
+    buffer = np.empty(min(_SUM_BLOCK, values.size))
+    for start in range(0, values.size, _SUM_BLOCK):
+        block = buffer[:min(_SUM_BLOCK, values.size - start)]
+        block[...] = values[start:start + _SUM_BLOCK]
+        block -= pivot  # in float64
+        sums[1] += block.sum()
+        sums[2] += np.square(block, out=block).sum()
+    return sums
+
+
+def _moments(sums: np.ndarray) -> tuple[float, float]:
+    """(mean - pivot, population variance) from `_centred_sums`' (count, sum, squares)."""
+    mean = float(sums[1] / sums[0])
+    return mean, max(float(sums[2] / sums[0]) - mean * mean, 0.0)
+
+
+def _outside(heat: np.ndarray, finite: np.ndarray, frame: tuple[slice, ...],
+             left: np.ndarray) -> np.ndarray:
+    """The seen pixels in no box scored so far (`left`, inside the regions' frame)."""
+    keep = finite.copy()
+    keep[frame] = left
+    return heat[keep]
 
 
 def score_conventions(lesionloc: LocalizationScores, afloc_heatmap: np.ndarray,
