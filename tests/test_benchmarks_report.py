@@ -452,3 +452,36 @@ def test_report_shows_each_openvino_route_with_the_cpu_kind(tmp_path):
     assert ("| openvino-new.json | Test Xeon (int8 flags: avx2 amx_int8) | runtime, bf16 | int8 / none "
             "| blocks | image | 40 | 20 | 2.00x | 0.9850 | 0.5 |") in text
     assert "| blocks | text | – | – | – | not read: No conversion rule | 0.5 |" in text
+
+
+def test_the_speed_up_goal_is_the_median_of_the_days_paired_runs_on_that_cpu(tmp_path):
+    """One paired run's median moves with the machine's speed: the goal is the median over
+    every kept paired run of the newest one's day and CPU kind, never one lucky run."""
+    results = tmp_path / "results"
+    amx = {"model": "Xeon", "int8_flags": ["avx512f", "amx_int8"], "logical_cpus": 2}
+    epyc = {"model": "EPYC", "int8_flags": ["avx2"], "logical_cpus": 2}
+
+    def paired(median):
+        bench = _bench("test_speedup_in_paired_rounds", "", {
+            "rounds": 3, "speedups": [median] * 3, "speedup_median": median,
+            "int8_ms_median": 90, "torch_ms_median": 90 * median,
+            "outside_encoders_fraction": 0.4}, 0.09)
+        bench["name"] = "test_speedup_in_paired_rounds"
+        bench["fullname"] = "benchmarks/x.py::test_speedup_in_paired_rounds"
+        return [bench]
+
+    _write_run(results / "a.json", amx, "c1", "2026-12-04T23:00:00", paired(9.0))  # day before
+    _write_run(results / "b.json", epyc, "c1", "2026-12-05T09:00:00", paired(9.0))  # other CPU
+    _write_run(results / "c.json", amx, "c1", "2026-12-05T10:00:00", paired(3.5))
+    _write_run(results / "d.json", amx, "c1", "2026-12-05T11:00:00", paired(3.7))
+    timings = {"read": 1, "preprocess": 1, "image_encoder": 1, "text_encoder": 1, "heatmaps": 1,
+               "total": 4, "write": 1}
+    e2e = [_bench("test_end_to_end_reference_study", engine,
+                  {"engine": engine, "end_to_end_ms": t * 1e3, "outside_encoders_fraction": 0.4,
+                   "timings_ms": timings, "image": "2048x2048", "sentences": 8, "findings": 5}, t)
+           for engine, t in (("ort-int8", 0.09), ("torch-fp32", 0.3))]
+    _write_run(results / "e.json", amx, "c2", "2026-12-05T12:00:00", [*e2e, *paired(4.6)])
+    text = _report(results, tmp_path / "BENCHMARKS.md")
+    assert "Median speed-up 4.60x" in text  # the newest run is still shown
+    assert "3.50x (c.json), 3.70x (d.json), 4.60x (e.json)" in text
+    assert "| End to end >= 4x faster than PyTorch eager fp32 (paired rounds) | 3.700 | NOT met |" in text
