@@ -49,7 +49,9 @@ def published_section(runs: dict[str, dict[str, Any]], lines: list[str]) -> None
                          f"{t['image_encoder']:.0f} | {t['text_encoder']:.0f} | "
                          f"{e['outside_encoders_ms']:.0f} | {e['outside_encoders_fraction']:.0%} | "
                          f"{e['speedup_median']:.1f}x |")
-    lines.append("")
+    lines += ["", "Their text encoder column says nothing of the real models': made at random init, "
+              "they carry a vocabulary made up for the benchmark, which splits the reference "
+              "report's words into more pieces than a real one (docs/latency.md).", ""]
 
 
 BATCH_LABELS = {
