@@ -23,6 +23,16 @@ def _bench(name, params, extra, median):
             "stats": {"median": median, "mean": median, "min": median, "rounds": 1}}
 
 
+def _end_to_end(int8_s: float, torch_s: float, outside: float) -> list[dict]:
+    """The end-to-end benchmark's two engines at these medians (s), 1 ms a step."""
+    timings = {"read": 1, "preprocess": 1, "image_encoder": 1, "text_encoder": 1, "heatmaps": 1,
+               "total": 4, "write": 1}
+    return [_bench("test_end_to_end_reference_study", engine,
+                   {"engine": engine, "end_to_end_ms": t * 1e3, "outside_encoders_fraction": outside,
+                    "timings_ms": timings, "image": "2048x2048", "sentences": 8, "findings": 5}, t)
+            for engine, t in (("ort-int8", int8_s), ("torch-fp32", torch_s))]
+
+
 def _write_run(path: Path, kind: dict, commit: str, when: str, benches: list) -> None:
     """One pytest-benchmark JSON file of runs on a CPU of `kind`."""
     path.parent.mkdir(exist_ok=True)
@@ -158,12 +168,7 @@ def test_paired_rounds_give_the_speed_up_goal(tmp_path):
     machine's speed; when the run has paired rounds, the goal is their median ratio."""
     results = tmp_path / "results"
     results.mkdir()
-    timings = {"read": 1, "preprocess": 1, "image_encoder": 1, "text_encoder": 1, "heatmaps": 1,
-               "total": 4, "write": 1}
-    benches = [_bench("test_end_to_end_reference_study", engine,
-                      {"engine": engine, "end_to_end_ms": t * 1e3, "outside_encoders_fraction": 0.2,
-                       "timings_ms": timings, "image": "2048x2048", "sentences": 8, "findings": 5}, t)
-               for engine, t in (("ort-int8", 0.4), ("torch-fp32", 1.0))]
+    benches = _end_to_end(0.4, 1.0, 0.2)
     paired = _bench("test_speedup_in_paired_rounds", "", {
         "rounds": 3, "speedups": [2.9, 3.1, 3.3], "speedup_median": 3.1, "int8_ms_median": 300,
         "torch_ms_median": 930, "outside_encoders_fraction": 0.26}, 0.3)
@@ -474,13 +479,8 @@ def test_the_speed_up_goal_is_the_median_of_the_days_paired_runs_on_that_cpu(tmp
     _write_run(results / "b.json", epyc, "c1", "2026-12-05T09:00:00", paired(9.0))  # other CPU
     _write_run(results / "c.json", amx, "c1", "2026-12-05T10:00:00", paired(3.5))
     _write_run(results / "d.json", amx, "c1", "2026-12-05T11:00:00", paired(3.7))
-    timings = {"read": 1, "preprocess": 1, "image_encoder": 1, "text_encoder": 1, "heatmaps": 1,
-               "total": 4, "write": 1}
-    e2e = [_bench("test_end_to_end_reference_study", engine,
-                  {"engine": engine, "end_to_end_ms": t * 1e3, "outside_encoders_fraction": 0.4,
-                   "timings_ms": timings, "image": "2048x2048", "sentences": 8, "findings": 5}, t)
-           for engine, t in (("ort-int8", 0.09), ("torch-fp32", 0.3))]
-    _write_run(results / "e.json", amx, "c2", "2026-12-05T12:00:00", [*e2e, *paired(4.6)])
+    _write_run(results / "e.json", amx, "c2", "2026-12-05T12:00:00",
+               [*_end_to_end(0.09, 0.3, 0.4), *paired(4.6)])
     text = _report(results, tmp_path / "BENCHMARKS.md")
     assert "Median speed-up 4.60x" in text  # the newest run is still shown
     assert "3.50x (c.json), 3.70x (d.json), 4.60x (e.json)" in text
