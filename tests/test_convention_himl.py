@@ -254,3 +254,22 @@ def test_hi_ml_scores_equal_the_reproductions_on_random_maps() -> None:
 def test_the_convention_names_its_thresholds_and_sources() -> None:
     assert HIML.name == "hi-ml" and HIML.thresholds == HIML_THRESHOLDS
     assert "ldm-phrase-grounding" in HIML.source and "not public" in HIML.source
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value encountered")
+def test_a_flat_box_or_a_flat_outside_scores_as_the_reproduction() -> None:
+    """A box whose pixels are all equal goes through the exact values (the rest of the map may
+    be flat too); a flat map outside the boxes is a variance of zero, not a rounding of it."""
+    rng = np.random.default_rng(11)
+    heat = cv2.GaussianBlur(rng.normal(size=(96, 128)).astype(np.float32), (0, 0), 3.0)
+    cases = []
+    flat_box = heat.copy()
+    flat_box[10:30, 20:50] = 0.25  # box 1 flat, box 2 not
+    cases.append((flat_box, [(20, 10, 30, 20), (70, 40, 30, 30)]))
+    flat_outside = np.full_like(heat, 0.5)
+    flat_outside[40:70, 70:100] = heat[40:70, 70:100]  # only box 2 varies
+    cases.append((flat_outside, [(70, 40, 30, 30), (5, 5, 10, 10)]))
+    for sim_map, bboxes in cases:
+        ours = himl_scores(sim_map, SampleTruth(96, 128, tuple(Box(*b) for b in bboxes)))
+        assert ours.cnr == pytest.approx(_reproduction_cnr(sim_map, bboxes), rel=1e-9, abs=1e-12)
+        assert ours.ious == _reproduction_ious(sim_map, bboxes)
