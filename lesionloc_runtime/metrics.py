@@ -4,6 +4,7 @@ Dice, AUROC, precision and recall. A heatmap and a ground-truth mask share one p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ __all__ = [
     "LocalizationScores",
     "auroc",
     "boxes_to_mask",
+    "contrast_of_moments",
     "contrast_of_regions",
     "contrast_to_noise_ratio",
     "dice",
@@ -139,10 +141,20 @@ def contrast_of_regions(inside: np.ndarray, outside: np.ndarray, absolute: bool 
     if inside.size == 0 or outside.size == 0:
         return float("nan")
     # float64 accumulators, without a float64 copy of a full-resolution float32 map
-    denom = float(np.sqrt(inside.var(dtype=np.float64) + outside.var(dtype=np.float64)))
+    return contrast_of_moments(float(inside.mean(dtype=np.float64)),
+                               float(inside.var(dtype=np.float64)),
+                               float(outside.mean(dtype=np.float64)),
+                               float(outside.var(dtype=np.float64)), absolute)
+
+
+def contrast_of_moments(mean_in: float, var_in: float, mean_out: float, var_out: float,
+                        absolute: bool = True) -> float:
+    """`contrast_of_regions` from each region's mean and population variance (for a caller
+    that has them without the values, as the hi-ml convention's outside of a box)."""
+    denom = math.sqrt(var_in + var_out)
     if denom == 0.0:
         return 0.0
-    diff = float(inside.mean(dtype=np.float64)) - float(outside.mean(dtype=np.float64))
+    diff = mean_in - mean_out
     return (abs(diff) if absolute else diff) / denom
 
 

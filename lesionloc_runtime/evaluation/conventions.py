@@ -18,6 +18,7 @@ from lesionloc_runtime.metrics import (
     MIOU_THRESHOLDS,
     LocalizationScores,
     boxes_to_mask,
+    contrast_of_moments,
     contrast_of_regions,
 )
 
@@ -340,8 +341,7 @@ def himl_scores(heatmap: np.ndarray, truth: SampleTruth) -> ConventionScores:
         elif inside.min() == inside.max():  # the rare case the exact values decide
             cnrs.append(_himl_box_cnr(inside, _outside(heat, finite, frame, left)))
         else:
-            (mean_in, var_in), (mean_out, var_out) = _moments(box), _moments(total - removed)
-            cnrs.append(abs(mean_in - mean_out) / math.sqrt(var_in + var_out))
+            cnrs.append(contrast_of_moments(*_moments(box), *_moments(total - removed)))
     cnr = math.nan if math.inf in cnrs else float(np.mean(cnrs))
     truth_in_frame, n_truth = union[frame], int(np.count_nonzero(union))
     ious = []
