@@ -312,7 +312,8 @@ def test_text_encoder_by_sentence_count(benchmark, count, precision, latency_mod
     batch = localizer.tokenizer.encode(texts)
     benchmark.extra_info.update({"encoder": "text", "sentences": count, "precision": precision,
                                  "tokens": int(batch.attention_mask.sum()),
-                                 "runs": len(batch.by_length())})
+                                 "runs": len(batch.packed() if localizer.bundle.text_encoder.packed
+                                             else batch.by_length())})
 
 
 def test_encoders_in_turn_or_side_by_side(benchmark, latency_model, reference_study):

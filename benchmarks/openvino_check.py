@@ -106,6 +106,13 @@ def feeds(session: object, kind: str, size: int, rng: np.random.Generator) -> di
     for row, n in enumerate(lengths):
         ids[row, :n] = np.r_[101, rng.integers(1000, 20000, n - 2), 102]
         mask[row, :n] = 1
+    if "window_pooling" in names:  # a packed text graph: the eight in one row
+        window = np.repeat(np.arange(8), lengths)
+        return {"input_ids": ids[mask == 1][None],
+                "position_ids": np.concatenate([np.arange(n) for n in lengths])[None],
+                "window_mask": (window[:, None] == window[None, :]).astype(np.int32)[None],
+                "window_pooling": ((window[None, :] == np.arange(8)[:, None])
+                                   / lengths[:, None]).astype(np.float32)}
     all_feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
     return {n: all_feeds[n] for n in names}
 

@@ -25,6 +25,7 @@ from lesionloc_export.graphs import (
     optimize_image_encoder,
     optimize_text_encoder,
 )
+from lesionloc_export.packing import pack_text_graph
 from lesionloc_export.parity import ParityReport, measure_parity
 from lesionloc_export.quantize import (
     INT8_IMAGE_SCHEMES,
@@ -53,6 +54,7 @@ from lesionloc_runtime.tokens import SentenceTokenizer, prepare_text
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("none", "fp16", "int8")
+TEXT_LAYOUTS = ("packed", "padded")
 
 
 @dataclass
@@ -71,10 +73,16 @@ class ExportOptions:
     source: str = "lesionloc"  # --from
     image_weights: Path | None = None  # --image-weights (BioViL, BioViL-T)
     text_model: Path | None = None  # --text-model (AFLoc)
+    # --text-layout: "packed" (a report's sentences in one row, where the graph allows it:
+    # lesionloc_export.packing) or "padded" (one row per sentence; what runtimes before
+    # packed graphs read)
+    text_layout: str = "packed"
 
     def __post_init__(self) -> None:
         if self.quantize not in PRECISIONS:
             raise ConfigError(f"--quantize must be one of {', '.join(PRECISIONS)}")
+        if self.text_layout not in TEXT_LAYOUTS:
+            raise ConfigError(f"--text-layout must be one of {', '.join(TEXT_LAYOUTS)}")
         if self.calibration_images < 1 or self.parity_images < 1:
             raise ConfigError("calibration and parity need at least one image each")
 
@@ -150,12 +158,12 @@ def _build(model: SourceModel, work: Path, staging: Path, options: ExportOptions
     calibration = [preprocess(read_image(p), preprocessing).tensor
                    for p in calibration_paths] if options.quantize == "int8" else []
     say("exporting ONNX graphs")
-    fusions = build_graphs(model, work, staging, options, calibration, say, times)
+    fusions, packed = build_graphs(model, work, staging, options, calibration, say, times)
     shutil.copyfile(model.tokenizer, staging / TOKENIZER_FILE)
     say("checking parity against PyTorch")
     t = time.perf_counter()
     scheme = INT8_IMAGE_SCHEMES[0] if options.quantize == "int8" else None
-    parity = check_parity(model, staging, options, held)
+    parity = check_parity(model, staging, options, held, packed)
     for fallback in INT8_IMAGE_SCHEMES[1:] if scheme else ():
         if parity.passed:
             break
@@ -163,7 +171,7 @@ def _build(model: SourceModel, work: Path, staging: Path, options: ExportOptions
         scheme = fallback
         quantize_image_int8(work / "image_raw.onnx", staging / IMAGE_ENCODER_FILE,
                             calibration, scheme)
-        parity = check_parity(model, staging, options, held)
+        parity = check_parity(model, staging, options, held, packed)
     times["parity"] = time.perf_counter() - t
     if not parity.passed:
         message = "; ".join(parity.failures)
@@ -172,7 +180,7 @@ def _build(model: SourceModel, work: Path, staging: Path, options: ExportOptions
                               "(pass --allow-degraded to keep it anyway)")
         say(f"warning: parity degraded ({message}); kept because of --allow-degraded")
     (staging / "MODEL_CARD.md").write_text(model_card(model, options, parity), encoding="utf-8")
-    write_card(staging, bundle_card(model, options, parity, fusions, scheme))
+    write_card(staging, bundle_card(model, options, parity, fusions, scheme, packed))
     return parity
 
 
@@ -189,7 +197,9 @@ def install(staging: Path, out: Path) -> None:
 
 def build_graphs(model: SourceModel, work: Path, staging: Path, options: ExportOptions,
                  calibration: list[np.ndarray], say: Callable[[str], None],
-                 times: dict[str, float]) -> dict[str, int]:
+                 times: dict[str, float]) -> tuple[dict[str, int], bool]:
+    """The two graphs into `staging`: the fused operators' counts, and whether the text graph
+    takes packed windows."""
     t = time.perf_counter()
     size = model.preprocessing.image_size
     image_raw, text_raw = work / "image_raw.onnx", work / "text_raw.onnx"
@@ -217,7 +227,14 @@ def build_graphs(model: SourceModel, work: Path, staging: Path, options: ExportO
         quantize_image_int8(image_raw, image_out, calibration, INT8_IMAGE_SCHEMES[0])
         quantize_text_int8(work / "text_opt.onnx", text_out)
     times["quantize"] = time.perf_counter() - t
-    return fusions
+    packed = False
+    if options.text_layout == "packed" and options.quantize != "fp16" and \
+            model.architecture == "lesionloc" and model.text.pooling == "mean":
+        # fp16 is for GPUs, where padding costs little; the imported models pool otherwise
+        packed = pack_text_graph(text_out, text_out)
+        if not packed:
+            say("the text graph could not be packed; it takes one padded row per sentence")
+    return fusions, packed
 
 
 def held_out_images(options: ExportOptions, preprocessing: PreprocessConfig,
@@ -243,7 +260,7 @@ def held_out_images(options: ExportOptions, preprocessing: PreprocessConfig,
 
 
 def check_parity(model: SourceModel, staging: Path, options: ExportOptions,
-                 held: list[Path]) -> ParityReport:
+                 held: list[Path], packed: bool = False) -> ParityReport:
     from lesionloc_runtime.sessions import OnnxEncoder
     from lesionloc_train.torch_backend import TorchEncoder
 
@@ -257,16 +274,17 @@ def check_parity(model: SourceModel, staging: Path, options: ExportOptions,
     texts = (texts or ["There is a right upper lobe opacity."])[:64]
     tokenizer = SentenceTokenizer(staging / TOKENIZER_FILE, model.max_length)
     ref = (TorchEncoder(model.image_graph, "image"), TorchEncoder(model.text_graph, "text"))
-    spec_image, spec_text = graph_specs(model)
+    spec_image, spec_text = graph_specs(model, packed)
     cand = (OnnxEncoder(staging / IMAGE_ENCODER_FILE, spec_image, threads=None),
             OnnxEncoder(staging / TEXT_ENCODER_FILE, spec_text, threads=None))
-    return measure_parity(options.quantize, ref, cand, images, tokenizer.encode(texts))
+    return measure_parity(options.quantize, ref, cand, images, tokenizer.encode(texts),
+                          packed=(False, packed))
 
 
-def graph_specs(model: SourceModel) -> tuple[EncoderSpec, EncoderSpec]:
+def graph_specs(model: SourceModel, packed: bool = False) -> tuple[EncoderSpec, EncoderSpec]:
     size = model.preprocessing.image_size
     return (EncoderSpec.image(IMAGE_ENCODER_FILE, size, model.grid.shape, model.embed_dim),
-            EncoderSpec.text(TEXT_ENCODER_FILE, model.embed_dim))
+            EncoderSpec.text(TEXT_ENCODER_FILE, model.embed_dim, packed))
 
 
 def _versions() -> dict[str, str]:
@@ -285,8 +303,9 @@ def _trained_on(model: SourceModel, options: ExportOptions) -> str:
 
 
 def bundle_card(model: SourceModel, options: ExportOptions, parity: ParityReport,
-                fusions: dict[str, int], int8_scheme: str | None = None) -> dict[str, Any]:
-    spec_image, spec_text = graph_specs(model)
+                fusions: dict[str, int], int8_scheme: str | None = None,
+                packed: bool = False) -> dict[str, Any]:
+    spec_image, spec_text = graph_specs(model, packed)
     return {
         "name": options.name or f"{model.default_name}-{options.quantize}",
         "demo": options.demo,

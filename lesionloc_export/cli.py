@@ -29,6 +29,11 @@ from lesionloc_runtime.errors import ConfigError
               help="Bundle directory to write.")
 @click.option("--quantize", type=click.Choice(["none", "fp16", "int8"]), default="int8",
               show_default=True, help="none = fp32 (CPU), fp16 (GPU), int8 (CPU, fastest).")
+@click.option("--text-layout", type=click.Choice(["packed", "padded"]), default="packed",
+              show_default=True,
+              help="packed: a report's sentences run as one sequence of tokens (faster on "
+                   "CPUs; lesionloc models, fp32 and int8); padded: one row per sentence, "
+                   "which runtimes older than packed text graphs read.")
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
               help="Manifest of images for int8 calibration and parity (default: generated phantoms).")
 @click.option("--calibration-images", type=int, default=64, show_default=True)
@@ -42,7 +47,7 @@ from lesionloc_runtime.errors import ConfigError
               help="Override a heatmap default, e.g. --heatmap smoothing_sigma=1.0")
 @click.option("-v", "--verbose", is_flag=True)
 def main(checkpoint: Path, source: str, image_weights: Path | None, text_model: Path | None,
-         out: Path, quantize: str, calibration: Path | None,
+         out: Path, quantize: str, text_layout: str, calibration: Path | None,
          calibration_images: int, parity_images: int, allow_degraded: bool, overwrite: bool,
          name: str | None, demo: bool, trained_on: str | None, heatmap: tuple[str, ...],
          verbose: bool) -> None:
@@ -64,7 +69,7 @@ def main(checkpoint: Path, source: str, image_weights: Path | None, text_model: 
             quantize=quantize, calibration=calibration, calibration_images=calibration_images,
             parity_images=parity_images, allow_degraded=allow_degraded, overwrite=overwrite,
             name=name, demo=demo, trained_on=trained_on, heatmap=overrides, source=source,
-            image_weights=image_weights, text_model=text_model)
+            image_weights=image_weights, text_model=text_model, text_layout=text_layout)
         result = export_bundle(checkpoint, out, options,
                                say=lambda m: click.echo(m, err=True))
         click.echo(describe(result))

@@ -10,7 +10,7 @@ import numpy as np
 
 from lesionloc_runtime.contract import IMAGE_INPUTS, IMAGE_OUTPUTS, TEXT_OUTPUTS, names
 from lesionloc_runtime.localizer import Encoder
-from lesionloc_runtime.tokens import TokenBatch
+from lesionloc_runtime.tokens import TokenBatch, encode_windows
 
 # Minimum cosine similarity to the PyTorch model, per precision: (mean, worst case).
 THRESHOLDS: dict[str, tuple[float, float]] = {
@@ -65,8 +65,11 @@ def measure_parity(
     candidate: tuple[Encoder, Encoder],
     images: Sequence[np.ndarray],
     texts: TokenBatch,
+    packed: tuple[bool, bool] = (False, False),
 ) -> ParityReport:
-    """Run both (image, text) encoder pairs on the same inputs and compare every output."""
+    """Run both (image, text) encoder pairs on the same inputs and compare every output: each
+    text's, its windows as the runtime runs them (`packed`: whether each text graph takes
+    packed windows)."""
     ref_image, ref_text = reference
     cand_image, cand_text = candidate
     cos: dict[str, list[np.ndarray]] = {}
@@ -76,11 +79,11 @@ def measure_parity(
         want, got = ref_image.run(feeds), cand_image.run(feeds)
         for name in names(IMAGE_OUTPUTS):
             cos.setdefault(name, []).append(_cosines(want[name], got[name]))
-    feeds = texts.feeds()
-    want, got = ref_text.run(feeds), cand_text.run(feeds)
+    count = int(texts.owner.max()) + 1
+    want, got = (encode_windows(encoder, texts, pack, count)
+                 for encoder, pack in zip((ref_text, cand_text), packed, strict=True))
     for name in names(TEXT_OUTPUTS):
         cos[name] = [_cosines(want[name], got[name])]
     figures = {name: {"mean": float(np.concatenate(v).mean()), "min": float(np.concatenate(v).min())}
                for name, v in cos.items()}
-    return ParityReport(precision, figures, THRESHOLDS[precision], len(images),
-                        int(texts.input_ids.shape[0]))
+    return ParityReport(precision, figures, THRESHOLDS[precision], len(images), count)

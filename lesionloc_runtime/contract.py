@@ -16,6 +16,7 @@ __all__ = [
     "IMAGE_INPUTS",
     "IMAGE_OUTPUTS",
     "OPTIONAL_TEXT_INPUTS",
+    "PACKED_TEXT_INPUTS",
     "TEXT_INPUTS",
     "TEXT_OUTPUTS",
     "EncoderSpec",
@@ -39,10 +40,11 @@ class TensorSpec:
 
     @property
     def ort_type(self) -> str:
-        return {"float32": "tensor(float)", "int64": "tensor(int64)"}[self.dtype]
+        return {"float32": "tensor(float)", "int64": "tensor(int64)",
+                "int32": "tensor(int32)"}[self.dtype]
 
 
-DYNAMIC_AXES = ("batch", "sequence")
+DYNAMIC_AXES = ("batch", "sequence", "windows", "tokens")
 # pixel_values: one channel in [0, 1], the preprocessed model input; the graph holds the rest
 IMAGE_INPUTS = (TensorSpec("pixel_values", "float32", ("batch", 1, "size", "size")),)
 IMAGE_OUTPUTS = (
@@ -55,12 +57,24 @@ TEXT_INPUTS = (
 )
 # Fed as zeros when a graph declares it; no graph we export needs it.
 OPTIONAL_TEXT_INPUTS = (TensorSpec("token_type_ids", "int64", ("batch", "sequence")),)
+# A packed text graph (the exporter's, for mean-pooled encoders) takes several token windows
+# in one row: each window's positions restart at 0, `window_mask` (1 where two tokens are of
+# the same window) keeps attention within a window, and `window_pooling` (windows x all the
+# run's tokens, rows flattened) holds each window's mean-pooling weights. Its outputs have one
+# row per window ("batch" there counts windows). `tokenizer.TokenBatch.packed` builds them.
+PACKED_TEXT_INPUTS = (
+    TensorSpec("input_ids", "int64", ("batch", "sequence")),
+    TensorSpec("position_ids", "int64", ("batch", "sequence")),
+    TensorSpec("window_mask", "int32", ("batch", "sequence", "sequence")),
+    TensorSpec("window_pooling", "float32", ("windows", "tokens")),
+)
 TEXT_OUTPUTS = (
     TensorSpec("sentence_embeds", "float32", ("batch", "dim")),
     TensorSpec("global_embeds", "float32", ("batch", "dim")),
 )
 CONTRACT = {"image": (IMAGE_INPUTS, (), IMAGE_OUTPUTS),
-            "text": (TEXT_INPUTS, OPTIONAL_TEXT_INPUTS, TEXT_OUTPUTS)}
+            "text": (TEXT_INPUTS, OPTIONAL_TEXT_INPUTS, TEXT_OUTPUTS),
+            "packed-text": (PACKED_TEXT_INPUTS, (), TEXT_OUTPUTS)}
 
 
 def names(specs: tuple[TensorSpec, ...]) -> tuple[str, ...]:
@@ -94,8 +108,14 @@ class EncoderSpec:
         return cls(file, resolve(IMAGE_INPUTS, sizes), resolve(IMAGE_OUTPUTS, sizes))
 
     @classmethod
-    def text(cls, file: str, dim: int) -> EncoderSpec:
-        return cls(file, resolve(TEXT_INPUTS, {}), resolve(TEXT_OUTPUTS, {"dim": dim}))
+    def text(cls, file: str, dim: int, packed: bool = False) -> EncoderSpec:
+        inputs = PACKED_TEXT_INPUTS if packed else TEXT_INPUTS
+        return cls(file, resolve(inputs, {}), resolve(TEXT_OUTPUTS, {"dim": dim}))
+
+    @property
+    def packed(self) -> bool:
+        """A text graph that takes packed windows (PACKED_TEXT_INPUTS)."""
+        return "window_pooling" in self.inputs
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "inputs": self.inputs, "outputs": self.outputs}
@@ -117,8 +137,13 @@ class EncoderSpec:
                     f"{CARD_NAME}: {what} {name!r} shape {dims!r} is not a list of positive "
                     "integers and axis names"
                 )
+        if kind == "text" and spec.packed:
+            kind = "packed-text"
         required, optional, outputs = CONTRACT[kind]
         feedable = set(names(required + optional))
+        if kind == "packed-text" and set(spec.inputs) != feedable:
+            raise BundleError(f"{CARD_NAME}: {what} declares packed inputs {sorted(spec.inputs)}; "
+                              f"a packed text graph takes {sorted(feedable)}")
         if not set(spec.inputs) <= feedable or not set(names(outputs)) <= set(spec.outputs):
             raise BundleError(
                 f"{CARD_NAME}: {what} declares inputs {sorted(spec.inputs)} and outputs "

@@ -30,7 +30,7 @@ from lesionloc_runtime.results import SentenceResult, StudyResult
 from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES, CachedText, SentenceCache
 from lesionloc_runtime.sessions import OnnxEncoder, default_threads
 from lesionloc_runtime.text import Report, Sentence, query_sentences, read_report
-from lesionloc_runtime.tokens import SentenceTokenizer, TextKey, pool_windows, prepare_text
+from lesionloc_runtime.tokens import SentenceTokenizer, TextKey, encode_windows, prepare_text
 
 __all__ = [
     "DEMO_BUNDLE",
@@ -230,17 +230,12 @@ class Localizer:
 
     def _run_text_encoder(self, windows: Sequence[Sequence[Sequence[int]]]
                           ) -> tuple[np.ndarray, np.ndarray]:
-        """The text encoder on tokenized texts, each padded only to its run's longest."""
-        batches = self.tokenizer.batch(windows).by_length()
-        outs = [self.text_encoder.run(batch.feeds()) for batch in batches]
-        owner = np.concatenate([batch.owner for batch in batches])
-
-        def pooled(name: str, normalize: bool = True) -> np.ndarray:
-            rows = np.concatenate([out[name].astype(np.float32) for out in outs])
-            return pool_windows(rows, owner, len(windows), normalize)
-
-        raw = self.bundle.heatmap.similarity == "dot"
-        return pooled("sentence_embeds", not raw), pooled("global_embeds")
+        """The text encoder on tokenized texts: packed into rows for a packed graph, else each
+        padded only to its run's longest."""
+        out = encode_windows(self.text_encoder, self.tokenizer.batch(windows),
+                                   self.bundle.text_encoder.packed, len(windows))
+        local, glob = out["sentence_embeds"], out["global_embeds"]
+        return (local if self.bundle.heatmap.similarity == "dot" else _l2(local)), _l2(glob)
 
     # -- grounding ------------------------------------------------------------------------
     def heatmap(self, encoded: EncodedImage, sentence_embed: np.ndarray) -> Heatmap:

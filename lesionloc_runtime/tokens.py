@@ -1,7 +1,9 @@
 """Tokenization for the text encoder with `tokenizers` alone (no transformers). A text longer
 than the encoder's window is split into several windows, never silently truncated; the
 caller averages their embeddings. Windows of very different lengths run in separate
-batches (`TokenBatch.by_length`), so that short sentences are not padded to the longest."""
+batches (`TokenBatch.by_length`), so that short sentences are not padded to the longest; a
+packed text graph takes several windows in one row instead (`TokenBatch.packed`), with no
+padding between them."""
 
 from __future__ import annotations
 
@@ -10,13 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lesionloc_runtime.contract import TEXT_OUTPUTS, names
 from lesionloc_runtime.errors import BundleError
 
-__all__ = ["SentenceTokenizer", "TextKey", "TokenBatch", "length_groups", "pool_windows",
-           "prepare_text"]
+if TYPE_CHECKING:
+    from lesionloc_runtime.localizer import Encoder
+
+__all__ = ["PackedBatch", "SentenceTokenizer", "TextKey", "TokenBatch", "encode_windows",
+           "length_groups", "pool_windows", "prepare_text"]
 
 # A text's token ids, one tuple per window: what keys the sentence cache.
 TextKey = tuple[tuple[int, ...], ...]
@@ -28,6 +35,30 @@ TextKey = tuple[tuple[int, ...], ...]
 _RUN_COST_TOKENS = 12
 # At most this many windows per run: bounds the activations a very long report can allocate.
 _MAX_ROWS_PER_RUN = 64
+# Packed rows hold this many tokens (or the longest window, if longer): attention within a
+# row costs its length squared, a few percent of the row's other work at 128 tokens of a
+# BERT-base. At most _MAX_PACKED_ROWS rows a run (about 1,000 tokens of activations).
+_PACKED_ROW_TOKENS = 128
+_MAX_PACKED_ROWS = 8
+
+
+@dataclass(frozen=True)
+class PackedBatch:
+    """Token windows packed into rows for a packed text graph (contract.PACKED_TEXT_INPUTS):
+    each window's positions restart at 0, `window_mask` keeps attention within a window (a
+    padding token sees only itself), and row w of `window_pooling` holds window w's mean
+    weights over the run's tokens, rows flattened. `owner[w]` is the text window w belongs to;
+    the graph's outputs have one row per window, in this order."""
+
+    input_ids: np.ndarray  # (rows, length) int64
+    position_ids: np.ndarray  # (rows, length) int64
+    window_mask: np.ndarray  # (rows, length, length) int32
+    window_pooling: np.ndarray  # (windows, rows * length) float32
+    owner: np.ndarray  # (windows,) int64
+
+    def feeds(self) -> dict[str, np.ndarray]:
+        return {"input_ids": self.input_ids, "position_ids": self.position_ids,
+                "window_mask": self.window_mask, "window_pooling": self.window_pooling}
 
 
 @dataclass(frozen=True)
@@ -61,6 +92,49 @@ class TokenBatch:
                 batches.append(TokenBatch(self.input_ids[rows, :width],
                                           self.attention_mask[rows, :width], self.owner[rows]))
         return batches
+
+    def packed(self, row_tokens: int = _PACKED_ROW_TOKENS,
+               max_rows: int = _MAX_PACKED_ROWS) -> list[PackedBatch]:
+        """The windows packed into rows of at most `row_tokens` tokens (longest first, each
+        into the first row with room), at most `max_rows` rows a run, each run's rows padded
+        to its longest. Every window's embedding is the one it has alone."""
+        lengths = self.attention_mask.sum(axis=1)
+        capacity = max(row_tokens, int(lengths.max()))
+        rows: list[list[int]] = []  # window indices per row
+        room: list[int] = []
+        for w in np.argsort(-lengths, kind="stable").tolist():
+            length = int(lengths[w])
+            row = next((r for r, free in enumerate(room) if free >= length), None)
+            if row is None:
+                rows.append([])
+                room.append(capacity)
+                row = len(rows) - 1
+            rows[row].append(w)
+            room[row] -= length
+        return [self._pack(rows[start:start + max_rows], lengths)
+                for start in range(0, len(rows), max_rows)]
+
+    def _pack(self, rows: list[list[int]], lengths: np.ndarray) -> PackedBatch:
+        width = max(int(lengths[row].sum()) for row in rows)
+        windows = [w for row in rows for w in row]
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        positions = np.zeros((len(rows), width), dtype=np.int64)
+        # each token's window; a padding token gets an id of its own (it sees only itself)
+        segment = -1 - np.arange(len(rows) * width, dtype=np.int64).reshape(len(rows), width)
+        pooling = np.zeros((len(windows), len(rows) * width), dtype=np.float32)
+        k = 0
+        for r, row in enumerate(rows):
+            start = 0
+            for w in row:
+                length = int(lengths[w])
+                ids[r, start:start + length] = self.input_ids[w, :length]
+                positions[r, start:start + length] = np.arange(length)
+                segment[r, start:start + length] = k
+                pooling[k, r * width + start:r * width + start + length] = 1.0 / length
+                start += length
+                k += 1
+        mask = (segment[:, :, None] == segment[:, None, :]).astype(np.int32)
+        return PackedBatch(ids, positions, mask, pooling, self.owner[windows])
 
 
 def length_groups(lengths: Sequence[int], run_cost: int) -> list[tuple[int, int]]:
@@ -143,6 +217,19 @@ def pool_windows(embeddings: np.ndarray, owner: np.ndarray, count: int,
         return out / np.maximum(windows, 1.0)[:, None]
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     return out / np.maximum(norms, 1e-12)
+
+
+def encode_windows(encoder: Encoder, batch: TokenBatch, packed: bool, texts: int
+                   ) -> dict[str, np.ndarray]:
+    """Each text output of `encoder` for the `texts` texts of `batch`: one row per text, the
+    plain mean of its windows' rows. A `packed` graph (contract.PACKED_TEXT_INPUTS) takes
+    the windows packed into rows, any other runs of similar length."""
+    runs: Sequence[TokenBatch | PackedBatch] = batch.packed() if packed else batch.by_length()
+    outs = [encoder.run(run.feeds()) for run in runs]
+    owner = np.concatenate([run.owner for run in runs])
+    return {name: pool_windows(np.concatenate([out[name].astype(np.float32) for out in outs]),
+                               owner, texts, normalize=False)
+            for name in names(TEXT_OUTPUTS)}
 
 
 _AFLOC_POINTS = re.compile(r"[0-9]+\.")

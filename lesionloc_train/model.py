@@ -159,6 +159,22 @@ class TextEncoder(nn.Module):
         else:
             weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        return self._project(pooled)
+
+    def forward_packed(
+        self, input_ids: torch.Tensor, position_ids: torch.Tensor, window_mask: torch.Tensor,
+        window_pooling: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token windows packed into rows (the runtime's contract.PACKED_TEXT_INPUTS): the
+        same embeddings as `forward` on each window alone, for a mean-pooled encoder."""
+        if self.pooling != "mean":
+            raise ValueError("packed windows need mean pooling")
+        out = self.backbone(input_ids=input_ids, position_ids=position_ids,
+                            attention_mask=window_mask[:, None].bool(), return_dict=True)
+        hidden = out.last_hidden_state
+        return self._project(window_pooling.to(hidden.dtype) @ hidden.flatten(0, 1))
+
+    def _project(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         glob = F.normalize(self.global_proj(pooled), dim=-1)
         if self.heatmap_source == "global":
             return glob, glob

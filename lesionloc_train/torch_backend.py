@@ -43,13 +43,21 @@ class TextGraph(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encoder(input_ids, attention_mask)
 
+    def packed(self, input_ids: torch.Tensor, position_ids: torch.Tensor,
+               window_mask: torch.Tensor, window_pooling: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The packed contract's inputs (a mean-pooled encoder): the embeddings per window."""
+        return self.encoder.forward_packed(input_ids, position_ids, window_mask, window_pooling)
+
 
 class TorchEncoder:
-    """Runs a graph-shaped module on numpy feeds, like an ONNX session: `kind` "image" or
-    "text" names its inputs and outputs from the runtime's contract."""
+    """Runs a graph-shaped module on numpy feeds, like an ONNX session: `kind` "image",
+    "text" or "packed-text" (a TextGraph's `packed`) names its inputs and outputs from the
+    runtime's contract."""
 
     def __init__(self, module: nn.Module, kind: str, device: torch.device | str = "cpu") -> None:
         self.module = module.eval()
+        self.call = module.packed if kind == "packed-text" else module
         required, _, outputs = CONTRACT[kind]
         self.inputs, self.outputs = names(required), names(outputs)
         self.device = torch.device(device)
@@ -58,8 +66,14 @@ class TorchEncoder:
     @torch.inference_mode()
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.inputs]
-        outs = self.module(*args)
+        outs = self.call(*args)
         return {n: o.float().cpu().numpy() for n, o in zip(self.outputs, outs, strict=True)}
+
+
+def packs_windows(model: LesionLocModel) -> bool:
+    """Whether the torch localizer runs the model's text encoder on packed windows, as the
+    exporter's packed graphs do: a mean-pooled encoder."""
+    return model.text_encoder.pooling == "mean"
 
 
 def heatmap_defaults(model: LesionLocModel, attention_temperature: float = 0.25) -> HeatmapConfig:
@@ -89,7 +103,7 @@ def in_memory_bundle(
         preprocessing=preprocessing,
         heatmap=heatmap or heatmap_defaults(model),
         image_encoder=EncoderSpec.image("", size, grid.shape, dim),
-        text_encoder=EncoderSpec.text("", dim),
+        text_encoder=EncoderSpec.text("", dim, packed=packs_windows(model)),
         tokenizer_file=tokenizer.name,
         max_length=max_length,
         embed_dim=dim,
@@ -112,6 +126,6 @@ def torch_localizer(
     return Localizer(
         bundle,
         TorchEncoder(ImageGraph(model), "image", device),
-        TorchEncoder(TextGraph(model), "text", device),
+        TorchEncoder(TextGraph(model), "packed-text" if packs_windows(model) else "text", device),
         SentenceTokenizer(tokenizer, max_length),
     )

@@ -83,17 +83,19 @@ _BUNDLES: dict[str, Path] = {}
 
 @pytest.fixture(scope="session")
 def tiny_bundle_factory(tmp_path_factory, tiny_checkpoint, phantom_set):
-    """bundle(precision) -> a verified bundle directory exported from the tiny checkpoint."""
+    """bundle(precision, text_layout) -> a verified bundle directory exported from the tiny
+    checkpoint (the text graph packed, the export's default, or padded)."""
     from lesionloc_export.bundle_writer import ExportOptions, export_bundle
 
-    def make(precision: str = "int8") -> Path:
-        if precision not in _BUNDLES:
-            out = tmp_path_factory.mktemp(f"bundle-{precision}") / "bundle"
+    def make(precision: str = "int8", text_layout: str = "packed") -> Path:
+        key = f"{precision}-{text_layout}"
+        if key not in _BUNDLES:
+            out = tmp_path_factory.mktemp(f"bundle-{key}") / "bundle"
             export_bundle(tiny_checkpoint, out, ExportOptions(
                 quantize=precision, calibration=phantom_set, calibration_images=8,
-                parity_images=4))
-            _BUNDLES[precision] = out
-        return _BUNDLES[precision]
+                parity_images=4, text_layout=text_layout))
+            _BUNDLES[key] = out
+        return _BUNDLES[key]
 
     return make
 

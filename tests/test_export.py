@@ -34,6 +34,7 @@ def test_bundle_matches_pytorch_within_its_threshold(precision, tiny_bundle_fact
 
     bundle = ModelBundle.load(tiny_bundle_factory(precision))
     assert bundle.quantization == precision
+    assert bundle.text_encoder.packed == (precision != "fp16")  # fp16 (GPUs) stays padded
     recorded = bundle.card["parity"]
     assert recorded["passed"] and recorded["precision"] == precision
     onnx = Localizer.load(bundle, threads=1)
@@ -68,6 +69,74 @@ def test_a_graph_whose_inputs_differ_from_the_card_is_refused(tmp_path, tiny_bun
     with pytest.raises(BundleError, match="this runtime feeds"):  # a name it would not feed
         Localizer.load(bundle)
     card["image_encoder"]["inputs"] = {"pixel_values": ["batch", 1, size, size]}
+    card["text_encoder"]["inputs"]["token_type_ids"] = ["batch", "sequence"]
+    (bundle / "lesionloc.json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="a packed text graph takes"):  # not with packed windows
+        Localizer.load(bundle)
+    del card["text_encoder"]["inputs"]["token_type_ids"]
+    card["text_encoder"]["inputs"]["window_mask"] = ["batch", "sequence"]
+    (bundle / "lesionloc.json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="'window_mask' has shape"):
+        Localizer.load(bundle)
+
+
+@pytest.mark.parametrize(("precision", "floor"), [("none", 0.99999), ("int8", 0.999)])
+def test_the_packed_text_graph_gives_each_sentence_what_the_padded_one_does(
+        precision, floor, tiny_bundle_factory, phantom_set):
+    """The same export packed and padded: the sentences of a report, and a long text of several
+    windows, embed alike (int8 within its activations' per-run quantization)."""
+    import onnx
+
+    packed = Localizer.load(tiny_bundle_factory(precision), threads=1)
+    padded = Localizer.load(tiny_bundle_factory(precision, "padded"), threads=1)
+    assert packed.bundle.text_encoder.packed and not padded.bundle.text_encoder.packed
+    graph = onnx.load(str(packed.bundle.file(packed.bundle.text_encoder.file))).graph
+    assert [i.name for i in graph.input] == ["input_ids", "position_ids", "window_mask",
+                                             "window_pooling"]
+    records, _ = read_manifest(phantom_set, split="test")
+    texts = [s.text for r in records[:3] for s in read_report(r.report).sentences]
+    texts.append(" ".join(texts))  # longer than the window: several windows averaged
+    assert len(packed.tokenizer.windows(texts)[-1]) > 1
+    for got, want in zip(packed.encode_texts(texts), padded.encode_texts(texts), strict=True):
+        assert _cos(got, want).min() >= floor
+
+
+def test_pytorch_runs_packed_windows_as_it_runs_each_window_alone(tiny_checkpoint, phantom_set):
+    from lesionloc_runtime.tokens import SentenceTokenizer, encode_windows
+    from lesionloc_train.checkpoint import load_checkpoint
+    from lesionloc_train.torch_backend import TextGraph, TorchEncoder, torch_localizer
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    records, _ = read_manifest(phantom_set, split="test")
+    texts = [s.text for r in records[:3] for s in read_report(r.report).sentences]
+    tokens = SentenceTokenizer(ckpt.tokenizer, 16).encode(texts)
+    graph = TextGraph(ckpt.model)
+    alone = encode_windows(TorchEncoder(graph, "text"), tokens, False, len(texts))
+    packed = encode_windows(TorchEncoder(graph, "packed-text"), tokens, True, len(texts))
+    for name, want in alone.items():
+        assert _cos(packed[name], want).min() >= 0.99999
+    localizer = torch_localizer(ckpt.model, ckpt.config.preprocess_config(), ckpt.tokenizer, 16)
+    assert localizer.bundle.text_encoder.packed  # the latency baseline packs as the bundle does
+
+
+def test_packing_leaves_a_graph_it_does_not_recognise_alone(tmp_path, tiny_bundle_factory):
+    from lesionloc_export.packing import pack_text_graph
+
+    bundle = tiny_bundle_factory("int8", "padded")
+    target = tmp_path / "packed.onnx"
+    assert not pack_text_graph(bundle / "image_encoder.onnx", target)  # no text graph at all
+    assert not pack_text_graph(tiny_bundle_factory("int8") / "text_encoder.onnx", target)  # twice
+    assert not target.exists()
+    with pytest.raises(ConfigError, match="--text-layout"):
+        ExportOptions(text_layout="ragged")
+
+
+def test_a_padded_text_graph_declaring_an_input_it_has_not_is_refused(tmp_path,
+                                                                      tiny_bundle_factory):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle_factory("int8", "padded"), bundle)
+    card = json.loads((bundle / "lesionloc.json").read_text())
+    assert sorted(card["text_encoder"]["inputs"]) == ["attention_mask", "input_ids"]
     card["text_encoder"]["inputs"]["token_type_ids"] = ["batch", "sequence"]
     (bundle / "lesionloc.json").write_text(json.dumps(card))
     with pytest.raises(BundleError, match="differ from the bundle card"):  # the graph has not

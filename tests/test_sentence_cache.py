@@ -14,10 +14,11 @@ from lesionloc_runtime.sentence_cache import SentenceCache, SharedSentences, sta
 
 
 def _counting(localizer: Localizer) -> list[int]:
-    """Rows the text encoder ran, one entry per run."""
+    """Token windows the text encoder ran (packed or a row each), one entry per run."""
     runs: list[int] = []
     real = localizer.text_encoder.run
-    localizer.text_encoder.run = lambda feeds: runs.append(len(feeds["input_ids"])) or real(feeds)
+    localizer.text_encoder.run = lambda feeds: runs.append(
+        len(feeds.get("window_pooling", feeds["input_ids"]))) or real(feeds)
     return runs
 
 
