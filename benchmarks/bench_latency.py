@@ -316,6 +316,83 @@ def test_text_encoder_by_sentence_count(benchmark, count, precision, latency_mod
                                              else batch.by_length())})
 
 
+def _padded_text_encoder(checkpoint: Path, precision: str, work: Path, spec: Any) -> Any:
+    """The model's text graph as `lesionloc-export --text-layout padded` writes it."""
+    from lesionloc_export.graphs import export_text_encoder, optimize_text_encoder
+    from lesionloc_export.quantize import quantize_text_int8
+    from lesionloc_runtime.sessions import OnnxEncoder
+    from lesionloc_train.checkpoint import load_checkpoint
+    from lesionloc_train.torch_backend import TextGraph
+
+    target = work / f"text-padded-{precision}.onnx"
+    if not target.is_file():
+        model = load_checkpoint(checkpoint).model
+        raw, fused = work / "text-raw.onnx", work / "text-fused.onnx"
+        export_text_encoder(TextGraph(model), model.text_encoder.backbone, raw)
+        optimize_text_encoder(model.text_encoder.backbone.config, raw, fused)
+        if precision == "int8":
+            quantize_text_int8(fused, target)
+        else:
+            shutil.copyfile(fused, target)
+    return OnnxEncoder(target, spec, threads=default_threads())
+
+
+@pytest.mark.parametrize("engine", ["int8", "fp32", "pytorch"])
+def test_text_encoder_layouts(benchmark, engine, latency_model, tmp_path_factory):
+    """The reference report's 8 sentences through the text encoder packed in one row (the
+    export's default: `lesionloc_export.packing`) and padded, one row each in runs by length,
+    in alternated rounds; the ONNX int8 and fp32 graphs and PyTorch eager (which packs with a
+    4-D attention mask). And how far the embeddings moved (cosine)."""
+    import dataclasses
+
+    import torch
+
+    from benchmarks.full_model import REPORT_SENTENCES
+    from lesionloc_runtime.tokens import encode_windows
+    from lesionloc_train.checkpoint import load_checkpoint
+    from lesionloc_train.torch_backend import TextGraph, TorchEncoder
+
+    checkpoint, bundles = latency_model
+    packed = Localizer.load(bundles["none" if engine == "fp32" else "int8"], sentence_cache=0)
+    assert packed.bundle.text_encoder.packed
+    padded_spec = dataclasses.replace(packed.bundle.text_encoder, inputs={
+        "input_ids": ["batch", "sequence"], "attention_mask": ["batch", "sequence"]})
+    if engine == "pytorch":
+        torch.set_num_threads(default_threads())
+        graph = TextGraph(load_checkpoint(checkpoint).model)
+        encoders = {"packed": TorchEncoder(graph, "packed-text"), "padded": TorchEncoder(graph, "text")}
+    else:
+        work = tmp_path_factory.getbasetemp() / "text-graphs"
+        work.mkdir(exist_ok=True)
+        encoders = {"packed": packed.text_encoder,
+                    "padded": _padded_text_encoder(checkpoint, "none" if engine == "fp32" else
+                                                   "int8", work, padded_spec)}
+    batch = packed.tokenizer.encode(REPORT_SENTENCES)
+    count = len(REPORT_SENTENCES)
+    outputs = {name: encode_windows(encoder, batch, name == "packed", count)
+               for name, encoder in encoders.items()}
+    times: dict[str, list[float]] = {name: [] for name in encoders}
+
+    def both() -> None:
+        for name, encoder in encoders.items():
+            start = time.perf_counter()
+            encode_windows(encoder, batch, name == "packed", count)
+            times[name].append((time.perf_counter() - start) * 1e3)
+
+    rounds = 15 if benchmark.enabled else 1
+    benchmark.pedantic(both, rounds=rounds, iterations=1, warmup_rounds=1 if benchmark.enabled else 0)
+    a, b = (outputs[name]["sentence_embeds"] for name in ("packed", "padded"))
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    # int8 quantizes its activations per run: any regrouping moves them a little
+    assert cosine.min() > (0.999 if engine == "int8" else 0.99999), cosine.min()
+    benchmark.extra_info.update({
+        **{f"{name}_ms": float(np.median(v[-rounds:])) for name, v in times.items()},
+        "engine": engine, "sentences": count, "tokens": int(batch.attention_mask.sum()),
+        "padded_runs": len(batch.by_length()), "packed_runs": len(batch.packed()),
+        "sentence_cosine_min": float(cosine.min()), "cpu_kind": cpu_kind(),
+        "load_average_1min": os.getloadavg()[0]})
+
+
 def test_encoders_in_turn_or_side_by_side(benchmark, latency_model, reference_study):
     """The reference study's two encoders (int8) in turn on all cores, as the runtime runs them,
     against side by side: the image encoder in a second thread and the text encoder in this

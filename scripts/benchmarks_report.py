@@ -136,6 +136,27 @@ def write_layouts(runs: dict[str, dict[str, Any]]) -> list[str]:
             ""]
 
 
+def text_layouts(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """The text encoder's two layouts (`test_text_encoder_layouts`): packed against padded."""
+    records = [r for r in runs.values() if r["name"].startswith("test_text_encoder_layouts")]
+    if not records:
+        return []
+    first = records[0]["extra_info"]
+    lines = [f"Text encoder, the reference report's {first['sentences']} sentences "
+             f"({first['tokens']} tokens) packed in one sequence (the export's default) and "
+             "padded one row each in runs by length, in alternated rounds, medians "
+             f"(`-k text_encoder_layouts`; run {records[0]['run']}, machine "
+             f"{cpu_label(records[0])}):", "",
+             "| engine | packed (ms) | padded (ms) | runs packed / padded | cosine, worst |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    order = {"int8": 0, "fp32": 1, "pytorch": 2}
+    for r in sorted(records, key=lambda r: order.get(r["extra_info"]["engine"], 3)):
+        x = r["extra_info"]
+        lines.append(f"| {x['engine']} | {x['packed_ms']:.1f} | {x['padded_ms']:.1f} | "
+                     f"{x['packed_runs']} / {x['padded_runs']} | {x['sentence_cosine_min']:.5f} |")
+    return [*lines, ""]
+
+
 def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Path,
                     results: Path | None = None) -> dict:
     e2e = {r["extra_info"]["engine"]: r for r in runs.values()
@@ -227,8 +248,9 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
         lines.append("")
     texts = [r for r in runs.values() if r["name"].startswith("test_text_encoder_by_sentence_count")]
     if texts:
-        lines += ["Text encoder alone, distinct sentences (ms, median; runs: batches after "
-                  "grouping by length, one padded batch in runs that predate it; run "
+        lines += ["Text encoder alone, distinct sentences (ms, median; runs: the encoder's "
+                  "runs, packed rows of 128 tokens since packed text graphs, batches grouped by "
+                  "length before, one padded batch before that; run "
                   f"{', '.join(sorted({r['run'] for r in texts}))}, machine "
                   f"{cpu_label(texts[0])}):", "",
                   "| sentences | tokens | runs | int8 | fp32 |",
@@ -241,6 +263,7 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
             lines.append(f"| {count} | {info['tokens']} | {info.get('runs', 1)} | {cells[0]} | "
                          f"{cells[1]} |")
         lines.append("")
+    lines += text_layouts(runs)
     cold = [r for r in runs.values() if r["name"].startswith("test_cold_start_and_peak_memory")]
     if cold:
         lines += ["Cold start in a fresh process (median of 3) and peak memory:", "",

@@ -207,6 +207,23 @@ def test_report_shows_the_write_time_of_both_layouts(tmp_path):
     assert "Median ratio of the paired rounds: 1.98x." in text
 
 
+def test_report_shows_the_text_encoder_packed_and_padded(tmp_path):
+    results = tmp_path / "results"
+    kind = {"model": "Test Xeon", "int8_flags": ["avx2", "amx_int8"], "logical_cpus": 2}
+    layouts = [_bench("test_text_encoder_layouts", engine, {
+        "engine": engine, "sentences": 8, "tokens": 65, "packed_runs": 1, "padded_runs": 2,
+        "packed_ms": packed, "padded_ms": padded, "sentence_cosine_min": cosine}, 0.05)
+        for engine, packed, padded, cosine in (("pytorch", 73.84, 103.2, 1.0),
+                                               ("int8", 17.66, 23.61, 0.999851))]
+    _write_run(results / "run.json", kind, "abc", "2026-12-05T15:40:00",
+               _end_to_end(0.09, 0.3, 0.4) + layouts)
+    text = _report(results, tmp_path / "BENCHMARKS.md")
+    assert "8 sentences (65 tokens) packed in one sequence" in text
+    rows = [line for line in text.splitlines() if line.startswith(("| int8 |", "| pytorch |"))]
+    assert rows == ["| int8 | 17.7 | 23.6 | 1 / 2 | 0.99985 |",  # int8 first, as in every table
+                    "| pytorch | 73.8 | 103.2 | 1 / 2 | 1.00000 |"]
+
+
 def test_report_shows_imported_models_and_batch_throughput_against_pytorch(tmp_path):
     kind = {"model": "Xeon", "int8_flags": ["avx2", "avx512f", "avx512_vnni"]}
     timings = {"read": 1, "preprocess": 1, "image_encoder": 10, "text_encoder": 5, "heatmaps": 1,

@@ -88,43 +88,51 @@ def test_batches_by_length_keep_every_window_once_trimmed_and_capped(tmp_path):
     assert len(batch.by_length(run_cost=10_000)) == 1
 
 
-def test_packed_rows_hold_each_window_once_with_its_positions_mask_and_mean_weights(tmp_path):
+def _check_packed(run, batch) -> list[int]:
+    """Every window of `run` is a window of `batch` in one row, contiguous, with positions from
+    0, attention only within itself, and mean weights; padding sees only itself. Returns the
+    batch's window indices in the run's order."""
+    rows, width = run.input_ids.shape
+    assert run.window_mask.shape == (rows, width, width)
+    assert run.window_pooling.shape == (len(run.owner), rows * width)
+    lengths = batch.attention_mask.sum(axis=1)
+    flat_ids, flat_pos = run.input_ids.ravel(), run.position_ids.ravel()
+    covered = np.zeros(rows * width, dtype=bool)
+    found = []
+    for k, weights in enumerate(run.window_pooling):
+        tokens = np.flatnonzero(weights)
+        row, first = divmod(int(tokens[0]), width)
+        assert (tokens == np.arange(tokens[0], tokens[0] + len(tokens))).all()  # contiguous
+        assert tokens[-1] // width == row  # within one row
+        found.append(next(w for w in range(len(lengths)) if w not in found and int(lengths[w]) ==
+                          len(tokens) and (batch.input_ids[w, :len(tokens)] == flat_ids[tokens])
+                          .all() and batch.owner[w] == run.owner[k]))
+        np.testing.assert_array_equal(flat_pos[tokens], np.arange(len(tokens)))
+        np.testing.assert_allclose(weights[tokens], 1.0 / len(tokens))
+        inside = np.zeros(width, dtype=bool)
+        inside[first:first + len(tokens)] = True
+        for t in range(first, first + len(tokens)):  # sees its window's tokens and no others
+            np.testing.assert_array_equal(run.window_mask[row, t].astype(bool), inside)
+        covered[tokens] = True
+    for index in np.flatnonzero(~covered):  # padding sees only itself
+        row, t = divmod(int(index), width)
+        assert run.window_mask[row, t].sum() == 1 and run.window_mask[row, t, t] == 1
+    return found
+
+
+def test_a_reports_windows_are_packed_in_one_row_and_a_longer_call_runs_by_length(tmp_path):
     tok = _tokenizer(tmp_path, max_length=24)
     texts = ["No pneumothorax.", "Left basal effusion.", "There is a right upper lobe opacity.",
              " ".join(["There is a right upper lobe opacity."] * 4), "No pneumothorax."]
     batch = tok.encode(texts)
-    lengths = batch.attention_mask.sum(axis=1)
-    runs = batch.packed(row_tokens=16, max_rows=2)
-    seen = []
-    for run in runs:
-        rows, width = run.input_ids.shape
-        assert rows <= 2 and run.window_mask.shape == (rows, width, width)
-        assert run.window_pooling.shape == (len(run.owner), rows * width)
-        flat_ids, flat_pos = run.input_ids.ravel(), run.position_ids.ravel()
-        mask = run.window_mask
-        covered = np.zeros(rows * width, dtype=bool)
-        for k, weights in enumerate(run.window_pooling):
-            tokens = np.flatnonzero(weights)
-            row, first = divmod(int(tokens[0]), width)
-            window = next(w for w in range(len(lengths)) if w not in seen and int(lengths[w]) ==
-                          len(tokens) and (batch.input_ids[w, :len(tokens)] ==
-                                           flat_ids[tokens]).all() and batch.owner[w] ==
-                          run.owner[k])
-            seen.append(window)
-            assert (tokens == np.arange(tokens[0], tokens[0] + len(tokens))).all()  # contiguous
-            assert tokens[-1] // width == row  # within one row
-            np.testing.assert_array_equal(flat_pos[tokens], np.arange(len(tokens)))
-            np.testing.assert_allclose(weights[tokens], 1.0 / len(tokens))
-            inside = np.zeros(width, dtype=bool)
-            inside[first:first + len(tokens)] = True
-            for t in range(first, first + len(tokens)):  # sees its window's tokens and no others
-                np.testing.assert_array_equal(mask[row, t].astype(bool), inside)
-            covered[tokens] = True
-        for index in np.flatnonzero(~covered):  # padding sees only itself
-            row, t = divmod(int(index), width)
-            assert mask[row, t].sum() == 1 and mask[row, t, t] == 1
-    assert sorted(seen) == list(range(len(lengths)))
-    longest = int(lengths.max())
-    assert longest > 16 and max(r.input_ids.shape[1] for r in runs) == longest  # row widened
-    assert len(batch.packed(row_tokens=1000)) == 1 and batch.packed(row_tokens=1000)[0] \
-        .input_ids.shape == (1, int(lengths.sum()))
+    total = int(batch.attention_mask.sum())
+    (run,) = batch.packed(row_tokens=total)  # they fit: one row, no padding
+    assert run.input_ids.shape == (1, total)
+    assert sorted(_check_packed(run, batch)) == list(range(len(batch.owner)))
+    runs = batch.packed(row_tokens=total - 1, run_cost=1, max_rows=3)  # they do not
+    by_length = batch.by_length(run_cost=1, max_rows=3)
+    assert len(runs) == len(by_length) > 1
+    for packed, padded in zip(runs, by_length, strict=True):
+        assert packed.input_ids.shape == padded.input_ids.shape  # one window a row
+        np.testing.assert_array_equal(packed.owner, padded.owner)
+        _check_packed(packed, batch)
