@@ -101,7 +101,10 @@ def test_speedup_in_paired_rounds(benchmark, latency_model, reference_study, tmp
         "cpu_speedups": [round(t["cpu"] / i["cpu"], 3) for t, i in pairs],
         "sentence_cache": "emptied before each study", "cpu_kind": cpu_kind(),
         "load_average_1min": os.getloadavg()[0],
+        # both engines run the report's sentences as the int8 bundle's text graph takes them
+        "text_layout": "packed" if int8.bundle.text_encoder.packed else "padded",
     })
+    assert torch_fp32.bundle.text_encoder.packed == int8.bundle.text_encoder.packed
 
 
 WRITE_LAYOUTS = {  # schema 1's default outputs (burned-in overlays, summary) and the page's

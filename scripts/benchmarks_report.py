@@ -68,8 +68,11 @@ def f3(value: Any) -> str:
 
 def paired_runs_of_the_day(results: Path, latest: dict[str, Any]) -> list[tuple[str, float]]:
     """(run, median speed-up) of every kept paired-rounds run on the CPU kind and the day of
-    `latest` (the newest), oldest first."""
+    `latest` (the newest) whose text encoders ran in its layout, oldest first: both engines
+    pack a report's sentences since packed text graphs (`text_layout` "packed"; runs before
+    it padded them), which moved PyTorch's time more than int8's."""
     kind, day = cpu_label(latest), str(latest.get("datetime", ""))[:10]
+    layout = latest["extra_info"].get("text_layout", "padded")
     found = []
     for path in sorted(results.glob("*.json")):
         data = json.loads(path.read_text())
@@ -77,7 +80,8 @@ def paired_runs_of_the_day(results: Path, latest: dict[str, Any]) -> list[tuple[
             continue
         for bench in data.get("benchmarks", []):
             record = {"machine": data.get("machine_info", {}), "extra_info": bench["extra_info"]}
-            if bench["name"] == "test_speedup_in_paired_rounds" and cpu_label(record) == kind:
+            if bench["name"] == "test_speedup_in_paired_rounds" and cpu_label(record) == kind \
+                    and bench["extra_info"].get("text_layout", "padded") == layout:
                 found.append((path.name, float(bench["extra_info"]["speedup_median"])))
     return found
 
@@ -222,7 +226,8 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
         if len(same_day) > 1:
             goals["speedup"] = float(statistics.median(ratio for _, ratio in same_day))
             lines += [f"Every kept run of the paired rounds on this CPU that day "
-                      f"({paired['datetime'][:10]}, each at its own commit): "
+                      f"({paired['datetime'][:10]}, each at its own commit) with the text "
+                      f"encoders {x.get('text_layout', 'padded')}: "
                       + ", ".join(f"{ratio:.2f}x ({run})" for run, ratio in same_day)
                       + f". One run's median moves by 10-20% with the machine's speed, so the goals "
                       f"table takes the median of these, {goals['speedup']:.2f}x.", ""]
