@@ -52,7 +52,8 @@ def published_torch_localizer(kind: str, source: Path, bundle: Path) -> Localize
     model = load_source(kind, SourceFiles(source, None, source.parent / "bio_clinicalbert"), {},
                         work)
     localizer = Localizer(card, TorchEncoder(model.image_graph, "image"),
-                          TorchEncoder(model.text_graph, "text"),
+                          TorchEncoder(model.text_graph,  # packed as the bundle's graph is
+                                       "packed-text" if card.text_encoder.packed else "text"),
                           SentenceTokenizer(card.file(card.tokenizer_file), card.max_length))
     localizer.providers = ["torch-cpu"]
     return localizer

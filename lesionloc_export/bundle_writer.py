@@ -50,7 +50,7 @@ from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
 from lesionloc_runtime.preprocess import PreprocessConfig, preprocess
 from lesionloc_runtime.text import read_report
-from lesionloc_runtime.tokens import SentenceTokenizer, prepare_text
+from lesionloc_runtime.tokens import PACKED_POOLING, SentenceTokenizer, prepare_text
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("none", "fp16", "int8")
@@ -197,9 +197,9 @@ def install(staging: Path, out: Path) -> None:
 
 def build_graphs(model: SourceModel, work: Path, staging: Path, options: ExportOptions,
                  calibration: list[np.ndarray], say: Callable[[str], None],
-                 times: dict[str, float]) -> tuple[dict[str, int], bool]:
-    """The two graphs into `staging`: the fused operators' counts, and whether the text graph
-    takes packed windows."""
+                 times: dict[str, float]) -> tuple[dict[str, int], str | None]:
+    """The two graphs into `staging`: the fused operators' counts, and how the text graph
+    pools packed windows (None: it takes padded rows)."""
     t = time.perf_counter()
     size = model.preprocessing.image_size
     image_raw, text_raw = work / "image_raw.onnx", work / "text_raw.onnx"
@@ -227,12 +227,13 @@ def build_graphs(model: SourceModel, work: Path, staging: Path, options: ExportO
         quantize_image_int8(image_raw, image_out, calibration, INT8_IMAGE_SCHEMES[0])
         quantize_text_int8(work / "text_opt.onnx", text_out)
     times["quantize"] = time.perf_counter() - t
-    packed = False
-    if options.text_layout == "packed" and options.quantize != "fp16" and \
-            model.architecture == "lesionloc" and model.text.pooling == "mean":
-        # fp16 is for GPUs, where padding costs little; the imported models pool otherwise
-        packed = pack_text_graph(text_out, text_out)
-        if not packed:
+    packed = None
+    pooling = PACKED_POOLING.get(model.text.pooling)
+    # fp16 is for GPUs, where padding costs little; AFLoc's pooling is not packed
+    if options.text_layout == "packed" and options.quantize != "fp16" and pooling:
+        if pack_text_graph(text_out, text_out, pooling):
+            packed = pooling
+        else:
             say("the text graph could not be packed; it takes one padded row per sentence")
     return fusions, packed
 
@@ -260,7 +261,7 @@ def held_out_images(options: ExportOptions, preprocessing: PreprocessConfig,
 
 
 def check_parity(model: SourceModel, staging: Path, options: ExportOptions,
-                 held: list[Path], packed: bool = False) -> ParityReport:
+                 held: list[Path], packed: str | None = None) -> ParityReport:
     from lesionloc_runtime.sessions import OnnxEncoder
     from lesionloc_train.torch_backend import TorchEncoder
 
@@ -274,11 +275,11 @@ def check_parity(model: SourceModel, staging: Path, options: ExportOptions,
     texts = (texts or ["There is a right upper lobe opacity."])[:64]
     tokenizer = SentenceTokenizer(staging / TOKENIZER_FILE, model.max_length)
     ref = (TorchEncoder(model.image_graph, "image"), TorchEncoder(model.text_graph, "text"))
-    spec_image, spec_text = graph_specs(model, packed)
+    spec_image, spec_text = graph_specs(model, bool(packed))
     cand = (OnnxEncoder(staging / IMAGE_ENCODER_FILE, spec_image, threads=None),
             OnnxEncoder(staging / TEXT_ENCODER_FILE, spec_text, threads=None))
     return measure_parity(options.quantize, ref, cand, images, tokenizer.encode(texts),
-                          packed=(False, packed))
+                          packed=(None, packed))
 
 
 def graph_specs(model: SourceModel, packed: bool = False) -> tuple[EncoderSpec, EncoderSpec]:
@@ -304,8 +305,8 @@ def _trained_on(model: SourceModel, options: ExportOptions) -> str:
 
 def bundle_card(model: SourceModel, options: ExportOptions, parity: ParityReport,
                 fusions: dict[str, int], int8_scheme: str | None = None,
-                packed: bool = False) -> dict[str, Any]:
-    spec_image, spec_text = graph_specs(model, packed)
+                packed: str | None = None) -> dict[str, Any]:
+    spec_image, spec_text = graph_specs(model, bool(packed))
     return {
         "name": options.name or f"{model.default_name}-{options.quantize}",
         "demo": options.demo,

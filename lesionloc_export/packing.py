@@ -7,11 +7,12 @@ report's two runs by length), and 16.7 ms for the same 65 tokens in one packed r
 2-core Xeon with AMX. Packing keeps each sentence's embedding: positions restart at 0 for
 each window, attention stays within it (ORT's Attention and QAttention take a
 (batch, sequence, sequence) mask as their mask index), and the masked mean pooling becomes
-one product with a pooling matrix the runtime builds. The rewrite applies to the fused graph
-`optimize_text_encoder` writes (EmbedLayerNormalization, Attention) and to its int8
-quantization (QEmbedLayerNormalization, QAttention) of a mean-pooled encoder; it returns
-False, writing nothing, on any other graph. The export's parity check then compares the
-packed graph with the PyTorch model."""
+one product with a pooling matrix the runtime builds (as does the gather of each row's
+first token, for an encoder pooled by its [CLS] token: BioViL's, or ours with `cls`). The
+rewrite applies to the fused graph `optimize_text_encoder` writes (EmbedLayerNormalization,
+Attention) and to its int8 quantization (QEmbedLayerNormalization, QAttention); it returns
+False, writing nothing, on any other graph or pooling. The export's parity check then
+compares the packed graph with the PyTorch model."""
 
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ _PREFIX = "/pack_text_graph/"
 _ATTENTION_MASK_INPUT = {"Attention": 3, "QAttention": 5}
 
 
-def pack_text_graph(source: Path, target: Path) -> bool:
+def pack_text_graph(source: Path, target: Path, pooling: str = "mean") -> bool:
     """Write `source` rewritten for packed windows to `target`; False (nothing written) when
-    the graph is not a fused, mean-pooled BERT as the exporter writes it."""
+    the graph is not a fused BERT as the exporter writes it pooled by `pooling`
+    (tokens.PACKED_POOLING's "mean" or "first")."""
     import onnx
 
     model = onnx.load(str(source))
@@ -37,8 +39,8 @@ def pack_text_graph(source: Path, target: Path) -> bool:
     embeds = [n for n in graph.node
               if n.op_type in ("EmbedLayerNormalization", "QEmbedLayerNormalization")]
     attention = [n for n in graph.node if n.op_type in _ATTENTION_MASK_INPUT]
-    pooling = _mean_pooling(graph)
-    if len(embeds) != 1 or not attention or pooling is None:
+    found = _mean_pooling(graph) if pooling == "mean" else _first_token(graph)
+    if len(embeds) != 1 or not attention or found is None:
         return False
     new_inputs = _declare_inputs(graph)
     (ids, positions, mask, pool) = names(PACKED_TEXT_INPUTS)
@@ -48,10 +50,10 @@ def pack_text_graph(source: Path, target: Path) -> bool:
         _expand_quantized_embedding(graph, embeds[0], ids, positions)
     for node in attention:
         node.input[_ATTENTION_MASK_INPUT[node.op_type]] = mask
-    div, hidden = pooling
-    at = list(graph.node).index(div)
-    graph.node.remove(div)
-    graph.node.insert(at, _node("MatMul", [pool, _PREFIX + "tokens"], [div.output[0]]))
+    pooled, hidden = found
+    at = list(graph.node).index(pooled)
+    graph.node.remove(pooled)
+    graph.node.insert(at, _node("MatMul", [pool, _PREFIX + "tokens"], [pooled.output[0]]))
     graph.node.insert(at, _node("Flatten", [hidden], [_PREFIX + "tokens"], axis=2))
     drop_unused(graph)
     read = {name for n in graph.node for name in n.input}
@@ -164,10 +166,43 @@ def _mean_pooling(graph: Any) -> tuple[Any, str] | None:
         axes = consts.get(total.input[1])
         product = made.get(total.input[0])
         if keep != 0 or axes is None or np.asarray(axes).tolist() != [1] or product is None \
-                or product.op_type != "Mul":
-            continue
+                or product.op_type != "Mul" or _constant_value(graph, div.input[1]) is not None:
+            continue  # (a fixed divisor is not a mean: AFLoc divides by its word slots)
         hidden = made.get(product.input[0])
         if hidden is not None and hidden.op_type in ("LayerNormalization",
                                                       "SkipLayerNormalization"):
             found.append((div, hidden.output[0]))
     return found[0] if len(found) == 1 else None
+
+
+def _first_token(graph: Any) -> tuple[Any, str] | None:
+    """(the Gather of token 0 along the sequence axis, the hidden states it reads), as
+    `last_hidden_state[:, 0]` exports; None if there is not exactly one."""
+    import numpy as np
+
+    made = {o: n for n in graph.node for o in n.output}
+    found = []
+    for gather in (n for n in graph.node if n.op_type == "Gather"):
+        axis = next((a.i for a in gather.attribute if a.name == "axis"), 0)
+        index = _constant_value(graph, gather.input[1])
+        hidden = made.get(gather.input[0])
+        if axis == 1 and index is not None and np.asarray(index).shape == () and \
+                int(index) == 0 and hidden is not None and \
+                hidden.op_type in ("LayerNormalization", "SkipLayerNormalization"):
+            found.append((gather, hidden.output[0]))
+    return found[0] if len(found) == 1 else None
+
+
+def _constant_value(graph: Any, name: str) -> Any:
+    """The value of an initializer or Constant node named `name`, else None."""
+    from onnx import numpy_helper
+
+    for init in graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output[0] == name and node.attribute and \
+                node.attribute[0].name == "value":
+            return numpy_helper.to_array(node.attribute[0].t)
+    return None
+

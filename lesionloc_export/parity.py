@@ -65,11 +65,11 @@ def measure_parity(
     candidate: tuple[Encoder, Encoder],
     images: Sequence[np.ndarray],
     texts: TokenBatch,
-    packed: tuple[bool, bool] = (False, False),
+    packed: tuple[str | None, str | None] = (None, None),
 ) -> ParityReport:
     """Run both (image, text) encoder pairs on the same inputs and compare every output: each
-    text's, its windows as the runtime runs them (`packed`: whether each text graph takes
-    packed windows)."""
+    text's, its windows as the runtime runs them (`packed`: each text graph's packed pooling,
+    None for a padded graph)."""
     ref_image, ref_text = reference
     cand_image, cand_text = candidate
     cos: dict[str, list[np.ndarray]] = {}
@@ -80,7 +80,7 @@ def measure_parity(
         for name in names(IMAGE_OUTPUTS):
             cos.setdefault(name, []).append(_cosines(want[name], got[name]))
     count = int(texts.owner.max()) + 1
-    want, got = (encode_windows(encoder, texts, pack, count)
+    want, got = (encode_windows(encoder, texts, count, pack)
                  for encoder, pack in zip((ref_text, cand_text), packed, strict=True))
     for name in names(TEXT_OUTPUTS):
         cos[name] = [_cosines(want[name], got[name])]

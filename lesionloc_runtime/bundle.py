@@ -18,6 +18,7 @@ from lesionloc_runtime.errors import BundleError, ConfigError, printable
 from lesionloc_runtime.fileio import atomic_write_json, sha256_file
 from lesionloc_runtime.heatmap import HeatmapConfig
 from lesionloc_runtime.preprocess import PreprocessConfig
+from lesionloc_runtime.tokens import PACKED_POOLING
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -108,6 +109,12 @@ class ModelBundle:
         """Our models': "local" (unit patch embeddings from the local heads) or "global" (each
         location's share of the global embedding, for models trained without the local loss)."""
         return "global" if self.heatmap.similarity == "global-share" else "local"
+
+    @property
+    def packed_pooling(self) -> str | None:
+        """How a packed text graph pools each window (tokens.PACKED_POOLING: "mean" or
+        "first"); None for a padded one."""
+        return PACKED_POOLING[self.text.pooling] if self.text_encoder.packed else None
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -263,6 +270,9 @@ def _check_description(bundle: ModelBundle, where: str) -> None:
     if declared and declared != list(bundle.grid.shape)[: len(declared)]:
         raise BundleError(f"{where}: the image encoder gives a {patches[1]} x {patches[2]} patch "
                           f"grid, the card's grid.shape is {list(bundle.grid.shape)}")
+    if text.packed and bundle.text.pooling not in PACKED_POOLING:
+        raise BundleError(f"{where}: a packed text graph pools by mean or first token, the card's "
+                          f"text.pooling is {bundle.text.pooling!r}")
     widths = {image.dim("patch_embeds", 3), image.dim("image_embeds", 1),
               text.dim("sentence_embeds", 1), text.dim("global_embeds", 1)}
     if any(isinstance(w, int) and w != bundle.embed_dim for w in widths):

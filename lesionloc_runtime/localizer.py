@@ -232,8 +232,8 @@ class Localizer:
                           ) -> tuple[np.ndarray, np.ndarray]:
         """The text encoder on tokenized texts: packed into rows for a packed graph, else each
         padded only to its run's longest."""
-        out = encode_windows(self.text_encoder, self.tokenizer.batch(windows),
-                                   self.bundle.text_encoder.packed, len(windows))
+        out = encode_windows(self.text_encoder, self.tokenizer.batch(windows), len(windows),
+                             self.bundle.packed_pooling)
         local, glob = out["sentence_embeds"], out["global_embeds"]
         return (local if self.bundle.heatmap.similarity == "dot" else _l2(local)), _l2(glob)
 

@@ -22,7 +22,7 @@ from lesionloc_runtime.errors import BundleError
 if TYPE_CHECKING:
     from lesionloc_runtime.localizer import Encoder
 
-__all__ = ["PackedBatch", "SentenceTokenizer", "TextKey", "TokenBatch", "encode_windows",
+__all__ = ["PACKED_POOLING", "PackedBatch", "SentenceTokenizer", "TextKey", "TokenBatch", "encode_windows",
            "length_groups", "pool_windows", "prepare_text"]
 
 # A text's token ids, one tuple per window: what keys the sentence cache.
@@ -44,14 +44,23 @@ _MAX_ROWS_PER_RUN = 64
 # 225 59.8 against 60.5, 16 of 290 85.0 against 70.2 (two threads; on one, 225 tokens already
 # lost, 110 against 96 ms).
 _PACKED_ROW_TOKENS = 160
+# A packed run's window mask holds rows x width x width entries: runs of long windows take
+# fewer rows so that it stays within this many (16 MB of int32; 64 windows of 512 tokens would
+# be 67 MB).
+_MAX_MASK_ENTRIES = 1 << 22
+# How a packed text graph pools each window, by the card's `text.pooling`: the mean of its
+# tokens, or its first token ([CLS]). The other poolings (AFLoc's four layers summed and
+# divided by a fixed count) are not packed.
+PACKED_POOLING = {"mean": "mean", "cls": "first", "cls-projection": "first"}
 
 
 @dataclass(frozen=True)
 class PackedBatch:
     """Token windows packed into rows for a packed text graph (contract.PACKED_TEXT_INPUTS):
     each window's positions restart at 0, `window_mask` keeps attention within a window (a
-    padding token sees only itself), and row w of `window_pooling` holds window w's mean
-    weights over the run's tokens, rows flattened. `owner[w]` is the text window w belongs to;
+    padding token sees only itself), and row w of `window_pooling` holds window w's pooling
+    weights over the run's tokens, rows flattened (1/length on each of its tokens for "mean",
+    1 on its first for "first"). `owner[w]` is the text window w belongs to;
     the graph's outputs have one row per window, in this order."""
 
     input_ids: np.ndarray  # (rows, length) int64
@@ -100,25 +109,33 @@ class TokenBatch:
                 for lo, hi in length_groups(lengths[order].tolist(), run_cost)
                 for start in range(lo, hi, max_rows)]
 
-    def packed(self, row_tokens: int = _PACKED_ROW_TOKENS, run_cost: int = _RUN_COST_TOKENS,
-               max_rows: int = _MAX_ROWS_PER_RUN) -> list[PackedBatch]:
-        """For a packed text graph: every window one after the other in one row when they
-        hold at most `row_tokens` tokens together, else the runs of `by_length` with one
-        window a row. Every window's embedding is the one it has alone."""
+    def packed(self, pooling: str = "mean", row_tokens: int = _PACKED_ROW_TOKENS,
+               run_cost: int = _RUN_COST_TOKENS, max_rows: int = _MAX_ROWS_PER_RUN
+               ) -> list[PackedBatch]:
+        """For a packed text graph pooling by `pooling` ("mean" or "first"): every window
+        one after the other in one row when they hold at most `row_tokens` tokens together,
+        else the runs of `by_length` with one window a row. Every window's embedding is the
+        one it has alone."""
+        if pooling not in ("mean", "first"):
+            raise ValueError(f"packed windows pool by mean or first, not {pooling!r}")
         lengths = self.attention_mask.sum(axis=1)
         if int(lengths.sum()) <= row_tokens:
-            return [self._pack([list(range(len(lengths)))], lengths)]
-        return [self._pack([[w] for w in rows.tolist()], lengths)
-                for rows in self._length_runs(lengths, run_cost, max_rows)]
+            return [self._pack([list(range(len(lengths)))], lengths, pooling)]
+        runs = []
+        for rows in self._length_runs(lengths, run_cost, max_rows):
+            step = max(1, _MAX_MASK_ENTRIES // int(lengths[rows].max()) ** 2)
+            runs += [self._pack([[w] for w in rows[k:k + step].tolist()], lengths, pooling)
+                     for k in range(0, len(rows), step)]
+        return runs
 
-    def _pack(self, rows: list[list[int]], lengths: np.ndarray) -> PackedBatch:
+    def _pack(self, rows: list[list[int]], lengths: np.ndarray, pooling: str) -> PackedBatch:
         width = max(int(lengths[row].sum()) for row in rows)
         windows = [w for row in rows for w in row]
         ids = np.zeros((len(rows), width), dtype=np.int64)
         positions = np.zeros((len(rows), width), dtype=np.int64)
         # each token's window; a padding token gets an id of its own (it sees only itself)
         segment = -1 - np.arange(len(rows) * width, dtype=np.int64).reshape(len(rows), width)
-        pooling = np.zeros((len(windows), len(rows) * width), dtype=np.float32)
+        weights = np.zeros((len(windows), len(rows) * width), dtype=np.float32)
         k = 0
         for r, row in enumerate(rows):
             start = 0
@@ -127,11 +144,15 @@ class TokenBatch:
                 ids[r, start:start + length] = self.input_ids[w, :length]
                 positions[r, start:start + length] = np.arange(length)
                 segment[r, start:start + length] = k
-                pooling[k, r * width + start:r * width + start + length] = 1.0 / length
+                first = r * width + start
+                if pooling == "mean":
+                    weights[k, first:first + length] = 1.0 / length
+                else:
+                    weights[k, first] = 1.0
                 start += length
                 k += 1
         mask = (segment[:, :, None] == segment[:, None, :]).astype(np.int32)
-        return PackedBatch(ids, positions, mask, pooling, self.owner[windows])
+        return PackedBatch(ids, positions, mask, weights, self.owner[windows])
 
 
 def length_groups(lengths: Sequence[int], run_cost: int) -> list[tuple[int, int]]:
@@ -216,12 +237,14 @@ def pool_windows(embeddings: np.ndarray, owner: np.ndarray, count: int,
     return out / np.maximum(norms, 1e-12)
 
 
-def encode_windows(encoder: Encoder, batch: TokenBatch, packed: bool, texts: int
+def encode_windows(encoder: Encoder, batch: TokenBatch, texts: int, packed: str | None = None
                    ) -> dict[str, np.ndarray]:
     """Each text output of `encoder` for the `texts` texts of `batch`: one row per text, the
-    plain mean of its windows' rows. A `packed` graph (contract.PACKED_TEXT_INPUTS) takes
-    the windows packed into rows, any other runs of similar length."""
-    runs: Sequence[TokenBatch | PackedBatch] = batch.packed() if packed else batch.by_length()
+    plain mean of its windows' rows. A packed graph (contract.PACKED_TEXT_INPUTS; `packed`
+    its pooling, a PACKED_POOLING value) takes the windows packed into rows, any other
+    runs of similar length."""
+    runs: Sequence[TokenBatch | PackedBatch] = (batch.packed(packed) if packed else
+                                                batch.by_length())
     outs = [encoder.run(run.feeds()) for run in runs]
     owner = np.concatenate([run.owner for run in runs])
     return {name: pool_windows(np.concatenate([out[name].astype(np.float32) for out in outs]),

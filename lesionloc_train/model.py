@@ -165,10 +165,9 @@ class TextEncoder(nn.Module):
         self, input_ids: torch.Tensor, position_ids: torch.Tensor, window_mask: torch.Tensor,
         window_pooling: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token windows packed into rows (the runtime's contract.PACKED_TEXT_INPUTS): the
-        same embeddings as `forward` on each window alone, for a mean-pooled encoder."""
-        if self.pooling != "mean":
-            raise ValueError("packed windows need mean pooling")
+        """Token windows packed into rows (the runtime's contract.PACKED_TEXT_INPUTS, the
+        pooling weights built for this encoder's pooling): the same embeddings as `forward`
+        on each window alone."""
         out = self.backbone(input_ids=input_ids, position_ids=position_ids,
                             attention_mask=window_mask[:, None].bool(), return_dict=True)
         hidden = out.last_hidden_state

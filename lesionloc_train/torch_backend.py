@@ -16,7 +16,7 @@ from lesionloc_runtime.contract import CONTRACT, EncoderSpec, names
 from lesionloc_runtime.heatmap import HeatmapConfig
 from lesionloc_runtime.localizer import Localizer
 from lesionloc_runtime.preprocess import PreprocessConfig
-from lesionloc_runtime.tokens import SentenceTokenizer
+from lesionloc_runtime.tokens import PACKED_POOLING, SentenceTokenizer
 from lesionloc_train.model import LesionLocModel
 
 
@@ -46,7 +46,7 @@ class TextGraph(nn.Module):
     def packed(self, input_ids: torch.Tensor, position_ids: torch.Tensor,
                window_mask: torch.Tensor, window_pooling: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The packed contract's inputs (a mean-pooled encoder): the embeddings per window."""
+        """The packed contract's inputs: the embeddings per window."""
         return self.encoder.forward_packed(input_ids, position_ids, window_mask, window_pooling)
 
 
@@ -72,8 +72,8 @@ class TorchEncoder:
 
 def packs_windows(model: LesionLocModel) -> bool:
     """Whether the torch localizer runs the model's text encoder on packed windows, as the
-    exporter's packed graphs do: a mean-pooled encoder."""
-    return model.text_encoder.pooling == "mean"
+    exporter's packed graphs do (every pooling our models have)."""
+    return model.text_encoder.pooling in PACKED_POOLING
 
 
 def heatmap_defaults(model: LesionLocModel, attention_temperature: float = 0.25) -> HeatmapConfig:

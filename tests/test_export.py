@@ -111,8 +111,8 @@ def test_pytorch_runs_packed_windows_as_it_runs_each_window_alone(tiny_checkpoin
     texts = [s.text for r in records[:3] for s in read_report(r.report).sentences]
     tokens = SentenceTokenizer(ckpt.tokenizer, 16).encode(texts)
     graph = TextGraph(ckpt.model)
-    alone = encode_windows(TorchEncoder(graph, "text"), tokens, False, len(texts))
-    packed = encode_windows(TorchEncoder(graph, "packed-text"), tokens, True, len(texts))
+    alone = encode_windows(TorchEncoder(graph, "text"), tokens, len(texts))
+    packed = encode_windows(TorchEncoder(graph, "packed-text"), tokens, len(texts), "mean")
     for name, want in alone.items():
         assert _cos(packed[name], want).min() >= 0.99999
     localizer = torch_localizer(ckpt.model, ckpt.config.preprocess_config(), ckpt.tokenizer, 16)
@@ -126,9 +126,27 @@ def test_packing_leaves_a_graph_it_does_not_recognise_alone(tmp_path, tiny_bundl
     target = tmp_path / "packed.onnx"
     assert not pack_text_graph(bundle / "image_encoder.onnx", target)  # no text graph at all
     assert not pack_text_graph(tiny_bundle_factory("int8") / "text_encoder.onnx", target)  # twice
+    # a mean-pooled graph read as pooled by its first token
+    assert not pack_text_graph(bundle / "text_encoder.onnx", target, "first")
+    assert pack_text_graph(bundle / "text_encoder.onnx", target, "mean")
+    target.unlink()
     assert not target.exists()
     with pytest.raises(ConfigError, match="--text-layout"):
         ExportOptions(text_layout="ragged")
+
+
+def test_a_packed_text_graph_with_a_pooling_it_cannot_pack_is_refused(tiny_bundle):
+    import dataclasses
+
+    from lesionloc_runtime import bundle as bundles
+    from lesionloc_runtime.architectures import TextConfig
+
+    packed = ModelBundle.load(tiny_bundle)
+    bundles._check_description(packed, "card")  # mean: packable
+    # AFLoc's pooling on a packed graph: only a card not written by the exporter has both
+    afloc = dataclasses.replace(packed, text=TextConfig(pooling="afloc-last4-sum"))
+    with pytest.raises(BundleError, match="packed text graph pools by mean or first token"):
+        bundles._check_description(afloc, "card")
 
 
 def test_a_padded_text_graph_declaring_an_input_it_has_not_is_refused(tmp_path,

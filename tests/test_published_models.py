@@ -95,6 +95,7 @@ def test_fp32_bundle_matches_hi_ml_on_real_radiographs(kind, converted):
     bundles = converted(kind)
     reference = HiMLReference(bundles["snapshot"], kind)
     localizer = Localizer.load(bundles["none"], threads=2)
+    assert localizer.bundle.packed_pooling == "first"  # each sentence's [CLS] from one row
     texts = {p: reference.encode_text(p) for p in PROMPTS}
     ours_local, ours_global = localizer.encode_texts(list(PROMPTS))
     figures = {"text": min(cosines(ours_local[k], texts[p].numpy()).min()
@@ -132,6 +133,7 @@ def test_int8_bundle_embeddings_stay_within_0_99_of_hi_ml(kind, converted):
     bundles = converted(kind)
     reference = HiMLReference(bundles["snapshot"], kind)
     localizer = Localizer.load(bundles["int8"], threads=2)
+    assert localizer.bundle.packed_pooling == "first"
     ours, _ = localizer.encode_texts(list(PROMPTS))
     theirs = np.concatenate([reference.encode_text(p).numpy() for p in PROMPTS])
     assert cosines(ours, theirs).min() >= 0.99
@@ -266,6 +268,7 @@ def test_afloc_bundle_matches_its_inference_code_on_real_radiographs(converted):
     idxtoword = {v: k for k, v in tokenizer.get_vocab().items()}
 
     localizer = Localizer.load(paths["none"], threads=2)
+    assert not localizer.bundle.text_encoder.packed  # its four-layer sum by fixed slots is not
     ours_text, _ = localizer.encode_texts(list(PROMPTS))
     with torch.no_grad():
         teg = {p: ref.text_forward(bert, *_ids(ref.process_text(p, tokenizer, 97)), idxtoword)

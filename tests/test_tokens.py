@@ -4,6 +4,7 @@ averaged, never silently truncated."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lesionloc_runtime.tokens import SentenceTokenizer, pool_windows
 from lesionloc_train.vocab import build_wordpiece_tokenizer, save_tokenizer
@@ -136,3 +137,35 @@ def test_a_reports_windows_are_packed_in_one_row_and_a_longer_call_runs_by_lengt
         assert packed.input_ids.shape == padded.input_ids.shape  # one window a row
         np.testing.assert_array_equal(packed.owner, padded.owner)
         _check_packed(packed, batch)
+
+
+def test_packed_runs_of_long_windows_keep_their_mask_small(tmp_path, monkeypatch):
+    from lesionloc_runtime import tokens
+
+    tok = _tokenizer(tmp_path, max_length=64)
+    texts = [" ".join(["There is a right upper lobe opacity."] * 6)] * 5  # one long window each
+    texts = [f"{text} {k}" for k, text in enumerate(texts)]
+    batch = tok.encode(texts)
+    width = int(batch.attention_mask.sum(axis=1).max())
+    monkeypatch.setattr(tokens, "_MAX_MASK_ENTRIES", 2 * width * width)
+    runs = batch.packed(row_tokens=0)
+    assert [r.input_ids.shape[0] for r in runs] == [2, 2, 1]
+    for run in runs:
+        assert run.window_mask.size <= 2 * width * width
+    assert sorted(sum((_check_packed(run, batch) for run in runs), [])) == list(range(5))
+
+
+def test_first_token_pooling_picks_each_windows_first_token(tmp_path):
+    tok = _tokenizer(tmp_path, max_length=24)
+    batch = tok.encode(["No pneumothorax.", "Left basal effusion.", "No pneumothorax. Again."])
+    (run,) = batch.packed("first")
+    lengths = batch.attention_mask.sum(axis=1)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    cls = tok.tokenizer.token_to_id("[CLS]")
+    for weights in run.window_pooling:
+        (token,) = np.flatnonzero(weights)
+        assert weights[token] == 1.0 and run.position_ids.ravel()[token] == 0
+        assert run.input_ids.ravel()[token] == cls and token in starts
+    assert sorted(np.flatnonzero(run.window_pooling.sum(axis=0))) == sorted(starts)
+    with pytest.raises(ValueError, match="mean or first"):
+        batch.packed("max")

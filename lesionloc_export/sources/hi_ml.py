@@ -105,6 +105,18 @@ class CxrBertTextGraph(nn.Module):
     def forward(self, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cls = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
+        return self._project(cls)
+
+    def packed(self, input_ids: torch.Tensor, position_ids: torch.Tensor,
+               window_mask: torch.Tensor, window_pooling: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token windows packed into rows (the runtime's contract.PACKED_TEXT_INPUTS), each
+        window's [CLS] picked by its row of `window_pooling`."""
+        hidden = self.bert(input_ids=input_ids, position_ids=position_ids,
+                           attention_mask=window_mask[:, None].bool()).last_hidden_state
+        return self._project(window_pooling.to(hidden.dtype) @ hidden.flatten(0, 1))
+
+    def _project(self, cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         head = self.text_proj
         x = head["dense_to_output"](head["LayerNorm"](F.gelu(head["dense_to_hidden"](cls))))
         x = F.normalize(x, dim=-1)
