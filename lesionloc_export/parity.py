@@ -20,7 +20,7 @@ THRESHOLDS: dict[str, tuple[float, float]] = {
 }
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a.reshape(-1, a.shape[-1]).astype(np.float64)
     b = b.reshape(-1, b.shape[-1]).astype(np.float64)
     num = (a * b).sum(axis=1)
@@ -78,12 +78,12 @@ def measure_parity(
         feeds = {pixels: image[None].astype(np.float32)}
         want, got = ref_image.run(feeds), cand_image.run(feeds)
         for name in names(IMAGE_OUTPUTS):
-            cos.setdefault(name, []).append(_cosines(want[name], got[name]))
+            cos.setdefault(name, []).append(cosines(want[name], got[name]))
     count = int(texts.owner.max()) + 1
     want, got = (encode_windows(encoder, texts, count, pack)
                  for encoder, pack in zip((ref_text, cand_text), packed, strict=True))
     for name in names(TEXT_OUTPUTS):
-        cos[name] = [_cosines(want[name], got[name])]
+        cos[name] = [cosines(want[name], got[name])]
     figures = {name: {"mean": float(np.concatenate(v).mean()), "min": float(np.concatenate(v).min())}
                for name, v in cos.items()}
     return ParityReport(precision, figures, THRESHOLDS[precision], len(images), count)

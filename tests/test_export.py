@@ -149,6 +149,40 @@ def test_a_packed_text_graph_with_a_pooling_it_cannot_pack_is_refused(tiny_bundl
         bundles._check_description(afloc, "card")
 
 
+def test_a_bundle_exported_padded_is_packed_without_its_checkpoint(tmp_path, tiny_bundle_factory):
+    import subprocess
+    import sys
+
+    from lesionloc_export.repack import pack_bundle
+    from lesionloc_runtime.errors import ExportError
+    from lesionloc_runtime.fileio import sha256_file
+
+    padded = tiny_bundle_factory("int8", "padded")
+    before = sha256_file(padded / "text_encoder.onnx")
+    out = tmp_path / "packed"
+    record = pack_bundle(padded, out)
+    assert record["passed"] and record["texts"] > 5
+    assert sha256_file(padded / "text_encoder.onnx") == before  # the source is untouched
+    packed = Localizer.load(out)  # checksums, card and graph agree
+    assert packed.bundle.packed_pooling == "mean"
+    assert packed.bundle.card["parity"]["packed_from_padded"] == record
+    assert "Text graph packed after export" in (out / "MODEL_CARD.md").read_text()
+    texts = ["No pneumothorax.", "There is a right upper lobe opacity.", "The heart is enlarged."]
+    for got, want in zip(packed.encode_texts(texts), Localizer.load(padded).encode_texts(texts),
+                         strict=True):
+        assert _cos(got, want).min() >= 0.999
+    with pytest.raises(ExportError, match="packed already"):
+        pack_bundle(out, tmp_path / "again")
+    with pytest.raises(ExportError, match="fp16"):
+        pack_bundle(tiny_bundle_factory("fp16"), tmp_path / "fp16")
+    assert not (tmp_path / "again").exists() and not (tmp_path / "fp16").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["packed"]  # no staging left behind
+    script = Path(__file__).resolve().parents[1] / "scripts" / "pack_bundle.py"
+    done = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True)
+    assert done.returncode != 0 and "packed already" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_a_padded_text_graph_declaring_an_input_it_has_not_is_refused(tmp_path,
                                                                       tiny_bundle_factory):
     bundle = tmp_path / "bundle"
