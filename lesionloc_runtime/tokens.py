@@ -2,8 +2,8 @@
 than the encoder's window is split into several windows, never silently truncated; the
 caller averages their embeddings. Windows of very different lengths run in separate
 batches (`TokenBatch.by_length`), so that short sentences are not padded to the longest; a
-packed text graph takes several windows in one row instead (`TokenBatch.packed`), with no
-padding between them."""
+packed text graph takes a report's windows one after the other in one row instead
+(`TokenBatch.packed`), with no padding between them."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from lesionloc_runtime.errors import BundleError
 if TYPE_CHECKING:
     from lesionloc_runtime.localizer import Encoder
 
-__all__ = ["PACKED_POOLING", "PackedBatch", "SentenceTokenizer", "TextKey", "TokenBatch", "encode_windows",
-           "length_groups", "pool_windows", "prepare_text"]
+__all__ = ["PACKED_POOLING", "PackedBatch", "SentenceTokenizer", "TextKey", "TokenBatch",
+           "encode_windows", "length_groups", "pool_windows", "prepare_text"]
 
 # A text's token ids, one tuple per window: what keys the sentence cache.
 TextKey = tuple[tuple[int, ...], ...]
