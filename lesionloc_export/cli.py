@@ -32,7 +32,7 @@ from lesionloc_runtime.errors import ConfigError
 @click.option("--text-layout", type=click.Choice(["packed", "padded"]), default="packed",
               show_default=True,
               help="packed: a report's sentences run as one sequence of tokens (faster on "
-                   "CPUs; fp32 and int8, models pooled by mean or [CLS]); padded: one row per "
+                   "CPUs; fp32 and int8); padded: one row per "
                    "sentence, which runtimes older than packed text graphs read.")
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
               help="Manifest of images for int8 calibration and parity (default: generated phantoms).")

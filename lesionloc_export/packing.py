@@ -31,7 +31,7 @@ _ATTENTION_MASK_INPUT = {"Attention": 3, "QAttention": 5}
 def pack_text_graph(source: Path, target: Path, pooling: str = "mean") -> bool:
     """Write `source` rewritten for packed windows to `target`; False (nothing written) when
     the graph is not a fused BERT as the exporter writes it pooled by `pooling`
-    (tokens.PACKED_POOLING's "mean" or "first")."""
+    (tokens.PACKED_POOLING's "mean", "first" or "sum")."""
     import onnx
 
     model = onnx.load(str(source))
@@ -39,7 +39,7 @@ def pack_text_graph(source: Path, target: Path, pooling: str = "mean") -> bool:
     embeds = [n for n in graph.node
               if n.op_type in ("EmbedLayerNormalization", "QEmbedLayerNormalization")]
     attention = [n for n in graph.node if n.op_type in _ATTENTION_MASK_INPUT]
-    found = _mean_pooling(graph) if pooling == "mean" else _first_token(graph)
+    found = _first_token(graph) if pooling == "first" else _masked_sum(graph, pooling)
     if len(embeds) != 1 or not attention or found is None:
         return False
     new_inputs = _declare_inputs(graph)
@@ -148,10 +148,13 @@ def _expand_quantized_embedding(graph: Any, embed: Any, ids: str, positions: str
     graph.node.remove(embed)
 
 
-def _mean_pooling(graph: Any) -> tuple[Any, str] | None:
-    """(the Div ending the masked mean, the hidden states it pools): Div(ReduceSum(Mul(hidden,
-    mask), axis 1, keepdims 0), count), as TextEncoder's mean pooling exports; None if the
-    graph pools otherwise or ambiguously."""
+def _masked_sum(graph: Any, pooling: str) -> tuple[Any, str] | None:
+    """(the node whose output becomes the pooling product, the hidden states it pools) for
+    Div(ReduceSum(Mul(hidden, mask), axis 1, keepdims 0), divisor): "mean" (our TextEncoder's:
+    the divisor is the mask's count, the Div is replaced, hidden a layer norm's output) or
+    "sum" (AFLoc's: a fixed divisor, its word slots, stays after the product that replaces
+    the ReduceSum; hidden its four layers summed). None if the graph pools otherwise or
+    ambiguously."""
     import numpy as np
     from onnx import numpy_helper
 
@@ -165,12 +168,15 @@ def _mean_pooling(graph: Any) -> tuple[Any, str] | None:
         keep = next((a.i for a in total.attribute if a.name == "keepdims"), 1)
         axes = consts.get(total.input[1])
         product = made.get(total.input[0])
+        fixed = _constant_value(graph, div.input[1]) is not None
         if keep != 0 or axes is None or np.asarray(axes).tolist() != [1] or product is None \
-                or product.op_type != "Mul" or _constant_value(graph, div.input[1]) is not None:
-            continue  # (a fixed divisor is not a mean: AFLoc divides by its word slots)
+                or product.op_type != "Mul" or fixed != (pooling == "sum"):
+            continue
         hidden = made.get(product.input[0])
-        if hidden is not None and hidden.op_type in ("LayerNormalization",
-                                                      "SkipLayerNormalization"):
+        if pooling == "sum" and hidden is not None:
+            found.append((total, product.input[0]))
+        elif hidden is not None and hidden.op_type in ("LayerNormalization",
+                                                        "SkipLayerNormalization"):
             found.append((div, hidden.output[0]))
     return found[0] if len(found) == 1 else None
 

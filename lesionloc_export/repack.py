@@ -55,8 +55,7 @@ def pack_bundle(source: Path, out: Path) -> dict[str, Any]:
         raise ExportError(f"{source}: the text graph is packed already")
     if pooling is None or bundle.quantization not in ("none", "int8"):
         raise ExportError(f"{source}: a {bundle.quantization} text graph pooled by "
-                          f"{bundle.text.pooling!r} is not packed (fp32 and int8 graphs pooled "
-                          "by mean or [CLS] are)")
+                          f"{bundle.text.pooling!r} is not packed (fp32 and int8 graphs are)")
     staging = out.parent / f".{out.name}.packing-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(source, staging)

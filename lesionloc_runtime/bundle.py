@@ -271,8 +271,9 @@ def _check_description(bundle: ModelBundle, where: str) -> None:
         raise BundleError(f"{where}: the image encoder gives a {patches[1]} x {patches[2]} patch "
                           f"grid, the card's grid.shape is {list(bundle.grid.shape)}")
     if text.packed and bundle.text.pooling not in PACKED_POOLING:
-        raise BundleError(f"{where}: a packed text graph pools by mean or first token, the card's "
-                          f"text.pooling is {bundle.text.pooling!r}")
+        raise BundleError(f"{where}: a packed text graph pools by one of "
+                          f"{sorted(PACKED_POOLING)}, the card's text.pooling is "
+                          f"{bundle.text.pooling!r}")
     widths = {image.dim("patch_embeds", 3), image.dim("image_embeds", 1),
               text.dim("sentence_embeds", 1), text.dim("global_embeds", 1)}
     if any(isinstance(w, int) and w != bundle.embed_dim for w in widths):

@@ -57,7 +57,7 @@ TEXT_INPUTS = (
 )
 # Fed as zeros when a graph declares it; no graph we export needs it.
 OPTIONAL_TEXT_INPUTS = (TensorSpec("token_type_ids", "int64", ("batch", "sequence")),)
-# A packed text graph (the exporter's, for encoders pooled by mean or [CLS]) takes several
+# A packed text graph (the exporter's default in fp32 and int8) takes several
 # token windows in one row: each window's positions restart at 0, `window_mask` (1 where two
 # tokens are of the same window) keeps attention within a window, and `window_pooling`
 # (windows x all the run's tokens, rows flattened) holds each window's pooling weights. Its

@@ -49,9 +49,10 @@ _PACKED_ROW_TOKENS = 160
 # be 67 MB).
 _MAX_MASK_ENTRIES = 1 << 22
 # How a packed text graph pools each window, by the card's `text.pooling`: the mean of its
-# tokens, or its first token ([CLS]). The other poolings (AFLoc's four layers summed and
-# divided by a fixed count) are not packed.
-PACKED_POOLING = {"mean": "mean", "cls": "first", "cls-projection": "first"}
+# tokens, its first token ([CLS]), or the sum of its tokens (AFLoc's, which the graph then
+# divides by its fixed word slots).
+PACKED_POOLING = {"mean": "mean", "cls": "first", "cls-projection": "first",
+                  "afloc-last4-sum": "sum"}
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class PackedBatch:
     each window's positions restart at 0, `window_mask` keeps attention within a window (a
     padding token sees only itself), and row w of `window_pooling` holds window w's pooling
     weights over the run's tokens, rows flattened (1/length on each of its tokens for "mean",
-    1 on its first for "first"). `owner[w]` is the text window w belongs to;
+    1 on each for "sum", 1 on its first for "first"). `owner[w]` is the text window w belongs to;
     the graph's outputs have one row per window, in this order."""
 
     input_ids: np.ndarray  # (rows, length) int64
@@ -112,12 +113,12 @@ class TokenBatch:
     def packed(self, pooling: str = "mean", row_tokens: int = _PACKED_ROW_TOKENS,
                run_cost: int = _RUN_COST_TOKENS, max_rows: int = _MAX_ROWS_PER_RUN
                ) -> list[PackedBatch]:
-        """For a packed text graph pooling by `pooling` ("mean" or "first"): every window
+        """For a packed text graph pooling by `pooling` ("mean", "sum" or "first"): every window
         one after the other in one row when they hold at most `row_tokens` tokens together,
         else the runs of `by_length` with one window a row. Every window's embedding is the
         one it has alone."""
-        if pooling not in ("mean", "first"):
-            raise ValueError(f"packed windows pool by mean or first, not {pooling!r}")
+        if pooling not in ("mean", "sum", "first"):
+            raise ValueError(f"packed windows pool by mean, sum or first, not {pooling!r}")
         lengths = self.attention_mask.sum(axis=1)
         if int(lengths.sum()) <= row_tokens:
             return [self._pack([list(range(len(lengths)))], lengths, pooling)]
@@ -145,10 +146,10 @@ class TokenBatch:
                 positions[r, start:start + length] = np.arange(length)
                 segment[r, start:start + length] = k
                 first = r * width + start
-                if pooling == "mean":
-                    weights[k, first:first + length] = 1.0 / length
-                else:
+                if pooling == "first":
                     weights[k, first] = 1.0
+                else:
+                    weights[k, first:first + length] = 1.0 / length if pooling == "mean" else 1.0
                 start += length
                 k += 1
         mask = (segment[:, :, None] == segment[:, None, :]).astype(np.int32)

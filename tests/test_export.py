@@ -128,6 +128,7 @@ def test_packing_leaves_a_graph_it_does_not_recognise_alone(tmp_path, tiny_bundl
     assert not pack_text_graph(tiny_bundle_factory("int8") / "text_encoder.onnx", target)  # twice
     # a mean-pooled graph read as pooled by its first token
     assert not pack_text_graph(bundle / "text_encoder.onnx", target, "first")
+    assert not pack_text_graph(bundle / "text_encoder.onnx", target, "sum")  # its divisor varies
     assert pack_text_graph(bundle / "text_encoder.onnx", target, "mean")
     target.unlink()
     assert not target.exists()
@@ -142,11 +143,13 @@ def test_a_packed_text_graph_with_a_pooling_it_cannot_pack_is_refused(tiny_bundl
     from lesionloc_runtime.architectures import TextConfig
 
     packed = ModelBundle.load(tiny_bundle)
-    bundles._check_description(packed, "card")  # mean: packable
-    # AFLoc's pooling on a packed graph: only a card not written by the exporter has both
-    afloc = dataclasses.replace(packed, text=TextConfig(pooling="afloc-last4-sum"))
-    with pytest.raises(BundleError, match="packed text graph pools by mean or first token"):
-        bundles._check_description(afloc, "card")
+    for pooling in ("mean", "cls", "cls-projection", "afloc-last4-sum"):  # every card pooling
+        bundles._check_description(dataclasses.replace(packed, text=TextConfig(pooling=pooling)),
+                                   "card")
+    # a pooling the runtime has no weights for (a card's is checked against the known ones)
+    other = dataclasses.replace(packed, text=TextConfig(pooling="max"))
+    with pytest.raises(BundleError, match="packed text graph pools by one of"):
+        bundles._check_description(other, "card")
 
 
 def test_a_bundle_exported_padded_is_packed_without_its_checkpoint(tmp_path, tiny_bundle_factory):

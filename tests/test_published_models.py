@@ -268,7 +268,7 @@ def test_afloc_bundle_matches_its_inference_code_on_real_radiographs(converted):
     idxtoword = {v: k for k, v in tokenizer.get_vocab().items()}
 
     localizer = Localizer.load(paths["none"], threads=2)
-    assert not localizer.bundle.text_encoder.packed  # its four-layer sum by fixed slots is not
+    assert localizer.bundle.packed_pooling == "sum"  # its four layers summed, / the word slots
     ours_text, _ = localizer.encode_texts(list(PROMPTS))
     with torch.no_grad():
         teg = {p: ref.text_forward(bert, *_ids(ref.process_text(p, tokenizer, 97)), idxtoword)

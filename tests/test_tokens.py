@@ -167,5 +167,5 @@ def test_first_token_pooling_picks_each_windows_first_token(tmp_path):
         assert weights[token] == 1.0 and run.position_ids.ravel()[token] == 0
         assert run.input_ids.ravel()[token] == cls and token in starts
     assert sorted(np.flatnonzero(run.window_pooling.sum(axis=0))) == sorted(starts)
-    with pytest.raises(ValueError, match="mean or first"):
+    with pytest.raises(ValueError, match="mean, sum or first"):
         batch.packed("max")

@@ -104,6 +104,17 @@ class AflocTextGraph(nn.Module):
         report = (layers * mask).sum(dim=1) / self.word_slots
         return report, report
 
+    def packed(self, input_ids: torch.Tensor, position_ids: torch.Tensor,
+               window_mask: torch.Tensor, window_pooling: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token windows packed into rows (the runtime's contract.PACKED_TEXT_INPUTS), each
+        window's tokens summed by its row of `window_pooling` (ones), then / the word slots."""
+        out = self.bert(input_ids=input_ids, position_ids=position_ids,
+                        attention_mask=window_mask[:, None].bool(), output_hidden_states=True)
+        layers = torch.stack(out.hidden_states[-4:]).sum(dim=0)
+        report = (window_pooling.to(layers.dtype) @ layers.flatten(0, 1)) / self.word_slots
+        return report, report
+
 
 def checkpoint_parts(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(state dict with AFLoc's module names, hyper-parameters as plain values)."""
