@@ -52,8 +52,8 @@ class TextGraph(nn.Module):
 
 class TorchEncoder:
     """Runs a graph-shaped module on numpy feeds, like an ONNX session: `kind` "image",
-    "text" or "packed-text" (a TextGraph's `packed`) names its inputs and outputs from the
-    runtime's contract."""
+    "text" or "packed-text" (the text graph's `packed` method) names its inputs and outputs
+    from the runtime's contract."""
 
     def __init__(self, module: nn.Module, kind: str, device: torch.device | str = "cpu") -> None:
         self.module = module.eval()
