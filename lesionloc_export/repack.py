@@ -25,16 +25,16 @@ __all__ = ["pack_bundle"]
 # What the packed graph is checked on: report sentences of every kind, and one text longer
 # than any window (several windows averaged).
 CHECK_TEXTS = (
-    "There is a large right upper lobe consolidation.",
-    "A 7 mm nodule projects over the left lower lobe.",
-    "Moderate left pleural effusion with blunting of the costophrenic angle.",
-    "There is a small right apical pneumothorax.",
-    "The heart is enlarged.",
-    "No pulmonary edema.",
-    "The mediastinal contours are unremarkable.",
-    "No evidence of pneumothorax.",
-    "Right subclavian central venous catheter terminates in the cavoatrial junction.",
-    "Opacity in the bilateral lower lobes with air bronchograms.",
+    "Patchy opacity at the left base, likely atelectasis.",
+    "Small bilateral pleural effusions.",
+    "A 12 mm nodule in the right mid zone.",
+    "No focal consolidation, effusion or pneumothorax.",
+    "Heart size is normal.",
+    "Endotracheal tube tip 4 cm above the carina.",
+    "Mild interstitial prominence, which may reflect edema.",
+    "Right apical pneumothorax measuring 2 cm.",
+    "Degenerative changes of the thoracic spine.",
+    "Lungs are clear.",
     " ".join(["Patchy airspace opacity in the right lower zone, which may represent infection "
               "or aspiration in the appropriate clinical setting."] * 6),
 )
