@@ -254,8 +254,8 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
     texts = [r for r in runs.values() if r["name"].startswith("test_text_encoder_by_sentence_count")]
     if texts:
         lines += ["Text encoder alone, distinct sentences (ms, median; runs: the encoder's "
-                  "runs, packed rows of 128 tokens since packed text graphs, batches grouped by "
-                  "length before, one padded batch before that; run "
+                  "runs, since packed text graphs one row up to 160 tokens and runs by length "
+                  "beyond; batches grouped by length before, one padded batch before that; run "
                   f"{', '.join(sorted({r['run'] for r in texts}))}, machine "
                   f"{cpu_label(texts[0])}):", "",
                   "| sentences | tokens | runs | int8 | fp32 |",
