@@ -344,6 +344,10 @@ def model_card(model: SourceModel, options: ExportOptions, parity: ParityReport)
 
 
 def describe(result: ExportResult) -> str:
-    return json.dumps({"bundle": str(result.bundle), "parity": result.parity.to_dict(),
+    """The export's summary (stdout): the bundle, its text graph's layout, parity, times."""
+    bundle = ModelBundle.load(result.bundle, verify=False)
+    layout = (f"packed ({bundle.packed_pooling})" if bundle.packed_pooling else "padded")
+    return json.dumps({"bundle": str(result.bundle), "text_layout": layout,
+                       "parity": result.parity.to_dict(),
                        "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
                        "bytes": result.sizes}, indent=2)

@@ -38,7 +38,8 @@ def test_train_export_run_in_sequence_through_the_clis(tmp_path, phantom_set, ph
     proc = run(BIN / "lesionloc-export", run_dir, "--out", bundle, "--quantize", "int8",
                "--calibration", phantom_set, "--calibration-images", "4", "--parity-images", "2")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["parity"]["passed"] is True
+    summary = json.loads(proc.stdout)
+    assert summary["parity"]["passed"] is True and summary["text_layout"] == "packed (mean)"
     image, report, row = phantom_study
     proc = run(BIN / "lesionloc-run", image, "--report", report, "--model", bundle, "--out", out)
     assert proc.returncode == 0, proc.stderr
