@@ -103,10 +103,7 @@ def _normalized_first_conv(graph: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]
     from onnx import numpy_helper
 
     (pixels,) = names(IMAGE_INPUTS)
-    consts = {i.name: i for i in graph.initializer}
-    for node in graph.node:  # the exporter writes small constants as Constant nodes
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            consts.setdefault(node.output[0], node.attribute[0].t)
+    consts = constants(graph)
     users: dict[str, list[Any]] = {}
     for node in graph.node:
         for name in node.input:
@@ -122,14 +119,24 @@ def _normalized_first_conv(graph: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]
     conv = div and only_user(div.output[0], "Conv")
     if conv is None or any(a.name == "group" and a.i != 1 for a in conv.attribute):
         return None
-    constants = [consts.get(sub.input[1]), consts.get(div.input[1]), consts.get(conv.input[1])]
-    if any(c is None for c in constants) or sub.input[0] != expand.output[0]:
+    tensors = [consts.get(sub.input[1]), consts.get(div.input[1]), consts.get(conv.input[1])]
+    if any(c is None for c in tensors) or sub.input[0] != expand.output[0]:
         return None
-    mean, std, weight = (numpy_helper.to_array(c).astype(np.float64) for c in constants)
+    mean, std, weight = (numpy_helper.to_array(c).astype(np.float64) for c in tensors)
     channels = weight.shape[1] if weight.ndim == 4 else 0
     if channels < 2 or mean.shape != (1, channels, 1, 1) or std.shape != mean.shape:
         return None
     return (expand, sub, div, conv), (mean, std, weight)
+
+
+def constants(graph: Any) -> dict[str, Any]:
+    """Every constant tensor of the graph by name (TensorProto): its initializers and the
+    outputs of its Constant nodes (the exporter writes small constants so)."""
+    consts = {i.name: i for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            consts.setdefault(node.output[0], node.attribute[0].t)
+    return consts
 
 
 def drop_unused(graph: Any) -> None:

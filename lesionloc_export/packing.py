@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lesionloc_export.graphs import drop_unused
+from lesionloc_export.graphs import constants, drop_unused
 from lesionloc_runtime.contract import PACKED_TEXT_INPUTS, TEXT_INPUTS, names
 
 __all__ = ["pack_text_graph"]
@@ -156,19 +156,18 @@ def _masked_sum(graph: Any, pooling: str) -> tuple[Any, str] | None:
     the ReduceSum; hidden its four layers summed). None if the graph pools otherwise or
     ambiguously."""
     import numpy as np
-    from onnx import numpy_helper
 
     made = {o: n for n in graph.node for o in n.output}
-    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    consts = constants(graph)
     found = []
     for div in (n for n in graph.node if n.op_type == "Div"):
         total = made.get(div.input[0])
         if total is None or total.op_type != "ReduceSum" or len(total.input) < 2:
             continue
         keep = next((a.i for a in total.attribute if a.name == "keepdims"), 1)
-        axes = consts.get(total.input[1])
+        axes = _value(consts, total.input[1])
         product = made.get(total.input[0])
-        fixed = _constant_value(graph, div.input[1]) is not None
+        fixed = div.input[1] in consts
         if keep != 0 or axes is None or np.asarray(axes).tolist() != [1] or product is None \
                 or product.op_type != "Mul" or fixed != (pooling == "sum"):
             continue
@@ -187,10 +186,11 @@ def _first_token(graph: Any) -> tuple[Any, str] | None:
     import numpy as np
 
     made = {o: n for n in graph.node for o in n.output}
+    consts = constants(graph)
     found = []
     for gather in (n for n in graph.node if n.op_type == "Gather"):
         axis = next((a.i for a in gather.attribute if a.name == "axis"), 0)
-        index = _constant_value(graph, gather.input[1])
+        index = _value(consts, gather.input[1])
         hidden = made.get(gather.input[0])
         if axis == 1 and index is not None and np.asarray(index).shape == () and \
                 int(index) == 0 and hidden is not None and \
@@ -199,16 +199,8 @@ def _first_token(graph: Any) -> tuple[Any, str] | None:
     return found[0] if len(found) == 1 else None
 
 
-def _constant_value(graph: Any, name: str) -> Any:
-    """The value of an initializer or Constant node named `name`, else None."""
+def _value(consts: dict[str, Any], name: str) -> Any:
+    """The array of constant `name` (graphs.constants), else None."""
     from onnx import numpy_helper
 
-    for init in graph.initializer:
-        if init.name == name:
-            return numpy_helper.to_array(init)
-    for node in graph.node:
-        if node.op_type == "Constant" and node.output[0] == name and node.attribute and \
-                node.attribute[0].name == "value":
-            return numpy_helper.to_array(node.attribute[0].t)
-    return None
-
+    return numpy_helper.to_array(consts[name]) if name in consts else None

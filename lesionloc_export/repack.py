@@ -18,7 +18,12 @@ from lesionloc_runtime.contract import CARD_NAME, EncoderSpec
 from lesionloc_runtime.errors import ExportError
 from lesionloc_runtime.localizer import Localizer
 from lesionloc_runtime.sessions import OnnxEncoder
-from lesionloc_runtime.tokens import PACKED_POOLING, encode_windows, prepare_text
+from lesionloc_runtime.tokens import (
+    PACKED_POOLING,
+    SentenceTokenizer,
+    encode_windows,
+    prepare_text,
+)
 
 __all__ = ["pack_bundle"]
 
@@ -78,10 +83,11 @@ def pack_bundle(source: Path, out: Path) -> dict[str, Any]:
 
 
 def _against_padded(bundle: ModelBundle, packed: OnnxEncoder, pooling: str) -> dict[str, Any]:
-    padded = Localizer.load(bundle.path, sentence_cache=0)
+    padded = OnnxEncoder(bundle.file(bundle.text_encoder.file), bundle.text_encoder)
+    tokenizer = SentenceTokenizer(bundle.file(bundle.tokenizer_file), bundle.max_length)
     texts = [prepare_text(t, bundle.text.preparation) for t in CHECK_TEXTS]
-    batch = padded.tokenizer.encode(texts)
-    want = encode_windows(padded.text_encoder, batch, len(texts))
+    batch = tokenizer.encode(texts)
+    want = encode_windows(padded, batch, len(texts))
     got = encode_windows(packed, batch, len(texts), pooling)
     cos = {name: cosines(want[name], got[name]) for name in want}
     mean_min, worst_min = THRESHOLDS[bundle.quantization]

@@ -5,6 +5,7 @@ space."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,20 @@ class ImageEncoder(nn.Module):
         return glob, patches
 
 
+def pool_packed(backbone: nn.Module, input_ids: torch.Tensor, position_ids: torch.Tensor,
+                window_mask: torch.Tensor, window_pooling: torch.Tensor,
+                hidden: Callable[[Any], torch.Tensor] = lambda out: out.last_hidden_state,
+                **kwargs: Any) -> torch.Tensor:
+    """A transformers encoder on token windows packed into rows (the runtime's
+    contract.PACKED_TEXT_INPUTS: positions restarting per window, attention within it as
+    the 4-D boolean mask transformers takes), each window pooled by its row of
+    `window_pooling` over `hidden(outputs)` (the last layer unless said), rows flattened."""
+    out = backbone(input_ids=input_ids, position_ids=position_ids,
+                   attention_mask=window_mask[:, None].bool(), **kwargs)
+    states = hidden(out)
+    return window_pooling.to(states.dtype) @ states.flatten(0, 1)
+
+
 class TextEncoder(nn.Module):
     """input_ids, attention_mask (N, L) -> sentence (local) and global embeddings (N, D)."""
 
@@ -168,10 +183,8 @@ class TextEncoder(nn.Module):
         """Token windows packed into rows (the runtime's contract.PACKED_TEXT_INPUTS, the
         pooling weights built for this encoder's pooling): the same embeddings as `forward`
         on each window alone."""
-        out = self.backbone(input_ids=input_ids, position_ids=position_ids,
-                            attention_mask=window_mask[:, None].bool(), return_dict=True)
-        hidden = out.last_hidden_state
-        return self._project(window_pooling.to(hidden.dtype) @ hidden.flatten(0, 1))
+        return self._project(pool_packed(self.backbone, input_ids, position_ids, window_mask,
+                                         window_pooling))
 
     def _project(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         glob = F.normalize(self.global_proj(pooled), dim=-1)

@@ -109,10 +109,12 @@ class AflocTextGraph(nn.Module):
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Token windows packed into rows (the runtime's contract.PACKED_TEXT_INPUTS), each
         window's tokens summed by its row of `window_pooling` (ones), then / the word slots."""
-        out = self.bert(input_ids=input_ids, position_ids=position_ids,
-                        attention_mask=window_mask[:, None].bool(), output_hidden_states=True)
-        layers = torch.stack(out.hidden_states[-4:]).sum(dim=0)
-        report = (window_pooling.to(layers.dtype) @ layers.flatten(0, 1)) / self.word_slots
+        from lesionloc_train.model import pool_packed
+
+        summed = pool_packed(self.bert, input_ids, position_ids, window_mask, window_pooling,
+                             lambda out: torch.stack(out.hidden_states[-4:]).sum(dim=0),
+                             output_hidden_states=True)
+        report = summed / self.word_slots
         return report, report
 
 

@@ -112,9 +112,10 @@ class CxrBertTextGraph(nn.Module):
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Token windows packed into rows (the runtime's contract.PACKED_TEXT_INPUTS), each
         window's [CLS] picked by its row of `window_pooling`."""
-        hidden = self.bert(input_ids=input_ids, position_ids=position_ids,
-                           attention_mask=window_mask[:, None].bool()).last_hidden_state
-        return self._project(window_pooling.to(hidden.dtype) @ hidden.flatten(0, 1))
+        from lesionloc_train.model import pool_packed
+
+        return self._project(pool_packed(self.bert, input_ids, position_ids, window_mask,
+                                         window_pooling))
 
     def _project(self, cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         head = self.text_proj
