@@ -319,35 +319,12 @@ def test_text_encoder_by_sentence_count(benchmark, count, precision, latency_mod
                                              else batch.by_length())})
 
 
-def _padded_text_encoder(checkpoint: Path, precision: str, work: Path, spec: Any) -> Any:
-    """The model's text graph as `lesionloc-export --text-layout padded` writes it."""
-    from lesionloc_export.graphs import export_text_encoder, optimize_text_encoder
-    from lesionloc_export.quantize import quantize_text_int8
-    from lesionloc_runtime.sessions import OnnxEncoder
-    from lesionloc_train.checkpoint import load_checkpoint
-    from lesionloc_train.torch_backend import TextGraph
-
-    target = work / f"text-padded-{precision}.onnx"
-    if not target.is_file():
-        model = load_checkpoint(checkpoint).model
-        raw, fused = work / "text-raw.onnx", work / "text-fused.onnx"
-        export_text_encoder(TextGraph(model), model.text_encoder.backbone, raw)
-        optimize_text_encoder(model.text_encoder.backbone.config, raw, fused)
-        if precision == "int8":
-            quantize_text_int8(fused, target)
-        else:
-            shutil.copyfile(fused, target)
-    return OnnxEncoder(target, spec, threads=default_threads())
-
-
 @pytest.mark.parametrize("engine", ["int8", "fp32", "pytorch"])
-def test_text_encoder_layouts(benchmark, engine, latency_model, tmp_path_factory):
+def test_text_encoder_layouts(benchmark, engine, latency_model, padded_latency_bundles):
     """The reference report's 8 sentences through the text encoder packed in one row (the
-    export's default: `lesionloc_export.packing`) and padded, one row each in runs by length,
-    in alternated rounds; the ONNX int8 and fp32 graphs and PyTorch eager (which packs with a
-    4-D attention mask). And how far the embeddings moved (cosine)."""
-    import dataclasses
-
+    export's default: `lesionloc_export.packing`) and padded, one row each in runs by length
+    (`--text-layout padded`), in alternated rounds; the ONNX int8 and fp32 graphs and PyTorch
+    eager (which packs with a 4-D attention mask). And how far the embeddings moved."""
     import torch
 
     from benchmarks.full_model import REPORT_SENTENCES
@@ -356,30 +333,29 @@ def test_text_encoder_layouts(benchmark, engine, latency_model, tmp_path_factory
     from lesionloc_train.torch_backend import TextGraph, TorchEncoder
 
     checkpoint, bundles = latency_model
-    packed = Localizer.load(bundles["none" if engine == "fp32" else "int8"], sentence_cache=0)
-    assert packed.bundle.text_encoder.packed
-    padded_spec = dataclasses.replace(packed.bundle.text_encoder, inputs={
-        "input_ids": ["batch", "sequence"], "attention_mask": ["batch", "sequence"]})
+    precision = "none" if engine == "fp32" else "int8"
+    packed = Localizer.load(bundles[precision], sentence_cache=0)
+    pooling = packed.bundle.packed_pooling
+    assert pooling is not None
     if engine == "pytorch":
         torch.set_num_threads(default_threads())
         graph = TextGraph(load_checkpoint(checkpoint).model)
         encoders = {"packed": TorchEncoder(graph, "packed-text"), "padded": TorchEncoder(graph, "text")}
     else:
-        work = tmp_path_factory.getbasetemp() / "text-graphs"
-        work.mkdir(exist_ok=True)
-        encoders = {"packed": packed.text_encoder,
-                    "padded": _padded_text_encoder(checkpoint, "none" if engine == "fp32" else
-                                                   "int8", work, padded_spec)}
+        padded = Localizer.load(padded_latency_bundles[precision], sentence_cache=0)
+        assert padded.bundle.packed_pooling is None
+        encoders = {"packed": packed.text_encoder, "padded": padded.text_encoder}
     batch = packed.tokenizer.encode(REPORT_SENTENCES)
     count = len(REPORT_SENTENCES)
-    outputs = {name: encode_windows(encoder, batch, count, "mean" if name == "packed" else None)
+    layout = {"packed": pooling, "padded": None}
+    outputs = {name: encode_windows(encoder, batch, count, layout[name])
                for name, encoder in encoders.items()}
     times: dict[str, list[float]] = {name: [] for name in encoders}
 
     def both() -> None:
         for name, encoder in encoders.items():
             start = time.perf_counter()
-            encode_windows(encoder, batch, count, "mean" if name == "packed" else None)
+            encode_windows(encoder, batch, count, layout[name])
             times[name].append((time.perf_counter() - start) * 1e3)
 
     rounds = 15 if benchmark.enabled else 1
@@ -391,7 +367,7 @@ def test_text_encoder_layouts(benchmark, engine, latency_model, tmp_path_factory
     benchmark.extra_info.update({
         **{f"{name}_ms": float(np.median(v[-rounds:])) for name, v in times.items()},
         "engine": engine, "sentences": count, "tokens": int(batch.attention_mask.sum()),
-        "padded_runs": len(batch.by_length()), "packed_runs": len(batch.packed("mean")),
+        "padded_runs": len(batch.by_length()), "packed_runs": len(batch.packed(pooling)),
         "sentence_cosine_min": float(cosine.min()), "cpu_kind": cpu_kind(),
         "load_average_1min": os.getloadavg()[0]})
 

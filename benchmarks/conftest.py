@@ -90,7 +90,8 @@ def exporter_digest() -> str:
     return digest.hexdigest()
 
 
-def export_cached(checkpoint: Path, out: Path, precision: str, calibration: Path | None) -> Path:
+def export_cached(checkpoint: Path, out: Path, precision: str, calibration: Path | None,
+                  text_layout: str = "packed") -> Path:
     """The bundle at `out`, exported again when missing or made by a different exporter (the
     digest is kept beside the bundle, whose own file list is checksummed)."""
     from lesionloc_export.bundle_writer import ExportOptions, export_bundle
@@ -100,7 +101,7 @@ def export_cached(checkpoint: Path, out: Path, precision: str, calibration: Path
     if not (current and (out / "lesionloc.json").is_file()):
         export_bundle(checkpoint, out, ExportOptions(quantize=precision, calibration=calibration,
                                                      calibration_images=32, parity_images=4,
-                                                     overwrite=True))
+                                                     overwrite=True, text_layout=text_layout))
         stamp.write_text(digest + "\n")
     return out
 
@@ -126,6 +127,20 @@ def latency_model(full, tmp_path_factory, request):
         return quick_checkpoint, {p: export_cached(quick_checkpoint, root / p, p, quick_phantoms)
                                   for p in ("int8", "none")}
     return full_latency_model()
+
+
+@pytest.fixture(scope="session")
+def padded_latency_bundles(full, latency_model, tmp_path_factory, request) -> dict[str, Path]:
+    """{precision: bundle} of the latency model exported with `--text-layout padded` (cached
+    beside the packed ones in full mode): what the packed text graph is measured against."""
+    checkpoint, _ = latency_model
+    if full:
+        root, calibration = CACHE / "full-model", None
+    else:
+        root = tmp_path_factory.mktemp("bench-padded")
+        calibration = request.getfixturevalue("quick_phantoms")
+    return {p: export_cached(checkpoint, root / f"bundle-{p}-padded", p, calibration, "padded")
+            for p in ("int8", "none")}
 
 
 def full_latency_model() -> tuple[Path, dict[str, Path]]:
