@@ -25,6 +25,7 @@ from lesionloc_runtime.heatmap import (
     smooth_grid,
 )
 from lesionloc_runtime.imageio import Radiograph, import_dicom_stack, read_image
+from lesionloc_runtime.openvino_engine import image_engine_for
 from lesionloc_runtime.preprocess import PreprocessedImage, preprocess
 from lesionloc_runtime.results import SentenceResult, StudyResult
 from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES, CachedText, SentenceCache
@@ -120,7 +121,8 @@ class Localizer:
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
         self.sentence_cache = SentenceCache(sentence_cache)
-        self.providers: list[str] = list(getattr(image_encoder, "providers", ["torch"]))
+        self.providers: list[str] = list(dict.fromkeys(  # the image encoder's, then the text's
+            getattr(image_encoder, "providers", ["torch"]) + getattr(text_encoder, "providers", [])))
 
     @classmethod
     def load(
@@ -136,11 +138,12 @@ class Localizer:
         if not isinstance(bundle, ModelBundle):
             bundle = ModelBundle.load(demo_bundle_path() if bundle is None else bundle)
         threads = threads or default_threads()
+        image_engine, providers = image_engine_for(providers, threads)
         # the two sessions load concurrently (ORT releases the GIL while building a session):
         # building them is most of a cold start
         with ThreadPoolExecutor(max_workers=2) as pool:
-            image = pool.submit(OnnxEncoder, bundle.file(bundle.image_encoder.file),
-                                bundle.image_encoder, providers, threads)
+            image = pool.submit(image_engine, bundle.file(bundle.image_encoder.file),
+                                bundle.image_encoder)
             text = pool.submit(OnnxEncoder, bundle.file(bundle.text_encoder.file),
                                bundle.text_encoder, providers, threads)
             tokenizer = SentenceTokenizer(bundle.file(bundle.tokenizer_file), bundle.max_length)

@@ -1,0 +1,174 @@
+"""`--providers openvino`: the image encoder compiled by OpenVINO's runtime, the text encoder on
+ONNX Runtime; the rewrite that lets OpenVINO run the exporter's int8 forms as int8."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ov = pytest.importorskip("openvino")
+
+from lesionloc_export.parity import THRESHOLDS, cosines  # noqa: E402
+from lesionloc_runtime.bundle import ModelBundle  # noqa: E402
+from lesionloc_runtime.errors import ConfigError  # noqa: E402
+from lesionloc_runtime.imageio import read_image  # noqa: E402
+from lesionloc_runtime.localizer import Localizer  # noqa: E402
+from lesionloc_runtime.openvino_engine import (  # noqa: E402
+    OpenVinoEncoder,
+    as_low_precision_patterns,
+    compile_options,
+)
+from lesionloc_runtime.preprocess import preprocess  # noqa: E402
+from lesionloc_runtime.sessions import OnnxEncoder  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def _image_feeds(bundle: ModelBundle, phantom_set: Path, count: int = 4) -> list[dict]:
+    rows = [json.loads(line) for line in phantom_set.read_text().splitlines()][:count]
+    return [{"pixel_values": preprocess(read_image(phantom_set.parent / row["image"]),
+                                        bundle.preprocessing).tensor[None]} for row in rows]
+
+
+def _quantized_forms(path: Path) -> tuple[int, int]:
+    """(convolutions whose int8 weights have zero point 1, integer products) in an ONNX graph."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    shifted = 0
+    for node in graph.node:
+        dq = producer.get(node.input[1]) if node.op_type == "Conv" else None
+        if dq is not None and dq.op_type == "DequantizeLinear" and len(dq.input) > 2:
+            shifted += int(inits.get(dq.input[2], np.zeros(1)).any())
+    return shifted, sum(node.op_type == "MatMulInteger" for node in graph.node)
+
+
+def _runtime_precisions(compiled) -> dict[str, list[str]]:
+    """The precision each executed node of a compiled model runs in, by node type."""
+    found: dict[str, list[str]] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        found.setdefault(info["layerType"].astype(str), []).append(
+            info["runtimePrecision"].astype(str))
+    return found
+
+
+def test_rewrite_puts_every_int8_convolution_and_product_on_int8_kernels(tiny_bundle):
+    bundle = ModelBundle.load(tiny_bundle)
+    path = bundle.file(bundle.image_encoder.file)
+    shifted, products = _quantized_forms(path)
+    assert shifted > 0 and products > 0, "the tiny export should have both forms to rewrite"
+    core = ov.Core()
+    as_written = core.compile_model(core.read_model(str(path)), "CPU", compile_options(1))
+    model = core.read_model(str(path))
+    assert as_low_precision_patterns(model, ov) == shifted + products
+    rewritten = core.compile_model(model, "CPU", compile_options(1))
+    before, after = _runtime_precisions(as_written), _runtime_precisions(rewritten)
+    convolutions = len(after["Convolution"])
+    # the first convolution reads the float film: fp32 by design, the others 8-bit
+    assert after["Convolution"].count("f32") == 1, after["Convolution"]
+    assert before["Convolution"].count("f32") == 1 + shifted, before["Convolution"]
+    assert convolutions == len(before["Convolution"])
+    products_before = before.get("MatMul", []) + before.get("FullyConnected", [])
+    products_after = after.get("MatMul", []) + after.get("FullyConnected", [])
+    # as written, OpenVINO widens an integer product to float; rewritten, it runs in 8 bits
+    assert products_after.count("i8") == products_before.count("i8") + products, (
+        products_before, products_after)
+
+
+def test_integer_products_rewritten_keep_their_sums(tiny_bundle, phantom_set):
+    """OpenVINO's int32 product and the rewritten 8-bit one give the same sums: the image
+    encoder's outputs with and without that rewrite agree to float rounding."""
+    from lesionloc_runtime import openvino_engine
+
+    bundle = ModelBundle.load(tiny_bundle)
+    path = bundle.file(bundle.image_encoder.file)
+    core, outputs = ov.Core(), []
+    for products in (False, True):
+        model = core.read_model(str(path))
+        for node in model.get_ordered_ops():
+            if node.get_type_name() == "Subtract":
+                openvino_engine._weights_to_zero_point_0(node, ov)
+            elif products and node.get_type_name() == "MatMul":
+                openvino_engine._integer_product_as_float(node, ov, ov.opset13)
+        compiled = core.compile_model(model, "CPU", compile_options(1))
+        feeds = _image_feeds(bundle, phantom_set, 1)[0]
+        outputs.append(compiled({"pixel_values": feeds["pixel_values"]})[compiled.outputs[1]])
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["int8", "none"])
+def test_openvino_image_encoder_agrees_with_onnx_runtime(tiny_bundle_factory, phantom_set, precision):
+    bundle = ModelBundle.load(tiny_bundle_factory(precision))
+    path = bundle.file(bundle.image_encoder.file)
+    reference = OnnxEncoder(path, bundle.image_encoder, threads=1)
+    engine = OpenVinoEncoder(path, bundle.image_encoder, threads=1)
+    assert engine.input_shapes["pixel_values"][1:] == reference.input_shapes["pixel_values"][1:]
+    # int8: the two runtimes round activations each their own way, within the export's
+    # parity thresholds against PyTorch; fp32: the same float graph
+    mean_min, worst_min = THRESHOLDS["int8" if precision == "int8" else "none"]
+    for feeds in _image_feeds(bundle, phantom_set):
+        want, got = reference.run(feeds), engine.run(feeds)
+        assert set(got) == set(want)
+        for name in want:
+            assert got[name].shape == want[name].shape and got[name].dtype == np.float32
+            cos = cosines(want[name], got[name])
+            assert cos.mean() >= mean_min and cos.min() >= worst_min, (name, cos.min())
+
+
+def test_another_batch_size_is_compiled_when_it_comes(tiny_bundle, phantom_set):
+    bundle = ModelBundle.load(tiny_bundle)
+    engine = OpenVinoEncoder(bundle.file(bundle.image_encoder.file), bundle.image_encoder, 1)
+    feeds = _image_feeds(bundle, phantom_set, 2)
+    one = [engine.run(f)["patch_embeds"] for f in feeds]
+    both = engine.run({"pixel_values": np.concatenate([f["pixel_values"] for f in feeds])})
+    assert both["patch_embeds"].shape[0] == 2 and sorted(engine._compiled) == [1, 2]
+    for i in range(2):
+        assert cosines(one[i], both["patch_embeds"][i:i + 1]).min() > 0.999
+
+
+def test_localizer_runs_the_image_encoder_on_openvino(tiny_bundle, phantom_study):
+    image, report, _ = phantom_study
+    openvino = Localizer.load(tiny_bundle, providers=("openvino",), threads=1)
+    onnx = Localizer.load(tiny_bundle, threads=1)
+    assert openvino.providers == ["openvino", "CPUExecutionProvider"]
+    assert isinstance(openvino.image_encoder, OpenVinoEncoder)
+    assert isinstance(openvino.text_encoder, OnnxEncoder)
+    got, want = (loc.localize(read_image(image), report) for loc in (openvino, onnx))
+    assert [s.text for s in got.sentences] == [s.text for s in want.sentences]
+    for a, b in zip(got.sentences, want.sentences, strict=True):
+        assert abs(a.score - b.score) < 0.05, (a.text, a.score, b.score)
+
+
+def test_openvino_with_cuda_is_refused():
+    with pytest.raises(ConfigError, match="cannot be combined with cuda"):
+        Localizer.load(None, providers=("openvino", "cuda"))
+
+
+def test_openvino_missing_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'lesionloc\[cpu,openvino\]'"):
+        Localizer.load(None, providers=("openvino",))
+
+
+def test_cli_runs_with_openvino_and_says_so(tmp_path, tiny_bundle, phantom_study):
+    image, report, _ = phantom_study
+    proc = subprocess.run([str(BIN / "lesionloc-run"), str(image), "--report", str(report),
+                           "--model", str(tiny_bundle), "--out", str(tmp_path / "out"),
+                           "--providers", "openvino"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "out" / image.stem / "study.json").read_text())
+    assert doc["model"]["execution_providers"] == ["openvino", "CPUExecutionProvider"]
+    proc = subprocess.run([str(BIN / "lesionloc-run"), str(image), "--report", str(report),
+                           "--model", str(tiny_bundle), "--out", str(tmp_path / "other"),
+                           "--providers", "cuda,openvino"], capture_output=True, text=True)
+    assert proc.returncode != 0 and proc.stderr.startswith("error:"), proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "other" / image.stem).exists()
