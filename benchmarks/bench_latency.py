@@ -107,6 +107,48 @@ def test_speedup_in_paired_rounds(benchmark, latency_model, reference_study, tmp
     assert torch_fp32.bundle.text_encoder.packed == int8.bundle.text_encoder.packed
 
 
+def test_openvino_speedup_in_paired_rounds(benchmark, latency_model, reference_study, tmp_path):
+    """As the paired rounds above, with a third engine: the int8 bundle with its image encoder
+    on OpenVINO's runtime (`--providers openvino`). Each round runs PyTorch, then ONNX Runtime
+    int8 and OpenVINO int8 in alternating order; each speed-up is over that round's PyTorch."""
+    pytest.importorskip("openvino")
+    checkpoint, bundles = latency_model
+    image, report = reference_study
+    engines = {"ort-int8": Localizer.load(bundles["int8"]),
+               "ov-int8": Localizer.load(bundles["int8"], providers=("openvino",))}
+    torch_fp32 = torch_localizer(checkpoint, engines["ort-int8"].bundle.max_length)
+    rounds_run: list[dict[str, dict[str, float]]] = []
+
+    def one_round() -> None:
+        done = {"torch-fp32": one_study(torch_fp32, image, report,
+                                        tmp_path / f"torch-{len(rounds_run)}")}
+        order = list(engines) if len(rounds_run) % 2 == 0 else list(reversed(engines))
+        for name in order:
+            done[name] = one_study(engines[name], image, report,
+                                   tmp_path / f"{name}-{len(rounds_run)}")
+        rounds_run.append(done)
+
+    rounds = 9 if benchmark.enabled else 1
+    benchmark.pedantic(one_round, rounds=rounds, iterations=1,
+                       warmup_rounds=1 if benchmark.enabled else 0)
+    runs = rounds_run[-rounds:]
+    info: dict[str, Any] = {"rounds": rounds, "torch_ms_median": float(np.median(
+        [r["torch-fp32"]["end_to_end"] for r in runs]))}
+    for name in engines:
+        ratios = [r["torch-fp32"]["end_to_end"] / r[name]["end_to_end"] for r in runs]
+        info[name] = {
+            "speedups": [round(x, 3) for x in ratios], "speedup_median": float(np.median(ratios)),
+            "ms_median": float(np.median([r[name]["end_to_end"] for r in runs])),
+            "image_encoder_ms": float(np.median([r[name]["image_encoder"] for r in runs])),
+            "outside_encoders_ms": float(np.median([outside_ms(r[name]) for r in runs])),
+            "outside_encoders_fraction": float(np.median([outside(r[name]) for r in runs]))}
+    assert all(info[name]["speedup_median"] > 0 for name in engines)
+    benchmark.extra_info.update({
+        **info, "sentence_cache": "emptied before each study", "cpu_kind": cpu_kind(),
+        "load_average_1min": os.getloadavg()[0],
+        "text_layout": "packed" if engines["ort-int8"].bundle.text_encoder.packed else "padded"})
+
+
 WRITE_LAYOUTS = {  # schema 1's default outputs (burned-in overlays, summary) and the page's
     "overlays": OutputOptions(page=False, overlays=True),
     "page": OutputOptions(),
@@ -292,6 +334,60 @@ def test_image_encoder_normalization_forms(benchmark, precision, latency_model, 
         "cpu_kind": cpu_kind(), "load_average_1min": os.getloadavg()[0]})
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_int8_image_encoder_by_provider(benchmark, threads, latency_model, reference_study):
+    """The int8 bundle's image encoder on ONNX Runtime's CPU provider and on OpenVINO's runtime
+    (`--providers openvino`), in alternated rounds at 1 thread (a batch worker's) and 2; and
+    each one's outputs against the PyTorch model the bundle was exported from, as the export's
+    parity check compares them (THRESHOLDS["int8"]), on the reference film and three phantom
+    films."""
+    pytest.importorskip("openvino")
+    from lesionloc_export.parity import THRESHOLDS, cosines
+    from lesionloc_runtime.openvino_engine import OpenVinoEncoder
+    from lesionloc_runtime.preprocess import preprocess
+    from lesionloc_runtime.sessions import OnnxEncoder
+
+    checkpoint, bundles = latency_model
+    card = ModelBundle.load(bundles["int8"])
+    path = card.file(card.image_encoder.file)
+    engines = {"cpu": OnnxEncoder(path, card.image_encoder, threads=threads),
+               "openvino": OpenVinoEncoder(path, card.image_encoder, threads)}
+    reference = torch_localizer(checkpoint, card.max_length).image_encoder
+    image, _ = reference_study
+    films = [image, *[f for f in sorted(image.parent.glob(f"*{image.suffix}")) if f != image][:3]]
+    feeds = [{"pixel_values": preprocess(read_image(f), card.preprocessing).tensor[None]}
+             for f in films]
+    parity: dict[str, dict[str, dict[str, float]]] = {}
+    for name, engine in engines.items():
+        got = [engine.run(feed) for feed in feeds]
+        want = [reference.run(feed) for feed in feeds]
+        parity[name] = {}
+        for output in ("image_embeds", "patch_embeds"):
+            cos = np.concatenate([cosines(w[output], g[output]) for w, g in zip(want, got, strict=True)])
+            parity[name][output] = {"mean": float(cos.mean()), "min": float(cos.min())}
+    mean_min, worst_min = THRESHOLDS["int8"]
+    times: dict[str, list[float]] = {name: [] for name in engines}
+
+    def both() -> None:
+        for name in (engines if len(times["cpu"]) % 2 == 0 else reversed(list(engines))):
+            start = time.perf_counter()
+            for _ in range(3):
+                engines[name].run(feeds[0])
+            times[name].append((time.perf_counter() - start) / 3 * 1e3)
+
+    rounds = 15 if benchmark.enabled else 1
+    benchmark.pedantic(both, rounds=rounds, iterations=1, warmup_rounds=1 if benchmark.enabled else 0)
+    medians = {f"{name}_ms": float(np.median(v[-rounds:])) for name, v in times.items()}
+    benchmark.extra_info.update({
+        **medians, "speedup": medians["cpu_ms"] / medians["openvino_ms"], "threads": threads,
+        "parity_against_pytorch": parity, "thresholds": {"mean": mean_min, "worst": worst_min},
+        "films": len(films), "size": card.preprocessing.image_size, "cpu_kind": cpu_kind(),
+        "load_average_1min": os.getloadavg()[0]})
+    for name in engines:
+        for output, figures in parity[name].items():
+            assert figures["mean"] >= mean_min and figures["min"] >= worst_min, (name, output, figures)
+
+
 @pytest.mark.parametrize("precision", ["int8", "fp32"])
 @pytest.mark.parametrize("count", [1, 4, 8, 16, 32])
 def test_text_encoder_by_sentence_count(benchmark, count, precision, latency_model, full):
@@ -440,7 +536,7 @@ def peak_rss_mb():
 from lesionloc_runtime.localizer import Localizer
 from lesionloc_runtime.imageio import read_image
 imported = time.perf_counter()
-localizer = Localizer.load(sys.argv[1])
+localizer = Localizer.load(sys.argv[1], providers=tuple(sys.argv[4].split(",")))
 loaded = time.perf_counter()
 result = localizer.localize(read_image(sys.argv[2]), sys.argv[3])
 done = time.perf_counter()
@@ -451,20 +547,24 @@ print(json.dumps({"import_s": imported - start, "load_s": loaded - imported,
 """
 
 
-@pytest.mark.parametrize("precision", ["int8", "none"])
+@pytest.mark.parametrize("precision", ["int8", "none", "int8-openvino"])
 def test_cold_start_and_peak_memory(benchmark, precision, latency_model, reference_study):
-    """A fresh process: import, bundle load (checksums, sessions), first result; peak RSS."""
+    """A fresh process: import, bundle load (checksums, sessions), first result; peak RSS.
+    int8-openvino: the int8 bundle with its image encoder on OpenVINO's runtime."""
     _, bundles = latency_model
     image, report = reference_study
+    bundle, _, engine = precision.partition("-")
+    providers = _providers("ov-" if engine == "openvino" else "ort-")
     runs: list[dict] = []
 
     def cold() -> None:
-        proc = subprocess.run([sys.executable, "-c", COLD_START, str(bundles[precision]),
-                               str(image), str(report)], capture_output=True, text=True, check=True)
+        proc = subprocess.run([sys.executable, "-c", COLD_START, str(bundles[bundle]),
+                               str(image), str(report), ",".join(providers)],
+                              capture_output=True, text=True, check=True)
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
 
     benchmark.pedantic(cold, rounds=3, iterations=1)
-    benchmark.extra_info.update({"precision": precision, **{
+    benchmark.extra_info.update({"precision": precision, "providers": list(providers), **{
         k: float(np.median([r[k] for r in runs])) for k in runs[0]}})
 
 
@@ -601,7 +701,16 @@ def test_compressed_film_study_by_decoder(benchmark, syntax, latency_model, refe
 
 BATCH_ENGINES = ("ort-int8", "ort-int8-no-cache", "ort-int8-serial", "torch-fp32",
                  "torch-fp32-no-cache", "ort-int8-compressed-films", "torch-fp32-compressed-films",
-                 "ort-int8-2-workers", "torch-fp32-2-workers")
+                 "ort-int8-2-workers", "torch-fp32-2-workers", "ov-int8", "ov-int8-2-workers")
+
+
+def _providers(engine: str) -> tuple[str, ...]:
+    """ov-: the image encoder on OpenVINO's runtime (`--providers openvino`), skipped where it
+    is not installed."""
+    if engine.startswith("ov-"):
+        pytest.importorskip("openvino")
+        return ("openvino",)
+    return ("cpu",)
 
 
 def _compressed(film: Path) -> bool:
@@ -658,8 +767,10 @@ def test_batch_of_realistic_studies(benchmark, engine, latency_model, realistic_
         localizer = torch_localizer(checkpoint, ModelBundle.load(bundles["int8"]).max_length)
         localizer.sentence_cache = SentenceCache(cache)
     else:
-        localizer = Localizer.load(bundles["int8"], sentence_cache=cache)
-    settings = RunSettings(str(bundles["int8"]), ("cpu",), None, (), "findings", tmp_path / "out",
+        localizer = Localizer.load(bundles["int8"], sentence_cache=cache,
+                                   providers=_providers(engine))
+    settings = RunSettings(str(bundles["int8"]), _providers(engine), None, (), "findings",
+                           tmp_path / "out",
                            OutputOptions(index_link=True), sentence_cache=cache,
                            pipeline=not engine.endswith("serial"))
     # the first study of a process pays one-time costs (ORT's first runs, OpenCV's threads)
@@ -776,8 +887,9 @@ def _batch_in_two_workers(benchmark, engine, checkpoint, bundles, tasks, tmp_pat
     from lesionloc_runtime import batch as runtime_batch
     from lesionloc_runtime.batch import RunSettings, run_batch
 
-    settings = RunSettings(str(bundles["int8"]), ("cpu",), 1, (), "findings", tmp_path / "out",
-                           OutputOptions(index_link=True), sentence_cache=4096, pipeline=False)
+    settings = RunSettings(str(bundles["int8"]), _providers(engine), 1, (), "findings",
+                           tmp_path / "out", OutputOptions(index_link=True), sentence_cache=4096,
+                           pipeline=False)
     if engine.startswith("torch"):
         max_length = ModelBundle.load(bundles["int8"]).max_length  # the card: no sessions
         monkeypatch.setattr(runtime_batch, "_init_worker", functools.partial(

@@ -24,6 +24,7 @@ from latency_report import (
     decoder_section,
     is_avx512,
     latency_goals,
+    openvino_runtime_section,
     openvino_section,
     published_section,
 )
@@ -238,6 +239,7 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
     published_section(runs, lines)
     goals.update(batch_section(runs, lines))
     decoder_section(runs, lines)
+    goals.update(openvino_runtime_section(runs, results, lines))
     if results is not None:
         openvino_section(results, lines)
     lines += write_layouts(runs)
@@ -283,6 +285,9 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
             if x["precision"] == "int8":
                 goals["cold_start"] = x["bundle_to_first_result_s"]
                 goals["peak_mb"] = x["peak_rss_mb"]
+            if x["precision"] == "int8-openvino":
+                goals["cold_start_openvino"] = x["bundle_to_first_result_s"]
+                goals["peak_mb_openvino"] = x["peak_rss_mb"]
         lines.append("")
     batch = [r for r in runs.values() if r["name"].startswith("test_batch_throughput")]
     if batch:
