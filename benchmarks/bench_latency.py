@@ -351,7 +351,7 @@ def test_int8_image_encoder_by_provider(benchmark, threads, latency_model, refer
     card = ModelBundle.load(bundles["int8"])
     path = card.file(card.image_encoder.file)
     engines = {"cpu": OnnxEncoder(path, card.image_encoder, threads=threads),
-               "openvino": OpenVinoEncoder(path, card.image_encoder, threads)}
+               "openvino": OpenVinoEncoder(path, card.image_encoder, threads, int8=True)}
     reference = torch_localizer(checkpoint, card.max_length).image_encoder
     image, _ = reference_study
     films = [image, *[f for f in sorted(image.parent.glob(f"*{image.suffix}")) if f != image][:3]]

@@ -138,7 +138,8 @@ class Localizer:
         if not isinstance(bundle, ModelBundle):
             bundle = ModelBundle.load(demo_bundle_path() if bundle is None else bundle)
         threads = threads or default_threads()
-        image_engine, providers = image_engine_for(providers, threads)
+        image_engine, providers = image_engine_for(providers, threads,
+                                                   int8=bundle.quantization == "int8")
         # the two sessions load concurrently (ORT releases the GIL while building a session):
         # building them is most of a cold start
         with ThreadPoolExecutor(max_workers=2) as pool:

@@ -39,7 +39,7 @@ class OpenVinoEncoder:
     call (the runtime's; another batch size is compiled when it first comes). Runs like
     `OnnxEncoder`: the same feeds and outputs, checked against the card the same way."""
 
-    def __init__(self, path: Path, spec: EncoderSpec, threads: int) -> None:
+    def __init__(self, path: Path, spec: EncoderSpec, threads: int, int8: bool = False) -> None:
         ov = _import_openvino()
         self.core = ov.Core()
         try:
@@ -49,6 +49,7 @@ class OpenVinoEncoder:
                               f"({printable(str(exc), 300)})") from None
         self.path = path
         self.threads = threads
+        self.int8 = int8
         self.providers = [PROVIDER]
         inputs = {i.any_name: _port(i) for i in self.model.inputs}
         outputs = {o.any_name: _port(o) for o in self.model.outputs}
@@ -64,7 +65,8 @@ class OpenVinoEncoder:
         if batch not in self._compiled:
             model = self.model.clone()
             model.reshape({self.input_names[0]: [batch, *self.input_shapes[self.input_names[0]][1:]]})
-            compiled = self.core.compile_model(model, "CPU", compile_options(self.threads))
+            compiled = self.core.compile_model(model, "CPU",
+                                               compile_options(self.threads, not self.int8))
             self._compiled[batch] = (compiled, compiled.create_infer_request())
         return self._compiled[batch]
 
@@ -79,28 +81,36 @@ class OpenVinoEncoder:
                 for name, port in zip(self.output_shapes, compiled.outputs, strict=True)}
 
 
-def image_engine_for(providers: Sequence[str], threads: int
-                  ) -> tuple[Callable[[Path, EncoderSpec], Any], tuple[str, ...]]:
+def image_engine_for(providers: Sequence[str], threads: int, int8: bool = False
+                     ) -> tuple[Callable[[Path, EncoderSpec], Any], tuple[str, ...]]:
     """What opens a bundle's image encoder (a callable of its path and card entry), and the
     providers left for ONNX Runtime's sessions: `openvino` puts the image encoder on OpenVINO's
-    runtime (CPU only) and the text encoder on ONNX Runtime's CPU provider."""
+    runtime (CPU only) and the text encoder on ONNX Runtime's CPU provider. `int8`: the
+    bundle is int8, whose float operators OpenVINO may run in bf16 (`compile_options`)."""
     others = tuple(p for p in providers if p.lower() != PROVIDER)
     if len(others) == len(providers):
         return partial(OnnxEncoder, providers=providers, threads=threads), tuple(providers)
     if any(p.lower() != "cpu" for p in others):
         raise ConfigError(f"--providers {PROVIDER} runs on the CPU; it cannot be combined with "
                           f"{', '.join(p for p in others if p.lower() != 'cpu')}")
-    return partial(OpenVinoEncoder, threads=threads), ("cpu",)
+    return partial(OpenVinoEncoder, threads=threads, int8=int8), ("cpu",)
 
 
-def compile_options(threads: int) -> dict[str, Any]:
-    """How the runtime compiles an image encoder with OpenVINO."""
-    return {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-            # float where the graph is float, as ONNX Runtime computes it (OpenVINO's default
-            # on a CPU with AMX would be bf16)
-            "INFERENCE_PRECISION_HINT": "f32",
-            # batch workers are processes of one thread each: pinned, they could share a core
-            "ENABLE_CPU_PINNING": False}
+def compile_options(threads: int, fp32: bool = True) -> dict[str, Any]:
+    """How the runtime compiles an image encoder with OpenVINO. `fp32`: the graph's float
+    operators in fp32, as ONNX Runtime computes them (an fp32 bundle's, whose parity is held
+    to 1e-4). Otherwise OpenVINO's choice: bf16 where the CPU computes it natively (AMX,
+    AVX-512 BF16), fp32 elsewhere. In an int8 graph the float operators are the first
+    convolution and the projections; the first convolution's bf16 products land in an 8-bit
+    quantizer's steps, which are coarser, and the parity against PyTorch did not move (docs/
+    latency.md)."""
+    options: dict[str, Any] = {
+        "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+        # batch workers are processes of one thread each: pinned, they could share a core
+        "ENABLE_CPU_PINNING": False}
+    if fp32:
+        options["INFERENCE_PRECISION_HINT"] = "f32"
+    return options
 
 
 def _port(port: Any) -> tuple[str, list[Any]]:

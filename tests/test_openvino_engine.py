@@ -110,7 +110,7 @@ def test_openvino_image_encoder_agrees_with_onnx_runtime(tiny_bundle_factory, ph
     bundle = ModelBundle.load(tiny_bundle_factory(precision))
     path = bundle.file(bundle.image_encoder.file)
     reference = OnnxEncoder(path, bundle.image_encoder, threads=1)
-    engine = OpenVinoEncoder(path, bundle.image_encoder, threads=1)
+    engine = OpenVinoEncoder(path, bundle.image_encoder, threads=1, int8=precision == "int8")
     assert engine.input_shapes["pixel_values"][1:] == reference.input_shapes["pixel_values"][1:]
     # int8: the two runtimes round activations each their own way, within the export's
     # parity thresholds against PyTorch; fp32: the same float graph
@@ -126,7 +126,8 @@ def test_openvino_image_encoder_agrees_with_onnx_runtime(tiny_bundle_factory, ph
 
 def test_another_batch_size_is_compiled_when_it_comes(tiny_bundle, phantom_set):
     bundle = ModelBundle.load(tiny_bundle)
-    engine = OpenVinoEncoder(bundle.file(bundle.image_encoder.file), bundle.image_encoder, 1)
+    engine = OpenVinoEncoder(bundle.file(bundle.image_encoder.file), bundle.image_encoder, 1,
+                             int8=True)
     feeds = _image_feeds(bundle, phantom_set, 2)
     one = [engine.run(f)["patch_embeds"] for f in feeds]
     both = engine.run({"pixel_values": np.concatenate([f["pixel_values"] for f in feeds])})
@@ -172,3 +173,17 @@ def test_cli_runs_with_openvino_and_says_so(tmp_path, tiny_bundle, phantom_study
                            "--providers", "cuda,openvino"], capture_output=True, text=True)
     assert proc.returncode != 0 and proc.stderr.startswith("error:"), proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "other" / image.stem).exists()
+
+
+def test_fp32_bundles_stay_fp32_and_int8_ones_take_bf16_where_the_cpu_has_it(tiny_bundle_factory):
+    bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    for precision in ("none", "int8"):
+        bundle = ModelBundle.load(tiny_bundle_factory(precision))
+        engine = OpenVinoEncoder(bundle.file(bundle.image_encoder.file), bundle.image_encoder, 1,
+                                 int8=precision == "int8")
+        found = _runtime_precisions(engine._compiled[1][0])
+        everything = [p for kinds in found.values() for p in kinds]
+        if precision == "none" or not bf16:
+            assert "bf16" not in everything, found
+        else:  # the first convolution, the one that reads the float film
+            assert found["Convolution"].count("bf16") == 1, found["Convolution"]
