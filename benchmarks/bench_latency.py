@@ -146,7 +146,9 @@ def test_openvino_speedup_in_paired_rounds(benchmark, latency_model, reference_s
     benchmark.extra_info.update({
         **info, "sentence_cache": "emptied before each study", "cpu_kind": cpu_kind(),
         "load_average_1min": os.getloadavg()[0],
-        "text_layout": "packed" if engines["ort-int8"].bundle.text_encoder.packed else "padded"})
+        "text_layout": "packed" if engines["ort-int8"].bundle.text_encoder.packed else "padded",
+        # the int8 graph's float operators on OpenVINO (fp32 in the first runs, then bf16)
+        "openvino_float_precision": engines["ov-int8"].image_encoder.float_precision})
 
 
 WRITE_LAYOUTS = {  # schema 1's default outputs (burned-in overlays, summary) and the page's
@@ -380,6 +382,7 @@ def test_int8_image_encoder_by_provider(benchmark, threads, latency_model, refer
     medians = {f"{name}_ms": float(np.median(v[-rounds:])) for name, v in times.items()}
     benchmark.extra_info.update({
         **medians, "speedup": medians["cpu_ms"] / medians["openvino_ms"], "threads": threads,
+        "openvino_float_precision": engines["openvino"].float_precision,
         "parity_against_pytorch": parity, "thresholds": {"mean": mean_min, "worst": worst_min},
         "films": len(films), "size": card.preprocessing.image_size, "cpu_kind": cpu_kind(),
         "load_average_1min": os.getloadavg()[0]})

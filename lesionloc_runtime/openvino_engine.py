@@ -70,6 +70,11 @@ class OpenVinoEncoder:
             self._compiled[batch] = (compiled, compiled.create_infer_request())
         return self._compiled[batch]
 
+    @property
+    def float_precision(self) -> str:
+        """What the graph's float operators run in, as compiled: "f32" or "bf16"."""
+        return str(self._request(1)[0].get_property("INFERENCE_PRECISION_HINT").get_type_name())
+
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         first = feeds[self.input_names[0]]
         compiled, request = self._request(int(first.shape[0]))
