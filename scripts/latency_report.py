@@ -36,15 +36,18 @@ def published_section(runs: dict[str, dict[str, Any]], lines: list[str]) -> None
               "layouts by `lesionloc-export --from KIND`, on the reference study through the same "
               f"pipeline (machine: {cpu_label(first)}, run {first['run']}; medians of "
               f"{first['extra_info']['rounds']} paired rounds: PyTorch eager fp32 of the model's "
-              "own modules, then ONNX Runtime int8 and fp32, study by study; speed-up: median "
-              "of each round's ratio to the PyTorch round before it):", "",
+              "own modules, then ONNX Runtime int8 and fp32, and the int8 bundle with its image "
+              "encoder on OpenVINO (ov-int8, `--providers openvino`), study by study; speed-up: "
+              "median of each round's ratio to the PyTorch round before it):", "",
               "| model | input | engine | end to end (ms) | image encoder | text encoder | outside "
               "encoders (ms) | outside | speed-up vs PyTorch |",
               "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in records:
         x = r["extra_info"]
         size = f"{x['image_size']} px, grid {x['grid'][0]}x{x['grid'][1]}"
-        for engine in ("ort-int8", "ort-fp32", "torch-fp32"):
+        for engine in ("ort-int8", "ov-int8", "ort-fp32", "torch-fp32"):
+            if engine not in x["engines"]:  # ov-int8: since 2026-12-05 evening
+                continue
             e = x["engines"][engine]
             t = e["timings_ms"]
             lines.append(f"| {x['kind']} | {size} | {engine} | {e['end_to_end_ms']:.0f} | "
