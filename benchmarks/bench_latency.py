@@ -32,15 +32,18 @@ from lesionloc_runtime.outputs import OutputOptions, write_study
 from lesionloc_runtime.sessions import default_threads, open_session, session_options
 
 
-@pytest.mark.parametrize("engine", ["ort-int8", "ort-fp32", "torch-fp32"])
+@pytest.mark.parametrize("engine", ["ort-int8", "ort-fp32", "torch-fp32", "ov-int8"])
 def test_end_to_end_reference_study(benchmark, engine, latency_model, reference_study, tmp_path):
     """Read the DICOM, localize every finding sentence, write the default outputs (the study
-    page, its radiograph and heatmap layers, the study JSON)."""
+    page, its radiograph and heatmap layers, the study JSON). ov-int8: the int8 bundle with its
+    image encoder on OpenVINO (`--providers openvino`)."""
     checkpoint, bundles = latency_model
     image, report = reference_study
     int8 = Localizer.load(bundles["int8"])
     if engine == "ort-int8":
         localizer = int8
+    elif engine == "ov-int8":
+        localizer = Localizer.load(bundles["int8"], providers=_providers(engine))
     elif engine == "ort-fp32":
         localizer = Localizer.load(bundles["none"])
     else:

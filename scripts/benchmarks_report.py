@@ -189,7 +189,7 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
               "| write | outside encoders | speed-up vs PyTorch |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     torch_time = e2e.get("torch-fp32", {}).get("stats", {}).get("median")
-    for engine in ("ort-int8", "ort-fp32", "torch-fp32"):
+    for engine in ("ort-int8", "ov-int8", "ort-fp32", "torch-fp32"):
         if engine not in e2e:
             continue
         r = e2e[engine]

@@ -244,7 +244,7 @@ def cores_busy(e2e: dict[str, dict[str, Any]]) -> list[str]:
     """How many of the cores each phase of the reference study kept busy (CPU time of all the
     process's threads over wall time, medians), for the runs that recorded it."""
     rows = []
-    for engine in ("ort-int8", "ort-fp32", "torch-fp32"):
+    for engine in ("ort-int8", "ov-int8", "ort-fp32", "torch-fp32"):
         t = e2e.get(engine, {}).get("extra_info", {}).get("timings_ms", {})
         if "cpu_read_dicom" not in t:
             continue
@@ -290,6 +290,7 @@ def openvino_runtime_section(runs: dict[str, dict[str, Any]], results: Any,
     if paired is None or results is None:
         return goals
     day, kind = paired["datetime"][:10], cpu_label(paired)
+    precision = paired["extra_info"].get("openvino_float_precision")
     same_day = []  # (run, extra_info) of every such run of that day on that CPU kind
     for path in sorted(results.glob("*.json")):
         data = json.loads(path.read_text())
@@ -302,20 +303,25 @@ def openvino_runtime_section(runs: dict[str, dict[str, Any]], results: Any,
     lines += [f"The reference study with the image encoder on OpenVINO, paired rounds (`-k "
               f"openvino_speedup`; machine {kind}): each round PyTorch eager fp32, then ONNX "
               "Runtime int8 and the int8 bundle with `--providers openvino` in alternating "
-              "order, each against that round's PyTorch study; medians of 9 rounds:", "",
-              "| run | PyTorch (ms) | ONNX Runtime int8: study (ms) / image encoder / outside "
-              "encoders / speed-up | image encoder on OpenVINO: study (ms) / image encoder / "
-              "outside encoders / speed-up |", "| --- | ---: | ---: | ---: |"]
+              "order, each against that round's PyTorch study; medians of 9 rounds. \"float "
+              "operators\": what OpenVINO ran the int8 graph's float operators in (runs before "
+              "the field was recorded say \"not recorded\"):", "",
+              "| run | float operators | PyTorch (ms) | ONNX Runtime int8: study (ms) / image "
+              "encoder / outside encoders / speed-up | image encoder on OpenVINO: study (ms) / "
+              "image encoder / outside encoders / speed-up |", "| --- | --- | ---: | ---: | ---: |"]
     for run, x in same_day:
         cells = [f"{e['ms_median']:.0f} / {e['image_encoder_ms']:.0f} / "
                  f"{e['outside_encoders_ms']:.0f} / {e['speedup_median']:.2f}x"
                  for e in (x["ort-int8"], x["ov-int8"])]
-        lines.append(f"| {run} | {x['torch_ms_median']:.0f} | {cells[0]} | {cells[1]} |")
-    ort = statistics.median(x["ort-int8"]["speedup_median"] for _, x in same_day)
-    goals["speedup_openvino"] = statistics.median(x["ov-int8"]["speedup_median"]
-                                                  for _, x in same_day)
-    lines += ["", f"Over these {len(same_day)} runs of {day}: ONNX Runtime int8 {ort:.2f}x, "
-              f"with the image encoder on OpenVINO {goals['speedup_openvino']:.2f}x (the goals "
-              "table's figure). PyTorch's own speed moves both ratios from run to run; within a "
-              "run the two int8 engines see the same rounds.", ""]
+        lines.append(f"| {run} | {x.get('openvino_float_precision', 'not recorded')} | "
+                     f"{x['torch_ms_median']:.0f} | {cells[0]} | {cells[1]} |")
+    # the goal: the runs of the newest run's configuration
+    kept = [x for _, x in same_day if x.get("openvino_float_precision") == precision]
+    ort = statistics.median(x["ort-int8"]["speedup_median"] for x in kept)
+    goals["speedup_openvino"] = statistics.median(x["ov-int8"]["speedup_median"] for x in kept)
+    lines += ["", f"Over the {len(kept)} runs of {day} with the float operators in "
+              f"{precision or 'a precision not recorded'}: ONNX Runtime int8 {ort:.2f}x, with the "
+              f"image encoder on OpenVINO {goals['speedup_openvino']:.2f}x (the goals table's "
+              "figure). PyTorch's own speed moves both ratios from run to run; within a run the "
+              "two int8 engines see the same rounds.", ""]
     return goals

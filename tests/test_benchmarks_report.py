@@ -510,3 +510,53 @@ def test_the_speed_up_goal_is_the_median_of_the_days_paired_runs_on_that_cpu(tmp
     text = _report(results, tmp_path / "BENCHMARKS.md")
     assert "with the text encoders packed: 3.30x (f.json), 3.40x (g.json)." in text
     assert "| End to end >= 4x faster than PyTorch eager fp32 (paired rounds) | 3.350 | NOT met |" in text
+
+
+def test_the_openvino_goal_is_the_median_of_the_days_runs_of_the_newest_configuration(tmp_path):
+    """`--providers openvino` has its own goal rows: the paired speed-up over the day's runs
+    whose float operators ran as the newest run's did, the batch's fastest OpenVINO engine
+    against PyTorch's, and its own cold start and memory."""
+    results = tmp_path / "results"
+    amx = {"model": "Xeon", "int8_flags": ["avx512f", "amx_int8"], "logical_cpus": 2}
+
+    def paired(ort, ov, precision=None):
+        engine = {"ms_median": 80, "image_encoder_ms": 20, "outside_encoders_ms": 36,
+                  "outside_encoders_fraction": 0.45}
+        bench = _bench("test_openvino_speedup_in_paired_rounds", "", {
+            "rounds": 9, "torch_ms_median": 300, "ort-int8": {**engine, "speedup_median": ort},
+            "ov-int8": {**engine, "speedup_median": ov},
+            **({"openvino_float_precision": precision} if precision else {})}, 0.3)
+        bench["name"] = "test_openvino_speedup_in_paired_rounds"
+        bench["fullname"] = "benchmarks/x.py::test_openvino_speedup_in_paired_rounds"
+        return [bench]
+
+    def batch(engine, rate):
+        return _bench("test_batch_of_realistic_studies", engine, {
+            "engine": engine, "films": "reference", "studies": 200, "studies_per_s": rate,
+            "cpu_s_per_study": 0.1, "threads": 2, "sentence_cache_hits": 1,
+            "sentence_cache_misses": 1, "cpu_kind": amx}, 10)
+
+    def cold(precision, seconds, mb):
+        return _bench("test_cold_start_and_peak_memory", precision, {
+            "precision": precision, "import_s": 0.2, "load_s": seconds - 0.1,
+            "first_result_s": 0.1, "bundle_to_first_result_s": seconds, "process_s": seconds + 0.2,
+            "peak_rss_mb": mb}, seconds)
+
+    _write_run(results / "a.json", amx, "c1", "2026-12-05T17:00:00", paired(3.3, 3.9))
+    _write_run(results / "b.json", amx, "c2", "2026-12-05T18:00:00", paired(3.4, 4.2, "bf16"))
+    _write_run(results / "c.json", amx, "c2", "2026-12-05T18:10:00", paired(3.2, 3.8, "bf16"))
+    _write_run(results / "d.json", amx, "c2", "2026-12-05T18:20:00",
+               [*_end_to_end(0.09, 0.3, 0.4), *paired(3.5, 4.4, "bf16"),
+                batch("ort-int8-2-workers", 13.0), batch("torch-fp32", 3.0),
+                batch("ov-int8-2-workers", 15.9), cold("int8", 0.6, 370),
+                cold("int8-openvino", 1.6, 500)])
+    text = _report(results, tmp_path / "BENCHMARKS.md")
+    assert "| a.json | not recorded | 300 | 80 / 20 / 36 / 3.30x | 80 / 20 / 36 / 3.90x |" in text
+    assert "Over the 3 runs of 2026-12-05 with the float operators in bf16: ONNX Runtime int8 " \
+           "3.40x, with the image encoder on OpenVINO 4.20x" in text
+    assert "| ... with the image encoder on OpenVINO (`--providers openvino`) | 4.200 | met |" in text
+    assert "| ... with the image encoder on OpenVINO (`--providers openvino`) | 5.300 | met |" in text
+    assert "| Batch throughput on realistic reports >= 5x PyTorch (the fastest way each runs it) " \
+           "| 4.333 | NOT met |" in text
+    assert "| ... with the image encoder on OpenVINO | 1.600 | NOT met |" in text
+    assert "| Peak memory < 600 MB with the image encoder on OpenVINO | 500.000 | met |" in text
