@@ -27,6 +27,7 @@ from latency_report import (
     openvino_runtime_section,
     openvino_section,
     published_section,
+    runs_of_the_day,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,19 +73,9 @@ def paired_runs_of_the_day(results: Path, latest: dict[str, Any]) -> list[tuple[
     `latest` (the newest) whose text encoders ran in its layout, oldest first: both engines
     pack a report's sentences since packed text graphs (`text_layout` "packed"; runs before
     it padded them), which moved PyTorch's time more than int8's."""
-    kind, day = cpu_label(latest), str(latest.get("datetime", ""))[:10]
     layout = latest["extra_info"].get("text_layout", "padded")
-    found = []
-    for path in sorted(results.glob("*.json")):
-        data = json.loads(path.read_text())
-        if str(data.get("datetime", ""))[:10] != day:
-            continue
-        for bench in data.get("benchmarks", []):
-            record = {"machine": data.get("machine_info", {}), "extra_info": bench["extra_info"]}
-            if bench["name"] == "test_speedup_in_paired_rounds" and cpu_label(record) == kind \
-                    and bench["extra_info"].get("text_layout", "padded") == layout:
-                found.append((path.name, float(bench["extra_info"]["speedup_median"])))
-    return found
+    return [(run, float(x["speedup_median"])) for run, x in runs_of_the_day(results, latest)
+            if x.get("text_layout", "padded") == layout]
 
 
 def e2e_history(results: Path) -> list[str]:

@@ -258,6 +258,22 @@ def cores_busy(e2e: dict[str, dict[str, Any]]) -> list[str]:
             "above 1 on one thread's work means threads spinning): " + "; ".join(rows) + "."]
 
 
+def runs_of_the_day(results: Any, latest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(run, extra_info) of every kept record of `latest`'s benchmark on its CPU kind and day,
+    oldest first: the runs a goal that drifts with the machine's speed is taken over."""
+    kind, day = cpu_label(latest), str(latest.get("datetime", ""))[:10]
+    found = []
+    for path in sorted(results.glob("*.json")):
+        data = json.loads(path.read_text())
+        if str(data.get("datetime", ""))[:10] != day:
+            continue
+        for bench in data.get("benchmarks", []):
+            record = {"machine": data.get("machine_info", {}), "extra_info": bench["extra_info"]}
+            if bench["name"] == latest["name"] and cpu_label(record) == kind:
+                found.append((path.name, bench["extra_info"]))
+    return found
+
+
 def openvino_runtime_section(runs: dict[str, dict[str, Any]], results: Any,
                              lines: list[str]) -> dict[str, Any]:
     """`--providers openvino`: the image encoder alone on each runtime with its parity against
@@ -291,15 +307,7 @@ def openvino_runtime_section(runs: dict[str, dict[str, Any]], results: Any,
         return goals
     day, kind = paired["datetime"][:10], cpu_label(paired)
     precision = paired["extra_info"].get("openvino_float_precision")
-    same_day = []  # (run, extra_info) of every such run of that day on that CPU kind
-    for path in sorted(results.glob("*.json")):
-        data = json.loads(path.read_text())
-        if str(data.get("datetime", ""))[:10] != day:
-            continue
-        for bench in data.get("benchmarks", []):
-            record = {"machine": data.get("machine_info", {}), "extra_info": bench["extra_info"]}
-            if bench["name"] == "test_openvino_speedup_in_paired_rounds" and cpu_label(record) == kind:
-                same_day.append((path.name, bench["extra_info"]))
+    same_day = runs_of_the_day(results, paired)
     lines += [f"The reference study with the image encoder on OpenVINO, paired rounds (`-k "
               f"openvino_speedup`; machine {kind}): each round PyTorch eager fp32, then ONNX "
               "Runtime int8 and the int8 bundle with `--providers openvino` in alternating "
