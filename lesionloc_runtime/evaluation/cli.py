@@ -63,7 +63,8 @@ class _Command(Command):
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="ONNX Runtime intra-op threads.")
 @click.option("--providers", default="cpu", show_default=True,
-              help="Execution providers, comma-separated (cpu, cuda).")
+              help="Execution providers, comma-separated (cpu, cuda), or openvino: the image "
+                   "encoder on OpenVINO's runtime.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
 def command(
     dataset: str, root: Path, model: Path | None, out: Path | None, limit: int | None,
