@@ -188,3 +188,11 @@ def test_fp32_bundles_stay_fp32_and_int8_ones_take_bf16_where_the_cpu_has_it(tin
         else:  # the first convolution, the one that reads the float film
             assert found["Convolution"].count("bf16") == 1, found["Convolution"]
             assert engine.float_precision == "bf16"
+
+
+def test_an_evaluation_records_that_openvino_ran():
+    from lesionloc_runtime.evaluation.cli import make_provider
+
+    _, provenance = make_provider(None, ("openvino",), 1)
+    assert provenance["execution_providers"] == ["openvino", "CPUExecutionProvider"]
+    assert provenance["demo"] is True

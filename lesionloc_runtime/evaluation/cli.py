@@ -26,7 +26,9 @@ def make_provider(
     from lesionloc_runtime.localizer import Localizer  # ONNX Runtime loads only when needed
 
     localizer = Localizer.load(model, providers=providers, threads=threads)
-    return localizer, localizer.bundle.provenance()
+    # as a study records it: the providers that really ran, the image encoder's first
+    return localizer, {**localizer.bundle.provenance(),
+                       "execution_providers": list(localizer.providers)}
 
 
 class _Command(Command):
