@@ -65,8 +65,13 @@ class OpenVinoEncoder:
         if batch not in self._compiled:
             model = self.model.clone()
             model.reshape({self.input_names[0]: [batch, *self.input_shapes[self.input_names[0]][1:]]})
-            compiled = self.core.compile_model(model, "CPU",
-                                               compile_options(self.threads, not self.int8))
+            try:
+                compiled = self.core.compile_model(model, "CPU",
+                                                   compile_options(self.threads, not self.int8))
+            except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
+                raise BundleError(f"{self.path}: OpenVINO cannot compile this graph for the "
+                                  f"CPU ({printable(str(exc), 300)}); --providers cpu runs it "
+                                  "on ONNX Runtime") from None
             self._compiled[batch] = (compiled, compiled.create_infer_request())
         return self._compiled[batch]
 

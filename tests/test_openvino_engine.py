@@ -196,3 +196,25 @@ def test_an_evaluation_records_that_openvino_ran():
     _, provenance = make_provider(None, ("openvino",), 1)
     assert provenance["execution_providers"] == ["openvino", "CPUExecutionProvider"]
     assert provenance["demo"] is True
+
+
+def test_a_graph_openvino_cannot_read_is_a_bundle_error(tmp_path, tiny_bundle):
+    from lesionloc_runtime.errors import BundleError
+
+    bundle = ModelBundle.load(tiny_bundle)
+    broken = tmp_path / "image_encoder.onnx"
+    broken.write_bytes(b"not an ONNX graph")
+    with pytest.raises(BundleError, match="OpenVINO cannot read this graph"):
+        OpenVinoEncoder(broken, bundle.image_encoder, 1)
+
+
+def test_a_graph_openvino_cannot_compile_is_a_bundle_error(tiny_bundle, monkeypatch):
+    from lesionloc_runtime.errors import BundleError
+
+    def refuse(*_args, **_kwargs):
+        raise RuntimeError("Exception from src/inference/src/cpp/core.cpp: no kernel")
+
+    monkeypatch.setattr(ov.Core, "compile_model", refuse)
+    bundle = ModelBundle.load(tiny_bundle)
+    with pytest.raises(BundleError, match="cannot compile this graph.*--providers cpu"):
+        OpenVinoEncoder(bundle.file(bundle.image_encoder.file), bundle.image_encoder, 1)
