@@ -5,6 +5,7 @@ ONNX Runtime: OpenVINO cannot read its fused attention operators."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -58,6 +59,9 @@ class OpenVinoEncoder:
         self.input_shapes = {name: shape for name, (_, shape) in inputs.items()}
         self.output_shapes = {name: shape for name, (_, shape) in outputs.items()}
         as_low_precision_patterns(self.model, ov)
+        # an infer request runs one call at a time; ONNX Runtime's sessions take concurrent
+        # calls, and a Localizer shared between threads must keep working
+        self._lock = threading.Lock()
         self._compiled: dict[int, tuple[Any, Any]] = {}
         self._request(1)  # compiled now: loading is where a study expects to wait
 
@@ -82,9 +86,10 @@ class OpenVinoEncoder:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         first = feeds[self.input_names[0]]
-        compiled, request = self._request(int(first.shape[0]))
-        results = request.infer({name: np.ascontiguousarray(feeds[name])
-                                 for name in self.input_names})
+        with self._lock:
+            compiled, request = self._request(int(first.shape[0]))
+            results = request.infer({name: np.ascontiguousarray(feeds[name])
+                                     for name in self.input_names})
         # infer returns copies (share_outputs=False): a later call leaves them alone; the
         # outputs keep the graph's order, not always its names once rewritten
         return {name: results[port]

@@ -218,3 +218,17 @@ def test_a_graph_openvino_cannot_compile_is_a_bundle_error(tiny_bundle, monkeypa
     bundle = ModelBundle.load(tiny_bundle)
     with pytest.raises(BundleError, match="cannot compile this graph.*--providers cpu"):
         OpenVinoEncoder(bundle.file(bundle.image_encoder.file), bundle.image_encoder, 1)
+
+
+def test_one_localizer_serves_several_threads(tiny_bundle, phantom_set):
+    from concurrent.futures import ThreadPoolExecutor
+
+    bundle = ModelBundle.load(tiny_bundle)
+    engine = OpenVinoEncoder(bundle.file(bundle.image_encoder.file), bundle.image_encoder, 1,
+                             int8=True)
+    feeds = _image_feeds(bundle, phantom_set, 4)
+    alone = [engine.run(f)["patch_embeds"] for f in feeds]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda f: engine.run(f)["patch_embeds"], feeds * 4))
+    for i, got in enumerate(together):
+        np.testing.assert_array_equal(got, alone[i % 4])
