@@ -124,10 +124,14 @@ def test_openvino_image_encoder_agrees_with_onnx_runtime(tiny_bundle_factory, ph
             assert cos.mean() >= mean_min and cos.min() >= worst_min, (name, cos.min())
 
 
-def test_another_batch_size_is_compiled_when_it_comes(tiny_bundle, phantom_set):
+def _int8_engine(tiny_bundle: Path) -> tuple[ModelBundle, OpenVinoEncoder]:
     bundle = ModelBundle.load(tiny_bundle)
-    engine = OpenVinoEncoder(bundle.file(bundle.image_encoder.file), bundle.image_encoder, 1,
-                             int8=True)
+    return bundle, OpenVinoEncoder(bundle.file(bundle.image_encoder.file), bundle.image_encoder,
+                                   1, int8=True)
+
+
+def test_another_batch_size_is_compiled_when_it_comes(tiny_bundle, phantom_set):
+    bundle, engine = _int8_engine(tiny_bundle)
     feeds = _image_feeds(bundle, phantom_set, 2)
     one = [engine.run(f)["patch_embeds"] for f in feeds]
     both = engine.run({"pixel_values": np.concatenate([f["pixel_values"] for f in feeds])})
@@ -223,9 +227,7 @@ def test_a_graph_openvino_cannot_compile_is_a_bundle_error(tiny_bundle, monkeypa
 def test_one_localizer_serves_several_threads(tiny_bundle, phantom_set):
     from concurrent.futures import ThreadPoolExecutor
 
-    bundle = ModelBundle.load(tiny_bundle)
-    engine = OpenVinoEncoder(bundle.file(bundle.image_encoder.file), bundle.image_encoder, 1,
-                             int8=True)
+    bundle, engine = _int8_engine(tiny_bundle)
     feeds = _image_feeds(bundle, phantom_set, 4)
     alone = [engine.run(f)["patch_embeds"] for f in feeds]
     with ThreadPoolExecutor(4) as pool:
