@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -49,6 +49,7 @@ DEMO_BUNDLE = _PACKAGE_DIR / "demo" / "bundle"
 DEMO_EXAMPLES = _PACKAGE_DIR / "demo" / "examples"
 _GROUND_CHOICES = ("findings", "all")
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 def study_sentences(report: Report | None, queries: Sequence[str] = ()) -> list[Sentence]:
@@ -91,6 +92,11 @@ class PreparedStudy:
     timings_ms: dict[str, float]
 
 
+def _timed(step: Callable[..., _T], *args: object) -> tuple[_T, float]:
+    start = time.perf_counter()
+    return step(*args), (time.perf_counter() - start) * 1e3
+
+
 def _l2(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
 
@@ -113,6 +119,7 @@ class Localizer:
         tokenizer: SentenceTokenizer,
         sentence_cache: int = DEFAULT_ENTRIES,
         threads: int | None = None,
+        side_by_side: bool = False,
     ) -> None:
         self.bundle = bundle
         # this process's share of the cores: the sessions' threads, and a JPEG 2000 film's
@@ -121,6 +128,8 @@ class Localizer:
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
         self.sentence_cache = SentenceCache(sentence_cache)
+        # the image encoder in this thread while the text encoder runs (`image_engine_for`)
+        self._beside = ThreadPoolExecutor(1, "lesionloc-image") if side_by_side else None
         self.providers: list[str] = list(dict.fromkeys(  # the image encoder's, then the text's
             getattr(image_encoder, "providers", ["torch"]) + getattr(text_encoder, "providers", [])))
 
@@ -138,15 +147,15 @@ class Localizer:
         if not isinstance(bundle, ModelBundle):
             bundle = ModelBundle.load(demo_bundle_path() if bundle is None else bundle)
         threads = threads or default_threads()
-        image_engine, providers = image_engine_for(providers, threads,
-                                                   int8=bundle.quantization == "int8")
+        image_engine, providers, text_threads = image_engine_for(
+            providers, threads, int8=bundle.quantization == "int8")
         # the two sessions load concurrently (ORT releases the GIL while building a session):
         # building them is most of a cold start
         with ThreadPoolExecutor(max_workers=2) as pool:
             image = pool.submit(image_engine, bundle.file(bundle.image_encoder.file),
                                 bundle.image_encoder)
             text = pool.submit(OnnxEncoder, bundle.file(bundle.text_encoder.file),
-                               bundle.text_encoder, providers, threads)
+                               bundle.text_encoder, providers, text_threads)
             tokenizer = SentenceTokenizer(bundle.file(bundle.tokenizer_file), bundle.max_length)
             import_dicom_stack()  # meanwhile: the first DICOM read would pay it
             image_encoder = image.result()
@@ -154,7 +163,8 @@ class Localizer:
                              bundle.preprocessing.image_size, str(image_encoder.path))
             check_patch_grid(image_encoder.output_shapes["patch_embeds"], bundle.grid,
                              str(image_encoder.path))
-            return cls(bundle, image_encoder, text.result(), tokenizer, sentence_cache, threads)
+            return cls(bundle, image_encoder, text.result(), tokenizer, sentence_cache, threads,
+                       side_by_side=text_threads < threads)
 
     # -- encoders -------------------------------------------------------------------------
     def encode_image(self, image: Radiograph) -> EncodedImage:
@@ -320,9 +330,11 @@ class Localizer:
         study = image if isinstance(image, PreparedStudy) else self.prepare(image, report, queries)
         timings = dict(study.timings_ms)
         t = time.perf_counter()
-        encoded = self._encode_preprocessed(study.prep)
-        timings["image_encoder"] = (time.perf_counter() - t) * 1e3
-        t = time.perf_counter()
+        beside = self._beside.submit(_timed, self._encode_preprocessed, study.prep) \
+            if self._beside else None
+        if beside is None:
+            encoded, timings["image_encoder"] = _timed(self._encode_preprocessed, study.prep)
+        t_text = time.perf_counter()
         # A finding is encoded as the part that names it ("No pneumothorax, but a small left
         # effusion persists." -> "a small left effusion persists."); the rest as written.
         local, glob = self.encode_texts([s.grounded_text for s in study.sentences])
@@ -330,7 +342,10 @@ class Localizer:
         # multiply the text encoder's work, so it is encoded only when its score is asked for.
         body = study.report.body if (study.report is not None and report_score) else None
         body_embed = self.encode_texts([body])[1][0] if body else None
-        timings["text_encoder"] = (time.perf_counter() - t) * 1e3
+        timings["text_encoder"] = (time.perf_counter() - t_text) * 1e3
+        if beside is not None:  # side by side: "encoders" is their wall time together
+            encoded, timings["image_encoder"] = beside.result()
+        timings["encoders"] = (time.perf_counter() - t) * 1e3
         t = time.perf_counter()
         results = self._ground_sentences(study.sentences, encoded, local, glob, ground)
         image_score = float(body_embed @ encoded.global_embed) if body_embed is not None else None

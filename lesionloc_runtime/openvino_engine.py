@@ -97,18 +97,22 @@ class OpenVinoEncoder:
 
 
 def image_engine_for(providers: Sequence[str], threads: int, int8: bool = False
-                     ) -> tuple[Callable[[Path, EncoderSpec], Any], tuple[str, ...]]:
-    """What opens a bundle's image encoder (a callable of its path and card entry), and the
-    providers left for ONNX Runtime's sessions: `openvino` puts the image encoder on OpenVINO's
-    runtime (CPU only) and the text encoder on ONNX Runtime's CPU provider. `int8`: the
+                     ) -> tuple[Callable[[Path, EncoderSpec], Any], tuple[str, ...], int]:
+    """What opens a bundle's image encoder (a callable of its path and card entry), the
+    providers left for ONNX Runtime's text session, and that session's threads.
+
+    `openvino` puts the image encoder on OpenVINO's runtime (CPU only, all `threads`) and the
+    text encoder on ONNX Runtime's CPU provider with half of them: the Localizer then runs the
+    two side by side (on two cores 29.8 ms against 34.7 one after the other on both; the
+    text encoder alone on one thread takes 28.8 instead of 17.4, docs/latency.md). `int8`: the
     bundle is int8, whose float operators OpenVINO may run in bf16 (`compile_options`)."""
     others = tuple(p for p in providers if p.lower() != PROVIDER)
     if len(others) == len(providers):
-        return partial(OnnxEncoder, providers=providers, threads=threads), tuple(providers)
+        return partial(OnnxEncoder, providers=providers, threads=threads), tuple(providers), threads
     if any(p.lower() != "cpu" for p in others):
         raise ConfigError(f"--providers {PROVIDER} runs on the CPU; it cannot be combined with "
                           f"{', '.join(p for p in others if p.lower() != 'cpu')}")
-    return partial(OpenVinoEncoder, threads=threads, int8=int8), ("cpu",)
+    return partial(OpenVinoEncoder, threads=threads, int8=int8), ("cpu",), max(1, threads // 2)
 
 
 def compile_options(threads: int, fp32: bool = True) -> dict[str, Any]:

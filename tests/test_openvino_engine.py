@@ -234,3 +234,29 @@ def test_one_localizer_serves_several_threads(tiny_bundle, phantom_set):
         together = list(pool.map(lambda f: engine.run(f)["patch_embeds"], feeds * 4))
     for i, got in enumerate(together):
         np.testing.assert_array_equal(got, alone[i % 4])
+
+
+def test_with_two_threads_the_encoders_run_side_by_side(tiny_bundle, phantom_study):
+    """The image encoder on OpenVINO (all threads) beside the text encoder (half of them):
+    the same results as one after the other, and the study's timings say what overlapped."""
+    image, report, _ = phantom_study
+    beside = Localizer.load(tiny_bundle, providers=("openvino",), threads=2)
+    in_turn = Localizer.load(tiny_bundle, providers=("openvino",), threads=1)
+    assert beside._beside is not None and in_turn._beside is None
+    assert beside.text_encoder.session.get_session_options().intra_op_num_threads == 1
+    assert beside.image_encoder.threads == 2
+    import threading
+
+    ran_in: list[str] = []
+    encode = beside._encode_preprocessed
+    beside._encode_preprocessed = lambda prep: ran_in.append(  # type: ignore[method-assign]
+        threading.current_thread().name) or encode(prep)
+    got, want = (loc.localize(read_image(image), report) for loc in (beside, in_turn))
+    assert len(ran_in) == 1 and ran_in[0].startswith("lesionloc-image"), ran_in
+    for a, b in zip(got.sentences, want.sentences, strict=True):
+        assert a.text == b.text and abs(a.score - b.score) < 1e-3, (a.text, a.score, b.score)
+    timings = got.timings_ms
+    assert timings["encoders"] >= max(timings["image_encoder"], timings["text_encoder"])
+    ort = Localizer.load(tiny_bundle, threads=2)  # ONNX Runtime alone: one after the other
+    assert ort._beside is None
+    assert ort.text_encoder.session.get_session_options().intra_op_num_threads == 2
