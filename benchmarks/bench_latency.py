@@ -151,8 +151,10 @@ def test_openvino_speedup_in_paired_rounds(benchmark, latency_model, reference_s
         **info, "sentence_cache": "emptied before each study", "cpu_kind": cpu_kind(),
         "load_average_1min": os.getloadavg()[0],
         "text_layout": "packed" if engines["ort-int8"].bundle.text_encoder.packed else "padded",
-        # the int8 graph's float operators on OpenVINO (fp32 in the first runs, then bf16)
-        "openvino_float_precision": engines["ov-int8"].image_encoder.float_precision})
+        # the int8 graph's float operators on OpenVINO (fp32 in the first runs, then bf16),
+        # and whether its image encoder ran beside the text encoder (since run 1900)
+        "openvino_float_precision": engines["ov-int8"].image_encoder.float_precision,
+        "openvino_encoders": "side by side" if engines["ov-int8"]._beside else "in turn"})
 
 
 WRITE_LAYOUTS = {  # schema 1's default outputs (burned-in overlays, summary) and the page's

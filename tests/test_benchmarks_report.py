@@ -519,13 +519,14 @@ def test_the_openvino_goal_is_the_median_of_the_days_runs_of_the_newest_configur
     results = tmp_path / "results"
     amx = {"model": "Xeon", "int8_flags": ["avx512f", "amx_int8"], "logical_cpus": 2}
 
-    def paired(ort, ov, precision=None):
+    def paired(ort, ov, precision=None, encoders=None):
         engine = {"ms_median": 80, "image_encoder_ms": 20, "outside_encoders_ms": 36,
                   "outside_encoders_fraction": 0.45}
         bench = _bench("test_openvino_speedup_in_paired_rounds", "", {
             "rounds": 9, "torch_ms_median": 300, "ort-int8": {**engine, "speedup_median": ort},
             "ov-int8": {**engine, "speedup_median": ov},
-            **({"openvino_float_precision": precision} if precision else {})}, 0.3)
+            **({"openvino_float_precision": precision} if precision else {}),
+            **({"openvino_encoders": encoders} if encoders else {})}, 0.3)
         bench["name"] = "test_openvino_speedup_in_paired_rounds"
         bench["fullname"] = "benchmarks/x.py::test_openvino_speedup_in_paired_rounds"
         return [bench]
@@ -551,12 +552,19 @@ def test_the_openvino_goal_is_the_median_of_the_days_runs_of_the_newest_configur
                 batch("ov-int8-2-workers", 15.9), cold("int8", 0.6, 370),
                 cold("int8-openvino", 1.6, 500)])
     text = _report(results, tmp_path / "BENCHMARKS.md")
-    assert "| a.json | not recorded | 300 | 80 / 20 / 36 / 3.30x | 80 / 20 / 36 / 3.90x |" in text
-    assert "Over the 3 runs of 2026-12-05 with the float operators in bf16: ONNX Runtime int8 " \
-           "3.40x, with the image encoder on OpenVINO 4.20x" in text
+    assert "| a.json | not recorded, not recorded | 300 | 80 / 20 / 36 / 3.30x | 80 / 20 / 36 / " \
+           "3.90x |" in text
+    assert "Over the 3 runs of 2026-12-05 in the newest configuration (bf16, not recorded): ONNX " \
+           "Runtime int8 3.40x, with the image encoder on OpenVINO 4.20x" in text
     assert "| ... with the image encoder on OpenVINO (`--providers openvino`) | 4.200 | met |" in text
     assert "| ... with the image encoder on OpenVINO (`--providers openvino`) | 5.300 | met |" in text
     assert "| Batch throughput on realistic reports >= 5x PyTorch (the fastest way each runs it) " \
            "| 4.333 | NOT met |" in text
     assert "| ... with the image encoder on OpenVINO | 1.600 | NOT met |" in text
     assert "| Peak memory < 600 MB with the image encoder on OpenVINO | 500.000 | met |" in text
+    # a new configuration starts a new set of runs
+    _write_run(results / "e.json", amx, "c3", "2026-12-05T19:00:00",
+               paired(3.4, 4.6, "bf16", "side by side"))
+    text = _report(results, tmp_path / "BENCHMARKS.md")
+    assert "Over the 1 runs of 2026-12-05 in the newest configuration (bf16, side by side)" in text
+    assert "| ... with the image encoder on OpenVINO (`--providers openvino`) | 4.600 | met |" in text
