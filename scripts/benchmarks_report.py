@@ -191,6 +191,14 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
         lines.append(f"| {engine} | {ms(median)} | {t['image_encoder']:.0f} | {t['text_encoder']:.0f} | "
                      f"{read:.0f} | {t['preprocess']:.0f} | {t['heatmaps']:.0f} | {t['write']:.0f} | "
                      f"{r['extra_info']['outside_encoders_fraction']:.0%} | {speed} |")
+    overlapped = [f"{engine} {t['encoders']:.0f} ms together against {t['image_encoder']:.0f} + "
+                  f"{t['text_encoder']:.0f}" for engine, r in e2e.items()
+                  for t in [r["extra_info"]["timings_ms"]]
+                  if t.get("encoders", 1e9) < 0.9 * (t["image_encoder"] + t["text_encoder"])]
+    if overlapped:
+        lines += ["", "Encoders run side by side (`--providers openvino` on two or more threads: "
+                  "each column is that encoder's own time, and the time outside the encoders "
+                  "is outside both together): " + "; ".join(overlapped) + "."]
     lines += cores_busy(e2e)
     if torch_time and "ort-int8" in e2e:
         goals["speedup"] = torch_time / e2e["ort-int8"]["stats"]["median"]
