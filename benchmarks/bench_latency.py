@@ -780,8 +780,8 @@ def test_batch_of_realistic_studies(benchmark, engine, latency_model, realistic_
         localizer = torch_localizer(checkpoint, ModelBundle.load(bundles["int8"]).max_length)
         localizer.sentence_cache = SentenceCache(cache)
     else:
-        localizer = Localizer.load(bundles["int8"], sentence_cache=cache,
-                                   providers=_providers(engine))
+        localizer = Localizer.load(bundles["int8"], sentence_cache=cache,  # as run_batch's
+                                   providers=_providers(engine), side_by_side=False)
     settings = RunSettings(str(bundles["int8"]), _providers(engine), None, (), "findings",
                            tmp_path / "out",
                            OutputOptions(index_link=True), sentence_cache=cache,

@@ -211,9 +211,12 @@ def _init_worker(settings: RunSettings, shared: SharedStore | None = None,
     # a spawned worker starts without the CLI's logging: reader notes print as they do there
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
 
+    # a batch encodes most sentences ahead of their studies, on the text encoder alone: its
+    # threads are worth more there than running it beside the image encoder
     _WORKER["localizer"] = Localizer.load(settings.model, providers=settings.providers,
                                           threads=settings.threads,
-                                          sentence_cache=settings.sentence_cache)
+                                          sentence_cache=settings.sentence_cache,
+                                          side_by_side=False)
     _WORKER["localizer"].sentence_cache.shared = shared  # None: this worker's cache alone
     _WORKER["settings"] = settings
 

@@ -141,14 +141,16 @@ class Localizer:
         providers: Sequence[str] = ("cpu",),
         threads: int | None = None,
         sentence_cache: int = DEFAULT_ENTRIES,
+        side_by_side: bool = True,
     ) -> Localizer:
         """Open a bundle directory (default: the embedded demo model), verified by checksum.
-        `sentence_cache`: how many sentences' embeddings to keep (0: none)."""
+        `sentence_cache`: how many sentences' embeddings to keep (0: none). `side_by_side`:
+        the encoders side by side where the engines gain from it (`image_engine_for`)."""
         if not isinstance(bundle, ModelBundle):
             bundle = ModelBundle.load(demo_bundle_path() if bundle is None else bundle)
         threads = threads or default_threads()
         image_engine, providers, text_threads = image_engine_for(
-            providers, threads, int8=bundle.quantization == "int8")
+            providers, threads, int8=bundle.quantization == "int8", beside=side_by_side)
         # the two sessions load concurrently (ORT releases the GIL while building a session):
         # building them is most of a cold start
         with ThreadPoolExecutor(max_workers=2) as pool:

@@ -96,7 +96,8 @@ class OpenVinoEncoder:
                 for name, port in zip(self.output_shapes, compiled.outputs, strict=True)}
 
 
-def image_engine_for(providers: Sequence[str], threads: int, int8: bool = False
+def image_engine_for(providers: Sequence[str], threads: int, int8: bool = False,
+                     beside: bool = True
                      ) -> tuple[Callable[[Path, EncoderSpec], Any], tuple[str, ...], int]:
     """What opens a bundle's image encoder (a callable of its path and card entry), the
     providers left for ONNX Runtime's text session, and that session's threads.
@@ -104,15 +105,18 @@ def image_engine_for(providers: Sequence[str], threads: int, int8: bool = False
     `openvino` puts the image encoder on OpenVINO's runtime (CPU only, all `threads`) and the
     text encoder on ONNX Runtime's CPU provider with half of them: the Localizer then runs the
     two side by side (on two cores 29.8 ms against 34.7 one after the other on both; the
-    text encoder alone on one thread takes 28.8 instead of 17.4, docs/latency.md). `int8`: the
-    bundle is int8, whose float operators OpenVINO may run in bf16 (`compile_options`)."""
+    text encoder alone on one thread takes 28.8 instead of 17.4, docs/latency.md); not
+    `beside`, the text session keeps every thread (a batch, which encodes most sentences ahead
+    of their studies). `int8`: the bundle is int8, whose float operators OpenVINO may run in
+    bf16 (`compile_options`)."""
     others = tuple(p for p in providers if p.lower() != PROVIDER)
     if len(others) == len(providers):
         return partial(OnnxEncoder, providers=providers, threads=threads), tuple(providers), threads
     if any(p.lower() != "cpu" for p in others):
         raise ConfigError(f"--providers {PROVIDER} runs on the CPU; it cannot be combined with "
                           f"{', '.join(p for p in others if p.lower() != 'cpu')}")
-    return partial(OpenVinoEncoder, threads=threads, int8=int8), ("cpu",), max(1, threads // 2)
+    return (partial(OpenVinoEncoder, threads=threads, int8=int8), ("cpu",),
+            max(1, threads // 2) if beside else threads)
 
 
 def compile_options(threads: int, fp32: bool = True) -> dict[str, Any]:

@@ -260,3 +260,16 @@ def test_with_two_threads_the_encoders_run_side_by_side(tiny_bundle, phantom_stu
     ort = Localizer.load(tiny_bundle, threads=2)  # ONNX Runtime alone: one after the other
     assert ort._beside is None
     assert ort.text_encoder.session.get_session_options().intra_op_num_threads == 2
+
+
+def test_a_batch_keeps_every_thread_for_its_sentences_ahead(tiny_bundle, tmp_path):
+    from lesionloc_runtime import batch
+    from lesionloc_runtime.outputs import OutputOptions
+
+    settings = batch.RunSettings(str(tiny_bundle), ("openvino",), 2, (), "findings", tmp_path,
+                                 OutputOptions())
+    batch._init_worker(settings)
+    localizer = batch._WORKER.pop("localizer")
+    batch._WORKER.pop("settings")
+    assert localizer._beside is None and localizer.providers[0] == "openvino"
+    assert localizer.text_encoder.session.get_session_options().intra_op_num_threads == 2
