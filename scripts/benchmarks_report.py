@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from latency_report import (
+    batch_goals_of_the_day,
     batch_section,
     cores_busy,
     cpu_label,
@@ -237,6 +238,7 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
         lines += e2e_history(results)
     published_section(runs, lines)
     goals.update(batch_section(runs, lines))
+    goals.update(batch_goals_of_the_day(results, runs, lines))
     decoder_section(runs, lines)
     goals.update(openvino_runtime_section(runs, results, lines))
     if results is not None:

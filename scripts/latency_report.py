@@ -142,6 +142,49 @@ def batch_section(runs: dict[str, dict[str, Any]], lines: list[str]) -> dict[str
     return found
 
 
+_BATCH_SIDES = {"batch_speedup": ("ort-int8", "ort-int8-serial", "ort-int8-2-workers"),
+                "batch_speedup_openvino": ("ov-int8", "ov-int8-2-workers")}
+_BATCH_TORCH = ("torch-fp32", "torch-fp32-2-workers")
+
+
+def batch_goals_of_the_day(results: Any, runs: dict[str, dict[str, Any]],
+                           lines: list[str]) -> dict[str, float]:
+    """The batch goals as the median over the day's runs (of the newest batch record's day and
+    CPU kind) that measured both an engine and PyTorch: one batch run moves by several percent
+    with the machine's speed, as a paired run does. Each run's ratio: its fastest way of the
+    engine against its fastest way of PyTorch, on the reference films."""
+    newest = max((r for r in runs.values()
+                  if r["name"].startswith("test_batch_of_realistic_studies")),
+                 key=lambda r: r["datetime"], default=None)
+    if newest is None or results is None:
+        return {}
+    day, kind = newest["datetime"][:10], cpu_label(newest)
+    ratios: dict[str, list[tuple[str, float]]] = {goal: [] for goal in _BATCH_SIDES}
+    for path in sorted(results.glob("*.json")):
+        data = json.loads(path.read_text())
+        if str(data.get("datetime", ""))[:10] != day:
+            continue
+        rate = {b["extra_info"]["engine"]: b["extra_info"]["studies_per_s"]
+                for b in data.get("benchmarks", [])
+                if b["name"].startswith("test_batch_of_realistic_studies")
+                and cpu_label({"machine": data.get("machine_info", {}),
+                               "extra_info": b["extra_info"]}) == kind}
+        theirs = [rate[e] for e in _BATCH_TORCH if e in rate]
+        for goal, engines in _BATCH_SIDES.items():
+            ours = [rate[e] for e in engines if e in rate]
+            if ours and theirs:
+                ratios[goal].append((path.name, max(ours) / max(theirs)))
+    goals = {goal: statistics.median(r for _, r in found) for goal, found in ratios.items() if found}
+    for goal, label in (("batch_speedup", "ONNX Runtime int8"),
+                        ("batch_speedup_openvino", "int8 with the image encoder on OpenVINO")):
+        if len(ratios[goal]) > 1:
+            lines += [f"Every batch run of {day} on this CPU that measured {label} and PyTorch "
+                      "(the fastest way of each): "
+                      + ", ".join(f"{r:.2f}x ({name})" for name, r in ratios[goal])
+                      + f". The goals table takes their median, {goals[goal]:.2f}x.", ""]
+    return goals
+
+
 def decoder_section(runs: dict[str, dict[str, Any]], lines: list[str]) -> None:
     """A study on a compressed film with the decoder the reader picks and with pydicom's own."""
     found = sorted((r for r in runs.values()
