@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,8 +120,10 @@ class ModelBundle:
     def file(self, name: str) -> Path:
         return self.path / name
 
-    def provenance(self) -> dict[str, Any]:
-        """What every output records about the model that produced it."""
+    def provenance(self, providers: Sequence[str] | None = None) -> dict[str, Any]:
+        """What every output records about the model that produced it; with `providers`, the
+        execution providers that really ran it (a CUDA request that fell back to the CPU
+        reads CPUExecutionProvider)."""
         return {
             "name": self.name,
             "bundle": str(self.path),
@@ -131,6 +134,7 @@ class ModelBundle:
             "demo": self.is_demo,
             "trained_on": self.card.get("trained_on", "unknown"),
             "notice": self.notice,
+            **({} if providers is None else {"execution_providers": list(providers)}),
         }
 
     @classmethod

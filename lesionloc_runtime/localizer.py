@@ -388,8 +388,7 @@ class Localizer:
             height=radiograph.height,
             pixel_spacing_mm=radiograph.pixel_spacing_mm,
             letterbox=encoded.letterbox,
-            # what actually ran: a CUDA request that fell back to the CPU shows here
-            model={**self.bundle.provenance(), "execution_providers": list(self.providers)},
+            model=self.bundle.provenance(self.providers),  # what actually ran
             sentences=results,
             image_score=image_score,
             report_source=study.report_source,

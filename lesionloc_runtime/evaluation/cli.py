@@ -26,9 +26,7 @@ def make_provider(
     from lesionloc_runtime.localizer import Localizer  # ONNX Runtime loads only when needed
 
     localizer = Localizer.load(model, providers=providers, threads=threads)
-    # as a study records it: the providers that really ran, the image encoder's first
-    return localizer, {**localizer.bundle.provenance(),
-                       "execution_providers": list(localizer.providers)}
+    return localizer, localizer.bundle.provenance(localizer.providers)  # as a study records it
 
 
 class _Command(Command):
