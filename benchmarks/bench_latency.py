@@ -366,9 +366,9 @@ def test_int8_image_encoder_by_provider(benchmark, threads, latency_model, refer
     feeds = [{"pixel_values": preprocess(read_image(f), card.preprocessing).tensor[None]}
              for f in films]
     parity: dict[str, dict[str, dict[str, float]]] = {}
+    want = [reference.run(feed) for feed in feeds]
     for name, engine in engines.items():
         got = [engine.run(feed) for feed in feeds]
-        want = [reference.run(feed) for feed in feeds]
         parity[name] = {}
         for output in ("image_embeds", "patch_embeds"):
             cos = np.concatenate([cosines(w[output], g[output]) for w, g in zip(want, got, strict=True)])

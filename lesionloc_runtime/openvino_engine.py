@@ -82,7 +82,8 @@ class OpenVinoEncoder:
     @property
     def float_precision(self) -> str:
         """What the graph's float operators run in, as compiled: "f32" or "bf16"."""
-        return str(self._request(1)[0].get_property("INFERENCE_PRECISION_HINT").get_type_name())
+        compiled = self._compiled[1][0]  # compiled when the engine was made
+        return str(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         first = feeds[self.input_names[0]]

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from latency_report import (
-    batch_goals_of_the_day,
     batch_section,
     cores_busy,
     cpu_label,
@@ -162,7 +161,7 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
     if not e2e:  # the imported models and the batch can be measured alone (-k)
         more: list[str] = []
         published_section(runs, more)
-        goals.update(batch_section(runs, more))
+        goals.update(batch_section(runs, more, results))
         decoder_section(runs, more)
         lines += ["## Latency", "", *more] if more else []
         return goals
@@ -237,8 +236,7 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
     if results is not None:
         lines += e2e_history(results)
     published_section(runs, lines)
-    goals.update(batch_section(runs, lines))
-    goals.update(batch_goals_of_the_day(results, runs, lines))
+    goals.update(batch_section(runs, lines, results))
     decoder_section(runs, lines)
     goals.update(openvino_runtime_section(runs, results, lines))
     if results is not None:

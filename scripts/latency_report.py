@@ -80,11 +80,13 @@ BATCH_LABELS = {
 }
 
 
-def batch_section(runs: dict[str, dict[str, Any]], lines: list[str]) -> dict[str, float]:
+def batch_section(runs: dict[str, dict[str, Any]], lines: list[str],
+                  results: Any = None) -> dict[str, float]:
     """Studies per second on realistic reports, each engine against PyTorch with and without
     the cache. The goal compares like with like on the reference films, both with the cache:
-    the fastest way ONNX Runtime runs the batch (one process or two workers) against the
-    fastest way PyTorch does, and only when every row comes from one kind of CPU."""
+    the fastest way each int8 engine runs the batch (one process or two workers) against the
+    fastest way PyTorch does, and only when every row comes from one kind of CPU; with the
+    `results` folder, over the day's runs (`batch_goals_of_the_day`)."""
     by = {r["extra_info"]["engine"]: r for r in runs.values()
           if r["name"].startswith("test_batch_of_realistic_studies")}
     if not by:
@@ -127,24 +129,26 @@ def batch_section(runs: dict[str, dict[str, Any]], lines: list[str]) -> dict[str
         lines.append(f"| {BATCH_LABELS[engine]} | {x['studies_per_s']:.2f} | {cpu} | {hits} | "
                      f"{with_cache} | {without} |")
     lines.append("")
-    ours = [rate[e] for e in ("ort-int8", "ort-int8-serial", "ort-int8-2-workers") if e in rate]
-    openvino = [rate[e] for e in ("ov-int8", "ov-int8-2-workers") if e in rate]
-    theirs = [rate[e] for e in ("torch-fp32", "torch-fp32-2-workers") if e in rate]
     if len(kinds) > 1:
         lines += ["These rows come from more than one kind of CPU: no ratio between them is a "
                   "figure of this project.", ""]
         return {}
-    found = {}
-    if ours and theirs:
-        found["batch_speedup"] = max(ours) / max(theirs)
-    if openvino and theirs:
-        found["batch_speedup_openvino"] = max(openvino) / max(theirs)
-    return found
+    if results is not None:
+        return batch_goals_of_the_day(results, runs, lines)
+    return {goal: ratio for goal, ratio in ((goal, _batch_ratio(rate, engines))
+                                            for goal, engines in _BATCH_SIDES.items()) if ratio}
 
 
 _BATCH_SIDES = {"batch_speedup": ("ort-int8", "ort-int8-serial", "ort-int8-2-workers"),
                 "batch_speedup_openvino": ("ov-int8", "ov-int8-2-workers")}
 _BATCH_TORCH = ("torch-fp32", "torch-fp32-2-workers")
+
+
+def _batch_ratio(rate: dict[str, float], engines: tuple[str, ...]) -> float | None:
+    """One run's fastest way of `engines` against its fastest way of PyTorch, if both ran."""
+    ours = [rate[e] for e in engines if e in rate]
+    theirs = [rate[e] for e in _BATCH_TORCH if e in rate]
+    return max(ours) / max(theirs) if ours and theirs else None
 
 
 def batch_goals_of_the_day(results: Any, runs: dict[str, dict[str, Any]],
@@ -169,11 +173,9 @@ def batch_goals_of_the_day(results: Any, runs: dict[str, dict[str, Any]],
                 if b["name"].startswith("test_batch_of_realistic_studies")
                 and cpu_label({"machine": data.get("machine_info", {}),
                                "extra_info": b["extra_info"]}) == kind}
-        theirs = [rate[e] for e in _BATCH_TORCH if e in rate]
         for goal, engines in _BATCH_SIDES.items():
-            ours = [rate[e] for e in engines if e in rate]
-            if ours and theirs:
-                ratios[goal].append((path.name, max(ours) / max(theirs)))
+            if (ratio := _batch_ratio(rate, engines)) is not None:
+                ratios[goal].append((path.name, ratio))
     goals = {goal: statistics.median(r for _, r in found) for goal, found in ratios.items() if found}
     for goal, label in (("batch_speedup", "ONNX Runtime int8"),
                         ("batch_speedup_openvino", "int8 with the image encoder on OpenVINO")):
