@@ -58,6 +58,8 @@ def test_ddp_two_processes_match_one_process_on_the_combined_batch(tmp_path):
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank in range(2):
+        assert f"rank {rank}: group destroyed" in proc.stderr, proc.stderr[-3000:]
     from safetensors.torch import load_file
 
     losses = json.loads((tmp_path / "losses.json").read_text())
