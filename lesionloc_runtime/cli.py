@@ -51,7 +51,9 @@ __all__ = ["main"]
               help="Copy DICOM patient/study identifiers into the study JSON and page (off by default).")
 @click.option("--providers", default="cpu", show_default=True,
               help="Execution providers, comma-separated: cpu, cuda; or openvino: the image encoder on "
-                   "OpenVINO's runtime (faster on Intel CPUs with AMX), the text encoder on cpu.")
+                   "OpenVINO's runtime (faster on Intel CPUs with AMX), the text encoder on cpu; "
+                   "compiled once a machine, kept in $LESIONLOC_OPENVINO_CACHE (default "
+                   "~/.cache/lesionloc/openvino; off: not kept).")
 @click.option("--threads", type=int, default=None, help="Threads per process (default: all cores).")
 @click.option("--sentence-cache", type=int, default=DEFAULT_ENTRIES, show_default=True,
               metavar="N", help="Sentences whose embeddings each process keeps, so a sentence "

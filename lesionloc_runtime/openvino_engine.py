@@ -5,6 +5,7 @@ ONNX Runtime: OpenVINO cannot read its fused attention operators."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -15,11 +16,13 @@ import numpy as np
 
 from lesionloc_runtime.contract import EncoderSpec
 from lesionloc_runtime.errors import BundleError, ConfigError, printable
+from lesionloc_runtime.openvino_cache import CompiledCache, cache_dir
 from lesionloc_runtime.sessions import OnnxEncoder
 
 __all__ = ["PROVIDER", "OpenVinoEncoder", "as_low_precision_patterns", "compile_options",
            "image_engine_for"]
 
+_log = logging.getLogger(__name__)
 # The name `--providers` takes, and what the study records as the image encoder's provider.
 PROVIDER = "openvino"
 _ORT_TYPES = {"f32": "tensor(float)", "f16": "tensor(float16)", "i64": "tensor(int64)",
@@ -38,46 +41,83 @@ def _import_openvino() -> Any:
 class OpenVinoEncoder:
     """An image encoder graph compiled by OpenVINO for `threads` CPU threads, for one image a
     call (the runtime's; another batch size is compiled when it first comes). Runs like
-    `OnnxEncoder`: the same feeds and outputs, checked against the card the same way."""
+    `OnnxEncoder`: the same feeds and outputs, checked against the card the same way.
+    `cache`: the folder of compiled graphs (`openvino_cache`; None: compile every time)."""
 
-    def __init__(self, path: Path, spec: EncoderSpec, threads: int, int8: bool = False) -> None:
-        ov = _import_openvino()
-        self.core = ov.Core()
-        try:
-            self.model = self.core.read_model(str(path))
-        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
-            raise BundleError(f"{path}: OpenVINO cannot read this graph "
-                              f"({printable(str(exc), 300)})") from None
+    def __init__(self, path: Path, spec: EncoderSpec, threads: int, int8: bool = False,
+                 cache: Path | None = None) -> None:
+        self._ov = _import_openvino()
+        self.core = self._ov.Core()
         self.path = path
         self.threads = threads
         self.int8 = int8
         self.providers = [PROVIDER]
-        inputs = {i.any_name: _port(i) for i in self.model.inputs}
-        outputs = {o.any_name: _port(o) for o in self.model.outputs}
+        self.options = compile_options(threads, not int8)
+        self._model: Any = None  # read and rewritten when a batch size must be compiled
+        self._cache = CompiledCache.open(cache, path, self.options, self._ov.get_version())
+        hit = self._cache.load(1) if self._cache else None
+        self.ports = hit.ports if hit else self._read()
+        inputs, outputs = ({name: (kind, shape) for name, (kind, shape) in self.ports[side].items()}
+                           for side in ("inputs", "outputs"))
         spec.check_graph(path.name, inputs, outputs)
         self.input_names = list(inputs)
         self.input_shapes = {name: shape for name, (_, shape) in inputs.items()}
         self.output_shapes = {name: shape for name, (_, shape) in outputs.items()}
-        as_low_precision_patterns(self.model, ov)
         # an infer request runs one call at a time; ONNX Runtime's sessions take concurrent
         # calls, and a Localizer shared between threads must keep working
         self._lock = threading.Lock()
         self._compiled: dict[int, tuple[Any, Any]] = {}
-        self._request(1)  # compiled now: loading is where a study expects to wait
+        self.cache_hit = False  # whether the first compiled form came from the cache
+        # compiled (or imported) now: loading is where a study expects to wait
+        self._request(1, hit.blob if hit else None)
 
-    def _request(self, batch: int) -> tuple[Any, Any]:
+    def _read(self) -> dict[str, Any]:
+        """Read the graph and rewrite it for OpenVINO's int8 kernels; its ports as read."""
+        try:
+            model = self.core.read_model(str(self.path))
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
+            raise BundleError(f"{self.path}: OpenVINO cannot read this graph "
+                              f"({printable(str(exc), 300)})") from None
+        ports = {"inputs": {i.any_name: _port(i) for i in model.inputs},
+                 "outputs": {o.any_name: _port(o) for o in model.outputs}}
+        as_low_precision_patterns(model, self._ov)
+        self._model = model
+        return ports
+
+    def _request(self, batch: int, cached: bytes | None = None) -> tuple[Any, Any]:
         if batch not in self._compiled:
-            model = self.model.clone()
-            model.reshape({self.input_names[0]: [batch, *self.input_shapes[self.input_names[0]][1:]]})
-            try:
-                compiled = self.core.compile_model(model, "CPU",
-                                                   compile_options(self.threads, not self.int8))
-            except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
-                raise BundleError(f"{self.path}: OpenVINO cannot compile this graph for the "
-                                  f"CPU ({printable(str(exc), 300)}); --providers cpu runs it "
-                                  "on ONNX Runtime") from None
+            if cached is None and self._cache is not None:
+                hit = self._cache.load(batch)
+                cached = hit.blob if hit else None
+            compiled = self._import(batch, cached) if cached is not None else None
+            self.cache_hit = self.cache_hit or (compiled is not None and not self._compiled)
+            if compiled is None:
+                compiled = self._compile(batch)
             self._compiled[batch] = (compiled, compiled.create_infer_request())
         return self._compiled[batch]
+
+    def _import(self, batch: int, blob: bytes) -> Any:
+        try:
+            return self.core.import_model(blob, "CPU", self.options)
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
+            _log.warning("%s: OpenVINO refused its compiled form from the cache (%s); compiling "
+                         "again", self.path, printable(str(exc), 200))
+            return None  # compiled, and the entry replaced
+
+    def _compile(self, batch: int) -> Any:
+        if self._model is None:
+            self._read()
+        model = self._model.clone()
+        model.reshape({self.input_names[0]: [batch, *self.input_shapes[self.input_names[0]][1:]]})
+        try:
+            compiled = self.core.compile_model(model, "CPU", self.options)
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
+            raise BundleError(f"{self.path}: OpenVINO cannot compile this graph for the "
+                              f"CPU ({printable(str(exc), 300)}); --providers cpu runs it "
+                              "on ONNX Runtime") from None
+        if self._cache is not None:
+            self._cache.store(batch, compiled.export_model().getvalue(), self.ports)
+        return compiled
 
     @property
     def float_precision(self) -> str:
@@ -116,7 +156,7 @@ def image_engine_for(providers: Sequence[str], threads: int, int8: bool = False,
     if any(p.lower() != "cpu" for p in others):
         raise ConfigError(f"--providers {PROVIDER} runs on the CPU; it cannot be combined with "
                           f"{', '.join(p for p in others if p.lower() != 'cpu')}")
-    return (partial(OpenVinoEncoder, threads=threads, int8=int8), ("cpu",),
+    return (partial(OpenVinoEncoder, threads=threads, int8=int8, cache=cache_dir()), ("cpu",),
             max(1, threads // 2) if beside else threads)
 
 

@@ -1,0 +1,120 @@
+"""Image encoders compiled by OpenVINO, kept on disk, so that `--providers openvino` compiles a
+bundle's graph once on a machine instead of in every process: reading, rewriting and compiling
+the reference image encoder take about 0.55 s, importing what an earlier process compiled
+about 0.1 s (docs/latency.md). A batch's workers and every later study gain it.
+
+An entry is the compiled model's bytes (`<key>.blob`) and a card (`<key>.json`) written after
+it. The key is a digest of everything the compiled bytes depend on: the graph file's own
+sha256, OpenVINO's version, the compile options, the batch size, and the CPU (model name and
+every instruction-set flag: a graph compiled for AMX must not run on a CPU without it). The
+card holds the blob's sha256, checked before OpenVINO reads the bytes, and the graph's inputs
+and outputs as read from the graph, so that a hit checks them against the bundle card without
+reading the graph. Entries hold model weights only, never a study's data.
+
+Where: `$LESIONLOC_OPENVINO_CACHE` if set (`off` turns the cache off), else
+`$XDG_CACHE_HOME/lesionloc/openvino`, else `~/.cache/lesionloc/openvino`. A cache that cannot
+be written is a warning, never a failed study; an entry that cannot be read, or whose bytes
+OpenVINO refuses, is compiled again and replaced."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lesionloc_runtime.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+
+__all__ = ["CACHE_ENV", "CompiledCache", "cache_dir", "cpu_identity"]
+
+CACHE_ENV = "LESIONLOC_OPENVINO_CACHE"
+_FORMAT = 1  # what a card holds; a new layout gets new keys
+_OFF = ("", "off", "0", "no", "none")
+_log = logging.getLogger(__name__)
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path | None:
+    """Where compiled image encoders are kept, or None when the cache is off."""
+    environ = os.environ if environ is None else environ
+    chosen = environ.get(CACHE_ENV)
+    if chosen is not None:
+        return None if chosen.strip().lower() in _OFF else Path(chosen).expanduser()
+    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lesionloc" / "openvino"
+
+
+def cpu_identity(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's model name and its full flag list; None where they cannot be read (then
+    nothing is cached: a compiled graph is only as portable as the CPU it was compiled for)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return None
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    if not fields.get("flags"):
+        return None
+    return f"{fields.get('model name', '?')} | {' '.join(sorted(fields['flags'].split()))}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    blob: bytes
+    ports: dict[str, Any]  # {"inputs": {name: [type, shape]}, "outputs": {...}}
+
+
+class CompiledCache:
+    """One graph's compiled forms (one per batch size) under `root`."""
+
+    def __init__(self, root: Path, graph: Path, options: Mapping[str, Any], version: str,
+                 cpu: str) -> None:
+        self.root = root
+        self.identity = {"format": _FORMAT, "graph_sha256": sha256_file(graph),
+                         "openvino": version, "options": dict(options), "cpu": cpu}
+
+    @classmethod
+    def open(cls, root: Path | None, graph: Path, options: Mapping[str, Any],
+             version: str) -> CompiledCache | None:
+        """The cache for `graph`, or None when it is off or the CPU cannot be identified."""
+        cpu = cpu_identity()
+        if root is None or cpu is None:
+            return None
+        return cls(root, graph, options, version, cpu)
+
+    def _paths(self, batch: int) -> tuple[Path, Path]:
+        identity = json.dumps({**self.identity, "batch": batch}, sort_keys=True, default=str)
+        key = hashlib.sha256(identity.encode()).hexdigest()[:32]
+        return self.root / f"{key}.blob", self.root / f"{key}.json"
+
+    def load(self, batch: int) -> Hit | None:
+        """The entry for `batch` if it is whole and its bytes are the ones its card names."""
+        blob_path, card_path = self._paths(batch)
+        try:
+            card = json.loads(card_path.read_text())
+            blob = blob_path.read_bytes()
+        except (OSError, ValueError):
+            return None
+        if (not isinstance(card, dict) or card.get("blob_sha256") != hashlib.sha256(blob).hexdigest()
+                or not isinstance(card.get("ports"), dict)):
+            _log.warning("%s: not the bytes its card names; compiling again", blob_path)
+            return None
+        return Hit(blob, card["ports"])
+
+    def store(self, batch: int, blob: bytes, ports: dict[str, Any]) -> None:
+        """Keep `blob` for `batch`: the bytes first, then the card that makes them an entry."""
+        blob_path, card_path = self._paths(batch)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            atomic_write_bytes(blob_path, blob, durable=False)
+            atomic_write_json(card_path, {
+                **self.identity, "batch": batch, "blob_sha256": hashlib.sha256(blob).hexdigest(),
+                "blob_bytes": len(blob), "ports": ports}, durable=False)
+        except OSError as exc:
+            _log.warning("cannot keep the compiled image encoder in %s (%s); set %s=off to "
+                         "stop trying", self.root, exc.strerror or exc, CACHE_ENV)
