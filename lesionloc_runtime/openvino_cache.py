@@ -64,7 +64,7 @@ def cpu_identity(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
 
 
 @dataclass(frozen=True)
-class Hit:
+class _Hit:
     blob: bytes
     ports: dict[str, Any]  # {"inputs": {name: [type, shape]}, "outputs": {...}}
 
@@ -92,7 +92,7 @@ class CompiledCache:
         key = hashlib.sha256(identity.encode()).hexdigest()[:32]
         return self.root / f"{key}.blob", self.root / f"{key}.json"
 
-    def load(self, batch: int) -> Hit | None:
+    def load(self, batch: int) -> _Hit | None:
         """The entry for `batch` if it is whole and its bytes are the ones its card names."""
         blob_path, card_path = self._paths(batch)
         try:
@@ -104,7 +104,7 @@ class CompiledCache:
                 or not isinstance(card.get("ports"), dict)):
             _log.warning("%s: not the bytes its card names; compiling again", blob_path)
             return None
-        return Hit(blob, card["ports"])
+        return _Hit(blob, card["ports"])
 
     def store(self, batch: int, blob: bytes, ports: dict[str, Any]) -> None:
         """Keep `blob` for `batch`: the bytes first, then the card that makes them an entry."""
