@@ -3,13 +3,16 @@ bundle's graph once on a machine instead of in every process: reading, rewriting
 the reference image encoder take about 0.55 s, importing what an earlier process compiled
 about 0.1 s (docs/latency.md). A batch's workers and every later study gain it.
 
-An entry is the compiled model's bytes (`<key>.blob`) and a card (`<key>.json`) written after
-it. The key is a digest of everything the compiled bytes depend on: the graph file's own
-sha256, OpenVINO's version, the compile options, the batch size, and the CPU (model name and
-every instruction-set flag: a graph compiled for AMX must not run on a CPU without it). The
-card holds the blob's sha256, checked before OpenVINO reads the bytes, and the graph's inputs
-and outputs as read from the graph, so that a hit checks them against the bundle card without
-reading the graph. Entries hold model weights only, never a study's data.
+An entry is one file, `<key>.compiled`: a card (one line of JSON), then the compiled model's
+bytes, written and renamed into place as one, so two processes compiling the same graph at
+once (a machine's first batch: OpenVINO's bytes differ from one compile to the next) cannot
+leave one's card beside the other's bytes. The key is a digest of everything the compiled
+bytes depend on: the graph file's own sha256, OpenVINO's version, the compile options, the
+batch size, and the CPU (model name and every instruction-set flag: a graph compiled for AMX
+must not run on a CPU without it). The card holds the bytes' sha256, checked before OpenVINO
+reads them, and the graph's inputs and outputs as read from the graph, so that a hit checks
+them against the bundle card without reading the graph. Entries hold model weights only,
+never a study's data.
 
 Where: `$LESIONLOC_OPENVINO_CACHE` if set (`off` turns the cache off), else
 `$XDG_CACHE_HOME/lesionloc/openvino`, else `~/.cache/lesionloc/openvino`. A cache that cannot
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lesionloc_runtime.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from lesionloc_runtime.fileio import atomic_write_bytes, sha256_file
 
 __all__ = ["CACHE_ENV", "CompiledCache", "cache_dir", "cpu_identity"]
 
@@ -87,34 +90,36 @@ class CompiledCache:
             return None
         return cls(root, graph, options, version, cpu)
 
-    def _paths(self, batch: int) -> tuple[Path, Path]:
+    def path(self, batch: int) -> Path:
         identity = json.dumps({**self.identity, "batch": batch}, sort_keys=True, default=str)
-        key = hashlib.sha256(identity.encode()).hexdigest()[:32]
-        return self.root / f"{key}.blob", self.root / f"{key}.json"
+        return self.root / f"{hashlib.sha256(identity.encode()).hexdigest()[:32]}.compiled"
 
     def load(self, batch: int) -> _Hit | None:
         """The entry for `batch` if it is whole and its bytes are the ones its card names."""
-        blob_path, card_path = self._paths(batch)
+        path = self.path(batch)
         try:
-            card = json.loads(card_path.read_text())
-            blob = blob_path.read_bytes()
-        except (OSError, ValueError):
+            data = path.read_bytes()
+        except OSError:
             return None
+        head, _, blob = data.partition(b"\n")
+        try:
+            card = json.loads(head)
+        except ValueError:
+            card = None
         if (not isinstance(card, dict) or card.get("blob_sha256") != hashlib.sha256(blob).hexdigest()
                 or not isinstance(card.get("ports"), dict)):
-            _log.warning("%s: not the bytes its card names; compiling again", blob_path)
+            _log.warning("%s: not the bytes its card names; compiling again", path)
             return None
         return _Hit(blob, card["ports"])
 
     def store(self, batch: int, blob: bytes, ports: dict[str, Any]) -> None:
-        """Keep `blob` for `batch`: the bytes first, then the card that makes them an entry."""
-        blob_path, card_path = self._paths(batch)
+        """Keep `blob` for `batch`, its card on the first line."""
+        card = {**self.identity, "batch": batch, "blob_sha256": hashlib.sha256(blob).hexdigest(),
+                "blob_bytes": len(blob), "ports": ports}
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            atomic_write_bytes(blob_path, blob, durable=False)
-            atomic_write_json(card_path, {
-                **self.identity, "batch": batch, "blob_sha256": hashlib.sha256(blob).hexdigest(),
-                "blob_bytes": len(blob), "ports": ports}, durable=False)
+            atomic_write_bytes(self.path(batch), json.dumps(card).encode() + b"\n" + blob,
+                               durable=False)
         except OSError as exc:
             _log.warning("cannot keep the compiled image encoder in %s (%s); set %s=off to "
                          "stop trying", self.root, exc.strerror or exc, CACHE_ENV)

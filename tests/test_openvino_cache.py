@@ -51,10 +51,21 @@ def _entries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
+def _entry(folder: Path) -> tuple[Path, dict, bytes]:
+    """The folder's one entry: its path, its card and the compiled bytes after it."""
+    (path,) = folder.glob("*.compiled")
+    head, _, blob = path.read_bytes().partition(b"\n")
+    return path, json.loads(head), blob
+
+
+def _rewrite(path: Path, card: dict, blob: bytes) -> None:
+    path.write_bytes(json.dumps(card).encode() + b"\n" + blob)
+
+
 def test_a_second_engine_imports_the_first_ones_compiled_graph(image_graph, phantom_set, tmp_path):
     cache = tmp_path / "cache"
     first = _engine(image_graph, cache)
-    assert not first.cache_hit and len(_entries(cache)) == 2  # the blob and its card
+    assert not first.cache_hit and len(_entries(cache)) == 1  # one file
     second = _engine(image_graph, cache)
     assert second.cache_hit and second._model is None  # the graph was not even read
     feeds = _feeds(image_graph[0], phantom_set)
@@ -67,7 +78,7 @@ def test_a_second_engine_imports_the_first_ones_compiled_graph(image_graph, phan
     assert second.output_shapes == first.output_shapes
     compiled = second._compiled[1][0]
     assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
-    card = json.loads(next(cache.glob("*.json")).read_text())
+    _, card, _ = _entry(cache)
     assert card["graph_sha256"] == image_graph[0].files[image_graph[0].image_encoder.file]
     assert card["batch"] == 1 and card["openvino"] == ov.get_version()
 
@@ -78,7 +89,7 @@ def test_another_batch_size_is_kept_beside_the_first(image_graph, phantom_set, t
     two = {"pixel_values": np.concatenate([feeds["pixel_values"]] * 2)}
     first = _engine(image_graph, cache)
     want = first.run(two)
-    assert len(_entries(cache)) == 4
+    assert len(_entries(cache)) == 2
     second = _engine(image_graph, cache)
     got = second.run(two)  # imported: the graph is still not read
     assert second._model is None
@@ -93,7 +104,7 @@ def test_what_the_compiled_graph_depends_on_makes_another_entry(image_graph, tmp
     assert not _engine(image_graph, cache, int8=False).cache_hit  # float precision
     monkeypatch.setattr(openvino_cache, "cpu_identity", lambda: "Another CPU | avx2")
     assert not _engine(image_graph, cache).cache_hit
-    assert len(_entries(cache)) == 8
+    assert len(_entries(cache)) == 4
     monkeypatch.undo()
     bundle, graph = image_graph
     other = tmp_path / "image_encoder.onnx"
@@ -108,8 +119,8 @@ def test_a_damaged_entry_is_compiled_again_and_replaced(image_graph, phantom_set
     cache = tmp_path / "cache"
     feeds = _feeds(image_graph[0], phantom_set)
     want = _engine(image_graph, cache).run(feeds)
-    blob = next(cache.glob("*.blob"))
-    blob.write_bytes(blob.read_bytes()[:-100])  # cut short: not the bytes its card names
+    path, card, blob = _entry(cache)
+    _rewrite(path, card, blob[:-100])  # cut short: not the bytes its card names
     with caplog.at_level(logging.WARNING):
         again = _engine(image_graph, cache)
     assert not again.cache_hit and "not the bytes its card names" in caplog.text
@@ -120,12 +131,9 @@ def test_a_damaged_entry_is_compiled_again_and_replaced(image_graph, phantom_set
 def test_bytes_openvino_refuses_are_compiled_again(image_graph, tmp_path, caplog):
     cache = tmp_path / "cache"
     _engine(image_graph, cache)
-    blob, card_path = next(cache.glob("*.blob")), next(cache.glob("*.json"))
-    garbage = b"no compiled model" * 100
-    blob.write_bytes(garbage)  # and a card that names them: only OpenVINO can tell
-    card = json.loads(card_path.read_text())
-    card["blob_sha256"] = hashlib.sha256(garbage).hexdigest()
-    card_path.write_text(json.dumps(card))
+    path, card, _ = _entry(cache)
+    garbage = b"no compiled model" * 100  # and a card that names them: only OpenVINO can tell
+    _rewrite(path, {**card, "blob_sha256": hashlib.sha256(garbage).hexdigest()}, garbage)
     with caplog.at_level(logging.WARNING):
         again = _engine(image_graph, cache)
     assert not again.cache_hit and "refused its compiled form" in caplog.text
@@ -135,10 +143,9 @@ def test_bytes_openvino_refuses_are_compiled_again(image_graph, tmp_path, caplog
 def test_a_hit_is_still_checked_against_the_bundle_card(image_graph, tmp_path):
     cache = tmp_path / "cache"
     _engine(image_graph, cache)
-    card_path = next(cache.glob("*.json"))
-    card = json.loads(card_path.read_text())
+    path, card, blob = _entry(cache)
     card["ports"]["outputs"]["patch_embeds"][1][-1] += 1  # not what the bundle card declares
-    card_path.write_text(json.dumps(card))
+    _rewrite(path, card, blob)
     with pytest.raises(BundleError, match="patch_embeds"):
         _engine(image_graph, cache)
 
@@ -182,22 +189,22 @@ def test_the_localizer_and_the_cli_use_the_folder_the_environment_names(
     cache = tmp_path / "cache"
     monkeypatch.setenv(CACHE_ENV, str(cache))
     first = Localizer.load(tiny_bundle, providers=("openvino",), threads=1)
-    assert not first.image_encoder.cache_hit and len(_entries(cache)) == 2
+    assert not first.image_encoder.cache_hit and len(_entries(cache)) == 1
     second = Localizer.load(tiny_bundle, providers=("openvino",), threads=1)
     assert second.image_encoder.cache_hit
     got, want = (loc.localize(read_image(image), report) for loc in (second, first))
     assert [s.score for s in got.sentences] == [s.score for s in want.sentences]
     monkeypatch.setenv(CACHE_ENV, "off")
     assert not Localizer.load(tiny_bundle, providers=("openvino",), threads=1).image_encoder.cache_hit
-    assert len(_entries(cache)) == 2
+    assert len(_entries(cache)) == 1
     # a process of its own finds the entry (the CLI with the folder in its environment): it
     # is read, not written again
-    blob = next(cache.glob("*.blob"))
-    inode = blob.stat().st_ino
+    entry, _, _ = _entry(cache)
+    inode = entry.stat().st_ino
     proc = subprocess.run(
         [str(BIN / "lesionloc-run"), str(image), "--report", str(report), "--model",
          str(tiny_bundle), "--out", str(tmp_path / "out"), "--providers", "openvino",
          "--threads", "1"],
         capture_output=True, text=True, env={**os.environ, CACHE_ENV: str(cache)})
     assert proc.returncode == 0, proc.stderr
-    assert len(_entries(cache)) == 2 and blob.stat().st_ino == inode
+    assert len(_entries(cache)) == 1 and entry.stat().st_ino == inode
