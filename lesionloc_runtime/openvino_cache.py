@@ -17,7 +17,9 @@ never a study's data.
 Where: `$LESIONLOC_OPENVINO_CACHE` if set (`off` turns the cache off), else
 `$XDG_CACHE_HOME/lesionloc/openvino`, else `~/.cache/lesionloc/openvino`. A cache that cannot
 be written is a warning, never a failed study; an entry that cannot be read, or whose bytes
-OpenVINO refuses, is compiled again and replaced."""
+OpenVINO refuses, is compiled again and replaced. The folder keeps the `MAX_ENTRIES` entries
+used last (a bundle takes one for a single study's threads and one for a batch worker's; old
+bundles and OpenVINO versions leave theirs behind)."""
 
 from __future__ import annotations
 
@@ -32,9 +34,10 @@ from typing import Any
 
 from lesionloc_runtime.fileio import atomic_write_bytes, sha256_file
 
-__all__ = ["CACHE_ENV", "CompiledCache", "cache_dir", "cpu_identity"]
+__all__ = ["CACHE_ENV", "MAX_ENTRIES", "CompiledCache", "cache_dir", "cpu_identity"]
 
 CACHE_ENV = "LESIONLOC_OPENVINO_CACHE"
+MAX_ENTRIES = 8  # about 30 MB each for a ResNet-50 image encoder
 _FORMAT = 1  # what a card holds; a new layout gets new keys
 _OFF = ("", "off", "0", "no", "none")
 _log = logging.getLogger(__name__)
@@ -110,6 +113,10 @@ class CompiledCache:
                 or not isinstance(card.get("ports"), dict)):
             _log.warning("%s: not the bytes its card names; compiling again", path)
             return None
+        try:
+            os.utime(path)  # used now: the last to go when the folder is full
+        except OSError:
+            pass
         return _Hit(blob, card["ports"])
 
     def store(self, batch: int, blob: bytes, ports: dict[str, Any]) -> None:
@@ -120,6 +127,20 @@ class CompiledCache:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
             atomic_write_bytes(self.path(batch), json.dumps(card).encode() + b"\n" + blob,
                                durable=False)
+            self._prune()
         except OSError as exc:
             _log.warning("cannot keep the compiled image encoder in %s (%s); set %s=off to "
                          "stop trying", self.root, exc.strerror or exc, CACHE_ENV)
+
+    def _prune(self) -> None:
+        """Remove all but the MAX_ENTRIES entries used last (another process may be removing
+        the same ones)."""
+        def used(path: Path) -> float:
+            try:
+                return path.stat().st_mtime
+            except OSError:
+                return float("inf")
+
+        entries = sorted(self.root.glob("*.compiled"), key=used, reverse=True)
+        for old in entries[MAX_ENTRIES:]:
+            old.unlink(missing_ok=True)

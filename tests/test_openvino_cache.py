@@ -208,3 +208,19 @@ def test_the_localizer_and_the_cli_use_the_folder_the_environment_names(
         capture_output=True, text=True, env={**os.environ, CACHE_ENV: str(cache)})
     assert proc.returncode == 0, proc.stderr
     assert len(_entries(cache)) == 1 and entry.stat().st_ino == inode
+
+
+def test_the_folder_keeps_the_entries_used_last(image_graph, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(openvino_cache, "MAX_ENTRIES", 2)
+    one = _engine(image_graph, cache, threads=1)._cache.path(1)
+    two = _engine(image_graph, cache, threads=2)._cache.path(1)
+    os.utime(one, (1_000_000, 1_000_000))  # used long ago, and before the other
+    os.utime(two, (2_000_000, 2_000_000))
+    old = {one.name, two.name}
+    assert _engine(image_graph, cache, threads=1).cache_hit  # used now
+    _engine(image_graph, cache, threads=3)  # a third entry: the one not used goes
+    assert len(_entries(cache)) == 2
+    assert _engine(image_graph, cache, threads=1).cache_hit
+    assert not _engine(image_graph, cache, threads=2).cache_hit
+    assert old & set(_entries(cache))
