@@ -89,14 +89,14 @@ class OpenVinoEncoder:
             if cached is None and self._cache is not None:
                 hit = self._cache.load(batch)
                 cached = hit.blob if hit else None
-            compiled = self._import(batch, cached) if cached is not None else None
+            compiled = self._import(cached) if cached is not None else None
             self.cache_hit = self.cache_hit or (compiled is not None and not self._compiled)
             if compiled is None:
                 compiled = self._compile(batch)
             self._compiled[batch] = (compiled, compiled.create_infer_request())
         return self._compiled[batch]
 
-    def _import(self, batch: int, blob: bytes) -> Any:
+    def _import(self, blob: bytes) -> Any:
         try:
             return self.core.import_model(blob, "CPU", self.options)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
