@@ -101,10 +101,10 @@ class CompiledCache:
         """The entry for `batch` if it is whole and its bytes are the ones its card names."""
         path = self.path(batch)
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as entry:  # the bytes read once, not copied after the card
+                head, blob = entry.readline(), entry.read()
         except OSError:
             return None
-        head, _, blob = data.partition(b"\n")
         try:
             card = json.loads(head)
         except ValueError:
