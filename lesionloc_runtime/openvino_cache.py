@@ -49,7 +49,12 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> Path | None:
     chosen = environ.get(CACHE_ENV)
     if chosen is not None:
         return None if chosen.strip().lower() in _OFF else Path(chosen).expanduser()
-    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    base = environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except (RuntimeError, KeyError):  # no home directory (a service account): no cache
+            return None
     return Path(base) / "lesionloc" / "openvino"
 
 
@@ -91,7 +96,10 @@ class CompiledCache:
         cpu = cpu_identity()
         if root is None or cpu is None:
             return None
-        return cls(root, graph, options, version, cpu)
+        try:
+            return cls(root, graph, options, version, cpu)
+        except OSError:  # a graph that cannot be read: OpenVINO's reader says so
+            return None
 
     def path(self, batch: int) -> Path:
         identity = json.dumps({**self.identity, "batch": batch}, sort_keys=True, default=str)

@@ -173,6 +173,20 @@ def test_where_the_cache_lives():
     assert cache_dir({}) == Path.home() / ".cache" / "lesionloc" / "openvino"
 
 
+def test_no_home_directory_no_cache(monkeypatch):
+    def homeless():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", homeless)
+    assert cache_dir({}) is None
+
+
+def test_a_graph_that_cannot_be_read_is_still_a_bundle_error_with_a_cache(image_graph, tmp_path):
+    bundle, _ = image_graph
+    with pytest.raises(BundleError, match="OpenVINO cannot read this graph"):
+        OpenVinoEncoder(tmp_path / "missing.onnx", bundle.image_encoder, 1, cache=tmp_path / "c")
+
+
 def test_cpu_identity_names_the_model_and_every_flag(tmp_path):
     info = tmp_path / "cpuinfo"
     info.write_text("processor : 0\nmodel name : Some Xeon\nflags : sse avx2 amx_int8\n\n"
