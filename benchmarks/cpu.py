@@ -1,11 +1,13 @@
 """Which kind of CPU a figure comes from: its model name and the instruction sets ONNX
 Runtime's int8 kernels depend on. Read by the benchmark suites and the training record; no
-pytest, so scripts can import it."""
+pytest and nothing outside the standard library (the runtime's cpuinfo module is standard
+library too), so scripts can import it."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+from lesionloc_runtime.cpuinfo import cpu_model_and_flags
 
 # The instruction sets ONNX Runtime's int8 kernels depend on: without VNNI the u8 x s8 products
 # go through 16-bit sums, with AMX the matrix tiles take them. Figures from CPUs that differ
@@ -15,17 +17,8 @@ INT8_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_
 
 def cpu_kind() -> dict[str, object]:
     """The CPU's model name and which of INT8_FLAGS it has (Linux /proc/cpuinfo)."""
-    model, flags = "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model == "unknown CPU":
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    return {"model": model, "int8_flags": [f for f in INT8_FLAGS if f in flags],
+    model, flags = cpu_model_and_flags()
+    return {"model": model or "unknown CPU", "int8_flags": [f for f in INT8_FLAGS if f in flags],
             "logical_cpus": len(os.sched_getaffinity(0))}
 
 

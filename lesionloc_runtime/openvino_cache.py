@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lesionloc_runtime.cpuinfo import cpu_model_and_flags
 from lesionloc_runtime.fileio import atomic_write_bytes, sha256_file
 
 __all__ = ["CACHE_ENV", "MAX_ENTRIES", "CompiledCache", "cache_dir", "cpu_identity"]
@@ -61,17 +62,8 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> Path | None:
 def cpu_identity(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     """The CPU's model name and its full flag list; None where they cannot be read (then
     nothing is cached: a compiled graph is only as portable as the CPU it was compiled for)."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return None
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    if not fields.get("flags"):
-        return None
-    return f"{fields.get('model name', '?')} | {' '.join(sorted(fields['flags'].split()))}"
+    model, flags = cpu_model_and_flags(cpuinfo)
+    return f"{model or '?'} | {' '.join(sorted(flags))}" if flags else None
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,7 @@ class OpenVinoEncoder:
         self._cache = CompiledCache.open(cache, path, self.options, self._ov.get_version())
         hit = self._cache.load(1) if self._cache else None
         self.ports = hit.ports if hit else self._read()
-        inputs, outputs = ({name: (kind, shape) for name, (kind, shape) in self.ports[side].items()}
-                           for side in ("inputs", "outputs"))
+        inputs, outputs = self.ports["inputs"], self.ports["outputs"]  # name: (type, shape)
         spec.check_graph(path.name, inputs, outputs)
         self.input_names = list(inputs)
         self.input_shapes = {name: shape for name, (_, shape) in inputs.items()}
