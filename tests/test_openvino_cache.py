@@ -18,6 +18,8 @@ import pytest
 
 ov = pytest.importorskip("openvino")
 
+from test_openvino_engine import _image_feeds  # noqa: E402 (the same films as its tests)
+
 from lesionloc_runtime import openvino_cache  # noqa: E402
 from lesionloc_runtime.bundle import ModelBundle  # noqa: E402
 from lesionloc_runtime.errors import BundleError  # noqa: E402
@@ -25,7 +27,6 @@ from lesionloc_runtime.imageio import read_image  # noqa: E402
 from lesionloc_runtime.localizer import Localizer  # noqa: E402
 from lesionloc_runtime.openvino_cache import CACHE_ENV, cache_dir, cpu_identity  # noqa: E402
 from lesionloc_runtime.openvino_engine import OpenVinoEncoder  # noqa: E402
-from lesionloc_runtime.preprocess import preprocess  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -34,12 +35,6 @@ BIN = Path(sys.executable).parent
 def image_graph(tiny_bundle):
     bundle = ModelBundle.load(tiny_bundle)
     return bundle, bundle.file(bundle.image_encoder.file)
-
-
-def _feeds(bundle: ModelBundle, phantom_set: Path) -> dict[str, np.ndarray]:
-    row = json.loads(phantom_set.read_text().splitlines()[0])  # the manifest's first study
-    film = read_image(phantom_set.parent / row["image"])
-    return {"pixel_values": preprocess(film, bundle.preprocessing).tensor[None]}
 
 
 def _engine(image_graph, cache: Path | None, threads: int = 1, int8: bool = True):
@@ -68,7 +63,7 @@ def test_a_second_engine_imports_the_first_ones_compiled_graph(image_graph, phan
     assert not first.cache_hit and len(_entries(cache)) == 1  # one file
     second = _engine(image_graph, cache)
     assert second.cache_hit and second._model is None  # the graph was not even read
-    feeds = _feeds(image_graph[0], phantom_set)
+    (feeds,) = _image_feeds(image_graph[0], phantom_set, 1)
     want, got = first.run(feeds), second.run(feeds)
     assert list(got) == list(want)
     for name in want:
@@ -85,7 +80,7 @@ def test_a_second_engine_imports_the_first_ones_compiled_graph(image_graph, phan
 
 def test_another_batch_size_is_kept_beside_the_first(image_graph, phantom_set, tmp_path):
     cache = tmp_path / "cache"
-    feeds = _feeds(image_graph[0], phantom_set)
+    (feeds,) = _image_feeds(image_graph[0], phantom_set, 1)
     two = {"pixel_values": np.concatenate([feeds["pixel_values"]] * 2)}
     first = _engine(image_graph, cache)
     want = first.run(two)
@@ -117,7 +112,7 @@ def test_what_the_compiled_graph_depends_on_makes_another_entry(image_graph, tmp
 def test_a_damaged_entry_is_compiled_again_and_replaced(image_graph, phantom_set, tmp_path,
                                                          caplog):
     cache = tmp_path / "cache"
-    feeds = _feeds(image_graph[0], phantom_set)
+    (feeds,) = _image_feeds(image_graph[0], phantom_set, 1)
     want = _engine(image_graph, cache).run(feeds)
     path, card, blob = _entry(cache)
     _rewrite(path, card, blob[:-100])  # cut short: not the bytes its card names
