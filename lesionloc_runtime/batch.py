@@ -9,7 +9,6 @@ import itertools
 import os
 import queue
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -25,6 +24,7 @@ from lesionloc_runtime.batch_manifest import iter_manifest_rows
 from lesionloc_runtime.errors import ConfigError, DataError, OutputError
 from lesionloc_runtime.fileio import atomic_write_json, is_file
 from lesionloc_runtime.imageio import IMAGE_SUFFIXES
+from lesionloc_runtime.imageio.capture import terminal_stderr
 from lesionloc_runtime.outputs import OutputOptions, derived_study_id, is_done, study_id_problem
 from lesionloc_runtime.processes import die_with_parent
 from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES, SharedStore
@@ -209,7 +209,7 @@ def _init_worker(settings: RunSettings, shared: SharedStore | None = None,
         die_with_parent(parent)
 
     # a spawned worker starts without the CLI's logging: reader notes print as they do there
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=terminal_stderr())
 
     # a batch encodes most sentences ahead of their studies, on the text encoder alone: its
     # threads are worth more there than running it beside the image encoder
@@ -263,7 +263,9 @@ def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 
     todo = [t for t in tasks if t.study_id not in index.rows]
     summary.already_done = len(tasks) - len(todo)
     start = time.perf_counter()
-    bar = tqdm(total=len(todo), unit="study", disable=not progress, desc="lesionloc")
+    terminal = terminal_stderr()  # the bar draws while a thread decodes the next film
+    bar = tqdm(total=len(todo), unit="study", disable=not progress, desc="lesionloc",
+               file=terminal)
     kill_after = int(os.environ.get("LESIONLOC_FAULT_KILL_AFTER_STUDIES", "0"))
     with closing(_dispatch(todo, settings, workers, localizer)) as outcomes:
         for count, outcome in enumerate(outcomes, 1):
@@ -281,7 +283,7 @@ def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 
                     index.add(outcome["row"])
             else:
                 summary.failed.append({"study_id": outcome["study_id"], "error": outcome["error"]})
-                bar.write(f"error: {outcome['study_id']}: {outcome['error']}", file=sys.stderr)
+                bar.write(f"error: {outcome['study_id']}: {outcome['error']}", file=terminal)
             bar.update()
     bar.close()
     if summary.stopped is not None:  # the dispatch closed: no study is being written now

@@ -14,6 +14,7 @@ import click
 from lesionloc_runtime.batch import RunSettings
 from lesionloc_runtime.cli_common import HELP_OPTIONS, Command, run_guarded
 from lesionloc_runtime.errors import EXIT_OK, EXIT_STUDIES_FAILED, ConfigError, OutputError
+from lesionloc_runtime.imageio.capture import terminal_stderr
 from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES
 
 if TYPE_CHECKING:
@@ -74,7 +75,10 @@ def main(source: Path, report: Path | None, reports: Path | None, queries: tuple
     SOURCE is an image (DICOM, PNG, JPEG) with --report and/or --query, or, for batch mode,
     a directory of images (reports matched by file stem) or a manifest.jsonl.
     """
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    # through terminal_stderr: a warning printed while another thread decodes a film reaches
+    # the terminal instead of that film's decoder notes
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s",
+                        stream=terminal_stderr())
     provider_list = tuple(p.strip() for p in providers.split(",") if p.strip())
 
     def work() -> int:

@@ -7,7 +7,6 @@ fatal."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,6 +36,7 @@ from lesionloc_runtime.evaluation.records import (
 from lesionloc_runtime.evaluation.resample import resize_heatmap, resize_mask, scoring_shape
 from lesionloc_runtime.evaluation.rle import decode_rle
 from lesionloc_runtime.imageio import Radiograph, read_image
+from lesionloc_runtime.imageio.capture import terminal_stderr
 from lesionloc_runtime.metrics import (
     DEFAULT_THRESHOLD,
     LocalizationScores,
@@ -112,7 +112,8 @@ def evaluate(
     total = data.total if limit is None or data.total is None else min(data.total, limit)
     start = time.perf_counter()
     stream = islice(data.images, limit) if limit else data.images
-    with tqdm(total=total, desc=data.name, unit="image", file=sys.stderr,
+    # terminal_stderr: the bar draws while the reading thread decodes the next image
+    with tqdm(total=total, desc=data.name, unit="image", file=terminal_stderr(),
               disable=not progress, dynamic_ncols=True) as bar, \
             ThreadPoolExecutor(1, thread_name_prefix="lesionloc-eval-read") as reader:
         for item, loaded in _loaded_ahead(stream, provider, reader):

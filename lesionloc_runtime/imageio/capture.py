@@ -3,6 +3,7 @@ warnings and log lines are silenced, and what C and Rust decoders print is caugh
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -15,7 +16,7 @@ from contextlib import ExitStack, contextmanager
 
 from lesionloc_runtime.errors import printable
 
-__all__ = ["quiet_libraries", "short", "stderr_captured"]
+__all__ = ["quiet_libraries", "short", "stderr_captured", "terminal_stderr"]
 
 
 class _Quiet:
@@ -57,6 +58,11 @@ def quiet_libraries() -> Iterator[None]:
 
 
 _DECODER_LOCK = threading.Lock()
+# Held while fd 2 is pointed away or back, and while `terminal_stderr` writes: a message never
+# goes to fd 2 in the middle of a swap.
+_FD_LOCK = threading.Lock()
+# While `stderr_captured` has fd 2 pointed at its file: a descriptor for where fd 2 went before.
+_TERMINAL_FD: int | None = None
 # OpenCV's own log lines (libtiff's warnings reach us through them):
 # "[ WARN:0@0.067] global grfmt_tiff.cpp:123 TIFF_Warning TIFFReadDirectory: ..."
 _OPENCV_LOG_PREFIX = re.compile(r"^\s*\[\s*[A-Z]+:\d+@[\d.]+\]\s+global\s+\S+:\d+\s+\w+\s+")
@@ -70,9 +76,12 @@ def stderr_captured() -> Iterator[list[str]]:
     libjpeg, libpng, libtiff, OpenJPEG and Rust panics print on the process's standard error
     (file descriptor 2), before and apart from our one-line error, so fd 2 points at a
     temporary file during the block. That is process-wide: blocks take turns (a lock), and
-    another thread's output to fd 2 in those milliseconds lands in the list. Without a usable
-    fd 2 (a daemon without one) or a temporary file (no writable temporary directory), the
-    block runs as it is and the list stays empty."""
+    what another thread's native code prints to fd 2 in those milliseconds lands in the list.
+    Our own messages do not: the progress bar and the warnings write through
+    `terminal_stderr`, which reaches the terminal meanwhile. Without a usable fd 2 (a daemon
+    without one) or a temporary file (no writable temporary directory), the block runs as it
+    is and the list stays empty."""
+    global _TERMINAL_FD
     printed: list[str] = []
     with _DECODER_LOCK, ExitStack() as stack:
         try:
@@ -84,17 +93,77 @@ def stderr_captured() -> Iterator[list[str]]:
             yield printed
             return
         try:
-            if sys.stderr is not None:
-                sys.stderr.flush()
-            os.dup2(sink.fileno(), 2)
+            with _FD_LOCK:
+                if sys.stderr is not None:
+                    sys.stderr.flush()
+                os.dup2(sink.fileno(), 2)
+                _TERMINAL_FD = saved
             yield printed
         finally:
-            os.dup2(saved, 2)
+            with _FD_LOCK:
+                os.dup2(saved, 2)
+                _TERMINAL_FD = None
             os.close(saved)
             sink.seek(0)
             text = sink.read().decode("utf-8", "replace")
             printed.extend(printable(_OPENCV_LOG_PREFIX.sub("", line))
                            for line in text.splitlines() if line.strip())
+
+
+class _TerminalStderr(io.TextIOBase):
+    """`sys.stderr` as it is at each write, except that while `stderr_captured` has fd 2
+    pointed at its file, what would have gone to fd 2 goes where fd 2 pointed before."""
+
+    def write(self, text: str) -> int:
+        stream = sys.stderr
+        if stream is None:
+            return len(text)
+        with _FD_LOCK:
+            if _TERMINAL_FD is None or not _writes_to_fd2(stream):
+                stream.write(text)
+                return len(text)
+            data = text.encode(getattr(stream, "encoding", None) or "utf-8", "replace")
+            while data:
+                data = data[os.write(_TERMINAL_FD, data):]
+        return len(text)
+
+    def flush(self) -> None:
+        stream = sys.stderr
+        if stream is not None:
+            with _FD_LOCK:
+                stream.flush()
+
+    def fileno(self) -> int:  # tqdm asks for the terminal's width through it
+        stream = sys.stderr
+        if stream is None:
+            raise io.UnsupportedOperation("no standard error")
+        return stream.fileno()
+
+    def isatty(self) -> bool:  # tqdm and logging ask, to decide how to draw
+        stream = sys.stderr
+        return bool(stream is not None and stream.isatty())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(sys.stderr, "encoding", None) or "utf-8"
+
+
+def _writes_to_fd2(stream: object) -> bool:
+    try:
+        return stream.fileno() == 2  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return False
+
+
+_TERMINAL = _TerminalStderr()
+
+
+def terminal_stderr() -> io.TextIOBase:
+    """The stream for our own messages while images may be read in other threads (a batch's
+    progress bar and warnings, the evaluation's progress): it writes to `sys.stderr`, but
+    while a reader's `stderr_captured` holds fd 2 it writes to where fd 2 pointed before,
+    so the message reaches the terminal instead of becoming that image's "decoder:" note."""
+    return _TERMINAL
 
 
 def short(exc: BaseException | Warning | str) -> str:
