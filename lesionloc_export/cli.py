@@ -74,7 +74,7 @@ def main(checkpoint: Path, source: str, image_weights: Path | None, text_model: 
                                say=lambda m: click.echo(m, err=True))
         click.echo(describe(result))
 
-    run_guarded(work)
+    run_guarded(work, terminate=True)
 
 
 if __name__ == "__main__":

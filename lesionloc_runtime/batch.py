@@ -264,13 +264,14 @@ def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 
     summary.already_done = len(tasks) - len(todo)
     start = time.perf_counter()
     terminal = terminal_stderr()  # the bar draws while a thread decodes the next film
-    bar = tqdm(total=len(todo), unit="study", disable=not progress, desc="lesionloc",
-               file=terminal)
-    kill_after = int(os.environ.get("LESIONLOC_FAULT_KILL_AFTER_STUDIES", "0"))
-    with closing(_dispatch(todo, settings, workers, localizer)) as outcomes:
+    after, _, how = os.environ.get("LESIONLOC_FAULT_KILL_AFTER_STUDIES", "0").partition(":")
+    # the bar closes (its last line drawn) also when the batch is interrupted: before the
+    # CLI says so
+    with tqdm(total=len(todo), unit="study", disable=not progress, desc="lesionloc",
+              file=terminal) as bar, closing(_dispatch(todo, settings, workers, localizer)) as outcomes:
         for count, outcome in enumerate(outcomes, 1):
-            if kill_after and count > kill_after:  # fault injection for the resume tests
-                os.kill(os.getpid(), signal.SIGKILL)
+            if int(after) and count > int(after):  # fault injection for tests: "N" or "N:TERM"
+                os.kill(os.getpid(), getattr(signal, f"SIG{how or 'KILL'}"))
             if outcome.get("fatal"):
                 summary.stopped = outcome["error"]
                 break
@@ -285,7 +286,6 @@ def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 
                 summary.failed.append({"study_id": outcome["study_id"], "error": outcome["error"]})
                 bar.write(f"error: {outcome['study_id']}: {outcome['error']}", file=terminal)
             bar.update()
-    bar.close()
     if summary.stopped is not None:  # the dispatch closed: no study is being written now
         # other workers finish studies after the stopping one in input order: OUT says which
         summary.done += sum(is_done(settings.out, task.study_id) for task in todo[count:])

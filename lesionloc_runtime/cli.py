@@ -102,7 +102,7 @@ def main(source: Path, report: Path | None, reports: Path | None, queries: tuple
             raise ConfigError("give --report REPORT.txt and/or --query TEXT for the image")
         return _single(source, report, settings, study_id, as_json, quiet)
 
-    sys.exit(run_guarded(work))
+    sys.exit(run_guarded(work, terminate=True))
 
 
 _MAX_THREADS = 256

@@ -1,6 +1,10 @@
 """What every lesionloc CLI shares: user mistakes become `error: <one line>` on stderr and a
 non-zero exit code, never a traceback; anything else is a bug and keeps its traceback.
 
+A Ctrl-C prints `interrupted` and exits 130; with `terminate`, SIGTERM (what a scheduler or
+service manager sends) unwinds the same way, prints `terminated` and exits 143, so files
+written atomically stay whole, temporary ones are removed and a batch's workers are shut down.
+
 Two kinds of user mistake:
 - a LesionlocError raised by the work (`guarded` / `run_guarded`), with its own exit code;
 - a mistake on the command line (unknown option, missing argument, a value that is not a
@@ -10,34 +14,76 @@ Two kinds of user mistake:
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import click
 
-from lesionloc_runtime.errors import EXIT_INTERRUPTED, EXIT_USAGE, LesionlocError, printable
+from lesionloc_runtime.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    LesionlocError,
+    printable,
+)
 
-__all__ = ["HELP_OPTIONS", "Command", "CommandLineError", "Group", "guarded", "run_guarded"]
+__all__ = ["HELP_OPTIONS", "Command", "CommandLineError", "Group", "Terminated", "guarded",
+           "run_guarded"]
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread where it is (as Python raises KeyboardInterrupt for
+    a Ctrl-C), so that every clean-up an interrupt runs runs for it too."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated
+
+
 @contextmanager
-def guarded() -> Iterator[None]:
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises Terminated while the block runs, if this is the main thread and nothing
+    else handles SIGTERM already; the handler before is put back after."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextmanager
+def guarded(terminate: bool = False) -> Iterator[None]:
+    try:
+        if terminate:
+            with _terminate_as_interrupt():
+                yield
+        else:
+            yield
     except LesionlocError as exc:
         click.echo(f"error: {printable(str(exc))}", err=True)
         sys.exit(exc.exit_code)
+    except Terminated:
+        click.echo("terminated", err=True)
+        sys.exit(EXIT_TERMINATED)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
 
 
-def run_guarded(work: Callable[[], Any]) -> Any:
-    with guarded():
+def run_guarded(work: Callable[[], Any], terminate: bool = False) -> Any:
+    """`work()` inside `guarded(terminate)`."""
+    with guarded(terminate):
         return work()
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_STUDIES_FAILED",
+    "EXIT_TERMINATED",
     "EXIT_USAGE",
     "BundleError",
     "CheckpointError",
@@ -39,6 +40,7 @@ EXIT_STUDIES_FAILED = 1
 # A command-line mistake found by click before any work (click's own code for usage errors).
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM: a scheduler or service manager stopped the command
 
 
 class LesionlocError(Exception):
@@ -139,6 +141,8 @@ def exit_codes() -> list[ExitCode]:
         ExitCode(EXIT_USAGE, "", "A command-line mistake: an unknown option, a missing argument, "
                  "a value of the wrong type."),
         ExitCode(EXIT_INTERRUPTED, "", "Interrupted (Ctrl-C)."),
+        ExitCode(EXIT_TERMINATED, "", "Stopped by SIGTERM (a scheduler, a service manager, "
+                 "`kill`): lesionloc-run, -evaluate and -export stop as on Ctrl-C."),
     ]
     for error in ERROR_CLASSES:
         summary = inspect.cleandoc(error.__doc__ or "").split("\n\n")[0]

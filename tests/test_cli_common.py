@@ -71,3 +71,43 @@ def test_every_command_uses_the_shared_classes():
     assert isinstance(train_main, Group)
     for command in [run_main, export_main, evaluate_main, *_commands(train_main)]:
         assert isinstance(command, Command | Group), command.name
+
+
+def test_sigterm_stops_a_guarded_command_as_an_interrupt(capsys):
+    import os
+    import signal
+
+    from lesionloc_runtime.cli_common import guarded
+    from lesionloc_runtime.errors import EXIT_TERMINATED
+
+    cleaned = []
+    with pytest.raises(SystemExit) as stopped, guarded(terminate=True):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises at the next bytecode
+            pytest.fail("SIGTERM did not stop the work")  # pragma: no cover
+        finally:
+            cleaned.append(True)  # what an interrupt unwinds, a SIGTERM unwinds
+    assert stopped.value.code == EXIT_TERMINATED == 143
+    assert capsys.readouterr().err == "terminated\n"
+    assert cleaned == [True]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
+
+
+def test_sigterm_is_left_alone_without_terminate_or_with_a_handler_of_its_own():
+    import signal
+
+    from lesionloc_runtime.cli_common import guarded
+
+    with guarded():  # lesionloc-train: a rank blocked in a collective would not unwind
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+    def own(signum, frame):  # pragma: no cover - never sent
+        pass
+
+    before = signal.signal(signal.SIGTERM, own)
+    try:
+        with guarded(terminate=True):
+            assert signal.getsignal(signal.SIGTERM) is own
+        assert signal.getsignal(signal.SIGTERM) is own
+    finally:
+        signal.signal(signal.SIGTERM, before)

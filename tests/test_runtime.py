@@ -273,6 +273,31 @@ def test_killed_batch_loses_nothing_and_redoes_only_unfinished(tmp_path, tiny_bu
         assert (out / study / "study.json").stat().st_mtime_ns == mtime  # not redone
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_terminated_batch_stops_cleanly_and_resumes(tmp_path, tiny_bundle, phantom_set, workers):
+    """SIGTERM (a scheduler stopping the job) after the second study: the batch stops as on
+    Ctrl-C, "terminated" and exit 143, no traceback, every study it wrote whole."""
+    source = _batch_dir(tmp_path, phantom_set)
+    (source / "broken.dcm").unlink()
+    (source / "broken.txt").unlink()
+    out = tmp_path / "out"
+    cmd = [str(BIN / "lesionloc-run"), str(source), "--model", str(tiny_bundle), "--out", str(out),
+           "--workers", workers, "-q"]
+    env = dict(os.environ, LESIONLOC_FAULT_KILL_AFTER_STUDIES="2:TERM")
+    stopped = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert stopped.returncode == 143, stopped.stderr
+    assert stopped.stderr.endswith("terminated\n") and "Traceback" not in stopped.stderr
+    assert "leaked" not in stopped.stderr  # the pool and the sentence store were shut down
+    done = list(out.glob("*/study.json"))
+    assert 2 <= len(done) <= 5
+    for doc in done:
+        json.loads(doc.read_text())
+    assert not list(out.rglob("*.tmp")), "a temporary file was left behind"
+    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{5 - len(done)} studies done, {len(done)} already done, 0 failed" in rerun.stdout
+
+
 def _descendants(pid: int) -> set[int]:
     """The processes `pid` started (and theirs), from /proc."""
     found: set[int] = set()

@@ -34,7 +34,7 @@ class _Command(Command):
     `error: <one line>` on stderr and its exit code, never a traceback; bugs still raise."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        return run_guarded(lambda: super(_Command, self).invoke(ctx))
+        return run_guarded(lambda: super(_Command, self).invoke(ctx), terminate=True)
 
 
 @click.command(cls=_Command, context_settings=HELP_OPTIONS)
