@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lesionloc_runtime import batch_steps, sentence_cache
+from lesionloc_runtime.batch_lock import batch_lock
 from lesionloc_runtime.batch_manifest import iter_manifest_rows
 from lesionloc_runtime.errors import ConfigError, DataError, OutputError
 from lesionloc_runtime.fileio import atomic_write_json, is_file
@@ -39,8 +40,6 @@ __all__ = [
     "StudyTask",
     "chunk_bounds",
     "discover",
-    "format_failures",
-    "format_summary",
     "parse_shard",
     "run_batch",
 ]
@@ -252,10 +251,18 @@ def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 
     """Process `tasks` not yet done, print each failure on stderr, write the summary JSON and
     OUT/index.html (also while the batch runs). An output that no study can be written to
     (disk full, read-only) stops the batch early with `stopped` set; OutputError if the
-    summary or the index cannot be written at the end. `localizer`: one already loaded, used
-    in this process instead of loading `settings.model` (one worker only)."""
+    summary or the index cannot be written at the end, and at once if another run of this
+    batch (the same `summary_name`: the same shard) is writing OUT (`batch_lock`).
+    `localizer`: one already loaded, used in this process instead of loading `settings.model`
+    (one worker only)."""
     if localizer is not None and workers != 1:
         raise ConfigError("a localizer given to run_batch runs in this process: one worker")
+    with batch_lock(settings.out, summary_name):  # one run of this batch (shard) at a time
+        return _run_locked(tasks, settings, workers, progress, summary_name, localizer)
+
+
+def _run_locked(tasks: Sequence[StudyTask], settings: RunSettings, workers: int, progress: bool,
+                summary_name: str, localizer: Localizer | None) -> BatchSummary:
     from tqdm import tqdm
 
     summary = BatchSummary(total=len(tasks))
@@ -384,17 +391,3 @@ def _here_and_in_workers(chunks: Sequence[Sequence[StudyTask]], settings: RunSet
         stopping.set()
         pool.shutdown(cancel_futures=True)
         thread.join()
-
-
-def format_summary(summary: BatchSummary) -> str:
-    """The counts, one line (stdout); `format_failures` has the failures (stderr)."""
-    rate = summary.done / summary.seconds if summary.seconds else 0.0
-    return (f"{summary.done} studies done, {summary.already_done} already done, "
-            f"{len(summary.failed)} failed, {summary.seconds:.1f} s ({rate:.2f} studies/s)")
-
-
-def format_failures(summary: BatchSummary) -> str:
-    lines = [f"  failed: {f['study_id']}: {f['error']}" for f in summary.failed[:20]]
-    if len(summary.failed) > 20:
-        lines.append(f"  ... and {len(summary.failed) - 20} more (see the summary JSON)")
-    return "\n".join(lines)

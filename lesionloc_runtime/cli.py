@@ -18,6 +18,7 @@ from lesionloc_runtime.imageio.capture import terminal_stderr
 from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES
 
 if TYPE_CHECKING:
+    from lesionloc_runtime.batch import BatchSummary
     from lesionloc_runtime.results import SentenceResult
 
 __all__ = ["main"]
@@ -195,25 +196,33 @@ def _sentence_line(s: SentenceResult) -> str:
 
 def _batch(source: Path, reports: Path | None, settings: RunSettings, workers: int,
            shard: str | None, quiet: bool) -> int:
-    from lesionloc_runtime.batch import (
-        discover,
-        format_failures,
-        format_summary,
-        parse_shard,
-        run_batch,
-    )
+    from lesionloc_runtime.batch import discover, parse_shard, run_batch
 
     index, count = parse_shard(shard)
     tasks = discover(source, reports, skip=settings.out)[index::count]
     name = "batch_summary.json" if count == 1 else f"batch_summary.shard-{index}-of-{count}.json"
     summary = run_batch(tasks, settings, workers=workers, progress=not quiet, summary_name=name)
-    click.echo(format_summary(summary))
+    click.echo(_format_summary(summary))
     if summary.failed:
-        click.echo(format_failures(summary), err=True)
+        click.echo(_format_failures(summary), err=True)
     if summary.stopped:
         raise OutputError(summary.stopped)
     click.echo(f"open {settings.out / 'index.html'}  (summary: {settings.out / name})")
     return EXIT_STUDIES_FAILED if summary.failed else EXIT_OK
+
+
+def _format_summary(summary: BatchSummary) -> str:
+    """The counts, one line (stdout); `_format_failures` has the failures (stderr)."""
+    rate = summary.done / summary.seconds if summary.seconds else 0.0
+    return (f"{summary.done} studies done, {summary.already_done} already done, "
+            f"{len(summary.failed)} failed, {summary.seconds:.1f} s ({rate:.2f} studies/s)")
+
+
+def _format_failures(summary: BatchSummary) -> str:
+    lines = [f"  failed: {f['study_id']}: {f['error']}" for f in summary.failed[:20]]
+    if len(summary.failed) > 20:
+        lines.append(f"  ... and {len(summary.failed) - 20} more (see the summary JSON)")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -298,6 +298,30 @@ def test_a_terminated_batch_stops_cleanly_and_resumes(tmp_path, tiny_bundle, pha
     assert f"{5 - len(done)} studies done, {len(done)} already done, 0 failed" in rerun.stdout
 
 
+def test_a_second_run_of_the_same_batch_is_refused_while_the_first_writes(tmp_path, tiny_bundle,
+                                                                          phantom_set):
+    """Two runs of one batch into one OUT would each remove the other's temporary files: the
+    second is refused at once, naming the first; a shard of the batch still runs beside it."""
+    from lesionloc_runtime.batch_lock import batch_lock
+
+    source = _batch_dir(tmp_path, phantom_set, n=2)
+    (source / "broken.dcm").unlink()
+    out = tmp_path / "out"
+    cmd = [str(BIN / "lesionloc-run"), str(source), "--model", str(tiny_bundle), "--out", str(out),
+           "-q"]
+    with batch_lock(out, "batch_summary.json"):  # the first run, here in the test's process
+        second = subprocess.run(cmd, capture_output=True, text=True)
+        shard = subprocess.run([*cmd, "--shard", "0/2"], capture_output=True, text=True)
+    assert second.returncode == 10, second.stderr  # OutputError
+    assert f"is being written by another run of this batch (pid {os.getpid()} on " in \
+        second.stderr and "Traceback" not in second.stderr
+    assert shard.returncode == 0, shard.stderr
+    assert len(list(out.glob("*/study.json"))) == 1  # the shard's study
+    after = subprocess.run(cmd, capture_output=True, text=True)  # the first has ended
+    assert after.returncode == 0, after.stderr
+    assert "1 studies done, 1 already done, 0 failed" in after.stdout
+
+
 def _descendants(pid: int) -> set[int]:
     """The processes `pid` started (and theirs), from /proc."""
     found: set[int] = set()
@@ -602,7 +626,7 @@ def test_pipelined_batch_writes_what_one_study_at_a_time_writes(tmp_path, tiny_b
         assert summary.done == 4 and [f["study_id"] for f in summary.failed] == ["broken"]
         docs[pipeline] = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/study.json")}
         assert sorted(p.name for p in out.iterdir()) == sorted(
-            [*docs[pipeline], "batch_summary.json", "index.html"])
+            [*docs[pipeline], "batch_summary.json", "index.html", ".batch_summary.json.lock"])
     assert docs[True].keys() == docs[False].keys()
     for key, doc in docs[True].items():
         theirs = docs[False][key]
