@@ -77,6 +77,7 @@ class BatchSummary:
     done: int = 0
     already_done: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # DICOM objects that are no image
     seconds: float = 0.0
     stopped: str | None = None  # why the batch stopped early (the output cannot be written)
     # the report sentences and queries the studies done sent through the text encoder, and
@@ -112,7 +113,8 @@ def discover(source: Path, reports: Path | None, skip: Path | None = None) -> li
     tasks: list[StudyTask] = []
     seen: set[str] = set()
     for image in _scan(source, skip):
-        if image.suffix.lower() not in IMAGE_SUFFIXES or image.name.startswith("."):
+        if image.suffix.lower() not in IMAGE_SUFFIXES or image.name.startswith(".") or \
+                image.name.upper() == "DICOMDIR":  # a DICOM file-set's index (PS3.10), no image
             continue
         if image.suffix == "" and not _looks_like_dicom(image):
             continue  # PACS exports often drop extensions: take those that say they are DICOM
@@ -290,13 +292,17 @@ def _run_locked(tasks: Sequence[StudyTask], settings: RunSettings, workers: int,
                 if outcome.get("row"):
                     index.add(outcome["row"])
             else:
-                summary.failed.append({"study_id": outcome["study_id"], "error": outcome["error"]})
-                bar.write(f"error: {outcome['study_id']}: {outcome['error']}", file=terminal)
+                skipped = bool(outcome.get("skipped"))  # a DICOM object that is no image
+                (summary.skipped if skipped else summary.failed).append(
+                    {"study_id": outcome["study_id"], "error": outcome["error"]})
+                bar.write(f"{'skipped' if skipped else 'error'}: {outcome['study_id']}: "
+                          f"{outcome['error']}", file=terminal)
             bar.update()
     if summary.stopped is not None:  # the dispatch closed: no study is being written now
         # other workers finish studies after the stopping one in input order: OUT says which
         summary.done += sum(is_done(settings.out, task.study_id) for task in todo[count:])
-        summary.stopped += (f"; stopped the batch, {len(todo) - summary.done - len(summary.failed)}"
+        left = len(todo) - summary.done - len(summary.failed) - len(summary.skipped)
+        summary.stopped += (f"; stopped the batch, {left}"
                             f" of {len(todo)} studies not done")
     summary.seconds = time.perf_counter() - start
     target = settings.out / summary_name

@@ -14,7 +14,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lesionloc_runtime.errors import LesionlocError, OutputError, ReportError, is_panic, printable
+from lesionloc_runtime.errors import (
+    LesionlocError,
+    NotAnImage,
+    OutputError,
+    ReportError,
+    is_panic,
+    printable,
+)
 
 __all__ = [
     "AHEAD_STUDIES",
@@ -60,8 +67,8 @@ class InFlight:
 
 def guarded(flight: InFlight, settings: RunSettings, step: Callable[[], Any]) -> InFlight:
     """Run one step of a study; a failure becomes the study's outcome (a user's mistake or a
-    bad file as its one-line message, a bug as an internal error, a full or read-only output
-    as fatal to the batch), never an exception."""
+    bad file as its one-line message, a DICOM object that is no image as skipped, a bug as an
+    internal error, a full or read-only output as fatal to the batch), never an exception."""
     if flight.failed is not None:
         return flight
     try:
@@ -71,8 +78,9 @@ def guarded(flight: InFlight, settings: RunSettings, step: Callable[[], Any]) ->
         fatal = exc.errno in OUT_OF_SPACE or not os.access(settings.out, os.W_OK | os.X_OK)
         flight.failed = {"study_id": flight.task.study_id, "ok": False,
                          "error": printable(str(exc)), "fatal": fatal}
-    except LesionlocError as exc:
-        flight.failed = {"study_id": flight.task.study_id, "ok": False, "error": printable(str(exc))}
+    except LesionlocError as exc:  # a file that is no image at all is skipped, not failed
+        flight.failed = {"study_id": flight.task.study_id, "ok": False, "error": printable(str(exc)),
+                         "skipped": isinstance(exc, NotAnImage)}
     except BaseException as exc:  # a bug on one study must not stop the other studies of a batch
         if not (isinstance(exc, Exception) or is_panic(exc)):  # is_panic: a Rust extension's
             raise
@@ -88,13 +96,15 @@ def prepare(localizer: Localizer, task: StudyTask, settings: RunSettings) -> InF
     """Read the image and the report and preprocess: no encoder needed."""
 
     def step() -> PreparedStudy:
+        from lesionloc_runtime import imageio
+
+        # the image first: a DICOM object that is no image (a dose report beside the films) is
+        # skipped as such, not failed for the report it naturally lacks
+        image = imageio.read_image(task.image, threads=localizer.threads)
         if task.report is None and not settings.queries:
             expected = task.expected_report or task.image.with_suffix(".txt")
             raise ReportError(f"{task.image.name}: no report found (expected {expected.absolute()})")
-        from lesionloc_runtime import imageio
-
-        return localizer.prepare(imageio.read_image(task.image, threads=localizer.threads),
-                                 task.report, settings.queries)
+        return localizer.prepare(image, task.report, settings.queries)
 
     return guarded(InFlight(task, time.perf_counter()), settings, step)
 

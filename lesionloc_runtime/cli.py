@@ -214,8 +214,9 @@ def _batch(source: Path, reports: Path | None, settings: RunSettings, workers: i
 def _format_summary(summary: BatchSummary) -> str:
     """The counts, one line (stdout); `_format_failures` has the failures (stderr)."""
     rate = summary.done / summary.seconds if summary.seconds else 0.0
+    skipped = f", {len(summary.skipped)} skipped (no image)" if summary.skipped else ""
     return (f"{summary.done} studies done, {summary.already_done} already done, "
-            f"{len(summary.failed)} failed, {summary.seconds:.1f} s ({rate:.2f} studies/s)")
+            f"{len(summary.failed)} failed{skipped}, {summary.seconds:.1f} s ({rate:.2f} studies/s)")
 
 
 def _format_failures(summary: BatchSummary) -> str:

@@ -24,6 +24,7 @@ __all__ = [
     "ExitCode",
     "ExportError",
     "ImageReadError",
+    "NotAnImage",
     "LesionlocError",
     "OutputError",
     "ReportError",
@@ -59,6 +60,14 @@ class ImageReadError(LesionlocError):
     """The image file is missing, unreadable, or not a single-frame greyscale radiograph."""
 
     exit_code = 3
+
+
+class NotAnImage(ImageReadError):
+    """A DICOM object that holds no image at all (a Structured Report, a presentation state,
+    a DICOMDIR): a batch skips it, where other unreadable images fail their study.
+
+    A PACS or CD export holds such objects beside the radiographs (dose reports, key
+    objects); each used to count as a failed study and make the batch exit 1."""
 
 
 class DicomOutputError(ImageReadError):
@@ -117,8 +126,8 @@ class OutputError(LesionlocError):
 
 # The classes the commands raise, in the table's order (LesionlocError itself is abstract).
 ERROR_CLASSES: tuple[type[LesionlocError], ...] = (
-    ConfigError, ImageReadError, DicomOutputError, ReportError, BundleError, CheckpointError,
-    DataError, TrainingDiverged, ExportError, OutputError,
+    ConfigError, ImageReadError, NotAnImage, DicomOutputError, ReportError, BundleError,
+    CheckpointError, DataError, TrainingDiverged, ExportError, OutputError,
 )
 
 

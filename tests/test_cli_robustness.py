@@ -123,7 +123,9 @@ def test_manifest_image_name_over_the_system_limit_fails_alone(tmp_path, tiny_bu
     manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
     code, stdout, stderr = run(manifest, "--model", tiny_bundle, "--out", tmp_path / "out", "-q")
     assert code == 1 and "1 studies done, 0 already done, 1 failed" in stdout, stderr
-    assert "no report found" in stderr and "Traceback" not in stderr
+    # the image is read before the report is looked for (a DICOM object that is no image is
+    # skipped rather than failed for its lack of a report): the image's own error
+    assert "cannot be opened (File name too long)" in stderr and "Traceback" not in stderr
 
 
 def test_include_identifiers_copies_them_and_survives_a_damaged_one(tmp_path, tiny_bundle,
@@ -425,3 +427,44 @@ def test_output_inside_the_input_folder_is_not_taken_for_studies(tmp_path, tiny_
     assert code == 0 and "2 studies done, 0 already done, 0 failed" in stdout, stderr
     code, stdout, stderr = run(*cmd)
     assert code == 0 and "0 studies done, 2 already done, 0 failed" in stdout, stderr
+
+
+def test_a_cd_export_skips_its_index_and_the_objects_that_are_no_image(tmp_path, tiny_bundle,
+                                                                      phantom_study):
+    """A DICOM media export (PS3.10): files without extensions, a DICOMDIR index, and beside
+    the films objects that hold no image (a structured report, a presentation state). Those
+    are skipped and said, not failed: the batch exits 0."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    image, report, _ = phantom_study
+    series = tmp_path / "cd" / "DICOM" / "ST000001"
+    series.mkdir(parents=True)
+    shutil.copy(get_testdata_file("DICOMDIR"), tmp_path / "cd" / "DICOMDIR")
+    shutil.copy(image, series / "IM000001")
+    shutil.copy(report, series / "IM000001.txt")
+    shutil.copy(get_testdata_file("reportsi.dcm"), series / "SR000001")  # no report of its own
+    state = pydicom.Dataset()
+    state.file_meta = FileMetaDataset()
+    state.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.11.1"  # GSPS
+    state.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    state.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    state.SOPClassUID = state.file_meta.MediaStorageSOPClassUID
+    state.SOPInstanceUID = state.file_meta.MediaStorageSOPInstanceUID
+    state.Modality = "PR"
+    state.save_as(series / "PR000001", enforce_file_format=True)
+    out = tmp_path / "out"
+    code, stdout, stderr = run(tmp_path / "cd", "--model", tiny_bundle, "--out", out, "-q")
+    assert code == 0, stderr
+    assert "1 studies done, 0 already done, 0 failed, 2 skipped (no image)" in stdout
+    assert "skipped: DICOM__ST000001__SR000001: " in stderr and "Structured Report" in stderr
+    assert "skipped: DICOM__ST000001__PR000001: " in stderr and "Presentation State" in stderr
+    summary = json.loads((out / "batch_summary.json").read_text())
+    assert summary["failed"] == [] and len(summary["skipped"]) == 2
+    assert [p.parent.name for p in out.glob("*/study.json")] == ["DICOM__ST000001__IM000001"]
+    # one such object given alone is still an error (exit 3), not silence
+    code, _, stderr = run(series / "SR000001", "--query", "effusion", "--model", tiny_bundle,
+                          "--out", tmp_path / "one")
+    assert code == 3 and "Structured Report, not an image" in one_error_line(stderr)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from lesionloc_runtime.errors import ImageReadError, is_panic
+from lesionloc_runtime.errors import ImageReadError, NotAnImage, is_panic
 from lesionloc_runtime.imageio.capture import short, stderr_captured
 from lesionloc_runtime.imageio.containers import EOI, j2k_size, jpeg_header
 from lesionloc_runtime.imageio.decoders import decode_options
@@ -130,7 +130,7 @@ def _check_has_pixels(ds: Any, path: Path) -> None:
     sop = str(header_value(ds, "SOPClassUID") or "")
     is_report = "ContentSequence" in ds and "PixelData" not in ds
     if sop.startswith(_NON_IMAGE_SOP_PREFIXES) or is_report:
-        raise ImageReadError(f"{path}: a DICOM Structured Report, not an image")
+        raise NotAnImage(f"{path}: a DICOM Structured Report, not an image")
     if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
         raise ImageReadError(
             f"{path}: the DICOM file holds floating-point pixel data (a parametric map), "
@@ -143,7 +143,7 @@ def _check_has_pixels(ds: Any, path: Path) -> None:
             )
         kind = f" ({UID(sop).name})" if UID_TEXT.fullmatch(sop) else (
             f" (SOP Class UID {shown_value(sop)})" if sop else "")
-        raise ImageReadError(f"{path}: the DICOM file has no pixel data; it is not an image{kind}")
+        raise NotAnImage(f"{path}: the DICOM file has no pixel data; it is not an image{kind}")
     try:
         ds.PixelData  # noqa: B018 - pydicom converts lazily: a damaged element raises only here
     except Exception as exc:
