@@ -6,6 +6,7 @@ once) and OUT/index.html kept up to date as studies finish."""
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import queue
 import signal
@@ -24,7 +25,7 @@ from lesionloc_runtime.batch_lock import batch_lock
 from lesionloc_runtime.batch_manifest import iter_manifest_rows
 from lesionloc_runtime.errors import ConfigError, DataError, OutputError
 from lesionloc_runtime.fileio import atomic_write_json, is_file
-from lesionloc_runtime.imageio import IMAGE_SUFFIXES
+from lesionloc_runtime.imageio import IMAGE_SUFFIXES, has_dicom_preamble
 from lesionloc_runtime.imageio.capture import terminal_stderr
 from lesionloc_runtime.outputs import OutputOptions, derived_study_id, is_done, study_id_problem
 from lesionloc_runtime.processes import die_with_parent
@@ -116,7 +117,7 @@ def discover(source: Path, reports: Path | None, skip: Path | None = None) -> li
         if image.suffix.lower() not in IMAGE_SUFFIXES or image.name.startswith(".") or \
                 image.name.upper() == "DICOMDIR":  # a DICOM file-set's index (PS3.10), no image
             continue
-        if image.suffix == "" and not _looks_like_dicom(image):
+        if image.suffix == "" and not has_dicom_preamble(image):
             continue  # PACS exports often drop extensions: take those that say they are DICOM
         name = image.relative_to(source).with_suffix("").as_posix().replace("/", "__")
         ext = image.suffix.lstrip(".").lower()  # a.dcm and a.png: a and a__png
@@ -132,13 +133,21 @@ def discover(source: Path, reports: Path | None, skip: Path | None = None) -> li
 
 def _scan(source: Path, skip: Path | None) -> list[Path]:
     """Every file below `source`, sorted, without descending into hidden directories (.git,
-    .snapshot) or `skip`: a rerun must not take its own outputs for studies."""
+    .snapshot), `skip` or what an earlier run wrote: a rerun must not take outputs for studies."""
+    from lesionloc_runtime.outputs import earlier_output
     skipped = skip.resolve() if skip is not None else None
-    files = []
+    files, earlier = [], []
     for folder, dirs, names in os.walk(source):
+        if earlier_output(Path(folder), names):  # an earlier run's OUT, or one of its studies
+            earlier.append(folder)
+            dirs[:] = []
+            continue
         dirs[:] = [d for d in dirs if not d.startswith(".")
                    and (skipped is None or (Path(folder) / d).resolve() != skipped)]
         files += [Path(folder) / n for n in names if (Path(folder) / n).is_file()]
+    if earlier:
+        logging.getLogger(__name__).warning("left out what earlier lesionloc-run wrote: %s", ", ".join(
+            earlier[:3]) + (f" and {len(earlier) - 3} more" if len(earlier) > 3 else ""))
     return sorted(files)
 
 
@@ -148,12 +157,6 @@ def _with_report(study_id: str, image: Path, folder: Path) -> StudyTask:
     candidates = [folder / f"{image.stem}{suffix}" for suffix in _REPORT_SUFFIXES]
     report = next((c for c in candidates if is_file(c)), None)
     return StudyTask(study_id, image, report, candidates[0])
-
-
-def _looks_like_dicom(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(132)
-    return len(head) == 132 and head[128:] == b"DICM"
 
 
 def _from_manifest(path: Path) -> list[StudyTask]:
@@ -202,8 +205,6 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(settings: RunSettings, shared: SharedStore | None = None,
                  parent: int | None = None) -> None:
-    import logging
-
     from lesionloc_runtime.localizer import Localizer
 
     if parent is not None:  # a worker process: it ends with the batch's process

@@ -10,7 +10,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ __all__ = [
     "OutputOptions",
     "check_out_dir",
     "derived_study_id",
+    "earlier_output",
     "done_document",
     "is_done",
     "listed_files",
@@ -161,6 +162,26 @@ def done_document(out: Path, study_id: str) -> dict | None:
     except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
         pass
     return None
+
+
+# What marks a batch's OUT: its summary (one per shard) or the lock of a run (batch_lock).
+_BATCH_MARKS = re.compile(r"batch_summary(\.shard-\d+-of-\d+)?\.json|\.batch_summary.*\.lock")
+
+
+def earlier_output(folder: Path, names: Iterable[str]) -> bool:
+    """Whether `folder` (which holds `names`) was written by lesionloc-run: a batch's OUT (its
+    summary or a run's lock) or one study's folder (a study.json of ours). A batch's scan
+    leaves such folders out, so that a run into another OUT does not take an earlier run's
+    radiograph, layers and overlays for studies."""
+    names = set(names)
+    if any(_BATCH_MARKS.fullmatch(name) for name in names):
+        return True
+    if STUDY_JSON not in names:
+        return False
+    try:
+        return json.loads((folder / STUDY_JSON).read_text(encoding="utf-8"))["schema"] == STUDY_SCHEMA
+    except (OSError, ValueError, RecursionError, KeyError, TypeError):
+        return False
 
 
 def is_done(out: Path, study_id: str) -> bool:

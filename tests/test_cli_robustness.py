@@ -468,3 +468,41 @@ def test_a_cd_export_skips_its_index_and_the_objects_that_are_no_image(tmp_path,
     code, _, stderr = run(series / "SR000001", "--query", "effusion", "--model", tiny_bundle,
                           "--out", tmp_path / "one")
     assert code == 3 and "Structured Report, not an image" in one_error_line(stderr)
+
+
+def test_a_batch_leaves_out_what_an_earlier_run_wrote_inside_its_input(tmp_path, tiny_bundle,
+                                                                       phantom_study, caplog):
+    """`lesionloc-run data --out data/results`, then `lesionloc-run data --out results2`: the
+    second took the first one's radiograph, layers, overlays and DICOM outputs for studies
+    (13 failures on one real film)."""
+    image, report, _ = phantom_study
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(image, data / "a.dcm")
+    shutil.copy(report, data / "a.txt")
+    code, _, stderr = run(data, "--model", tiny_bundle, "--out", data / "results", "-q",
+                          "--overlays", "--dicom-out")
+    assert code == 0, stderr
+    single = data / "single"  # and what a single study's run wrote (no batch summary)
+    code, _, stderr = run(image, "--report", report, "--model", tiny_bundle, "--out", single, "-q")
+    assert code == 0, stderr
+    code, stdout, stderr = run(data, "--model", tiny_bundle, "--out", tmp_path / "results2", "-q")
+    assert code == 0, stderr
+    assert "1 studies done, 0 already done, 0 failed" in stdout
+    # a warning: the CLI prints it as "warning: ..." (here pytest's handler has the record)
+    assert f"left out what earlier lesionloc-run wrote: {data / 'results'}, " \
+           f"{single / image.stem}" in caplog.text
+
+
+def test_what_marks_an_earlier_output(tmp_path):
+    from lesionloc_runtime.outputs import earlier_output
+
+    for marks in (["batch_summary.json"], ["batch_summary.shard-2-of-8.json"],
+                  [".batch_summary.json.lock"]):
+        assert earlier_output(tmp_path, ["index.html", "x", *marks]), marks
+    assert not earlier_output(tmp_path, ["index.html", "a.dcm", "summary.json"])
+    (tmp_path / "study.json").write_text(json.dumps({"schema": "someone-else's"}))
+    assert not earlier_output(tmp_path, ["study.json", "a.dcm"])  # not ours: a study's images
+    (tmp_path / "study.json").write_text(json.dumps({"schema": "lesionloc-study"}))
+    assert earlier_output(tmp_path, ["study.json", "radiograph.png"])
+    assert not earlier_output(tmp_path, ["radiograph.png"])  # study.json not among the names

@@ -17,10 +17,11 @@ from lesionloc_runtime.imageio.dicom import import_dicom_stack, read_dicom
 from lesionloc_runtime.imageio.header import UID_TEXT, header_value
 from lesionloc_runtime.imageio.radiograph import Radiograph, check_contrast
 from lesionloc_runtime.imageio.raster import read_raster, read_raster_array
-from lesionloc_runtime.imageio.sniff import HEAD_BYTES, IMAGE_SUFFIXES, sniff
+from lesionloc_runtime.imageio.sniff import HEAD_BYTES, IMAGE_SUFFIXES, has_dicom_preamble, sniff
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "has_dicom_preamble",
     "UID_TEXT",
     "Radiograph",
     "header_value",

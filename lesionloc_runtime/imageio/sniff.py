@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lesionloc_runtime.errors import ImageReadError
 
-__all__ = ["HEAD_BYTES", "IMAGE_SUFFIXES", "sniff"]
+__all__ = ["HEAD_BYTES", "IMAGE_SUFFIXES", "has_dicom_preamble", "sniff"]
 
 _DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ""}
 _RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
@@ -41,3 +41,11 @@ def sniff(head: bytes, path: Path) -> str:
             "image (wrong extension, or a text file?)"
         )
     raise ImageReadError(f"{path}: not a DICOM, PNG or JPEG file (unrecognised content)")
+
+
+def has_dicom_preamble(path: Path) -> bool:
+    """Whether the file starts as a DICOM file does (PS3.10: 128 bytes, then "DICM"): how a
+    batch tells the films of a PACS export, which have no file name extension, from the rest."""
+    with open(path, "rb") as handle:
+        head = handle.read(HEAD_BYTES)
+    return len(head) == HEAD_BYTES and head[128:] == b"DICM"
