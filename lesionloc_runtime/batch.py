@@ -114,8 +114,7 @@ def discover(source: Path, reports: Path | None, skip: Path | None = None) -> li
     tasks: list[StudyTask] = []
     seen: set[str] = set()
     for image in _scan(source, skip):
-        if image.suffix.lower() not in IMAGE_SUFFIXES or image.name.startswith(".") or \
-                image.name.upper() == "DICOMDIR":  # a DICOM file-set's index (PS3.10), no image
+        if image.suffix.lower() not in IMAGE_SUFFIXES or image.name.startswith("."):
             continue
         if image.suffix == "" and not has_dicom_preamble(image):
             continue  # PACS exports often drop extensions: take those that say they are DICOM

@@ -433,7 +433,8 @@ def test_a_cd_export_skips_its_index_and_the_objects_that_are_no_image(tmp_path,
                                                                       phantom_study):
     """A DICOM media export (PS3.10): files without extensions, a DICOMDIR index, and beside
     the films objects that hold no image (a structured report, a presentation state). Those
-    are skipped and said, not failed: the batch exits 0."""
+    (the index too: a DICOM object without pixels) are skipped and said, not failed: the
+    batch exits 0."""
     import pydicom
     from pydicom.data import get_testdata_file
     from pydicom.dataset import FileMetaDataset
@@ -458,11 +459,12 @@ def test_a_cd_export_skips_its_index_and_the_objects_that_are_no_image(tmp_path,
     out = tmp_path / "out"
     code, stdout, stderr = run(tmp_path / "cd", "--model", tiny_bundle, "--out", out, "-q")
     assert code == 0, stderr
-    assert "1 studies done, 0 already done, 0 failed, 2 skipped (no image)" in stdout
+    assert "1 studies done, 0 already done, 0 failed, 3 skipped (no image)" in stdout
+    assert "skipped: DICOMDIR: " in stderr and "no pixel data; it is not an image" in stderr
     assert "skipped: DICOM__ST000001__SR000001: " in stderr and "Structured Report" in stderr
     assert "skipped: DICOM__ST000001__PR000001: " in stderr and "Presentation State" in stderr
     summary = json.loads((out / "batch_summary.json").read_text())
-    assert summary["failed"] == [] and len(summary["skipped"]) == 2
+    assert summary["failed"] == [] and len(summary["skipped"]) == 3
     assert [p.parent.name for p in out.glob("*/study.json")] == ["DICOM__ST000001__IM000001"]
     # one such object given alone is still an error (exit 3), not silence
     code, _, stderr = run(series / "SR000001", "--query", "effusion", "--model", tiny_bundle,

@@ -19,7 +19,7 @@ HEAD_BYTES = 132
 def sniff(head: bytes, path: Path) -> str:
     """The file's format from its first bytes; the name is only used to word the error."""
     # DICM first: a DICOM preamble may itself be a TIFF header (dual-format files).
-    if len(head) >= HEAD_BYTES and head[128:HEAD_BYTES] == b"DICM":
+    if _preamble(head):
         return "dicom"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "png"
@@ -47,5 +47,8 @@ def has_dicom_preamble(path: Path) -> bool:
     """Whether the file starts as a DICOM file does (PS3.10: 128 bytes, then "DICM"): how a
     batch tells the films of a PACS export, which have no file name extension, from the rest."""
     with open(path, "rb") as handle:
-        head = handle.read(HEAD_BYTES)
-    return len(head) == HEAD_BYTES and head[128:] == b"DICM"
+        return _preamble(handle.read(HEAD_BYTES))
+
+
+def _preamble(head: bytes) -> bool:
+    return len(head) >= HEAD_BYTES and head[128:HEAD_BYTES] == b"DICM"
