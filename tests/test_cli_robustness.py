@@ -476,7 +476,7 @@ def test_a_batch_leaves_out_what_an_earlier_run_wrote_inside_its_input(tmp_path,
                                                                        phantom_study, caplog):
     """`lesionloc-run data --out data/results`, then `lesionloc-run data --out results2`: the
     second took the first one's radiograph, layers, overlays and DICOM outputs for studies
-    (13 failures on one real film)."""
+    (8 failures for one real film with two findings, `--overlays --dicom-out`)."""
     image, report, _ = phantom_study
     data = tmp_path / "data"
     data.mkdir()
