@@ -196,7 +196,8 @@ def _sentence_line(s: SentenceResult) -> str:
 
 def _batch(source: Path, reports: Path | None, settings: RunSettings, workers: int,
            shard: str | None, quiet: bool) -> int:
-    from lesionloc_runtime.batch import discover, parse_shard, run_batch
+    from lesionloc_runtime.batch import parse_shard, run_batch
+    from lesionloc_runtime.batch_discovery import discover
 
     index, count = parse_shard(shard)
     tasks = discover(source, reports, skip=settings.out)[index::count]

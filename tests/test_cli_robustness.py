@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from lesionloc_runtime import batch, outputs
-from lesionloc_runtime.batch import discover
+from lesionloc_runtime.batch_discovery import discover
 from lesionloc_runtime.cli import main
 from lesionloc_runtime.outputs import MAX_STUDY_ID_BYTES, derived_study_id, study_id_problem
 

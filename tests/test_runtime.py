@@ -610,7 +610,8 @@ def test_summary_figure_places_each_tile_in_its_cell(tiny_bundle, phantom_study,
 def test_pipelined_batch_writes_what_one_study_at_a_time_writes(tmp_path, tiny_bundle, phantom_set):
     """Reading ahead and writing behind the encoders changes nothing but the time: the same
     documents and files, the failures in their place, the outcomes in input order."""
-    from lesionloc_runtime.batch import RunSettings, discover, run_batch
+    from lesionloc_runtime.batch import RunSettings, run_batch
+    from lesionloc_runtime.batch_discovery import discover
     from lesionloc_runtime.localizer import Localizer
     from lesionloc_runtime.outputs import OutputOptions
 
@@ -705,7 +706,7 @@ def test_workers_beyond_the_chunks_of_a_small_batch_are_not_started(tmp_path, ti
                                                                     phantom_set, monkeypatch):
     """--workers 4 on a study or two: a spawned worker would only start (about a second of
     CPU) and this process would load a model for nothing."""
-    from lesionloc_runtime import batch
+    from lesionloc_runtime import batch, batch_discovery
     from lesionloc_runtime.outputs import OutputOptions
 
     source = _batch_dir(tmp_path, phantom_set, n=1)
@@ -719,7 +720,7 @@ def test_workers_beyond_the_chunks_of_a_small_batch_are_not_started(tmp_path, ti
     monkeypatch.setattr(batch, "ProcessPoolExecutor", no_pool)
     settings = batch.RunSettings(str(tiny_bundle), ("cpu",), None, (), "findings",
                                  tmp_path / "out", OutputOptions())
-    summary = batch.run_batch(batch.discover(source, None), settings, workers=4, progress=False)
+    summary = batch.run_batch(batch_discovery.discover(source, None), settings, workers=4, progress=False)
     assert summary.done == 1 and not pools
     assert batch.chunk_bounds(3, 4) == [(0, 1), (1, 2), (2, 3)]  # three chunks: three workers
 
@@ -740,12 +741,12 @@ def test_a_stopped_batch_counts_the_studies_other_workers_finished(tmp_path, tin
     """Outcomes come back in input order, so a batch stopped by the first study's full disk
     never reads those of studies another worker had finished meanwhile: OUT says they are
     done (and the index lists them), and so must the summary."""
-    from lesionloc_runtime import batch
+    from lesionloc_runtime import batch, batch_discovery
     from lesionloc_runtime.outputs import OutputOptions, is_done
 
     source = _batch_dir(tmp_path, phantom_set, n=3)
     (source / "broken.dcm").unlink()
-    tasks = batch.discover(source, None)
+    tasks = batch_discovery.discover(source, None)
     settings = batch.RunSettings(str(tiny_bundle), ("cpu",), None, (), "findings",
                                  tmp_path / "elsewhere", OutputOptions())
     assert batch.run_batch(tasks[2:], settings, progress=False).done == 1
@@ -773,7 +774,8 @@ def test_a_batch_encodes_the_next_studies_sentences_together(tmp_path, tiny_bund
     encoder in one call, and each study's own finds them: fewer calls, the same scores (fp32),
     and the summary still counts each sentence once, as encoded or found in the cache."""
     from lesionloc_runtime import batch_steps
-    from lesionloc_runtime.batch import RunSettings, discover, run_batch
+    from lesionloc_runtime.batch import RunSettings, run_batch
+    from lesionloc_runtime.batch_discovery import discover
     from lesionloc_runtime.localizer import Localizer
     from lesionloc_runtime.outputs import OutputOptions
 
@@ -813,7 +815,8 @@ def test_a_batch_goes_on_when_the_sentences_cannot_be_encoded_ahead(tmp_path, ti
     """Encoding the next studies' sentences together is an optimization: if it fails, every
     study encodes its own, the batch finishes, and one warning says so (not one a window)."""
     from lesionloc_runtime import batch_steps
-    from lesionloc_runtime.batch import RunSettings, discover, run_batch
+    from lesionloc_runtime.batch import RunSettings, run_batch
+    from lesionloc_runtime.batch_discovery import discover
     from lesionloc_runtime.localizer import Localizer
     from lesionloc_runtime.outputs import OutputOptions
 
