@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from lesionloc_runtime import batch_steps, sentence_cache
 from lesionloc_runtime.batch_discovery import StudyTask
 from lesionloc_runtime.batch_lock import batch_lock
-from lesionloc_runtime.errors import ConfigError, OutputError
+from lesionloc_runtime.errors import ConfigError, OutputError, Terminated
 from lesionloc_runtime.fileio import atomic_write_json
 from lesionloc_runtime.imageio.capture import terminal_stderr
 from lesionloc_runtime.outputs import OutputOptions, is_done
@@ -166,36 +166,49 @@ def _run_locked(tasks: Sequence[StudyTask], settings: RunSettings, workers: int,
     start = time.perf_counter()
     terminal = terminal_stderr()  # the bar draws while a thread decodes the next film
     after, _, how = os.environ.get("LESIONLOC_FAULT_KILL_AFTER_STUDIES", "0").partition(":")
-    # the bar closes (its last line drawn) also when the batch is interrupted: before the
-    # CLI says so
-    with tqdm(total=len(todo), unit="study", disable=not progress, desc="lesionloc",
-              file=terminal) as bar, closing(_dispatch(todo, settings, workers, localizer)) as outcomes:
-        for count, outcome in enumerate(outcomes, 1):
-            if int(after) and count > int(after):  # fault injection for tests: "N" or "N:TERM"
-                os.kill(os.getpid(), getattr(signal, f"SIG{how or 'KILL'}"))
-            if outcome.get("fatal"):
-                summary.stopped = outcome["error"]
-                break
-            if outcome["ok"]:
-                summary.done += 1
-                encoded, cached = outcome.get("sentences", (0, 0))
-                summary.sentences_encoded += encoded
-                summary.sentences_from_cache += cached
-                if outcome.get("row"):
-                    index.add(outcome["row"])
-            else:
-                skipped = bool(outcome.get("skipped"))  # a DICOM object that is no image
-                (summary.skipped if skipped else summary.failed).append(
-                    {"study_id": outcome["study_id"], "error": outcome["error"]})
-                bar.write(f"{'skipped' if skipped else 'error'}: {outcome['study_id']}: "
-                          f"{outcome['error']}", file=terminal)
-            bar.update()
-    if summary.stopped is not None:  # the dispatch closed: no study is being written now
-        # other workers finish studies after the stopping one in input order: OUT says which
-        summary.done += sum(is_done(settings.out, task.study_id) for task in todo[count:])
+    try:
+        # the bar closes (its last line drawn) also when the batch is interrupted: before the
+        # CLI says so
+        with tqdm(total=len(todo), unit="study", disable=not progress, desc="lesionloc",
+                  file=terminal) as bar, \
+                closing(_dispatch(todo, settings, workers, localizer)) as outcomes:
+            for count, outcome in enumerate(outcomes, 1):
+                if int(after) and count > int(after):  # fault injection for tests: "N" or "N:TERM"
+                    os.kill(os.getpid(), getattr(signal, f"SIG{how or 'KILL'}"))
+                if outcome.get("fatal"):
+                    summary.stopped = outcome["error"]
+                    break
+                if outcome["ok"]:
+                    summary.done += 1
+                    encoded, cached = outcome.get("sentences", (0, 0))
+                    summary.sentences_encoded += encoded
+                    summary.sentences_from_cache += cached
+                    if outcome.get("row"):
+                        index.add(outcome["row"])
+                else:
+                    skipped = bool(outcome.get("skipped"))  # a DICOM object that is no image
+                    (summary.skipped if skipped else summary.failed).append(
+                        {"study_id": outcome["study_id"], "error": outcome["error"]})
+                    bar.write(f"{'skipped' if skipped else 'error'}: {outcome['study_id']}: "
+                              f"{outcome['error']}", file=terminal)
+                bar.update()
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as errors.Terminated
+        # the summary and the index say what this run did, not what the run before it did
+        summary.stopped = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        _finish(summary, todo, settings, summary_name, index, start)
+        raise
+    return _finish(summary, todo, settings, summary_name, index, start)
+
+
+def _finish(summary: BatchSummary, todo: Sequence[StudyTask], settings: RunSettings,
+            summary_name: str, index: BatchIndex, start: float) -> BatchSummary:
+    """Write the summary and the index. A batch stopped early (the dispatch closed: no study
+    is being written now) first counts its studies done from OUT: other workers and the
+    write behind finish studies after the last outcome taken."""
+    if summary.stopped is not None:
+        summary.done = sum(is_done(settings.out, task.study_id) for task in todo)
         left = len(todo) - summary.done - len(summary.failed) - len(summary.skipped)
-        summary.stopped += (f"; stopped the batch, {left}"
-                            f" of {len(todo)} studies not done")
+        summary.stopped += f"; stopped the batch, {left} of {len(todo)} studies not done"
     summary.seconds = time.perf_counter() - start
     target = settings.out / summary_name
     try:
@@ -204,7 +217,7 @@ def _run_locked(tasks: Sequence[StudyTask], settings: RunSettings, workers: int,
         target = settings.out / INDEX_HTML
         index.write(rescan=True)  # with what other shards finished meanwhile
     except OSError as exc:
-        if summary.stopped is None:  # a stopped batch already says why nothing can be written
+        if summary.stopped is None:  # a stopped batch already says why it stopped
             raise OutputError(f"cannot write {target}: {exc.strerror or exc}", exc.errno) from None
     return summary
 

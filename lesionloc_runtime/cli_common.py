@@ -28,6 +28,7 @@ from lesionloc_runtime.errors import (
     EXIT_TERMINATED,
     EXIT_USAGE,
     LesionlocError,
+    Terminated,
     printable,
 )
 
@@ -35,11 +36,6 @@ __all__ = ["HELP_OPTIONS", "Command", "CommandLineError", "Group", "Terminated",
            "run_guarded"]
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread where it is (as Python raises KeyboardInterrupt for
-    a Ctrl-C), so that every clean-up an interrupt runs runs for it too."""
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "LesionlocError",
     "OutputError",
     "ReportError",
+    "Terminated",
     "TrainingDiverged",
     "exit_code_table",
     "exit_codes",
@@ -42,6 +43,12 @@ EXIT_STUDIES_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM: a scheduler or service manager stopped the command
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread where it is (as Python raises KeyboardInterrupt for
+    a Ctrl-C), so that every clean-up an interrupt runs runs for it too
+    (`cli_common.guarded(terminate=True)` installs the handler)."""
 
 
 class LesionlocError(Exception):

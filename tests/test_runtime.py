@@ -276,7 +276,9 @@ def test_killed_batch_loses_nothing_and_redoes_only_unfinished(tmp_path, tiny_bu
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_terminated_batch_stops_cleanly_and_resumes(tmp_path, tiny_bundle, phantom_set, workers):
     """SIGTERM (a scheduler stopping the job) after the second study: the batch stops as on
-    Ctrl-C, "terminated" and exit 143, no traceback, every study it wrote whole."""
+    Ctrl-C, "terminated" and exit 143, no traceback, every study it wrote whole, and the
+    summary and the index say what this run did (before, both were left as an earlier run
+    had written them, or not written at all)."""
     source = _batch_dir(tmp_path, phantom_set)
     (source / "broken.dcm").unlink()
     (source / "broken.txt").unlink()
@@ -293,9 +295,16 @@ def test_a_terminated_batch_stops_cleanly_and_resumes(tmp_path, tiny_bundle, pha
     for doc in done:
         json.loads(doc.read_text())
     assert not list(out.rglob("*.tmp")), "a temporary file was left behind"
+    summary = json.loads((out / "batch_summary.json").read_text())
+    assert summary["stopped"] == (f"terminated (SIGTERM); stopped the batch, {5 - len(done)} of 5"
+                                  " studies not done")
+    assert summary["done"] == len(done) and summary["total"] == 5
+    index = (out / "index.html").read_text()
+    assert all(f'"id":"{doc.parent.name}"' in index for doc in done)
     rerun = subprocess.run(cmd, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{5 - len(done)} studies done, {len(done)} already done, 0 failed" in rerun.stdout
+    assert json.loads((out / "batch_summary.json").read_text())["stopped"] is None
 
 
 def test_a_second_run_of_the_same_batch_is_refused_while_the_first_writes(tmp_path, tiny_bundle,
