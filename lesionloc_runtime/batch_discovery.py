@@ -59,21 +59,41 @@ def discover(source: Path, reports: Path | None, skip: Path | None = None) -> li
 
 def _scan(source: Path, skip: Path | None) -> list[Path]:
     """Every file below `source`, sorted, without descending into hidden directories (.git,
-    .snapshot), `skip` or what an earlier run wrote: a rerun must not take outputs for studies."""
+    .snapshot), `skip` or what an earlier run wrote: a rerun must not take outputs for studies.
+    A symbolic link to a folder elsewhere is followed (a day's PACS export linked into the
+    input), but each real folder is scanned once: a link to a folder inside `source` (scanned
+    where it is) or to one already scanned is left out with a warning, rather than giving its
+    films a second study id or looping; of two links to one folder the first by name wins."""
     skipped = skip.resolve() if skip is not None else None
-    files, earlier = [], []
-    for folder, dirs, names in os.walk(source):
+    files, earlier, again = [], [], []
+    root = source.resolve()
+    seen = {root}
+    for folder, dirs, names in os.walk(source, followlinks=True):
         if earlier_output(Path(folder), names):  # an earlier run's OUT, or one of its studies
             earlier.append(folder)
             dirs[:] = []
             continue
-        dirs[:] = [d for d in dirs if not d.startswith(".")
-                   and (skipped is None or (Path(folder) / d).resolve() != skipped)]
+        kept = []
+        for d in sorted(dirs):
+            real = (Path(folder) / d).resolve()
+            if d.startswith(".") or real == skipped:
+                continue
+            if real in seen or ((Path(folder) / d).is_symlink() and real.is_relative_to(root)):
+                again.append(str(Path(folder) / d))
+                continue
+            seen.add(real)
+            kept.append(d)
+        dirs[:] = kept
         files += [Path(folder) / n for n in names if (Path(folder) / n).is_file()]
-    if earlier:
-        logging.getLogger(__name__).warning("left out what earlier lesionloc-run wrote: %s", ", ".join(
-            earlier[:3]) + (f" and {len(earlier) - 3} more" if len(earlier) > 3 else ""))
+    _warn("left out what earlier lesionloc-run wrote", earlier)
+    _warn("left out links to folders scanned elsewhere in the input", again)
     return sorted(files)
+
+
+def _warn(what: str, folders: list[str]) -> None:
+    if folders:
+        logging.getLogger(__name__).warning("%s: %s", what, ", ".join(folders[:3]) + (
+            f" and {len(folders) - 3} more" if len(folders) > 3 else ""))
 
 
 def _with_report(study_id: str, image: Path, folder: Path) -> StudyTask:

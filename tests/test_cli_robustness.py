@@ -508,3 +508,29 @@ def test_what_marks_an_earlier_output(tmp_path):
     (tmp_path / "study.json").write_text(json.dumps({"schema": "lesionloc-study"}))
     assert earlier_output(tmp_path, ["study.json", "radiograph.png"])
     assert not earlier_output(tmp_path, ["radiograph.png"])  # study.json not among the names
+
+
+def test_a_batch_follows_links_to_folders_and_scans_each_folder_once(tmp_path, phantom_study,
+                                                                     caplog):
+    """A day's PACS export linked into the input folder was not scanned at all ("no image
+    files found" when it held every film). Links to one folder, into the tree or back up it
+    give no second study id and no loop."""
+    image, report, _ = phantom_study
+    export = tmp_path / "pacs" / "2026-12-06"
+    export.mkdir(parents=True)
+    for name in ("a", "b"):
+        shutil.copy(image, export / f"{name}.dcm")
+        shutil.copy(report, export / f"{name}.txt")
+    data = tmp_path / "data"
+    (data / "local").mkdir(parents=True)
+    shutil.copy(image, data / "local" / "c.dcm")
+    (data / "today").symlink_to(export)
+    (data / "zz-today-again").symlink_to(export)  # a second link: the first by name wins
+    (data / "also-local").symlink_to(data / "local")  # inside the input: scanned where it is
+    (export / "up").symlink_to(data)  # back up the tree: no loop
+    tasks = discover(data, None)
+    assert [t.study_id for t in tasks] == ["local__c", "today__a", "today__b"]
+    assert tasks[1].report == data / "today" / "a.txt"
+    assert (f"left out links to folders scanned elsewhere in the input: {data / 'also-local'}, "
+            f"{data / 'zz-today-again'}, {data / 'today' / 'up'}") in caplog.text
+    assert discover(data / "today", None)[0].study_id == "a"  # SOURCE itself a link
