@@ -47,9 +47,9 @@ class OpenVinoSession:
     """OpenVINO's own runtime behind the two calls of an ONNX Runtime session used here."""
 
     def __init__(self, graph: Path, threads: int, precision: str) -> None:
-        import openvino as ov
+        from lesionloc_runtime.privacy import import_openvino
 
-        core = ov.Core()
+        core = import_openvino().Core()
         model = core.read_model(str(graph))
         self.compiled = core.compile_model(model, "CPU", {
             "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
@@ -184,7 +184,9 @@ def main() -> None:
               "runtime": args.runtime, "order": args.order,
               "threads": args.threads, "load_average_1min": os.getloadavg()[0], "encoders": {}}
     if args.runtime == "openvino":
-        import openvino
+        from lesionloc_runtime.privacy import import_openvino
+
+        openvino = import_openvino()
 
         other_card = json.loads(((args.openvino_bundle or args.bundle) / "lesionloc.json").read_text())
         record.update(openvino=openvino.__version__, precision=args.precision,

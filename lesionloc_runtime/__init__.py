@@ -9,7 +9,13 @@ pulls in no numpy, OpenCV or ONNX Runtime.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+# ONNX Runtime collects usage data for Microsoft from the moment it is imported unless this is
+# set first: here, before any lesionloc module imports it, and unless the user chose
+# (`ORT_DISABLE_TELEMETRY=0` keeps it on). Why and what else: lesionloc_runtime/privacy.py.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # privacy.ORT_SWITCH
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ loads them
     from lesionloc_runtime.boxes import Box

@@ -17,6 +17,7 @@ import numpy as np
 from lesionloc_runtime.contract import EncoderSpec
 from lesionloc_runtime.errors import BundleError, ConfigError, printable
 from lesionloc_runtime.openvino_cache import CompiledCache, cache_dir
+from lesionloc_runtime.privacy import import_openvino
 from lesionloc_runtime.sessions import OnnxEncoder
 
 __all__ = ["PROVIDER", "OpenVinoEncoder", "as_low_precision_patterns", "compile_options",
@@ -31,7 +32,7 @@ _ORT_TYPES = {"f32": "tensor(float)", "f16": "tensor(float16)", "i64": "tensor(i
 
 def _import_openvino() -> Any:
     try:
-        import openvino
+        openvino = import_openvino()  # without the conversion tools, which report usage
     except ImportError:
         raise ConfigError("--providers openvino needs OpenVINO's runtime: pip install "
                           "'lesionloc[cpu,openvino]'") from None

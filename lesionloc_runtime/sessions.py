@@ -13,6 +13,7 @@ import numpy as np
 
 from lesionloc_runtime.contract import EncoderSpec
 from lesionloc_runtime.errors import BundleError, ConfigError, printable
+from lesionloc_runtime.privacy import quiet_sessions
 
 __all__ = ["OnnxEncoder", "default_threads", "open_session", "session_options"]
 
@@ -45,6 +46,7 @@ def _import_onnxruntime() -> Any:
             "ONNX Runtime is not installed: pip install 'lesionloc[cpu]' (or 'lesionloc[gpu]' "
             "for CUDA; install only one of the two)"
         ) from None
+    quiet_sessions(onnxruntime)
     return onnxruntime
 
 
