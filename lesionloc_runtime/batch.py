@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from lesionloc_runtime import batch_steps, sentence_cache
 from lesionloc_runtime.batch_discovery import StudyTask
 from lesionloc_runtime.batch_lock import batch_lock
+from lesionloc_runtime.cpuinfo import usable_cpus
 from lesionloc_runtime.errors import ConfigError, OutputError, Terminated
 from lesionloc_runtime.fileio import atomic_write_json
 from lesionloc_runtime.imageio.capture import terminal_stderr
@@ -239,7 +240,7 @@ def _dispatch(todo: Sequence[StudyTask], settings: RunSettings, workers: int,
         yield from steps(localizer, todo, settings)
         return
     per_worker = RunSettings(**{**settings.__dict__,
-                                "threads": settings.threads or max(1, (os.cpu_count() or 1) // workers)})
+                                "threads": settings.threads or max(1, usable_cpus() // workers)})
     # spawn, not fork: ONNX Runtime's thread pools do not survive a fork
     context = get_context("spawn")
     manager, shared = (sentence_cache.start_shared_store(settings.sentence_cache, context)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lesionloc_runtime.cpuinfo import usable_cpus
 from lesionloc_runtime.errors import ConfigError, OutputError
 from lesionloc_runtime.fileio import atomic_write_bytes, atomic_write_json, temporary_of
 from lesionloc_runtime.imageio import Radiograph, header_value
@@ -76,7 +77,7 @@ def _pool() -> ThreadPoolExecutor:
     own, since threads do not survive a fork."""
     global _POOL
     if _POOL is None or _POOL[0] != os.getpid():
-        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=min(4, usable_cpus()),
                                                  thread_name_prefix="lesionloc-draw"))
     return _POOL[1]
 

@@ -4,7 +4,6 @@ checks a graph against what the bundle declares, and runs it. Created once per p
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from lesionloc_runtime.contract import EncoderSpec
+from lesionloc_runtime.cpuinfo import usable_cpus
 from lesionloc_runtime.errors import BundleError, ConfigError, printable
 from lesionloc_runtime.privacy import quiet_sessions
 
@@ -153,8 +153,6 @@ class OnnxEncoder:
 
 
 def default_threads() -> int:
-    """Physical-ish cores available to this process (respects CPU affinity / containers)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS / Windows
-        return max(1, os.cpu_count() or 1)
+    """The CPUs this process can use: its affinity and its control group's CPU limit (a
+    container's) counted (`cpuinfo.usable_cpus`)."""
+    return usable_cpus()

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from lesionloc_runtime.cli_common import HELP_OPTIONS, Group, run_guarded
+from lesionloc_runtime.cpuinfo import usable_cpus
 
 
 @click.group(cls=Group, context_settings=HELP_OPTIONS)
@@ -73,7 +74,8 @@ def pretrain(presets: tuple[str, ...], manifest: Path | None, val_manifest: Path
               help="The preset whose preprocessing (image size) the cache is for.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
 @click.option("--dtype", type=click.Choice(["uint16", "uint8"]), default="uint16", show_default=True)
-@click.option("--workers", type=int, default=os.cpu_count() or 1, show_default=True)
+@click.option("--workers", type=int, default=usable_cpus(), show_default=True,
+              help="Processes (default: the CPUs this process can use).")
 def cache(manifest: Path, out: Path, presets: tuple[str, ...], overrides: tuple[str, ...],
           dtype: str, workers: int) -> None:
     """Decode and preprocess every image of a manifest once, into a memory-mapped cache."""

@@ -534,3 +534,23 @@ def test_a_batch_follows_links_to_folders_and_scans_each_folder_once(tmp_path, p
     assert (f"left out links to folders scanned elsewhere in the input: {data / 'also-local'}, "
             f"{data / 'zz-today-again'}, {data / 'today' / 'up'}") in caplog.text
     assert discover(data / "today", None)[0].study_id == "a"  # SOURCE itself a link
+
+
+def test_more_workers_than_usable_cpus_is_said(tmp_path, tiny_bundle, phantom_study, caplog,
+                                               monkeypatch):
+    """A container limited to 2 CPUs reports the host's cores to os.cpu_count() and nproc, so
+    `--workers $(nproc)` there starts one worker per host core: a warning says so."""
+    from lesionloc_runtime import cpuinfo
+
+    image, report, _ = phantom_study
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(image, data / "a.dcm")
+    shutil.copy(report, data / "a.txt")
+    monkeypatch.setattr(cpuinfo, "usable_cpus", lambda: 2)
+    for workers, warned in ((2, False), (3, True)):
+        caplog.clear()
+        code, _, stderr = run(data, "--model", tiny_bundle, "--out", tmp_path / f"out{workers}",
+                              "-q", "--workers", workers)
+        assert code == 0, stderr
+        assert ("--workers 3: this process can use 2 CPUs" in caplog.text) is warned

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from lesionloc_runtime.cpuinfo import usable_cpus
 from lesionloc_runtime.errors import ConfigError, DataError
 from lesionloc_runtime.fileio import atomic_write_text
 from lesionloc_train.phantoms.canvas import pixel_spacing_mm
@@ -196,7 +197,7 @@ def _is_lesion(sentence: dict[str, Any]) -> bool:
 
 def default_workers(n: int) -> int:
     # Starting a worker costs about a second; small sets are faster in-process.
-    return max(1, min(os.cpu_count() or 1, n // 24))
+    return max(1, min(usable_cpus(), n // 24))
 
 
 def _init_worker() -> None:
