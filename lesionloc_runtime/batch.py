@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -24,7 +25,7 @@ from lesionloc_runtime import batch_steps, sentence_cache
 from lesionloc_runtime.batch_discovery import StudyTask
 from lesionloc_runtime.batch_lock import batch_lock
 from lesionloc_runtime.cpuinfo import usable_cpus
-from lesionloc_runtime.errors import ConfigError, OutputError, Terminated
+from lesionloc_runtime.errors import ConfigError, OutputError, Terminated, WorkerLost
 from lesionloc_runtime.fileio import atomic_write_json
 from lesionloc_runtime.imageio.capture import terminal_stderr
 from lesionloc_runtime.outputs import OutputOptions, is_done
@@ -93,6 +94,9 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 _WORKER: dict[str, Any] = {}
+_LOST = ("a worker process died (killed; the kernel does this when memory runs out, and each of "
+         "the {workers} workers holds a model of its own): the studies done are kept; rerun to "
+         "do the rest, with fewer --workers if memory is short")
 
 
 def _init_worker(settings: RunSettings, shared: SharedStore | None = None,
@@ -193,9 +197,10 @@ def _run_locked(tasks: Sequence[StudyTask], settings: RunSettings, workers: int,
                     bar.write(f"{'skipped' if skipped else 'error'}: {outcome['study_id']}: "
                               f"{outcome['error']}", file=terminal)
                 bar.update()
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as errors.Terminated
+    except (KeyboardInterrupt, WorkerLost) as exc:  # Ctrl-C, SIGTERM (errors.Terminated)
         # the summary and the index say what this run did, not what the run before it did
-        summary.stopped = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        summary.stopped = ("terminated (SIGTERM)" if isinstance(exc, Terminated) else
+                           str(exc) if isinstance(exc, WorkerLost) else "interrupted")
         _finish(summary, todo, settings, summary_name, index, start)
         raise
     return _finish(summary, todo, settings, summary_name, index, start)
@@ -295,7 +300,10 @@ def _here_and_in_workers(chunks: Sequence[Sequence[StudyTask]], settings: RunSet
                 if index is None:
                     raise value
                 if isinstance(value, Future):
-                    value = value.result()  # a worker that died: BrokenProcessPool
+                    try:
+                        value = value.result()
+                    except BrokenProcessPool:  # killed: the OOM killer, `kill -9`
+                        raise WorkerLost(_LOST.format(workers=workers)) from None
                     submit()
                 ready[index] = value
             yield from ready.pop(k)

@@ -56,7 +56,8 @@ __all__ = ["main"]
                    "OpenVINO's runtime (faster on Intel CPUs with AMX), the text encoder on cpu; "
                    "compiled once a machine, kept in $LESIONLOC_OPENVINO_CACHE (default "
                    "~/.cache/lesionloc/openvino; off: not kept).")
-@click.option("--threads", type=int, default=None, help="Threads per process (default: the CPUs this process can use).")
+@click.option("--threads", type=int, default=None,
+              help="Threads per process (default: the CPUs this process can use).")
 @click.option("--sentence-cache", type=int, default=DEFAULT_ENTRIES, show_default=True,
               metavar="N", help="Sentences whose embeddings each process keeps, so a sentence "
               "repeated across a batch is encoded once (0: none).")
@@ -119,7 +120,8 @@ def _check_options(source: Path, batch: bool, *, report: Path | None, reports: P
     if workers < 1:
         raise ConfigError(f"--workers {workers}: need at least 1")
     if threads is not None and not 1 <= threads <= _MAX_THREADS:
-        raise ConfigError(f"--threads {threads}: need 1 to {_MAX_THREADS} (default: the CPUs this process can use)")
+        raise ConfigError(f"--threads {threads}: need 1 to {_MAX_THREADS} "
+                          "(default: the CPUs this process can use)")
     if sentence_cache < 0:
         raise ConfigError(f"--sentence-cache {sentence_cache}: need 0 (none) or more")
     if batch:

@@ -30,6 +30,7 @@ __all__ = [
     "ReportError",
     "Terminated",
     "TrainingDiverged",
+    "WorkerLost",
     "exit_code_table",
     "exit_codes",
     "is_panic",
@@ -131,10 +132,17 @@ class OutputError(LesionlocError):
         self.errno = errno
 
 
+class WorkerLost(LesionlocError):
+    """Batch mode: a worker process died (killed: most often by the kernel when memory runs
+    out); the batch stops, the studies done are kept and a rerun does the rest."""
+
+    exit_code = 11
+
+
 # The classes the commands raise, in the table's order (LesionlocError itself is abstract).
 ERROR_CLASSES: tuple[type[LesionlocError], ...] = (
     ConfigError, ImageReadError, NotAnImage, DicomOutputError, ReportError, BundleError,
-    CheckpointError, DataError, TrainingDiverged, ExportError, OutputError,
+    CheckpointError, DataError, TrainingDiverged, ExportError, OutputError, WorkerLost,
 )
 
 

@@ -554,3 +554,32 @@ def test_more_workers_than_usable_cpus_is_said(tmp_path, tiny_bundle, phantom_st
                               "-q", "--workers", workers)
         assert code == 0, stderr
         assert ("--workers 3: this process can use 2 CPUs" in caplog.text) is warned
+
+
+def test_a_lost_worker_stops_the_batch_with_its_summary_written(tmp_path, tiny_bundle,
+                                                                phantom_study, monkeypatch):
+    """What the CLI makes of WorkerLost (the dispatch raising it after the first study): one
+    error line, exit 11, and a summary that counts the study done and says why it stopped."""
+    import itertools
+
+    from lesionloc_runtime.errors import WorkerLost
+
+    image, report, _ = phantom_study
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("a", "b"):
+        shutil.copy(image, data / f"{name}.dcm")
+        shutil.copy(report, data / f"{name}.txt")
+    real = batch._dispatch
+
+    def dispatch(todo, settings, workers, localizer=None):
+        yield from itertools.islice(real(todo[:1], settings, 1, localizer), 1)
+        raise WorkerLost(batch._LOST.format(workers=2))
+
+    monkeypatch.setattr(batch, "_dispatch", dispatch)
+    out = tmp_path / "out"
+    code, _, stderr = run(data, "--model", tiny_bundle, "--out", out, "-q")
+    assert code == 11 and one_error_line(stderr).startswith("error: a worker process died")
+    summary = json.loads((out / "batch_summary.json").read_text())
+    assert summary["done"] == 1 and summary["stopped"].startswith("a worker process died")
+    assert summary["stopped"].endswith("; stopped the batch, 1 of 2 studies not done")

@@ -661,7 +661,8 @@ def test_workers_take_chunks_in_order_that_shrink_towards_the_end(workers):
                    for (start, _), size in zip(bounds, sizes, strict=True))
 
 
-def _fake_chunks(monkeypatch, names: list[list[str]], ground: str = "findings"):
+def _fake_chunks(monkeypatch, names: list[list[str]], ground: str = "findings",
+                 chunk: str = "chunk"):
     """`batch._here_and_in_workers` over chunks of StudyTasks named `names`, with
     `tests/batch_fakes.py` as the worker's initializer and chunk."""
     from multiprocessing import get_context
@@ -672,7 +673,7 @@ def _fake_chunks(monkeypatch, names: list[list[str]], ground: str = "findings"):
     from lesionloc_runtime.outputs import OutputOptions
 
     monkeypatch.setattr(batch, "_init_worker", batch_fakes.init)
-    monkeypatch.setattr(batch, "_process_studies", batch_fakes.chunk)
+    monkeypatch.setattr(batch, "_process_studies", getattr(batch_fakes, chunk))
     settings = batch.RunSettings(None, ("cpu",), 1, (), ground, Path("out"), OutputOptions())
     chunks = [[batch.StudyTask(name, Path(f"{name}.dcm"), None) for name in chunk]
               for chunk in names]
@@ -696,6 +697,16 @@ def test_two_workers_are_this_process_and_one_spawned_taking_chunks_in_turn(monk
     here = {o["pid"] for o in outcomes if not o["spawned"]}
     assert here == {os.getpid()} and len(spawned) == 1 and spawned != here
     assert outcomes[0]["spawned"] and outcomes[1]["spawned"]  # the first chunk
+    assert not _batch_threads()
+
+
+def test_a_worker_killed_ends_the_batch_with_its_own_error_not_a_traceback(monkeypatch):
+    """The kernel's out-of-memory killer (or `kill -9`) ending a spawned worker came out of
+    the CLI as a BrokenProcessPool traceback, exit 1."""
+    from lesionloc_runtime.errors import WorkerLost
+
+    with pytest.raises(WorkerLost, match="a worker process died .* each of the 2 workers"):
+        list(_fake_chunks(monkeypatch, [["die"], ["b"], ["c"]], chunk="chunk_or_die"))
     assert not _batch_threads()
 
 
