@@ -29,7 +29,7 @@ from lesionloc_runtime.errors import ConfigError, OutputError, Terminated, Worke
 from lesionloc_runtime.fileio import atomic_write_json
 from lesionloc_runtime.imageio.capture import terminal_stderr
 from lesionloc_runtime.outputs import OutputOptions, is_done
-from lesionloc_runtime.processes import die_with_parent
+from lesionloc_runtime.processes import LOST, die_with_parent
 from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES, SharedStore
 from lesionloc_runtime.viewer.index import INDEX_HTML, BatchIndex
 
@@ -94,9 +94,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 _WORKER: dict[str, Any] = {}
-_LOST = ("a worker process died (killed; the kernel does this when memory runs out, and each of "
-         "the {workers} workers holds a model of its own): the studies done are kept; rerun to "
-         "do the rest, with fewer --workers if memory is short")
+_EACH = ", and each of the {} workers holds a model of its own"
 
 
 def _init_worker(settings: RunSettings, shared: SharedStore | None = None,
@@ -303,7 +301,9 @@ def _here_and_in_workers(chunks: Sequence[Sequence[StudyTask]], settings: RunSet
                     try:
                         value = value.result()
                     except BrokenProcessPool:  # killed: the OOM killer, `kill -9`
-                        raise WorkerLost(_LOST.format(workers=workers)) from None
+                        raise WorkerLost(LOST.format(note=_EACH.format(workers)) +
+                                         ": the studies done are kept; rerun to do the rest, "
+                                         "with fewer --workers if memory is short") from None
                     submit()
                 ready[index] = value
             yield from ready.pop(k)

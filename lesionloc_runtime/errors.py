@@ -133,8 +133,8 @@ class OutputError(LesionlocError):
 
 
 class WorkerLost(LesionlocError):
-    """Batch mode: a worker process died (killed: most often by the kernel when memory runs
-    out); the batch stops, the studies done are kept and a rerun does the rest."""
+    """A worker process died (killed: most often by the kernel when memory runs out); the
+    command stops (a batch keeps the studies done, and a rerun does the rest)."""
 
     exit_code = 11
 

@@ -9,7 +9,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from lesionloc_runtime.errors import DataError, ImageReadError, LesionlocError
 from lesionloc_runtime.fileio import atomic_write_json, make_dir_public
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.preprocess import PreprocessConfig, preprocess
+from lesionloc_runtime.processes import in_processes
 
 if TYPE_CHECKING:
     from lesionloc_train.data import StudyRecord
@@ -136,11 +136,10 @@ class ImageCache:
             errors: dict[str, str] = {}
             bar = tqdm(total=count, desc="cache", unit="img", disable=not progress)
             if workers > 1:
-                with get_context("spawn").Pool(workers) as pool:
-                    for index, error in pool.imap_unordered(_encode, tasks, chunksize=8):
-                        if error:
-                            errors[records[index].study_id] = error
-                        bar.update()
+                for index, error in in_processes(_encode, tasks, workers, chunksize=8):
+                    if error:
+                        errors[records[index].study_id] = error
+                    bar.update()
             else:
                 for task in tasks:
                     index, error = _encode(task)

@@ -563,6 +563,7 @@ def test_a_lost_worker_stops_the_batch_with_its_summary_written(tmp_path, tiny_b
     import itertools
 
     from lesionloc_runtime.errors import WorkerLost
+    from lesionloc_runtime.processes import LOST
 
     image, report, _ = phantom_study
     data = tmp_path / "data"
@@ -574,7 +575,7 @@ def test_a_lost_worker_stops_the_batch_with_its_summary_written(tmp_path, tiny_b
 
     def dispatch(todo, settings, workers, localizer=None):
         yield from itertools.islice(real(todo[:1], settings, 1, localizer), 1)
-        raise WorkerLost(batch._LOST.format(workers=2))
+        raise WorkerLost(LOST.format(note=""))
 
     monkeypatch.setattr(batch, "_dispatch", dispatch)
     out = tmp_path / "out"

@@ -1,6 +1,7 @@
-"""How many CPUs the process can use: its affinity and its control group's CPU limit (a
+"""How many CPUs the process can use, its affinity and its control group's CPU limit (a
 container's `--cpus`, a Kubernetes limit), on fake cgroup trees laid out as the kernel lays
-them out (v2 `cpu.max`, v1 `cpu.cfs_quota_us`/`cpu.cfs_period_us`)."""
+them out (v2 `cpu.max`, v1 `cpu.cfs_quota_us`/`cpu.cfs_period_us`); and work spread over
+processes (`processes.in_processes`)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,17 @@ def test_this_process(monkeypatch):
     assert 1 <= usable_cpus() <= len(os.sched_getaffinity(0))
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert usable_cpus() == 1
+
+
+def test_work_in_processes_comes_back_in_order_and_a_killed_worker_is_an_error():
+    """multiprocessing.Pool replaced a killed worker and waited for its lost tasks for ever
+    (`lesionloc-train synth` and `cache`); in_processes raises WorkerLost."""
+    import batch_fakes
+
+    from lesionloc_runtime.errors import WorkerLost
+    from lesionloc_runtime.processes import in_processes
+
+    assert list(in_processes(batch_fakes.square_or_die, range(7), 2, chunksize=2)) == \
+        [k * k for k in range(7)]
+    with pytest.raises(WorkerLost, match="a worker process died .* fewer --workers than 2 "):
+        list(in_processes(batch_fakes.square_or_die, [1, 2, -1, 3, 4], 2))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
 import shutil
 from collections import Counter
@@ -20,6 +19,7 @@ from tqdm import tqdm
 from lesionloc_runtime.cpuinfo import usable_cpus
 from lesionloc_runtime.errors import ConfigError, DataError
 from lesionloc_runtime.fileio import atomic_write_text
+from lesionloc_runtime.processes import in_processes
 from lesionloc_train.phantoms.canvas import pixel_spacing_mm
 from lesionloc_train.phantoms.dicomio import (
     dicom_bytes,
@@ -169,12 +169,10 @@ def generate_dataset(out_dir: str | os.PathLike[str], n: int, seed: int = 0, wid
                 records.append(make_study(job))
                 bar.update()
         else:
-            ctx = multiprocessing.get_context("spawn")
             chunk = max(1, min(16, n // (workers * 8)))
-            with ctx.Pool(workers, initializer=_init_worker) as pool:
-                for record in pool.imap(make_study, jobs, chunksize=chunk):
-                    records.append(record)
-                    bar.update()
+            for record in in_processes(make_study, jobs, workers, _init_worker, chunk):
+                records.append(record)
+                bar.update()
     finally:
         bar.close()
     manifest = out / MANIFEST
