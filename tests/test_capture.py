@@ -106,3 +106,15 @@ def test_it_looks_like_a_terminal_stream_to_tqdm_and_logging(monkeypatch):
     assert stream.fileno() == 2
     assert stream.isatty() == fd2.isatty()
     assert stream.encoding == "utf-8"
+
+
+def test_the_terminal_stream_collected_late_in_shutdown_raises_nothing(monkeypatch):
+    """io.IOBase closes (and flushes) an object when it is collected; at the interpreter's
+    shutdown the module's globals are None by then (Python 3.13 printed `Exception ignored in:
+    <..._TerminalStderr ...>` and a TypeError after the test run)."""
+    from lesionloc_runtime.imageio import capture
+
+    stream = capture.terminal_stderr()
+    monkeypatch.setattr(capture, "_FD_LOCK", None)
+    stream.close()
+    stream.__del__()

@@ -133,6 +133,12 @@ class _TerminalStderr(io.TextIOBase):
             with _FD_LOCK:
                 stream.flush()
 
+    def close(self) -> None:
+        """Nothing to close (it owns no stream). io.IOBase closes, and so flushes, an object
+        when it is collected: late in the interpreter's shutdown this module's lock is None
+        by then, and Python 3.13 printed `Exception ignored in: <..._TerminalStderr ...>`
+        with a TypeError at the end of the test run."""
+
     def fileno(self) -> int:  # tqdm asks for the terminal's width through it
         stream = sys.stderr
         if stream is None:
