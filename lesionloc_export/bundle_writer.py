@@ -5,6 +5,7 @@ only then move it into place."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -44,14 +45,16 @@ from lesionloc_runtime.bundle import (
     write_card,
 )
 from lesionloc_runtime.contract import EncoderSpec
-from lesionloc_runtime.errors import ConfigError, ExportError
-from lesionloc_runtime.fileio import make_dir_public
+from lesionloc_runtime.errors import ConfigError, ExportError, OutputError
+from lesionloc_runtime.fileio import OUT_OF_SPACE, make_dir_public
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
 from lesionloc_runtime.preprocess import PreprocessConfig, preprocess
 from lesionloc_runtime.text import read_report
 from lesionloc_runtime.tokens import PACKED_POOLING, SentenceTokenizer, prepare_text
 
+# Errors of a folder the export writes (its work folder in TMPDIR, the bundle's beside --out).
+_CANNOT_WRITE = (*OUT_OF_SPACE, errno.EACCES, errno.EPERM)
 log = logging.getLogger(__name__)
 PRECISIONS = ("none", "fp16", "int8")
 TEXT_LAYOUTS = ("packed", "padded")
@@ -114,14 +117,32 @@ def export_bundles(
     say: Callable[[str], None] = log.info,
 ) -> list[ExportResult]:
     """`export_bundle` for several precisions ({"none": dir, "int8": dir2}) of one model: it
-    is loaded, exported to ONNX and optimized once. `options.quantize` is ignored."""
-    from dataclasses import replace
-
+    is loaded, exported to ONNX and optimized once. `options.quantize` is ignored. A folder
+    that cannot be written (full, read-only, not ours) is an OutputError naming it."""
     for out in outs.values():
         if out.exists() and not options.overwrite:
             raise ConfigError(f"{out} exists; pass --overwrite to replace it")
         if out.exists() and not (out / CARD_NAME).is_file() and any(out.iterdir()):
             raise ConfigError(f"{out} exists and is not a model bundle; refusing to replace it")
+    try:
+        return _export_all(checkpoint, outs, options, say)
+    except OSError as exc:
+        if exc.errno not in _CANNOT_WRITE:
+            raise
+        work = tempfile.gettempdir()  # TMPDIR's
+        where = str(exc.filename or "")
+        if not where:  # a write into an open file: either place
+            where = (f"the export's work files in {work} or the bundle beside "
+                     f"{', '.join(sorted({str(out) for out in outs.values()}))}")
+        if not where.startswith(str(Path(next(iter(outs.values()))).parent)):
+            where += " (the work folder is TMPDIR's: set TMPDIR to one with room)"
+        raise OutputError(f"cannot write {where}: {exc.strerror or exc}", exc.errno) from None
+
+
+def _export_all(checkpoint: str | os.PathLike[str], outs: dict[str, Path],
+                options: ExportOptions, say: Callable[[str], None]) -> list[ExportResult]:
+    from dataclasses import replace
+
     results = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lesionloc-export-") as work_dir:

@@ -5,7 +5,6 @@ way the sentences of the next studies are encoded together (`SentencesAhead`).""
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import time
@@ -22,11 +21,11 @@ from lesionloc_runtime.errors import (
     is_panic,
     printable,
 )
+from lesionloc_runtime.fileio import OUT_OF_SPACE
 
 __all__ = [
     "AHEAD_STUDIES",
     "InFlight",
-    "OUT_OF_SPACE",
     "Outcome",
     "SentencesAhead",
     "guarded",
@@ -42,8 +41,6 @@ if TYPE_CHECKING:
     from lesionloc_runtime.localizer import Localizer, PreparedStudy
     from lesionloc_runtime.results import StudyResult
 
-# Write errors that no other study can escape either: the batch stops instead of failing each.
-OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 Outcome = dict[str, Any]
 # How many of a batch's next studies have their sentences encoded together. The int8 text
 # encoder costs less per sentence the more it is given at once (fewer runs, less padding): on

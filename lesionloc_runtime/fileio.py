@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
+    "OUT_OF_SPACE",
     "atomic_open",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -25,6 +26,10 @@ __all__ = [
     "sha256_file",
     "temporary_of",
 ]
+
+# Write errors that no other file in the same place can escape either (a batch stops on them
+# instead of failing each study; an export reports them as an OutputError).
+OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 @contextmanager

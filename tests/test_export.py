@@ -715,3 +715,35 @@ def test_cpu_bundles_leave_the_residual_layer_norms_unfused_and_fp16_fuses_them(
         fusions = ModelBundle.load(tiny_bundle_factory(precision)).card
         assert "SkipLayerNormalization" not in json.dumps(fusions)
     assert "SkipLayerNormalization" in ops("fp16")
+
+
+def test_an_export_that_cannot_write_says_where_and_leaves_nothing(tmp_path, tiny_checkpoint,
+                                                                   monkeypatch):
+    """A full TMPDIR (a small tmpfs /tmp: the full-size model's work files are large) or a
+    read-only place for the bundle ended `lesionloc-export` with an OSError traceback."""
+    import errno
+    import tempfile
+
+    from lesionloc_export import bundle_writer
+    from lesionloc_runtime.errors import OutputError
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(bundle_writer, "held_out_images", full)
+    with pytest.raises(OutputError, match=r"the export's work files in .* set TMPDIR .*: No "
+                       r"space left on device") as caught:
+        export_bundle(tiny_checkpoint, tmp_path / "b", ExportOptions(quantize="none"))
+    assert caught.value.exit_code == 10 and caught.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    real = tempfile.mkdtemp
+
+    def read_only(suffix=None, prefix=None, dir=None):
+        if dir == tmp_path:  # the bundle's staging folder beside --out
+            raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".b.staging"))
+        return real(suffix, prefix, dir)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    with pytest.raises(OutputError, match=r"cannot write .*\.b\.staging: Read-only file system$"):
+        export_bundle(tiny_checkpoint, tmp_path / "b", ExportOptions(quantize="none"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
