@@ -4,9 +4,11 @@ rebuild the model offline (backbone configs, tokenizer) and to resume training e
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -16,8 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from lesionloc_runtime.errors import CheckpointError
-from lesionloc_runtime.fileio import atomic_write_json, atomic_write_text, make_dir_public
+from lesionloc_runtime.errors import CheckpointError, OutputError
+from lesionloc_runtime.fileio import (
+    OUT_OF_SPACE,
+    atomic_write_json,
+    atomic_write_text,
+    make_dir_public,
+)
 from lesionloc_train.config import TrainConfig, config_from_dict
 from lesionloc_train.model import LesionLocModel
 
@@ -96,7 +103,37 @@ def save_checkpoint(
     scaler: Any = None,
     keep: int = 3,
 ) -> Path:
-    """Write checkpoints/step_NNNNNNN atomically and point `latest` at it."""
+    """Write checkpoints/step_NNNNNNN atomically and point `latest` at it. A full or read-only
+    disk is an OutputError saying which checkpoint is the last one kept (before: an OSError or
+    safetensors' SafetensorError traceback)."""
+    try:
+        return _save_checkpoint(run_dir, model, cfg, tokenizer, state, optimizer, scheduler,
+                                scaler, keep)
+    except Exception as exc:
+        code = _write_errno(exc)
+        if code not in (*OUT_OF_SPACE, errno.EACCES, errno.EPERM):
+            raise
+        root = run_dir / "checkpoints"
+        try:
+            last = f"the last one written, {(root / 'latest').read_text().strip()}, is kept"
+        except OSError:
+            last = "none was written before"
+        raise OutputError(f"cannot write the checkpoint of step {state.step} in {root}: "
+                          f"{os.strerror(code)}; {last}", code) from None
+
+
+def _write_errno(exc: BaseException) -> int | None:
+    """The operating system's error number of a failed write: OSError's, or the one
+    safetensors' Rust writer quotes ("I/O error: ... (os error 28)")."""
+    if isinstance(exc, OSError):
+        return exc.errno
+    found = re.search(r"\(os error (\d+)\)", str(exc))
+    return int(found.group(1)) if found else None
+
+
+def _save_checkpoint(run_dir: Path, model: LesionLocModel, cfg: TrainConfig, tokenizer: Path,
+                     state: TrainingState, optimizer: torch.optim.Optimizer | None,
+                     scheduler: Any, scaler: Any, keep: int) -> Path:
     from safetensors.torch import save_file
 
     ckpt_root = run_dir / "checkpoints"

@@ -237,49 +237,49 @@ class TrainingLoop:
             atomic_write_json(self.run_dir / "config.json", self.cfg.to_dict())
         from tqdm import tqdm
 
-        bar = tqdm(total=self.total_steps, initial=self.state.step, unit="step",
-                   disable=not (self.progress and self.info.is_main), desc=self.cfg.name)
-        last: dict[str, float] = {}
-        accum: list[Batch] = []
-        tick = time.perf_counter()
-        pairs = 0
-        while self.state.step < self.total_steps:
-            usable_batches = 0
-            for batch in self.loader():
-                self.skipped_total += len(batch.skipped)
-                self.state.position += batch.size + len(batch.skipped)
-                if batch.size == 0:
+        # closed (its last line drawn) before an error is printed, as on success
+        with tqdm(total=self.total_steps, initial=self.state.step, unit="step",
+                  disable=not (self.progress and self.info.is_main), desc=self.cfg.name) as bar:
+            last: dict[str, float] = {}
+            accum: list[Batch] = []
+            tick = time.perf_counter()
+            pairs = 0
+            while self.state.step < self.total_steps:
+                usable_batches = 0
+                for batch in self.loader():
+                    self.skipped_total += len(batch.skipped)
+                    self.state.position += batch.size + len(batch.skipped)
+                    if batch.size == 0:
+                        continue
+                    usable_batches += 1
+                    accum.append(batch)
+                    if len(accum) < self.cfg.optim.grad_accum:
+                        continue
+                    terms = self.optimizer_step(accum)
+                    pairs += sum(b.size for b in accum) * self.info.world_size
+                    accum = []
+                    self.state.step += 1
+                    bar.update()
+                    if self.state.step % self.cfg.log_every == 0 or self.state.step == self.total_steps:
+                        elapsed = time.perf_counter() - tick
+                        last = self.log(terms, pairs / max(elapsed, 1e-9))
+                        bar.set_postfix(loss=f"{last['loss']:.3f}")
+                        tick, pairs = time.perf_counter(), 0
+                    if self.state.step % self.cfg.checkpoint_every == 0:
+                        self.checkpoint()
+                    _fault_injection(self.state.step)
+                    if self.state.step >= self.total_steps:
+                        break
+                else:  # the epoch ran out
+                    if usable_batches == 0 and self.skipped_total > 0:
+                        raise DataError("an epoch passed without one usable batch: every row was "
+                                        f"skipped ({self.skipped_total} unreadable); check the data")
+                    self.state.epoch += 1
+                    self.state.position = 0
+                    accum = []
+                    if self.cfg.validate_every_epoch:
+                        self.validate()
                     continue
-                usable_batches += 1
-                accum.append(batch)
-                if len(accum) < self.cfg.optim.grad_accum:
-                    continue
-                terms = self.optimizer_step(accum)
-                pairs += sum(b.size for b in accum) * self.info.world_size
-                accum = []
-                self.state.step += 1
-                bar.update()
-                if self.state.step % self.cfg.log_every == 0 or self.state.step == self.total_steps:
-                    elapsed = time.perf_counter() - tick
-                    last = self.log(terms, pairs / max(elapsed, 1e-9))
-                    bar.set_postfix(loss=f"{last['loss']:.3f}")
-                    tick, pairs = time.perf_counter(), 0
-                if self.state.step % self.cfg.checkpoint_every == 0:
-                    self.checkpoint()
-                _fault_injection(self.state.step)
-                if self.state.step >= self.total_steps:
-                    break
-            else:  # the epoch ran out
-                if usable_batches == 0 and self.skipped_total > 0:
-                    raise DataError("an epoch passed without one usable batch: every row was "
-                                    f"skipped ({self.skipped_total} unreadable); check the data")
-                self.state.epoch += 1
-                self.state.position = 0
-                accum = []
-                if self.cfg.validate_every_epoch:
-                    self.validate()
-                continue
-        bar.close()
         if self.last_checkpoint is None or not self.last_checkpoint.name.endswith(
                 f"{self.state.step:07d}"):
             self.checkpoint()

@@ -267,3 +267,32 @@ def test_rerunning_training_and_export_reproduces_the_bundle_byte_for_byte(
     assert names == sorted(p.name for p in (tmp_path / "bundle").iterdir())
     for name in names:
         assert (tmp_path / "bundle" / name).read_bytes() == (first / name).read_bytes(), name
+
+
+def test_a_checkpoint_that_cannot_be_written_says_which_is_kept(tmp_path, phantom_set,
+                                                                monkeypatch):
+    """A full disk under the run: safetensors' writer raised its own SafetensorError ("I/O
+    error: No space left on device (os error 28)") through `lesionloc-train` as a traceback."""
+    import safetensors.torch
+
+    from lesionloc_runtime.errors import OutputError
+    from lesionloc_train.train import pretrain
+
+    real = safetensors.torch.save_file
+    writes = []
+
+    def full_at_step_4(tensors, filename, metadata=None):
+        writes.append(filename)
+        if "step_0000004" in filename:
+            raise RuntimeError("Error while serializing: I/O error: No space left on device "
+                               "(os error 28)")
+        return real(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_at_step_4)
+    cfg = load_config("tiny", [f"data.train_manifest={phantom_set}", "optim.max_steps=4",
+                               "checkpoint_every=2"])
+    with pytest.raises(OutputError, match=r"cannot write the checkpoint of step 4 in .*: No "
+                       r"space left on device; the last one written, step_0000002, is kept"):
+        pretrain(cfg, tmp_path / "run", progress=False)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == \
+        ["latest", "step_0000002"]  # no half-written step_0000004 left behind
