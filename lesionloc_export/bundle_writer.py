@@ -5,7 +5,6 @@ only then move it into place."""
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -46,15 +45,13 @@ from lesionloc_runtime.bundle import (
 )
 from lesionloc_runtime.contract import EncoderSpec
 from lesionloc_runtime.errors import ConfigError, ExportError, OutputError
-from lesionloc_runtime.fileio import OUT_OF_SPACE, make_dir_public
+from lesionloc_runtime.fileio import CANNOT_WRITE, make_dir_public
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
 from lesionloc_runtime.preprocess import PreprocessConfig, preprocess
 from lesionloc_runtime.text import read_report
 from lesionloc_runtime.tokens import PACKED_POOLING, SentenceTokenizer, prepare_text
 
-# Errors of a folder the export writes (its work folder in TMPDIR, the bundle's beside --out).
-_CANNOT_WRITE = (*OUT_OF_SPACE, errno.EACCES, errno.EPERM)
 log = logging.getLogger(__name__)
 PRECISIONS = ("none", "fp16", "int8")
 TEXT_LAYOUTS = ("packed", "padded")
@@ -127,7 +124,7 @@ def export_bundles(
     try:
         return _export_all(checkpoint, outs, options, say)
     except OSError as exc:
-        if exc.errno not in _CANNOT_WRITE:
+        if exc.errno not in CANNOT_WRITE:  # its work folder (TMPDIR's), the bundle's place
             raise
         work = tempfile.gettempdir()  # TMPDIR's
         where = str(exc.filename or "")

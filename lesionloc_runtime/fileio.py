@@ -14,7 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from lesionloc_runtime.errors import OutputError
+
 __all__ = [
+    "CANNOT_WRITE",
     "OUT_OF_SPACE",
     "atomic_open",
     "atomic_write_bytes",
@@ -25,11 +28,27 @@ __all__ = [
     "make_dir_public",
     "sha256_file",
     "temporary_of",
+    "write_errors",
 ]
 
 # Write errors that no other file in the same place can escape either (a batch stops on them
 # instead of failing each study; an export reports them as an OutputError).
 OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+# ... and those of a folder that is not ours to write: a command reports each as an OutputError.
+CANNOT_WRITE = (*OUT_OF_SPACE, errno.EACCES, errno.EPERM)
+
+
+@contextmanager
+def write_errors(where: str | os.PathLike[str]) -> Iterator[None]:
+    """An OSError of a place that cannot be written (CANNOT_WRITE: full, read-only, not ours)
+    becomes an OutputError naming the file, or `where` when the error names none."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in CANNOT_WRITE:
+            raise
+        raise OutputError(f"cannot write {exc.filename or where}: {exc.strerror or exc}",
+                          exc.errno) from None
 
 
 @contextmanager

@@ -4,6 +4,7 @@ read a slice instead of decoding 3000-pixel DICOMs every epoch."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lesionloc_runtime.errors import DataError, ImageReadError, LesionlocError
-from lesionloc_runtime.fileio import atomic_write_json, make_dir_public
+from lesionloc_runtime.fileio import atomic_write_json, make_dir_public, write_errors
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.preprocess import PreprocessConfig, preprocess
 from lesionloc_runtime.processes import in_processes
@@ -130,7 +131,7 @@ class ImageCache:
             np_type, _ = _DTYPES[dtype]
             count = len(records)
             data_path = tmp / "images.bin"
-            np.memmap(data_path, dtype=np_type, mode="w+", shape=(count, size, size)).flush()
+            _allocate(data_path, count * size * size * np.dtype(np_type).itemsize, out)
             tasks = [(i, str(r.image), preprocessing.to_dict(), str(data_path), dtype, count)
                      for i, r in enumerate(records)]
             errors: dict[str, str] = {}
@@ -152,7 +153,27 @@ class ImageCache:
                     "ids": [r.study_id for r in records], "errors": errors}
             atomic_write_json(tmp / "cache.json", meta)
             os.replace(tmp, out)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            with write_errors(out):  # full or read-only: OutputError, exit code 10
+                raise exc from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return cls(out, meta)
+
+
+def _allocate(path: Path, size: int, shown: Path) -> None:
+    """The cache file at its full size, its blocks reserved now: a memory map of a sparse file
+    on a disk that fills up ends the process with SIGBUS at the first page it cannot store,
+    hours into a large cache; reserved, a disk too small is ENOSPC at once."""
+    with open(path, "wb") as handle:
+        if size == 0:
+            return
+        try:
+            os.posix_fallocate(handle.fileno(), 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without it
+                raise OSError(exc.errno, f"{exc.strerror} (the cache takes {size / 2**20:,.0f} "
+                              "MiB)", str(shown)) from None
+            handle.truncate(size)

@@ -4,7 +4,6 @@ rebuild the model offline (backbone configs, tokenizer) and to resume training e
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import random
@@ -20,7 +19,7 @@ import torch
 
 from lesionloc_runtime.errors import CheckpointError, OutputError
 from lesionloc_runtime.fileio import (
-    OUT_OF_SPACE,
+    CANNOT_WRITE,
     atomic_write_json,
     atomic_write_text,
     make_dir_public,
@@ -111,7 +110,7 @@ def save_checkpoint(
                                 scaler, keep)
     except Exception as exc:
         code = _write_errno(exc)
-        if code not in (*OUT_OF_SPACE, errno.EACCES, errno.EPERM):
+        if code not in CANNOT_WRITE:
             raise
         root = run_dir / "checkpoints"
         try:

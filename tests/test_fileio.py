@@ -37,3 +37,19 @@ def test_atomic_writes_follow_the_umask(umask_027, tmp_path):
     folder.mkdir(mode=0o700)
     fileio.make_dir_public(folder)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o750
+
+
+def test_write_errors_names_the_place_and_lets_other_errors_through(tmp_path):
+    import errno
+
+    from lesionloc_runtime.errors import OutputError
+
+    with pytest.raises(OutputError, match=r"^cannot write /x/y: No space left on device$"):
+        with fileio.write_errors(tmp_path):
+            raise OSError(errno.ENOSPC, "No space left on device", "/x/y")
+    with pytest.raises(OutputError, match=rf"^cannot write {tmp_path}: Read-only file system"):
+        with fileio.write_errors(tmp_path):
+            raise OSError(errno.EROFS, "Read-only file system")
+    with pytest.raises(FileNotFoundError):  # not a write error of the place: as it was
+        with fileio.write_errors(tmp_path):
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/in")

@@ -264,3 +264,18 @@ def test_bad_arguments_raise_config_errors(tmp_path, kwargs, message):
     args = {"n": 2, "seed": 0, "width": 160, "height": 160} | kwargs
     with pytest.raises(ConfigError, match=message):
         generate_dataset(tmp_path / "x", **args)
+
+
+def test_a_full_disk_is_an_output_error(tmp_path, monkeypatch):
+    """`lesionloc-train synth` onto a full disk ended with an OSError traceback."""
+    import errno
+
+    from lesionloc_runtime.errors import OutputError
+    from lesionloc_train.phantoms import dataset
+
+    def full(job):
+        raise OSError(errno.ENOSPC, "No space left on device", f"{job.out_dir}/images/p000001.dcm")
+
+    monkeypatch.setattr(dataset, "make_study", full)
+    with pytest.raises(OutputError, match=r"cannot write .*/p000001.dcm: No space left"):
+        generate_dataset(tmp_path / "ph", n=4, width=128, height=128, workers=1)

@@ -296,3 +296,24 @@ def test_a_checkpoint_that_cannot_be_written_says_which_is_kept(tmp_path, phanto
         pretrain(cfg, tmp_path / "run", progress=False)
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == \
         ["latest", "step_0000002"]  # no half-written step_0000004 left behind
+
+
+def test_a_cache_the_disk_cannot_hold_is_refused_at_once(tmp_path, phantom_set, monkeypatch):
+    """The cache file is a memory map: on a disk that fills up its pages fail with SIGBUS,
+    hours into a large cache. Its blocks are reserved first, so a disk too small is an
+    OutputError at once, naming the cache and its size, with nothing left behind."""
+    import errno
+
+    from lesionloc_runtime.errors import OutputError
+    from lesionloc_train.cache import ImageCache
+
+    def full(fd, offset, size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    records, _ = read_manifest(phantom_set)
+    with pytest.raises(OutputError, match=r"cannot write .*/cache: No space left on device "
+                       r"\(the cache takes 1 MiB\)"):
+        ImageCache.build(records, load_config("tiny").preprocess_config(), tmp_path / "cache",
+                         progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from lesionloc_runtime.cpuinfo import usable_cpus
 from lesionloc_runtime.errors import ConfigError, DataError
-from lesionloc_runtime.fileio import atomic_write_text
+from lesionloc_runtime.fileio import atomic_write_text, write_errors
 from lesionloc_runtime.processes import in_processes
 from lesionloc_train.phantoms.canvas import pixel_spacing_mm
 from lesionloc_train.phantoms.dicomio import (
@@ -156,37 +156,38 @@ def generate_dataset(out_dir: str | os.PathLike[str], n: int, seed: int = 0, wid
     if not 0.0 <= p_normal <= 1.0:
         raise ConfigError(f"the fraction of normal studies must be in [0, 1], got {p_normal}")
     out = Path(out_dir)
-    prepare_out_dir(out, overwrite)
-    splits = assign_splits(n, seed, fractions)
-    jobs = [StudyJob(str(out), i + 1, int(seed), width, height, splits[i], write_png, p_normal,
-                     options) for i in range(n)]
-    workers = default_workers(n) if workers is None else max(1, int(workers))
-    records: list[dict[str, Any]] = []
-    bar = tqdm(total=n, unit="study", desc="phantoms", disable=not progress)
-    try:
-        if workers == 1:
-            for job in jobs:
-                records.append(make_study(job))
-                bar.update()
-        else:
-            chunk = max(1, min(16, n // (workers * 8)))
-            for record in in_processes(make_study, jobs, workers, _init_worker, chunk):
-                records.append(record)
-                bar.update()
-    finally:
-        bar.close()
-    manifest = out / MANIFEST
-    atomic_write_text(manifest, "".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                        for r in records))
-    info = {"generator": "lesionloc phantoms", "version": GENERATOR_VERSION, "seed": int(seed),
-            "n": n, "width": width, "height": height, "split_fractions": list(fractions),
-            "p_normal": p_normal, "pixel_spacing_mm": _spacing(width, height),
-            "options": options.as_dict()}
-    atomic_write_text(out / GENERATOR_INFO, json.dumps(info, indent=2) + "\n")
-    found = Counter(s["finding"] for r in records for s in r["sentences"]
-                    if _is_lesion(s) and s["section"] == "findings")
-    normal = sum(1 for r in records if not any(_is_lesion(s) for s in r["sentences"]))
-    return DatasetSummary(out, manifest, n, dict(Counter(splits)), dict(found), normal)
+    with write_errors(out):  # a full or read-only disk: OutputError, exit code 10
+        prepare_out_dir(out, overwrite)
+        splits = assign_splits(n, seed, fractions)
+        jobs = [StudyJob(str(out), i + 1, int(seed), width, height, splits[i], write_png, p_normal,
+                         options) for i in range(n)]
+        workers = default_workers(n) if workers is None else max(1, int(workers))
+        records: list[dict[str, Any]] = []
+        bar = tqdm(total=n, unit="study", desc="phantoms", disable=not progress)
+        try:
+            if workers == 1:
+                for job in jobs:
+                    records.append(make_study(job))
+                    bar.update()
+            else:
+                chunk = max(1, min(16, n // (workers * 8)))
+                for record in in_processes(make_study, jobs, workers, _init_worker, chunk):
+                    records.append(record)
+                    bar.update()
+        finally:
+            bar.close()
+        manifest = out / MANIFEST
+        atomic_write_text(manifest, "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                            for r in records))
+        info = {"generator": "lesionloc phantoms", "version": GENERATOR_VERSION, "seed": int(seed),
+                "n": n, "width": width, "height": height, "split_fractions": list(fractions),
+                "p_normal": p_normal, "pixel_spacing_mm": _spacing(width, height),
+                "options": options.as_dict()}
+        atomic_write_text(out / GENERATOR_INFO, json.dumps(info, indent=2) + "\n")
+        found = Counter(s["finding"] for r in records for s in r["sentences"]
+                        if _is_lesion(s) and s["section"] == "findings")
+        normal = sum(1 for r in records if not any(_is_lesion(s) for s in r["sentences"]))
+        return DatasetSummary(out, manifest, n, dict(Counter(splits)), dict(found), normal)
 
 
 def _is_lesion(sentence: dict[str, Any]) -> bool:
