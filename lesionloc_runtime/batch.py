@@ -30,6 +30,7 @@ from lesionloc_runtime.fileio import atomic_write_json
 from lesionloc_runtime.imageio.capture import terminal_stderr
 from lesionloc_runtime.outputs import OutputOptions, is_done
 from lesionloc_runtime.processes import LOST, die_with_parent
+from lesionloc_runtime.progress import progress as progress_bar
 from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES, SharedStore
 from lesionloc_runtime.viewer.index import INDEX_HTML, BatchIndex
 
@@ -160,8 +161,6 @@ def run_batch(tasks: Sequence[StudyTask], settings: RunSettings, workers: int = 
 
 def _run_locked(tasks: Sequence[StudyTask], settings: RunSettings, workers: int, progress: bool,
                 summary_name: str, localizer: Localizer | None) -> BatchSummary:
-    from tqdm import tqdm
-
     summary = BatchSummary(total=len(tasks))
     index = BatchIndex(settings.out)  # every study OUT holds that is done (outputs.is_done)
     todo = [t for t in tasks if t.study_id not in index.rows]
@@ -172,8 +171,7 @@ def _run_locked(tasks: Sequence[StudyTask], settings: RunSettings, workers: int,
     try:
         # the bar closes (its last line drawn) also when the batch is interrupted: before the
         # CLI says so
-        with tqdm(total=len(todo), unit="study", disable=not progress, desc="lesionloc",
-                  file=terminal) as bar, \
+        with progress_bar(len(todo), "lesionloc", "study", progress, terminal) as bar, \
                 closing(_dispatch(todo, settings, workers, localizer)) as outcomes:
             for count, outcome in enumerate(outcomes, 1):
                 if int(after) and count > int(after):  # fault injection for tests: "N" or "N:TERM"

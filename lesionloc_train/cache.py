@@ -20,6 +20,7 @@ from lesionloc_runtime.fileio import atomic_write_json, make_dir_public, write_e
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.preprocess import PreprocessConfig, preprocess
 from lesionloc_runtime.processes import in_processes
+from lesionloc_runtime.progress import progress as progress_bar
 
 if TYPE_CHECKING:
     from lesionloc_train.data import StudyRecord
@@ -116,8 +117,6 @@ class ImageCache:
     ) -> ImageCache:
         """Decode and preprocess every record's image into a new cache directory at `out`
         (built in a temporary directory and renamed, so a killed build leaves nothing)."""
-        from tqdm import tqdm
-
         if dtype not in _DTYPES:
             raise DataError(f"cache dtype must be one of {sorted(_DTYPES)}")
         out = Path(out)
@@ -135,7 +134,7 @@ class ImageCache:
             tasks = [(i, str(r.image), preprocessing.to_dict(), str(data_path), dtype, count)
                      for i, r in enumerate(records)]
             errors: dict[str, str] = {}
-            bar = tqdm(total=count, desc="cache", unit="img", disable=not progress)
+            bar = progress_bar(count, "cache", "image", progress)
             if workers > 1:
                 for index, error in in_processes(_encode, tasks, workers, chunksize=8):
                     if error:

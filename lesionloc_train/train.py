@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from lesionloc_runtime.errors import ConfigError, DataError, TrainingDiverged
 from lesionloc_runtime.fileio import atomic_write_json
+from lesionloc_runtime.progress import progress as progress_bar
 from lesionloc_train.cache import ImageCache
 from lesionloc_train.checkpoint import (
     TrainingState,
@@ -235,11 +236,9 @@ class TrainingLoop:
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.run_dir / "config.json", self.cfg.to_dict())
-        from tqdm import tqdm
-
         # closed (its last line drawn) before an error is printed, as on success
-        with tqdm(total=self.total_steps, initial=self.state.step, unit="step",
-                  disable=not (self.progress and self.info.is_main), desc=self.cfg.name) as bar:
+        with progress_bar(self.total_steps, self.cfg.name, "step",
+                          self.progress and self.info.is_main, initial=self.state.step) as bar:
             last: dict[str, float] = {}
             accum: list[Batch] = []
             tick = time.perf_counter()

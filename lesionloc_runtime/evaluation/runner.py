@@ -16,7 +16,6 @@ from typing import Protocol
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from lesionloc_runtime.boxes import Box
 from lesionloc_runtime.errors import ImageReadError
@@ -44,6 +43,7 @@ from lesionloc_runtime.metrics import (
     score_heatmap,
     unseen_as_lowest,
 )
+from lesionloc_runtime.progress import progress as progress_bar
 
 __all__ = [
     "DEFAULT_SCORE_SIZE",
@@ -113,8 +113,8 @@ def evaluate(
     start = time.perf_counter()
     stream = islice(data.images, limit) if limit else data.images
     # terminal_stderr: the bar draws while the reading thread decodes the next image
-    with tqdm(total=total, desc=data.name, unit="image", file=terminal_stderr(),
-              disable=not progress, dynamic_ncols=True) as bar, \
+    with progress_bar(total, data.name, "image", progress, terminal_stderr(),
+                      dynamic_ncols=True) as bar, \
             ThreadPoolExecutor(1, thread_name_prefix="lesionloc-eval-read") as reader:
         for item, loaded in _loaded_ahead(stream, provider, reader):
             _score_image(item, data, run, loaded)

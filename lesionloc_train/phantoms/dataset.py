@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from lesionloc_runtime.cpuinfo import usable_cpus
 from lesionloc_runtime.errors import ConfigError, DataError
 from lesionloc_runtime.fileio import atomic_write_text, write_errors
 from lesionloc_runtime.processes import in_processes
+from lesionloc_runtime.progress import progress as progress_bar
 from lesionloc_train.phantoms.canvas import pixel_spacing_mm
 from lesionloc_train.phantoms.dicomio import (
     dicom_bytes,
@@ -163,7 +163,7 @@ def generate_dataset(out_dir: str | os.PathLike[str], n: int, seed: int = 0, wid
                          options) for i in range(n)]
         workers = default_workers(n) if workers is None else max(1, int(workers))
         records: list[dict[str, Any]] = []
-        bar = tqdm(total=n, unit="study", desc="phantoms", disable=not progress)
+        bar = progress_bar(n, "phantoms", "study", progress)
         try:
             if workers == 1:
                 for job in jobs:
