@@ -49,8 +49,9 @@ def chromium(width: int = 1280, height: int = 800) -> Iterator[Any]:
                  "--no-first-run", "--disable-sync", "--disable-extensions",
                  "--disable-default-apps", "--hide-scrollbars", "--force-device-scale-factor=1",
                  f"--window-size={width},{height}", f"--user-data-dir={profile}",
-                 # a request that escaped would find no host; the log still records it
-                 "--host-resolver-rules=MAP * ~NOTFOUND"):
+                 # a request that escaped would find no host (but this machine's own web
+                 # server, for pages served over HTTP); the log still records it
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))

@@ -297,3 +297,34 @@ def test_page_marks_uncertain_sentences_and_highlights_the_grounded_span(driver,
     other = driver.find_element("css selector", f"#sentences li[data-index='{second['index']}']")
     assert "muted" in other.get_attribute("class") and "no heatmap" in other.text
     assert not driver.find_elements("css selector", "#index-link:not([hidden])")
+
+
+def test_the_page_served_by_a_web_server_shows_its_pictures(driver, study):
+    """A hospital shares OUT through its intranet web server: the page's own security policy
+    allowed pictures from file: and data: only, so over HTTP it showed no radiograph and no
+    heatmap (each blocked, naturalWidth 0). Images of the page's own origin are allowed now,
+    and still none from elsewhere."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(study.parent))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        origin = f"http://127.0.0.1:{server.server_address[1]}/"
+        base = f"{origin}{study.name}/"
+        requested_urls(driver)
+        driver.get(base + "study.html")
+        wait_ready(driver)
+        sizes = js(driver, "return [...document.images].filter(i => i.getAttribute('src'))"
+                           ".map(i => [i.getAttribute('src'), i.naturalWidth]);")
+        assert sizes and all(width > 0 for _, width in sizes), sizes
+        urls = requested_urls(driver)
+        assert all(url.startswith((origin, "data:")) for url in urls), urls  # and a favicon
+        policy = js(driver, "return document.querySelector('meta[http-equiv]').content;")
+        assert "default-src 'none'; img-src 'self' file: data:;" in policy  # no other origin
+    finally:
+        server.shutdown()
+        server.server_close()
