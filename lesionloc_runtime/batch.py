@@ -195,7 +195,7 @@ def _run_locked(tasks: Sequence[StudyTask], settings: RunSettings, workers: int,
                 bar.update()
     except (KeyboardInterrupt, WorkerLost) as exc:  # Ctrl-C, SIGTERM (errors.Terminated)
         # the summary and the index say what this run did, not what the run before it did
-        summary.stopped = ("terminated (SIGTERM)" if isinstance(exc, Terminated) else
+        summary.stopped = (f"terminated ({exc.signal_name})" if isinstance(exc, Terminated) else
                            str(exc) if isinstance(exc, WorkerLost) else "interrupted")
         _finish(summary, todo, settings, summary_name, index, start)
         raise

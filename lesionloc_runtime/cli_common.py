@@ -24,6 +24,7 @@ from typing import Any
 import click
 
 from lesionloc_runtime.errors import (
+    EXIT_HANGUP,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     EXIT_USAGE,
@@ -38,24 +39,32 @@ __all__ = ["HELP_OPTIONS", "Command", "CommandLineError", "Group", "Terminated",
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
 
+# Signals that stop a command as Ctrl-C does: a scheduler's or `kill`'s, a closed terminal's.
+_STOPPING = (signal.SIGTERM, signal.SIGHUP)
+
+
 def _raise_terminated(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-    raise Terminated
+    for stopping in _STOPPING:  # a second one ends the process at once
+        signal.signal(stopping, signal.SIG_DFL)
+    raise Terminated(signum)
 
 
 @contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises Terminated while the block runs, if this is the main thread and nothing
-    else handles SIGTERM already; the handler before is put back after."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    """SIGTERM and SIGHUP raise Terminated while the block runs, if this is the main thread,
+    each unless something else handles it already (`nohup`'s ignored SIGHUP stays ignored);
+    the handlers before are put back after."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    taken = [s for s in _STOPPING if signal.getsignal(s) is signal.SIG_DFL]
+    for stopping in taken:
+        signal.signal(stopping, _raise_terminated)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for stopping in taken:
+            signal.signal(stopping, signal.SIG_DFL)
 
 
 @contextmanager
@@ -69,9 +78,12 @@ def guarded(terminate: bool = False) -> Iterator[None]:
     except LesionlocError as exc:
         click.echo(f"error: {printable(str(exc))}", err=True)
         sys.exit(exc.exit_code)
-    except Terminated:
-        click.echo("terminated", err=True)
-        sys.exit(EXIT_TERMINATED)
+    except Terminated as exc:
+        try:  # after SIGHUP the terminal may be gone
+            click.echo("terminated" if exc.signum == signal.SIGTERM else "hung up", err=True)
+        except OSError:
+            pass
+        sys.exit(EXIT_TERMINATED if exc.signum == signal.SIGTERM else EXIT_HANGUP)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)

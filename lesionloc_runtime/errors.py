@@ -7,6 +7,7 @@ In an error class the first paragraph of the docstring is what the table says it
 from __future__ import annotations
 
 import inspect
+import signal
 from dataclasses import dataclass
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_STUDIES_FAILED",
+    "EXIT_HANGUP",
     "EXIT_TERMINATED",
     "EXIT_USAGE",
     "BundleError",
@@ -44,12 +46,21 @@ EXIT_STUDIES_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM: a scheduler or service manager stopped the command
+EXIT_HANGUP = 129  # 128 + SIGHUP: the terminal or ssh session the command ran in closed
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread where it is (as Python raises KeyboardInterrupt for
-    a Ctrl-C), so that every clean-up an interrupt runs runs for it too
+    """SIGTERM or SIGHUP, raised in the main thread where it is (as Python raises
+    KeyboardInterrupt for a Ctrl-C), so that every clean-up an interrupt runs runs for it too
     (`cli_common.guarded(terminate=True)` installs the handler)."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = int(signum)
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
 
 
 class LesionlocError(Exception):
@@ -165,6 +176,8 @@ def exit_codes() -> list[ExitCode]:
         ExitCode(EXIT_USAGE, "", "A command-line mistake: an unknown option, a missing argument, "
                  "a value of the wrong type."),
         ExitCode(EXIT_INTERRUPTED, "", "Interrupted (Ctrl-C)."),
+        ExitCode(EXIT_HANGUP, "", "Stopped by SIGHUP (the terminal or ssh session closed): as "
+                 "by SIGTERM; under `nohup` the command goes on."),
         ExitCode(EXIT_TERMINATED, "", "Stopped by SIGTERM (a scheduler, a service manager, "
                  "`kill`): lesionloc-run, -evaluate and -export stop as on Ctrl-C."),
     ]

@@ -273,8 +273,9 @@ def test_killed_batch_loses_nothing_and_redoes_only_unfinished(tmp_path, tiny_bu
         assert (out / study / "study.json").stat().st_mtime_ns == mtime  # not redone
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_a_terminated_batch_stops_cleanly_and_resumes(tmp_path, tiny_bundle, phantom_set, workers):
+@pytest.mark.parametrize(("workers", "signal_name"), [("1", "TERM"), ("2", "TERM"), ("2", "HUP")])
+def test_a_terminated_batch_stops_cleanly_and_resumes(tmp_path, tiny_bundle, phantom_set, workers,
+                                                      signal_name):
     """SIGTERM (a scheduler stopping the job) after the second study: the batch stops as on
     Ctrl-C, "terminated" and exit 143, no traceback, every study it wrote whole, and the
     summary and the index say what this run did (before, both were left as an earlier run
@@ -285,10 +286,11 @@ def test_a_terminated_batch_stops_cleanly_and_resumes(tmp_path, tiny_bundle, pha
     out = tmp_path / "out"
     cmd = [str(BIN / "lesionloc-run"), str(source), "--model", str(tiny_bundle), "--out", str(out),
            "--workers", workers, "-q"]
-    env = dict(os.environ, LESIONLOC_FAULT_KILL_AFTER_STUDIES="2:TERM")
+    env = dict(os.environ, LESIONLOC_FAULT_KILL_AFTER_STUDIES=f"2:{signal_name}")
     stopped = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    assert stopped.returncode == 143, stopped.stderr
-    assert stopped.stderr.endswith("terminated\n") and "Traceback" not in stopped.stderr
+    said, code = {"TERM": ("terminated", 143), "HUP": ("hung up", 129)}[signal_name]
+    assert stopped.returncode == code, stopped.stderr
+    assert stopped.stderr.endswith(f"{said}\n") and "Traceback" not in stopped.stderr
     assert "leaked" not in stopped.stderr  # the pool and the sentence store were shut down
     done = list(out.glob("*/study.json"))
     assert 2 <= len(done) <= 5
@@ -296,8 +298,8 @@ def test_a_terminated_batch_stops_cleanly_and_resumes(tmp_path, tiny_bundle, pha
         json.loads(doc.read_text())
     assert not list(out.rglob("*.tmp")), "a temporary file was left behind"
     summary = json.loads((out / "batch_summary.json").read_text())
-    assert summary["stopped"] == (f"terminated (SIGTERM); stopped the batch, {5 - len(done)} of 5"
-                                  " studies not done")
+    assert summary["stopped"] == (f"terminated (SIG{signal_name}); stopped the batch, "
+                                  f"{5 - len(done)} of 5 studies not done")
     assert summary["done"] == len(done) and summary["total"] == 5
     index = (out / "index.html").read_text()
     assert all(f'"id":"{doc.parent.name}"' in index for doc in done)
@@ -305,6 +307,22 @@ def test_a_terminated_batch_stops_cleanly_and_resumes(tmp_path, tiny_bundle, pha
     assert rerun.returncode == 0, rerun.stderr
     assert f"{5 - len(done)} studies done, {len(done)} already done, 0 failed" in rerun.stdout
     assert json.loads((out / "batch_summary.json").read_text())["stopped"] is None
+
+
+def test_a_batch_under_nohup_goes_on_after_a_hangup(tmp_path, tiny_bundle, phantom_set):
+    """`nohup lesionloc-run ...`: SIGHUP ignored by the parent stays ignored."""
+    import signal
+
+    source = _batch_dir(tmp_path, phantom_set)
+    (source / "broken.dcm").unlink()
+    (source / "broken.txt").unlink()
+    cmd = [str(BIN / "lesionloc-run"), str(source), "--model", str(tiny_bundle), "--out",
+           str(tmp_path / "out"), "-q"]
+    env = dict(os.environ, LESIONLOC_FAULT_KILL_AFTER_STUDIES="2:HUP")
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                          preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert done.returncode == 0, done.stderr
+    assert "5 studies done" in done.stdout
 
 
 def test_a_second_run_of_the_same_batch_is_refused_while_the_first_writes(tmp_path, tiny_bundle,
