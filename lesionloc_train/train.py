@@ -11,6 +11,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from lesionloc_runtime.errors import ConfigError, DataError, TrainingDiverged
+from lesionloc_runtime.errors import ConfigError, DataError, TrainingDiverged, WorkerLost
 from lesionloc_runtime.fileio import atomic_write_json
+from lesionloc_runtime.processes import LOST
 from lesionloc_runtime.progress import progress as progress_bar
 from lesionloc_train.cache import ImageCache
 from lesionloc_train.checkpoint import (
@@ -232,6 +234,20 @@ class TrainingLoop:
             persistent_workers=False, prefetch_factor=4 if workers else None,
         )
 
+    def batches(self) -> Iterator[Batch]:
+        """The loader's batches; a data worker killed (the kernel's out-of-memory killer)
+        is WorkerLost naming the checkpoint to resume from, not PyTorch's RuntimeError
+        traceback."""
+        try:
+            yield from self.loader()
+        except RuntimeError as exc:
+            if not str(exc).startswith("DataLoader worker"):
+                raise
+            kept = self.last_checkpoint or "none yet"
+            raise WorkerLost(f"{LOST.format(note='')}: {exc}; the last checkpoint is {kept}: "
+                             "--resume latest goes on from it (with fewer data.workers if "
+                             "memory is short)") from None
+
     def run(self) -> TrainResult:
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -245,7 +261,7 @@ class TrainingLoop:
             pairs = 0
             while self.state.step < self.total_steps:
                 usable_batches = 0
-                for batch in self.loader():
+                for batch in self.batches():
                     self.skipped_total += len(batch.skipped)
                     self.state.position += batch.size + len(batch.skipped)
                     if batch.size == 0:

@@ -317,3 +317,33 @@ def test_a_cache_the_disk_cannot_hold_is_refused_at_once(tmp_path, phantom_set, 
         ImageCache.build(records, load_config("tiny").preprocess_config(), tmp_path / "cache",
                          progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_data_worker_killed_is_worker_lost_naming_the_checkpoint(tmp_path, phantom_set,
+                                                                   monkeypatch):
+    """The kernel killing a DataLoader worker (out of memory) ended `pretrain` in PyTorch's
+    RuntimeError traceback."""
+    from lesionloc_runtime.errors import WorkerLost
+    from lesionloc_train import train as train_module
+    from lesionloc_train.train import pretrain
+
+    real, served = train_module.DataLoader, []
+
+    class DyingLoader:  # what PyTorch raises when a worker of the loader dies
+        def __init__(self, *args, **kwargs):
+            self.inner = real(*args, **kwargs)
+
+        def __iter__(self):
+            for batch in self.inner:
+                if len(served) == 3:
+                    raise RuntimeError("DataLoader worker (pid(s) 4242) exited unexpectedly")
+                served.append(1)
+                yield batch
+
+    monkeypatch.setattr(train_module, "DataLoader", DyingLoader)
+    cfg = load_config("tiny", [f"data.train_manifest={phantom_set}", "optim.max_steps=6",
+                               "checkpoint_every=2"])
+    with pytest.raises(WorkerLost, match=r"^a worker process died .*: DataLoader worker "
+                       r"\(pid\(s\) 4242\) exited unexpectedly; the last checkpoint is "
+                       r".*step_0000002: --resume latest"):
+        pretrain(cfg, tmp_path / "run", progress=False)
