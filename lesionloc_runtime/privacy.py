@@ -2,7 +2,7 @@
 libraries it runs on each send usage data to their vendor by default, and are kept from it
 here (docs/privacy.md says what they send and how to check):
 
-- ONNX Runtime (its Linux wheels since 1.29) records the machine (CPU, memory, operating
+- ONNX Runtime (its Linux wheel 1.32.0, the one checked) records the machine (CPU, memory, operating
   system, container), the process, every session's model file and graph names, run counts and
   error messages, under a device id it keeps in ~/.cache/Microsoft, and uploads them to
   Microsoft. `ORT_DISABLE_TELEMETRY=1` stops all of it, but only if it is set before
