@@ -1,4 +1,4 @@
-"""Nothing leaves the machine. lesionloc itself opens no network connection; the two inference
+"""Nothing leaves the machine. The runtime itself opens no network connection; the two inference
 libraries it runs on each send usage data to their vendor by default, and are kept from it
 here (docs/privacy.md says what they send and how to check):
 
