@@ -305,12 +305,13 @@ def test_a_cache_the_disk_cannot_hold_is_refused_at_once(tmp_path, phantom_set, 
     import errno
 
     from lesionloc_runtime.errors import OutputError
+    from lesionloc_train import cache as cache_module
     from lesionloc_train.cache import ImageCache
 
-    def full(fd, offset, size):
+    def full(fd, size):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "posix_fallocate", full)
+    monkeypatch.setattr(cache_module, "_reserve", full)
     records, _ = read_manifest(phantom_set)
     with pytest.raises(OutputError, match=r"cannot write .*/cache: No space left on device "
                        r"\(the cache takes 1 MiB\)"):
@@ -347,3 +348,23 @@ def test_a_data_worker_killed_is_worker_lost_naming_the_checkpoint(tmp_path, pha
                        r"\(pid\(s\) 4242\) exited unexpectedly; the last checkpoint is "
                        r".*step_0000002: --resume latest"):
         pretrain(cfg, tmp_path / "run", progress=False)
+
+
+def test_a_cache_on_a_file_system_that_cannot_reserve_is_built_sparse(tmp_path, phantom_set,
+                                                                      monkeypatch):
+    """NFS v3 or ZFS: fallocate says EOPNOTSUPP (os.posix_fallocate would have had glibc
+    write into every block instead); the file is made at its size without reserving."""
+    import errno
+
+    from lesionloc_train import cache as cache_module
+    from lesionloc_train.cache import ImageCache
+
+    def unsupported(fd, size):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(cache_module, "_reserve", unsupported)
+    records, _ = read_manifest(phantom_set)
+    cache = ImageCache.build(records, load_config("tiny").preprocess_config(),
+                             tmp_path / "cache", progress=False)
+    assert (tmp_path / "cache" / "images.bin").stat().st_size == len(records) * 128 * 128 * 2
+    assert len(cache.meta["ids"]) == len(records)
