@@ -28,7 +28,7 @@ from lesionloc_runtime.cpuinfo import usable_cpus
 from lesionloc_runtime.errors import ConfigError, OutputError, Terminated, WorkerLost
 from lesionloc_runtime.fileio import atomic_write_json
 from lesionloc_runtime.imageio.capture import terminal_stderr
-from lesionloc_runtime.outputs import OutputOptions, is_done
+from lesionloc_runtime.outputs import OutputOptions
 from lesionloc_runtime.processes import LOST, die_with_parent
 from lesionloc_runtime.progress import progress as progress_bar
 from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES, SharedStore
@@ -204,11 +204,13 @@ def _run_locked(tasks: Sequence[StudyTask], settings: RunSettings, workers: int,
 
 def _finish(summary: BatchSummary, todo: Sequence[StudyTask], settings: RunSettings,
             summary_name: str, index: BatchIndex, start: float) -> BatchSummary:
-    """Write the summary and the index. A batch stopped early (the dispatch closed: no study
-    is being written now) first counts its studies done from OUT: other workers and the
-    write behind finish studies after the last outcome taken."""
+    """Write the summary and the index, read from OUT again (with what other shards finished
+    meanwhile). A batch stopped early (the dispatch closed: no study is being written now)
+    counts its studies done from that reading: other workers and the write behind finish
+    studies after the last outcome taken."""
+    index.rescan()  # one reading of OUT for both
     if summary.stopped is not None:
-        summary.done = sum(is_done(settings.out, task.study_id) for task in todo)
+        summary.done = sum(task.study_id in index.rows for task in todo)
         left = len(todo) - summary.done - len(summary.failed) - len(summary.skipped)
         summary.stopped += f"; stopped the batch, {left} of {len(todo)} studies not done"
     summary.seconds = time.perf_counter() - start
@@ -217,7 +219,7 @@ def _finish(summary: BatchSummary, todo: Sequence[StudyTask], settings: RunSetti
         settings.out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(target, summary.to_dict())
         target = settings.out / INDEX_HTML
-        index.write(rescan=True)  # with what other shards finished meanwhile
+        index.write()
     except OSError as exc:
         if summary.stopped is None:  # a stopped batch already says why it stopped
             raise OutputError(f"cannot write {target}: {exc.strerror or exc}", exc.errno) from None

@@ -92,11 +92,14 @@ class BatchIndex:
             except OSError:  # the next write, or the last (which raises), tries again
                 pass
 
+    def rescan(self) -> None:
+        """Read OUT again: the studies other shards (or other workers) finished meanwhile."""
+        self.rows = scan(self.out)
+
     def write(self, rescan: bool = False) -> Path:
-        """Write the page (OSError if it cannot be); `rescan` first reads OUT again, for the
-        studies other shards finished meanwhile."""
+        """Write the page (OSError if it cannot be); `rescan` first reads OUT again."""
         if rescan:
-            self.rows = scan(self.out)
+            self.rescan()
         start = time.monotonic()
         target = self.out / INDEX_HTML
         atomic_write_text(target, index_page(self.rows.values()), durable=False)
