@@ -122,43 +122,40 @@ class ImageCache:
         out = Path(out)
         if out.exists():
             raise DataError(f"{out} exists; remove it or choose another cache directory")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        make_dir_public(tmp)
-        try:
-            size = preprocessing.image_size
-            np_type, _ = _DTYPES[dtype]
-            count = len(records)
-            data_path = tmp / "images.bin"
-            _allocate(data_path, count * size * size * np.dtype(np_type).itemsize, out)
-            tasks = [(i, str(r.image), preprocessing.to_dict(), str(data_path), dtype, count)
-                     for i, r in enumerate(records)]
-            errors: dict[str, str] = {}
-            bar = progress_bar(count, "cache", "image", progress)
-            if workers > 1:
-                for index, error in in_processes(_encode, tasks, workers, chunksize=8):
-                    if error:
-                        errors[records[index].study_id] = error
-                    bar.update()
-            else:
-                for task in tasks:
-                    index, error = _encode(task)
-                    if error:
-                        errors[records[index].study_id] = error
-                    bar.update()
-            bar.close()
-            meta = {"version": CACHE_VERSION, "dtype": dtype,
-                    "preprocessing": preprocessing.to_dict(),
-                    "ids": [r.study_id for r in records], "errors": errors}
-            atomic_write_json(tmp / "cache.json", meta)
-            os.replace(tmp, out)
-        except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            with write_errors(out):  # full or read-only: OutputError, exit code 10
-                raise exc from None
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        with write_errors(out):  # full or read-only: OutputError, exit code 10
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+            make_dir_public(tmp)
+            try:
+                size = preprocessing.image_size
+                np_type, _ = _DTYPES[dtype]
+                count = len(records)
+                data_path = tmp / "images.bin"
+                _allocate(data_path, count * size * size * np.dtype(np_type).itemsize, out)
+                tasks = [(i, str(r.image), preprocessing.to_dict(), str(data_path), dtype, count)
+                         for i, r in enumerate(records)]
+                errors: dict[str, str] = {}
+                bar = progress_bar(count, "cache", "image", progress)
+                if workers > 1:
+                    for index, error in in_processes(_encode, tasks, workers, chunksize=8):
+                        if error:
+                            errors[records[index].study_id] = error
+                        bar.update()
+                else:
+                    for task in tasks:
+                        index, error = _encode(task)
+                        if error:
+                            errors[records[index].study_id] = error
+                        bar.update()
+                bar.close()
+                meta = {"version": CACHE_VERSION, "dtype": dtype,
+                        "preprocessing": preprocessing.to_dict(),
+                        "ids": [r.study_id for r in records], "errors": errors}
+                atomic_write_json(tmp / "cache.json", meta)
+                os.replace(tmp, out)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         return cls(out, meta)
 
 
