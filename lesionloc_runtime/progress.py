@@ -1,8 +1,8 @@
 """Progress of the long commands (a batch, an evaluation, phantoms, a cache, training): tqdm's
 bar on a terminal; anywhere else (a log file, cron's mail, systemd's journal, a Slurm output
-file) one plain line a minute. tqdm redraws its bar with carriage returns up to ten times a
-second, which a file keeps: one line that grows by about 70 bytes a redraw, up to 2.5 MB an
-hour."""
+file) one plain line a minute. tqdm redraws its bar with carriage returns, which a file keeps
+in one growing line: a batch of 260 demo studies (15.4 s, stderr to a file) wrote 134 redraws,
+9.8 KB, about 2.3 MB an hour at that rate."""
 
 from __future__ import annotations
 
