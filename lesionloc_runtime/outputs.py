@@ -50,9 +50,11 @@ _IDENTIFYING_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionN
                     "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "StudyDate")
 MAX_STUDY_ID_BYTES = 128
 # What write_study may name a file (besides study.json and the DICOM outputs): a rerun removes
-# such files that the new result does not list, and never touches anything else.
+# such files that the new result does not list, and never touches anything else
+# (radiograph_full.jpg: where earlier versions, which also wrote a screen-size PNG, put a large
+# film at full resolution).
 _OUR_FILES = re.compile(r"sentence_\d{2,}(_layer)?\.png|sentence_\d{2,}\.npy|summary\.png|"
-                        r"study\.html|radiograph\.png|radiograph_full\.jpg")
+                        r"study\.html|radiograph\.png|radiograph\.jpg|radiograph_full\.jpg")
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ from lesionloc_runtime.heatmap import Heatmap
 from lesionloc_runtime.imageio import Radiograph, read_image
 from lesionloc_runtime.localizer import DEMO_EXAMPLES, Localizer
 from lesionloc_runtime.outputs import OutputOptions, write_study
-from lesionloc_runtime.render import _JET_RGB
+from lesionloc_runtime.render import _JET_RGB, window_to_uint8
 from lesionloc_runtime.viewer import index as index_module
 from lesionloc_runtime.viewer.index import BatchIndex, index_row, scan
 from lesionloc_runtime.viewer.page import (
     LAYER_SIZE,
-    SCREEN_SIZE,
+    LOSSLESS_SIZE,
     STATIC,
     layer_levels,
     script_json,
@@ -119,21 +119,24 @@ def test_default_outputs_are_the_page_its_radiograph_and_layers(tmp_path, exampl
     assert sorted(p.name for p in folder.iterdir()) == sorted(outputs.listed_files(doc))
 
 
-def test_large_film_is_written_at_screen_size_and_at_full_resolution(tmp_path, localizer, example):
+def test_large_film_is_written_once_as_jpeg_at_full_resolution(tmp_path, localizer, example):
     pixels = cv2.resize(example[0].pixels, (1500, 1200))
     radiograph = Radiograph.from_array(pixels, "wide.png")
     result = localizer.localize(radiograph, DEMO_EXAMPLES / "example1.txt", study_id="wide")
+    # an earlier version's second copy of the film, at screen size: a rerun removes it
+    (tmp_path / "wide").mkdir()
+    (tmp_path / "wide" / "radiograph_full.jpg").write_bytes(b"old")
     write_study(result, radiograph, tmp_path)
     folder = tmp_path / "wide"
     doc = json.loads((folder / "study.json").read_text())
-    assert doc["radiograph_images"] == {
-        "screen": {"file": "radiograph.png", "width": SCREEN_SIZE, "height": 819},
-        "full": {"file": "radiograph_full.jpg", "width": 1500, "height": 1200}}
-    full = cv2.imread(str(folder / "radiograph_full.jpg"), cv2.IMREAD_GRAYSCALE)
-    screen = cv2.imread(str(folder / "radiograph.png"), cv2.IMREAD_GRAYSCALE)
-    assert full.shape == (1200, 1500) and screen.shape == (819, 1024)
-    shrunk = cv2.resize(full, (1024, 819), interpolation=cv2.INTER_AREA)
-    assert np.abs(shrunk.astype(int) - screen).mean() < 2  # the same film, the same window
+    film = {"file": "radiograph.jpg", "width": 1500, "height": 1200}
+    assert doc["radiograph_images"] == {"screen": film, "full": film}
+    assert doc["files"]["radiograph"] == "radiograph.jpg" and "radiograph_full" not in doc["files"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(outputs.listed_files(doc))
+    full = cv2.imread(str(folder / "radiograph.jpg"), cv2.IMREAD_GRAYSCALE)
+    assert full.shape == (1200, 1500) and max(full.shape) > LOSSLESS_SIZE
+    windowed = window_to_uint8(result.display, result.display_window)
+    assert np.abs(full.astype(int) - windowed).mean() < 2  # the same film, the same window
     layers = [s["layer"] for s in doc["sentences"] if s["grounded"]]
     assert layers and all((x["width"], x["height"]) == (LAYER_SIZE, 205) for x in layers)
 

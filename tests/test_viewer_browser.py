@@ -167,7 +167,7 @@ def test_page_makes_no_network_request(driver, study, tmp_path):
     urls = requested_urls(driver)
     names = {urllib.parse.unquote(u.rsplit("/", 1)[-1]) for u in urls if u.startswith("file:")}
     layers = {s["layer"]["file"] for s in doc["sentences"] if "layer" in s}
-    assert {"study.html", "radiograph.png", "radiograph_full.jpg"} | layers <= names
+    assert {"study.html", "radiograph.jpg"} | layers <= names
     assert all(u.startswith(("file:", "data:")) for u in urls), urls
     # the log does see a request that leaves the machine (this check can fail)
     probe = tmp_path / "probe.html"
@@ -209,10 +209,15 @@ def test_film_zooms_pans_brightens_and_switches_to_full_resolution(driver, study
     js(driver, "var s = document.getElementById('brightness'); s.value = 1.6;"
                "s.dispatchEvent(new Event('input'));")
     assert screenshot(driver)[centre].astype(int).sum() > before + 30
+    press(driver, "+", "f")  # full resolution: one film pixel to one CSS pixel
+    film = js(driver, "var f = document.getElementById('film'); return f.decode().then("
+                      "() => [f.naturalWidth, f.getAttribute('src')]);")
+    assert film == [1300, "radiograph.jpg"]
+    assert film_rect(driver)["w"] == pytest.approx(1300, abs=1)
+    assert js(driver, "return document.getElementById('toggle-full').ariaPressed;") == "true"
     press(driver, "f")
-    width = js(driver, "var f = document.getElementById('film'); return f.decode().then("
-                       "() => [f.naturalWidth, f.getAttribute('src')]);")
-    assert width == [1300, "radiograph_full.jpg"]
+    assert film_rect(driver) == pytest.approx(fitted)
+    assert js(driver, "return document.getElementById('toggle-full').ariaPressed;") == "false"
 
 
 def test_heatmap_without_values_is_transparent_and_has_no_peak_there(driver, study):

@@ -68,11 +68,11 @@ def _written(film: np.ndarray, threads: int = 2) -> bytes:
 
     files: dict[str, bytes] = {}
     with ThreadPoolExecutor(threads) as pool:
-        jobs = page._submit_full_film(film, pool, files.__setitem__)
+        jobs = page._submit_film_jpeg(film, pool, files.__setitem__)
         wait(jobs)
         for job in jobs:
             job.result()
-    return files["radiograph_full.jpg"]
+    return files["radiograph.jpg"]
 
 
 def test_page_writes_the_film_in_bands_or_whole_with_the_same_pixels(monkeypatch):
@@ -107,7 +107,7 @@ def test_both_bands_have_started_when_the_film_jobs_are_handed_back():
     files: dict[str, bytes] = {}
     with ThreadPoolExecutor(2) as pool:
         for _ in range(5):
-            jobs = page._submit_full_film(film, pool, files.__setitem__)
+            jobs = page._submit_film_jpeg(film, pool, files.__setitem__)
             started = [job.running() or job.done() for job in jobs]
             wait(jobs)
             assert started == [True, True]

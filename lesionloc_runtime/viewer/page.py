@@ -1,6 +1,7 @@
-"""The study page: the radiograph once at screen size (and at full resolution), one small heatmap
-layer per grounded sentence, and `study.html`, whose script draws them and the boxes in the
-browser. The page's script, style and the study's data are inline; it makes no request."""
+"""The study page: the radiograph written once, one small heatmap layer per grounded sentence,
+and `study.html`, whose script draws them and the boxes in the browser. The page opens the film
+fitted to the window; full resolution (one image pixel to a screen pixel) is one click away.
+The page's script, style and the study's data are inline; it makes no request."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from lesionloc_runtime.heatmap import Heatmap
@@ -24,8 +24,8 @@ from lesionloc_runtime.viewer import jpeg
 
 __all__ = [
     "LAYER_SIZE",
+    "LOSSLESS_SIZE",
     "PAGE",
-    "SCREEN_SIZE",
     "STATIC",
     "layer_levels",
     "page_template",
@@ -35,18 +35,20 @@ __all__ = [
 ]
 
 PAGE = "study.html"
-_SCREEN_IMAGE = "radiograph.png"
-_FULL_IMAGE = "radiograph_full.jpg"
-# Long side of the radiograph the page opens with: a viewer pane is rarely wider, and a 2048 px
-# film halves exactly (OpenCV's fast area path). The full resolution is one click away.
-SCREEN_SIZE = 1024
+_PNG_IMAGE = "radiograph.png"
+_JPEG_IMAGE = "radiograph.jpg"
+# A film up to this long side is written losslessly as PNG (1 MB at most); a larger one as JPEG.
+# The film is written once, at its full resolution: a second, screen-size copy cost a study 4 ms
+# of writing and 5.5 ms of CPU (2048 px film, AMX Xeon, 2 cores; docs/latency.md), and the
+# browser shrinks the one film to the window as well.
+LOSSLESS_SIZE = 1024
 # Long side of a heatmap layer: finer than the model's refined grid on any input (8 px per layer
 # pixel at 2048 px against 9-13 px between refined nodes), 15 KB as PNG.
 LAYER_SIZE = 256
-# The full-resolution film is the only large file: JPEG is a third of the time of our PNG
-# encoder on a 2048 px film; at 92 its artefacts are below the film's own noise.
+# A large film's JPEG is a third of the time of our PNG encoder on a 2048 px film; at 92 its
+# artefacts are below the film's own noise.
 _FULL_JPEG_QUALITY = 92
-# The longest `_submit_full_film` waits for its bands to start: they start within microseconds
+# The longest `_submit_film_jpeg` waits for its bands to start: they start within microseconds
 # in an idle pool; a pool that other threads keep busy costs a study this much at most.
 _BAND_START_WAIT = 0.01
 STATIC = Path(__file__).with_name("static")
@@ -70,9 +72,9 @@ def layer_levels(heatmap: Heatmap, width: int, height: int) -> tuple[np.ndarray,
     return levels.astype(np.uint8), lo, hi
 
 
-def _submit_full_film(film: np.ndarray, pool: ThreadPoolExecutor,
+def _submit_film_jpeg(film: np.ndarray, pool: ThreadPoolExecutor,
                       write: Callable[[str, bytes], None]) -> list[Future[Any]]:
-    """The full-resolution JPEG, in two bands on two of the pool's threads when the film is
+    """The film's JPEG, in two bands on two of the pool's threads when the film is
     large (`jpeg.py`); the lower band's job joins the two and writes the file. It waits only on
     the upper band's job, which the pool (first in, first out) started before it.
     Returns once both bands have started (`_BAND_START_WAIT` at most): the caller goes on
@@ -83,7 +85,7 @@ def _submit_full_film(film: np.ndarray, pool: ThreadPoolExecutor,
     studies, 14.6 against 15.6 in 60; the AMX Xeon, 2 cores)."""
     split = jpeg.split_row(film.shape[0])
     if split is None:
-        return [pool.submit(lambda: write(_FULL_IMAGE, jpeg.encode_grey(film, _FULL_JPEG_QUALITY)))]
+        return [pool.submit(lambda: write(_JPEG_IMAGE, jpeg.encode_grey(film, _FULL_JPEG_QUALITY)))]
     started = (threading.Event(), threading.Event())
 
     def band(k: int, rows: np.ndarray) -> bytes:
@@ -98,7 +100,7 @@ def _submit_full_film(film: np.ndarray, pool: ThreadPoolExecutor,
             data = jpeg.join_bands(upper.result(), lower, split, film.shape[0])
         except ValueError:  # an OpenCV whose encoder codes the two bands differently
             data = jpeg.encode_grey(film, _FULL_JPEG_QUALITY)
-        write(_FULL_IMAGE, data)
+        write(_JPEG_IMAGE, data)
 
     jobs = [upper, pool.submit(lower_and_write)]
     deadline = time.monotonic() + _BAND_START_WAIT  # a pool busy with other work: go on
@@ -109,27 +111,23 @@ def _submit_full_film(film: np.ndarray, pool: ThreadPoolExecutor,
 
 def submit_page_files(result: StudyResult, pool: ThreadPoolExecutor,
                       write: Callable[[str, bytes], None]) -> list[Future[Any]]:
-    """Start writing the radiograph (screen size, and full resolution when larger) and every
-    grounded sentence's heatmap layer through `write(name, data)`; records them in `result`
-    (radiograph_images, its files, each sentence's `layer` and files["layer"]). The full-resolution film
-    is the longest job, so it goes first."""
+    """Start writing the radiograph (once, at full resolution) and every grounded sentence's
+    heatmap layer through `write(name, data)`; records them in `result` (radiograph_images, its
+    files, each sentence's `layer` and files["layer"]). The film is the longest job, so it goes
+    first."""
     width, height = result.width, result.height
-    screen = ImageFile(_SCREEN_IMAGE, *display_size(width, height, SCREEN_SIZE))
-    full = screen
     jobs: list[Future[Any]] = []
-    if (screen.width, screen.height) == (width, height):
-        jobs.append(pool.submit(lambda: write(_SCREEN_IMAGE, encode_png(base_grey(result, width)))))
+    if max(width, height) <= LOSSLESS_SIZE:
+        film = ImageFile(_PNG_IMAGE, width, height)
+        jobs.append(pool.submit(lambda: write(_PNG_IMAGE, encode_png(base_grey(result, width)))))
     else:
-        # windowed once at full resolution, then shrunk as 8-bit: a quarter of the float work
-        film = window_to_uint8(result.display, result.display_window)
-        full = ImageFile(_FULL_IMAGE, width, height)
-        jobs += _submit_full_film(film, pool, write)
-        jobs.append(pool.submit(lambda: write(_SCREEN_IMAGE, encode_png(cv2.resize(
-            film, (screen.width, screen.height), interpolation=cv2.INTER_AREA)))))
-    result.radiograph_images = {"screen": screen, "full": full}
-    result.files["radiograph"] = _SCREEN_IMAGE
-    if full is not screen:
-        result.files["radiograph_full"] = _FULL_IMAGE
+        film = ImageFile(_JPEG_IMAGE, width, height)
+        jobs += _submit_film_jpeg(window_to_uint8(result.display, result.display_window), pool,
+                                  write)
+    # Documents of version 2 before the film was written once named a screen-size PNG here
+    # besides the full resolution; both keys now name the one film.
+    result.radiograph_images = {"screen": film, "full": film}
+    result.files["radiograph"] = film.file
     layer_w, layer_h = display_size(width, height, LAYER_SIZE)
     for sentence in result.sentences:
         if sentence.heatmap is None:

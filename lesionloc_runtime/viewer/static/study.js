@@ -230,6 +230,7 @@ function fit() {
   state.x = (sw - W * state.base) / 2;
   state.y = (sh - H * state.base) / 2;
   place();
+  pressFull(false);
 }
 
 function zoomAt(factor, cx, cy) {
@@ -250,11 +251,15 @@ function filmFilter() {
     $("contrast").value + ")";
 }
 
+// Full resolution: one image pixel to one CSS pixel, about the middle of the view; again: fitted.
 function setFull(full) {
-  var file = full ? images.full : images.screen;
-  if (!file) return;
+  if (full) zoomCentre(1 / (state.base * state.zoom));
+  else fit();
+  pressFull(full);
+}
+
+function pressFull(full) {
   state.full = full;
-  $("film").src = file.file;
   $("toggle-full").setAttribute("aria-pressed", String(full));
 }
 
@@ -326,7 +331,7 @@ function whenLoaded() {
 
 header();
 buildList();
-setFull(false);
+$("film").src = (images.full || images.screen).file;  // the one film, whatever its size
 controls();
 panAndZoom();
 fit();
