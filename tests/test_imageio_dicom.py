@@ -18,9 +18,21 @@ from pydicom.pixels import get_decoder, get_encoder
 from pydicom.tag import Tag
 
 from lesionloc_runtime.errors import ImageReadError
-from lesionloc_runtime.imageio import read_image
+from lesionloc_runtime.imageio import dicom, display, read_image
 
 ROWS, COLUMNS = 96, 80
+# Every test here runs twice: with large elements left in the file while the header is parsed
+# (uncompressed little-endian pixels then read from the file by the display gather, any other
+# file parsed again as a whole), the size made small enough for these small test films; and
+# with every file read whole, as pydicom does.
+LEFT_IN_FILE_BYTES = 2048
+
+
+@pytest.fixture(autouse=True, params=["pixels in file", "read whole"])
+def pixel_reading(request, monkeypatch):
+    size = LEFT_IN_FILE_BYTES if request.param == "pixels in file" else None
+    monkeypatch.setattr(dicom, "_LEFT_IN_FILE_BYTES", size)
+    return request.param
 
 
 def synthetic(bits: int = 12) -> np.ndarray:
@@ -930,9 +942,9 @@ def test_a_large_films_display_gather_on_several_threads_is_the_same_bit_for_bit
     shares: list[int] = []
     real = display._gather_into
 
-    def counted(table, flat, target):
-        shares.append(flat.size)
-        real(table, flat, target)
+    def counted(table, source, target, start, stop):
+        shares.append(stop - start)
+        real(table, source, target, start, stop)
 
     monkeypatch.setattr(display, "_gather_into", counted)
     one = read_image(path, threads=1).pixels
@@ -946,3 +958,62 @@ def test_a_large_films_display_gather_on_several_threads_is_the_same_bit_for_bit
     values = stored * 0.9 - 40
     expected = np.clip((values - (1800 - 0.5)) / (2600 - 1) + 0.5, 0, 1).astype(np.float32)
     np.testing.assert_allclose(one, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("syntax, allocated, from_file", [
+    (uid.ExplicitVRLittleEndian, 16, True), (uid.ImplicitVRLittleEndian, 16, True),
+    (uid.ExplicitVRLittleEndian, 8, True), (uid.ExplicitVRBigEndian, 16, False),
+    (uid.DeflatedExplicitVRLittleEndian, 16, False)], ids=str)
+def test_uncompressed_little_endian_pixels_are_gathered_from_the_file(
+        tmp_path, monkeypatch, syntax, allocated, from_file):
+    """Only uncompressed pixels of a little-endian file are read from the file by the gather
+    (a deflated file's offsets are those of the inflated data, a big-endian one's bytes need
+    swapping: both are read whole), and they give the pixels of the file read whole."""
+    pixels = synthetic(12 if allocated == 16 else 8)
+    ds = dataset(pixels.astype(">u2") if syntax == uid.ExplicitVRBigEndian else pixels,
+                 bits=12 if allocated == 16 else 8, syntax=syntax)
+    path = tmp_path / "film.dcm"
+    pydicom.dcmwrite(path, ds, implicit_vr=syntax == uid.ImplicitVRLittleEndian,
+                     little_endian=syntax != uid.ExplicitVRBigEndian, enforce_file_format=True)
+    reads: list[int] = []
+    real = display.PixelFile.read
+    monkeypatch.setattr(display.PixelFile, "read",
+                        lambda self, start, buffer: reads.append(buffer.size) or real(self, start, buffer))
+    monkeypatch.setattr(dicom, "_LEFT_IN_FILE_BYTES", None)
+    whole = read_image(path)
+    assert not reads
+    monkeypatch.setattr(dicom, "_LEFT_IN_FILE_BYTES", LEFT_IN_FILE_BYTES)
+    in_file = read_image(path)
+    assert sum(reads) == (pixels.size * allocated // 8 if from_file else 0)
+    np.testing.assert_array_equal(in_file.pixels, whole.pixels)
+    assert in_file.notes == whole.notes and "PixelData" not in in_file.dicom
+
+
+def test_pixels_that_end_before_the_frame_while_read_are_refused(tmp_path):
+    """A file cut after its header was parsed (a copy still being written) ends the read with
+    one line, not garbage."""
+    path = tmp_path / "short.bin"
+    path.write_bytes(bytes(150))
+    with open(path, "rb") as handle:
+        pixels = display.PixelFile(handle.fileno(), 50, np.dtype("<u2"), (10, 10), str(path))
+        with pytest.raises(ImageReadError, match="short.bin: the pixel data is truncated"):
+            pixels.load()
+        assert pixels.read(0, np.empty(100, np.uint8)).shape == (50,)  # what is there reads
+
+
+def test_the_display_table_is_made_once_per_mapping(tmp_path, monkeypatch):
+    made: list[int] = []
+    real = display.DisplayMapping.display
+    monkeypatch.setattr(display.DisplayMapping, "display",
+                        lambda self, stored: made.append(stored.size) or real(self, stored))
+    monkeypatch.setattr(display, "_TABLES", type(display._TABLES)())
+    first = save(dataset(synthetic(12), WindowCenter=1800, WindowWidth=2600), tmp_path / "a.dcm")
+    second = save(dataset(synthetic(12), WindowCenter=1000, WindowWidth=900), tmp_path / "b.dcm")
+    a = read_image(first).pixels
+    assert made == [65536]
+    np.testing.assert_array_equal(read_image(first).pixels, a)
+    assert made == [65536]  # kept
+    b = read_image(second).pixels
+    assert made == [65536, 65536] and not np.array_equal(a, b)  # another window, another table
+    np.testing.assert_array_equal(read_image(first).pixels, a)
+    assert len(made) == 2

@@ -3,6 +3,7 @@ refused, what ACR-NEMA files leave out is filled in, and the pixels go through d
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -10,14 +11,15 @@ from typing import Any
 import numpy as np
 
 from lesionloc_runtime.errors import ImageReadError, NotAnImage, is_panic
-from lesionloc_runtime.imageio.capture import short, stderr_captured
+from lesionloc_runtime.imageio.capture import quiet_libraries, short, stderr_captured
 from lesionloc_runtime.imageio.containers import EOI, j2k_size, jpeg_header
 from lesionloc_runtime.imageio.decoders import decode_options
-from lesionloc_runtime.imageio.display import DisplayMapping
+from lesionloc_runtime.imageio.display import DisplayMapping, PixelFile
 from lesionloc_runtime.imageio.header import (
     UID_NAME_TEXT,
     UID_TEXT,
     absent,
+    first,
     header_value,
     int_value,
     replace,
@@ -30,6 +32,11 @@ __all__ = ["import_dicom_stack", "read_dicom"]
 
 # SOP classes that are certainly not a projection radiograph.
 _NON_IMAGE_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.88.",)  # structured reports
+_PIXEL_DATA = 0x7FE00010
+# Elements longer than this are left in the file while the header is parsed (pydicom's
+# defer_size): for uncompressed pixel data in a little-endian file, the display gather reads
+# them from there (display.PixelFile); any other file is parsed again as a whole.
+_LEFT_IN_FILE_BYTES = 1 << 20
 _COLOUR_PHOTOMETRICS = {
     "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PARTIAL_420",
     "YBR_ICT", "YBR_RCT", "PALETTE COLOR", "HSV", "ARGB", "CMYK",
@@ -52,15 +59,18 @@ def read_dicom(path: Path, threads: int = 1) -> Radiograph:
     `threads`: how many threads a JPEG 2000 codestream may be decoded on, and the display
     mapping's gather share."""
     notes: list[str] = []
-    ds = _parse_dicom(path)
-    _check_radiograph_object(ds, path, notes)
-    raw = _decode_pixels(ds, path, notes, threads)
-    mapping = DisplayMapping.from_header(ds, raw.dtype, path, notes)
-    pixels = mapping.apply(raw, threads)
-    if mapping.window is not None or mapping.voi_lut is not None:
-        lo, hi = grey_range(pixels)
-        if hi - lo < MIN_CONTRAST:  # False for NaN: read_image refuses non-finite values
-            pixels = mapping.over_own_range(raw, notes).apply(raw, threads)
+    with open(path, "rb") as handle:  # kept open: uncompressed pixels are read from it
+        ds, in_file = _parse_dicom(handle, path)
+        _check_radiograph_object(ds, path, notes, in_file)
+        raw = _decode_pixels(ds, path, notes, threads, handle if in_file else None)
+        mapping = DisplayMapping.from_header(ds, raw.dtype, path, notes)
+        pixels = mapping.apply(raw, threads)
+        if mapping.window is not None or mapping.voi_lut is not None:
+            lo, hi = grey_range(pixels)
+            if hi - lo < MIN_CONTRAST:  # False for NaN: read_image refuses non-finite values
+                if isinstance(raw, PixelFile):
+                    raw = raw.load()
+                pixels = mapping.over_own_range(raw, notes).apply(raw, threads)
     notes.extend(lateral_view_notes(ds))
     for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
         if keyword in ds:
@@ -68,13 +78,30 @@ def read_dicom(path: Path, threads: int = 1) -> Radiograph:
     return Radiograph(pixels, str(path), "dicom", _pixel_spacing(ds), ds, tuple(notes))
 
 
-def _parse_dicom(path: Path) -> Any:
+def _parse_dicom(handle: Any, path: Path) -> tuple[Any, bool]:
+    """The dataset, and whether its pixel data were left in the file (`_pixels_stay_in_file`);
+    any other file is parsed again whole, as pydicom reads it."""
+    from pydicom.dataelem import RawDataElement
+
+    ds = _dcmread(handle, path, _LEFT_IN_FILE_BYTES)
+    left = [tag for tag in ds.keys()
+            if isinstance(raw := ds.get_item(tag, keep_deferred=True), RawDataElement)
+            and raw.value is None]
+    if not left:
+        return ds, False
+    if left == [_PIXEL_DATA] and _pixels_stay_in_file(ds):
+        return ds, True
+    handle.seek(0)
+    return _dcmread(handle, path, None), False
+
+
+def _dcmread(handle: Any, path: Path, defer_size: int | None) -> Any:
     import pydicom
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            ds = pydicom.dcmread(path, force=True)
+            ds = pydicom.dcmread(handle, force=True, defer_size=defer_size)
         except Exception as exc:  # pydicom raises many types on malformed input
             raise ImageReadError(f"{path}: not a readable DICOM file ({short(exc)})") from None
     if any("End of file reached" in str(w.message) for w in caught):
@@ -83,9 +110,35 @@ def _parse_dicom(path: Path) -> Any:
     return ds
 
 
-def _check_radiograph_object(ds: Any, path: Path, notes: list[str]) -> None:
-    """Reject what is not one greyscale image; fill the defaults ACR-NEMA files leave out."""
-    _check_has_pixels(ds, path)
+def _pixels_stay_in_file(ds: Any) -> bool:
+    """Whether the pixel data pydicom left in the file (unread) can stay there for the display
+    gather to read: uncompressed in a little-endian file, one frame of 8 or 16 bits allocated,
+    exactly its bytes or one pad byte more, and a header whose pixel description pydicom's
+    decoder would take (it refuses the file otherwise, and a file left to it here does too)."""
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    raw = ds.get_item(_PIXEL_DATA, keep_deferred=True)
+    if raw.VR not in (None, "OB", "OW") or raw.length <= (_LEFT_IN_FILE_BYTES or 0) \
+            or not hasattr(os, "preadv"):
+        return False
+    try:
+        with quiet_libraries():
+            if ds.file_meta.get("TransferSyntaxUID") not in (ExplicitVRLittleEndian,
+                                                             ImplicitVRLittleEndian):
+                return False
+            values = {keyword: ds[keyword].value for keyword in _DECODER_READS if keyword in ds}
+            allocated = int(values["BitsAllocated"])
+            expected = int(values["Rows"]) * int(values["Columns"]) * allocated // 8
+            frames = int(first(values.get("NumberOfFrames", 1)))
+    except Exception:  # damaged or missing elements: the whole file is read, and checked
+        return False
+    return allocated in (8, 16) and frames == 1 and 0 < expected <= raw.length <= expected + 1
+
+
+def _check_radiograph_object(ds: Any, path: Path, notes: list[str], in_file: bool) -> None:
+    """Reject what is not one greyscale image; fill the defaults ACR-NEMA files leave out.
+    `in_file`: the pixel data are still in the file (`_parse_dicom`)."""
+    _check_has_pixels(ds, path, in_file)
     frames = int_value(ds, "NumberOfFrames", path, default=1)
     if frames > 1:
         raise ImageReadError(
@@ -123,7 +176,7 @@ def _check_radiograph_object(ds: Any, path: Path, notes: list[str]) -> None:
         replace(ds, "PixelRepresentation", 0)
 
 
-def _check_has_pixels(ds: Any, path: Path) -> None:
+def _check_has_pixels(ds: Any, path: Path, in_file: bool) -> None:
     """Refuse a report, a parametric map or any object without (readable) integer pixels."""
     from pydicom.uid import UID
 
@@ -144,6 +197,8 @@ def _check_has_pixels(ds: Any, path: Path) -> None:
         kind = f" ({UID(sop).name})" if UID_TEXT.fullmatch(sop) else (
             f" (SOP Class UID {shown_value(sop)})" if sop else "")
         raise NotAnImage(f"{path}: the DICOM file has no pixel data; it is not an image{kind}")
+    if in_file:
+        return  # bytes in the file (of a VR that holds bytes): nothing to convert
     try:
         ds.PixelData  # noqa: B018 - pydicom converts lazily: a damaged element raises only here
     except Exception as exc:
@@ -196,9 +251,13 @@ def _decoder(syntax: Any, name: str, path: Path) -> Any:
     return decoder
 
 
-def _decode_pixels(ds: Any, path: Path, notes: list[str], threads: int = 1) -> np.ndarray:
-    """The stored values as an integer (rows, columns) array, a read-only view if uncompressed."""
+def _decode_pixels(ds: Any, path: Path, notes: list[str], threads: int = 1,
+                   handle: Any = None) -> np.ndarray | PixelFile:
+    """The stored values as an integer (rows, columns) array, a read-only view if uncompressed;
+    or, given the file whose pixels `_parse_dicom` left in it, where they are."""
     syntax = _transfer_syntax(ds, path)
+    if handle is not None:
+        return _pixel_file(ds, path, handle)
     name = shown_value(getattr(syntax, "name", syntax), UID_NAME_TEXT)
     decoder = _decoder(syntax, name, path)
     if syntax.is_encapsulated:
@@ -233,6 +292,27 @@ def _decode_pixels(ds: Any, path: Path, notes: list[str], threads: int = 1) -> n
     if raw.dtype.kind not in "iu":
         raise ImageReadError(f"{path}: pixel data of type {raw.dtype} is not a radiograph")
     return raw
+
+
+def _pixel_file(ds: Any, path: Path, handle: Any) -> PixelFile:
+    """The pixel data left in the file (`_pixels_stay_in_file`) as a PixelFile.
+    ImageReadError when the file ends before the frame does."""
+    raw = ds.get_item(_PIXEL_DATA, keep_deferred=True)
+    rows, columns = int_value(ds, "Rows", path), int_value(ds, "Columns", path)
+    allocated = int_value(ds, "BitsAllocated", path)
+    expected = rows * columns * allocated // 8
+    available = min(raw.length, os.fstat(handle.fileno()).st_size - raw.value_tell)
+    if available < expected:
+        raise ImageReadError(f"{path}: the pixel data is truncated ({max(available, 0)} of "
+                             f"{expected} bytes for {columns}x{rows} pixels)")
+    return PixelFile(handle.fileno(), raw.value_tell, np.dtype(f"<u{allocated // 8}"),
+                     (rows, columns), str(path))
+
+
+# What pydicom's decoder reads from the header of uncompressed pixel data.
+_DECODER_READS = ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "BitsStored",
+                  "PixelRepresentation", "PhotometricInterpretation", "NumberOfFrames",
+                  "PlanarConfiguration")
 
 
 def _check_native_length(ds: Any, path: Path) -> None:

@@ -4,6 +4,8 @@ LUT or window, inversion; computed once per possible bit pattern and applied as 
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lesionloc_runtime.errors import ImageReadError
 from lesionloc_runtime.imageio.header import (
     first,
     float_value,
@@ -19,7 +22,35 @@ from lesionloc_runtime.imageio.header import (
     shown_value,
 )
 
-__all__ = ["DisplayMapping"]
+__all__ = ["DisplayMapping", "PixelFile"]
+
+
+@dataclass(frozen=True)
+class PixelFile:
+    """Uncompressed little-endian pixel data left in their open file: the display gather reads
+    them a block at a time into a small buffer, instead of the film being read whole into
+    memory first (pydicom's way) and then gathered. On the reference 2048 px film that copy
+    cost as much as the gather (docs/latency.md). Reads with pread, so that the gather's
+    threads share the file."""
+
+    fd: int
+    offset: int  # of the first pixel in the file
+    dtype: np.dtype  # the stored container as unsigned bit patterns, little-endian ("<u1", "<u2")
+    shape: tuple[int, int]
+    source: str  # the file, for messages
+
+    def read(self, start: int, buffer: np.ndarray) -> np.ndarray:
+        """Pixels `start` on (flat order) into `buffer` (bytes), as bit patterns: all of it."""
+        got = os.preadv(self.fd, [buffer], self.offset + start * self.dtype.itemsize)
+        if got < buffer.size:
+            raise ImageReadError(f"{self.source}: the pixel data is truncated (the file ended "
+                                 "while it was read)")
+        return buffer.view(self.dtype)
+
+    def load(self) -> np.ndarray:
+        """The whole stored array, as pydicom's decoder gives it."""
+        buffer = np.empty(self.shape[0] * self.shape[1] * self.dtype.itemsize, np.uint8)
+        return self.read(0, buffer).reshape(self.shape)
 
 
 @dataclass(frozen=True)
@@ -165,16 +196,35 @@ class DisplayMapping:
         out = np.clip(out, 0.0, 1.0)
         return 1.0 - out if self.invert else out
 
-    def apply(self, raw: np.ndarray, threads: int = 1) -> np.ndarray:
-        """Decoded integer array -> float32 display image, in one pass over the pixels (the
-        gather of a large image split between up to `threads` threads)."""
-        patterns = _bit_patterns(raw)
+    def apply(self, raw: np.ndarray | PixelFile, threads: int = 1) -> np.ndarray:
+        """Decoded integer array (or pixels still in their file) -> float32 display image, in
+        one pass over the pixels (the gather of a large image split between up to `threads`
+        threads)."""
+        patterns = raw if isinstance(raw, PixelFile) else _bit_patterns(raw)
         if patterns.dtype.itemsize <= 2:
             # Every possible bit pattern through the whole chain once (<= 65536 entries, in
             # float64), then one gather: masking, sign, LUTs and window cost no per-pixel work.
-            table = self.display(self.stored_values(np.arange(1 << (8 * patterns.dtype.itemsize))))
-            return _gather(table.astype(np.float32), patterns, threads)
+            return _gather(self._table(patterns.dtype.itemsize), patterns, threads)
         return self.display(self.stored_values(patterns)).astype(np.float32)
+
+    def _table(self, itemsize: int) -> np.ndarray:
+        """The display value (float32) of every bit pattern of an `itemsize`-byte container.
+        Kept for the last few mappings: the films of a batch usually share one (the same
+        modality and window), and a 16-bit table took 1.1 ms to make (AMX Xeon)."""
+        key = (itemsize, self.bits, self.signed, self.slope, self.intercept, self.window,
+               self.invert, _lut_key(self.modality_lut), _lut_key(self.voi_lut))
+        with _TABLES_LOCK:
+            table = _TABLES.get(key)
+            if table is not None:
+                _TABLES.move_to_end(key)
+                return table
+        table = self.display(self.stored_values(np.arange(1 << (8 * itemsize)))).astype(np.float32)
+        table.flags.writeable = False
+        with _TABLES_LOCK:
+            _TABLES[key] = table
+            while len(_TABLES) > _TABLES_KEPT:
+                _TABLES.popitem(last=False)
+        return table
 
     def over_own_range(self, raw: np.ndarray, notes: list[str]) -> DisplayMapping:
         """This mapping with its VOI (window or VOI LUT) replaced by a window over the values
@@ -201,6 +251,16 @@ class DisplayMapping:
         return replace(self, voi_lut=None, window=((lo + hi) / 2, hi - lo, "LINEAR_EXACT"))
 
 
+# Display tables kept (DisplayMapping._table), 256 KB each for 16-bit containers.
+_TABLES_KEPT = 8
+_TABLES: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+_TABLES_LOCK = threading.Lock()
+
+
+def _lut_key(lut: _Lut | None) -> tuple[Any, ...] | None:
+    return None if lut is None else (lut.first, lut.bits, lut.data.tobytes())
+
+
 # Pixels per block of `_gather`: their indices (8 bytes each) stay in the L2 cache.
 _GATHER_BLOCK = 1 << 16
 # Below this many pixels a second thread costs more than it saves.
@@ -218,37 +278,43 @@ def _helpers() -> ThreadPoolExecutor:
     return _HELPERS[1]
 
 
-def _gather(table: np.ndarray, patterns: np.ndarray, threads: int = 1) -> np.ndarray:
-    """table[patterns] for an unsigned integer image. numpy indexes with intp: given 16-bit
-    indices it first widens the whole image into a new array as large as four copies of the
-    picture; widened block by block into one small buffer, the gather takes half the time.
-    numpy's take releases the interpreter lock, so a large image's rows are shared between
-    up to `threads` threads (a 2048 px film: 1.8 ms on two against 2.9 on one)."""
+def _gather(table: np.ndarray, patterns: np.ndarray | PixelFile, threads: int = 1) -> np.ndarray:
+    """table[patterns] for an unsigned integer image (an array, or pixels in their file).
+    numpy indexes with intp: given 16-bit indices it first widens the whole image into a new
+    array as large as four copies of the picture; widened block by block into one small
+    buffer, the gather takes half the time. numpy's take releases the interpreter lock, so a
+    large image's rows are shared between up to `threads` threads (a 2048 px film: 1.8 ms on
+    two against 2.9 on one)."""
     out = np.empty(patterns.shape, table.dtype)
-    flat, target = patterns.reshape(-1), out.reshape(-1)
-    parts = max(1, min(threads, 4, flat.size // _GATHER_SPLIT_PIXELS))
-    if parts == 1:
-        _gather_into(table, flat, target)
-        return out
-    step = -(-flat.size // parts) // _GATHER_BLOCK * _GATHER_BLOCK  # whole blocks to each part
-    bounds = [k * step for k in range(parts)] + [flat.size]  # the last takes the rest
-    jobs = [_helpers().submit(_gather_into, table, flat[a:b], target[a:b])
+    source = patterns if isinstance(patterns, PixelFile) else patterns.reshape(-1)
+    target = out.reshape(-1)
+    parts = max(1, min(threads, 4, target.size // _GATHER_SPLIT_PIXELS))
+    step = -(-target.size // parts) // _GATHER_BLOCK * _GATHER_BLOCK  # whole blocks to each part
+    bounds = [k * step for k in range(parts)] + [target.size]  # the last takes the rest
+    jobs = [_helpers().submit(_gather_into, table, source, target, a, b)
             for a, b in zip(bounds[1:-1], bounds[2:], strict=True)]
     try:
-        _gather_into(table, flat[: bounds[1]], target[: bounds[1]])
+        _gather_into(table, source, target, 0, bounds[1])
     finally:
         for job in jobs:
             job.result()
     return out
 
 
-def _gather_into(table: np.ndarray, flat: np.ndarray, target: np.ndarray) -> None:
-    index = np.empty(min(_GATHER_BLOCK, flat.size), np.intp)
-    for start in range(0, flat.size, _GATHER_BLOCK):
-        stop = min(start + _GATHER_BLOCK, flat.size)
-        block = index[: stop - start]
-        block[...] = flat[start:stop]
-        np.take(table, block, out=target[start:stop], mode="clip")  # in range: a bit pattern
+def _gather_into(table: np.ndarray, source: np.ndarray | PixelFile, target: np.ndarray,
+                 start: int, stop: int) -> None:
+    """target[start:stop] = table[source[start:stop]], a block at a time."""
+    index = np.empty(min(_GATHER_BLOCK, stop - start), np.intp)
+    in_file = isinstance(source, PixelFile)
+    raw = np.empty(index.size * source.dtype.itemsize, np.uint8) if in_file else None
+    for first_pixel in range(start, stop, _GATHER_BLOCK):
+        end = min(first_pixel + _GATHER_BLOCK, stop)
+        block = index[: end - first_pixel]
+        if in_file:
+            block[...] = source.read(first_pixel, raw[: block.size * source.dtype.itemsize])
+        else:
+            block[...] = source[first_pixel:end]
+        np.take(table, block, out=target[first_pixel:end], mode="clip")  # a bit pattern: in range
 
 
 def _bit_patterns(raw: np.ndarray) -> np.ndarray:

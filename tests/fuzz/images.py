@@ -43,10 +43,11 @@ _RAW = {"WindowCenter", "WindowWidth", "RescaleSlope", "RescaleIntercept", "Pixe
 def make_seeds(out: Path, real: bool = True) -> None:
     """Write the seed files into `out` (emptied first): the public real DICOMs too if `real`
     and they are there. Sorted, so a case number always means the same file."""
-    from conftest import real_data_dirs
     from pydicom import uid
     from pydicom.pixels import get_encoder
     from test_imageio_dicom import dataset, encapsulated, jpeg_lossless, save, synthetic
+
+    from conftest import real_data_dirs
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -138,15 +139,44 @@ def outcome(path: Path) -> str:
 
 
 def _read(path: Path) -> str:
+    """Read twice: every file whole (pydicom's way), then with large elements left in the file
+    (uncompressed pixels then read from there by the display gather); at this size (the test
+    films are small) nearly every DICOM seed takes the second way. Both must agree."""
+    from lesionloc_runtime.errors import LesionlocError
+    from lesionloc_runtime.imageio import dicom
+
+    outcomes: list[np.ndarray | LesionlocError] = []
+    for left_in_file in (None, 2048):
+        dicom._LEFT_IN_FILE_BYTES = left_in_file
+        try:
+            outcomes.append(_pixels(path))
+        except LesionlocError as exc:
+            outcomes.append(exc)
+    whole, in_file = outcomes
+    if type(whole) is not type(in_file) or (
+            isinstance(whole, np.ndarray) and not np.array_equal(whole, in_file)):
+        return (f"PROBLEM read whole: {_shown(whole)}; pixels left in the file: "
+                f"{_shown(in_file)}")
+    if isinstance(whole, LesionlocError):
+        raise whole
+    if (whole.dtype != np.float32 or whole.ndim != 2 or not np.isfinite(whole).all()
+            or whole.min() < 0 or whole.max() > 1):
+        return "PROBLEM output is not a 2-D float32 image in [0, 1]"
+    return "ok"
+
+
+def _pixels(path: Path) -> np.ndarray:
     from lesionloc_runtime.imageio import read_image
 
     # two threads: a JPEG 2000 codestream goes through the decoder's thread pool, as the
     # runtime reads it on a machine with cores to spare (imageio/decoders.py)
-    pixels = read_image(path, threads=2).pixels
-    if (pixels.dtype != np.float32 or pixels.ndim != 2 or not np.isfinite(pixels).all()
-            or pixels.min() < 0 or pixels.max() > 1):
-        return "PROBLEM output is not a 2-D float32 image in [0, 1]"
-    return "ok"
+    return read_image(path, threads=2).pixels
+
+
+def _shown(outcome: np.ndarray | Exception) -> str:
+    if isinstance(outcome, np.ndarray):
+        return f"{outcome.shape} pixels"
+    return f"{type(outcome).__name__} {str(outcome)[:120]}"
 
 
 def run_case(seeds_dir: Path, case: int, work: Path) -> str:
