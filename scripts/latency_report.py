@@ -106,13 +106,19 @@ def batch_section(runs: dict[str, dict[str, Any]], lines: list[str],
               f"one process on {x0['threads']} threads with its sessions loaded beforehand unless "
               f"the row says two workers (machine: {' / '.join(sorted(kinds))}; runs {runs_used}; "
               "`-k realistic` of the latency command). Every engine runs the same pipeline; the "
-              "PyTorch one has its encoders in PyTorch:", "",
-              "| engine | studies/s | CPU s per study | sentence cache hits / misses | vs PyTorch "
-              "with cache | vs PyTorch without |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+              "PyTorch one has its encoders in PyTorch. Each row is the engine's newest run; a "
+              "ratio is given only between rows measured on the same day, as the machine's "
+              "speed moves from day to day:", "",
+              "| engine | day | studies/s | CPU s per study | sentence cache hits / misses | vs "
+              "PyTorch with cache | vs PyTorch without |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     rate = {e: r["extra_info"]["studies_per_s"] for e, r in by.items()}
+    day = {e: str(r.get("datetime", ""))[:10] for e, r in by.items()}
 
     def versus(engine: str, base: str) -> str:
-        return f"{rate[engine] / rate[base]:.1f}x" if base in rate else "–"
+        if base not in rate or day[base] != day[engine]:
+            return "–"
+        return f"{rate[engine] / rate[base]:.1f}x"
 
     for engine in BATCH_LABELS:
         if engine not in by:
@@ -126,8 +132,8 @@ def batch_section(runs: dict[str, dict[str, Any]], lines: list[str],
         cpu = "–" if x["cpu_s_per_study"] is None else f"{x['cpu_s_per_study']:.3f}"
         hits = ("–" if x["sentence_cache_hits"] is None else
                 f"{x['sentence_cache_hits']} / {x['sentence_cache_misses']}")
-        lines.append(f"| {BATCH_LABELS[engine]} | {x['studies_per_s']:.2f} | {cpu} | {hits} | "
-                     f"{with_cache} | {without} |")
+        lines.append(f"| {BATCH_LABELS[engine]} | {day[engine] or '–'} | {x['studies_per_s']:.2f} "
+                     f"| {cpu} | {hits} | {with_cache} | {without} |")
     lines.append("")
     if len(kinds) > 1:
         lines += ["These rows come from more than one kind of CPU: no ratio between them is a "
