@@ -35,7 +35,8 @@ from lesionloc_runtime.outputs import write_study
 bundle, image, report, studies, warmup = sys.argv[1:6]
 INNER = sys.argv[6].split(",")
 localizer = Localizer.load(bundle)
-out = Path(tempfile.mkdtemp(prefix="study-ab-"))
+folder = tempfile.TemporaryDirectory(prefix="study-ab-")  # removed when the child ends
+out = Path(folder.name)
 times = []
 for k in range(int(warmup) + int(studies)):
     if localizer.sentence_cache is not None:

@@ -33,7 +33,8 @@ def main() -> None:
     args = parser.parse_args()
     localizer = Localizer.load(args.bundle, providers=tuple(args.providers.split(",")),
                                threads=args.threads)
-    out = Path(tempfile.mkdtemp(prefix="study-times-"))
+    folder = tempfile.TemporaryDirectory(prefix="study-times-")  # removed at the end
+    out = Path(folder.name)
     times = []
     for k in range(args.warmup + args.studies):
         if localizer.sentence_cache is not None:
