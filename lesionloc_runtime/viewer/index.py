@@ -96,10 +96,8 @@ class BatchIndex:
         """Read OUT again: the studies other shards (or other workers) finished meanwhile."""
         self.rows = scan(self.out)
 
-    def write(self, rescan: bool = False) -> Path:
-        """Write the page (OSError if it cannot be); `rescan` first reads OUT again."""
-        if rescan:
-            self.rescan()
+    def write(self) -> Path:
+        """Write the page (OSError if it cannot be)."""
         start = time.monotonic()
         target = self.out / INDEX_HTML
         atomic_write_text(target, index_page(self.rows.values()), durable=False)
