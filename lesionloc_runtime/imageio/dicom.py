@@ -89,7 +89,7 @@ def _parse_dicom(handle: Any, path: Path) -> tuple[Any, bool]:
             and raw.value is None]
     if not left:
         return ds, False
-    if left == [_PIXEL_DATA] and _pixels_stay_in_file(ds):
+    if left == [_PIXEL_DATA] and _pixels_stay_in_file(ds, handle):
         return ds, True
     handle.seek(0)
     return _dcmread(handle, path, None), False
@@ -110,11 +110,12 @@ def _dcmread(handle: Any, path: Path, defer_size: int | None) -> Any:
     return ds
 
 
-def _pixels_stay_in_file(ds: Any) -> bool:
+def _pixels_stay_in_file(ds: Any, handle: Any) -> bool:
     """Whether the pixel data pydicom left in the file (unread) can stay there for the display
     gather to read: uncompressed in a little-endian file, one frame of 8 or 16 bits allocated,
-    exactly its bytes or one pad byte more, and a header whose pixel description pydicom's
-    decoder would take (it refuses the file otherwise, and a file left to it here does too)."""
+    exactly its bytes or one pad byte more, all in the file, and a header whose pixel
+    description pydicom's decoder would take (it refuses the file otherwise, and a file left
+    to it here does too)."""
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     raw = ds.get_item(_PIXEL_DATA, keep_deferred=True)
@@ -132,7 +133,10 @@ def _pixels_stay_in_file(ds: Any) -> bool:
             frames = int(first(values.get("NumberOfFrames", 1)))
     except Exception:  # damaged or missing elements: the whole file is read, and checked
         return False
-    return allocated in (8, 16) and frames == 1 and 0 < expected <= raw.length <= expected + 1
+    # a file that ends before the frame does is read whole, and refused as truncated there
+    in_file = os.fstat(handle.fileno()).st_size - raw.value_tell
+    return (allocated in (8, 16) and frames == 1 and 0 < expected <= raw.length <= expected + 1
+            and expected <= in_file)
 
 
 def _check_radiograph_object(ds: Any, path: Path, notes: list[str], in_file: bool) -> None:
@@ -295,16 +299,10 @@ def _decode_pixels(ds: Any, path: Path, notes: list[str], threads: int = 1,
 
 
 def _pixel_file(ds: Any, path: Path, handle: Any) -> PixelFile:
-    """The pixel data left in the file (`_pixels_stay_in_file`) as a PixelFile.
-    ImageReadError when the file ends before the frame does."""
+    """The pixel data left in the file (`_pixels_stay_in_file`) as a PixelFile."""
     raw = ds.get_item(_PIXEL_DATA, keep_deferred=True)
     rows, columns = int_value(ds, "Rows", path), int_value(ds, "Columns", path)
     allocated = int_value(ds, "BitsAllocated", path)
-    expected = rows * columns * allocated // 8
-    available = min(raw.length, os.fstat(handle.fileno()).st_size - raw.value_tell)
-    if available < expected:
-        raise ImageReadError(f"{path}: the pixel data is truncated ({max(available, 0)} of "
-                             f"{expected} bytes for {columns}x{rows} pixels)")
     return PixelFile(handle.fileno(), raw.value_tell, np.dtype(f"<u{allocated // 8}"),
                      (rows, columns), str(path))
 
