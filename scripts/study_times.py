@@ -13,13 +13,13 @@ wall time of the steps inside localizing), which scripts/study_ab.py reads."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import lesionloc_runtime
 from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
 from lesionloc_runtime.outputs import write_study
@@ -70,7 +70,8 @@ def main() -> None:
                                threads=args.threads)
     times = timed_studies(localizer, args.image, args.report, args.studies, args.warmup)
     if args.json:
-        print(json.dumps({"package": lesionloc_runtime.__file__, "studies": times}))
+        package = importlib.util.find_spec("lesionloc_runtime").origin  # which checkout ran
+        print(json.dumps({"package": package, "studies": times}))
         return
     timed = [study["study"] for study in times]
     print(f"threads {localizer.threads}, {args.providers}: median {statistics.median(timed):.0f} ms, "
