@@ -4,6 +4,8 @@ describes it: our letterbox with a percentile stretch, AFLoc's 8-bit letterbox, 
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -22,6 +24,7 @@ __all__ = [
     "PreprocessConfig",
     "PreprocessedImage",
     "apply_window",
+    "area_resize",
     "intensity_window",
     "percentiles",
     "preprocess",
@@ -241,7 +244,10 @@ def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig) -> Prep
                            interpolation=interpolation)
         inside[...] = small.astype(np.float32) / np.float32(255.0)
         return PreprocessedImage(canvas[None], box, (0.0, 1.0))
-    resized = cv2.resize(pixels, (box.new_width, box.new_height), interpolation=interpolation)
+    if config.interpolation == "area":
+        resized = area_resize(pixels, box.new_width, box.new_height)
+    else:
+        resized = cv2.resize(pixels, (box.new_width, box.new_height), interpolation=interpolation)
     # The percentiles are computed on the resized image (what the encoder sees), which is both
     # cheaper on 2048-pixel films and independent of the original resolution.
     window = intensity_window(resized, config)
@@ -249,6 +255,62 @@ def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig) -> Prep
         raise ImageReadError(f"{image.source}: the image has non-finite values (NaN)")
     inside[...] = apply_window(resized, window)
     return PreprocessedImage(canvas[None], box, window)
+
+
+# A product's multiply-adds (outputs x inputs x row) at most this many: OpenBLAS runs a smaller
+# matrix product on the calling thread only, and its pool's threads, once woken, spin for a
+# while after the product, on the cores the encoders are about to take.
+_BAND_WORK = 1 << 18
+
+
+def area_resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA) of a float32 image made
+    smaller, as two products with the area weights (each output the mean of the input area it
+    covers, partial pixels weighted by their part): down the columns, then along the rows,
+    a band of a few outputs and the inputs they cover at a time. OpenCV's general path for a
+    factor that is not an integer (2048 to 448 px: 4.57) takes 10 ms of CPU on the reference
+    film; this takes 2.5. The values differ from OpenCV's by float rounding only (at most
+    2e-7 on [0, 1] display values). An image made larger, of another type, or with a value
+    that is not finite (0 x NaN would spread it to a band's zero weights) goes to OpenCV."""
+    rows, cols = pixels.shape
+    if pixels.dtype != np.float32 or not (0 < height <= rows and 0 < width <= cols):
+        return cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
+    if (height, width) == (rows, cols):
+        return pixels.copy()
+    middle = np.empty((height, cols), np.float32)
+    for first, end, start, stop, weights in _area_bands(rows, height, cols):
+        np.matmul(weights, pixels[start:stop], out=middle[first:end])
+    out = np.empty((height, width), np.float32)
+    for first, end, start, stop, weights in _area_bands(cols, width, height):
+        np.matmul(middle[:, start:stop], weights.T, out=out[:, first:end])
+    if not np.isfinite(out).all():
+        return cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _area_bands(size: int, new_size: int, other: int) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
+    """The area weights of `size` samples made `new_size` (no larger), in bands: (first output,
+    end, first input, end, float32 weights outputs x inputs). A band's outputs are as many as
+    keep its product with `other` samples of the other axis within _BAND_WORK."""
+    scale = size / new_size
+    def work(outputs: int) -> int:  # a band of `outputs` covers at most this many inputs
+        return outputs * (math.ceil(outputs * scale) + 1) * other
+
+    per_band = 1
+    while per_band < new_size and work(per_band + 1) <= _BAND_WORK:
+        per_band += 1
+    bands = []
+    for first in range(0, new_size, per_band):
+        end = min(first + per_band, new_size)
+        low = np.arange(first, end)[:, None] * scale  # each output's interval in input pixels
+        high = np.minimum(low + scale, size)
+        start, stop = math.floor(low[0, 0]), min(math.ceil(high[-1, 0]), size)
+        inputs = np.arange(start, stop)[None, :]
+        cover = np.minimum(inputs + 1, high) - np.maximum(inputs, low)
+        weights = np.clip(cover, 0, None) / scale
+        bands.append((first, end, start, stop, weights.astype(np.float32)))
+    return tuple(bands)
 
 
 def _resize_crop(pixels: np.ndarray, config: PreprocessConfig) -> PreprocessedImage:

@@ -13,6 +13,7 @@ from lesionloc_runtime.preprocess import (
     Letterbox,
     PreprocessConfig,
     apply_window,
+    area_resize,
     intensity_window,
     percentiles,
     preprocess,
@@ -147,6 +148,34 @@ def test_percentile_window_stretches_the_resized_image():
     lo, hi = np.percentile(resized, [0.5, 99.5])
     assert out.window == pytest.approx((lo, hi))
     np.testing.assert_allclose(out.tensor[0], np.clip((resized - lo) / (hi - lo), 0, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, size", [
+    ((2048, 2048), (448, 448)),  # the reference film: a factor of 4.57
+    ((3056, 2544), (373, 448)),  # portrait, the two factors different
+    ((1000, 3000), (448, 149)),
+    ((896, 896), (448, 448)),  # an integer factor
+    ((500, 300), (5, 7)),
+    ((448, 600), (300, 448)),  # one axis kept as it is
+    ((64, 64), (64, 64)),
+])
+def test_area_resize_is_opencvs_up_to_float_rounding(shape, size):
+    pixels = np.random.default_rng(7).random(shape, dtype=np.float32)
+    ours = area_resize(pixels, *size)
+    assert ours.dtype == np.float32 and ours.shape == (size[1], size[0])
+    np.testing.assert_allclose(ours, cv2.resize(pixels, size, interpolation=cv2.INTER_AREA),
+                               rtol=0, atol=3e-7)
+
+
+def test_area_resize_leaves_what_it_does_not_shrink_to_opencv():
+    rng = np.random.default_rng(8)
+    nan = rng.random((300, 200), dtype=np.float32)
+    nan[123, 45] = np.nan  # 0 x NaN would spread NaN over the band's other outputs
+    for pixels, size in ((nan, (64, 96)), (rng.random((40, 30), dtype=np.float32), (60, 80)),
+                         (rng.random((300, 200)), (64, 96)),
+                         ((rng.random((300, 200)) * 255).astype(np.uint8), (64, 96))):
+        expected = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+        np.testing.assert_array_equal(area_resize(pixels, *size), expected)
 
 
 def _percentile_cases():
