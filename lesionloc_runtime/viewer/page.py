@@ -169,7 +169,11 @@ def script_json(value: Any) -> str:
     """JSON that is safe inside <script type="application/json">: no '<', '>' or '&' can end
     the element or open a comment whatever the report says, and NaN or infinity (which
     JSON.parse refuses) become null."""
-    text = json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:  # a study's document has no NaN as a rule: then the copy `_finite` makes is not needed
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
