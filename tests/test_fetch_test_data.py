@@ -10,13 +10,13 @@ import io
 import sys
 from pathlib import Path
 
-import conftest
 import numpy as np
 import pydicom
 import pytest
 from pydicom import uid
 from pydicom.dataset import Dataset
 
+import conftest
 from lesionloc_runtime.imageio import read_image
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fetch_test_data.py"

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-from conftest import require_real_file as real
 
+from conftest import require_real_file as real
 from lesionloc_runtime.imageio import read_image
 
 SHAPES = {  # (rows, columns), as scripts/fetch_test_data.py describes the files

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import require_real_file
 
+from conftest import require_real_file
 from lesionloc_runtime.bundle import ModelBundle
 from lesionloc_runtime.errors import BundleError, CheckpointError, ConfigError
 from lesionloc_runtime.imageio import read_image
