@@ -257,9 +257,10 @@ def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig) -> Prep
     return PreprocessedImage(canvas[None], box, window)
 
 
-# A product's multiply-adds (outputs x inputs x row) at most this many: OpenBLAS runs a smaller
-# matrix product on the calling thread only, and its pool's threads, once woken, spin for a
-# while after the product, on the cores the encoders are about to take.
+# A product's multiply-adds (outputs x inputs x row) at most this many: OpenBLAS ran such products
+# on the calling thread only (CPU time equal to wall time; bands of 16 outputs of the 2048 px
+# film took two threads), and its pool's threads, once woken, spin for a while after a
+# product, on the cores the encoders are about to take.
 _BAND_WORK = 1 << 18
 
 
@@ -294,6 +295,7 @@ def _area_bands(size: int, new_size: int, other: int) -> tuple[tuple[int, int, i
     end, first input, end, float32 weights outputs x inputs). A band's outputs are as many as
     keep its product with `other` samples of the other axis within _BAND_WORK."""
     scale = size / new_size
+
     def work(outputs: int) -> int:  # a band of `outputs` covers at most this many inputs
         return outputs * (math.ceil(outputs * scale) + 1) * other
 
@@ -308,8 +310,9 @@ def _area_bands(size: int, new_size: int, other: int) -> tuple[tuple[int, int, i
         start, stop = math.floor(low[0, 0]), min(math.ceil(high[-1, 0]), size)
         inputs = np.arange(start, stop)[None, :]
         cover = np.minimum(inputs + 1, high) - np.maximum(inputs, low)
-        weights = np.clip(cover, 0, None) / scale
-        bands.append((first, end, start, stop, weights.astype(np.float32)))
+        weights = (np.clip(cover, 0, None) / scale).astype(np.float32)
+        weights.flags.writeable = False  # kept (lru_cache) and shared by every caller
+        bands.append((first, end, start, stop, weights))
     return tuple(bands)
 
 
