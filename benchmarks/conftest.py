@@ -7,7 +7,6 @@ the demo model variants and the full-size ResNet-50 + BERT-base model.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -185,33 +184,13 @@ def published_latency_model(kind: str, root: Path | None = None) -> tuple[Path, 
     return source, bundles
 
 
-REFERENCE_REPORT = """EXAMINATION: Chest PA.
-INDICATION: ___-year-old with cough and fever.
-COMPARISON: None.
-FINDINGS: {findings} No pulmonary edema. The mediastinal contours are unremarkable.
-There is no pneumothorax.
-"""
-
-
 @pytest.fixture(scope="session")
 def reference_study(full, tmp_path_factory) -> tuple[Path, Path]:
-    """The runtime issue's reference study: a 12-bit DICOM (2048x2048 with --full) and a
-    report of 8 sentences, 5 of them findings."""
-    from lesionloc_train.phantoms import generate_dataset
+    """The runtime issue's reference study (`full_model.write_reference_study`): 2048 px with
+    --full, 512 px otherwise."""
+    from benchmarks.full_model import write_reference_study
 
-    size = 2048 if full else 512
-    out = tmp_path_factory.mktemp("reference")
-    generate_dataset(out, n=12, seed=5, width=size, height=size, workers=1, write_png=False)
-    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    row = max(rows, key=lambda r: sum(s["kind"] == "finding" for s in r["sentences"]))
-    findings = [s["text"] for s in row["sentences"] if s["kind"] == "finding"]
-    fillers = ["There is a right upper lobe opacity.", "A small left pleural effusion is present.",
-               "The heart is enlarged.", "There is a 6 mm nodule in the left mid lung.",
-               "Right basal atelectasis."]
-    findings = (findings + fillers)[:5]
-    report = out / "reference_report.txt"
-    report.write_text(REFERENCE_REPORT.format(findings=" ".join(" ".join(f.split()) for f in findings)))
-    return out / row["image"], report
+    return write_reference_study(tmp_path_factory.mktemp("reference"), 2048 if full else 512)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -5,6 +5,9 @@ all three precisions and records export times and file sizes as JSON:
 
     python benchmarks/full_model.py --out .benchmarks/cache/full-model \
         --record benchmarks/results/export-full-model.json
+
+`python benchmarks/full_model.py --reference DIR` writes only the latency benchmarks' reference
+study (its film and report), for scripts/study_ab.py and study_times.py.
 """
 
 from __future__ import annotations
@@ -75,14 +78,49 @@ def make_full_checkpoint(out: Path, image_size: int = 448, seed: int = 0) -> Pat
     return save_checkpoint(out, model, cfg, tokenizer, TrainingState(step=0), keep=1)
 
 
+REFERENCE_REPORT = """EXAMINATION: Chest PA.
+INDICATION: ___-year-old with cough and fever.
+COMPARISON: None.
+FINDINGS: {findings} No pulmonary edema. The mediastinal contours are unremarkable.
+There is no pneumothorax.
+"""
+
+
+def write_reference_study(out: Path, size: int = 2048) -> tuple[Path, Path]:
+    """The runtime issue's reference study in `out`: a 12-bit DICOM phantom `size` px square
+    (the phantom set's film with the most findings) and a report of 8 sentences, 5 of them
+    findings. Returns (image, report)."""
+    from lesionloc_train.phantoms import generate_dataset
+
+    generate_dataset(out, n=12, seed=5, width=size, height=size, workers=1, write_png=False)
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    row = max(rows, key=lambda r: sum(s["kind"] == "finding" for s in r["sentences"]))
+    findings = [s["text"] for s in row["sentences"] if s["kind"] == "finding"]
+    fillers = ["There is a right upper lobe opacity.", "A small left pleural effusion is present.",
+               "The heart is enlarged.", "There is a 6 mm nodule in the left mid lung.",
+               "Right basal atelectasis."]
+    findings = (findings + fillers)[:5]
+    report = out / "reference_report.txt"
+    report.write_text(REFERENCE_REPORT.format(findings=" ".join(" ".join(f.split()) for f in findings)))
+    return out / row["image"], report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="only write the reference study (film and report) here and print "
+                             "their paths (for scripts/study_ab.py and study_times.py)")
     parser.add_argument("--calibration", type=Path, default=None)
     parser.add_argument("--precisions", default="none,fp16,int8")
     parser.add_argument("--record", type=Path, default=None,
                         help="where to write the JSON record (default: OUT/export_record.json)")
     args = parser.parse_args()
+    if args.reference is not None:
+        print(*write_reference_study(args.reference))
+        return
+    if args.out is None:
+        parser.error("--out is required (or --reference)")
     from lesionloc_export.bundle_writer import ExportOptions, export_bundle
 
     t0 = time.perf_counter()

@@ -8,6 +8,11 @@ encoder, the heatmaps).
     git worktree add /tmp/before HEAD~1
     python scripts/study_ab.py /tmp/before . BUNDLE IMAGE REPORT --rounds 6
 
+BUNDLE: the full-size int8 bundle the first `--full` latency run makes
+(.benchmarks/cache/full-model/bundle-int8; link the worktree's .benchmarks to this one's);
+IMAGE and REPORT: the benchmarks' reference study, `python benchmarks/full_model.py
+--reference DIR` (it prints their paths).
+
 A checkout is a folder holding lesionloc_runtime (put first on the child's sys.path)."""
 
 from __future__ import annotations
