@@ -119,8 +119,7 @@ def _pixels_stay_in_file(ds: Any, handle: Any) -> bool:
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     raw = ds.get_item(_PIXEL_DATA, keep_deferred=True)
-    if raw.VR not in (None, "OB", "OW") or raw.length <= (_LEFT_IN_FILE_BYTES or 0) \
-            or not hasattr(os, "preadv"):
+    if raw.VR not in (None, "OB", "OW") or not hasattr(os, "preadv"):
         return False
     try:
         with quiet_libraries():
