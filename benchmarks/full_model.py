@@ -117,7 +117,12 @@ def main() -> None:
                         help="where to write the JSON record (default: OUT/export_record.json)")
     args = parser.parse_args()
     if args.reference is not None:
-        print(*write_reference_study(args.reference))
+        from lesionloc_runtime.errors import ConfigError
+        try:
+            print(*write_reference_study(args.reference))
+        except ConfigError:  # the phantom generator's refusal of a folder with files in it
+            parser.exit(2, f"full_model.py: error: {args.reference} is not empty; give a new "
+                           "or empty folder to --reference\n")
         return
     if args.out is None:
         parser.error("--out is required (or --reference)")
