@@ -200,9 +200,10 @@ def decoder_section(runs: dict[str, dict[str, Any]], lines: list[str]) -> None:
                    key=lambda r: r["extra_info"]["syntax"])
     if not found:
         return
-    lines += ["A study on a compressed film of the phantom set (read, localized with int8, "
-              "written) with the decoder the reader picks (`imageio/decoders.py`: JPEG 2000 on "
-              "the engine's threads, JPEG-LS through CharLS) and with pydicom's own order, "
+    lines += ["A study on a compressed film of the phantom set (HTJ2K: the reference film "
+              "re-encoded; read, localized with int8, written) with the decoder the reader "
+              "picks (`imageio/decoders.py`: JPEG 2000 and HTJ2K on the engine's threads, "
+              "JPEG-LS through CharLS) and with pydicom's own order, "
               "alternated rounds, medians (`-k by_decoder` of the latency command; machine: "
               f"{' / '.join(sorted({cpu_label(r) for r in found}))}; runs "
               f"{', '.join(sorted({r['run'] for r in found}))}):", "",

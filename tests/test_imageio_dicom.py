@@ -479,6 +479,80 @@ def test_the_faster_decoders_give_the_pixels_of_pydicoms_own_order(tmp_path, mon
     np.testing.assert_array_equal(fast.pixels, read_image(path).pixels)
 
 
+HTJ2K_SYNTAXES = [uid.HTJ2KLossless, uid.HTJ2KLosslessRPCL, uid.HTJ2K]
+
+
+def htj2k_film(tmp_path: Path, syntax: uid.UID, pixels: np.ndarray, bits: int, *,
+               signed: bool = False, reversible: bool = True) -> Path:
+    """A film in an HTJ2K syntax: pydicom has no HTJ2K encoder, imagecodecs' OpenJPH does
+    (reversible: the lossless 5/3 wavelet; otherwise the 9/7, lossy)."""
+    imagecodecs = pytest.importorskip("imagecodecs")
+    if not imagecodecs.HTJ2K.available:
+        pytest.skip("this imagecodecs has no HTJ2K encoder")
+    needs_decoder(syntax)
+    ds = dataset(pixels, bits=bits, signed=signed, syntax=syntax)
+    ds.PixelData = encapsulate([imagecodecs.htj2k_encode(pixels, reversible=reversible)])
+    ds["PixelData"].VR = "OB"
+    return save(ds, tmp_path / f"{syntax}.dcm")
+
+
+@pytest.mark.parametrize("bits", [8, 12, 16])
+@pytest.mark.parametrize("syntax", HTJ2K_SYNTAXES, ids=lambda v: v.name)
+def test_htj2k_lossless_decodes_identically(tmp_path, syntax, bits):
+    pixels = synthetic(bits)
+    reference = read_image(save(dataset(pixels, bits=bits), tmp_path / "native.dcm")).pixels
+    image = read_image(htj2k_film(tmp_path, syntax, pixels, bits), threads=2)
+    np.testing.assert_array_equal(image.pixels, reference)
+
+
+def test_signed_htj2k_lossless_decodes_identically(tmp_path):
+    values = synthetic(12).astype(np.int16) - 2048
+    reference = read_image(save(dataset(values, signed=True), tmp_path / "native.dcm")).pixels
+    path = htj2k_film(tmp_path, uid.HTJ2KLossless, values, 12, signed=True)
+    np.testing.assert_array_equal(read_image(path).pixels, reference)
+
+
+@pytest.mark.parametrize(("syntax", "bits", "reversible"), [
+    (uid.HTJ2KLossless, 12, True), (uid.HTJ2KLosslessRPCL, 16, True), (uid.HTJ2K, 12, True),
+    (uid.HTJ2K, 12, False), (uid.HTJ2K, 8, False),
+], ids=str)
+def test_htj2k_goes_through_openjpeg_on_threads_with_the_pixels_of_pydicoms_own_order(
+        tmp_path, monkeypatch, syntax, bits, reversible):
+    """HTJ2K through imagecodecs' OpenJPEG on two threads: the pixels, bit for bit, of the
+    decoder pydicom has (pylibjpeg-openjpeg, the same library on one thread), lossy 9/7
+    codestreams included."""
+    import imagecodecs
+
+    from lesionloc_runtime.imageio import decoders
+
+    path = htj2k_film(tmp_path, syntax, textured(bits), bits, reversible=reversible)
+    release = tuple(int(v) for v in imagecodecs.jpeg2k_version().split()[-1].split(".")[:2])
+    if not imagecodecs.JPEG2K.available or release < (2, 5):
+        pytest.skip("imagecodecs' OpenJPEG cannot decode HTJ2K here")
+    chosen: list[dict] = []
+
+    def recorded(*args):
+        chosen.append(decoders.decode_options(*args))
+        return chosen[-1]
+
+    monkeypatch.setattr(dicom, "decode_options", recorded)
+    fast = read_image(path, threads=2)
+    assert chosen == [{"decoding_plugin": decoders.JPEG2000_PLUGIN, "decode_threads": 2}]
+    monkeypatch.setattr(dicom, "decode_options", lambda *args: {})
+    np.testing.assert_array_equal(fast.pixels, read_image(path).pixels)
+    if not reversible:  # the 9/7 codestream lost something: the two agree on a lossy image
+        assert not np.array_equal(fast.pixels, read_image(
+            save(dataset(textured(bits), bits=bits), tmp_path / "native.dcm")).pixels)
+
+
+def test_htj2k_is_left_to_pydicom_where_imagecodecs_openjpeg_predates_it():
+    from lesionloc_runtime.imageio.decoders import _decodes_htj2k
+
+    assert _decodes_htj2k("openjpeg 2.5.4") and _decodes_htj2k("openjpeg 3.0")
+    assert not _decodes_htj2k("openjpeg 2.4.0")
+    assert not _decodes_htj2k("") and not _decodes_htj2k("openjpeg unknown")
+
+
 class _Decoder:
     """What decode_options uses of a pydicom decoder."""
 
@@ -501,6 +575,9 @@ def test_decoder_choice_falls_back_to_pydicoms_order_when_the_faster_one_is_miss
     assert without.added == [JPEG2000_PLUGIN]
     assert decode_options(_Decoder("pylibjpeg", JPEG2000_PLUGIN), uid.JPEG2000, 0) == {
         "decoding_plugin": JPEG2000_PLUGIN, "decode_threads": 1}
+    assert decode_options(_Decoder("pylibjpeg", JPEG2000_PLUGIN), uid.HTJ2KLossless, 2) == {
+        "decoding_plugin": JPEG2000_PLUGIN, "decode_threads": 2}
+    assert decode_options(_Decoder("pylibjpeg"), uid.HTJ2K, 2) == {}
     assert decode_options(_Decoder("pylibjpeg"), uid.JPEGLSLossless, 2) == {}
     assert decode_options(_Decoder("pylibjpeg", "pyjpegls"), uid.JPEGLSLossless, 2) == {
         "decoding_plugin": "pyjpegls"}
@@ -659,12 +736,13 @@ def test_truncated_native_pixel_data_is_refused(tmp_path):
     assert_refused(cut, "truncated")
 
 
-@pytest.mark.parametrize("syntax", [uid.RLELossless, uid.JPEG2000Lossless, uid.JPEGLSLossless],
-                         ids=lambda v: v.name)
+@pytest.mark.parametrize("syntax", [uid.RLELossless, uid.JPEG2000Lossless, uid.JPEGLSLossless,
+                                    uid.HTJ2KLossless], ids=lambda v: v.name)
 def test_truncated_compressed_file_is_refused(tmp_path, syntax):
     rng = np.random.default_rng(1)
     pixels = (synthetic(12) + rng.integers(0, 50, (ROWS, COLUMNS))).clip(0, 4095).astype(np.uint16)
-    data = compressed(tmp_path, syntax, pixels, 12).read_bytes()
+    data = (htj2k_film(tmp_path, syntax, pixels, 12) if syntax == uid.HTJ2KLossless else
+            compressed(tmp_path, syntax, pixels, 12)).read_bytes()
     cut = tmp_path / "cut.dcm"
     cut.write_bytes(data[: len(data) * 2 // 3])
     assert_refused(cut, "truncated")

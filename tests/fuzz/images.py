@@ -67,6 +67,16 @@ def make_seeds(out: Path, real: bool = True) -> None:
             ds = dataset(pixels)
             ds.compress(syntax)
             save(ds, out / f"gen-{syntax.keyword}.dcm")
+    try:  # HTJ2K, which pydicom cannot write: imagecodecs' encoder, when it has one
+        import imagecodecs
+
+        if imagecodecs.HTJ2K.available:
+            encapsulated(out, uid.HTJ2KLossless, imagecodecs.htj2k_encode(pixels), pixels, 12,
+                         "gen-htj2k-lossless.dcm")
+            encapsulated(out, uid.HTJ2K, imagecodecs.htj2k_encode(pixels, reversible=False),
+                         pixels, 12, "gen-htj2k-lossy.dcm")
+    except ImportError:
+        pass
     ok, jpeg = cv2.imencode(".jpg", pixels8)
     encapsulated(out, uid.JPEGBaseline8Bit, jpeg.tobytes(), pixels8, 8, "gen-jpeg-baseline.dcm")
     encapsulated(out, uid.JPEGLosslessSV1, jpeg_lossless(pixels, 12, 1), pixels, 12,
