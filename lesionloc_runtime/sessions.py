@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,13 @@ def session_options(threads: int | None = None) -> Any:
     # spins on after each run, on the cores the rendering and PNG encoding that follow need.
     options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     options.add_session_config_entry("session.force_spinning_stop", "1")
+    # The session's threads treat denormal floats as zero (flush-to-zero, denormals-are-zero).
+    # A packed report's attention masks most of its (token, token) pairs, and ONNX Runtime's
+    # softmax leaves the masked ones at denormal values, not 0, which the products after it
+    # then take the CPU's slow path for: the int8 text encoder spent a quarter of its
+    # attention's time there (docs/latency.md). Values below 1.2e-38 change; the reference
+    # report's embeddings did not, bit for bit.
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
     return options
 
 
@@ -113,8 +121,12 @@ def open_session(path: Path, options: Any, providers: Sequence[str]) -> Any:
     disabled = list(_DISABLED_OPTIMIZERS)
     if all(p == "CPUExecutionProvider" for p in providers):
         disabled += _DISABLED_ON_CPU
-    return ort.InferenceSession(str(path), options, providers=list(providers),
-                                disabled_optimizers=disabled)
+    # Built on a thread of its own: ONNX Runtime also sets flush-to-zero on the thread that
+    # builds a process's first session, for good (session.set_denormal_as_zero, above), and the
+    # caller's thread (a user's, numpy's and PyTorch's arithmetic on it) must keep IEEE floats.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lesionloc-session") as one:
+        return one.submit(ort.InferenceSession, str(path), options, providers=list(providers),
+                          disabled_optimizers=disabled).result()
 
 
 class OnnxEncoder:

@@ -414,6 +414,33 @@ def test_runtime_sessions_spin_only_while_a_run_is_on(tiny_bundle):
         assert options.get_session_config_entry("session.force_spinning_stop") == "1"
 
 
+FIRST_SESSION = """
+import sys
+import numpy as np
+from lesionloc_runtime.localizer import demo_bundle_path
+from lesionloc_runtime.sessions import open_session, session_options
+options = session_options(2)
+session = open_session(demo_bundle_path() / "text_encoder.onnx", options, ["CPUExecutionProvider"])
+halved = np.array([1e-38], np.float32) * np.float32(0.5)  # a denormal: 0 when flushed
+print(options.get_session_config_entry("session.set_denormal_as_zero"), float(halved[0]))
+"""
+
+
+def test_runtime_sessions_flush_denormals_on_their_threads_and_leave_the_callers():
+    """The sessions' threads treat denormals as zero (a packed report's masked attention is
+    full of them); ONNX Runtime would also flush them for good on the thread that builds a
+    process's first session, so the runtime builds its sessions on a thread of their own and
+    the caller's arithmetic keeps IEEE denormals. A process of its own: the first session."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", FIRST_SESSION], capture_output=True,
+                          text=True, check=True)
+    option, halved = done.stdout.split()
+    assert option == "1"
+    assert float(halved) > 0  # flushed: 0.0
+
+
 def test_resnet_on_a_grey_image_is_the_same_as_on_it_repeated_on_three_channels():
     """BioViL feeds its grey film on three channels: the export sums the first convolution's
     three kernels and runs it once on the one channel."""
