@@ -104,12 +104,11 @@ def session_options(threads: int | None = None) -> Any:
     # spins on after each run, on the cores the rendering and PNG encoding that follow need.
     options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     options.add_session_config_entry("session.force_spinning_stop", "1")
-    # The session's threads treat denormal floats as zero (flush-to-zero, denormals-are-zero).
-    # A packed report's attention masks most of its (token, token) pairs, and ONNX Runtime's
-    # softmax leaves the masked ones at denormal values, not 0, which the products after it
-    # then take the CPU's slow path for: the int8 text encoder spent a quarter of its
-    # attention's time there (docs/latency.md). Values below 1.2e-38 change; the reference
-    # report's embeddings did not, bit for bit.
+    # The session's threads treat denormal floats as zero (flush-to-zero, denormals-are-zero),
+    # which the CPU otherwise computes on a slow path: inside the int8 text encoder's attention
+    # (QAttention; no operator's output holds one) they cost the benchmarks' full-size model
+    # a quarter of its attention's time (docs/latency.md). Only values below 1.2e-38 change;
+    # the reference report's embeddings did not, bit for bit.
     options.add_session_config_entry("session.set_denormal_as_zero", "1")
     return options
 

@@ -427,10 +427,11 @@ print(options.get_session_config_entry("session.set_denormal_as_zero"), float(ha
 
 
 def test_runtime_sessions_flush_denormals_on_their_threads_and_leave_the_callers():
-    """The sessions' threads treat denormals as zero (a packed report's masked attention is
-    full of them); ONNX Runtime would also flush them for good on the thread that builds a
-    process's first session, so the runtime builds its sessions on a thread of their own and
-    the caller's arithmetic keeps IEEE denormals. A process of its own: the first session."""
+    """The sessions' threads treat denormals as zero (the int8 text encoder's attention met
+    them, docs/latency.md); ONNX Runtime would also flush them for good on the thread that
+    builds a process's first session, so the runtime builds its sessions on a thread of their
+    own and the caller's arithmetic keeps IEEE denormals. A process of its own: the first
+    session."""
     import subprocess
     import sys
 
