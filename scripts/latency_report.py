@@ -54,6 +54,15 @@ def published_section(runs: dict[str, dict[str, Any]], lines: list[str]) -> None
                          f"{t['image_encoder']:.0f} | {t['text_encoder']:.0f} | "
                          f"{e['outside_encoders_ms']:.0f} | {e['outside_encoders_fraction']:.0%} | "
                          f"{e['speedup_median']:.1f}x |")
+    overlapped = [f"{r['extra_info']['kind']} {engine} {t['encoders']:.0f} ms together against "
+                  f"{t['image_encoder']:.0f} + {t['text_encoder']:.0f}"
+                  for r in records for engine, e in r["extra_info"]["engines"].items()
+                  for t in [e["timings_ms"]]
+                  if t.get("encoders", 1e9) < 0.9 * (t["image_encoder"] + t["text_encoder"])]
+    if overlapped:
+        lines += ["", "Encoders run side by side (`--providers openvino` on two or more threads: "
+                  "each column is that encoder's own time, and the time outside the encoders is "
+                  "outside both together): " + "; ".join(overlapped) + "."]
     lines += ["", "Their text encoder column says nothing of the real models': made at random init, "
               "they carry a vocabulary made up for the benchmark, which splits the reference "
               "report's words into more pieces than a real one (docs/latency.md).", ""]
