@@ -454,13 +454,27 @@ def test_the_faster_decoders_give_the_pixels_of_pydicoms_own_order(tmp_path, mon
                                                                    bits, signed, options):
     """JPEG 2000 through imagecodecs on two threads and JPEG-LS through CharLS: the same
     pixels, bit for bit, as the decoder pydicom tries first."""
-    from lesionloc_runtime.imageio import decoders, dicom
+    from lesionloc_runtime.imageio import decoders
 
     if not get_encoder(syntax).is_available:
         pytest.skip(f"no encoder installed for {syntax.name}")
     ds = dataset(textured(bits, signed=signed), bits=bits, signed=signed)
     ds.compress(syntax, **options)
-    path = save(ds, tmp_path / "film.dcm")
+    fast, chosen, theirs = read_both_ways(save(ds, tmp_path / "film.dcm"), monkeypatch)
+    expected = ("pyjpegls" if syntax in (uid.JPEGLSLossless, uid.JPEGLSNearLossless) else
+                decoders.JPEG2000_PLUGIN)
+    if expected == decoders.JPEG2000_PLUGIN and not decoders.is_available(syntax):
+        pytest.skip("imagecodecs is not installed")
+    assert chosen == [{"decoding_plugin": expected, **({"decode_threads": 2} if expected ==
+                                                        decoders.JPEG2000_PLUGIN else {})}]
+    np.testing.assert_array_equal(fast.pixels, theirs.pixels)
+
+
+def read_both_ways(path: Path, monkeypatch) -> tuple:
+    """`path` read on two threads with the decoder imageio/decoders.py picks, the choices it
+    made (decode_options' answers), and `path` read with pydicom's own order."""
+    from lesionloc_runtime.imageio import decoders
+
     chosen: list[dict] = []
 
     def recorded(*args):
@@ -469,14 +483,8 @@ def test_the_faster_decoders_give_the_pixels_of_pydicoms_own_order(tmp_path, mon
 
     monkeypatch.setattr(dicom, "decode_options", recorded)
     fast = read_image(path, threads=2)
-    expected = ("pyjpegls" if syntax in (uid.JPEGLSLossless, uid.JPEGLSNearLossless) else
-                decoders.JPEG2000_PLUGIN)
-    if expected == decoders.JPEG2000_PLUGIN and not decoders.is_available(syntax):
-        pytest.skip("imagecodecs is not installed")
-    assert chosen == [{"decoding_plugin": expected, **({"decode_threads": 2} if expected ==
-                                                        decoders.JPEG2000_PLUGIN else {})}]
     monkeypatch.setattr(dicom, "decode_options", lambda *args: {})
-    np.testing.assert_array_equal(fast.pixels, read_image(path).pixels)
+    return fast, chosen, read_image(path)
 
 
 HTJ2K_SYNTAXES = [uid.HTJ2KLossless, uid.HTJ2KLosslessRPCL, uid.HTJ2K]
@@ -529,17 +537,9 @@ def test_htj2k_goes_through_openjpeg_on_threads_with_the_pixels_of_pydicoms_own_
     release = tuple(int(v) for v in imagecodecs.jpeg2k_version().split()[-1].split(".")[:2])
     if not imagecodecs.JPEG2K.available or release < (2, 5):
         pytest.skip("imagecodecs' OpenJPEG cannot decode HTJ2K here")
-    chosen: list[dict] = []
-
-    def recorded(*args):
-        chosen.append(decoders.decode_options(*args))
-        return chosen[-1]
-
-    monkeypatch.setattr(dicom, "decode_options", recorded)
-    fast = read_image(path, threads=2)
+    fast, chosen, theirs = read_both_ways(path, monkeypatch)
     assert chosen == [{"decoding_plugin": decoders.JPEG2000_PLUGIN, "decode_threads": 2}]
-    monkeypatch.setattr(dicom, "decode_options", lambda *args: {})
-    np.testing.assert_array_equal(fast.pixels, read_image(path).pixels)
+    np.testing.assert_array_equal(fast.pixels, theirs.pixels)
     if not reversible:  # the 9/7 codestream lost something: the two agree on a lossy image
         assert not np.array_equal(fast.pixels, read_image(
             save(dataset(textured(bits), bits=bits), tmp_path / "native.dcm")).pixels)
