@@ -15,6 +15,7 @@ import numpy as np
 from lesionloc_runtime.errors import ConfigError, ImageReadError
 from lesionloc_runtime.geometry import CentreCrop, Geometry, Letterbox
 from lesionloc_runtime.imageio import Radiograph
+from lesionloc_runtime.products import ONE_THREAD_WORK
 
 __all__ = [
     "INTENSITIES",
@@ -257,13 +258,6 @@ def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig) -> Prep
     return PreprocessedImage(canvas[None], box, window)
 
 
-# A product's multiply-adds (outputs x inputs x row) at most this many: OpenBLAS ran such products
-# on the calling thread only (CPU time equal to wall time; bands of 16 outputs of the 2048 px
-# film took two threads), and its pool's threads, once woken, spin for a while after a
-# product, on the cores the encoders are about to take.
-_BAND_WORK = 1 << 18
-
-
 def area_resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     """cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA) of a float32 image made
     smaller, as two products with the area weights (each output the mean of the input area it
@@ -293,14 +287,15 @@ def area_resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
 def _area_bands(size: int, new_size: int, other: int) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
     """The area weights of `size` samples made `new_size` (no larger), in bands: (first output,
     end, first input, end, float32 weights outputs x inputs). A band's outputs are as many as
-    keep its product with `other` samples of the other axis within _BAND_WORK."""
+    keep its product with `other` samples of the other axis within ONE_THREAD_WORK
+    (products.py: OpenBLAS runs it on the calling thread)."""
     scale = size / new_size
 
     def work(outputs: int) -> int:  # a band of `outputs` covers at most this many inputs
         return outputs * (math.ceil(outputs * scale) + 1) * other
 
     per_band = 1
-    while per_band < new_size and work(per_band + 1) <= _BAND_WORK:
+    while per_band < new_size and work(per_band + 1) <= ONE_THREAD_WORK:
         per_band += 1
     bands = []
     for first in range(0, new_size, per_band):

@@ -147,8 +147,8 @@ def test_bilinear_render_equals_the_two_tap_matrix_product(cells, size):
 
 
 def test_similarity_grid_and_local_score_are_their_matrix_formulas():
-    """Computed with einsum (no BLAS threads left spinning), the dot products of the matrix
-    formulas: s.P per patch, and r = cos(s, sum_k softmax(s.P / tau)_k P_k)."""
+    """Computed as products in bands (no BLAS threads left spinning), the dot products of the
+    matrix formulas: s.P per patch, and r = cos(s, sum_k softmax(s.P / tau)_k P_k)."""
     from lesionloc_runtime.heatmap import local_alignment_score, similarity_grid
 
     rng = np.random.default_rng(5)
@@ -163,6 +163,29 @@ def test_similarity_grid_and_local_score_are_their_matrix_formulas():
     context = (weights / weights.sum()) @ flat
     want = context @ sentence / np.linalg.norm(context)
     assert local_alignment_score(sentence, patches, 0.25) == pytest.approx(want, rel=1e-5)
+
+
+def test_products_in_bands_are_the_product_each_band_small_enough_for_one_thread():
+    """matmul_in_bands splits a product into column bands of at most ONE_THREAD_WORK
+    multiply-adds (one column at least), which together are the whole product."""
+    from lesionloc_runtime.products import ONE_THREAD_WORK, column_bands, matmul_in_bands
+
+    for rows, inner, columns in ((8, 512, 784), (217, 28, 217), (1, 768, 1024), (3, 5, 7),
+                                 (600, 600, 3), (0, 4, 5), (4, 0, 5)):
+        bands = column_bands(rows, inner, columns)
+        assert [i for band in bands for i in range(columns)[band]] == list(range(columns))
+        assert all(rows * inner * (band.stop - band.start) <= ONE_THREAD_WORK
+                   or band.stop - band.start == 1 for band in bands)
+        rng = np.random.default_rng(rows + inner + columns)
+        a = rng.standard_normal((rows, inner)).astype(np.float32)
+        b = rng.standard_normal((inner, columns)).astype(np.float32)
+        got = matmul_in_bands(a, b)
+        assert got.dtype == np.float32 and got.shape == (rows, columns)
+        np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+    assert len(column_bands(8, 512, 784)) > 1  # the grid of a study's sentences is split
+    assert matmul_in_bands(np.ones((2, 3)), np.ones((3, 2), np.float32)).dtype == np.float64
+    with pytest.raises(ValueError, match="cannot multiply"):
+        matmul_in_bands(np.ones((2, 3)), np.ones((4, 2)))
 
 
 def test_every_sentence_of_a_study_in_one_product_is_each_alone():

@@ -82,6 +82,29 @@ def test_peak_lies_between_cell_centres_where_the_neighbours_put_it():
     assert px == pytest.approx((left + right) / 2, abs=(right - left) / REFINE)
 
 
+def test_the_refined_grid_is_opencvs_bicubic_interpolant():
+    """The refinement's two products give OpenCV's bicubic warp of the grid (float rounding
+    apart) on grids of any shape, the cells' own values exactly; a grid with a NaN goes
+    through the warp itself, where the NaN spoils only the nodes around it."""
+    from lesionloc_runtime.heatmap import REFINE, _cubic_warp
+
+    box = Letterbox.fit(2048, 1536, 320)
+    rng = np.random.default_rng(11)
+    for shape in ((20, 15), (2, 2), (2, 9), (7, 3), (28, 28)):
+        grid = rng.standard_normal(shape).astype(np.float32)
+        fine = Heatmap(grid, box, 16, 0.5).fine
+        want = _cubic_warp(grid, REFINE)
+        assert fine.shape == want.shape == ((shape[0] - 1) * REFINE + 1, (shape[1] - 1) * REFINE + 1)
+        assert fine.dtype == np.float32
+        np.testing.assert_allclose(fine, want, rtol=0, atol=2e-6)
+        assert np.array_equal(fine[::REFINE, ::REFINE], grid)
+    grid = rng.standard_normal((12, 12)).astype(np.float32)
+    grid[2, 3] = np.nan
+    fine = Heatmap(grid, box, 16, 0.5).fine
+    assert np.isnan(fine[2 * REFINE, 3 * REFINE]) and np.isfinite(fine[10 * REFINE:, :]).all()
+    assert np.isfinite(fine[:, 8 * REFINE:]).all()
+
+
 class _FakeImageEncoder:
     """A patch grid with one patch pointing along e0 and the rest along e1."""
 
