@@ -173,7 +173,7 @@ class Localizer:
         return self._encode_preprocessed(self._preprocess(image))
 
     def _preprocess(self, image: Radiograph) -> PreprocessedImage:
-        return preprocess(image, self.bundle.preprocessing)
+        return preprocess(image, self.bundle.preprocessing, self.threads)
 
     def _encode_preprocessed(self, prep: PreprocessedImage) -> EncodedImage:
         out = self.image_encoder.run({"pixel_values": prep.tensor[None]})

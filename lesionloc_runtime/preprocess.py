@@ -15,6 +15,7 @@ import numpy as np
 from lesionloc_runtime.errors import ConfigError, ImageReadError
 from lesionloc_runtime.geometry import CentreCrop, Geometry, Letterbox
 from lesionloc_runtime.imageio import Radiograph
+from lesionloc_runtime.parts import in_parts
 from lesionloc_runtime.products import ONE_THREAD_WORK
 
 __all__ = [
@@ -196,38 +197,48 @@ class PreprocessedImage:
 _UINT8_BLOCK = 1 << 15
 
 
-def to_uint8(pixels: np.ndarray, intensity: str) -> np.ndarray:
+def to_uint8(pixels: np.ndarray, intensity: str, threads: int = 1) -> np.ndarray:
     """Display values in [0, 1] as the 8-bit image the source model was fed: "minmax-uint8" is
     hi-ml's remap_to_uint8 (in float64: subtract the minimum, divide by the new maximum, times
     255, truncated), "uint8" rounds value x 255 in float64. Each operation is done element by
     element on one block of pixels at a time, so the result is the same, bit for bit, as on the
     whole image at once, in a third of the time on a 2048 px film: five passes over a 32 MB
-    float64 copy of it ran from memory, and a block's run from the cache."""
+    float64 copy of it ran from memory, and a block's run from the cache. A large image's
+    blocks are shared between up to `threads` threads (`parts.in_parts`; numpy releases the
+    interpreter lock): 5.9 ms against 9.1 on two for the 2048 px film."""
     flat = np.ascontiguousarray(pixels).reshape(-1)
     out = np.empty(flat.shape, np.uint8)
     low = top = 0.0
     if intensity == "minmax-uint8" and flat.size:
         # the maximum of (x - min) is max - min: a rounding is monotone
-        low = float(flat.min())
-        top = float(np.float64(flat.max()) - low)
-    for start in range(0, flat.size, _UINT8_BLOCK):
-        block = flat[start:start + _UINT8_BLOCK].astype(np.float64)
-        if intensity == "minmax-uint8":
-            block -= low
-            if top > 0:
-                block /= top
-            block *= 255
-        else:
-            block *= 255.0
-            np.rint(block, out=block)
-            np.clip(block, 0, 255, out=block)
-        out[start:start + block.size] = block  # float64 -> uint8 truncates, as astype does
+        ends = in_parts(lambda start, stop: (flat[start:stop].min(), flat[start:stop].max()),
+                        flat.size, threads, _UINT8_BLOCK)
+        low = float(min(lo for lo, _ in ends))
+        top = float(np.float64(max(hi for _, hi in ends)) - low)
+
+    def convert(start: int, stop: int) -> None:
+        for first in range(start, stop, _UINT8_BLOCK):
+            block = flat[first:min(first + _UINT8_BLOCK, stop)].astype(np.float64)
+            if intensity == "minmax-uint8":
+                block -= low
+                if top > 0:
+                    block /= top
+                block *= 255
+            else:
+                block *= 255.0
+                np.rint(block, out=block)
+                np.clip(block, 0, 255, out=block)
+            out[first:first + block.size] = block  # float64 -> uint8 truncates, as astype does
+
+    in_parts(convert, flat.size, threads, _UINT8_BLOCK)
     return out.reshape(pixels.shape)
 
 
-def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig) -> PreprocessedImage:
+def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig,
+               threads: int = 1) -> PreprocessedImage:
     """Resize (letterbox or resize-crop) and intensity-normalize one radiograph into the
-    encoder's input, recording the geometry."""
+    encoder's input, recording the geometry. `threads`: how many threads the 8-bit conversion
+    of a large film may share (the same result on any number)."""
     if not isinstance(image, Radiograph):
         image = Radiograph.from_array(np.asarray(image))
     pixels = image.pixels
@@ -235,13 +246,13 @@ def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig) -> Prep
     if config.intensity in ("uint8", "minmax-uint8") and not np.isfinite(pixels).all():
         raise ImageReadError(f"{image.source}: the image has non-finite values (NaN)")
     if config.method == "resize-crop":
-        return _resize_crop(pixels, config)
+        return _resize_crop(pixels, config, threads)
     box = Letterbox.fit(width, height, config.image_size, config.size_rounding)
     canvas = np.full((config.image_size, config.image_size), config.pad_value, dtype=np.float32)
     inside = canvas[box.pad_y : box.pad_y + box.new_height, box.pad_x : box.pad_x + box.new_width]
     interpolation = _INTERPOLATIONS[config.interpolation]
     if config.intensity == "uint8":  # AFLoc resizes the 8-bit image itself
-        small = cv2.resize(to_uint8(pixels, "uint8"), (box.new_width, box.new_height),
+        small = cv2.resize(to_uint8(pixels, "uint8", threads), (box.new_width, box.new_height),
                            interpolation=interpolation)
         inside[...] = small.astype(np.float32) / np.float32(255.0)
         return PreprocessedImage(canvas[None], box, (0.0, 1.0))
@@ -311,13 +322,13 @@ def _area_bands(size: int, new_size: int, other: int) -> tuple[tuple[int, int, i
     return tuple(bands)
 
 
-def _resize_crop(pixels: np.ndarray, config: PreprocessConfig) -> PreprocessedImage:
+def _resize_crop(pixels: np.ndarray, config: PreprocessConfig, threads: int) -> PreprocessedImage:
     """BioViL: 8-bit min-max image, Pillow bilinear resize of the shorter side, centre crop."""
     from PIL import Image
 
     height, width = pixels.shape
     crop = CentreCrop.fit(width, height, config.resize, config.image_size)
-    picture = Image.fromarray(to_uint8(pixels, config.intensity))
+    picture = Image.fromarray(to_uint8(pixels, config.intensity, threads))
     if (crop.resized_width, crop.resized_height) != (width, height):
         picture = picture.resize((crop.resized_width, crop.resized_height), Image.BILINEAR)
     array = np.asarray(picture)[crop.crop_y : crop.crop_y + config.image_size,

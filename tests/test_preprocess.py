@@ -9,6 +9,7 @@ import pytest
 
 from lesionloc_runtime.errors import ConfigError
 from lesionloc_runtime.imageio import Radiograph
+from lesionloc_runtime.parts import MIN_PART, in_parts, part_bounds
 from lesionloc_runtime.preprocess import (
     Letterbox,
     PreprocessConfig,
@@ -286,6 +287,38 @@ def _whole_image_uint8(pixels: np.ndarray, intensity: str) -> np.ndarray:
     return np.clip(np.rint(pixels.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
+def test_work_in_parts_covers_the_array_in_whole_blocks_and_waits_for_every_part():
+    """At most min(threads, 4, size // MIN_PART) parts, each but the last whole blocks; the
+    first on the calling thread; results in order; a failing part's error raised only once
+    every other part has ended."""
+    import threading
+
+    assert part_bounds(10, 4, 3) == [0, 10]  # small: one part
+    assert part_bounds(0, 4, 3) == [0, 0]
+    size = 3 * MIN_PART + 5
+    bounds = part_bounds(size, 8, 1000)
+    assert len(bounds) == 4 and bounds[0] == 0 and bounds[-1] == size
+    assert all(b % 1000 == 0 for b in bounds[:-1]) and bounds == sorted(bounds)
+    assert part_bounds(size, 2, 1000)[1] == (size + 1) // 2 // 1000 * 1000
+    here = threading.get_ident()
+    got = in_parts(lambda a, b: (a, b, threading.get_ident() == here), size, 8, 1000)
+    assert [(a, b) for a, b, _ in got] == list(zip(bounds[:-1], bounds[1:], strict=True))
+    assert [on_caller for _, _, on_caller in got] == [True, False, False]
+    ended, failed = [], threading.Event()
+
+    def work(a, b):
+        if a == 0:
+            failed.set()
+            raise ValueError("first part")
+        failed.wait()  # the helpers work on after the first part has failed
+        np.sort(np.random.default_rng(a).random(400_000))
+        ended.append(a)
+
+    with pytest.raises(ValueError, match="first part"):
+        in_parts(work, size, 3, 1000)
+    assert len(ended) == 2  # both helpers had finished when the error came out
+
+
 @pytest.mark.parametrize("intensity", ["minmax-uint8", "uint8"])
 def test_to_uint8_in_blocks_is_the_whole_image_conversion_bit_for_bit(intensity):
     rng = np.random.default_rng(3)
@@ -300,3 +333,12 @@ def test_to_uint8_in_blocks_is_the_whole_image_conversion_bit_for_bit(intensity)
         got = to_uint8(film, intensity)
         assert got.shape == film.shape and got.dtype == np.uint8
         assert np.array_equal(got, _whole_image_uint8(film, intensity))
+    # on several threads (the first film is large enough to be split): the same bytes
+    assert len(part_bounds(films[0].size, 3, 1 << 15)) - 1 == 1  # 1.5 M pixels: one part
+    big = np.concatenate([films[0]] * 3)  # 4.6 M pixels: three parts on three threads
+    big[-1, -1] = 1.0  # the maximum in the last part, the minimum in the first
+    big[0, 0] = 0.0
+    assert len(part_bounds(big.size, 3, 1 << 15)) - 1 == 3
+    want = _whole_image_uint8(big, intensity)
+    for threads in (1, 2, 3, 8):
+        assert np.array_equal(to_uint8(big, intensity, threads), want)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from lesionloc_runtime.imageio.header import (
     int_value,
     shown_value,
 )
+from lesionloc_runtime.parts import in_parts
 
 __all__ = ["DisplayMapping", "PixelFile"]
 
@@ -263,19 +263,6 @@ def _lut_key(lut: _Lut | None) -> tuple[Any, ...] | None:
 
 # Pixels per block of `_gather`: their indices (8 bytes each) stay in the L2 cache.
 _GATHER_BLOCK = 1 << 16
-# Below this many pixels a second thread costs more than it saves.
-_GATHER_SPLIT_PIXELS = 1 << 20
-_HELPERS: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def _helpers() -> ThreadPoolExecutor:
-    """Threads that take a share of a large gather; kept between reads (per process: a forked
-    child makes its own, threads do not survive a fork)."""
-    global _HELPERS
-    if _HELPERS is None or _HELPERS[0] != os.getpid():
-        _HELPERS = (os.getpid(), ThreadPoolExecutor(max_workers=3,
-                                                    thread_name_prefix="lesionloc-gather"))
-    return _HELPERS[1]
 
 
 def _gather(table: np.ndarray, patterns: np.ndarray | PixelFile, threads: int = 1) -> np.ndarray:
@@ -283,21 +270,13 @@ def _gather(table: np.ndarray, patterns: np.ndarray | PixelFile, threads: int = 
     numpy indexes with intp: given 16-bit indices it first widens the whole image into a new
     array as large as four copies of the picture; widened block by block into one small
     buffer, the gather takes half the time. numpy's take releases the interpreter lock, so a
-    large image's rows are shared between up to `threads` threads (a 2048 px film: 1.8 ms on
-    two against 2.9 on one)."""
+    large image's rows are shared between up to `threads` threads (`parts.in_parts`; a 2048 px
+    film: 1.8 ms on two against 2.9 on one)."""
     out = np.empty(patterns.shape, table.dtype)
     source = patterns if isinstance(patterns, PixelFile) else patterns.reshape(-1)
     target = out.reshape(-1)
-    parts = max(1, min(threads, 4, target.size // _GATHER_SPLIT_PIXELS))
-    step = -(-target.size // parts) // _GATHER_BLOCK * _GATHER_BLOCK  # whole blocks to each part
-    bounds = [k * step for k in range(parts)] + [target.size]  # the last takes the rest
-    jobs = [_helpers().submit(_gather_into, table, source, target, a, b)
-            for a, b in zip(bounds[1:-1], bounds[2:], strict=True)]
-    try:
-        _gather_into(table, source, target, 0, bounds[1])
-    finally:
-        for job in jobs:
-            job.result()
+    in_parts(lambda start, stop: _gather_into(table, source, target, start, stop), target.size,
+             threads, _GATHER_BLOCK)
     return out
 
 
