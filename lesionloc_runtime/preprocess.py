@@ -213,8 +213,8 @@ def to_uint8(pixels: np.ndarray, intensity: str, threads: int = 1) -> np.ndarray
         # the maximum of (x - min) is max - min: a rounding is monotone
         ends = in_parts(lambda start, stop: (flat[start:stop].min(), flat[start:stop].max()),
                         flat.size, threads, _UINT8_BLOCK)
-        low = float(min(lo for lo, _ in ends))
-        top = float(np.float64(max(hi for _, hi in ends)) - low)
+        low = float(np.min([lo for lo, _ in ends]))  # numpy's: a NaN stays NaN, as before
+        top = float(np.float64(np.max([hi for _, hi in ends])) - low)
 
     def convert(start: int, stop: int) -> None:
         for first in range(start, stop, _UINT8_BLOCK):
