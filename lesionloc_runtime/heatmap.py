@@ -5,10 +5,9 @@ boxes. `HeatmapConfig` is the part of a bundle's card that says how."""
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import cv2
@@ -208,7 +207,7 @@ def _cubic_warp(grid: np.ndarray, factor: int) -> np.ndarray:
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-@functools.lru_cache(maxsize=16)
+@lru_cache(maxsize=16)
 def _refinement_weights(cells: int, factor: int) -> np.ndarray:
     """((cells - 1) * factor + 1, cells) float32, read-only: node i, at cell coordinate
     i / factor, as the cubic convolution (Keys, a = -0.75, OpenCV's INTER_CUBIC) of the four
