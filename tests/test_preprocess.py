@@ -17,8 +17,10 @@ from lesionloc_runtime.preprocess import (
     area_resize,
     intensity_window,
     percentiles,
+    pillow_bilinear,
     preprocess,
     to_uint8,
+    value_range,
 )
 
 
@@ -254,14 +256,27 @@ def test_config_round_trips_through_a_dict():
         PreprocessConfig.from_dict({**config.to_dict(), "gamma": 2.0})
 
 
-def test_non_finite_pixels_are_an_image_error_not_a_nan_input():
+_BIOVIL = {"method": "resize-crop", "interpolation": "pil-bilinear", "intensity": "minmax-uint8",
+           "resize": 96}
+
+
+@pytest.mark.parametrize("config", [{}, {"intensity": "uint8"}, _BIOVIL],
+                         ids=["ours", "afloc", "biovil"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_pixels_are_an_image_error_not_a_nan_input(config, bad):
+    """Every intensity refuses a NaN or an infinity, however it finds it (the percentile
+    window, the min-max range, a finiteness pass), on one thread or a large film's parts."""
     from lesionloc_runtime.errors import ImageReadError
 
-    pixels = np.random.default_rng(0).random((300, 200)).astype(np.float32)
-    pixels[123, 45] = np.nan  # off the reader's strided contrast sample
-    image = Radiograph(pixels, "film.dcm", "dicom")  # as the DICOM reader builds it
-    with pytest.raises(ImageReadError, match="non-finite"):
-        preprocess(image, PreprocessConfig(image_size=64))
+    config = PreprocessConfig(image_size=64, **config)
+    for shape, threads in (((300, 200), 1), ((2100, 1000), 2), ((40, 30), 1)):  # last: enlarged
+        pixels = np.random.default_rng(0).random(shape).astype(np.float32)
+        pixels[-3, shape[1] // 2 + 1] = bad  # off the reader's strided contrast sample; in the last part
+        image = Radiograph(pixels, "film.dcm", "dicom")  # as the DICOM reader builds it
+        with pytest.raises(ImageReadError, match="non-finite"):
+            preprocess(image, config, threads)
+        pixels[-3, shape[1] // 2 + 1] = 0.5
+        assert np.isfinite(preprocess(image, config, threads).tensor).all()
 
 
 def test_contrast_sample_does_not_hide_a_blank_image_or_refuse_a_faint_one():
@@ -342,3 +357,33 @@ def test_to_uint8_in_blocks_is_the_whole_image_conversion_bit_for_bit(intensity)
     want = _whole_image_uint8(big, intensity)
     for threads in (1, 2, 3, 8):
         assert np.array_equal(to_uint8(big, intensity, threads), want)
+
+
+def test_pillow_bilinear_in_row_bands_is_pillows_resize_byte_for_byte():
+    """The first pass in row bands on several threads, then the second: the bytes of one
+    Pillow resize, for films shrunk, grown and stretched one way (2021 x 1733 is a size whose
+    output-row bands were not exact)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    cases = [((2048, 2048), (512, 512)), ((2021, 1733), (512, 597)), ((1733, 2021), (597, 512)),
+             ((3000, 2500), (480, 576)), ((2048, 1024), (2048, 1024)), ((2048, 1024), (700, 1024)),
+             ((1100, 1024), (1024, 2300)), ((37, 53), (11, 90))]
+    for (rows, columns), (width, height) in cases:
+        film = rng.integers(0, 256, (rows, columns), dtype=np.uint8)
+        film ^= (np.add.outer(np.arange(rows), np.arange(columns)) % 256).astype(np.uint8)
+        want = np.asarray(Image.fromarray(film).resize((width, height), Image.BILINEAR))
+        for threads in (1, 2, 3):
+            got = pillow_bilinear(film, width, height, threads)
+            assert got.dtype == np.uint8 and np.array_equal(got, want), ((rows, columns), threads)
+    assert len(part_bounds(2021 * 1733, 2, 1733)) == 3  # that film is split in two
+
+
+def test_value_range_is_numpys_on_any_number_of_threads():
+    rng = np.random.default_rng(5)
+    film = rng.normal(0.3, 2.0, (2100, 1100)).astype(np.float32)
+    for threads in (1, 2, 4):
+        assert value_range(film, threads) == (float(film.min()), float(film.max()))
+    film[-1, -1] = np.nan  # in the last part
+    assert all(np.isnan(value_range(film, 2)))
+    assert value_range(np.zeros((0, 4), np.float32)) == (0.0, 0.0)
