@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["MIN_PART", "in_parts", "part_bounds"]
+__all__ = ["MIN_PART", "even_bounds", "in_parts", "part_bounds", "run_parts"]
 
 _T = TypeVar("_T")
 
@@ -45,7 +45,20 @@ def part_bounds(size: int, threads: int, block: int) -> list[int]:
 def in_parts(work: Callable[[int, int], _T], size: int, threads: int, block: int) -> list[_T]:
     """work(start, stop) over each part of [0, size) (`part_bounds`), the first on this thread;
     their results in order. Every part has ended before an error of any part is raised."""
-    bounds = part_bounds(size, threads, block)
+    return run_parts(work, part_bounds(size, threads, block))
+
+
+def even_bounds(count: int, parts: int) -> list[int]:
+    """[0, ..., count]: range(count) cut into min(parts, 4, count) runs (one at least) whose
+    lengths differ by one at most; for work whose size the caller has judged worth sharing."""
+    parts = max(1, min(parts, _MAX_PARTS, count))
+    return [count * k // parts for k in range(parts + 1)]
+
+
+def run_parts(work: Callable[[int, int], _T], bounds: list[int]) -> list[_T]:
+    """work(a, b) for each pair of neighbours in `bounds`, the first on this thread and the
+    others on the helper threads; their results in order, once every part has ended (an
+    error of any part raised after that)."""
     jobs = [_helpers().submit(work, a, b) for a, b in zip(bounds[1:-1], bounds[2:], strict=True)]
     try:
         first = work(0, bounds[1])

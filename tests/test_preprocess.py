@@ -9,19 +9,18 @@ import pytest
 
 from lesionloc_runtime.errors import ConfigError
 from lesionloc_runtime.imageio import Radiograph
-from lesionloc_runtime.parts import MIN_PART, in_parts, part_bounds
+from lesionloc_runtime.parts import MIN_PART, even_bounds, in_parts, part_bounds
 from lesionloc_runtime.preprocess import (
     Letterbox,
     PreprocessConfig,
     apply_window,
-    area_resize,
     intensity_window,
     percentiles,
-    pillow_bilinear,
     preprocess,
     to_uint8,
     value_range,
 )
+from lesionloc_runtime.resampling import area_resize, pillow_bilinear
 
 
 @pytest.mark.parametrize(
@@ -168,6 +167,8 @@ def test_area_resize_is_opencvs_up_to_float_rounding(shape, size):
     assert ours.dtype == np.float32 and ours.shape == (size[1], size[0])
     np.testing.assert_allclose(ours, cv2.resize(pixels, size, interpolation=cv2.INTER_AREA),
                                rtol=0, atol=3e-7)
+    for threads in (2, 3):  # the first three films' bands shared between threads: same bytes
+        np.testing.assert_array_equal(area_resize(pixels, *size, threads), ours)
 
 
 def test_area_resize_leaves_what_it_does_not_shrink_to_opencv():
@@ -315,6 +316,8 @@ def test_work_in_parts_covers_the_array_in_whole_blocks_and_waits_for_every_part
     assert len(bounds) == 4 and bounds[0] == 0 and bounds[-1] == size
     assert all(b % 1000 == 0 for b in bounds[:-1]) and bounds == sorted(bounds)
     assert part_bounds(size, 2, 1000)[1] == (size + 1) // 2 // 1000 * 1000
+    assert even_bounds(10, 3) == [0, 3, 6, 10] and even_bounds(2, 8) == [0, 1, 2]
+    assert even_bounds(0, 2) == [0, 0] and even_bounds(50, 9) == [0, 12, 25, 37, 50]
     here = threading.get_ident()
     got = in_parts(lambda a, b: (a, b, threading.get_ident() == here), size, 8, 1000)
     assert [(a, b) for a, b, _ in got] == list(zip(bounds[:-1], bounds[1:], strict=True))
