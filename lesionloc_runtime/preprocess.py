@@ -288,10 +288,10 @@ def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig,
         resized = area_resize(pixels, box.new_width, box.new_height, threads)
     else:
         resized = cv2.resize(pixels, (box.new_width, box.new_height), interpolation=interpolation)
-    # The percentiles are computed on the resized image (what the encoder sees), which is both
-    # cheaper on 2048-pixel films and independent of the original resolution.
     if not np.isfinite(resized).all():
         raise ImageReadError(f"{image.source}: the image has non-finite values (NaN or infinity)")
+    # The percentiles are computed on the resized image (what the encoder sees), which is both
+    # cheaper on 2048-pixel films and independent of the original resolution.
     window = intensity_window(resized, config)
     inside[...] = apply_window(resized, window)
     return PreprocessedImage(canvas[None], box, window)
