@@ -15,7 +15,11 @@ from torch import nn
 from lesionloc_export.sources import afloc, hi_ml
 from lesionloc_export.sources.weights import random_state
 
-# Words of radiology reports, so that test sentences tokenize into whole words.
+# Words of radiology reports, so that test sentences tokenize into whole words, as they mostly
+# do with a radiology vocabulary (CXR-BERT's is built from PubMed and MIMIC-CXR text); a word
+# missing here is spelled letter by letter, which made the reference report 131 tokens where
+# our model's vocabulary of the phantom reports makes it 65. Bio_ClinicalBERT's vocabulary is
+# BERT's general cased one, which splits more medical words than this does.
 WORDS = (
     "the a of and in with no is are there small large left right upper lower middle lobe lung "
     "lungs pleural effusion effusions pneumothorax opacity opacities consolidation atelectasis "
@@ -23,7 +27,24 @@ WORDS = (
     "nodule mass pneumonia interval unchanged new stable clear focal airspace disease chest "
     "silhouette mediastinal contours hilar vascular congestion tube line catheter tip "
     "seen projects over without evidence of acute cardiopulmonary process bilateral patchy "
-    "retrocardiac hemidiaphragm costophrenic angle blunting"
+    "retrocardiac hemidiaphragm costophrenic angle blunting "
+    "examination indication comparison findings impression history technique none year old male "
+    "female patient cough fever pain dyspnea pa ap frontal lateral view views portable upright "
+    "prior previous study compared since today again now than as at by for from on to or not be "
+    "been has have was were this that these which there within limits unremarkable otherwise "
+    "pulmonary cardiac cardiomediastinal mediastinum aorta aortic hila hilum vasculature "
+    "interstitial parenchymal perihilar basilar bibasilar bilaterally apex apices costophrenic "
+    "angles diaphragm hemithorax thorax trachea spine ribs rib bones osseous soft tissue tissues "
+    "structures place position positioned wires sternotomy clips pacemaker leads device devices "
+    "tubes lines picc endotracheal nasogastric enteric terminates projecting overlying measuring "
+    "measures approx approximately cm mm sided discoid midlung subsegmental linear plate like "
+    "minimal trace tiny slight slightly mildly markedly increased decreased improved worsened "
+    "resolved persistent residual likely possible possibly probable suggest suggests suggestive "
+    "concerning consistent compatible cannot excluded exclude evaluation further recommend "
+    "follow up ct correlation clinical scarring fibrosis emphysema hyperinflated volumes volume "
+    "low loss collapse nodular nodules lesion lesions density densities calcified granuloma "
+    "fracture fractures deformity degenerative changes change hernia hiatal free air "
+    "pneumoperitoneum fluid overload failure infection aspiration infiltrate"
 ).split()
 
 
