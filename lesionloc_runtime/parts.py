@@ -1,8 +1,9 @@
 """One pass over a large image shared between the calling thread and helper threads: the flat
 array cut into up to four parts of whole blocks, the first done here and the others on threads
-kept for the process. For numpy and OpenCV work that releases the interpreter lock (the display
-gather, the 8-bit conversion); a small image stays on the calling thread, where a second
-thread would cost more than it saves."""
+kept for the process. For numpy, OpenCV, Pillow and BLAS work that releases the interpreter
+lock (the display gather, the 8-bit conversion and value range, the resizes of
+`resampling.py`); a small image stays on the calling thread, where a second thread would cost
+more than it saves."""
 
 from __future__ import annotations
 

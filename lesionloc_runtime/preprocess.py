@@ -253,8 +253,8 @@ def _all_finite(pixels: np.ndarray, threads: int) -> bool:
 def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig,
                threads: int = 1) -> PreprocessedImage:
     """Resize (letterbox or resize-crop) and intensity-normalize one radiograph into the
-    encoder's input, recording the geometry. `threads`: how many threads the 8-bit conversion
-    of a large film may share (the same result on any number)."""
+    encoder's input, recording the geometry. `threads`: how many threads a large film's passes
+    (range, 8-bit conversion, resize) may share (the same result on any number)."""
     if not isinstance(image, Radiograph):
         image = Radiograph.from_array(np.asarray(image))
     pixels = image.pixels
@@ -273,8 +273,8 @@ def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig,
         finite = True
     if not finite:
         raise ImageReadError(f"{image.source}: the image has non-finite values (NaN or infinity)")
-    if config.method == "resize-crop":
-        return _resize_crop(pixels, config, threads, extremes)
+    if config.method == "resize-crop":  # always min-max (PreprocessConfig): extremes are set
+        return _resize_crop(pixels, config, threads, extremes)  # type: ignore[arg-type]
     box = Letterbox.fit(width, height, config.image_size, config.size_rounding)
     canvas = np.full((config.image_size, config.image_size), config.pad_value, dtype=np.float32)
     inside = canvas[box.pad_y : box.pad_y + box.new_height, box.pad_x : box.pad_x + box.new_width]
@@ -298,9 +298,9 @@ def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig,
 
 
 def _resize_crop(pixels: np.ndarray, config: PreprocessConfig, threads: int,
-                 extremes: tuple[float, float] | None) -> PreprocessedImage:
+                 extremes: tuple[float, float]) -> PreprocessedImage:
     """BioViL: 8-bit min-max image, Pillow bilinear resize of the shorter side, centre crop.
-    `extremes`: the film's minimum and maximum (its display window, as `intensity_window`)."""
+    `extremes`: the film's `value_range`, also its display window (as `intensity_window`)."""
     height, width = pixels.shape
     crop = CentreCrop.fit(width, height, config.resize, config.image_size)
     picture = to_uint8(pixels, config.intensity, threads, extremes)
@@ -309,5 +309,4 @@ def _resize_crop(pixels: np.ndarray, config: PreprocessConfig, threads: int,
     array = picture[crop.crop_y : crop.crop_y + config.image_size,
                     crop.crop_x : crop.crop_x + config.image_size]
     tensor = array.astype(np.float32) / np.float32(255.0)
-    window = extremes if extremes is not None else intensity_window(pixels, config)
-    return PreprocessedImage(tensor[None], crop, window)
+    return PreprocessedImage(tensor[None], crop, extremes)

@@ -11,7 +11,7 @@ import math
 import cv2
 import numpy as np
 
-from lesionloc_runtime.parts import MIN_PART, even_bounds, part_bounds, run_parts
+from lesionloc_runtime.parts import even_bounds, part_bounds, run_parts
 from lesionloc_runtime.products import ONE_THREAD_WORK
 
 __all__ = ["area_resize", "pillow_bilinear"]
@@ -26,9 +26,10 @@ def area_resize(pixels: np.ndarray, width: int, height: int, threads: int = 1) -
     film; this takes 2.5. The values differ from OpenCV's by float rounding only (at most
     2e-7 on [0, 1] display values). An image made larger, of another type, or with a value
     that is not finite (0 x NaN would spread it to a band's zero weights) goes to OpenCV.
-    Each pass's bands are shared between up to `threads` threads for an image of two
-    `parts.MIN_PART`s or more (`parts.run_parts`; each band is a product OpenBLAS runs on the
-    thread that calls it): the same bytes, 2.0 ms against 3.4 for the reference film on two."""
+    Each pass's bands are shared between as many threads as `parts.part_bounds` gives the
+    image (at most `threads`, a `parts.MIN_PART` of pixels each; `parts.run_parts`; each band
+    is a product OpenBLAS runs on the thread that calls it): the same bytes, 2.0 ms against
+    3.4 for the reference film on two."""
     rows, cols = pixels.shape
     if pixels.dtype != np.float32 or not (0 < height <= rows and 0 < width <= cols):
         return cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
@@ -37,7 +38,7 @@ def area_resize(pixels: np.ndarray, width: int, height: int, threads: int = 1) -
     middle = np.empty((height, cols), np.float32)
     out = np.empty((height, width), np.float32)
     down, across = _area_bands(rows, height, cols), _area_bands(cols, width, height)
-    threads = threads if pixels.size >= 2 * MIN_PART else 1
+    threads = len(part_bounds(pixels.size, threads, 1)) - 1  # parts' one rule: MIN_PART each
 
     # 0 x infinity: found below, left to OpenCV (np.errstate holds on its own thread only)
     def pass_down(first_band: int, end_band: int) -> None:
