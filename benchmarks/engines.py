@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lesionloc_runtime.imageio import read_image
 from lesionloc_runtime.localizer import Localizer
 from lesionloc_runtime.outputs import write_study
 from lesionloc_runtime.sessions import default_threads
@@ -72,7 +71,7 @@ def one_study(localizer: Localizer, image: Path, report: Path, out: Path) -> dic
     cpu: dict[str, float] = {}
     start, start_cpu = time.perf_counter(), time.process_time()
     # decoding the DICOM is part of the study's time, on the engine's threads as the CLI's
-    radiograph = read_image(image, threads=localizer.threads)
+    radiograph = localizer.read_image(image)
     decoded, decoded_cpu = time.perf_counter(), time.process_time()
     with _steps_timed(localizer, cpu):
         result = localizer.localize(radiograph, report)

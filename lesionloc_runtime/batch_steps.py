@@ -93,11 +93,9 @@ def prepare(localizer: Localizer, task: StudyTask, settings: RunSettings) -> InF
     """Read the image and the report and preprocess: no encoder needed."""
 
     def step() -> PreparedStudy:
-        from lesionloc_runtime import imageio
-
         # the image first: a DICOM object that is no image (a dose report beside the films) is
         # skipped as such, not failed for the report it naturally lacks
-        image = imageio.read_image(task.image, threads=localizer.threads)
+        image = localizer.read_image(task.image)
         if task.report is None and not settings.queries:
             expected = task.expected_report or task.image.with_suffix(".txt")
             raise ReportError(f"{task.image.name}: no report found (expected {expected.absolute()})")

@@ -165,14 +165,13 @@ def _synthetic_ids(dicom_out: bool, patient_id: str | None, patient_name: str | 
 
 def _single(image: Path, report: Path | None, settings: RunSettings, study_id: str | None,
             as_json: bool, quiet: bool) -> int:
-    from lesionloc_runtime.imageio import read_image
     from lesionloc_runtime.localizer import Localizer
     from lesionloc_runtime.outputs import derived_study_id, write_study
 
     study_id = study_id or derived_study_id(image.stem)
     localizer = Localizer.load(settings.model, providers=settings.providers,
                                threads=settings.threads, sentence_cache=settings.sentence_cache)
-    radiograph = read_image(image, threads=localizer.threads)
+    radiograph = localizer.read_image(image)
     result = localizer.localize(radiograph, report, queries=settings.queries,
                                 ground=settings.ground, study_id=study_id,
                                 report_score=settings.report_score)

@@ -18,15 +18,10 @@ import numpy as np
 from lesionloc_runtime.bundle import CARD_NAME, ModelBundle, check_image_size, check_patch_grid
 from lesionloc_runtime.errors import BundleError, ReportError
 from lesionloc_runtime.geometry import Geometry
-from lesionloc_runtime.heatmap import (
-    Heatmap,
-    local_alignment_scores,
-    similarity_grid,
-    smooth_grid,
-)
+from lesionloc_runtime.heatmap import Heatmap, local_alignment_scores, similarity_grid, smooth_grid
 from lesionloc_runtime.imageio import Radiograph, import_dicom_stack, read_image
 from lesionloc_runtime.openvino_engine import image_engine_for
-from lesionloc_runtime.preprocess import PreprocessedImage, preprocess
+from lesionloc_runtime.preprocess import EIGHT_BIT, PreprocessedImage, preprocess
 from lesionloc_runtime.results import SentenceResult, StudyResult
 from lesionloc_runtime.sentence_cache import DEFAULT_ENTRIES, CachedText, SentenceCache
 from lesionloc_runtime.sessions import OnnxEncoder, default_threads
@@ -168,6 +163,12 @@ class Localizer:
             return cls(bundle, image_encoder, text.result(), tokenizer, sentence_cache, threads,
                        side_by_side=text_threads < threads)
 
+    def read_image(self, path: str | os.PathLike[str]) -> Radiograph:
+        """`imageio.read_image` on this process's threads, keeping the stored levels for a
+        model fed an 8-bit film (AFLoc, BioViL), from which preprocessing makes it faster."""
+        return read_image(path, threads=self.threads,
+                          keep_stored=self.bundle.preprocessing.intensity in EIGHT_BIT)
+
     # -- encoders -------------------------------------------------------------------------
     def encode_image(self, image: Radiograph) -> EncodedImage:
         return self._encode_preprocessed(self._preprocess(image))
@@ -291,8 +292,7 @@ class Localizer:
         into the sentences to ground. Needs no encoder, so a batch prepares the next study
         while the encoders run the current one."""
         t0 = time.perf_counter()
-        radiograph = image if isinstance(image, Radiograph) else read_image(image,
-                                                                            threads=self.threads)
+        radiograph = image if isinstance(image, Radiograph) else self.read_image(image)
         for note in radiograph.notes:  # the CLI's logging prints these as "warning: ..."
             _log.warning("%s: %s", os.path.basename(radiograph.source), note)
         report_source = None

@@ -18,6 +18,7 @@ from lesionloc_runtime.parts import in_parts
 from lesionloc_runtime.resampling import area_resize, pillow_bilinear
 
 __all__ = [
+    "EIGHT_BIT",
     "INTENSITIES",
     "METHODS",
     "CentreCrop",
@@ -42,6 +43,8 @@ METHODS = ("letterbox", "resize-crop")
 # "minmax-uint8": min-max stretch of the whole image to 8 bits, truncated (hi-ml's
 # remap_to_uint8, which BioViL's loader applies before its transform).
 INTENSITIES = ("percentile", "none", "uint8", "minmax-uint8")
+# The intensities whose model is fed an 8-bit film (`to_uint8`).
+EIGHT_BIT = ("uint8", "minmax-uint8")
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,33 @@ def to_uint8(pixels: np.ndarray, intensity: str, threads: int = 1,
     return out.reshape(pixels.shape)
 
 
+def _finite_table(image: Radiograph) -> bool:
+    """Whether the radiograph kept its stored levels and every one shows as a finite value."""
+    return image.stored is not None and bool(np.isfinite(image.stored.table).all())
+
+
+def _eight_bit(image: Radiograph, intensity: str, threads: int,
+               extremes: tuple[float, float] | None = None) -> np.ndarray:
+    """`to_uint8` of a finite radiograph's pixels. When it kept its stored levels
+    (`read_image(..., keep_stored=True)`), `to_uint8` of the table of their display values,
+    gathered by the levels: the same bytes, since `to_uint8` works value by value (the
+    reference film: about half the time, docs/latency.md). Levels the film does not hold may
+    show outside its range, or as NaN: they are clamped into it first, which leaves every
+    level it holds as it is."""
+    if image.stored is None:
+        return to_uint8(image.pixels, intensity, threads, extremes)
+    if intensity == "minmax-uint8" and extremes is None:
+        extremes = value_range(image.pixels, threads)  # the film's, not the table's
+    low, high = extremes if intensity == "minmax-uint8" else (0.0, 1.0)
+
+    def convert(table: np.ndarray) -> np.ndarray:
+        values = np.clip(table, np.float32(low), np.float32(high))
+        values[np.isnan(values)] = low
+        return to_uint8(values, intensity, 1, extremes)
+
+    return image.stored.through(convert, threads)
+
+
 def _all_finite(pixels: np.ndarray, threads: int) -> bool:
     flat = np.ascontiguousarray(pixels).reshape(-1)
     return all(in_parts(lambda start, stop: bool(np.isfinite(flat[start:stop]).all()),
@@ -267,6 +297,8 @@ def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig,
     if config.intensity == "minmax-uint8":
         extremes = value_range(pixels, threads)
         finite = math.isfinite(extremes[0]) and math.isfinite(extremes[1])
+    elif config.intensity == "uint8" and _finite_table(image):
+        finite = True  # every pixel is one of the table's values
     elif config.intensity == "uint8" or config.interpolation != "area":
         finite = _all_finite(pixels, threads)
     else:
@@ -274,13 +306,13 @@ def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig,
     if not finite:
         raise ImageReadError(f"{image.source}: the image has non-finite values (NaN or infinity)")
     if config.method == "resize-crop":  # always min-max (PreprocessConfig): extremes are set
-        return _resize_crop(pixels, config, threads, extremes)  # type: ignore[arg-type]
+        return _resize_crop(image, config, threads, extremes)  # type: ignore[arg-type]
     box = Letterbox.fit(width, height, config.image_size, config.size_rounding)
     canvas = np.full((config.image_size, config.image_size), config.pad_value, dtype=np.float32)
     inside = canvas[box.pad_y : box.pad_y + box.new_height, box.pad_x : box.pad_x + box.new_width]
     interpolation = _INTERPOLATIONS[config.interpolation]
     if config.intensity == "uint8":  # AFLoc resizes the 8-bit image itself
-        small = cv2.resize(to_uint8(pixels, "uint8", threads), (box.new_width, box.new_height),
+        small = cv2.resize(_eight_bit(image, "uint8", threads), (box.new_width, box.new_height),
                            interpolation=interpolation)
         inside[...] = small.astype(np.float32) / np.float32(255.0)
         return PreprocessedImage(canvas[None], box, (0.0, 1.0))
@@ -297,13 +329,13 @@ def preprocess(image: Radiograph | np.ndarray, config: PreprocessConfig,
     return PreprocessedImage(canvas[None], box, window)
 
 
-def _resize_crop(pixels: np.ndarray, config: PreprocessConfig, threads: int,
+def _resize_crop(image: Radiograph, config: PreprocessConfig, threads: int,
                  extremes: tuple[float, float]) -> PreprocessedImage:
     """BioViL: 8-bit min-max image, Pillow bilinear resize of the shorter side, centre crop.
     `extremes`: the film's `value_range`, also its display window (as `intensity_window`)."""
-    height, width = pixels.shape
+    height, width = image.pixels.shape
     crop = CentreCrop.fit(width, height, config.resize, config.image_size)
-    picture = to_uint8(pixels, config.intensity, threads, extremes)
+    picture = _eight_bit(image, config.intensity, threads, extremes)
     if (crop.resized_width, crop.resized_height) != (width, height):
         picture = pillow_bilinear(picture, crop.resized_width, crop.resized_height, threads)
     array = picture[crop.crop_y : crop.crop_y + config.image_size,

@@ -33,12 +33,16 @@ def timed_studies(localizer: Localizer, image: str, report: str, studies: int,
                   warmup: int) -> list[dict[str, float]]:
     """Each timed study's steps in ms: STEPS (wall) and STEP_cpu, and INNER (wall)."""
     times = []
+    # as lesionloc-run reads; a checkout from before Localizer.read_image (study_ab.py) reads
+    # with read_image on the localizer's threads
+    read = getattr(localizer, "read_image", None) or (
+        lambda path: read_image(path, threads=localizer.threads))
     with tempfile.TemporaryDirectory(prefix="study-times-") as folder:
         for k in range(warmup + studies):
             if localizer.sentence_cache is not None:
                 localizer.sentence_cache.clear()
             marks = [(time.perf_counter(), time.process_time())]
-            radiograph = read_image(image, threads=localizer.threads)
+            radiograph = read(image)
             marks.append((time.perf_counter(), time.process_time()))
             result = localizer.localize(radiograph, report, study_id=f"s{k}")
             marks.append((time.perf_counter(), time.process_time()))

@@ -1020,9 +1020,9 @@ def test_a_large_films_display_gather_on_several_threads_is_the_same_bit_for_bit
     shares: list[int] = []
     real = display._gather_into
 
-    def counted(table, source, target, start, stop):
+    def counted(table, source, target, start, stop, *kept):
         shares.append(stop - start)
-        real(table, source, target, start, stop)
+        real(table, source, target, start, stop, *kept)
 
     monkeypatch.setattr(display, "_gather_into", counted)
     one = read_image(path, threads=1).pixels
@@ -1032,6 +1032,10 @@ def test_a_large_films_display_gather_on_several_threads_is_the_same_bit_for_bit
         many = read_image(path, threads=threads).pixels
         np.testing.assert_array_equal(many, one)
         assert sum(shares) == stored.size and len(shares) == min(threads, stored.size >> 20)
+        # the stored levels kept on the way (read into memory by the gather's threads)
+        kept = read_image(path, threads=threads, keep_stored=True)
+        np.testing.assert_array_equal(kept.pixels, one)
+        np.testing.assert_array_equal(kept.stored.patterns, stored)
     # and what one thread gives is the window of PS3.3 C.11.2.1.2 on every pixel
     values = stored * 0.9 - 40
     expected = np.clip((values - (1800 - 0.5)) / (2600 - 1) + 0.5, 0, 1).astype(np.float32)

@@ -144,8 +144,11 @@ _Loaded = tuple[Radiograph | ImageReadError, np.ndarray | None, list[str]]
 def _load(item: AnnotatedImage, provider: HeatmapProvider) -> _Loaded:
     texts = list(dict.fromkeys(g.prompt for g in item.groundings))
     try:
-        # a Localizer decodes a JPEG 2000 film on its share of the cores, as lesionloc-run does
-        image = read_image(item.path, threads=getattr(provider, "threads", 1))
+        # a Localizer reads as lesionloc-run does: a JPEG 2000 film decoded on its share of
+        # the cores, the stored levels kept for a model fed an 8-bit film
+        read = getattr(provider, "read_image", None)
+        image = (read(item.path) if callable(read)
+                 else read_image(item.path, threads=getattr(provider, "threads", 1)))
     except ImageReadError as exc:
         return exc, None, texts
     return image, np.asarray(provider.heatmaps(image, texts), dtype=np.float32), texts

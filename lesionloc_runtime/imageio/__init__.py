@@ -31,9 +31,13 @@ __all__ = [
 ]
 
 
-def read_image(path: str | os.PathLike[str], *, threads: int = 1) -> Radiograph:
+def read_image(path: str | os.PathLike[str], *, threads: int = 1,
+               keep_stored: bool = False) -> Radiograph:
     """Read a chest radiograph from a DICOM, PNG, JPEG or TIFF file. `threads`: how many
     threads a JPEG 2000 DICOM may be decoded on (the runtime gives its share of the cores).
+    `keep_stored`: keep the film's stored grey levels and the display value of each beside
+    the display image (`Radiograph.stored`, None where the file's levels are not 8 or 16
+    bits), which a model fed an 8-bit film converts faster than the display image.
 
     Raises ImageReadError with a one-line reason for anything that is not a readable,
     single-frame greyscale radiograph (multi-frame, colour, no pixel data, SR, text...).
@@ -54,6 +58,7 @@ def read_image(path: str | os.PathLike[str], *, threads: int = 1) -> Radiograph:
         raise ImageReadError(f"{path}: the file is empty")
     kind = sniff(head, path)
     with quiet_libraries():
-        image = read_dicom(path, threads) if kind == "dicom" else read_raster(path, kind)
+        image = (read_dicom(path, threads, keep_stored) if kind == "dicom"
+                 else read_raster(path, kind, keep_stored))
     check_contrast(image.pixels, str(path))
     return image

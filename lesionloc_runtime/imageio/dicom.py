@@ -54,28 +54,30 @@ def import_dicom_stack() -> None:
     decode_options(get_decoder(JPEG2000), JPEG2000, 1)  # adds the JPEG 2000 plugin, imports imagecodecs
 
 
-def read_dicom(path: Path, threads: int = 1) -> Radiograph:
+def read_dicom(path: Path, threads: int = 1, keep_stored: bool = False) -> Radiograph:
     """A DICOM radiograph as `read_image` returns it, its header without the pixel data.
     `threads`: how many threads a JPEG 2000 codestream may be decoded on, and the display
-    mapping's gather share."""
+    mapping's gather share. `keep_stored`: the radiograph keeps its bit patterns and display
+    table (`Radiograph.stored`)."""
     notes: list[str] = []
     with open(path, "rb") as handle:  # kept open: uncompressed pixels are read from it
         ds, in_file = _parse_dicom(handle, path)
         _check_radiograph_object(ds, path, notes, in_file)
         raw = _decode_pixels(ds, path, notes, threads, handle if in_file else None)
         mapping = DisplayMapping.from_header(ds, raw.dtype, path, notes)
-        pixels = mapping.apply(raw, threads)
+        pixels, stored = mapping.apply_keeping(raw, threads, keep_stored)
         if mapping.window is not None or mapping.voi_lut is not None:
             lo, hi = grey_range(pixels)
             if hi - lo < MIN_CONTRAST:  # False for NaN: read_image refuses non-finite values
                 if isinstance(raw, PixelFile):
                     raw = raw.load()
-                pixels = mapping.over_own_range(raw, notes).apply(raw, threads)
+                pixels, stored = mapping.over_own_range(raw, notes).apply_keeping(
+                    raw, threads, keep_stored)
     notes.extend(lateral_view_notes(ds))
     for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
         if keyword in ds:
             del ds[keyword]  # the header travels with the radiograph; the pixels must not
-    return Radiograph(pixels, str(path), "dicom", _pixel_spacing(ds), ds, tuple(notes))
+    return Radiograph(pixels, str(path), "dicom", _pixel_spacing(ds), ds, tuple(notes), stored)
 
 
 def _parse_dicom(handle: Any, path: Path) -> tuple[Any, bool]:

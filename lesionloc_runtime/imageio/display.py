@@ -22,7 +22,7 @@ from lesionloc_runtime.imageio.header import (
 )
 from lesionloc_runtime.parts import in_parts
 
-__all__ = ["DisplayMapping", "PixelFile"]
+__all__ = ["DisplayMapping", "PixelFile", "StoredPixels", "gather"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,24 @@ class PixelFile:
         """The whole stored array, as pydicom's decoder gives it."""
         buffer = np.empty(self.shape[0] * self.shape[1] * self.dtype.itemsize, np.uint8)
         return self.read(0, buffer).reshape(self.shape)
+
+
+@dataclass(frozen=True)
+class StoredPixels:
+    """A film's bit patterns and the table of display values they were gathered through (one
+    float32 per bit pattern), kept beside the display image when asked (`read_image`'s
+    `keep_stored`). Any element-by-element function of the display values is that function of
+    the table, gathered again: `through` makes the imported models' 8-bit film from 65,536
+    table entries and one gather, where converting the display image costs a pass of float64
+    arithmetic over every pixel (docs/latency.md)."""
+
+    patterns: np.ndarray  # unsigned integers, (rows, columns)
+    table: np.ndarray  # float32, an entry for every value `patterns` can hold
+
+    def through(self, convert: Any, threads: int = 1) -> np.ndarray:
+        """`convert(display values)` of the film (its shape), as `convert` of the table gathered
+        by the film's bit patterns. `convert` must work element by element."""
+        return gather(convert(self.table), self.patterns, threads)
 
 
 @dataclass(frozen=True)
@@ -200,12 +218,26 @@ class DisplayMapping:
         """Decoded integer array (or pixels still in their file) -> float32 display image, in
         one pass over the pixels (the gather of a large image split between up to `threads`
         threads)."""
+        return self.apply_keeping(raw, threads, keep=False)[0]
+
+    def apply_keeping(self, raw: np.ndarray | PixelFile, threads: int = 1,
+                      keep: bool = True) -> tuple[np.ndarray, StoredPixels | None]:
+        """`apply`, and with `keep` the bit patterns and table it gathered with (pixels still in
+        their file read into memory by the gather); None for containers over 16 bits, which
+        are not gathered."""
         patterns = raw if isinstance(raw, PixelFile) else _bit_patterns(raw)
         if patterns.dtype.itemsize <= 2:
             # Every possible bit pattern through the whole chain once (<= 65536 entries, in
             # float64), then one gather: masking, sign, LUTs and window cost no per-pixel work.
-            return _gather(self._table(patterns.dtype.itemsize), patterns, threads)
-        return self.display(self.stored_values(patterns)).astype(np.float32)
+            table = self._table(patterns.dtype.itemsize)
+            if not keep:
+                return gather(table, patterns, threads), None
+            if isinstance(patterns, PixelFile):  # read into memory as the gather reads them
+                kept = np.empty(patterns.shape, patterns.dtype)
+                pixels = gather(table, patterns, threads, kept)
+                return pixels, StoredPixels(_bit_patterns(kept), table)
+            return gather(table, patterns, threads), StoredPixels(patterns, table)
+        return self.display(self.stored_values(patterns)).astype(np.float32), None
 
     def _table(self, itemsize: int) -> np.ndarray:
         """The display value (float32) of every bit pattern of an `itemsize`-byte container.
@@ -261,28 +293,33 @@ def _lut_key(lut: _Lut | None) -> tuple[Any, ...] | None:
     return None if lut is None else (lut.first, lut.bits, lut.data.tobytes())
 
 
-# Pixels per block of `_gather`: their indices (8 bytes each) stay in the L2 cache.
+# Pixels per block of `gather`: their indices (8 bytes each) stay in the L2 cache.
 _GATHER_BLOCK = 1 << 16
 
 
-def _gather(table: np.ndarray, patterns: np.ndarray | PixelFile, threads: int = 1) -> np.ndarray:
+def gather(table: np.ndarray, patterns: np.ndarray | PixelFile, threads: int = 1,
+           kept: np.ndarray | None = None) -> np.ndarray:
     """table[patterns] for an unsigned integer image (an array, or pixels in their file).
     numpy indexes with intp: given 16-bit indices it first widens the whole image into a new
     array as large as four copies of the picture; widened block by block into one small
     buffer, the gather takes half the time. numpy's take releases the interpreter lock, so a
     large image's rows are shared between up to `threads` threads (`parts.in_parts`; a 2048 px
-    film: 1.8 ms on two against 2.9 on one)."""
+    film: 1.8 ms on two against 2.9 on one). `kept`: for pixels in their file, an array of
+    their shape and bytes that each block is read into, instead of a small buffer, so that
+    they stay in memory without a read of their own."""
     out = np.empty(patterns.shape, table.dtype)
     source = patterns if isinstance(patterns, PixelFile) else patterns.reshape(-1)
     target = out.reshape(-1)
-    in_parts(lambda start, stop: _gather_into(table, source, target, start, stop), target.size,
-             threads, _GATHER_BLOCK)
+    into = None if kept is None else kept.reshape(-1).view(np.uint8)
+    in_parts(lambda start, stop: _gather_into(table, source, target, start, stop, into),
+             target.size, threads, _GATHER_BLOCK)
     return out
 
 
 def _gather_into(table: np.ndarray, source: np.ndarray | PixelFile, target: np.ndarray,
-                 start: int, stop: int) -> None:
-    """target[start:stop] = table[source[start:stop]], a block at a time."""
+                 start: int, stop: int, into: np.ndarray | None = None) -> None:
+    """target[start:stop] = table[source[start:stop]], a block at a time; pixels in their
+    file read through a small buffer, or into `into` (the bytes of all of them) where given."""
     index = np.empty(min(_GATHER_BLOCK, stop - start), np.intp)
     in_file = isinstance(source, PixelFile)
     raw = np.empty(index.size * source.dtype.itemsize, np.uint8) if in_file else None
@@ -290,7 +327,10 @@ def _gather_into(table: np.ndarray, source: np.ndarray | PixelFile, target: np.n
         end = min(first_pixel + _GATHER_BLOCK, stop)
         block = index[: end - first_pixel]
         if in_file:
-            block[...] = source.read(first_pixel, raw[: block.size * source.dtype.itemsize])
+            size = source.dtype.itemsize
+            buffer = (raw[: block.size * size] if into is None
+                      else into[first_pixel * size:end * size])
+            block[...] = source.read(first_pixel, buffer)
         else:
             block[...] = source[first_pixel:end]
         # a bit pattern indexes a table of every pattern: always in range, where "wrap" is the

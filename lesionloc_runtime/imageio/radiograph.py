@@ -4,11 +4,14 @@ its format: a plausible size and some contrast."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lesionloc_runtime.errors import ImageReadError
+
+if TYPE_CHECKING:
+    from lesionloc_runtime.imageio.display import StoredPixels
 
 __all__ = [
     "MIN_CONTRAST",
@@ -41,6 +44,11 @@ class Radiograph:
     pixel_spacing_mm: tuple[float, float] | None = None
     dicom: Any = field(default=None, repr=False)  # pydicom Dataset without pixel data, or None
     notes: tuple[str, ...] = ()
+    # The bit patterns and display table `pixels` were gathered from (display.StoredPixels),
+    # when the reader was asked to keep them (`read_image(..., keep_stored=True)`), or None.
+    # Preprocessing trusts them to be `pixels`: whoever changes `pixels` drops them
+    # (`dataclasses.replace(radiograph, stored=None)`).
+    stored: StoredPixels | None = field(default=None, repr=False, compare=False)
 
     @property
     def height(self) -> int:

@@ -13,6 +13,7 @@ import numpy as np
 from lesionloc_runtime.errors import ImageReadError
 from lesionloc_runtime.imageio.capture import stderr_captured
 from lesionloc_runtime.imageio.containers import RasterHeader, raster_header
+from lesionloc_runtime.imageio.display import StoredPixels
 from lesionloc_runtime.imageio.radiograph import Radiograph, check_size, unit_scaled
 from lesionloc_runtime.imageio.sniff import HEAD_BYTES, sniff
 
@@ -47,8 +48,10 @@ def read_raster_array(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[st
     return arr, notes
 
 
-def read_raster(path: Path, kind: str) -> Radiograph:
-    """A PNG, JPEG or TIFF radiograph (`kind` as `sniff` found it) as `read_image` returns it."""
+def read_raster(path: Path, kind: str, keep_stored: bool = False) -> Radiograph:
+    """A PNG, JPEG or TIFF radiograph (`kind` as `sniff` found it) as `read_image` returns it;
+    with `keep_stored`, an 8- or 16-bit one keeps its grey levels and their display values
+    (`Radiograph.stored`)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -58,7 +61,12 @@ def read_raster(path: Path, kind: str) -> Radiograph:
     arr = _apply_orientation(arr, info.orientation, notes)
     check_size(arr.shape, str(path))
     pixels = unit_scaled(arr, str(path), "image")
-    return Radiograph(np.ascontiguousarray(pixels), str(path), kind, notes=tuple(notes))
+    stored = None
+    if keep_stored and arr.dtype in (np.uint8, np.uint16):  # the same arithmetic, per level
+        levels = np.arange(1 << (8 * arr.dtype.itemsize), dtype=arr.dtype)
+        stored = StoredPixels(np.ascontiguousarray(arr), unit_scaled(levels, str(path), "image"))
+    return Radiograph(np.ascontiguousarray(pixels), str(path), kind, notes=tuple(notes),
+                      stored=stored)
 
 
 def _decode_raster_file(

@@ -16,6 +16,7 @@ import random
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -149,43 +150,51 @@ def outcome(path: Path) -> str:
 
 
 def _read(path: Path) -> str:
-    """Read twice: every file whole (pydicom's way), then with large elements left in the file
-    (uncompressed pixels then read from there by the display gather); at this size (the test
-    films are small) nearly every DICOM seed takes the second way. Both must agree."""
+    """Read three times: every file whole (pydicom's way), then with large elements left in
+    the file (uncompressed pixels then read from there by the display gather; at this size,
+    the test films being small, nearly every DICOM seed takes that way), then that way with the
+    stored levels kept (`keep_stored`). All must agree, and the 8-bit film made from the kept
+    levels must be the one made from the pixels."""
     from lesionloc_runtime.errors import LesionlocError
-    from lesionloc_runtime.imageio import dicom
+    from lesionloc_runtime.imageio import Radiograph, dicom
+    from lesionloc_runtime.preprocess import _eight_bit
 
-    outcomes: list[np.ndarray | LesionlocError] = []
-    for left_in_file in (None, 2048):
+    outcomes: list[Radiograph | LesionlocError] = []
+    for left_in_file, keep in ((None, False), (2048, False), (2048, True)):
         dicom._LEFT_IN_FILE_BYTES = left_in_file
         try:
-            outcomes.append(_pixels(path))
+            outcomes.append(_radiograph(path, keep))
         except LesionlocError as exc:
             outcomes.append(exc)
-    whole, in_file = outcomes
-    if type(whole) is not type(in_file) or (
-            isinstance(whole, np.ndarray) and not np.array_equal(whole, in_file)):
-        return (f"PROBLEM read whole: {_shown(whole)}; pixels left in the file: "
-                f"{_shown(in_file)}")
+    whole = outcomes[0]
+    for other, way in zip(outcomes[1:], ("pixels left in the file", "stored levels kept"),
+                          strict=True):
+        if type(whole) is not type(other) or (
+                isinstance(whole, Radiograph) and not np.array_equal(whole.pixels, other.pixels)):
+            return f"PROBLEM read whole: {_shown(whole)}; {way}: {_shown(other)}"
     if isinstance(whole, LesionlocError):
         raise whole
-    if (whole.dtype != np.float32 or whole.ndim != 2 or not np.isfinite(whole).all()
-            or whole.min() < 0 or whole.max() > 1):
+    pixels = whole.pixels
+    if (pixels.dtype != np.float32 or pixels.ndim != 2 or not np.isfinite(pixels).all()
+            or pixels.min() < 0 or pixels.max() > 1):
         return "PROBLEM output is not a 2-D float32 image in [0, 1]"
+    for intensity in ("uint8", "minmax-uint8"):
+        if not np.array_equal(_eight_bit(outcomes[2], intensity, 2), _eight_bit(whole, intensity, 2)):
+            return f"PROBLEM the {intensity} film from the kept levels differs"
     return "ok"
 
 
-def _pixels(path: Path) -> np.ndarray:
+def _radiograph(path: Path, keep_stored: bool) -> Any:
     from lesionloc_runtime.imageio import read_image
 
     # two threads: a JPEG 2000 codestream goes through the decoder's thread pool, as the
     # runtime reads it on a machine with cores to spare (imageio/decoders.py)
-    return read_image(path, threads=2).pixels
+    return read_image(path, threads=2, keep_stored=keep_stored)
 
 
-def _shown(outcome: np.ndarray | Exception) -> str:
-    if isinstance(outcome, np.ndarray):
-        return f"{outcome.shape} pixels"
+def _shown(outcome: Any) -> str:
+    if not isinstance(outcome, Exception):
+        return f"{outcome.pixels.shape} pixels"
     return f"{type(outcome).__name__} {str(outcome)[:120]}"
 
 
