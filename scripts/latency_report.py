@@ -63,9 +63,11 @@ def published_section(runs: dict[str, dict[str, Any]], lines: list[str]) -> None
         lines += ["", "Encoders run side by side (`--providers openvino` on two or more threads: "
                   "each column is that encoder's own time, and the time outside the encoders is "
                   "outside both together): " + "; ".join(overlapped) + "."]
-    lines += ["", "Their text encoder column says nothing of the real models': made at random init, "
-              "they carry a vocabulary made up for the benchmark, which splits the reference "
-              "report's words into more pieces than a real one (docs/latency.md).", ""]
+    lines += ["", "Their text encoder column is a stand-in's: made at random init, they carry a "
+              "vocabulary made up for the benchmark (common report words, which split the "
+              "reference report about as our model's vocabulary does); a real vocabulary may "
+              "split it into more pieces (AFLoc's Bio_ClinicalBERT uses BERT's general one), "
+              "each a little more text encoder time (docs/latency.md).", ""]
 
 
 BATCH_LABELS = {
