@@ -261,18 +261,18 @@ class PanicException(BaseException):
 
 def test_batch_study_whose_decoder_panics_fails_alone(tmp_path, tiny_bundle, phantom_set,
                                                      monkeypatch):
-    from lesionloc_runtime import imageio
+    from lesionloc_runtime import localizer  # Localizer.read_image reads through this name
 
     source = make_source(tmp_path, phantom_set)
     doomed = sorted(source.glob("*.dcm"))[1].stem
-    real = imageio.read_image
+    real = localizer.read_image
 
     def read(path, **options):
         if Path(path).stem == doomed:
             raise PanicException("index out of bounds: the len is 32 but the index is 32")
         return real(path, **options)
 
-    monkeypatch.setattr(imageio, "read_image", read)
+    monkeypatch.setattr(localizer, "read_image", read)
     code, stdout, stderr = run(source, "--model", tiny_bundle, "--out", tmp_path / "out", "-q")
     assert code == 1 and "2 studies done, 0 already done, 1 failed" in stdout
     assert "internal error (PanicException: index out of bounds" in stderr

@@ -572,6 +572,12 @@ def test_images_are_read_on_the_provider_threads(tmp_path: Path, monkeypatch) ->
     assert seen == [3] * images
     evaluate(open_dataset("rsna-pneumonia", tmp_path), UniformProvider(), progress=False)
     assert seen == [3] * images + [1] * images
+    # a provider that reads for itself (a Localizer: Localizer.read_image) is asked to
+    reading = UniformProvider()
+    asked: list[str] = []
+    reading.read_image = lambda path: asked.append(Path(path).name) or real(path)  # type: ignore[attr-defined]
+    evaluate(open_dataset("rsna-pneumonia", tmp_path), reading, progress=False)
+    assert len(asked) == images and seen == [3] * images + [1] * images
 
 
 @pytest.mark.parametrize("name", list(MAKERS))
