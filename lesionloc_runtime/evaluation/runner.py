@@ -61,7 +61,10 @@ DEFAULT_SCORE_SIZE = 1024
 
 
 class HeatmapProvider(Protocol):
-    """Anything that grounds texts on an image: `Localizer` in production, fakes in tests."""
+    """Anything that grounds texts on an image: `Localizer` in production, fakes in tests.
+    Used when present: `read_image(path)`, how the provider wants its images read (a
+    Localizer's keeps the stored levels for a model fed an 8-bit film), else `read_image` on
+    the provider's `threads` (default 1)."""
 
     def heatmaps(self, image: Radiograph, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), image.height, image.width) heatmaps on the image's pixel grid."""
