@@ -69,8 +69,8 @@ def read_dicom(path: Path, threads: int = 1, keep_stored: bool = False) -> Radio
         if mapping.window is not None or mapping.voi_lut is not None:
             lo, hi = grey_range(pixels)
             if hi - lo < MIN_CONTRAST:  # False for NaN: read_image refuses non-finite values
-                if isinstance(raw, PixelFile):
-                    raw = raw.load()
+                if isinstance(raw, PixelFile):  # kept already, or read now
+                    raw = stored.patterns if stored is not None else raw.load()
                 pixels, stored = mapping.over_own_range(raw, notes).apply_keeping(
                     raw, threads, keep_stored)
     notes.extend(lateral_view_notes(ds))

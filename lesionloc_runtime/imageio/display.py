@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ class StoredPixels:
     patterns: np.ndarray  # unsigned integers, (rows, columns)
     table: np.ndarray  # float32, an entry for every value `patterns` can hold
 
-    def through(self, convert: Any, threads: int = 1) -> np.ndarray:
+    def through(self, convert: Callable[[np.ndarray], np.ndarray], threads: int = 1) -> np.ndarray:
         """`convert(display values)` of the film (its shape), as `convert` of the table gathered
         by the film's bit patterns. `convert` must work element by element."""
         return gather(convert(self.table), self.patterns, threads)
