@@ -23,7 +23,15 @@ import pytest
 
 from benchmarks.conftest import PUBLISHED, published_latency_model
 from benchmarks.cpu import cpu_kind
-from benchmarks.engines import one_study, outside, outside_ms, published_torch_localizer, torch_localizer
+from benchmarks.engines import (
+    one_study,
+    outside,
+    outside_ms,
+    published_torch_localizer,
+    torch_localizer,
+    unwritten,
+    unwritten_ms,
+)
 from lesionloc_runtime.bundle import ModelBundle
 from lesionloc_runtime.errors import ConfigError
 from lesionloc_runtime.imageio import read_image
@@ -72,6 +80,8 @@ def test_end_to_end_reference_study(benchmark, engine, latency_model, reference_
         "end_to_end_ms": float(np.median([t["end_to_end"] for t in timings])),
         "outside_encoders_fraction": float(np.median([outside(t) for t in timings])),
         "outside_encoders_ms": float(np.median([outside_ms(t) for t in timings])),
+        "unwritten_fraction": float(np.median([unwritten(t) for t in timings])),
+        "unwritten_ms": float(np.median([unwritten_ms(t) for t in timings])),
         "cpu_ms": float(np.median([t["cpu"] for t in timings])),
         "image": f"{read_image(image).width}x{read_image(image).height}",
         "sentences": 8, "findings": 5, "threads": default_threads(),
@@ -111,6 +121,8 @@ def test_speedup_in_paired_rounds(benchmark, latency_model, reference_study, tmp
         "torch_ms_median": float(np.median([t["end_to_end"] for t, _ in pairs])),
         "outside_encoders_fraction": float(np.median([outside(i) for _, i in pairs])),
         "outside_encoders_ms": float(np.median([outside_ms(i) for _, i in pairs])),
+        "unwritten_fraction": float(np.median([unwritten(i) for _, i in pairs])),
+        "unwritten_ms": float(np.median([unwritten_ms(i) for _, i in pairs])),
         "cpu_speedups": [round(t["cpu"] / i["cpu"], 3) for t, i in pairs],
         "sentence_cache": "emptied before each study", "cpu_kind": cpu_kind(),
         "load_average_1min": os.getloadavg()[0],

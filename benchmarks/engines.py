@@ -117,3 +117,15 @@ def outside_ms(timings: dict[str, float]) -> float:
     """A study's time outside the two encoders: outside their wall time together where the
     study records it (`encoders`: side by side, each one's own time overlaps the other's)."""
     return timings["end_to_end"] - timings.get("encoders", sum(timings[k] for k in ENCODERS))
+
+
+def unwritten_ms(timings: dict[str, float]) -> float:
+    """A study's time outside the two encoders less its writing (reading the DICOM,
+    preprocessing, heatmaps, the rest of `localize`): what a study that wrote nothing would
+    still spend besides the encoders, the floor under the goal on time outside them."""
+    return outside_ms(timings) - timings["write"]
+
+
+def unwritten(timings: dict[str, float]) -> float:
+    """`unwritten_ms` as a share of a study that wrote nothing."""
+    return unwritten_ms(timings) / (timings["end_to_end"] - timings["write"])

@@ -206,6 +206,11 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
         outside_ms = e2e["ort-int8"]["extra_info"].get("outside_encoders_ms")
         if outside_ms is not None and is_avx512(e2e["ort-int8"]):
             goals["outside_ms_avx512"] = outside_ms
+        x = e2e["ort-int8"]["extra_info"]
+        if "unwritten_fraction" in x:  # runs since 2026-12-06 record it
+            goals["outside_unwritten"] = x["unwritten_fraction"]
+            if is_avx512(e2e["ort-int8"]):
+                goals["outside_unwritten_ms_avx512"] = x["unwritten_ms"]
     lines.append("")
     paired = next((r for r in runs.values() if r["name"] == "test_speedup_in_paired_rounds"), None)
     if paired is not None:
@@ -218,6 +223,8 @@ def section_latency(runs: dict[str, dict[str, Any]], lines: list[str], plots: Pa
                   f"{x['int8_ms_median']:.0f} ms, torch-fp32 {x['torch_ms_median']:.0f} ms, "
                   f"outside the encoders {x['outside_encoders_fraction']:.0%}"
                   + (f" ({x['outside_encoders_ms']:.0f} ms)" if "outside_encoders_ms" in x else "")
+                  + (f", of which {x['unwritten_ms']:.0f} ms not writing ({x['unwritten_fraction']:.0%} "
+                     "of a study that wrote nothing)" if "unwritten_ms" in x else "")
                   + (f"; load average over the last minute {x['load_average_1min']:.1f}"
                      if "load_average_1min" in x else "")
                   + ".", ""]
